@@ -1,0 +1,608 @@
+"""Buyers and their contracts: price, caps, schedule, territory, criteria, delivery and mapping."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models
+from django.db.models import Q
+
+from buyers.fields import EncryptedTextField, mask
+from leads.models import US_STATES, Vertical
+
+ZIP_RE = re.compile(r"^\d{5}$")
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone such as America/Chicago.")
+
+
+def split_values(text: str) -> list[str]:
+    """Split a pasted list on commas, semicolons and white space, dropping blanks."""
+    return [part for part in re.split(r"[\s,;]+", text or "") if part]
+
+
+class Buyer(models.Model):
+    """A company that buys leads through one or more contracts."""
+
+    company = models.CharField(max_length=160, unique=True)
+    active = models.BooleanField(default=True)
+    time_zone = models.CharField(
+        max_length=64,
+        default="America/New_York",
+        validators=[validate_time_zone],
+        help_text="Schedules and caps are counted in this time zone.",
+    )
+    contact_name = models.CharField(max_length=120, blank=True)
+    contact_email = models.EmailField(blank=True)
+    contact_phone = models.CharField(max_length=32, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["company"]
+
+    def __str__(self) -> str:
+        return self.company
+
+
+class PriceModel(models.TextChoices):
+    FIXED = "fixed", "Fixed price (direct post)"
+    PING_POST = "ping_post", "Ping for bid, then post"
+
+
+class ContractStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+
+
+class Contract(models.Model):
+    """What one buyer buys in one vertical, and how the lead is delivered."""
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="contracts")
+    vertical = models.ForeignKey(Vertical, on_delete=models.PROTECT, related_name="contracts")
+    name = models.CharField(max_length=160)
+    status = models.CharField(
+        max_length=8, choices=ContractStatus.choices, default=ContractStatus.ACTIVE, db_index=True
+    )
+    paused_reason = models.CharField(max_length=255, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    price_model = models.CharField(
+        max_length=10, choices=PriceModel.choices, default=PriceModel.PING_POST
+    )
+    fixed_price = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Price paid per lead under a fixed-price contract.",
+    )
+    floor_price = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        help_text="Bids below this are ignored.",
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=1, help_text="Ping tree tier: 1 is tried first."
+    )
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Relative share under weighted distribution.",
+    )
+    exclusive = models.BooleanField(
+        default=True, help_text="Buys leads that are sold to no other buyer."
+    )
+    accepts_test_leads = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["vertical", "priority", "buyer__company", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["buyer", "vertical", "name"], name="unique_contract_name_per_buyer"
+            ),
+            models.CheckConstraint(
+                condition=Q(fixed_price__isnull=True) | Q(fixed_price__gte=0),
+                name="contract_fixed_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(floor_price__gte=0), name="contract_floor_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=~Q(price_model="fixed") | Q(fixed_price__isnull=False),
+                name="fixed_contract_has_price",
+            ),
+            models.CheckConstraint(condition=Q(weight__gte=1), name="contract_weight_positive"),
+        ]
+        indexes = [models.Index(fields=["vertical", "status"], name="contract_vertical_status")]
+
+    def __str__(self) -> str:
+        return f"{self.buyer} · {self.name}"
+
+    def clean(self) -> None:
+        if self.price_model == PriceModel.FIXED and self.fixed_price is None:
+            raise ValidationError({"fixed_price": "A fixed-price contract needs its price."})
+        if self.status == ContractStatus.PAUSED and not self.paused_reason:
+            raise ValidationError({"paused_reason": "Say why the contract is paused."})
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == ContractStatus.ACTIVE and self.buyer.active
+
+
+class CapPeriod(models.TextChoices):
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+    TOTAL = "total", "All time"
+
+
+class ContractCap(models.Model):
+    """A limit on leads and/or spend per period, counted in the buyer's time zone."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="caps")
+    period = models.CharField(max_length=5, choices=CapPeriod.choices)
+    max_leads = models.PositiveIntegerField(null=True, blank=True)
+    max_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["contract", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "period"], name="one_cap_per_period"),
+            models.CheckConstraint(
+                condition=Q(max_leads__isnull=False) | Q(max_budget__isnull=False),
+                name="cap_has_a_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_budget__isnull=True) | Q(max_budget__gte=0),
+                name="cap_budget_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        parts = []
+        if self.max_leads is not None:
+            parts.append(f"{self.max_leads} leads")
+        if self.max_budget is not None:
+            parts.append(f"${self.max_budget}")
+        return f"{' / '.join(parts)} per {self.get_period_display().lower()}"
+
+    def clean(self) -> None:
+        if self.max_leads is None and self.max_budget is None:
+            raise ValidationError("Set a lead count, a budget, or both.")
+        if self.max_budget is not None and self.max_budget < 0:
+            raise ValidationError({"max_budget": "A budget cannot be negative."})
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+class ScheduleWindow(models.Model):
+    """Weekly open hours in the buyer's time zone. A contract without windows is always open."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="schedule")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens_at = models.TimeField()
+    closes_at = models.TimeField(help_text="Exclusive; 23:59 means until midnight.")
+
+    class Meta:
+        ordering = ["contract", "weekday", "opens_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(opens_at__lt=models.F("closes_at")), name="window_opens_before_close"
+            ),
+            models.CheckConstraint(
+                condition=Q(weekday__gte=0) & Q(weekday__lte=6), name="window_weekday_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens_at:%H:%M}–{self.closes_at:%H:%M}"
+
+    def clean(self) -> None:
+        if self.opens_at and self.closes_at and self.opens_at >= self.closes_at:
+            raise ValidationError(
+                {"closes_at": "Closes before it opens; split an overnight window in two days."}
+            )
+
+
+class TerritoryKind(models.TextChoices):
+    STATES = "states", "States"
+    ZIPS = "zips", "ZIP codes"
+    RADIUS = "radius", "Radius around ZIP codes"
+
+
+class TerritoryMode(models.TextChoices):
+    INCLUDE = "include", "Only"
+    EXCLUDE = "exclude", "Except"
+
+
+class TerritoryRule(models.Model):
+    """Where a contract buys: states, ZIP lists or a radius, included or excluded."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="territory")
+    mode = models.CharField(
+        max_length=8, choices=TerritoryMode.choices, default=TerritoryMode.INCLUDE
+    )
+    kind = models.CharField(max_length=8, choices=TerritoryKind.choices)
+    values = models.TextField(
+        help_text="State codes or 5-digit ZIP codes, separated by commas, spaces or new lines."
+    )
+    radius_miles = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3000)]
+    )
+
+    class Meta:
+        ordering = ["contract", "mode", "kind"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="radius") | Q(radius_miles__isnull=False),
+                name="radius_rule_has_miles",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        count = len(self.value_list)
+        what = {
+            TerritoryKind.STATES: f"{count} state(s)",
+            TerritoryKind.ZIPS: f"{count} ZIP(s)",
+            TerritoryKind.RADIUS: f"{self.radius_miles} mi around {count} ZIP(s)",
+        }.get(self.kind, self.kind)
+        return f"{self.get_mode_display()} {what}"
+
+    @property
+    def value_list(self) -> list[str]:
+        return [v.upper() for v in split_values(self.values)]
+
+    def clean(self) -> None:
+        values = self.value_list
+        if not values:
+            raise ValidationError({"values": "List at least one value."})
+        if self.kind == TerritoryKind.STATES:
+            bad = [v for v in values if v not in US_STATES]
+        else:
+            bad = [v for v in values if not ZIP_RE.match(v)]
+        if bad:
+            shown = ", ".join(bad[:10]) + (" …" if len(bad) > 10 else "")
+            noun = "state codes" if self.kind == TerritoryKind.STATES else "5-digit ZIP codes"
+            raise ValidationError({"values": f"Not {noun}: {shown}"})
+        if self.kind == TerritoryKind.RADIUS and not self.radius_miles:
+            raise ValidationError({"radius_miles": "A radius rule needs its distance in miles."})
+        if self.kind != TerritoryKind.RADIUS and self.radius_miles:
+            raise ValidationError({"radius_miles": "Only radius rules have a distance."})
+        # Store the cleaned, de-duplicated list so the engine never re-parses sloppy input.
+        self.values = "\n".join(dict.fromkeys(values))
+
+
+class CriterionOperator(models.TextChoices):
+    EQ = "eq", "equals"
+    NE = "ne", "does not equal"
+    IN = "in", "is one of"
+    NOT_IN = "not_in", "is none of"
+    GT = "gt", ">"
+    GTE = "gte", ">="
+    LT = "lt", "<"
+    LTE = "lte", "<="
+    BETWEEN = "between", "is between"
+    EXISTS = "exists", "is present"
+    MISSING = "missing", "is missing"
+    REGEX = "regex", "matches regex"
+
+
+NUMERIC_OPERATORS = {
+    CriterionOperator.GT,
+    CriterionOperator.GTE,
+    CriterionOperator.LT,
+    CriterionOperator.LTE,
+    CriterionOperator.BETWEEN,
+}
+
+
+class FieldCriterion(models.Model):
+    """A condition on a lead field that must hold for the contract to buy the lead."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="criteria")
+    field = models.CharField(max_length=63, help_text="Lead field or enrichment, e.g. county.")
+    operator = models.CharField(max_length=8, choices=CriterionOperator.choices)
+    value = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="For 'is one of' a comma-separated list; for 'between' two numbers: 18, 65.",
+    )
+
+    class Meta:
+        ordering = ["contract", "field", "id"]
+        verbose_name_plural = "field criteria"
+
+    def __str__(self) -> str:
+        if self.operator in {CriterionOperator.EXISTS, CriterionOperator.MISSING}:
+            return f"{self.field} {self.get_operator_display()}"
+        return f"{self.field} {self.get_operator_display()} {self.value}"
+
+    @property
+    def values(self) -> list[str]:
+        return [v.strip() for v in self.value.split(",") if v.strip()]
+
+    def clean(self) -> None:
+        op = self.operator
+        if op in {CriterionOperator.EXISTS, CriterionOperator.MISSING}:
+            if self.value:
+                raise ValidationError({"value": "This operator takes no value."})
+            return
+        if not self.value.strip():
+            raise ValidationError({"value": "This operator needs a value."})
+        if op in NUMERIC_OPERATORS:
+            expected = 2 if op == CriterionOperator.BETWEEN else 1
+            parts = self.values
+            try:
+                numbers = [Decimal(p) for p in parts]
+            except ArithmeticError:
+                numbers = []
+            if len(numbers) != expected or len(parts) != expected:
+                what = "two numbers: low, high" if expected == 2 else "a number"
+                raise ValidationError({"value": f"Give {what}."})
+            if expected == 2 and numbers[0] > numbers[1]:
+                raise ValidationError({"value": "The low bound is above the high bound."})
+        if op == CriterionOperator.REGEX:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValidationError(
+                    {"value": f"Not a valid regular expression: {exc}."}
+                ) from None
+
+
+class EndpointKind(models.TextChoices):
+    PING = "ping", "Ping"
+    POST = "post", "Post"
+
+
+class HttpMethod(models.TextChoices):
+    POST = "POST", "POST"
+    PUT = "PUT", "PUT"
+    GET = "GET", "GET"
+
+
+class BodyFormat(models.TextChoices):
+    JSON = "json", "JSON"
+    FORM = "form", "Form (x-www-form-urlencoded)"
+    XML = "xml", "XML"
+
+
+class AuthType(models.TextChoices):
+    NONE = "none", "None"
+    BASIC = "basic", "HTTP basic"
+    BEARER = "bearer", "Bearer token"
+    HEADER = "header", "Custom header"
+    QUERY = "query", "Key in query string"
+
+
+class BuyerUrlField(models.URLField):
+    """An http(s) URL; a URL typed without a scheme in a form is taken as https."""
+
+    default_validators = [URLValidator(schemes=["http", "https"])]
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"assume_scheme": "https", **kwargs})
+
+
+class DeliveryEndpoint(models.Model):
+    """Where and how pings or posts of a contract are sent."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="endpoints")
+    kind = models.CharField(max_length=4, choices=EndpointKind.choices)
+    url = BuyerUrlField(max_length=1000)
+    method = models.CharField(max_length=4, choices=HttpMethod.choices, default=HttpMethod.POST)
+    body_format = models.CharField(
+        max_length=4, choices=BodyFormat.choices, default=BodyFormat.JSON
+    )
+    headers = models.JSONField(
+        default=dict, blank=True, help_text='Extra non-secret headers: {"X-Partner": "acme"}.'
+    )
+    auth_type = models.CharField(max_length=6, choices=AuthType.choices, default=AuthType.NONE)
+    auth_username = models.CharField(max_length=255, blank=True, help_text="Basic auth user name.")
+    auth_param_name = models.CharField(
+        max_length=100, blank=True, help_text="Header or query parameter that carries the key."
+    )
+    auth_secret = EncryptedTextField(
+        blank=True, help_text="Password, token or key; stored encrypted, never shown again."
+    )
+    connect_timeout_ms = models.PositiveIntegerField(
+        default=1000, validators=[MinValueValidator(10), MaxValueValidator(30000)]
+    )
+    read_timeout_ms = models.PositiveIntegerField(
+        default=3000, validators=[MinValueValidator(10), MaxValueValidator(120000)]
+    )
+
+    class Meta:
+        ordering = ["contract", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "kind"], name="one_endpoint_per_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.method} {self.url}"
+
+    @property
+    def masked_secret(self) -> str:
+        return mask(self.auth_secret)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not isinstance(self.headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            errors["headers"] = 'Give an object of header names to text values: {"X-A": "b"}.'
+        else:
+            bad = [k for k in self.headers if not HEADER_NAME_RE.match(k)]
+            if bad:
+                errors["headers"] = f"Not valid header names: {', '.join(bad)}."
+            elif any(k.lower() == "authorization" for k in self.headers):
+                errors["headers"] = "Put credentials in the auth fields, where they are encrypted."
+        if self.auth_type != AuthType.NONE and not self.auth_secret:
+            errors["auth_secret"] = "This authentication type needs a secret."  # noqa: S105
+        if self.auth_type == AuthType.BASIC and not self.auth_username:
+            errors["auth_username"] = "Basic authentication needs a user name."
+        if self.auth_type in {AuthType.HEADER, AuthType.QUERY} and not self.auth_param_name:
+            errors["auth_param_name"] = "Name the header or query parameter that carries the key."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Transform(models.TextChoices):
+    NONE = "none", "As is"
+    UPPER = "upper", "UPPER CASE"
+    LOWER = "lower", "lower case"
+    TITLE = "title", "Title Case"
+    DIGITS = "digits", "Digits only"
+    PHONE_E164 = "phone_e164", "Phone +15551234567"
+    PHONE_10 = "phone_10", "Phone 5551234567"
+    PHONE_DASHED = "phone_dashed", "Phone 555-123-4567"
+    PHONE_AREA_CODE = "phone_area", "Phone area code (555)"
+    PHONE_LOCAL = "phone_local", "Phone without area code (1234567)"
+    DATE_US = "date_us", "Date MM/DD/YYYY"
+    DATE_ISO = "date_iso", "Date YYYY-MM-DD"
+    FIRST_WORD = "first_word", "First word (first name of a full name)"
+    LAST_WORDS = "last_words", "All but the first word (last name of a full name)"
+    BOOL_YN = "bool_yn", "Yes/no as Y/N"
+    BOOL_10 = "bool_10", "Yes/no as 1/0"
+
+
+class MappingApplies(models.TextChoices):
+    BOTH = "both", "Ping and post"
+    PING = "ping", "Ping only"
+    POST = "post", "Post only"
+
+
+class FieldMapping(models.Model):
+    """One field of the buyer's request: from our field (or a constant) to theirs."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="mappings")
+    position = models.PositiveSmallIntegerField(default=0)
+    source_field = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Our field; several joined with + (first_name+last_name). Blank for a constant.",
+    )
+    target_field = models.CharField(max_length=200, help_text="The buyer's field name.")
+    transform = models.CharField(max_length=12, choices=Transform.choices, default=Transform.NONE)
+    value_map = models.JSONField(
+        default=dict, blank=True, help_text='Our value → theirs: {"own": "O", "rent": "R"}.'
+    )
+    static_value = models.CharField(
+        max_length=500, blank=True, help_text="Sent as is when no source field is given."
+    )
+    default_value = models.CharField(
+        max_length=500, blank=True, help_text="Sent when the lead has no value for the field."
+    )
+    applies_to = models.CharField(
+        max_length=4, choices=MappingApplies.choices, default=MappingApplies.BOTH
+    )
+
+    class Meta:
+        ordering = ["contract", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contract", "target_field", "applies_to"],
+                name="one_mapping_per_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_field or repr(self.static_value)} → {self.target_field}"
+
+    def clean(self) -> None:
+        if not self.source_field and not self.static_value:
+            raise ValidationError(
+                {"source_field": "Map a lead field, or give a static value to send."}
+            )
+        if self.source_field and self.static_value:
+            raise ValidationError(
+                {"static_value": "A mapping sends either a lead field or a static value."}
+            )
+        if not isinstance(self.value_map, dict) or not all(
+            isinstance(v, str | int | float | bool) for v in self.value_map.values()
+        ):
+            raise ValidationError({"value_map": 'Give an object of values: {"ours": "theirs"}.'})
+
+
+class ResponseRule(models.Model):
+    """How to read a buyer's answer. The defaults read the buyer simulator's JSON."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="response_rules")
+    kind = models.CharField(max_length=4, choices=EndpointKind.choices)
+    success_path = models.CharField(
+        max_length=200, default="status", blank=True, help_text="JSON path read for the outcome."
+    )
+    success_values = models.CharField(
+        max_length=500,
+        default="accepted, bid, success, ok",
+        blank=True,
+        help_text="Comma-separated values at that path that mean accepted (case-insensitive).",
+    )
+    success_regex = models.CharField(
+        max_length=500, blank=True, help_text="Instead of a path: a regex the raw body must match."
+    )
+    success_status_codes = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Instead of a body check: HTTP codes that mean accepted, e.g. 200, 201.",
+    )
+    price_path = models.CharField(max_length=200, default="price", blank=True)
+    price_regex = models.CharField(
+        max_length=500, blank=True, help_text="A regex whose first group is the price."
+    )
+    reason_path = models.CharField(max_length=200, default="reason", blank=True)
+    reference_path = models.CharField(
+        max_length=200,
+        default="lead_id|bid_id",
+        blank=True,
+        help_text="Buyer's id for the lead (post) or bid (ping); a|b reads the first present.",
+    )
+
+    class Meta:
+        ordering = ["contract", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "kind"], name="one_response_rule_per_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} response rule"
+
+    def clean(self) -> None:
+        for name in ("success_regex", "price_regex"):
+            pattern = getattr(self, name)
+            if pattern:
+                try:
+                    compiled = re.compile(pattern)
+                except re.error as exc:
+                    raise ValidationError(
+                        {name: f"Not a valid regular expression: {exc}."}
+                    ) from None
+                if name == "price_regex" and compiled.groups < 1:
+                    raise ValidationError({name: "Capture the price in a group: price=([0-9.]+)"})
+        codes = split_values(self.success_status_codes)
+        if any(not c.isdigit() or not 100 <= int(c) <= 599 for c in codes):
+            raise ValidationError(
+                {"success_status_codes": "Give HTTP status codes, e.g. 200, 201."}
+            )
+        if not (self.success_path or self.success_regex or codes):
+            raise ValidationError("Say how an accepted answer is recognised.")

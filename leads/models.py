@@ -1,0 +1,375 @@
+"""Verticals and their field schemas, sources (partners) and their API keys, and leads."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# The 50 states, DC and Puerto Rico.
+# fmt: off
+US_STATES = (
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID",
+    "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO",
+    "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA",
+    "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "PR",
+)
+# fmt: on
+
+FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class DistributionMode(models.TextChoices):
+    AUCTION = "auction", "Highest bid (auction)"
+    PRIORITY = "priority", "Priority tiers (ping tree)"
+    ROUND_ROBIN = "round_robin", "Round robin"
+    WEIGHTED = "weighted", "Weighted random"
+
+
+class DuplicateScope(models.TextChoices):
+    GLOBAL = "global", "Across all sources"
+    SOURCE = "source", "Within the submitting source"
+
+
+class Vertical(models.Model):
+    """A kind of lead with its own field schema (auto insurance, solar, ...)."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+    distribution_mode = models.CharField(
+        max_length=16, choices=DistributionMode.choices, default=DistributionMode.AUCTION
+    )
+    auction_timeout_ms = models.PositiveIntegerField(
+        default=1500,
+        validators=[MinValueValidator(50), MaxValueValidator(30000)],
+        help_text="Deadline for the whole ping round; slower buyers are dropped.",
+    )
+    max_buyers = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="How many buyers a shared lead may be sold to.",
+    )
+    min_margin = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Lowest acceptable margin (sale price minus source payout), in dollars.",
+    )
+    duplicate_lookback_days = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MaxValueValidator(3650)],
+        help_text="Days within which a matching earlier lead makes a duplicate; 0 disables.",
+    )
+    duplicate_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Fields compared for duplicates, any one matching, e.g. ["email", "phone"].',
+    )
+    duplicate_scope = models.CharField(
+        max_length=8, choices=DuplicateScope.choices, default=DuplicateScope.GLOBAL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.duplicate_fields, list) or not all(
+            isinstance(name, str) for name in self.duplicate_fields
+        ):
+            raise ValidationError({"duplicate_fields": "Give a list of field names."})
+        if self.pk:
+            known = set(self.fields.values_list("name", flat=True))
+            unknown = sorted(set(self.duplicate_fields) - known)
+            if unknown:
+                raise ValidationError(
+                    {"duplicate_fields": f"Not fields of this vertical: {', '.join(unknown)}."}
+                )
+
+
+class FieldType(models.TextChoices):
+    STRING = "string", "Text"
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone"
+    ZIP = "zip", "ZIP code"
+    STATE = "state", "US state"
+    INTEGER = "integer", "Integer"
+    DECIMAL = "decimal", "Decimal"
+    BOOLEAN = "boolean", "Yes/no"
+    DATE = "date", "Date"
+    CHOICE = "choice", "Choice"
+
+
+class VerticalField(models.Model):
+    """One field of a vertical's schema, in the order partners see it."""
+
+    vertical = models.ForeignKey(Vertical, on_delete=models.CASCADE, related_name="fields")
+    position = models.PositiveSmallIntegerField(default=0)
+    name = models.CharField(
+        max_length=63, help_text="Machine name partners send, e.g. first_name (lower case, _)."
+    )
+    label = models.CharField(max_length=120, blank=True)
+    field_type = models.CharField(max_length=8, choices=FieldType.choices, default=FieldType.STRING)
+    required = models.BooleanField(default=False)
+    choices = models.JSONField(
+        default=list, blank=True, help_text='Allowed values for a choice field: ["a", "b"].'
+    )
+    min_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    max_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    max_length = models.PositiveIntegerField(null=True, blank=True)
+    in_ping = models.BooleanField(
+        default=False, help_text="Sent to buyers in the anonymous ping (never for PII fields)."
+    )
+    is_pii = models.BooleanField(
+        default=False, help_text="Personal data: masked for Sales, never pinged, erasable."
+    )
+    help_text = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["vertical", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["vertical", "name"], name="unique_field_per_vertical"),
+            models.CheckConstraint(
+                condition=~(Q(in_ping=True) & Q(is_pii=True)), name="pii_field_never_pinged"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_value__isnull=True)
+                | Q(max_value__isnull=True)
+                | Q(min_value__lte=models.F("max_value")),
+                name="field_min_not_above_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vertical.slug}.{self.name}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not FIELD_NAME_RE.match(self.name or ""):
+            errors["name"] = "Use lower-case letters, digits and _, starting with a letter."
+        if self.in_ping and self.is_pii:
+            errors["in_ping"] = "A PII field is never sent in pings."
+        if self.field_type == FieldType.CHOICE:
+            if (
+                not isinstance(self.choices, list)
+                or not self.choices
+                or not all(isinstance(c, str) and c for c in self.choices)
+            ):
+                errors["choices"] = "A choice field needs a list of non-empty text values."
+            elif len(set(self.choices)) != len(self.choices):
+                errors["choices"] = "Choices must be distinct."
+        elif self.choices:
+            errors["choices"] = "Only choice fields have choices."
+        numeric = self.field_type in {FieldType.INTEGER, FieldType.DECIMAL}
+        if (self.min_value is not None or self.max_value is not None) and not numeric:
+            errors["min_value"] = "Only integer and decimal fields have a range."
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            errors["max_value"] = "The maximum is below the minimum."
+        if errors:
+            raise ValidationError(errors)
+
+
+class PayoutModel(models.TextChoices):
+    FIXED_CPL = "fixed_cpl", "Fixed cost per lead"
+    REVENUE_SHARE = "revenue_share", "Revenue share"
+
+
+class Source(models.Model):
+    """A partner that submits leads."""
+
+    name = models.CharField(max_length=120, unique=True)
+    active = models.BooleanField(default=True)
+    verticals = models.ManyToManyField(
+        Vertical, related_name="sources", blank=True, help_text="Verticals it may submit to."
+    )
+    payout_model = models.CharField(
+        max_length=16, choices=PayoutModel.choices, default=PayoutModel.FIXED_CPL
+    )
+    payout_amount = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        help_text="Paid per sold lead under a fixed CPL model, in dollars.",
+    )
+    revenue_share_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        help_text="Share of the sale price paid under a revenue share model.",
+    )
+    contact_name = models.CharField(max_length=120, blank=True)
+    contact_email = models.EmailField(blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(payout_amount__gte=0), name="source_payout_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(revenue_share_percent__gte=0) & Q(revenue_share_percent__lte=100),
+                name="source_revenue_share_is_a_percentage",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.payout_model == PayoutModel.REVENUE_SHARE and not self.revenue_share_percent:
+            raise ValidationError(
+                {"revenue_share_percent": "A revenue share source needs a percentage above 0."}
+            )
+
+    def payout_for(self, sale_price: Decimal) -> Decimal:
+        """Return what this source earns for a lead sold at sale_price."""
+        if self.payout_model == PayoutModel.REVENUE_SHARE:
+            return (sale_price * self.revenue_share_percent / 100).quantize(Decimal("0.01"))
+        return self.payout_amount
+
+
+class SourceApiKey(models.Model):
+    """A partner's API key. Only its SHA-256 is stored; the key itself is shown once."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=120, blank=True, help_text="What the key is for.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "source API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.source})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class LeadStatus(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted, waiting for routing"
+    ROUTING = "routing", "Routing"
+    SOLD = "sold", "Sold"
+    UNSOLD = "unsold", "Unsold"
+    RETURNED = "returned", "Returned"
+    INVALID = "invalid", "Invalid"
+    DUPLICATE = "duplicate", "Duplicate"
+    SUPPRESSED = "suppressed", "Suppressed"
+    FAILED = "failed", "Failed"
+
+
+# The only ways a lead's status may change: target -> the states it may be entered from.
+# invalid, duplicate and suppressed are set at intake and never left.
+LEAD_TRANSITIONS: dict[str, frozenset[str]] = {
+    LeadStatus.ROUTING: frozenset({LeadStatus.ACCEPTED, LeadStatus.UNSOLD}),
+    LeadStatus.SOLD: frozenset({LeadStatus.ROUTING}),
+    LeadStatus.UNSOLD: frozenset({LeadStatus.ROUTING}),
+    # A routing run interrupted before it sold anything hands the lead back.
+    LeadStatus.ACCEPTED: frozenset({LeadStatus.ROUTING, LeadStatus.FAILED}),
+    LeadStatus.FAILED: frozenset({LeadStatus.ACCEPTED, LeadStatus.ROUTING}),
+    LeadStatus.RETURNED: frozenset({LeadStatus.SOLD}),
+}
+
+FINAL_STATUSES = frozenset(
+    {
+        LeadStatus.SOLD,
+        LeadStatus.UNSOLD,
+        LeadStatus.RETURNED,
+        LeadStatus.INVALID,
+        LeadStatus.DUPLICATE,
+        LeadStatus.SUPPRESSED,
+        LeadStatus.FAILED,
+    }
+)
+
+
+class Lead(models.Model):
+    """A submitted lead, valid or not, with its raw request and what became of it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    vertical = models.ForeignKey(Vertical, on_delete=models.PROTECT, related_name="leads")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="leads")
+    status = models.CharField(max_length=12, choices=LeadStatus.choices, db_index=True)
+    is_test = models.BooleanField(default=False)
+    sub_id = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True, help_text="Normalised and enriched fields.")
+    raw_body = models.TextField(blank=True, help_text="The request body exactly as received.")
+    errors = models.JSONField(
+        default=dict, blank=True, help_text="Why the lead was rejected, per field."
+    )
+    consent = models.JSONField(
+        default=dict, blank=True, help_text="TCPA text, timestamp, IP and certificate URLs."
+    )
+    remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
+    )
+    # Denormalised from data for duplicate checks, suppression and search.
+    email = models.CharField(max_length=254, blank=True, db_index=True)
+    phone = models.CharField(max_length=20, blank=True, db_index=True)
+    zip_code = models.CharField(max_length=5, blank=True, db_index=True)
+    state = models.CharField(max_length=2, blank=True, db_index=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sold_at = models.DateTimeField(null=True, blank=True)
+    sale_price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    payout = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["source", "-received_at"], name="lead_source_received"),
+            models.Index(fields=["vertical", "-received_at"], name="lead_vertical_received"),
+            models.Index(fields=["status", "received_at"], name="lead_status_received"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sale_price__isnull=True) | Q(sale_price__gte=0),
+                name="lead_sale_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(payout__isnull=True) | Q(payout__gte=0),
+                name="lead_payout_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=list(LeadStatus.values)), name="lead_status_is_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vertical_id and self.vertical.slug} lead {self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def margin(self) -> Decimal | None:
+        if self.sale_price is None:
+            return None
+        return self.sale_price - (self.payout or Decimal("0"))

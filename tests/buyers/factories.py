@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import factory
+from factory.django import DjangoModelFactory
+
+from buyers.models import (
+    Buyer,
+    CapPeriod,
+    Contract,
+    ContractCap,
+    DeliveryEndpoint,
+    EndpointKind,
+    PriceModel,
+)
+from tests.leads.factories import VerticalFactory
+
+
+class BuyerFactory(DjangoModelFactory[Buyer]):
+    class Meta:
+        model = Buyer
+
+    company = factory.Sequence(lambda n: f"Buyer {n} Insurance")
+    time_zone = "America/Chicago"
+
+
+class ContractFactory(DjangoModelFactory[Contract]):
+    class Meta:
+        model = Contract
+
+    buyer = factory.SubFactory(BuyerFactory)
+    vertical = factory.SubFactory(VerticalFactory)
+    name = factory.Sequence(lambda n: f"Contract {n}")
+    price_model = PriceModel.PING_POST
+    floor_price = Decimal("5.00")
+
+
+class ContractCapFactory(DjangoModelFactory[ContractCap]):
+    class Meta:
+        model = ContractCap
+
+    contract = factory.SubFactory(ContractFactory)
+    period = CapPeriod.DAY
+    max_leads = 50
+
+
+class DeliveryEndpointFactory(DjangoModelFactory[DeliveryEndpoint]):
+    class Meta:
+        model = DeliveryEndpoint
+
+    contract = factory.SubFactory(ContractFactory)
+    kind = EndpointKind.POST
+    url = "http://127.0.0.1:9100/post?accept=1"

@@ -1,0 +1,127 @@
+"""Settings are read from the environment once, at import: test them in fresh interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = """
+import json
+import django
+from django.conf import settings
+django.setup()
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST", ""),
+    "eager": settings.CELERY_TASK_ALWAYS_EAGER, "broker": settings.CELERY_BROKER_URL,
+    "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS, "tz": settings.TIME_ZONE,
+    "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+}))
+"""
+CONFIG_VARS = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "SECURE_SSL_REDIRECT",
+    "FIELD_ENCRYPTION_KEY",
+)
+
+
+def run_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
+    return subprocess.run(  # noqa: S603 - our own interpreter and probe
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def settings_with(**overrides: str) -> dict:
+    result = run_settings(**overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_it_defaults_to_an_embedded_sqlite_file_and_in_process_tasks():
+    values = settings_with(SECRET_KEY="x" * 50)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"] == str(ROOT / "leadswitch.sqlite3")
+    assert values["eager"] is True
+    assert values["tz"] == "UTC"
+    assert values["debug"] is False
+
+
+def test_it_uses_postgresql_and_a_broker_when_they_are_configured():
+    values = settings_with(
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://leads:pw@db.internal:5432/leadswitch",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/3",
+    )
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert (values["name"], values["host"]) == ("leadswitch", "db.internal")
+    assert values["eager"] is False
+    assert values["broker"] == "redis://127.0.0.1:6379/3"
+
+
+def test_it_reads_allowed_hosts_as_a_list():
+    values = settings_with(SECRET_KEY="x" * 50, ALLOWED_HOSTS="leads.example.com,api.example.com")
+    assert values["hosts"] == ["leads.example.com", "api.example.com"]
+
+
+def test_it_runs_without_a_secret_key_only_in_debug():
+    assert settings_with(DEBUG="1")["debug"] is True
+    result = run_settings()
+    assert result.returncode != 0
+    assert "SECRET_KEY is required when DEBUG is off" in result.stderr
+
+
+def test_it_is_strict_about_https_outside_debug():
+    assert settings_with(SECRET_KEY="x" * 50)["ssl_redirect"] is True
+    assert settings_with(DEBUG="1")["ssl_redirect"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be a boolean"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or text"),
+        ("SECURE_HSTS_SECONDS", "-5", "SECURE_HSTS_SECONDS must be at least 0"),
+    ],
+)
+def test_it_refuses_a_bad_value_at_start_up(name, value, message):
+    result = run_settings(SECRET_KEY="x" * 50, **{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_it_reports_nothing_for_check_deploy_with_production_settings():
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    env.update(SECRET_KEY="p" * 30 + "-Zq8#x" * 6, ALLOWED_HOSTS="leads.example.com")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
