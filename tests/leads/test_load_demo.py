@@ -219,7 +219,7 @@ def test_the_demo_users_sign_in_with_the_printed_password(client):
     output = load_demo()
 
     assert DEFAULT_PASSWORD in output
-    assert "http://127.0.0.1:8000/admin/" in output
+    assert "/admin/" in output
     for username in ("admin", "ops", "sales"):
         assert client.login(username=username, password=DEFAULT_PASSWORD), username
     admin = User.objects.get(username="admin")

@@ -13,8 +13,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from leads.demo import DEFAULT_PASSWORD, DemoResult, demo_load
 from leads.models import PayoutModel, Source
 
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
-
 
 class Command(BaseCommand):
     help = (
@@ -117,7 +115,7 @@ class Command(BaseCommand):
                 "  Users that already existed keep their password; run with --reset-passwords "
                 f"to set it to: {result.password}"
             )
-        out(f"  Sign in at {ADMIN_URL}")
+        out("  Sign in at /admin/ on the web server (./dev run prints its address)")
 
         out("")
         summary = (
@@ -130,8 +128,8 @@ class Command(BaseCommand):
         else:
             out(f"Demo data already present, nothing created: {summary}")
         out(
-            f"Start the buyer simulator with `manage.py simulate_buyers` so that "
-            f"{result.simulator_url} answers the contracts' pings and posts."
+            f"The contracts ping and post to {result.simulator_url}: `./dev run` starts the "
+            "buyer simulator there (or run `manage.py simulate_buyers`)."
         )
 
     @staticmethod
