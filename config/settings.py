@@ -132,6 +132,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# A contract page posts every cap, window, rule, criterion and mapping at once.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
