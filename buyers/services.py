@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from buyers.models import Contract, ContractStatus
+from buyers.models import Buyer, Contract, ContractStatus
 
 
 def contract_pause(*, contract: Contract, reason: str) -> bool:
@@ -37,3 +38,8 @@ def contract_resume(*, contract: Contract) -> bool:
             None,
         )
     return bool(updated)
+
+
+def buyers_set_active(*, buyers: QuerySet[Buyer], active: bool) -> int:
+    """Activate or deactivate buyers; return how many actually changed."""
+    return buyers.filter(active=not active).update(active=active, updated_at=timezone.now())

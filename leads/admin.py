@@ -1,0 +1,611 @@
+"""Admin for verticals, sources and their API keys, and leads (read-only, with their timeline)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
+from django.db.models import Count, Q, QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from leads.models import (
+    Lead,
+    PayoutModel,
+    Source,
+    SourceApiKey,
+    Vertical,
+    VerticalField,
+)
+from leads.services import source_api_key_create, source_api_key_revoke
+from routing.models import Attempt, Auction, Sale
+
+# --- Display helpers shared by the buyers and routing admins. ---
+
+
+def money(value: Decimal | None) -> str | None:
+    """Format dollars as $1,234.50; None stays None so the admin shows its empty marker."""
+    if value is None:
+        return None
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}"
+
+
+def pretty_json(value: Any) -> str:
+    return preformatted(
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    )
+
+
+def preformatted(text: str) -> str:
+    if not text:
+        return "-"
+    return format_html(
+        '<pre style="white-space: pre-wrap; word-break: break-all; max-height: 40em; '
+        'overflow: auto; margin: 0;">{}</pre>',
+        text,
+    )
+
+
+def precise_time(value: datetime | None) -> str | None:
+    """Return a timestamp to the millisecond in the active time zone: timelines need it."""
+    if value is None:
+        return None
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def admin_link(obj: Any, text: str | None = None) -> str | None:
+    if obj is None:
+        return None
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
+
+
+def parse_uuid(term: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(term.strip())
+    except ValueError:
+        return None
+
+
+class ReadOnlyAdminMixin:
+    """Rows written by the engine, never typed: viewable, not addable, editable or deletable."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Verticals ---
+
+
+class VerticalFieldFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        wanted = self.instance.duplicate_fields
+        if not isinstance(wanted, list):
+            return  # the vertical's own form reports the malformed value
+        # Check against the fields as submitted, not as stored: the vertical may be new, and a
+        # field removed or renamed here must not leave a duplicate rule pointing at nothing.
+        names = {
+            form.cleaned_data.get("name")
+            for form in self.forms
+            if form.cleaned_data and not self._should_delete_form(form)
+        }
+        unknown = sorted(set(wanted) - names)
+        if unknown:
+            raise ValidationError(
+                f"Duplicates are compared on {', '.join(unknown)}, which this vertical would not "
+                "have: keep the field or take it out of the duplicate fields."
+            )
+
+
+class VerticalFieldInline(admin.TabularInline):
+    model = VerticalField
+    formset = VerticalFieldFormSet
+    extra = 0
+    fields = (
+        "position",
+        "name",
+        "label",
+        "field_type",
+        "required",
+        "choices",
+        "min_value",
+        "max_value",
+        "max_length",
+        "in_ping",
+        "is_pii",
+        "help_text",
+    )
+    formfield_overrides = {
+        # JSON lists of choices are short; the default 10-row textarea swamps the table.
+        models.JSONField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 24})},
+    }
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[VerticalField]:
+        return super().get_queryset(request).select_related("vertical").order_by("position", "id")
+
+
+@admin.register(Vertical)
+class VerticalAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "active", "distribution_mode", "field_count")
+    list_filter = ("active", "distribution_mode")
+    search_fields = ("slug", "name")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (VerticalFieldInline,)
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "description", "active")}),
+        (
+            "Distribution",
+            {"fields": ("distribution_mode", "auction_timeout_ms", "max_buyers", "min_margin")},
+        ),
+        (
+            "Duplicates",
+            {"fields": ("duplicate_fields", "duplicate_lookback_days", "duplicate_scope")},
+        ),
+        ("Audit", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Vertical]:
+        return super().get_queryset(request).annotate(_field_count=Count("fields"))
+
+    @admin.display(description="Fields", ordering="_field_count")
+    def field_count(self, obj: Vertical) -> int:
+        return obj._field_count
+
+
+@admin.register(VerticalField)
+class VerticalFieldAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "vertical",
+        "position",
+        "label",
+        "field_type",
+        "required",
+        "in_ping",
+        "is_pii",
+    )
+    list_filter = ("vertical", "field_type", "required", "in_ping", "is_pii")
+    search_fields = ("name", "label", "vertical__slug", "vertical__name")
+    list_select_related = ("vertical",)
+    autocomplete_fields = ("vertical",)
+
+
+# --- Sources and API keys ---
+
+
+class MintKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=SourceApiKey._meta.get_field("name").max_length,
+        required=False,
+        help_text="What the key is for, e.g. 'production web form'. Optional.",
+    )
+
+
+class SourceApiKeyInline(admin.TabularInline):
+    model = SourceApiKey
+    extra = 0
+    can_delete = False
+    fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at", "status")
+    readonly_fields = fields
+    verbose_name_plural = "API keys (mint one with the button above; revoke under Source API keys)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SourceApiKey]:
+        return super().get_queryset(request).select_related("source")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # keys are minted, never typed
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Status")
+    def status(self, obj: SourceApiKey) -> str:
+        return "active" if obj.is_active else "revoked"
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "active",
+        "payout_model",
+        "payout",
+        "vertical_list",
+        "active_key_count",
+    )
+    list_filter = ("active", "payout_model", "verticals")
+    search_fields = ("name", "contact_name", "contact_email")
+    filter_horizontal = ("verticals",)
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (SourceApiKeyInline,)
+    actions = ("mint_keys",)
+    change_form_template = "admin/leads/source/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("name", "active", "verticals")}),
+        ("Payout", {"fields": ("payout_model", "payout_amount", "revenue_share_percent")}),
+        ("Contact", {"fields": ("contact_name", "contact_email", "notes")}),
+        ("Audit", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _active_keys=Count(
+                    "api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True
+                )
+            )
+            .prefetch_related("verticals")
+        )
+
+    @admin.display(description="Payout")
+    def payout(self, obj: Source) -> str | None:
+        if obj.payout_model == PayoutModel.REVENUE_SHARE:
+            return f"{obj.revenue_share_percent.normalize():f}% of sale"
+        return f"{money(obj.payout_amount)} per lead"
+
+    @admin.display(description="Verticals")
+    def vertical_list(self, obj: Source) -> str:
+        return ", ".join(v.slug for v in obj.verticals.all()) or "-"
+
+    @admin.display(description="Active keys", ordering="_active_keys")
+    def active_key_count(self, obj: Source) -> int:
+        return obj._active_keys
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            # Before the default URLs: their "<path:object_id>/" would swallow this one.
+            path(
+                "<path:object_id>/mint-key/",
+                self.admin_site.admin_view(self.mint_key_view),
+                name="{}_{}_mint_key".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def mint_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then mint one key and show it once. admin_view adds CSRF and no-cache."""
+        source = self.get_object(request, unquote(object_id))
+        if source is None:
+            raise Http404("No such source.")
+        if not self.has_change_permission(request, source):
+            raise PermissionDenied
+        form = MintKeyForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            return self._mint_and_show(request, [source], name=form.cleaned_data["name"])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Mint an API key for {source}",
+            "opts": self.opts,
+            "original": source,
+            "form": form,
+            "has_view_permission": self.has_view_permission(request, source),
+        }
+        return TemplateResponse(request, "admin/leads/source/mint_key.html", context)
+
+    @admin.action(description="Mint an API key for each selected source", permissions=["change"])
+    def mint_keys(self, request: HttpRequest, queryset: QuerySet[Source]) -> HttpResponse:
+        return self._mint_and_show(request, list(queryset), name="")
+
+    def _mint_and_show(
+        self, request: HttpRequest, sources: list[Source], *, name: str
+    ) -> HttpResponse:
+        # The plaintext keys exist only in this response: not in messages, the session, the log
+        # entry (which names the prefix) or anywhere in the database.
+        minted = []
+        for source in sources:
+            api_key, raw_key = source_api_key_create(source=source, name=name)
+            self.log_change(request, source, f"Minted API key {api_key.prefix}…")
+            minted.append({"source": source, "api_key": api_key, "raw_key": raw_key})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Copy the new API key now"
+            if len(minted) == 1
+            else "Copy the new API keys now",
+            "opts": self.opts,
+            "minted": minted,
+        }
+        return TemplateResponse(request, "admin/leads/source/minted_keys.html", context)
+
+
+class KeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        return (("active", "Active"), ("revoked", "Revoked"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SourceApiKey]):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(SourceApiKey)
+class SourceApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "source", "name", "created_at", "last_used_at", "status")
+    list_filter = (KeyStatusFilter, "source")
+    search_fields = ("prefix", "source__name")
+    list_select_related = ("source",)
+    fields = ("source", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    actions = ("revoke_keys",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # minted from the source page, where the key is shown once
+
+    @admin.display(description="Status", ordering="revoked_at")
+    def status(self, obj: SourceApiKey) -> str:
+        return "active" if obj.is_active else "revoked"
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[SourceApiKey]) -> None:
+        revoked = 0
+        for api_key in queryset:
+            if source_api_key_revoke(api_key=api_key):
+                revoked += 1
+                self.log_change(request, api_key, "Revoked")
+        skipped = len(queryset) - revoked
+        text = f"Revoked {revoked} API key{'' if revoked == 1 else 's'}."
+        if skipped:
+            text += f" {skipped} {'was' if skipped == 1 else 'were'} already revoked."
+        self.message_user(request, text, messages.SUCCESS if revoked else messages.WARNING)
+
+
+# --- Leads: everything read-only, with the lead's routing history inline. ---
+
+
+class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Attempt
+    fk_name = "lead"
+    extra = 0
+    show_change_link = True
+    verbose_name = "attempt"
+    verbose_name_plural = "Timeline: pings and posts, oldest first"
+    fields = (
+        "time",
+        "kind",
+        "contract_link",
+        "outcome",
+        "http_status",
+        "latency",
+        "price_display",
+        "reason_display",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("contract__buyer")
+            .order_by("created_at", "id")
+        )
+
+    @admin.display(description="Time")
+    def time(self, obj: Attempt) -> str | None:
+        return precise_time(obj.created_at)
+
+    @admin.display(description="Buyer · contract")
+    def contract_link(self, obj: Attempt) -> str | None:
+        return admin_link(obj.contract)
+
+    @admin.display(description="HTTP status")
+    def http_status(self, obj: Attempt) -> int | None:
+        return obj.response_status
+
+    @admin.display(description="Latency")
+    def latency(self, obj: Attempt) -> str | None:
+        return None if obj.latency_ms is None else f"{obj.latency_ms} ms"
+
+    @admin.display(description="Price")
+    def price_display(self, obj: Attempt) -> str | None:
+        return money(obj.price)
+
+    @admin.display(description="Reason")
+    def reason_display(self, obj: Attempt) -> str:
+        return obj.reason or obj.error[:200] or "-"
+
+
+class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Auction
+    extra = 0
+    show_change_link = True
+    fields = ("started_at", "finished_at", "duration", "status", "eligible_count", "note")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Auction]:
+        return super().get_queryset(request).order_by("started_at", "id")
+
+    @admin.display(description="Duration")
+    def duration(self, obj: Auction) -> str | None:
+        return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
+
+
+class LeadSaleInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Sale
+    extra = 0
+    show_change_link = True
+    fields = (
+        "sold_at",
+        "buyer",
+        "contract_link",
+        "status",
+        "price_display",
+        "payout_display",
+        "margin_display",
+        "buyer_reference",
+        "returned_at",
+        "return_reason",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Sale]:
+        return super().get_queryset(request).select_related("buyer", "contract__buyer")
+
+    @admin.display(description="Contract")
+    def contract_link(self, obj: Sale) -> str | None:
+        return admin_link(obj.contract, obj.contract.name)
+
+    @admin.display(description="Price")
+    def price_display(self, obj: Sale) -> str | None:
+        return money(obj.price)
+
+    @admin.display(description="Payout")
+    def payout_display(self, obj: Sale) -> str | None:
+        return money(obj.payout)
+
+    @admin.display(description="Margin")
+    def margin_display(self, obj: Sale) -> str | None:
+        return money(obj.margin)
+
+
+PHONE_DIGITS_RE = re.compile(r"\D")
+ZIP_TERM_RE = re.compile(r"^\d{5}$")
+
+
+@admin.register(Lead)
+class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "short_id",
+        "vertical",
+        "source",
+        "status",
+        "is_test",
+        "email",
+        "state",
+        "sale_price_display",
+        "received_at",
+    )
+    list_display_links = ("short_id",)
+    list_filter = ("status", "vertical", "source", "is_test")
+    # Informational: get_search_results below turns a term into exact, indexed lookups.
+    search_fields = ("id", "email", "phone", "zip_code", "sub_id")
+    search_help_text = (
+        "Exact match: a lead id, an e-mail address, a phone number, a 5-digit ZIP or a sub id."
+    )
+    list_select_related = ("vertical", "source")
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    inlines = (LeadAttemptInline, LeadAuctionInline, LeadSaleInline)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "vertical",
+                    "source",
+                    "status",
+                    "is_test",
+                    "sub_id",
+                    "duplicate_of",
+                    "received_at",
+                    "updated_at",
+                )
+            },
+        ),
+        ("Contact", {"fields": ("email", "phone", "zip_code", "state", "remote_ip")}),
+        (
+            "Sale",
+            {"fields": ("sold_at", "sale_price_display", "payout_display", "margin_display")},
+        ),
+        (
+            "Data",
+            {"fields": ("data_display", "errors_display", "consent_display", "raw_body_display")},
+        ),
+    )
+    readonly_fields = (
+        "sale_price_display",
+        "payout_display",
+        "margin_display",
+        "data_display",
+        "errors_display",
+        "consent_display",
+        "raw_body_display",
+    )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Lead], search_term: str
+    ) -> tuple[QuerySet[Lead], bool]:
+        # Millions of rows: every branch is an exact lookup on an indexed column (sub_id is the
+        # fallback for anything else), never a LIKE scan.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        lead_id = parse_uuid(term)
+        if lead_id is not None:
+            return queryset.filter(pk=lead_id), False
+        if "@" in term:
+            return queryset.filter(email=term.lower()), False
+        condition = Q(sub_id=term)
+        if ZIP_TERM_RE.match(term):
+            condition |= Q(zip_code=term)
+        digits = PHONE_DIGITS_RE.sub("", term)
+        if len(digits) == 10:
+            condition |= Q(phone=f"+1{digits}")
+        elif len(digits) > 10:
+            condition |= Q(phone=f"+{digits}")
+        return queryset.filter(condition), False
+
+    @admin.display(description="Lead")
+    def short_id(self, obj: Lead) -> str:
+        return str(obj.id)[:8]
+
+    @admin.display(description="Sale price", ordering="sale_price")
+    def sale_price_display(self, obj: Lead) -> str | None:
+        return money(obj.sale_price)
+
+    @admin.display(description="Source payout")
+    def payout_display(self, obj: Lead) -> str | None:
+        return money(obj.payout)
+
+    @admin.display(description="Margin")
+    def margin_display(self, obj: Lead) -> str | None:
+        return money(obj.margin)
+
+    @admin.display(description="Normalised data")
+    def data_display(self, obj: Lead) -> str:
+        return pretty_json(obj.data)
+
+    @admin.display(description="Errors")
+    def errors_display(self, obj: Lead) -> str:
+        return pretty_json(obj.errors) if obj.errors else "-"
+
+    @admin.display(description="Consent")
+    def consent_display(self, obj: Lead) -> str:
+        return pretty_json(obj.consent) if obj.consent else "-"
+
+    @admin.display(description="Raw request body")
+    def raw_body_display(self, obj: Lead) -> str:
+        # Shown exactly as received: it is the evidence, so it is not re-formatted.
+        return preformatted(obj.raw_body)

@@ -1,0 +1,636 @@
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import time, timedelta
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.messages import get_messages
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.db.models import Model
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from buyers.models import (
+    AuthType,
+    Buyer,
+    Contract,
+    ContractStatus,
+    CriterionOperator,
+    DeliveryEndpoint,
+    EndpointKind,
+    FieldCriterion,
+    FieldMapping,
+    ResponseRule,
+    ScheduleWindow,
+    TerritoryKind,
+    TerritoryRule,
+)
+from buyers.services import contract_pause
+from leads.models import Lead, Source, SourceApiKey, Vertical, VerticalField
+from leads.services import source_api_key_create
+from routing.models import Attempt, AttemptOutcome
+from tests.buyers.factories import (
+    BuyerFactory,
+    ContractCapFactory,
+    ContractFactory,
+    DeliveryEndpointFactory,
+)
+from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
+from tests.routing.factories import AttemptFactory, AuctionFactory, SaleFactory
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "s3cr3t-token-XYZ"
+API_KEY_RE = re.compile(r"lsk_[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_plain_http(settings):
+    # Production settings redirect to HTTPS; these tests are about the admin, not TLS.
+    settings.SECURE_SSL_REDIRECT = False
+    # The admin user is created for every test; a slow password hash is pure waiting here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def url(model: type[Model] | Model, view: str, *args: Any) -> str:
+    opts = model._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
+
+
+def change_form_data(response) -> dict[str, Any]:
+    """Return the POST data that submits an admin change form as rendered, inlines included."""
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        forms.append(inline.formset.management_form)
+        forms.extend(inline.formset.forms)
+    data: dict[str, Any] = {"_save": "Save"}
+    for form in forms:
+        for field in form:
+            value = field.value()
+            if value is None or value is False:
+                continue
+            if value is True:
+                data[field.html_name] = "on"
+            elif isinstance(value, list | tuple):
+                data[field.html_name] = [str(v) for v in value]
+            else:
+                data[field.html_name] = str(value)
+    return data
+
+
+def form_errors(response) -> list[Any]:
+    """Collect every error of an admin form page, to make a failed save readable."""
+    if response.context is None or "adminform" not in response.context:
+        return []
+    errors: list[Any] = [response.context["adminform"].form.errors]
+    for inline in response.context["inline_admin_formsets"]:
+        errors += [inline.formset.non_form_errors(), *inline.formset.errors]
+    return [e for e in errors if e]
+
+
+def inline_prefix(data: dict[str, Any], field: str) -> str:
+    """Return the prefix of the only inline form that has `field`, e.g. endpoints-0."""
+    (name,) = [k for k in data if k.endswith(f"-{field}") and "__prefix__" not in k]
+    return name.rsplit("-", 1)[0]
+
+
+def rows_containing(text: str) -> list[str]:
+    """Return the tables with a row that holds text anywhere, read below the ORM."""
+    hits = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            for row in cursor.fetchall():
+                for value in row:
+                    if isinstance(value, memoryview):
+                        value = bytes(value)  # noqa: PLW2901
+                    if isinstance(value, bytes):
+                        value = value.decode(errors="ignore")  # noqa: PLW2901
+                    if text in str(value):
+                        hits.append(table)
+    return hits
+
+
+@pytest.fixture
+def every_model(admin_user) -> dict[str, Model]:
+    """One row of every model the admin shows, with the relations filled in."""
+    vertical = VerticalFactory(slug="auto", name="Auto insurance")
+    for name in ("email", "phone"):
+        VerticalFieldFactory(vertical=vertical, name=name)
+    source = SourceFactory(verticals=[vertical])
+    source_api_key_create(source=source, name="web form")
+    buyer = BuyerFactory()
+    contract = ContractFactory(buyer=buyer, vertical=vertical)
+    ContractCapFactory(contract=contract)
+    ScheduleWindow.objects.create(
+        contract=contract, weekday=0, opens_at=time(9), closes_at=time(17)
+    )
+    TerritoryRule.objects.create(contract=contract, kind=TerritoryKind.STATES, values="IL\nWI")
+    FieldCriterion.objects.create(
+        contract=contract, field="age", operator=CriterionOperator.GTE, value="18"
+    )
+    endpoint = DeliveryEndpointFactory(
+        contract=contract, auth_type=AuthType.BEARER, auth_secret=SECRET
+    )
+    FieldMapping.objects.create(contract=contract, source_field="email", target_field="Email")
+    ResponseRule.objects.create(contract=contract, kind=EndpointKind.POST)
+    lead = LeadFactory(
+        vertical=vertical,
+        source=source,
+        errors={"phone": ["Not a phone number."]},
+        consent={"tcpa_text": "I agree", "ip": "203.0.113.9"},
+    )
+    auction = AuctionFactory(lead=lead, explanation=[{"contract": contract.pk, "eligible": True}])
+    attempt = AttemptFactory(
+        auction=auction, contract=contract, request_headers={"Authorization": "••••-XYZ"}
+    )
+    SaleFactory(lead=lead, contract=contract, auction=auction)
+    Group.objects.create(name="Ops")
+    return {
+        "vertical": vertical,
+        "source": source,
+        "contract": contract,
+        "endpoint": endpoint,
+        "lead": lead,
+        "attempt": attempt,
+    }
+
+
+def registered_models() -> list[type[Model]]:
+    return sorted(admin.site._registry, key=lambda m: m._meta.label)
+
+
+@pytest.mark.parametrize("model", registered_models(), ids=lambda m: m._meta.label)
+def test_every_admin_page_of_every_registered_model_opens(admin_client, every_model, model):
+    model_admin = admin.site._registry[model]
+    obj = model._default_manager.first()
+    assert obj is not None, f"every_model creates no {model._meta.label}: add one to the fixture"
+
+    assert admin_client.get(url(model, "changelist")).status_code == 200
+    assert admin_client.get(url(model, "changelist"), {"q": "x"}).status_code == 200
+    assert admin_client.get(url(model, "change", obj.pk)).status_code == 200
+    request = admin_client.get(url(model, "changelist")).wsgi_request
+    if model_admin.has_add_permission(request):
+        assert admin_client.get(url(model, "add")).status_code == 200
+
+
+# --- API keys ---
+
+
+def test_it_shows_a_minted_key_exactly_once(admin_client, every_model, caplog):
+    caplog.set_level(logging.DEBUG)
+    source = every_model["source"]
+    change_page = admin_client.get(url(source, "change", source.pk))
+    mint_url = url(source, "mint_key", source.pk)
+    assert mint_url in change_page.content.decode()
+
+    confirm = admin_client.get(mint_url)
+    assert confirm.status_code == 200
+    assert not API_KEY_RE.search(confirm.content.decode())
+    assert source.api_keys.count() == 1  # asking does not mint
+
+    response = admin_client.post(mint_url, {"name": "landing page"})
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    (raw_key,) = API_KEY_RE.findall(response.content.decode())
+    assert "never be shown again" in response.content.decode()
+    api_key = SourceApiKey.objects.get(source=source, name="landing page")
+    assert api_key.hashed_key == hashlib.sha256(raw_key.encode()).hexdigest()
+    assert raw_key.startswith(api_key.prefix)
+    assert rows_containing(raw_key) == []
+    for session in Session.objects.all():
+        assert raw_key not in str(session.get_decoded())
+    assert raw_key not in str(response.cookies)
+    assert raw_key not in caplog.text
+    for page in (
+        url(source, "change", source.pk),
+        url(SourceApiKey, "changelist"),
+        url(SourceApiKey, "change", api_key.pk),
+        url(source, "history", source.pk),
+    ):
+        assert raw_key not in admin_client.get(page).content.decode()
+
+
+def test_the_mint_action_mints_a_key_for_each_selected_source(admin_client):
+    sources = SourceFactory.create_batch(2)
+
+    response = admin_client.post(
+        url(sources[0], "changelist"),
+        {"action": "mint_keys", "index": 0, "_selected_action": [s.pk for s in sources]},
+    )
+
+    assert response.status_code == 200
+    raw_keys = API_KEY_RE.findall(response.content.decode())
+    assert len(set(raw_keys)) == 2
+    hashes = {hashlib.sha256(k.encode()).hexdigest() for k in raw_keys}
+    assert set(SourceApiKey.objects.values_list("hashed_key", flat=True)) == hashes
+    assert {k.source_id for k in SourceApiKey.objects.all()} == {s.pk for s in sources}
+    assert all(rows_containing(k) == [] for k in raw_keys)
+
+
+def test_minting_needs_the_change_permission_on_sources(client):
+    source = SourceFactory()
+    mint_url = url(source, "mint_key", source.pk)
+    assert client.get(mint_url).status_code == 302  # outsider: to the login page
+
+    colleague = User.objects.create_user("viewer", password="pw", is_staff=True)
+    colleague.user_permissions.add(Permission.objects.get(codename="view_source"))
+    client.force_login(colleague)
+    assert client.get(mint_url).status_code == 403
+    assert client.post(mint_url).status_code == 403
+
+    colleague.user_permissions.add(Permission.objects.get(codename="change_source"))
+    client.force_login(User.objects.get(pk=colleague.pk))
+    assert client.get(mint_url).status_code == 200
+    assert SourceApiKey.objects.count() == 0
+
+
+def test_minting_is_protected_against_cross_site_requests(admin_user):
+    source = SourceFactory()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+
+    response = client.post(url(source, "mint_key", source.pk), {"name": "forged"})
+
+    assert response.status_code == 403
+    assert SourceApiKey.objects.count() == 0
+
+
+def test_the_revoke_action_revokes_keys_and_says_which_were_already_revoked(admin_client):
+    source = SourceFactory()
+    live = [source_api_key_create(source=source)[0] for _ in range(2)]
+    gone = source_api_key_create(source=source)[0]
+    gone.revoked_at = timezone.now()
+    gone.save()
+
+    response = admin_client.post(
+        url(SourceApiKey, "changelist"),
+        {"action": "revoke_keys", "index": 0, "_selected_action": [k.pk for k in [*live, gone]]},
+    )
+
+    assert response.status_code == 302
+    assert SourceApiKey.objects.filter(revoked_at__isnull=True).count() == 0
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message == "Revoked 2 API keys. 1 was already revoked."
+
+
+def test_nobody_types_in_an_api_key(admin_client):
+    assert admin_client.get(url(SourceApiKey, "add")).status_code == 403
+
+
+# --- Contracts ---
+
+
+def pause(admin_client, contracts: list[Contract], reason: str | None):
+    data: dict[str, Any] = {
+        "action": "pause_contracts",
+        "_selected_action": [c.pk for c in contracts],
+    }
+    if reason is None:
+        data["index"] = 0  # the first step: the button on the change list
+    else:
+        data.update(apply="yes", reason=reason)
+    return admin_client.post(url(Contract, "changelist"), data)
+
+
+def test_the_pause_action_asks_for_a_reason_and_pauses_with_it(admin_client):
+    contracts = ContractFactory.create_batch(2)
+
+    asking = pause(admin_client, contracts, reason=None)
+    assert asking.status_code == 200
+    assert 'name="reason"' in asking.content.decode()
+    assert not Contract.objects.filter(status=ContractStatus.PAUSED).exists()
+
+    response = pause(admin_client, contracts, reason="endpoint answers 500")
+
+    assert response.status_code == 302
+    for contract in Contract.objects.all():
+        assert contract.status == ContractStatus.PAUSED
+        assert contract.paused_reason == "endpoint answers 500"
+        assert contract.paused_at is not None
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message == "Paused 2 contracts."
+
+
+def test_the_pause_action_refuses_a_blank_reason(admin_client):
+    contract = ContractFactory()
+
+    response = pause(admin_client, [contract], reason="   ")
+
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    contract.refresh_from_db()
+    assert contract.status == ContractStatus.ACTIVE
+
+
+def test_the_resume_action_resumes_paused_contracts(admin_client):
+    paused, active = ContractFactory.create_batch(2)
+    contract_pause(contract=paused, reason="maintenance")
+
+    response = admin_client.post(
+        url(Contract, "changelist"),
+        {"action": "resume_contracts", "index": 0, "_selected_action": [paused.pk, active.pk]},
+    )
+
+    assert response.status_code == 302
+    paused.refresh_from_db()
+    assert (paused.status, paused.paused_reason, paused.paused_at) == ("active", "", None)
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message == "Resumed 1 contract. 1 contract was not paused."
+
+
+def test_the_buyer_actions_deactivate_and_activate_buyers(admin_client):
+    buyers = BuyerFactory.create_batch(2)
+    changelist = url(buyers[0], "changelist")
+    selected = [b.pk for b in buyers]
+
+    admin_client.post(
+        changelist, {"action": "deactivate", "index": 0, "_selected_action": selected}
+    )
+    assert not any(b.active for b in Buyer.objects.all())
+
+    admin_client.post(changelist, {"action": "activate", "index": 0, "_selected_action": selected})
+    assert all(b.active for b in Buyer.objects.all())
+
+
+def test_an_endpoint_secret_is_never_rendered(admin_client, every_model):
+    contract, endpoint = every_model["contract"], every_model["endpoint"]
+
+    for page in (
+        url(contract, "change", contract.pk),
+        url(endpoint, "change", endpoint.pk),
+        url(endpoint, "changelist"),
+        url(contract, "changelist"),
+    ):
+        html = admin_client.get(page).content.decode()
+        assert SECRET not in html, page
+    assert "••••-XYZ" in admin_client.get(url(endpoint, "change", endpoint.pk)).content.decode()
+
+
+def save_contract_page(admin_client, contract: Contract, **changes: Any):
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    prefix = inline_prefix(data, "auth_type")
+    data.update({f"{prefix}-{name}": value for name, value in changes.items()})
+    return admin_client.post(url(contract, "change", contract.pk), data)
+
+
+def test_a_blank_secret_keeps_the_stored_one(admin_client, every_model):
+    response = save_contract_page(
+        admin_client, every_model["contract"], url="http://127.0.0.1:9100/v2"
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    endpoint = DeliveryEndpoint.objects.get(pk=every_model["endpoint"].pk)
+    assert endpoint.url == "http://127.0.0.1:9100/v2"
+    assert endpoint.auth_secret == SECRET
+
+
+def test_a_typed_secret_replaces_the_stored_one(admin_client, every_model):
+    response = save_contract_page(
+        admin_client, every_model["contract"], auth_secret="new-token-1234"
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    assert DeliveryEndpoint.objects.get(pk=every_model["endpoint"].pk).auth_secret == (
+        "new-token-1234"
+    )
+
+
+def test_clearing_the_secret_removes_it_and_is_refused_while_auth_needs_one(
+    admin_client, every_model
+):
+    contract, endpoint = every_model["contract"], every_model["endpoint"]
+
+    refused = save_contract_page(admin_client, contract, clear_secret="on")
+    assert refused.status_code == 200
+    assert "This authentication type needs a secret." in refused.content.decode()
+    assert SECRET not in refused.content.decode()
+
+    response = save_contract_page(admin_client, contract, clear_secret="on", auth_type="none")
+    assert response.status_code == 302, form_errors(response)
+    assert DeliveryEndpoint.objects.get(pk=endpoint.pk).auth_secret == ""
+
+
+def test_the_standalone_endpoint_page_keeps_a_secret_left_blank(admin_client, every_model):
+    endpoint = every_model["endpoint"]
+    page = admin_client.get(url(endpoint, "change", endpoint.pk))
+    data = change_form_data(page)
+    data["read_timeout_ms"] = "2500"
+
+    response = admin_client.post(url(endpoint, "change", endpoint.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    endpoint.refresh_from_db()
+    assert (endpoint.read_timeout_ms, endpoint.auth_secret) == (2500, SECRET)
+
+
+def test_a_pasted_list_of_thousands_of_zips_is_saved_cleaned(admin_client, every_model):
+    contract = every_model["contract"]
+    zips = [f"{n:05d}" for n in range(10000, 15000)]
+    pasted = "\r\n".join(", ".join(zips[i : i + 10]) + " ;" for i in range(0, len(zips), 10))
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    prefix = inline_prefix(data, "values").rsplit("-", 1)[0]
+    new = f"{prefix}-{data[f'{prefix}-TOTAL_FORMS']}"
+    data[f"{prefix}-TOTAL_FORMS"] = str(int(data[f"{prefix}-TOTAL_FORMS"]) + 1)
+    data.update(
+        {f"{new}-mode": "exclude", f"{new}-kind": "zips", f"{new}-values": pasted + zips[0]}
+    )
+
+    response = admin_client.post(url(contract, "change", contract.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    rule = TerritoryRule.objects.get(contract=contract, kind=TerritoryKind.ZIPS)
+    assert rule.value_list == zips
+    page = admin_client.get(url(contract, "change", contract.pk)).content.decode()
+    assert "Except 5000 ZIP(s)" in page
+
+
+def test_the_contract_page_saves_unchanged_with_all_its_inlines(admin_client, every_model):
+    contract = every_model["contract"]
+    page = admin_client.get(url(contract, "change", contract.pk))
+
+    response = admin_client.post(url(contract, "change", contract.pk), change_form_data(page))
+
+    assert response.status_code == 302, form_errors(response)
+
+
+# --- Verticals ---
+
+
+def test_a_vertical_cannot_drop_a_field_it_compares_duplicates_on(admin_client, every_model):
+    vertical = every_model["vertical"]
+    page = admin_client.get(url(vertical, "change", vertical.pk))
+    data = change_form_data(page)
+    (name_key,) = [k for k, v in data.items() if k.endswith("-name") and v == "email"]
+    data[name_key.replace("-name", "-DELETE")] = "on"
+
+    response = admin_client.post(url(vertical, "change", vertical.pk), data)
+
+    assert response.status_code == 200
+    assert "Duplicates are compared on email" in response.content.decode()
+    assert VerticalField.objects.filter(vertical=vertical, name="email").exists()
+
+
+def test_a_new_vertical_checks_its_duplicate_fields_against_its_own_fields(admin_client):
+    base = {
+        "name": "Solar",
+        "slug": "solar",
+        "active": "on",
+        "distribution_mode": "auction",
+        "auction_timeout_ms": "1500",
+        "max_buyers": "1",
+        "min_margin": "0",
+        "duplicate_fields": '["email"]',
+        "duplicate_lookback_days": "30",
+        "duplicate_scope": "global",
+        "fields-TOTAL_FORMS": "1",
+        "fields-INITIAL_FORMS": "0",
+        "fields-0-position": "0",
+        "fields-0-field_type": "email",
+        "fields-0-choices": "[]",
+    }
+
+    refused = admin_client.post(url(Vertical, "add"), {**base, "fields-0-name": "phone"})
+    assert refused.status_code == 200
+    assert not Vertical.objects.filter(slug="solar").exists()
+
+    response = admin_client.post(url(Vertical, "add"), {**base, "fields-0-name": "email"})
+    assert response.status_code == 302, form_errors(response)
+    assert Vertical.objects.get(slug="solar").fields.get().name == "email"
+
+
+# --- Leads ---
+
+
+def test_the_lead_page_lists_its_attempts_in_time_order(admin_client):
+    lead = LeadFactory()
+    auction = AuctionFactory(lead=lead)
+    start = timezone.now()
+    plan = [  # created out of order on purpose
+        ("Contract-Late", AttemptOutcome.ACCEPTED, 3),
+        ("Contract-Early", AttemptOutcome.TIMEOUT, 1),
+        ("Contract-Middle", AttemptOutcome.DECLINED, 2),
+    ]
+    for name, outcome, second in plan:
+        attempt = AttemptFactory(
+            auction=auction,
+            contract=ContractFactory(name=name, vertical=lead.vertical),
+            outcome=outcome,
+        )
+        Attempt.objects.filter(pk=attempt.pk).update(created_at=start + timedelta(seconds=second))
+
+    html = admin_client.get(url(lead, "change", lead.pk)).content.decode()
+
+    positions = [
+        html.index(name) for name in ("Contract-Early", "Contract-Middle", "Contract-Late")
+    ]
+    assert positions == sorted(positions)
+    outcomes = [html.index(label) for label in ("Timed out", "Declined", "Accepted<")]
+    assert outcomes == sorted(outcomes)
+    assert html.count(url(attempt, "change", attempt.pk)) == 1  # a link to each attempt
+
+
+def test_the_lead_page_shows_its_raw_body_data_and_consent(admin_client, every_model):
+    lead = every_model["lead"]
+
+    html = admin_client.get(url(lead, "change", lead.pk)).content.decode()
+
+    assert "&quot;vertical&quot;: &quot;auto&quot;" in html  # raw body, escaped
+    assert "Not a phone number." in html
+    assert "I agree" in html
+    assert "<pre" in html
+
+
+def test_nobody_adds_or_edits_a_lead_in_the_admin(admin_client, every_model):
+    lead = every_model["lead"]
+    assert admin_client.get(url(lead, "add")).status_code == 403
+    page = admin_client.get(url(lead, "change", lead.pk))
+    assert 'name="_save"' not in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("term", "found"),
+    [
+        ("id", True),
+        ("CONSUMER0@example.com", True),
+        ("(312) 555-0000", True),
+        ("60601", True),
+        ("sub-42", True),
+        ("not a thing", False),
+        ("12345678-aaaa", False),
+    ],
+)
+def test_lead_search_matches_exactly_on_indexed_fields(admin_client, term, found):
+    lead = LeadFactory(email="consumer0@example.com", phone="+13125550000", sub_id="sub-42")
+    query = str(lead.pk) if term == "id" else term
+
+    response = admin_client.get(url(lead, "changelist"), {"q": query})
+
+    assert response.status_code == 200
+    assert (lead in response.context["cl"].result_list) is found
+
+
+# --- No N+1 ---
+
+
+def test_the_lead_changelist_makes_a_bounded_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    LeadFactory.create_batch(50)
+    with django_assert_max_num_queries(10):
+        response = admin_client.get(url(Lead, "changelist"))
+    assert len(response.context["cl"].result_list) == 50
+
+
+def test_the_contract_changelist_makes_a_bounded_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    ContractFactory.create_batch(50)
+    with django_assert_max_num_queries(9):
+        response = admin_client.get(url(Contract, "changelist"))
+    assert len(response.context["cl"].result_list) == 50
+
+
+def test_the_source_changelist_makes_a_bounded_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    for _ in range(30):
+        source = SourceFactory(verticals=[VerticalFactory(), VerticalFactory()])
+        source_api_key_create(source=source)
+    with django_assert_max_num_queries(9):
+        response = admin_client.get(url(Source, "changelist"))
+    assert len(response.context["cl"].result_list) == 30
+
+
+def test_the_lead_page_makes_a_bounded_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    lead = LeadFactory()
+    auction = AuctionFactory(lead=lead)
+    for _ in range(20):
+        AttemptFactory(auction=auction)
+    SaleFactory(lead=lead, auction=auction)
+    with django_assert_max_num_queries(11):
+        response = admin_client.get(url(lead, "change", lead.pk))
+    assert response.status_code == 200
+
+
+def test_the_buyer_page_makes_a_bounded_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    buyer = BuyerFactory()
+    for _ in range(20):
+        ContractFactory(buyer=buyer)
+    with django_assert_max_num_queries(9):
+        response = admin_client.get(url(buyer, "change", buyer.pk))
+    assert response.status_code == 200
