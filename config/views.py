@@ -31,7 +31,7 @@ def _broker_ok() -> bool | None:
     if not settings.CELERY_BROKER_URL:
         return None
     try:
-        with celery_app.connection_for_write() as conn:
+        with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception:
         logger.exception("health check: broker unreachable")
