@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from buyers.fields import EncryptedTextField, mask
+from leads.geo import zip_lookup
 from leads.models import US_STATES, Vertical
 
 ZIP_RE = re.compile(r"^\d{5}$")
@@ -39,6 +40,12 @@ class Buyer(models.Model):
         validators=[validate_time_zone],
         help_text="Schedules and caps are counted in this time zone.",
     )
+    consent_names = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Other names consumers' consent may give this buyer, comma-separated "
+        "(brands, legal names); the company name always counts.",
+    )
     contact_name = models.CharField(max_length=120, blank=True)
     contact_email = models.EmailField(blank=True)
     contact_phone = models.CharField(max_length=32, blank=True)
@@ -52,6 +59,10 @@ class Buyer(models.Model):
     def __str__(self) -> str:
         return self.company
 
+    @property
+    def names_for_consent(self) -> list[str]:
+        return [self.company, *(n.strip() for n in self.consent_names.split(",") if n.strip())]
+
 
 class PriceModel(models.TextChoices):
     FIXED = "fixed", "Fixed price (direct post)"
@@ -61,6 +72,17 @@ class PriceModel(models.TextChoices):
 class ContractStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
+
+
+class SourceFilter(models.TextChoices):
+    ALL = "all", "Every source"
+    ALLOW = "allow", "Only the listed sources"
+    BLOCK = "block", "Every source but the listed ones"
+
+
+class BoughtScope(models.TextChoices):
+    CONTRACT = "contract", "by this contract"
+    BUYER = "buyer", "by any contract of this buyer"
 
 
 class Contract(models.Model):
@@ -102,6 +124,37 @@ class Contract(models.Model):
         default=True, help_text="Buys leads that are sold to no other buyer."
     )
     accepts_test_leads = models.BooleanField(default=False)
+    source_filter = models.CharField(
+        max_length=5, choices=SourceFilter.choices, default=SourceFilter.ALL
+    )
+    sources = models.ManyToManyField(
+        "leads.Source",
+        blank=True,
+        related_name="listed_in_contracts",
+        help_text="The allow or block list, as the source filter says.",
+    )
+    refuse_bought_within_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Refuse a consumer (same email or phone) bought within this many days.",
+    )
+    refuse_bought_scope = models.CharField(
+        max_length=8, choices=BoughtScope.choices, default=BoughtScope.BUYER
+    )
+    consent_must_name_buyer = models.BooleanField(
+        default=False,
+        help_text="One-to-one consent: the lead's consent must name this buyer.",
+    )
+    requires_consent_certificate = models.BooleanField(
+        default=False, help_text="The lead must carry a TrustedForm or Jornaya certificate."
+    )
+    min_lead_age_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Only leads at least this old (aged-lead contracts)."
+    )
+    max_lead_age_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Only leads younger than this (real-time contracts)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -123,6 +176,12 @@ class Contract(models.Model):
                 name="fixed_contract_has_price",
             ),
             models.CheckConstraint(condition=Q(weight__gte=1), name="contract_weight_positive"),
+            models.CheckConstraint(
+                condition=Q(min_lead_age_minutes__isnull=True)
+                | Q(max_lead_age_minutes__isnull=True)
+                | Q(min_lead_age_minutes__lt=models.F("max_lead_age_minutes")),
+                name="contract_lead_age_range",
+            ),
         ]
         indexes = [models.Index(fields=["vertical", "status"], name="contract_vertical_status")]
 
@@ -134,6 +193,14 @@ class Contract(models.Model):
             raise ValidationError({"fixed_price": "A fixed-price contract needs its price."})
         if self.status == ContractStatus.PAUSED and not self.paused_reason:
             raise ValidationError({"paused_reason": "Say why the contract is paused."})
+        if (
+            self.min_lead_age_minutes is not None
+            and self.max_lead_age_minutes is not None
+            and self.min_lead_age_minutes >= self.max_lead_age_minutes
+        ):
+            raise ValidationError(
+                {"max_lead_age_minutes": "The youngest age must be below the oldest."}
+            )
 
     @property
     def is_active(self) -> bool:
@@ -148,13 +215,35 @@ class CapPeriod(models.TextChoices):
     TOTAL = "total", "All time"
 
 
-class ContractCap(models.Model):
+class CapLimit(models.Model):
     """A limit on leads and/or spend per period, counted in the buyer's time zone."""
 
-    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="caps")
     period = models.CharField(max_length=5, choices=CapPeriod.choices)
     max_leads = models.PositiveIntegerField(null=True, blank=True)
     max_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        parts = []
+        if self.max_leads is not None:
+            parts.append(f"{self.max_leads} leads")
+        if self.max_budget is not None:
+            parts.append(f"${self.max_budget}")
+        return f"{' / '.join(parts)} per {self.get_period_display().lower()}"
+
+    def clean(self) -> None:
+        if self.max_leads is None and self.max_budget is None:
+            raise ValidationError("Set a lead count, a budget, or both.")
+        if self.max_budget is not None and self.max_budget < 0:
+            raise ValidationError({"max_budget": "A budget cannot be negative."})
+
+
+class ContractCap(CapLimit):
+    """A cap on one contract."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="caps")
 
     class Meta:
         ordering = ["contract", "period"]
@@ -170,19 +259,121 @@ class ContractCap(models.Model):
             ),
         ]
 
-    def __str__(self) -> str:
-        parts = []
-        if self.max_leads is not None:
-            parts.append(f"{self.max_leads} leads")
-        if self.max_budget is not None:
-            parts.append(f"${self.max_budget}")
-        return f"{' / '.join(parts)} per {self.get_period_display().lower()}"
 
-    def clean(self) -> None:
-        if self.max_leads is None and self.max_budget is None:
-            raise ValidationError("Set a lead count, a budget, or both.")
-        if self.max_budget is not None and self.max_budget < 0:
-            raise ValidationError({"max_budget": "A budget cannot be negative."})
+class BuyerCap(CapLimit):
+    """A cap on a buyer across all its contracts."""
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="caps")
+
+    class Meta:
+        ordering = ["buyer", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["buyer", "period"], name="one_buyer_cap_per_period"),
+            models.CheckConstraint(
+                condition=Q(max_leads__isnull=False) | Q(max_budget__isnull=False),
+                name="buyer_cap_has_a_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_budget__isnull=True) | Q(max_budget__gte=0),
+                name="buyer_cap_budget_not_negative",
+            ),
+        ]
+
+
+class CapCounter(models.Model):
+    """What a contract or a buyer has bought in one cap period (held and committed sales)."""
+
+    contract = models.ForeignKey(
+        Contract, null=True, blank=True, on_delete=models.CASCADE, related_name="cap_counters"
+    )
+    buyer = models.ForeignKey(
+        Buyer, null=True, blank=True, on_delete=models.CASCADE, related_name="cap_counters"
+    )
+    period = models.CharField(max_length=5, choices=CapPeriod.choices)
+    period_start = models.DateTimeField(help_text="Start of the period in the buyer's time zone.")
+    leads = models.PositiveIntegerField(default=0)
+    spend = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+
+    class Meta:
+        ordering = ["-period_start"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(contract__isnull=False, buyer__isnull=True)
+                | Q(contract__isnull=True, buyer__isnull=False),
+                name="counter_counts_a_contract_or_a_buyer",
+            ),
+            models.UniqueConstraint(
+                fields=["contract", "period", "period_start"],
+                condition=Q(contract__isnull=False),
+                name="one_counter_per_contract_period",
+            ),
+            models.UniqueConstraint(
+                fields=["buyer", "period", "period_start"],
+                condition=Q(buyer__isnull=False),
+                name="one_counter_per_buyer_period",
+            ),
+            models.CheckConstraint(condition=Q(spend__gte=0), name="counter_spend_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"contract {self.contract_id}" if self.contract_id else f"buyer {self.buyer_id}"
+        return f"{owner} {self.period} from {self.period_start:%Y-%m-%d %H:%M}: {self.leads} leads"
+
+
+class ReservationStatus(models.TextChoices):
+    HELD = "held", "Held while posting"
+    COMMITTED = "committed", "Committed (sold)"
+    RELEASED = "released", "Released"
+
+
+class CapReservation(models.Model):
+    """Cap room taken for a lead and contract: held before the post, then committed or released."""
+
+    lead = models.ForeignKey(
+        "leads.Lead", on_delete=models.CASCADE, related_name="cap_reservations"
+    )
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="reservations")
+    status = models.CharField(
+        max_length=9, choices=ReservationStatus.choices, default=ReservationStatus.HELD
+    )
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    counters = models.ManyToManyField(CapCounter, blank=True, related_name="reservations")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lead", "contract"],
+                condition=~Q(status="released"),
+                name="one_live_reservation_per_lead_and_contract",
+            ),
+            models.CheckConstraint(
+                condition=Q(price__gte=0), name="reservation_price_not_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="reservation_status_age")]
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()}: lead {self.lead_id} for contract {self.contract_id}"
+
+
+class ClosedDate(models.Model):
+    """A day (in the buyer's time zone) when the contract buys nothing, such as a holiday."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="closed_dates")
+    date = models.DateField()
+    note = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["contract", "date"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "date"], name="one_closed_date_per_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Closed {self.date:%a %Y-%m-%d}" + (f" ({self.note})" if self.note else "")
 
 
 class Weekday(models.IntegerChoices):
@@ -284,6 +475,11 @@ class TerritoryRule(models.Model):
             shown = ", ".join(bad[:10]) + (" …" if len(bad) > 10 else "")
             noun = "state codes" if self.kind == TerritoryKind.STATES else "5-digit ZIP codes"
             raise ValidationError({"values": f"Not {noun}: {shown}"})
+        if self.kind == TerritoryKind.RADIUS:
+            unknown = [v for v in values if zip_lookup(v) is None]
+            if unknown:
+                shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+                raise ValidationError({"values": f"Unknown ZIP codes (no location): {shown}"})
         if self.kind == TerritoryKind.RADIUS and not self.radius_miles:
             raise ValidationError({"radius_miles": "A radius rule needs its distance in miles."})
         if self.kind != TerritoryKind.RADIUS and self.radius_miles:

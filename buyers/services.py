@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from buyers.models import Buyer, Contract, ContractStatus
+from buyers.caps import CapLimitSpec, CapUsage, period_bounds
+from buyers.models import (
+    Buyer,
+    BuyerCap,
+    CapCounter,
+    CapReservation,
+    Contract,
+    ContractCap,
+    ContractStatus,
+    ReservationStatus,
+)
+from buyers.selectors import (
+    BUYER_SCOPE,
+    cap_counter_key,
+    cap_counter_key_of,
+    cap_counters_filter,
+    cap_limit_spec,
+)
+from leads.models import Lead
 
 
 def contract_pause(*, contract: Contract, reason: str) -> bool:
@@ -43,3 +69,227 @@ def contract_resume(*, contract: Contract) -> bool:
 def buyers_set_active(*, buyers: QuerySet[Buyer], active: bool) -> int:
     """Activate or deactivate buyers; return how many actually changed."""
     return buyers.filter(active=not active).update(active=active, updated_at=timezone.now())
+
+
+# --- Caps -------------------------------------------------------------------------------------
+
+LIVE_RESERVATION_STATUSES = (ReservationStatus.HELD, ReservationStatus.COMMITTED)
+
+
+@dataclass(frozen=True)
+class CapRefusal:
+    """No room left under a cap: the cap that refused, with what it had used at that moment."""
+
+    usage: CapUsage
+
+    @property
+    def reason(self) -> str:
+        return self.usage.describe()
+
+
+class _CapReachedError(Exception):
+    def __init__(self, usage: CapUsage) -> None:
+        super().__init__(usage.describe())
+        self.usage = usage
+
+
+def cap_reserve(
+    *, lead: Lead, contract: Contract, price: Decimal, now: datetime | None = None
+) -> CapReservation | CapRefusal:
+    """Take room under every cap of the contract and of its buyer for one lead at `price`.
+
+    Call it once a contract is chosen and before posting; then `cap_commit` when the buyer
+    accepts, `cap_release` when the post fails or is rejected. Return the held reservation, or
+    the refusal of the first full cap (nothing is charged then). Calling it again for the same
+    lead and contract returns the live reservation instead of charging twice, so a re-delivered
+    routing task is harmless. A contract without caps still gets a reservation, without counters.
+    """
+    if price < 0:
+        raise ValueError("a price cannot be negative")
+    now = now or timezone.now()
+    existing = _live_reservation(lead=lead, contract=contract)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            counters = _cap_counters_charge(contract=contract, price=price, now=now)
+            reservation = CapReservation.objects.create(lead=lead, contract=contract, price=price)
+            if counters:
+                reservation.counters.add(*counters)
+    except _CapReachedError as reached:
+        return CapRefusal(usage=reached.usage)
+    except IntegrityError:
+        # A concurrent call for the same lead and contract won the partial unique constraint;
+        # our charges rolled back with the transaction, so hand back what that call reserved.
+        existing = _live_reservation(lead=lead, contract=contract)
+        if existing is None:
+            raise
+        return existing
+    return reservation
+
+
+def cap_release(*, reservation: CapReservation) -> bool:
+    """Give a held reservation's room back; return False when it was not held."""
+    with transaction.atomic():
+        released = CapReservation.objects.filter(
+            pk=reservation.pk, status=ReservationStatus.HELD
+        ).update(status=ReservationStatus.RELEASED, updated_at=timezone.now())
+        if not released:
+            return False
+        # Held reservations never change price, but the caller's copy may be stale.
+        price = CapReservation.objects.values_list("price", flat=True).get(pk=reservation.pk)
+        _cap_counters_adjust(reservation_id=reservation.pk, leads=-1, spend=-price)
+    reservation.status = ReservationStatus.RELEASED
+    return True
+
+
+def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> bool:
+    """Turn a held reservation into a sale's charge; return False when it was not held.
+
+    When the buyer accepted at another price than the one reserved, the counters' spend moves by
+    the difference. That difference is charged without checking the budget (the buyer has
+    already bought the lead at that price), so a budget may end up exceeded by it; the next
+    reservation then finds no room.
+    """
+    if price is not None and price < 0:
+        raise ValueError("a price cannot be negative")
+    with transaction.atomic():
+        held = CapReservation.objects.filter(pk=reservation.pk, status=ReservationStatus.HELD)
+        reserved = held.values_list("price", flat=True).first()
+        if reserved is None:
+            return False
+        changes: dict[str, object] = {"status": ReservationStatus.COMMITTED}
+        if price is not None and price != reserved:
+            changes["price"] = price
+        if not held.update(updated_at=timezone.now(), **changes):
+            return False
+        if "price" in changes:
+            _cap_counters_adjust(reservation_id=reservation.pk, leads=0, spend=price - reserved)
+    reservation.status = ReservationStatus.COMMITTED
+    reservation.price = price if price is not None else reserved
+    return True
+
+
+def _live_reservation(*, lead: Lead, contract: Contract) -> CapReservation | None:
+    return CapReservation.objects.filter(
+        lead=lead, contract=contract, status__in=LIVE_RESERVATION_STATUSES
+    ).first()
+
+
+def _cap_counters_charge(*, contract: Contract, price: Decimal, now: datetime) -> list[CapCounter]:
+    """Add one lead at `price` to the current counter of every cap, or raise _CapReachedError."""
+    specs = [cap_limit_spec(cap) for cap in ContractCap.objects.filter(contract_id=contract.pk)]
+    specs += [cap_limit_spec(cap) for cap in BuyerCap.objects.filter(buyer_id=contract.buyer_id)]
+    if not specs:
+        return []
+    zone = ZoneInfo(contract.buyer.time_zone)
+    bounds = {spec: period_bounds(spec.period, now, zone) for spec in specs}
+    keys = {spec: cap_counter_key(spec, bounds[spec][0]) for spec in specs}
+    counters = {
+        cap_counter_key_of(counter): counter
+        for counter in CapCounter.objects.filter(cap_counters_filter(keys.values()))
+    }
+    # Create missing counters in one fixed order, so that two reservations creating the same
+    # ones wait for each other rather than deadlock.
+    for spec in sorted((s for s in specs if keys[s] not in counters), key=keys.__getitem__):
+        counters[keys[spec]] = _cap_counter_create(spec=spec, bounds=bounds[spec])
+
+    def usage_of(spec: CapLimitSpec, counter: CapCounter) -> CapUsage:
+        start, end = bounds[spec]
+        return CapUsage(spec, start, end, counter.leads, counter.spend)
+
+    # Rows are locked in id order by every charge, release and commit: no deadlocks.
+    charges = sorted(((counters[keys[s]], s) for s in specs), key=lambda pair: pair[0].pk)
+    for counter, spec in charges:
+        # A full cap refuses without taking the row lock that every other router is queueing on.
+        if usage_of(spec, counter).blocks(price):
+            raise _CapReachedError(usage_of(spec, counter))
+    for counter, spec in charges:
+        room: dict[str, object] = {}
+        if spec.max_leads is not None:
+            room["leads__lt"] = spec.max_leads
+        if spec.max_budget is not None:
+            room["spend__lte"] = spec.max_budget - price
+        # The condition is re-checked on the newest row version after waiting for its lock, so
+        # of any number of concurrent charges only those that fit succeed.
+        charged = CapCounter.objects.filter(pk=counter.pk, **room).update(
+            leads=F("leads") + 1, spend=F("spend") + price
+        )
+        if not charged:
+            counter.refresh_from_db(fields=["leads", "spend"])
+            raise _CapReachedError(usage_of(spec, counter))
+    return [counter for counter, _ in charges]
+
+
+def _cap_counter_create(*, spec: CapLimitSpec, bounds: tuple[datetime, datetime]) -> CapCounter:
+    """Create the counter of a period, starting from what the owner already bought in it.
+
+    A cap added at noon must count the morning's sales, which no counter recorded. Two routers
+    may race to create the same counter: the loser's INSERT waits for the winner, fails on the
+    unique constraint inside a savepoint, and reads the winner's row.
+    """
+    start, end = bounds
+    owner = {f"{spec.scope}_id": spec.owner_id}
+    bought = CapReservation.objects.filter(
+        status__in=LIVE_RESERVATION_STATUSES, created_at__gte=start, created_at__lt=end
+    )
+    if spec.scope == BUYER_SCOPE:
+        bought = bought.filter(contract__buyer_id=spec.owner_id)
+    else:
+        bought = bought.filter(contract_id=spec.owner_id)
+    totals = bought.aggregate(leads=Count("pk"), spend=Sum("price"))
+    try:
+        with transaction.atomic():
+            counter = CapCounter.objects.create(
+                **owner,
+                period=spec.period,
+                period_start=start,
+                leads=totals["leads"],
+                spend=totals["spend"] or Decimal("0.00"),
+            )
+    except IntegrityError:
+        return CapCounter.objects.get(**owner, period=spec.period, period_start=start)
+    # Reservations still held will be released or committed: let that reach this counter too.
+    through = CapReservation.counters.through
+    through.objects.bulk_create(
+        through(capreservation_id=reservation_id, capcounter_id=counter.pk)
+        for reservation_id in bought.filter(status=ReservationStatus.HELD).values_list(
+            "pk", flat=True
+        )
+    )
+    return counter
+
+
+def _cap_counters_adjust(*, reservation_id: int, leads: int, spend: Decimal) -> None:
+    counter_ids = (
+        CapReservation.counters.through.objects.filter(capreservation_id=reservation_id)
+        .order_by("capcounter_id")
+        .values_list("capcounter_id", flat=True)
+    )
+    for counter_id in counter_ids:
+        # Floor at zero: a counter corrected by hand must not make a release fail.
+        CapCounter.objects.filter(pk=counter_id).update(
+            leads=Greatest(F("leads") + leads, Value(0)),
+            spend=Greatest(F("spend") + spend, Value(Decimal("0.00"))),
+        )
+
+
+def cap_counters_seed(
+    *, caps: Iterable[ContractCap | BuyerCap], now: datetime | None = None
+) -> None:
+    """Create the current-period counter of each cap that has none, from what was bought.
+
+    Reservations create counters as they go; a cap added mid-period has none until then, and
+    its usage would read 0 although the morning's sales count against it. Call this when caps
+    are saved, so that eligibility and the admin see the true usage at once.
+    """
+    now = now or timezone.now()
+    for cap in caps:
+        spec = cap_limit_spec(cap)
+        buyer = cap.contract.buyer if isinstance(cap, ContractCap) else cap.buyer
+        bounds = period_bounds(spec.period, now, ZoneInfo(buyer.time_zone))
+        exists = CapCounter.objects.filter(
+            cap_counters_filter([cap_counter_key(spec, bounds[0])])
+        ).exists()
+        if not exists:
+            _cap_counter_create(spec=spec, bounds=bounds)

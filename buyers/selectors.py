@@ -1,0 +1,174 @@
+"""Reads for buyers and contracts: what each cap has used in its current period."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from functools import reduce
+from operator import or_
+from zoneinfo import ZoneInfo
+
+from django.db.models import Q
+from django.utils import timezone
+
+from buyers.caps import CapLimitSpec, CapUsage, period_bounds
+from buyers.models import Buyer, BuyerCap, CapCounter, CapPeriod, Contract, ContractCap
+
+CONTRACT_SCOPE = "contract"
+BUYER_SCOPE = "buyer"
+
+PERIOD_ORDER = {period: position for position, period in enumerate(CapPeriod.values)}
+
+# (scope, owner id, period, period start): the identity of one counter row.
+CounterKey = tuple[str, int, str, datetime]
+
+
+def cap_limit_spec(cap: ContractCap | BuyerCap) -> CapLimitSpec:
+    """Return the plain-data view of a contract or buyer cap."""
+    if isinstance(cap, ContractCap):
+        scope, owner_id = CONTRACT_SCOPE, cap.contract_id
+    else:
+        scope, owner_id = BUYER_SCOPE, cap.buyer_id
+    return CapLimitSpec(
+        scope=scope,
+        owner_id=owner_id,
+        period=cap.period,
+        max_leads=cap.max_leads,
+        max_budget=cap.max_budget,
+    )
+
+
+def cap_counter_key(spec: CapLimitSpec, period_start: datetime) -> CounterKey:
+    return (spec.scope, spec.owner_id, spec.period, period_start)
+
+
+def cap_counter_key_of(counter: CapCounter) -> CounterKey:
+    if counter.contract_id is not None:
+        return (CONTRACT_SCOPE, counter.contract_id, counter.period, counter.period_start)
+    return (BUYER_SCOPE, counter.buyer_id, counter.period, counter.period_start)
+
+
+def cap_counters_filter(keys: Iterable[CounterKey]) -> Q:
+    """Return a filter matching exactly the counters of these keys.
+
+    Counters of every past period stay in the table (an hourly cap leaves 8,760 a year), so the
+    filter names each period start rather than a date range: every term is an equality on a
+    unique index, and the query costs the same in the tenth year as in the first.
+    """
+    owners: dict[tuple[str, str, datetime], set[int]] = defaultdict(set)
+    for scope, owner_id, period, period_start in keys:
+        owners[(scope, period, period_start)].add(owner_id)
+    terms = [
+        Q(
+            **{f"{scope}_id__in": sorted(ids)},
+            period=period,
+            period_start=period_start,
+        )
+        for (scope, period, period_start), ids in owners.items()
+    ]
+    # An empty OR must match nothing, not everything.
+    return reduce(or_, terms) if terms else Q(pk__in=[])
+
+
+def _usage(
+    spec: CapLimitSpec, bounds: tuple[datetime, datetime], counter: CapCounter | None
+) -> CapUsage:
+    return CapUsage(
+        limit=spec,
+        period_start=bounds[0],
+        period_end=bounds[1],
+        leads=counter.leads if counter is not None else 0,
+        spend=counter.spend if counter is not None else Decimal("0.00"),
+    )
+
+
+class _Periods:
+    """Period bounds per time zone and period, computed once per call."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._bounds: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+
+    def bounds(self, period: str, time_zone: str) -> tuple[datetime, datetime]:
+        key = (time_zone, period)
+        if key not in self._bounds:
+            self._bounds[key] = period_bounds(period, self.now, ZoneInfo(time_zone))
+        return self._bounds[key]
+
+
+def _sorted_caps(caps: Iterable[ContractCap | BuyerCap]) -> list[ContractCap | BuyerCap]:
+    return sorted(caps, key=lambda cap: PERIOD_ORDER.get(cap.period, len(PERIOD_ORDER)))
+
+
+def cap_usage(
+    *,
+    contract: Contract | None = None,
+    buyer: Buyer | None = None,
+    now: datetime | None = None,
+) -> list[CapUsage]:
+    """Return the current-period usage of the contract's caps and/or the buyer's caps.
+
+    A cap with no counter yet for the period has used nothing. Contract caps come first, each
+    group from the shortest period to all time.
+    """
+    if contract is None and buyer is None:
+        raise ValueError("say whose caps: a contract, a buyer or both")
+    periods = _Periods(now or timezone.now())
+    wanted: list[tuple[CapLimitSpec, tuple[datetime, datetime]]] = []
+    if contract is not None:
+        time_zone = contract.buyer.time_zone
+        for cap in _sorted_caps(contract.caps.all()):
+            wanted.append((cap_limit_spec(cap), periods.bounds(cap.period, time_zone)))
+    if buyer is not None:
+        for cap in _sorted_caps(buyer.caps.all()):
+            wanted.append((cap_limit_spec(cap), periods.bounds(cap.period, buyer.time_zone)))
+    keys = [cap_counter_key(spec, bounds[0]) for spec, bounds in wanted]
+    counters: dict[CounterKey, CapCounter] = {}
+    if keys:
+        counters = {
+            cap_counter_key_of(counter): counter
+            for counter in CapCounter.objects.filter(cap_counters_filter(keys))
+        }
+    return [
+        _usage(spec, bounds, counters.get(key))
+        for (spec, bounds), key in zip(wanted, keys, strict=True)
+    ]
+
+
+def cap_usage_for_contracts(
+    *, contracts: Iterable[Contract], now: datetime | None = None
+) -> dict[int, list[CapUsage]]:
+    """Return, per contract id, the usage of its own caps and then of its buyer's caps.
+
+    One query whatever the number of contracts, provided they were fetched with
+    `select_related("buyer")` and `prefetch_related("caps", "buyer__caps")`: the eligibility
+    engine calls this for every lead.
+    """
+    periods = _Periods(now or timezone.now())
+    contracts = list(contracts)
+    wanted: dict[int, list[tuple[CapLimitSpec, tuple[datetime, datetime]]]] = {}
+    keys: set[CounterKey] = set()
+    for contract in contracts:
+        time_zone = contract.buyer.time_zone
+        caps = [*_sorted_caps(contract.caps.all()), *_sorted_caps(contract.buyer.caps.all())]
+        specs = []
+        for cap in caps:
+            spec, bounds = cap_limit_spec(cap), periods.bounds(cap.period, time_zone)
+            specs.append((spec, bounds))
+            keys.add(cap_counter_key(spec, bounds[0]))
+        wanted[contract.pk] = specs
+    counters: dict[CounterKey, CapCounter] = {}
+    if keys:
+        counters = {
+            cap_counter_key_of(counter): counter
+            for counter in CapCounter.objects.filter(cap_counters_filter(keys))
+        }
+    return {
+        contract_id: [
+            _usage(spec, bounds, counters.get(cap_counter_key(spec, bounds[0])))
+            for spec, bounds in specs
+        ]
+        for contract_id, specs in wanted.items()
+    }
