@@ -205,6 +205,10 @@ SPECTACULAR_SETTINGS = {
 # Where load_demo points the demo buyers' endpoints (`manage.py simulate_buyers` serves it).
 SIMULATOR_URL = env.str("SIMULATOR_URL", default="http://127.0.0.1:9100").rstrip("/")
 
+# Compiled contract rules are cached per process this many seconds (0 disables the cache):
+# an admin change reaches the eligibility engine within this time.
+ELIGIBILITY_RULES_TTL = _env_int("ELIGIBILITY_RULES_TTL", default=5)
+
 # --- Logging: JSON lines by default, plain text for humans with LOG_FORMAT=text. ---
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -13,6 +13,21 @@ def _plain_static_storage(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Users are created and logged in by the hundred; slow hashing only slows the suite.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_eligibility_rules(settings):
+    # Tests change contracts between evaluations: never serve compiled rules from a cache.
+    from routing.selectors import clear_rules_cache
+
+    settings.ELIGIBILITY_RULES_TTL = 0
+    clear_rules_cache()
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked postgres when the suite runs on SQLite (the embedded default)."""
     if connection.vendor == "postgresql":

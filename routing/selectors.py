@@ -1,0 +1,243 @@
+"""Reads for routing: compiled contract rules, lead facts, and eligibility explanations."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from buyers.models import (
+    Contract,
+    ContractStatus,
+    PriceModel,
+    SourceFilter,
+    TerritoryKind,
+    TerritoryMode,
+)
+from buyers.schedule import Schedule
+from buyers.selectors import cap_usage_for_contracts
+from leads.geo import zip_lookup
+from leads.models import Lead
+from routing.eligibility import (
+    ContractRules,
+    LeadFacts,
+    PastSale,
+    RadiusArea,
+    Verdict,
+    compile_criterion,
+    evaluate_all,
+)
+from routing.models import Sale, SaleStatus
+
+logger = logging.getLogger(__name__)
+
+MIN_PRICE_HINT = Decimal("0.01")
+
+
+def compile_contract(contract: Contract) -> ContractRules:
+    """Compile a contract (with its parts prefetched) into plain rules for the engine."""
+    if contract.status == ContractStatus.PAUSED:
+        inactive = f"contract paused: {contract.paused_reason or 'no reason given'}"
+    elif not contract.buyer.active:
+        inactive = "buyer inactive"
+    else:
+        inactive = ""
+
+    states_in: set[str] = set()
+    states_out: set[str] = set()
+    zips_in: set[str] = set()
+    zips_out: set[str] = set()
+    radius_in: list[RadiusArea] = []
+    radius_out: list[RadiusArea] = []
+    for rule in contract.territory.all():
+        include = rule.mode == TerritoryMode.INCLUDE
+        values = rule.value_list
+        if rule.kind == TerritoryKind.STATES:
+            (states_in if include else states_out).update(values)
+        elif rule.kind == TerritoryKind.ZIPS:
+            (zips_in if include else zips_out).update(values)
+        else:
+            areas = radius_in if include else radius_out
+            for zip_code in values:
+                info = zip_lookup(zip_code)
+                if info is None:
+                    # Model validation refuses unknown centres; an old row must not crash routing.
+                    logger.warning(
+                        "radius centre %s of contract %s is not a known ZIP", zip_code, contract.pk
+                    )
+                    continue
+                areas.append(RadiusArea(zip_code, info.lat, info.lon, rule.radius_miles or 0))
+
+    windows = [(w.weekday, w.opens_at, w.closes_at) for w in contract.schedule.all()]
+    closed = [(c.date, c.note) for c in contract.closed_dates.all()]
+    schedule = (
+        Schedule.build(contract.buyer.time_zone, windows, closed) if windows or closed else None
+    )
+
+    if contract.price_model == PriceModel.FIXED and contract.fixed_price is not None:
+        price_hint = contract.fixed_price
+    else:
+        price_hint = contract.floor_price
+    return ContractRules(
+        contract_id=contract.pk,
+        name=contract.name,
+        buyer_id=contract.buyer_id,
+        buyer_name=contract.buyer.company,
+        inactive_reason=inactive,
+        accepts_test_leads=contract.accepts_test_leads,
+        source_filter=contract.source_filter,
+        source_ids=frozenset(s.pk for s in contract.sources.all())
+        if contract.source_filter != SourceFilter.ALL
+        else frozenset(),
+        schedule=schedule,
+        min_age=timedelta(minutes=contract.min_lead_age_minutes)
+        if contract.min_lead_age_minutes is not None
+        else None,
+        max_age=timedelta(minutes=contract.max_lead_age_minutes)
+        if contract.max_lead_age_minutes is not None
+        else None,
+        states_in=frozenset(states_in),
+        states_out=frozenset(states_out),
+        zips_in=frozenset(zips_in),
+        zips_out=frozenset(zips_out),
+        radius_in=tuple(radius_in),
+        radius_out=tuple(radius_out),
+        criteria=tuple(
+            compile_criterion(c.field, c.operator, c.value) for c in contract.criteria.all()
+        ),
+        consent_names=tuple(n.casefold() for n in contract.buyer.names_for_consent)
+        if contract.consent_must_name_buyer
+        else (),
+        requires_certificate=contract.requires_consent_certificate,
+        bought_within=timedelta(days=contract.refuse_bought_within_days)
+        if contract.refuse_bought_within_days
+        else None,
+        bought_scope=contract.refuse_bought_scope,
+        price_hint=max(price_hint, MIN_PRICE_HINT),
+    )
+
+
+@dataclass(frozen=True)
+class VerticalRules:
+    contracts: list[Contract]
+    rules: list[ContractRules]
+
+
+_cache: dict[int, tuple[float, VerticalRules]] = {}
+_cache_lock = threading.Lock()
+
+
+def vertical_rules(vertical_id: int) -> VerticalRules:
+    """Return every contract of a vertical, compiled; a fixed number of queries.
+
+    Compiled rules are kept per process for ELIGIBILITY_RULES_TTL seconds, so a busy worker
+    does not rebuild 10,000-ZIP sets for every lead; an admin change is seen within that time.
+    """
+    ttl = settings.ELIGIBILITY_RULES_TTL
+    now = time.monotonic()
+    if ttl > 0:
+        with _cache_lock:
+            cached = _cache.get(vertical_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+    contracts = list(
+        Contract.objects.filter(vertical_id=vertical_id)
+        .select_related("buyer")
+        .prefetch_related(
+            "caps",
+            "buyer__caps",
+            "schedule",
+            "closed_dates",
+            "territory",
+            "criteria",
+            "sources",
+        )
+        .order_by("priority", "pk")
+    )
+    loaded = VerticalRules(contracts=contracts, rules=[compile_contract(c) for c in contracts])
+    if ttl > 0:
+        with _cache_lock:
+            _cache[vertical_id] = (now + ttl, loaded)
+    return loaded
+
+
+def clear_rules_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def lead_facts(lead: Lead) -> LeadFacts:
+    """Reduce a lead to what the rules look at, enriched from its ZIP code."""
+    fields = dict(lead.data or {})
+    zip_code = lead.zip_code or str(fields.get("zip_code") or "")
+    info = zip_lookup(zip_code) if zip_code else None
+    state = lead.state or str(fields.get("state") or "") or (info.state if info else "")
+    if info is not None:
+        # Enrichment the criteria may name; the lead's own values win.
+        fields.setdefault("city", info.city)
+        fields.setdefault("county", info.county)
+        fields.setdefault("time_zone", info.time_zone)
+    fields.setdefault("state", state)
+    fields.setdefault("zip_code", zip_code)
+    return LeadFacts(
+        source_id=lead.source_id,
+        source_name=lead.source.name,
+        received_at=lead.received_at,
+        fields=fields,
+        is_test=lead.is_test,
+        state=state.upper(),
+        zip_code=zip_code,
+        lat=info.lat if info else None,
+        lon=info.lon if info else None,
+        consent=lead.consent or {},
+    )
+
+
+def past_sales_of_consumer(
+    lead: Lead, rules: list[ContractRules], *, now: datetime
+) -> list[PastSale]:
+    """Earlier sales of the lead's consumer (same email or phone) that a rule could care about."""
+    windows = [r.bought_within for r in rules if r.bought_within is not None]
+    if not windows or not (lead.email or lead.phone):
+        return []
+    same_consumer = Q()
+    if lead.email:
+        same_consumer |= Q(lead__email=lead.email)
+    if lead.phone:
+        same_consumer |= Q(lead__phone=lead.phone)
+    rows = (
+        Sale.objects.filter(same_consumer, status=SaleStatus.SOLD, sold_at__gte=now - max(windows))
+        .exclude(lead_id=lead.pk)
+        .values_list("contract_id", "buyer_id", "sold_at")
+    )
+    return [PastSale(contract_id, buyer_id, sold_at) for contract_id, buyer_id, sold_at in rows]
+
+
+def explain(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:
+    """Return, for every contract of the lead's vertical, eligible or the rule that excluded it.
+
+    A fixed number of queries whatever the number of contracts: compiled rules (cached), the
+    current cap counters, and the consumer's earlier sales.
+    """
+    now = now or timezone.now()
+    loaded = vertical_rules(lead.vertical_id)
+    usage = cap_usage_for_contracts(contracts=loaded.contracts, now=now)
+    return evaluate_all(
+        loaded.rules,
+        lead_facts(lead),
+        now=now,
+        usage=usage,
+        past_sales=past_sales_of_consumer(lead, loaded.rules, now=now),
+    )
+
+
+def eligible_contracts(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:
+    """Return the verdicts of the contracts that may receive the lead."""
+    return [verdict for verdict in explain(lead, now=now) if verdict.eligible]
