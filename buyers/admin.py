@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from buyers.forms import DeliveryEndpointForm, PauseContractsForm, TerritoryRuleForm
+from buyers.caps import CapUsage
+from buyers.forms import (
+    ContractForm,
+    DeliveryEndpointForm,
+    PauseContractsForm,
+    TerritoryRuleForm,
+)
 from buyers.models import (
     Buyer,
+    BuyerCap,
+    CapCounter,
+    CapPeriod,
+    CapReservation,
+    ClosedDate,
     Contract,
     ContractCap,
     DeliveryEndpoint,
@@ -23,8 +38,15 @@ from buyers.models import (
     ScheduleWindow,
     TerritoryRule,
 )
-from buyers.services import buyers_set_active, contract_pause, contract_resume
-from leads.admin import money
+from buyers.schedule import Schedule, describe_hours
+from buyers.selectors import cap_usage
+from buyers.services import (
+    buyers_set_active,
+    cap_counters_seed,
+    contract_pause,
+    contract_resume,
+)
+from leads.admin import ReadOnlyAdminMixin, admin_link, money, parse_uuid
 
 
 def plural(count: int, noun: str) -> str:
@@ -42,6 +64,12 @@ class CachedVerticalChoicesMixin:
 
 
 # --- Buyers ---
+
+
+class BuyerCapInline(admin.TabularInline):
+    model = BuyerCap
+    extra = 0
+    verbose_name_plural = "Caps across all the buyer's contracts (in the buyer's time zone)"
 
 
 class ContractInline(CachedVerticalChoicesMixin, admin.TabularInline):
@@ -65,22 +93,66 @@ class ContractInline(CachedVerticalChoicesMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("buyer", "vertical")
 
 
+def cap_usage_table(usages: list[CapUsage], tz_name: str) -> str:
+    """Render current-period cap usage: used / limit per period, in the buyer's time zone."""
+    if not usages:
+        return "No caps."
+    zone = ZoneInfo(tz_name)
+
+    def limit(used: Any, maximum: Any, fmt: Any) -> str:
+        return "-" if maximum is None else f"{fmt(used)} / {fmt(maximum)}"
+
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                "buyer" if usage.limit.scope == "buyer" else "contract",
+                usage.limit.period,
+                limit(usage.leads, usage.limit.max_leads, str),
+                limit(usage.spend, usage.limit.max_budget, money),
+                "all time"
+                if usage.limit.period == CapPeriod.TOTAL
+                else f"{usage.period_start.astimezone(zone):%a %Y-%m-%d %H:%M} – "
+                f"{usage.period_end.astimezone(zone):%a %Y-%m-%d %H:%M} {tz_name}",
+            )
+            for usage in usages
+        ),
+    )
+    return format_html(
+        "<table><thead><tr><th>Cap of</th><th>Period</th><th>Leads</th><th>Spend</th>"
+        "<th>Current period</th></tr></thead><tbody>{}</tbody></table>",
+        rows,
+    )
+
+
 @admin.register(Buyer)
 class BuyerAdmin(admin.ModelAdmin):
     list_display = ("company", "active", "time_zone", "contract_count", "contact")
     list_filter = ("active", "time_zone")
-    search_fields = ("company", "contact_name", "contact_email")
-    readonly_fields = ("created_at", "updated_at")
-    inlines = (ContractInline,)
+    search_fields = ("company", "consent_names", "contact_name", "contact_email")
+    readonly_fields = ("created_at", "updated_at", "cap_usage_display")
+    inlines = (BuyerCapInline, ContractInline)
     actions = ("deactivate", "activate")
     fieldsets = (
-        (None, {"fields": ("company", "active", "time_zone")}),
+        (None, {"fields": ("company", "consent_names", "active", "time_zone")}),
         ("Contact", {"fields": ("contact_name", "contact_email", "contact_phone", "notes")}),
+        ("Usage now", {"fields": ("cap_usage_display",)}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
 
+    @admin.display(description="Buyer-wide cap usage")
+    def cap_usage_display(self, obj: Buyer) -> str:
+        if obj.pk is None:
+            return "-"
+        return cap_usage_table(cap_usage(buyer=obj), obj.time_zone)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Buyer]:
         return super().get_queryset(request).annotate(_contract_count=Count("contracts"))
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        cap_counters_seed(caps=form.instance.caps.select_related("buyer"))
 
     @admin.display(description="Contracts", ordering="_contract_count")
     def contract_count(self, obj: Buyer) -> int:
@@ -118,11 +190,18 @@ class ScheduleWindowInline(admin.TabularInline):
     verbose_name_plural = "Schedule (buyer's time zone; no windows means always open)"
 
 
+class ClosedDateInline(admin.TabularInline):
+    model = ClosedDate
+    extra = 0
+    fields = ("date", "note")
+    verbose_name_plural = "Closed dates (buyer's time zone; holidays and other days off)"
+
+
 class TerritoryRuleInline(admin.TabularInline):
     model = TerritoryRule
     form = TerritoryRuleForm
     extra = 0
-    fields = ("mode", "kind", "values", "radius_miles", "value_count")
+    fields = ("mode", "kind", "values", "upload", "radius_miles", "value_count")
     readonly_fields = ("value_count",)
     verbose_name_plural = "Territory (no rules means everywhere)"
 
@@ -200,31 +279,89 @@ class ContractAdmin(admin.ModelAdmin):
     list_filter = ("status", "vertical", "price_model", "exclusive", "buyer")
     search_fields = ("name", "buyer__company")
     list_select_related = ("buyer", "vertical")
-    autocomplete_fields = ("buyer", "vertical")
-    readonly_fields = ("status", "paused_reason", "paused_at", "created_at", "updated_at")
+    form = ContractForm
+    autocomplete_fields = ("buyer", "vertical", "sources")
+    readonly_fields = (
+        "status",
+        "paused_reason",
+        "paused_at",
+        "created_at",
+        "updated_at",
+        "cap_usage_display",
+        "hours_display",
+    )
     actions = ("pause_contracts", "resume_contracts")
     inlines = (
         ContractCapInline,
         ScheduleWindowInline,
+        ClosedDateInline,
         TerritoryRuleInline,
         FieldCriterionInline,
         DeliveryEndpointInline,
         FieldMappingInline,
         ResponseRuleInline,
     )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        cap_counters_seed(caps=form.instance.caps.select_related("contract__buyer"))
+
     fieldsets = (
-        (None, {"fields": ("buyer", "vertical", "name")}),
+        ("Buyer and vertical", {"fields": ("buyer", "vertical", "name")}),
+        (
+            "Price and distribution",
+            {
+                "fields": (
+                    "price_model",
+                    "fixed_price",
+                    "floor_price",
+                    "priority",
+                    "weight",
+                    "exclusive",
+                )
+            },
+        ),
+        ("Who it buys from", {"fields": ("source_filter", "sources", "accepts_test_leads")}),
+        (
+            "Consent and consumers",
+            {
+                "fields": (
+                    "consent_must_name_buyer",
+                    "requires_consent_certificate",
+                    "refuse_bought_within_days",
+                    "refuse_bought_scope",
+                )
+            },
+        ),
+        (
+            "Lead age (minutes since the lead was received)",
+            {"fields": ("min_lead_age_minutes", "max_lead_age_minutes")},
+        ),
         (
             "Status (pause and resume with the actions on the contract list)",
             {"fields": ("status", "paused_reason", "paused_at")},
         ),
-        ("Price", {"fields": ("price_model", "fixed_price", "floor_price")}),
-        (
-            "Routing",
-            {"fields": ("priority", "weight", "exclusive", "accepts_test_leads")},
-        ),
+        ("Usage now", {"fields": ("cap_usage_display", "hours_display")}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Cap usage (this contract and its buyer)")
+    def cap_usage_display(self, obj: Contract) -> str:
+        if obj.pk is None:
+            return "-"
+        return cap_usage_table(cap_usage(contract=obj, buyer=obj.buyer), obj.buyer.time_zone)
+
+    @admin.display(description="Hours")
+    def hours_display(self, obj: Contract) -> str:
+        if obj.pk is None:
+            return "-"
+        windows = [(w.weekday, w.opens_at, w.closes_at) for w in obj.schedule.all()]
+        closed = [(c.date, c.note) for c in obj.closed_dates.all()]
+        text = describe_hours(Schedule.build(obj.buyer.time_zone, windows, closed))
+        upcoming = [c for c in closed if c[0] >= timezone.localdate()]
+        if upcoming:
+            text += "; closed " + ", ".join(f"{day:%a %Y-%m-%d}" for day, _ in upcoming[:5])
+        return text
 
     @admin.display(description="Price", ordering="fixed_price")
     def price(self, obj: Contract) -> str | None:
@@ -293,6 +430,10 @@ class ContractCapAdmin(ContractPartAdmin):
     list_display = ("contract", "period", "max_leads", "budget")
     list_filter = ("period",)
 
+    def save_model(self, request: HttpRequest, obj: ContractCap, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        cap_counters_seed(caps=[obj])
+
     @admin.display(description="Budget", ordering="max_budget")
     def budget(self, obj: ContractCap) -> str | None:
         return money(obj.max_budget)
@@ -302,6 +443,12 @@ class ContractCapAdmin(ContractPartAdmin):
 class ScheduleWindowAdmin(ContractPartAdmin):
     list_display = ("contract", "weekday", "opens_at", "closes_at")
     list_filter = ("weekday",)
+
+
+@admin.register(ClosedDate)
+class ClosedDateAdmin(ContractPartAdmin):
+    list_display = ("contract", "date", "note")
+    list_filter = ("date",)
 
 
 @admin.register(TerritoryRule)
@@ -356,3 +503,90 @@ class FieldMappingAdmin(ContractPartAdmin):
 class ResponseRuleAdmin(ContractPartAdmin):
     list_display = ("contract", "kind", "success_path", "success_values", "success_status_codes")
     list_filter = ("kind",)
+
+
+# --- Caps: limits per buyer, and the counters and reservations the engine keeps ---
+
+
+@admin.register(BuyerCap)
+class BuyerCapAdmin(admin.ModelAdmin):
+    list_display = ("buyer", "period", "max_leads", "budget")
+    list_filter = ("period",)
+    search_fields = ("buyer__company",)
+    list_select_related = ("buyer",)
+    autocomplete_fields = ("buyer",)
+
+    def save_model(self, request: HttpRequest, obj: BuyerCap, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        cap_counters_seed(caps=[obj])
+
+    @admin.display(description="Budget", ordering="max_budget")
+    def budget(self, obj: BuyerCap) -> str | None:
+        return money(obj.max_budget)
+
+
+@admin.register(CapCounter)
+class CapCounterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("owner", "period", "period_start", "leads", "spend_display")
+    list_filter = ("period",)
+    search_fields = ("contract__name", "contract__buyer__company", "buyer__company")
+    list_select_related = ("contract__buyer", "buyer")
+    raw_id_fields = ("contract", "buyer")
+    # One row per owner and period: hourly caps alone add thousands a year.
+    show_full_result_count = False
+    fields = ("contract", "buyer", "period", "period_start", "leads", "spend_display")
+    readonly_fields = ("spend_display",)
+
+    @admin.display(description="Counts")
+    def owner(self, obj: CapCounter) -> str | None:
+        return admin_link(obj.contract) if obj.contract_id else admin_link(obj.buyer)
+
+    @admin.display(description="Spend", ordering="spend")
+    def spend_display(self, obj: CapCounter) -> str | None:
+        return money(obj.spend)
+
+
+@admin.register(CapReservation)
+class CapReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("lead_link", "contract", "status", "price_display", "created_at")
+    list_filter = ("status",)
+    # Informational: get_search_results below only makes exact, indexed lookups.
+    search_fields = ("lead__id",)
+    search_help_text = "A lead id or a reservation number."
+    list_select_related = ("contract__buyer",)
+    raw_id_fields = ("lead", "contract", "counters")
+    show_full_result_count = False
+    fields = (
+        "lead",
+        "contract",
+        "status",
+        "price_display",
+        "counters",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = ("price_display", "created_at", "updated_at")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[CapReservation], search_term: str
+    ) -> tuple[QuerySet[CapReservation], bool]:
+        # One row per lead and contract tried: exact lookups only, never a LIKE scan.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        lead_id = parse_uuid(term)
+        if lead_id is not None:
+            return queryset.filter(lead_id=lead_id), False
+        if term.isascii() and term.isdigit() and len(term) < 19:  # fits a bigint
+            return queryset.filter(pk=int(term)), False
+        return queryset.none(), False
+
+    @admin.display(description="Lead")
+    def lead_link(self, obj: CapReservation) -> str:
+        # Built from lead_id: no join to the lead table just to print its id.
+        url = reverse("admin:leads_lead_change", args=[obj.lead_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.lead_id)[:8])
+
+    @admin.display(description="Price", ordering="price")
+    def price_display(self, obj: CapReservation) -> str | None:
+        return money(obj.price)

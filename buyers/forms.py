@@ -2,11 +2,71 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from typing import Any
 
 from django import forms
+from django.core.files.uploadedfile import UploadedFile
 
-from buyers.models import DeliveryEndpoint, TerritoryRule
+from buyers.models import (
+    Contract,
+    DeliveryEndpoint,
+    SourceFilter,
+    TerritoryKind,
+    TerritoryRule,
+    split_values,
+)
+from leads.models import US_STATES
+
+CSV_MAX_BYTES = 2 * 1024 * 1024
+CSV_DELIMITERS = (",", ";", "\t")
+ZIP_COLUMNS = frozenset({"zip", "zipcode", "zip_code", "postal_code"})
+STATE_COLUMNS = frozenset({"state", "code", "state_code"})
+# Excel reads ZIP codes as numbers and drops their leading zeros: 02134 comes back as 2134.
+UNPADDED_ZIP_RE = re.compile(r"[0-9]{3,5}")
+SHOWN_BAD_VALUES = 10
+
+
+class ContractForm(forms.ModelForm):
+    class Meta:
+        model = Contract
+        fields = (
+            "buyer",
+            "vertical",
+            "name",
+            "price_model",
+            "fixed_price",
+            "floor_price",
+            "priority",
+            "weight",
+            "exclusive",
+            "source_filter",
+            "sources",
+            "accepts_test_leads",
+            "consent_must_name_buyer",
+            "requires_consent_certificate",
+            "refuse_bought_within_days",
+            "refuse_bought_scope",
+            "min_lead_age_minutes",
+            "max_lead_age_minutes",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        source_filter = cleaned.get("source_filter")
+        if source_filter is None or "sources" not in cleaned:
+            return cleaned
+        # The model cannot check this: its M2M rows are written after the contract is saved.
+        listed = cleaned["sources"]
+        if source_filter == SourceFilter.ALL and listed:
+            self.add_error("source_filter", "Choose allow or block for the listed sources.")
+        elif source_filter == SourceFilter.ALLOW and not listed:
+            self.add_error("sources", "List the sources to allow.")
+        elif source_filter == SourceFilter.BLOCK and not listed:
+            self.add_error("sources", "List the sources to block.")
+        return cleaned
 
 
 class DeliveryEndpointForm(forms.ModelForm):
@@ -66,14 +126,136 @@ class DeliveryEndpointForm(forms.ModelForm):
         return cleaned
 
 
+class CsvError(ValueError):
+    """The uploaded file cannot be read as a list of territory values."""
+
+
+def normalise_territory_value(kind: str, raw: str) -> str | None:
+    """Return the value as stored (a state code or a 5-digit ZIP), or None if it is not one."""
+    value = raw.strip().upper()
+    if kind == TerritoryKind.STATES:
+        return value if value in US_STATES else None
+    if UNPADDED_ZIP_RE.fullmatch(value):
+        return value.zfill(5)
+    return None
+
+
+def _column_index(header: list[str], names: frozenset[str]) -> int | None:
+    for index, cell in enumerate(header):
+        if re.sub(r"[\s-]+", "_", cell.strip().lower()) in names:
+            return index
+    return None
+
+
+def territory_values_from_csv(data: bytes, *, kind: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """Read the values of a territory rule from an uploaded CSV file.
+
+    Take the column named zip, zipcode, zip_code or postal_code (state, code or state_code for
+    states) when the first row is such a header, else the first column; a file of one row without
+    a header is a list, every cell a value. Return the values in file order and the (line number,
+    cell) of each cell that is not a valid value.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError(
+            f"The file is not UTF-8 text (byte {exc.start + 1}): save it as “CSV UTF-8”."
+        ) from None
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = max(CSV_DELIMITERS, key=first_line.count) if first_line else ","
+    if delimiter not in first_line:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise CsvError(f"Line {reader.line_num} is not valid CSV: {exc}.") from None
+    if not rows:
+        return [], []
+
+    is_states = kind == TerritoryKind.STATES
+    column = _column_index(rows[0][1], STATE_COLUMNS if is_states else ZIP_COLUMNS)
+    if column is not None:
+        cells = [(line, row[column] if column < len(row) else "") for line, row in rows[1:]]
+    elif not is_states and re.search(r"[A-Za-z]", rows[0][1][0]):
+        raise CsvError(
+            f"Line {rows[0][0]} looks like a header, but names no column zip, zipcode, zip_code "
+            "or postal_code."
+        )
+    elif len(rows) == 1:
+        # "02134,02135,02136" on one line is a list, not a first column of one cell.
+        cells = [(rows[0][0], cell) for cell in rows[0][1]]
+    else:
+        cells = [(line, row[0]) for line, row in rows]
+
+    values: list[str] = []
+    bad: list[tuple[int, str]] = []
+    for line, cell in cells:
+        if not cell.strip():
+            continue
+        value = normalise_territory_value(kind, cell)
+        if value is None:
+            bad.append((line, cell.strip()))
+        else:
+            values.append(value)
+    return values, bad
+
+
 class TerritoryRuleForm(forms.ModelForm):
+    upload = forms.FileField(
+        label="or upload a CSV",
+        required=False,
+        widget=forms.FileInput(attrs={"accept": ".csv,.txt,text/csv,text/plain"}),
+        help_text="A column named zip (state for states) or one value per line, up to 2 MB; "
+        "added to the values typed in.",
+    )
+
     class Meta:
         model = TerritoryRule
-        fields = ("contract", "mode", "kind", "values", "radius_miles")
+        fields = ("contract", "mode", "kind", "values", "upload", "radius_miles")
         widgets = {
             # ZIP lists of thousands are pasted here; the model normalises them on clean.
             "values": forms.Textarea(attrs={"rows": 3, "cols": 50}),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Values may come from the file alone; the model's clean() still refuses an empty rule.
+        self.fields["values"].required = False
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        upload: UploadedFile | None = cleaned.get("upload")
+        kind = cleaned.get("kind")
+        if upload is None or not kind:
+            return cleaned
+        if upload.size is not None and upload.size > CSV_MAX_BYTES:
+            self.add_error("upload", "The file is larger than 2 MB.")
+            return cleaned
+        upload.seek(0)
+        try:
+            values, bad = territory_values_from_csv(upload.read(), kind=kind)
+        except CsvError as exc:
+            self.add_error("upload", str(exc))
+            return cleaned
+        if bad:
+            noun = "state codes" if kind == TerritoryKind.STATES else "ZIP codes"
+            shown = ", ".join(f"line {line}: {cell}" for line, cell in bad[:SHOWN_BAD_VALUES])
+            more = f" and {len(bad) - SHOWN_BAD_VALUES} more" if len(bad) > SHOWN_BAD_VALUES else ""
+            self.add_error("upload", f"Not {noun}: {shown}{more}.")
+            return cleaned
+        if not values:
+            self.add_error("upload", "The file holds no values.")
+            return cleaned
+        typed = [v.upper() for v in split_values(cleaned.get("values", ""))]
+        merged = "\n".join(dict.fromkeys([*typed, *values]))
+        cleaned["values"] = merged
+        # A file input comes back empty when the page is shown again for an error elsewhere:
+        # the uploaded values go into the text area, or the next save would drop them unseen.
+        data = self.data.copy()
+        data[self.add_prefix("values")] = merged
+        self.data = data
+        return cleaned
 
 
 class PauseContractsForm(forms.Form):

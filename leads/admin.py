@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from leads.models import (
     Lead,
@@ -32,6 +32,7 @@ from leads.models import (
 )
 from leads.services import source_api_key_create, source_api_key_revoke
 from routing.models import Attempt, Auction, Sale
+from routing.selectors import explain
 
 # --- Display helpers shared by the buyers and routing admins. ---
 
@@ -73,6 +74,40 @@ def admin_link(obj: Any, text: str | None = None) -> str | None:
     opts = obj._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
     return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
+
+
+def explanation_table(rows: list[dict[str, Any]]) -> str:
+    """Render eligibility verdicts (Verdict.as_dict rows) as a table: who may buy, and why not."""
+    if not rows:
+        return "No contracts in this vertical."
+    body = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                admin_link_by_id("buyers", "contract", row.get("contract_id"), row.get("contract")),
+                row.get("buyer", ""),
+                "✔ eligible" if row.get("eligible") else f"✘ {row.get('rule', '')}",
+                row.get("reason", ""),
+            )
+            for row in rows
+        ),
+    )
+    eligible = sum(1 for row in rows if row.get("eligible"))
+    return format_html(
+        "<p>{} of {} contracts eligible.</p><table><thead><tr><th>Contract</th><th>Buyer</th>"
+        "<th>Verdict</th><th>Why not</th></tr></thead><tbody>{}</tbody></table>",
+        eligible,
+        len(rows),
+        body,
+    )
+
+
+def admin_link_by_id(app_label: str, model_name: str, pk: Any, text: Any) -> str:
+    if pk is None:
+        return str(text or "")
+    url = reverse(f"admin:{app_label}_{model_name}_change", args=[pk])
+    return format_html('<a href="{}">{}</a>', url, text or pk)
 
 
 def parse_uuid(term: str) -> uuid.UUID | None:
@@ -543,8 +578,17 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "Data",
             {"fields": ("data_display", "errors_display", "consent_display", "raw_body_display")},
         ),
+        (
+            "Eligibility if it were routed now",
+            {
+                "fields": ("eligibility_display",),
+                "description": "Every contract of the vertical, evaluated now; each routing run "
+                "stores its own explanation on its auction.",
+            },
+        ),
     )
     readonly_fields = (
+        "eligibility_display",
         "sale_price_display",
         "payout_display",
         "margin_display",
@@ -576,6 +620,10 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         elif len(digits) > 10:
             condition |= Q(phone=f"+{digits}")
         return queryset.filter(condition), False
+
+    @admin.display(description="Contracts")
+    def eligibility_display(self, obj: Lead) -> str:
+        return explanation_table([verdict.as_dict() for verdict in explain(obj)])
 
     @admin.display(description="Lead")
     def short_id(self, obj: Lead) -> str:

@@ -14,6 +14,7 @@ from buyers.fields import mask
 from leads.admin import (
     ReadOnlyAdminMixin,
     admin_link,
+    explanation_table,
     money,
     parse_uuid,
     precise_time,
@@ -143,7 +144,7 @@ class AuctionAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Why each contract was or was not eligible")
     def explanation_display(self, obj: Auction) -> str:
-        return pretty_json(obj.explanation)
+        return explanation_table(obj.explanation or [])
 
 
 @admin.register(Attempt)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,15 +12,22 @@ from django.contrib import admin
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.messages import get_messages
 from django.contrib.sessions.models import Session
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from buyers.forms import territory_values_from_csv
 from buyers.models import (
     AuthType,
     Buyer,
+    BuyerCap,
+    CapCounter,
+    CapPeriod,
+    CapReservation,
+    ClosedDate,
     Contract,
     ContractStatus,
     CriterionOperator,
@@ -27,8 +35,10 @@ from buyers.models import (
     EndpointKind,
     FieldCriterion,
     FieldMapping,
+    ReservationStatus,
     ResponseRule,
     ScheduleWindow,
+    SourceFilter,
     TerritoryKind,
     TerritoryRule,
 )
@@ -101,6 +111,23 @@ def inline_prefix(data: dict[str, Any], field: str) -> str:
     return name.rsplit("-", 1)[0]
 
 
+def formset_prefix(response, model: type[Model]) -> str:
+    """Return the form prefix of the page's inline formset for model, e.g. closed_dates."""
+    (prefix,) = [
+        inline.formset.prefix
+        for inline in response.context["inline_admin_formsets"]
+        if inline.formset.model is model
+    ]
+    return prefix
+
+
+def add_inline_row(data: dict[str, Any], prefix: str, **fields: Any) -> None:
+    """Append one new row to an inline formset's POST data."""
+    index = int(data[f"{prefix}-TOTAL_FORMS"])
+    data[f"{prefix}-TOTAL_FORMS"] = str(index + 1)
+    data.update({f"{prefix}-{index}-{name}": value for name, value in fields.items()})
+
+
 def rows_containing(text: str) -> list[str]:
     """Return the tables with a row that holds text anywhere, read below the ORM."""
     hits = []
@@ -126,9 +153,18 @@ def every_model(admin_user) -> dict[str, Model]:
         VerticalFieldFactory(vertical=vertical, name=name)
     source = SourceFactory(verticals=[vertical])
     source_api_key_create(source=source, name="web form")
-    buyer = BuyerFactory()
-    contract = ContractFactory(buyer=buyer, vertical=vertical)
+    buyer = BuyerFactory(consent_names="Acme Direct, Acme Insurance Agency LLC")
+    BuyerCap.objects.create(buyer=buyer, period=CapPeriod.DAY, max_leads=500)
+    contract = ContractFactory(
+        buyer=buyer,
+        vertical=vertical,
+        source_filter=SourceFilter.ALLOW,
+        refuse_bought_within_days=30,
+        consent_must_name_buyer=True,
+    )
+    contract.sources.add(source)
     ContractCapFactory(contract=contract)
+    ClosedDate.objects.create(contract=contract, date=date(2030, 12, 25), note="Christmas")
     ScheduleWindow.objects.create(
         contract=contract, weekday=0, opens_at=time(9), closes_at=time(17)
     )
@@ -152,10 +188,24 @@ def every_model(admin_user) -> dict[str, Model]:
         auction=auction, contract=contract, request_headers={"Authorization": "••••-XYZ"}
     )
     SaleFactory(lead=lead, contract=contract, auction=auction)
+    day = datetime(2030, 1, 7, 6, tzinfo=UTC)
+    counters = [
+        CapCounter.objects.create(
+            contract=contract, period=CapPeriod.DAY, period_start=day, leads=1, spend=Decimal(12)
+        ),
+        CapCounter.objects.create(
+            buyer=buyer, period=CapPeriod.DAY, period_start=day, leads=1, spend=Decimal(12)
+        ),
+    ]
+    reservation = CapReservation.objects.create(
+        lead=lead, contract=contract, status=ReservationStatus.COMMITTED, price=Decimal(12)
+    )
+    reservation.counters.add(*counters)
     Group.objects.create(name="Ops")
     return {
         "vertical": vertical,
         "source": source,
+        "buyer": buyer,
         "contract": contract,
         "endpoint": endpoint,
         "lead": lead,
@@ -464,6 +514,294 @@ def test_the_contract_page_saves_unchanged_with_all_its_inlines(admin_client, ev
     assert response.status_code == 302, form_errors(response)
 
 
+def test_the_contract_form_is_sent_as_multipart_for_its_csv_upload(admin_client, every_model):
+    contract = every_model["contract"]
+
+    html = admin_client.get(url(contract, "change", contract.pk)).content.decode()
+
+    assert 'enctype="multipart/form-data"' in html
+    assert 'type="file" name="territory-0-upload"' in html
+
+
+def post_territory_upload(
+    admin_client, contract: Contract, content: bytes, *, kind: str = "zips", typed: str = ""
+):
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    add_inline_row(
+        data,
+        formset_prefix(page, TerritoryRule),
+        mode="include",
+        kind=kind,
+        values=typed,
+        upload=SimpleUploadedFile("territory.csv", content, content_type="text/csv"),
+    )
+    return admin_client.post(url(contract, "change", contract.pk), data)
+
+
+def test_an_uploaded_csv_of_3000_zips_becomes_one_rule_of_5_digit_zips(admin_client, every_model):
+    contract = every_model["contract"]
+    numbers = range(8000, 11000)  # 8000-9999 as Excel writes 08000-09999: without the zero
+    lines = ["City,ZIP Code", *(f"Town {n},{n}" for n in numbers)]
+    content = "\ufeff".encode() + "\r\n".join(lines).encode()
+
+    response = post_territory_upload(admin_client, contract, content, typed="08000")
+
+    assert response.status_code == 302, form_errors(response)
+    rule = TerritoryRule.objects.get(contract=contract, kind=TerritoryKind.ZIPS)
+    assert rule.value_list == [f"{n:05d}" for n in numbers]
+    assert len(rule.value_list) == 3000
+
+
+def test_uploaded_values_survive_an_error_elsewhere_on_the_page(admin_client, every_model):
+    contract = every_model["contract"]
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    add_inline_row(data, formset_prefix(page, ClosedDate), date="2030-12-25")  # a duplicate
+    add_inline_row(
+        data,
+        formset_prefix(page, TerritoryRule),
+        mode="exclude",
+        kind="zips",
+        values="60601",
+        upload=SimpleUploadedFile("zips.csv", b"zip\n2134\n2135\n"),
+    )
+
+    refused = admin_client.post(url(contract, "change", contract.pk), data)
+    assert refused.status_code == 200
+    # The browser cannot send the file again: the text area now holds what it contained.
+    data = change_form_data(refused)
+    data.pop(f"{formset_prefix(refused, ClosedDate)}-1-date")
+    response = admin_client.post(url(contract, "change", contract.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    rule = TerritoryRule.objects.get(contract=contract, kind=TerritoryKind.ZIPS)
+    assert rule.value_list == ["60601", "02134", "02135"]
+
+
+def test_an_uploaded_csv_with_bad_lines_names_them_and_saves_nothing(admin_client, every_model):
+    contract = every_model["contract"]
+    content = b"zip\n60601\n6060\n123456\nABCDE\n\n60602\n1\n"
+
+    response = post_territory_upload(admin_client, contract, content)
+
+    assert response.status_code == 200
+    assert "Not ZIP codes: line 4: 123456, line 5: ABCDE, line 8: 1." in response.content.decode()
+    assert not TerritoryRule.objects.filter(contract=contract, kind=TerritoryKind.ZIPS).exists()
+
+
+def test_an_uploaded_csv_of_state_codes_is_added_to_the_typed_ones(admin_client, every_model):
+    contract = every_model["contract"]
+    TerritoryRule.objects.filter(contract=contract).delete()
+
+    response = post_territory_upload(
+        admin_client, contract, b"Name,State\nIllinois,il\nIndiana,IN\n", kind="states", typed="WI"
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    assert TerritoryRule.objects.get(contract=contract).value_list == ["WI", "IL", "IN"]
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("zip\n60601\nMünchen\n".encode("latin-1"), "The file is not UTF-8 text"),
+        (b"zip\n" + b"60601\n" * 400_000, "The file is larger than 2 MB."),
+        (b"zip\n", "The file holds no values."),
+        (b"postcode,city\n60601,Chicago\n", "Line 1 looks like a header"),
+    ],
+    ids=["latin-1", "too big", "header only", "unknown header"],
+)
+def test_an_unreadable_csv_is_refused_with_a_reason(admin_client, every_model, content, error):
+    contract = every_model["contract"]
+
+    response = post_territory_upload(admin_client, contract, content)
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not TerritoryRule.objects.filter(contract=contract, kind=TerritoryKind.ZIPS).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "values", "bad"),
+    [
+        ("02134\n2135\n501\n", "zips", ["02134", "02135", "00501"], []),
+        ("02134,2135,60601", "zips", ["02134", "02135", "60601"], []),  # one line is a list
+        ("city;zip\nBoston;2134\n", "zips", ["02134"], []),
+        ('"zip_code"\r\n"60601"\r\n12\r\n', "radius", ["60601"], [(3, "12")]),
+        ("code\nil\nXX\n", "states", ["IL"], [(3, "XX")]),
+        ("\n".join(["zip", *["x"] * 12]), "zips", [], [(n, "x") for n in range(2, 14)]),
+    ],
+)
+def test_a_territory_csv_is_read_from_its_zip_or_state_column(text, kind, values, bad):
+    assert territory_values_from_csv(text.encode(), kind=kind) == (values, bad)
+
+
+def test_more_than_ten_bad_lines_are_summed_up(admin_client, every_model):
+    content = "\n".join(["zip", *(f"bad{n}" for n in range(15))]).encode()
+
+    response = post_territory_upload(admin_client, every_model["contract"], content)
+
+    html = response.content.decode()
+    assert "line 11: bad9 and 5 more." in html
+    assert "bad10" not in html
+
+
+def save_contract(admin_client, contract: Contract, **changes: Any):
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    data.update(changes)
+    return admin_client.post(url(contract, "change", contract.pk), data)
+
+
+@pytest.mark.parametrize(
+    ("source_filter", "error"),
+    [("allow", "List the sources to allow."), ("block", "List the sources to block.")],
+)
+def test_an_allow_or_block_list_without_sources_is_refused(
+    admin_client, every_model, source_filter, error
+):
+    contract = every_model["contract"]
+
+    response = save_contract(admin_client, contract, source_filter=source_filter, sources=[])
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert list(contract.sources.all()) == [every_model["source"]]
+
+
+def test_listed_sources_need_allow_or_block(admin_client, every_model):
+    contract = every_model["contract"]
+
+    response = save_contract(admin_client, contract, source_filter="all")
+
+    assert response.status_code == 200
+    assert "Choose allow or block for the listed sources." in response.content.decode()
+    contract.refresh_from_db()
+    assert contract.source_filter == SourceFilter.ALLOW
+
+
+def test_a_block_list_is_saved_with_its_sources(admin_client, every_model):
+    contract = every_model["contract"]
+    other = SourceFactory()
+
+    response = save_contract(
+        admin_client,
+        contract,
+        source_filter="block",
+        sources=[str(other.pk)],
+        refuse_bought_scope="contract",
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    contract.refresh_from_db()
+    assert (contract.source_filter, contract.refuse_bought_scope) == ("block", "contract")
+    assert list(contract.sources.all()) == [other]
+
+
+def test_the_model_s_own_checks_show_as_form_errors(admin_client, every_model):
+    contract = every_model["contract"]
+
+    response = save_contract(
+        admin_client, contract, min_lead_age_minutes="60", max_lead_age_minutes="30"
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "max_lead_age_minutes": ["The youngest age must be below the oldest."]
+    }
+    assert "The youngest age must be below the oldest." in response.content.decode()
+
+
+def test_closed_dates_are_saved_through_the_contract_page(admin_client, every_model):
+    contract = every_model["contract"]
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    prefix = formset_prefix(page, ClosedDate)
+    add_inline_row(data, prefix, date="2030-07-04", note="Independence Day")
+    add_inline_row(data, prefix, date="2030-11-28")
+
+    response = admin_client.post(url(contract, "change", contract.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    assert [(d.date, d.note) for d in contract.closed_dates.all()] == [
+        (date(2030, 7, 4), "Independence Day"),
+        (date(2030, 11, 28), ""),
+        (date(2030, 12, 25), "Christmas"),
+    ]
+
+
+def test_a_closed_date_cannot_be_listed_twice(admin_client, every_model):
+    contract = every_model["contract"]
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    add_inline_row(data, formset_prefix(page, ClosedDate), date="2030-12-25")
+
+    response = admin_client.post(url(contract, "change", contract.pk), data)
+
+    assert response.status_code == 200
+    assert contract.closed_dates.count() == 1
+
+
+# --- Buyer caps ---
+
+
+def test_buyer_caps_are_saved_through_the_buyer_page(admin_client, every_model):
+    buyer = every_model["buyer"]
+    page = admin_client.get(url(buyer, "change", buyer.pk))
+    data = change_form_data(page)
+    data["consent_names"] = "Acme Direct"
+    add_inline_row(
+        data, formset_prefix(page, BuyerCap), period="month", max_leads="", max_budget="25000"
+    )
+
+    response = admin_client.post(url(buyer, "change", buyer.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    assert [(c.period, c.max_leads, c.max_budget) for c in buyer.caps.order_by("id")] == [
+        ("day", 500, None),
+        ("month", None, Decimal("25000.00")),
+    ]
+    buyer.refresh_from_db()
+    assert buyer.names_for_consent == [buyer.company, "Acme Direct"]
+
+
+def test_a_buyer_cap_without_a_limit_is_refused(admin_client, every_model):
+    buyer = every_model["buyer"]
+    page = admin_client.get(url(buyer, "change", buyer.pk))
+    data = change_form_data(page)
+    add_inline_row(data, formset_prefix(page, BuyerCap), period="week")
+
+    response = admin_client.post(url(buyer, "change", buyer.pk), data)
+
+    assert response.status_code == 200
+    assert "Set a lead count, a budget, or both." in response.content.decode()
+    assert buyer.caps.count() == 1
+
+
+@pytest.mark.parametrize("model", [CapCounter, CapReservation], ids=lambda m: m.__name__)
+def test_nobody_adds_or_edits_the_engine_s_cap_records(admin_client, every_model, model):
+    obj = model.objects.first()
+
+    assert admin_client.get(url(model, "add")).status_code == 403
+    assert url(model, "add") not in admin_client.get(url(model, "changelist")).content.decode()
+    page = admin_client.get(url(model, "change", obj.pk))
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert admin_client.post(url(model, "change", obj.pk), {}).status_code == 403
+    assert admin_client.post(url(model, "delete", obj.pk), {"post": "yes"}).status_code == 403
+    assert model.objects.filter(pk=obj.pk).exists()
+
+
+def test_reservations_are_found_by_lead_id_only_exactly(admin_client, every_model):
+    lead = every_model["lead"]
+    changelist = url(CapReservation, "changelist")
+
+    for term, found in ((str(lead.pk), True), (str(lead.pk)[:8], False), ("x" * 40, False)):
+        response = admin_client.get(changelist, {"q": term})
+        assert len(response.context["cl"].result_list) == int(found), term
+
+
 # --- Verticals ---
 
 
@@ -529,8 +867,12 @@ def test_the_lead_page_lists_its_attempts_in_time_order(admin_client):
         )
         Attempt.objects.filter(pk=attempt.pk).update(created_at=start + timedelta(seconds=second))
 
-    html = admin_client.get(url(lead, "change", lead.pk)).content.decode()
+    page = admin_client.get(url(lead, "change", lead.pk)).content.decode()
 
+    # Only the timeline: other parts of the page may name the same contracts in their own order.
+    start = page.index('id="attempts-group"')
+    end = page.find("inline-group", start)  # the next inline, if any
+    html = page[start : end if end != -1 else None]
     positions = [
         html.index(name) for name in ("Contract-Early", "Contract-Middle", "Contract-Late")
     ]
@@ -620,9 +962,34 @@ def test_the_lead_page_makes_a_bounded_number_of_queries(
     for _ in range(20):
         AttemptFactory(auction=auction)
     SaleFactory(lead=lead, auction=auction)
-    with django_assert_max_num_queries(11):
+    # The eligibility table adds a fixed few: the vertical's rules, cap counters, past sales.
+    with django_assert_max_num_queries(18):
         response = admin_client.get(url(lead, "change", lead.pk))
     assert response.status_code == 200
+
+
+def test_the_cap_record_changelists_make_a_bounded_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    for n in range(30):
+        contract = ContractFactory()
+        counter = CapCounter.objects.create(
+            contract=contract, period=CapPeriod.HOUR, period_start=start + timedelta(hours=n)
+        )
+        CapCounter.objects.create(
+            buyer=contract.buyer, period=CapPeriod.HOUR, period_start=counter.period_start
+        )
+        reservation = CapReservation.objects.create(
+            lead=LeadFactory(), contract=contract, price=Decimal(10)
+        )
+        reservation.counters.add(counter)
+    with django_assert_max_num_queries(9):
+        response = admin_client.get(url(CapCounter, "changelist"))
+    assert len(response.context["cl"].result_list) == 60
+    with django_assert_max_num_queries(9):
+        response = admin_client.get(url(CapReservation, "changelist"))
+    assert len(response.context["cl"].result_list) == 30
 
 
 def test_the_buyer_page_makes_a_bounded_number_of_queries(
@@ -634,3 +1001,44 @@ def test_the_buyer_page_makes_a_bounded_number_of_queries(
     with django_assert_max_num_queries(9):
         response = admin_client.get(url(buyer, "change", buyer.pk))
     assert response.status_code == 200
+
+
+def test_the_contract_and_buyer_pages_show_cap_usage_and_hours(admin_client):
+    from datetime import time as clock
+    from decimal import Decimal as D
+
+    from buyers.models import BuyerCap, CapPeriod, ContractCap, ScheduleWindow
+    from buyers.services import cap_reserve
+
+    contract = ContractFactory(buyer__time_zone="America/Chicago")
+    ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=50)
+    BuyerCap.objects.create(buyer=contract.buyer, period=CapPeriod.WEEK, max_budget=D("500"))
+    ScheduleWindow.objects.create(
+        contract=contract, weekday=0, opens_at=clock(9), closes_at=clock(17)
+    )
+    cap_reserve(lead=LeadFactory(vertical=contract.vertical), contract=contract, price=D("12.50"))
+    page = admin_client.get(url(contract, "change", contract.pk)).content.decode()
+    assert "1 / 50" in page
+    assert "$12.50 / $500.00" in page
+    assert "Mon 09:00–17:00 (America/Chicago)" in page
+    buyer_page = admin_client.get(url(contract.buyer, "change", contract.buyer.pk)).content.decode()
+    assert "$12.50 / $500.00" in buyer_page
+    assert "1 / 50" not in buyer_page
+
+
+def test_saving_a_cap_mid_period_counts_the_periods_earlier_sales(admin_client):
+    from decimal import Decimal as D
+
+    from buyers.models import CapCounter, CapPeriod
+    from buyers.services import cap_reserve
+
+    contract = ContractFactory()
+    for _ in range(3):
+        cap_reserve(lead=LeadFactory(vertical=contract.vertical), contract=contract, price=D("10"))
+    response = admin_client.post(
+        reverse("admin:buyers_contractcap_add"),
+        {"contract": contract.pk, "period": CapPeriod.DAY, "max_leads": 5},
+    )
+    assert response.status_code == 302
+    counter = CapCounter.objects.get(contract=contract, period=CapPeriod.DAY)
+    assert (counter.leads, counter.spend) == (3, D("30.00"))
