@@ -9,7 +9,7 @@ it, and the parts of a vertical, contract, group or user are only written when i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -22,7 +22,9 @@ from buyers.models import (
     AuthType,
     BodyFormat,
     Buyer,
+    BuyerCap,
     CapPeriod,
+    ClosedDate,
     Contract,
     ContractCap,
     ContractStatus,
@@ -401,6 +403,8 @@ BUYERS: list[dict[str, Any]] = [
                 "price_model": PriceModel.PING_POST,
                 "floor_price": Decimal("15.00"),
                 "priority": 1,
+                "refuse_bought_within_days": 30,
+                "max_lead_age_minutes": 15,
                 "ping": {"query": {"bid": "18-32", "delay_ms": 40, "decline": 0.1, "fail": 0.02}},
                 "post": {
                     "query": {"accept": 0.9, "delay_ms": 90},
@@ -500,6 +504,7 @@ BUYERS: list[dict[str, Any]] = [
     },
     {
         "company": "Heartland Home & Auto",
+        "caps": [{"period": CapPeriod.DAY, "max_leads": 60}],
         "time_zone": "America/Chicago",
         "contact_name": "Luis Navarro",
         "contact_email": "lnavarro@heartlandhomeauto.example",
@@ -591,6 +596,11 @@ BUYERS: list[dict[str, Any]] = [
                 "post": {"query": {"accept": 0.9, "delay_ms": 70, "price": "45.00"}},
                 "caps": [{"period": CapPeriod.DAY, "max_leads": 40}],
                 "schedule": INSTALLER_HOURS,
+                "closed_dates": [
+                    (date(2026, 12, 24), "Christmas Eve"),
+                    (date(2026, 12, 25), "Christmas Day"),
+                    (date(2027, 1, 1), "New Year's Day"),
+                ],
                 "territory": [
                     {"kind": TerritoryKind.RADIUS, "values": "80202", "radius_miles": 100}
                 ],
@@ -791,7 +801,7 @@ def _contract_create(
     spec = dict(spec)
     parts = {
         name: spec.pop(name, [])
-        for name in ("caps", "schedule", "territory", "criteria", "mappings")
+        for name in ("caps", "schedule", "closed_dates", "territory", "criteria", "mappings")
     }
     endpoints = {kind: spec.pop(kind, None) for kind in (EndpointKind.PING, EndpointKind.POST)}
     paused_reason = spec.pop("paused_reason", "")
@@ -819,6 +829,8 @@ def _contract_create(
             opens_at=opens_at,
             closes_at=closes_at,
         )
+    for day, note in parts["closed_dates"]:
+        _create(ClosedDate, contract=contract, date=day, note=note)
     for rule in parts["territory"]:
         _create(TerritoryRule, contract=contract, **rule)
     for criterion in parts["criteria"]:
@@ -834,10 +846,13 @@ def _buyer_get_or_create(
 ) -> BuyerResult:
     spec = dict(spec)
     contract_specs = spec.pop("contracts")
+    buyer_caps = spec.pop("caps", [])
     buyer = Buyer.objects.filter(company=spec["company"]).first()
     created = buyer is None
     if buyer is None:
         buyer = _create(Buyer, **spec)
+        for cap in buyer_caps:
+            _create(BuyerCap, buyer=buyer, **cap)
     contracts, contracts_created = [], 0
     for contract_spec in contract_specs:
         vertical = verticals[contract_spec["vertical"]]
