@@ -230,7 +230,7 @@ class CapLimit(models.Model):
         if self.max_leads is not None:
             parts.append(f"{self.max_leads} leads")
         if self.max_budget is not None:
-            parts.append(f"${self.max_budget}")
+            parts.append(f"${self.max_budget:,.2f}")
         return f"{' / '.join(parts)} per {self.get_period_display().lower()}"
 
     def clean(self) -> None:

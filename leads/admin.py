@@ -37,10 +37,11 @@ from routing.selectors import explain
 # --- Display helpers shared by the buyers and routing admins. ---
 
 
-def money(value: Decimal | None) -> str | None:
-    """Format dollars as $1,234.50; None stays None so the admin shows its empty marker."""
+def money(value: Decimal | None) -> str:
+    """Format dollars as $1,234.50, and no amount as the admin's empty marker."""
     if value is None:
-        return None
+        # Read-only fields print a None as "None"; only changelists replace it with the marker.
+        return admin.site.empty_value_display
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.2f}"
 
