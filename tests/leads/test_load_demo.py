@@ -166,6 +166,7 @@ def test_it_prints_each_source_key_once_and_the_keys_work():
     for key in keys:
         assert key[:12] in second
     assert "Mint API key" in second
+    assert "create_source" in second
 
 
 def test_running_it_twice_creates_nothing_new():
