@@ -88,7 +88,10 @@ class Command(BaseCommand):
             else:
                 out(note("             no active API key"))
         if not all(s.api_key for s in result.sources):
-            out("  Need a new key? Use 'Mint API key' on the source's admin page.")
+            out(
+                "  Need a new key? Use 'Mint API key' on the source's admin page, or "
+                "`manage.py create_source <name> --verticals <slugs>`."
+            )
 
         out(self.style.MIGRATE_HEADING(f"Buyers (endpoints at {result.simulator_url})"))
         for b in result.buyers:
