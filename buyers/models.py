@@ -10,12 +10,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from buyers.fields import EncryptedTextField, mask
 from leads.geo import zip_lookup
 from leads.models import US_STATES, Vertical
 
 ZIP_RE = re.compile(r"^\d{5}$")
+# Header names that carry credentials: refused in the plain headers, masked in attempt logs.
+SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "signature", "cookie")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
@@ -338,7 +341,9 @@ class CapReservation(models.Model):
     )
     price = models.DecimalField(max_digits=10, decimal_places=2)
     counters = models.ManyToManyField(CapCounter, blank=True, related_name="reservations")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The instant the caps were charged for (cap_reserve's `now`), not the INSERT's wall clock:
+    # a reservation that waited on row locks across midnight still belongs to the day it charged.
+    created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -651,8 +656,11 @@ class DeliveryEndpoint(models.Model):
             bad = [k for k in self.headers if not HEADER_NAME_RE.match(k)]
             if bad:
                 errors["headers"] = f"Not valid header names: {', '.join(bad)}."
-            elif any(k.lower() == "authorization" for k in self.headers):
-                errors["headers"] = "Put credentials in the auth fields, where they are encrypted."
+            elif any(word in k.lower() for k in self.headers for word in SECRET_HEADER_WORDS):
+                errors["headers"] = (
+                    "Put credentials (authorization, keys, tokens, secrets, passwords) in the "
+                    "auth fields, where they are encrypted."
+                )
         if self.auth_type != AuthType.NONE and not self.auth_secret:
             errors["auth_secret"] = "This authentication type needs a secret."  # noqa: S105
         if self.auth_type == AuthType.BASIC and not self.auth_username:

@@ -14,7 +14,19 @@ from django.db.models import Q
 from django.utils import timezone
 
 from buyers.caps import CapLimitSpec, CapUsage, period_bounds
-from buyers.models import Buyer, BuyerCap, CapCounter, CapPeriod, Contract, ContractCap
+from buyers.models import (
+    Buyer,
+    BuyerCap,
+    CapCounter,
+    CapPeriod,
+    CapReservation,
+    Contract,
+    ContractCap,
+    ReservationStatus,
+)
+from buyers.schedule import Schedule
+from leads.models import Lead
+from routing.models import Sale, SaleStatus
 
 CONTRACT_SCOPE = "contract"
 BUYER_SCOPE = "buyer"
@@ -172,3 +184,38 @@ def cap_usage_for_contracts(
         ]
         for contract_id, specs in wanted.items()
     }
+
+
+def consumer_purchases(*, lead: Lead, since: datetime) -> list[tuple[int, int, datetime]]:
+    """Return (contract id, buyer id, when) of purchases of the lead's consumer since `since`.
+
+    The consumer is the lead's email or phone; a purchase is a sale that stands (not returned)
+    or a reservation still held while its post is in flight. The lead itself is left out.
+    """
+    same_consumer = Q()
+    if lead.email:
+        same_consumer |= Q(lead__email=lead.email)
+    if lead.phone:
+        same_consumer |= Q(lead__phone=lead.phone)
+    if not same_consumer:
+        return []
+    sold = (
+        Sale.objects.filter(same_consumer, status=SaleStatus.SOLD, sold_at__gte=since)
+        .exclude(lead_id=lead.pk)
+        .values_list("contract_id", "buyer_id", "sold_at")
+    )
+    in_flight = (
+        CapReservation.objects.filter(
+            same_consumer, status=ReservationStatus.HELD, created_at__gte=since
+        )
+        .exclude(lead_id=lead.pk)
+        .values_list("contract_id", "contract__buyer_id", "created_at")
+    )
+    return [*sold, *in_flight]
+
+
+def contract_schedule(contract: Contract) -> Schedule:
+    """Return the contract's weekly hours and closed dates in its buyer's time zone."""
+    windows = [(w.weekday, w.opens_at, w.closes_at) for w in contract.schedule.all()]
+    closed = [(c.date, c.note) for c in contract.closed_dates.all()]
+    return Schedule.build(contract.buyer.time_zone, windows, closed)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import (
+    BoughtScope,
     Buyer,
     BuyerCap,
     CapCounter,
@@ -30,6 +32,7 @@ from buyers.selectors import (
     cap_counter_key_of,
     cap_counters_filter,
     cap_limit_spec,
+    consumer_purchases,
 )
 from leads.models import Lead
 
@@ -78,13 +81,10 @@ LIVE_RESERVATION_STATUSES = (ReservationStatus.HELD, ReservationStatus.COMMITTED
 
 @dataclass(frozen=True)
 class CapRefusal:
-    """No room left under a cap: the cap that refused, with what it had used at that moment."""
+    """The contract may not take this lead: a full cap (with its usage then) or a repeat buy."""
 
-    usage: CapUsage
-
-    @property
-    def reason(self) -> str:
-        return self.usage.describe()
+    reason: str
+    usage: CapUsage | None = None
 
 
 class _CapReachedError(Exception):
@@ -112,12 +112,17 @@ def cap_reserve(
         return existing
     try:
         with transaction.atomic():
+            repeat = _repeat_purchase(lead=lead, contract=contract, now=now)
+            if repeat:
+                return CapRefusal(reason=repeat)
             counters = _cap_counters_charge(contract=contract, price=price, now=now)
-            reservation = CapReservation.objects.create(lead=lead, contract=contract, price=price)
+            reservation = CapReservation.objects.create(
+                lead=lead, contract=contract, price=price, created_at=now
+            )
             if counters:
                 reservation.counters.add(*counters)
     except _CapReachedError as reached:
-        return CapRefusal(usage=reached.usage)
+        return CapRefusal(reason=reached.usage.describe(), usage=reached.usage)
     except IntegrityError:
         # A concurrent call for the same lead and contract won the partial unique constraint;
         # our charges rolled back with the transaction, so hand back what that call reserved.
@@ -168,6 +173,37 @@ def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> 
     reservation.status = ReservationStatus.COMMITTED
     reservation.price = price if price is not None else reserved
     return True
+
+
+def _advisory_lock_key(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+def _repeat_purchase(*, lead: Lead, contract: Contract, now: datetime) -> str:
+    """Return why the contract's already-bought rule refuses this consumer, or ''.
+
+    Eligibility checked this before the auction, but two leads of one consumer may be routed at
+    once: on PostgreSQL, a transaction-scoped advisory lock per buyer and email/phone makes the
+    check and the reservation one step, so exactly one of them gets through.
+    """
+    days = contract.refuse_bought_within_days
+    identities = [value for value in (lead.email, lead.phone) if value]
+    if not days or not identities:
+        return ""
+    if connection.vendor == "postgresql":
+        keys = sorted(
+            _advisory_lock_key(f"bought:{contract.buyer_id}:{value}") for value in identities
+        )
+        with connection.cursor() as cursor:
+            for key in keys:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    purchases = consumer_purchases(lead=lead, since=now - timedelta(days=days))
+    for contract_id, buyer_id, _ in purchases:
+        if contract.refuse_bought_scope == BoughtScope.CONTRACT and contract_id == contract.pk:
+            return f"already bought by this contract (refuses repeats within {days} days)"
+        if contract.refuse_bought_scope == BoughtScope.BUYER and buyer_id == contract.buyer_id:
+            return f"already bought by this buyer (refuses repeats within {days} days)"
+    return ""
 
 
 def _live_reservation(*, lead: Lead, contract: Contract) -> CapReservation | None:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from buyers.caps import CapUsage
-from buyers.models import BoughtScope, CriterionOperator, SourceFilter
+from buyers.models import NUMERIC_OPERATORS, BoughtScope, CriterionOperator, SourceFilter
 from buyers.schedule import Schedule, describe_closed, is_open
 from leads.geo import distance_miles
 
@@ -130,13 +130,7 @@ def compile_criterion(field_name: str, operator: str, value: str) -> Criterion:
     values = tuple(v.strip() for v in value.split(",") if v.strip())
     numbers: tuple[Decimal, ...] = ()
     pattern = None
-    if operator in {
-        CriterionOperator.GT,
-        CriterionOperator.GTE,
-        CriterionOperator.LT,
-        CriterionOperator.LTE,
-        CriterionOperator.BETWEEN,
-    }:
+    if operator in NUMERIC_OPERATORS:
         numbers = tuple(Decimal(v) for v in values)
     elif operator == CriterionOperator.REGEX:
         pattern = re.compile(value)
@@ -296,9 +290,13 @@ def check_consent(rules: ContractRules, lead: LeadFacts) -> str:
     ):
         return "no consent certificate (TrustedForm or Jornaya)"
     if rules.consent_names:
-        named = [str(s).casefold() for s in consent.get("sellers") or [] if s]
+        named = {str(s).strip().casefold() for s in consent.get("sellers") or [] if s}
         text = str(consent.get("text") or "").casefold()
-        if not any(name in named or name in text for name in rules.consent_names):
+        # Whole words only: buyer "Ace" is not named by "Solar Place Inc.".
+        if not any(
+            name in named or re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text)
+            for name in rules.consent_names
+        ):
             return f"consent does not name {rules.buyer_name}"
     return ""
 

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from buyers.models import (
@@ -21,8 +20,7 @@ from buyers.models import (
     TerritoryKind,
     TerritoryMode,
 )
-from buyers.schedule import Schedule
-from buyers.selectors import cap_usage_for_contracts
+from buyers.selectors import cap_usage_for_contracts, consumer_purchases, contract_schedule
 from leads.geo import zip_lookup
 from leads.models import Lead
 from routing.eligibility import (
@@ -34,7 +32,6 @@ from routing.eligibility import (
     compile_criterion,
     evaluate_all,
 )
-from routing.models import Sale, SaleStatus
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +72,7 @@ def compile_contract(contract: Contract) -> ContractRules:
                     continue
                 areas.append(RadiusArea(zip_code, info.lat, info.lon, rule.radius_miles or 0))
 
-    windows = [(w.weekday, w.opens_at, w.closes_at) for w in contract.schedule.all()]
-    closed = [(c.date, c.note) for c in contract.closed_dates.all()]
-    schedule = (
-        Schedule.build(contract.buyer.time_zone, windows, closed) if windows or closed else None
-    )
+    schedule = contract_schedule(contract)
 
     if contract.price_model == PriceModel.FIXED and contract.fixed_price is not None:
         price_hint = contract.fixed_price
@@ -96,7 +89,8 @@ def compile_contract(contract: Contract) -> ContractRules:
         source_ids=frozenset(s.pk for s in contract.sources.all())
         if contract.source_filter != SourceFilter.ALL
         else frozenset(),
-        schedule=schedule,
+        # An always-open schedule without closed dates need not be checked at all.
+        schedule=None if schedule.always_open and not schedule.closed_dates else schedule,
         min_age=timedelta(minutes=contract.min_lead_age_minutes)
         if contract.min_lead_age_minutes is not None
         else None,
@@ -203,21 +197,14 @@ def lead_facts(lead: Lead) -> LeadFacts:
 def past_sales_of_consumer(
     lead: Lead, rules: list[ContractRules], *, now: datetime
 ) -> list[PastSale]:
-    """Earlier sales of the lead's consumer (same email or phone) that a rule could care about."""
+    """Earlier purchases of the lead's consumer that an already-bought rule could care about."""
     windows = [r.bought_within for r in rules if r.bought_within is not None]
     if not windows or not (lead.email or lead.phone):
         return []
-    same_consumer = Q()
-    if lead.email:
-        same_consumer |= Q(lead__email=lead.email)
-    if lead.phone:
-        same_consumer |= Q(lead__phone=lead.phone)
-    rows = (
-        Sale.objects.filter(same_consumer, status=SaleStatus.SOLD, sold_at__gte=now - max(windows))
-        .exclude(lead_id=lead.pk)
-        .values_list("contract_id", "buyer_id", "sold_at")
-    )
-    return [PastSale(contract_id, buyer_id, sold_at) for contract_id, buyer_id, sold_at in rows]
+    return [
+        PastSale(contract_id, buyer_id, at)
+        for contract_id, buyer_id, at in consumer_purchases(lead=lead, since=now - max(windows))
+    ]
 
 
 def explain(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:

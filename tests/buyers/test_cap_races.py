@@ -114,6 +114,33 @@ def test_fifty_routings_racing_for_a_daily_cap_of_ten_reserve_exactly_ten():
     assert (counter.leads, counter.spend) == (CAP, CAP * PRICE)
 
 
+def test_twenty_leads_of_one_consumer_racing_for_a_no_repeats_buyer_sell_once():
+    buyer = BuyerFactory()
+    first = ContractFactory(buyer=buyer, refuse_bought_within_days=30)
+    second = ContractFactory(buyer=buyer, vertical=first.vertical, refuse_bought_within_days=30)
+    source = SourceFactory()
+    pairs = [
+        (
+            LeadFactory(
+                vertical=first.vertical,
+                source=source,
+                status=LeadStatus.ROUTING,
+                email="same.person@example.com",
+                phone=f"+1312555{number:04d}",
+            ).pk,
+            (first, second)[number % 2].pk,
+        )
+        for number in range(20)
+    ]
+
+    outcomes = race(pairs)
+
+    assert len(held(outcomes)) == 1
+    assert {r.reason for r in refused(outcomes)} == {
+        "already bought by this buyer (refuses repeats within 30 days)"
+    }
+
+
 def test_fifty_routings_racing_for_a_budget_of_ten_leads_reserve_exactly_ten():
     contract = ContractFactory()
     ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_budget=CAP * PRICE)

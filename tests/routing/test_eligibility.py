@@ -236,6 +236,13 @@ def test_it_requires_consent_that_names_the_buyer_when_asked():
     assert verdict(contract, listed).eligible
 
 
+def test_it_matches_the_buyers_name_in_consent_as_whole_words():
+    contract = rules(buyer_name="Ace", consent_names=("ace",))
+    place = lead(consent={"text": "I agree to be contacted by Solar Place Inc."})
+    assert verdict(contract, place).reason == "consent does not name Ace"
+    assert verdict(contract, lead(consent={"text": "Calls from ACE, or its partners."})).eligible
+
+
 def test_it_requires_a_consent_certificate_when_asked():
     contract = rules(requires_certificate=True)
     assert verdict(contract).reason == "no consent certificate (TrustedForm or Jornaya)"

@@ -143,7 +143,13 @@ def test_it_refuses_a_consumer_the_buyer_already_bought(vertical, dallas_lead):
     assert reasons(dallas_lead)["No repeats"].startswith("already bought by this buyer 2 days ago")
     type(sale).objects.filter(pk=sale.pk).update(status=SaleStatus.RETURNED)
     assert reasons(dallas_lead)["No repeats"] == "eligible"
-    assert contract.pk
+    # A post in flight for the same consumer counts too: its reservation is held.
+    in_flight = LeadFactory(vertical=vertical, phone=dallas_lead.phone, email="other@example.com")
+    reserved = cap_reserve(lead=in_flight, contract=contract, price=Decimal("20"), now=NOW)
+    assert reserved.pk
+    assert reasons(dallas_lead)["No repeats"].startswith("already bought by this buyer 0 min ago")
+    refused = cap_reserve(lead=dallas_lead, contract=contract, price=Decimal("20"), now=NOW)
+    assert refused.reason == "already bought by this buyer (refuses repeats within 30 days)"
 
 
 def test_it_stops_at_a_reached_cap_and_says_which(vertical, dallas_lead):
