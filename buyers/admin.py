@@ -38,8 +38,8 @@ from buyers.models import (
     ScheduleWindow,
     TerritoryRule,
 )
-from buyers.schedule import Schedule, describe_hours
-from buyers.selectors import cap_usage
+from buyers.schedule import describe_hours
+from buyers.selectors import cap_usage, contract_schedule
 from buyers.services import (
     buyers_set_active,
     cap_counters_seed,
@@ -355,12 +355,11 @@ class ContractAdmin(admin.ModelAdmin):
     def hours_display(self, obj: Contract) -> str:
         if obj.pk is None:
             return "-"
-        windows = [(w.weekday, w.opens_at, w.closes_at) for w in obj.schedule.all()]
-        closed = [(c.date, c.note) for c in obj.closed_dates.all()]
-        text = describe_hours(Schedule.build(obj.buyer.time_zone, windows, closed))
-        upcoming = [c for c in closed if c[0] >= timezone.localdate()]
+        schedule = contract_schedule(obj)
+        text = describe_hours(schedule)
+        upcoming = sorted(day for day in schedule.closed_dates if day >= timezone.localdate())
         if upcoming:
-            text += "; closed " + ", ".join(f"{day:%a %Y-%m-%d}" for day, _ in upcoming[:5])
+            text += "; closed " + ", ".join(f"{day:%a %Y-%m-%d}" for day in upcoming[:5])
         return text
 
     @admin.display(description="Price", ordering="fixed_price")

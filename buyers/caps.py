@@ -8,6 +8,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from buyers.models import CapPeriod
+from buyers.schedule import offset_change
 
 # "All time" is one period that starts before any lead.
 TOTAL_START = datetime(2000, 1, 1, tzinfo=UTC)
@@ -37,19 +38,6 @@ def _local_midnight(day: datetime, tz: ZoneInfo) -> datetime:
     return candidate
 
 
-def _offset_change(after: datetime, until: datetime, tz: ZoneInfo) -> datetime:
-    """Return the instant in (after, until] from which the UTC offset is until's."""
-    target = until.astimezone(tz).utcoffset()
-    low, high = int(after.timestamp()), int(until.timestamp())  # zones change on whole seconds
-    while high - low > 1:
-        middle = (low + high) // 2
-        if datetime.fromtimestamp(middle, UTC).astimezone(tz).utcoffset() == target:
-            high = middle
-        else:
-            low = middle
-    return datetime.fromtimestamp(high, UTC)
-
-
 def _hour_bounds(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """Return the local clock hour around `now`, cut short where the clock changes inside it.
 
@@ -61,9 +49,9 @@ def _hour_bounds(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     into = timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
     start, end = now - into, now - into + timedelta(hours=1)
     if start.astimezone(tz).utcoffset() != local.utcoffset():
-        start = _offset_change(start, now, tz)
+        start = offset_change(tz, start, now, start.astimezone(tz).utcoffset())
     if end.astimezone(tz).utcoffset() != local.utcoffset():
-        end = _offset_change(now, end, tz)
+        end = offset_change(tz, now, end, local.utcoffset())
     return start, end
 
 

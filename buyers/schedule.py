@@ -149,7 +149,7 @@ def next_opening(schedule: Schedule, now: datetime) -> datetime | None:
         end_offset = _offset(end, tz)
         if end_offset != offset:
             # Assumes a zone changes its offset at most once a day, which holds in the tz database.
-            end = _offset_change(tz, start, end, offset)
+            end = offset_change(tz, start, end, offset)
             end_offset = _offset(end, tz)
         found = _first_open_between(schedule, start, end, offset)
         if found is not None:
@@ -163,7 +163,7 @@ def _offset(instant: datetime, tz: ZoneInfo) -> timedelta:
     return cast("timedelta", instant.astimezone(tz).utcoffset())
 
 
-def _offset_change(tz: ZoneInfo, start: datetime, end: datetime, offset: timedelta) -> datetime:
+def offset_change(tz: ZoneInfo, start: datetime, end: datetime, offset: timedelta) -> datetime:
     """Return the instant in (start, end] where the zone leaves `offset`, to the second."""
     # Offsets change on whole UTC seconds; search whole seconds since the epoch.
     low = (start - _EPOCH) // _SECOND

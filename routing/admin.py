@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from buyers.fields import mask
+from buyers.models import SECRET_HEADER_WORDS
 from leads.admin import (
     ReadOnlyAdminMixin,
     admin_link,
@@ -25,7 +26,6 @@ from routing.models import Attempt, Auction, Sale
 
 # Header names that carry credentials. The engine records attempts with secrets masked already;
 # masking again here keeps a slip there from reaching the screen.
-SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "signature", "cookie")
 
 
 def masked_headers(headers: Any) -> Any:

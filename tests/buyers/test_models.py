@@ -192,6 +192,7 @@ def test_it_accepts_a_well_formed_criterion(operator, value):
         ({"auth_type": AuthType.BASIC, "auth_secret": "pw"}, "auth_username"),
         ({"auth_type": AuthType.HEADER, "auth_secret": "k"}, "auth_param_name"),
         ({"headers": {"Authorization": "Bearer x"}}, "headers"),
+        ({"headers": {"X-Api-Key": "k-123"}}, "headers"),
         ({"headers": {"bad header": "x"}}, "headers"),
         ({"headers": ["X-A"]}, "headers"),
         ({"url": "ftp://example.com/x"}, "url"),
