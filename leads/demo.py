@@ -665,6 +665,9 @@ OPS_FORBIDDEN = {
     "routing.delete_sale",
 }
 
+# Raw leads and the attempts that carry their bodies hold consumers' personal data.
+SALES_FORBIDDEN = {"leads.view_lead", "routing.view_attempt"}
+
 USERS: list[dict[str, Any]] = [
     {
         "username": "admin",
@@ -871,7 +874,13 @@ def _group_permissions(name: str) -> list[Permission]:
         content_type__app_label__in=PERMISSION_APPS
     ).select_related("content_type")
     if name == SALES:
-        return [p for p in permissions if p.codename.startswith("view_")]
+        # Sales see PII masked; until the admin masks it, they see no lead or attempt at all.
+        return [
+            p
+            for p in permissions
+            if p.codename.startswith("view_")
+            and f"{p.content_type.app_label}.{p.codename}" not in SALES_FORBIDDEN
+        ]
     return [
         p
         for p in permissions

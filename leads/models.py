@@ -281,7 +281,7 @@ class LeadStatus(models.TextChoices):
 # The only ways a lead's status may change: target -> the states it may be entered from.
 # invalid, duplicate and suppressed are set at intake and never left.
 LEAD_TRANSITIONS: dict[str, frozenset[str]] = {
-    LeadStatus.ROUTING: frozenset({LeadStatus.ACCEPTED, LeadStatus.UNSOLD}),
+    LeadStatus.ROUTING: frozenset({LeadStatus.ACCEPTED, LeadStatus.UNSOLD, LeadStatus.FAILED}),
     LeadStatus.SOLD: frozenset({LeadStatus.ROUTING}),
     LeadStatus.UNSOLD: frozenset({LeadStatus.ROUTING}),
     # A routing run interrupted before it sold anything hands the lead back.
@@ -290,6 +290,8 @@ LEAD_TRANSITIONS: dict[str, frozenset[str]] = {
     LeadStatus.RETURNED: frozenset({LeadStatus.SOLD}),
 }
 
+# The states a lead rests in once intake or a routing run is done with it. Unsold and failed
+# leads may still be sent round again by ops (re-route), but nothing moves them on its own.
 FINAL_STATUSES = frozenset(
     {
         LeadStatus.SOLD,

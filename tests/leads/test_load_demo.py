@@ -236,7 +236,7 @@ def test_the_demo_users_sign_in_with_the_printed_password(client):
     assert list(sales.groups.values_list("name", flat=True)) == ["Sales"]
 
 
-def test_ops_manage_everything_but_cannot_delete_leads_and_sales_only_view():
+def test_ops_manage_everything_but_cannot_delete_leads_and_sales_only_view_no_pii():
     load_demo()
     ops = User.objects.get(username="ops")
     sales = User.objects.get(username="sales")
@@ -247,7 +247,9 @@ def test_ops_manage_everything_but_cannot_delete_leads_and_sales_only_view():
     assert ops.has_perm("leads.change_lead")
     assert not ops.has_perm("leads.delete_lead")
     assert not ops.has_perm("auth.change_user")
-    assert sales.has_perm("leads.view_lead")
+    # Leads and attempts hold consumers' personal data: Sales see neither.
+    assert not sales.has_perm("leads.view_lead")
+    assert not sales.has_perm("routing.view_attempt")
     assert sales.has_perm("routing.view_sale")
     assert not sales.has_perm("buyers.change_contract")
     assert all(p.split(".", 1)[1].startswith("view_") for p in sales.get_all_permissions())

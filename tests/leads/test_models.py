@@ -50,6 +50,23 @@ def test_it_changes_a_lead_status_only_along_allowed_transitions(start, target):
     assert lead.status == (target if allowed else start)
 
 
+def test_the_allowed_transitions_are_exactly_the_documented_ones():
+    documented = {
+        ("accepted", "routing"),
+        ("unsold", "routing"),
+        ("routing", "sold"),
+        ("routing", "unsold"),
+        ("routing", "accepted"),
+        ("failed", "accepted"),
+        ("routing", "failed"),
+        ("accepted", "failed"),
+        ("failed", "routing"),
+        ("sold", "returned"),
+    }
+    allowed = {(start, target) for target, starts in LEAD_TRANSITIONS.items() for start in starts}
+    assert allowed == documented
+
+
 def test_it_never_leaves_the_intake_rejections():
     for rejected in (LeadStatus.INVALID, LeadStatus.DUPLICATE, LeadStatus.SUPPRESSED):
         assert all(rejected not in sources for sources in LEAD_TRANSITIONS.values())

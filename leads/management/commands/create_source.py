@@ -85,6 +85,8 @@ class Command(BaseCommand):
             f"allowed verticals: {allowed}."
         )
         if not source.active:
-            self.stdout.write(self.style.WARNING("The source is inactive: its key is refused."))
+            self.stdout.write(
+                self.style.WARNING("The source is inactive: activate it in the admin first.")
+            )
         self.stdout.write(f"API key {api_key.prefix}… (shown only this once, copy it now):")
         self.stdout.write(raw_key)
