@@ -13,8 +13,8 @@ from django.utils.html import format_html
 from buyers.fields import mask
 from buyers.models import SECRET_HEADER_WORDS
 from leads.admin import (
+    LeadAttemptInline,
     ReadOnlyAdminMixin,
-    admin_link,
     explanation_table,
     money,
     parse_uuid,
@@ -48,42 +48,11 @@ class LeadLinkMixin:
         return format_html('<a href="{}">{}</a>', url, str(obj.lead_id)[:8])
 
 
-class AuctionAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = Attempt
+class AuctionAttemptInline(LeadAttemptInline):
+    """The lead's timeline, narrowed to one routing run."""
+
     fk_name = "auction"
-    extra = 0
-    show_change_link = True
-    fields = (
-        "time",
-        "kind",
-        "contract_link",
-        "outcome",
-        "response_status",
-        "latency_ms",
-        "price_display",
-        "reason",
-    )
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("contract__buyer")
-            .order_by("created_at", "id")
-        )
-
-    @admin.display(description="Time")
-    def time(self, obj: Attempt) -> str | None:
-        return precise_time(obj.created_at)
-
-    @admin.display(description="Buyer · contract")
-    def contract_link(self, obj: Attempt) -> str | None:
-        return admin_link(obj.contract)
-
-    @admin.display(description="Price")
-    def price_display(self, obj: Attempt) -> str | None:
-        return money(obj.price)
+    verbose_name_plural = "Pings and posts of this run, oldest first"
 
 
 def search_by_lead_or(queryset: QuerySet, term: str, *exact_fields: str) -> QuerySet:
