@@ -41,10 +41,12 @@ from buyers.models import (
 from buyers.schedule import describe_hours
 from buyers.selectors import cap_usage, contract_schedule
 from buyers.services import (
+    buyer_touch,
     buyers_set_active,
     cap_counters_seed,
     contract_pause,
     contract_resume,
+    contract_touch,
 )
 from leads.admin import ReadOnlyAdminMixin, admin_link, money, parse_uuid
 
@@ -419,6 +421,22 @@ class ContractAdmin(admin.ModelAdmin):
 class ContractPartAdmin(admin.ModelAdmin):
     """Base for the rows a contract owns; they are normally edited on the contract page."""
 
+    # The eligibility engine recompiles a vertical when one of its contracts changes: a part
+    # saved on its own page must say that its contract changed.
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        contract_touch(contract_id=obj.contract_id)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        contract_touch(contract_id=obj.contract_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        contract_ids = list(queryset.values_list("contract_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        for contract_id in contract_ids:
+            contract_touch(contract_id=contract_id)
+
     list_select_related = ("contract__buyer",)
     autocomplete_fields = ("contract",)
     search_fields = ("contract__name", "contract__buyer__company")
@@ -518,6 +536,17 @@ class BuyerCapAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: BuyerCap, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         cap_counters_seed(caps=[obj])
+        buyer_touch(buyer_id=obj.buyer_id)
+
+    def delete_model(self, request: HttpRequest, obj: BuyerCap) -> None:
+        super().delete_model(request, obj)
+        buyer_touch(buyer_id=obj.buyer_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BuyerCap]) -> None:
+        buyer_ids = list(queryset.values_list("buyer_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        for buyer_id in buyer_ids:
+            buyer_touch(buyer_id=buyer_id)
 
     @admin.display(description="Budget", ordering="max_budget")
     def budget(self, obj: BuyerCap) -> str | None:

@@ -29,7 +29,8 @@ def validate_time_zone(value: str) -> None:
 
 def split_values(text: str) -> list[str]:
     """Split a pasted list on commas, semicolons and white space, dropping blanks."""
-    return [part for part in re.split(r"[\s,;]+", text or "") if part]
+    # str.split() in C: compiling a vertical splits millions of pasted ZIP codes.
+    return (text or "").replace(",", " ").replace(";", " ").split()
 
 
 class Buyer(models.Model):
@@ -466,7 +467,8 @@ class TerritoryRule(models.Model):
 
     @property
     def value_list(self) -> list[str]:
-        return [v.upper() for v in split_values(self.values)]
+        values = split_values(self.values)
+        return [v.upper() for v in values] if self.kind == TerritoryKind.STATES else values
 
     def clean(self) -> None:
         values = self.value_list

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import reduce
@@ -149,41 +149,81 @@ def cap_usage(
     ]
 
 
+# A contract's caps as the engine needs them: each with the time zone it is counted in.
+CapPlan = list[tuple[CapLimitSpec, str]]
+
+
+def contract_cap_plan(contract: Contract) -> CapPlan:
+    """Return the contract's own caps, then its buyer's, each with the buyer's time zone.
+
+    Expects `select_related("buyer")` and `prefetch_related("caps", "buyer__caps")`.
+    """
+    caps = [*_sorted_caps(contract.caps.all()), *_sorted_caps(contract.buyer.caps.all())]
+    return [(cap_limit_spec(cap), contract.buyer.time_zone) for cap in caps]
+
+
+def cap_usage_for_plans(
+    *, plans: Mapping[int, CapPlan], now: datetime | None = None
+) -> dict[int, list[CapUsage]]:
+    """Return, per contract id, the current usage of each cap of its plan, in one query.
+
+    The eligibility engine calls this for every lead, so the query stays small: the owners'
+    counters at the current period starts, matched to exact keys here.
+    """
+    periods = _Periods(now or timezone.now())
+    wanted: dict[int, list[tuple[CapLimitSpec, tuple[datetime, datetime]]]] = {}
+    keys: set[CounterKey] = set()
+    for contract_id, plan in plans.items():
+        specs = []
+        for spec, time_zone in plan:
+            bounds = periods.bounds(spec.period, time_zone)
+            specs.append((spec, bounds))
+            keys.add(cap_counter_key(spec, bounds[0]))
+        wanted[contract_id] = specs
+    found: dict[CounterKey, tuple[int, Decimal]] = {}
+    if keys:
+        buyer_ids = {owner for scope, owner, _, _ in keys if scope == BUYER_SCOPE}
+        contract_ids = {owner for scope, owner, _, _ in keys if scope != BUYER_SCOPE}
+        rows = (
+            CapCounter.objects.filter(
+                Q(contract_id__in=contract_ids) | Q(buyer_id__in=buyer_ids),
+                period_start__in={start for _, _, _, start in keys},
+            )
+            .order_by()
+            .values_list("contract_id", "buyer_id", "period", "period_start", "leads", "spend")
+        )
+        for contract_id, buyer_id, period, start, leads, spend in rows:
+            key = (
+                (CONTRACT_SCOPE, contract_id, period, start)
+                if contract_id is not None
+                else (BUYER_SCOPE, buyer_id, period, start)
+            )
+            found[key] = (leads, spend)
+    return {
+        contract_id: [
+            CapUsage(
+                spec,
+                bounds[0],
+                bounds[1],
+                *found.get(cap_counter_key(spec, bounds[0]), (0, Decimal("0.00"))),
+            )
+            for spec, bounds in specs
+        ]
+        for contract_id, specs in wanted.items()
+    }
+
+
 def cap_usage_for_contracts(
     *, contracts: Iterable[Contract], now: datetime | None = None
 ) -> dict[int, list[CapUsage]]:
     """Return, per contract id, the usage of its own caps and then of its buyer's caps.
 
     One query whatever the number of contracts, provided they were fetched with
-    `select_related("buyer")` and `prefetch_related("caps", "buyer__caps")`: the eligibility
-    engine calls this for every lead.
+    `select_related("buyer")` and `prefetch_related("caps", "buyer__caps")`.
     """
-    periods = _Periods(now or timezone.now())
-    contracts = list(contracts)
-    wanted: dict[int, list[tuple[CapLimitSpec, tuple[datetime, datetime]]]] = {}
-    keys: set[CounterKey] = set()
-    for contract in contracts:
-        time_zone = contract.buyer.time_zone
-        caps = [*_sorted_caps(contract.caps.all()), *_sorted_caps(contract.buyer.caps.all())]
-        specs = []
-        for cap in caps:
-            spec, bounds = cap_limit_spec(cap), periods.bounds(cap.period, time_zone)
-            specs.append((spec, bounds))
-            keys.add(cap_counter_key(spec, bounds[0]))
-        wanted[contract.pk] = specs
-    counters: dict[CounterKey, CapCounter] = {}
-    if keys:
-        counters = {
-            cap_counter_key_of(counter): counter
-            for counter in CapCounter.objects.filter(cap_counters_filter(keys))
-        }
-    return {
-        contract_id: [
-            _usage(spec, bounds, counters.get(cap_counter_key(spec, bounds[0])))
-            for spec, bounds in specs
-        ]
-        for contract_id, specs in wanted.items()
-    }
+    return cap_usage_for_plans(
+        plans={contract.pk: contract_cap_plan(contract) for contract in contracts}, now=now
+    )
 
 
 def consumer_purchases(*, lead: Lead, since: datetime) -> list[tuple[int, int, datetime]]:
@@ -194,21 +234,24 @@ def consumer_purchases(*, lead: Lead, since: datetime) -> list[tuple[int, int, d
     """
     same_consumer = Q()
     if lead.email:
-        same_consumer |= Q(lead__email=lead.email)
+        same_consumer |= Q(email=lead.email)
     if lead.phone:
-        same_consumer |= Q(lead__phone=lead.phone)
+        same_consumer |= Q(phone=lead.phone)
     if not same_consumer:
         return []
+    # The consumer's other leads first (two indexed lookups), then their sales: an OR across
+    # the join would make PostgreSQL scan the sales.
+    leads = Lead.objects.filter(same_consumer).exclude(pk=lead.pk).values("pk")
     sold = (
-        Sale.objects.filter(same_consumer, status=SaleStatus.SOLD, sold_at__gte=since)
-        .exclude(lead_id=lead.pk)
+        Sale.objects.filter(lead_id__in=leads, status=SaleStatus.SOLD, sold_at__gte=since)
+        .order_by()
         .values_list("contract_id", "buyer_id", "sold_at")
     )
     in_flight = (
         CapReservation.objects.filter(
-            same_consumer, status=ReservationStatus.HELD, created_at__gte=since
+            lead_id__in=leads, status=ReservationStatus.HELD, created_at__gte=since
         )
-        .exclude(lead_id=lead.pk)
+        .order_by()
         .values_list("contract_id", "contract__buyer_id", "created_at")
     )
     return [*sold, *in_flight]

@@ -69,6 +69,16 @@ def contract_resume(*, contract: Contract) -> bool:
     return bool(updated)
 
 
+def contract_touch(*, contract_id: int) -> None:
+    """Mark a contract changed (a part of it was edited), so eligibility recompiles its rules."""
+    Contract.objects.filter(pk=contract_id).update(updated_at=timezone.now())
+
+
+def buyer_touch(*, buyer_id: int) -> None:
+    """Mark a buyer changed (one of its caps was edited), so eligibility recompiles its rules."""
+    Buyer.objects.filter(pk=buyer_id).update(updated_at=timezone.now())
+
+
 def buyers_set_active(*, buyers: QuerySet[Buyer], active: bool) -> int:
     """Activate or deactivate buyers; return how many actually changed."""
     return buyers.filter(active=not active).update(active=active, updated_at=timezone.now())

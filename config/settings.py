@@ -205,9 +205,9 @@ SPECTACULAR_SETTINGS = {
 # Where load_demo points the demo buyers' endpoints (`manage.py simulate_buyers` serves it).
 SIMULATOR_URL = env.str("SIMULATOR_URL", default="http://127.0.0.1:9100").rstrip("/")
 
-# Compiled contract rules are cached per process this many seconds (0 disables the cache):
-# an admin change reaches the eligibility engine within this time.
-ELIGIBILITY_RULES_TTL = _env_int("ELIGIBILITY_RULES_TTL", default=5)
+# Compiled contract rules are kept per process while the vertical is unchanged (admin saves mark
+# it changed), and at most this many seconds, which bounds changes made outside the admin.
+ELIGIBILITY_RULES_TTL = _env_int("ELIGIBILITY_RULES_TTL", default=60)
 
 # --- Logging: JSON lines by default, plain text for humans with LOG_FORMAT=text. ---
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -367,10 +367,28 @@ def evaluate(
     reason = check_bought(rules, past_sales, now)
     if reason:
         return no("bought", reason)
+    reason = check_caps(rules, usage)
+    if reason:
+        return no("cap", reason)
+    return Verdict(rules.contract_id, rules.name, rules.buyer_name, True)
+
+
+def check_caps(rules: ContractRules, usage: Iterable[CapUsage]) -> str:
+    """Return '' when every cap has room for one more lead at the contract's price."""
     for cap in usage:
         if cap.blocks(rules.price_hint):
-            return no("cap", cap.describe())
-    return Verdict(rules.contract_id, rules.name, rules.buyer_name, True)
+            return cap.describe()
+    return ""
+
+
+def apply_caps(rules: ContractRules, verdict: Verdict, usage: Iterable[CapUsage]) -> Verdict:
+    """Check the caps of a contract that passed every other rule (caps are the last rule)."""
+    if not verdict.eligible:
+        return verdict
+    reason = check_caps(rules, usage)
+    if not reason:
+        return verdict
+    return Verdict(rules.contract_id, rules.name, rules.buyer_name, False, "cap", reason)
 
 
 def evaluate_all(

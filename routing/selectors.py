@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from buyers.models import (
@@ -20,7 +22,13 @@ from buyers.models import (
     TerritoryKind,
     TerritoryMode,
 )
-from buyers.selectors import cap_usage_for_contracts, consumer_purchases, contract_schedule
+from buyers.selectors import (
+    CapPlan,
+    cap_usage_for_plans,
+    consumer_purchases,
+    contract_cap_plan,
+    contract_schedule,
+)
 from leads.geo import zip_lookup
 from leads.models import Lead
 from routing.eligibility import (
@@ -29,6 +37,7 @@ from routing.eligibility import (
     PastSale,
     RadiusArea,
     Verdict,
+    apply_caps,
     compile_criterion,
     evaluate_all,
 )
@@ -120,26 +129,41 @@ def compile_contract(contract: Contract) -> ContractRules:
 
 @dataclass(frozen=True)
 class VerticalRules:
-    contracts: list[Contract]
     rules: list[ContractRules]
+    cap_plans: dict[int, CapPlan]
+    version: tuple[Any, ...]
 
 
 _cache: dict[int, tuple[float, VerticalRules]] = {}
 _cache_lock = threading.Lock()
 
 
-def vertical_rules(vertical_id: int) -> VerticalRules:
-    """Return every contract of a vertical, compiled; a fixed number of queries.
+def rules_version(vertical_id: int) -> tuple[Any, ...]:
+    """Return what changes whenever a contract of the vertical or its buyer is saved.
 
-    Compiled rules are kept per process for ELIGIBILITY_RULES_TTL seconds, so a busy worker
-    does not rebuild 10,000-ZIP sets for every lead; an admin change is seen within that time.
+    Every admin save of a contract, a buyer or one of their parts touches the contract's or the
+    buyer's updated_at (see buyers.admin), and so do the pause and activation services.
+    """
+    version = Contract.objects.filter(vertical_id=vertical_id).aggregate(
+        contracts=Count("pk"), changed=Max("updated_at"), buyers_changed=Max("buyer__updated_at")
+    )
+    return (version["contracts"], version["changed"], version["buyers_changed"])
+
+
+def vertical_rules(vertical_id: int) -> VerticalRules:
+    """Return every contract of a vertical, compiled.
+
+    Compiling a vertical of 1,000 contracts takes a second or more (10,000-ZIP sets), so each
+    process keeps the result while the vertical's version (one small query) is unchanged, for at
+    most ELIGIBILITY_RULES_TTL seconds: the limit catches changes made outside the admin.
     """
     ttl = settings.ELIGIBILITY_RULES_TTL
     now = time.monotonic()
+    version = rules_version(vertical_id)
     if ttl > 0:
         with _cache_lock:
             cached = _cache.get(vertical_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and cached[1].version == version:
             return cached[1]
     contracts = list(
         Contract.objects.filter(vertical_id=vertical_id)
@@ -155,7 +179,11 @@ def vertical_rules(vertical_id: int) -> VerticalRules:
         )
         .order_by("priority", "pk")
     )
-    loaded = VerticalRules(contracts=contracts, rules=[compile_contract(c) for c in contracts])
+    loaded = VerticalRules(
+        rules=[compile_contract(c) for c in contracts],
+        cap_plans={c.pk: contract_cap_plan(c) for c in contracts},
+        version=version,
+    )
     if ttl > 0:
         with _cache_lock:
             _cache[vertical_id] = (now + ttl, loaded)
@@ -210,19 +238,33 @@ def past_sales_of_consumer(
 def explain(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:
     """Return, for every contract of the lead's vertical, eligible or the rule that excluded it.
 
-    A fixed number of queries whatever the number of contracts: compiled rules (cached), the
-    current cap counters, and the consumer's earlier sales.
+    A fixed number of queries whatever the number of contracts: the vertical's version (and its
+    compiled rules when they changed), the consumer's earlier purchases, and the current cap
+    counters. Caps are the last rule, so their usage is read only for the contracts that passed
+    every other one.
     """
     now = now or timezone.now()
     loaded = vertical_rules(lead.vertical_id)
-    usage = cap_usage_for_contracts(contracts=loaded.contracts, now=now)
-    return evaluate_all(
+    verdicts = evaluate_all(
         loaded.rules,
         lead_facts(lead),
         now=now,
-        usage=usage,
         past_sales=past_sales_of_consumer(lead, loaded.rules, now=now),
     )
+    capped = {
+        verdict.contract_id: loaded.cap_plans[verdict.contract_id]
+        for verdict in verdicts
+        if verdict.eligible and loaded.cap_plans.get(verdict.contract_id)
+    }
+    if not capped:
+        return verdicts
+    usage = cap_usage_for_plans(plans=capped, now=now)
+    return [
+        apply_caps(rules, verdict, usage[verdict.contract_id])
+        if verdict.contract_id in usage
+        else verdict
+        for rules, verdict in zip(loaded.rules, verdicts, strict=True)
+    ]
 
 
 def eligible_contracts(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:

@@ -23,7 +23,7 @@ from buyers.models import (
     TerritoryMode,
     TerritoryRule,
 )
-from buyers.services import cap_counters_seed, cap_reserve
+from buyers.services import buyer_touch, cap_counters_seed, cap_reserve, contract_touch
 from leads.models import LeadStatus
 from routing.models import SaleStatus
 from routing.selectors import eligible_contracts, explain, vertical_rules
@@ -207,14 +207,46 @@ def test_it_reads_the_rules_in_a_fixed_number_of_queries(
         assert len(explain(dallas_lead, now=NOW)) == 33
 
 
-def test_it_caches_compiled_rules_for_the_configured_time(vertical, settings):
-    ContractFactory(vertical=vertical)
+def test_it_reuses_compiled_rules_until_a_contract_or_buyer_changes(vertical, settings):
+    contract = ContractFactory(vertical=vertical)
     settings.ELIGIBILITY_RULES_TTL = 60
     first = vertical_rules(vertical.pk)
+    assert vertical_rules(vertical.pk) is first
+    contract_touch(contract_id=contract.pk)  # what the admin does when a part is saved
+    second = vertical_rules(vertical.pk)
+    assert second is not first
+    buyer_touch(buyer_id=contract.buyer_id)
+    third = vertical_rules(vertical.pk)
+    assert third is not second
     ContractFactory(vertical=vertical)
+    assert len(vertical_rules(vertical.pk).rules) == 2
+
+
+def test_a_change_made_outside_the_admin_is_seen_within_the_ttl(vertical, settings):
+    contract = ContractFactory(vertical=vertical)
+    settings.ELIGIBILITY_RULES_TTL = 60
+    first = vertical_rules(vertical.pk)
+    TerritoryRule.objects.create(contract=contract, kind=TerritoryKind.STATES, values="CA")
     assert vertical_rules(vertical.pk) is first
     settings.ELIGIBILITY_RULES_TTL = 0
-    assert len(vertical_rules(vertical.pk).rules) == 2
+    assert vertical_rules(vertical.pk).rules[0].states_in == frozenset({"CA"})
+
+
+def test_saving_a_part_on_its_own_admin_page_recompiles_the_vertical(
+    admin_client, vertical, settings
+):
+    contract = ContractFactory(vertical=vertical)
+    settings.ELIGIBILITY_RULES_TTL = 60
+    first = vertical_rules(vertical.pk)
+    response = admin_client.post(
+        reverse("admin:buyers_territoryrule_add"),
+        {"contract": contract.pk, "mode": "include", "kind": "states", "values": "CA"},
+        secure=True,
+    )
+    assert response.status_code == 302
+    rules = vertical_rules(vertical.pk)
+    assert rules is not first
+    assert rules.rules[0].states_in == frozenset({"CA"})
 
 
 def test_the_lead_page_shows_the_explanation_table(admin_client, vertical, dallas_lead):
