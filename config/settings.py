@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -16,9 +17,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# A local .env file is a convenience for development; real deployments set the environment.
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+# A local .env file is a convenience for development (`./dev run` writes one with DEBUG=1); real
+# deployments set the environment. Variables already set win. ENV_FILE= (empty) reads none.
+ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    env.read_env(ENV_FILE)
 
 
 def _env_bool(name: str, *, default: bool) -> bool:

@@ -39,7 +39,7 @@ CONFIG_VARS = (
 
 def run_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "ENV_FILE": "", **overrides})
     return subprocess.run(  # noqa: S603 - our own interpreter and probe
         [sys.executable, "-c", PROBE],
         cwd=ROOT,
@@ -111,9 +111,17 @@ def test_it_refuses_a_bad_value_at_start_up(name, value, message):
     assert message in result.stderr
 
 
+def test_it_reads_a_dotenv_file_without_overriding_the_environment(tmp_path):
+    dotenv = tmp_path / "local.env"
+    dotenv.write_text("DEBUG=1\nALLOWED_HOSTS=from-file.example\n")
+    values = settings_with(ENV_FILE=str(dotenv), ALLOWED_HOSTS="from-env.example")
+    assert values["debug"] is True
+    assert values["hosts"] == ["from-env.example"]
+
+
 def test_it_reports_nothing_for_check_deploy_with_production_settings():
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update(SECRET_KEY="p" * 30 + "-Zq8#x" * 6, ALLOWED_HOSTS="leads.example.com")
+    env.update(SECRET_KEY="p" * 30 + "-Zq8#x" * 6, ALLOWED_HOSTS="leads.example.com", ENV_FILE="")
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
