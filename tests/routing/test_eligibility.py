@@ -8,11 +8,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import BoughtScope, CapPeriod, CriterionOperator, SourceFilter
 from buyers.schedule import Schedule
 from leads.geo import zip_lookup
+from leads.models import US_STATES
 from routing.eligibility import (
     ContractRules,
     LeadFacts,
@@ -308,3 +311,38 @@ def test_it_reports_the_first_failing_rule_in_order():
     assert verdict(contract).rule == "territory"
     full = usage(CapPeriod.DAY, leads=5, max_leads=5)
     assert verdict(replace(contract, states_in=frozenset()), usage=[full]).rule == "criteria"
+
+
+@given(
+    included=st.frozensets(st.sampled_from(US_STATES), max_size=6),
+    excluded=st.frozensets(st.sampled_from(US_STATES), max_size=3),
+    zips_in=st.frozensets(st.sampled_from(["75201", "10001", "60601"]), max_size=2),
+    state=st.sampled_from(US_STATES),
+    zip_code=st.sampled_from(["75201", "10001", "60601", "94105"]),
+)
+def test_territory_includes_are_alternatives_and_exclusions_always_win(
+    included, excluded, zips_in, state, zip_code
+):
+    contract = rules(states_in=included, states_out=excluded, zips_in=zips_in)
+    facts = lead(state=state, zip_code=zip_code, lat=None, lon=None)
+    inside = not (included or zips_in) or state in included or zip_code in zips_in
+    assert verdict(contract, facts).eligible is (state not in excluded and inside)
+
+
+@given(
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**6), 10**6),
+        st.decimals(allow_nan=False, allow_infinity=False, places=2),
+        st.text(max_size=12),
+    ),
+    operator=st.sampled_from(CriterionOperator.values),
+)
+def test_a_criterion_never_raises_and_explains_every_refusal(value, operator):
+    argument = {"between": "1, 10", "exists": "", "missing": "", "regex": r"^\d+$"}.get(
+        operator, "5"
+    )
+    criterion = compile_criterion("field", operator, argument)
+    result = verdict(rules(criteria=(criterion,)), lead(fields={"field": value}))
+    assert result.eligible or (result.rule == "criteria" and "field" in result.reason)
