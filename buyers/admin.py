@@ -12,7 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from buyers.caps import CapUsage
 from buyers.forms import (
@@ -264,8 +266,16 @@ class ResponseRuleInline(admin.StackedInline):
     max_num = 2  # one for pings, one for posts
 
 
+class SecretFormMixin:
+    """Keep typed credentials out of error reports: they travel in these pages' POST data."""
+
+    @method_decorator(sensitive_post_parameters())
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
+
+
 @admin.register(Contract)
-class ContractAdmin(admin.ModelAdmin):
+class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
     list_display = (
         "buyer",
         "name",
@@ -487,7 +497,7 @@ class FieldCriterionAdmin(ContractPartAdmin):
 
 
 @admin.register(DeliveryEndpoint)
-class DeliveryEndpointAdmin(ContractPartAdmin):
+class DeliveryEndpointAdmin(SecretFormMixin, ContractPartAdmin):
     form = DeliveryEndpointForm
     list_display = ("contract", "kind", "method", "url", "auth_type", "secret")
     list_filter = ("kind", "method", "auth_type")

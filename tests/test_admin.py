@@ -1042,3 +1042,16 @@ def test_saving_a_cap_mid_period_counts_the_periods_earlier_sales(admin_client):
     assert response.status_code == 302
     counter = CapCounter.objects.get(contract=contract, period=CapPeriod.DAY)
     assert (counter.leads, counter.spend) == (3, D("30.00"))
+
+
+def test_typed_buyer_credentials_are_hidden_from_error_reports(admin_client):
+    from django.views.debug import SafeExceptionReporterFilter
+
+    endpoint = DeliveryEndpointFactory()
+    response = admin_client.post(
+        url(endpoint, "change", endpoint.pk), {"auth_secret": "typed-s3cret"}
+    )
+    request = response.wsgi_request
+    assert request.sensitive_post_parameters == "__ALL__"
+    cleaned = SafeExceptionReporterFilter().get_post_parameters(request)
+    assert "typed-s3cret" not in str(dict(cleaned))
