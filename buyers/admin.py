@@ -10,7 +10,6 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
@@ -50,11 +49,14 @@ from buyers.services import (
     contract_resume,
     contract_touch,
 )
-from leads.admin import ReadOnlyAdminMixin, admin_link, money, parse_uuid
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+from config.admin_display import (
+    LeadLinkMixin,
+    ReadOnlyAdminMixin,
+    admin_link,
+    money,
+    parse_uuid,
+    plural,
+)
 
 
 class CachedVerticalChoicesMixin:
@@ -585,7 +587,7 @@ class CapCounterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CapReservation)
-class CapReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CapReservationAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("lead_link", "contract", "status", "price_display", "created_at")
     list_filter = ("status",)
     # Informational: get_search_results below only makes exact, indexed lookups.
@@ -618,12 +620,6 @@ class CapReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if term.isascii() and term.isdigit() and len(term) < 19:  # fits a bigint
             return queryset.filter(pk=int(term)), False
         return queryset.none(), False
-
-    @admin.display(description="Lead")
-    def lead_link(self, obj: CapReservation) -> str:
-        # Built from lead_id: no join to the lead table just to print its id.
-        url = reverse("admin:leads_lead_change", args=[obj.lead_id])
-        return format_html('<a href="{}">{}</a>', url, str(obj.lead_id)[:8])
 
     @admin.display(description="Price", ordering="price")
     def price_display(self, obj: CapReservation) -> str | None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -18,10 +14,16 @@ from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.urls import path
 
+from config.admin_display import (
+    ReadOnlyAdminMixin,
+    explanation_table,
+    money,
+    parse_uuid,
+    preformatted,
+    pretty_json,
+)
 from leads.models import (
     Lead,
     PayoutModel,
@@ -31,105 +33,8 @@ from leads.models import (
     VerticalField,
 )
 from leads.services import source_api_key_create, source_api_key_revoke
-from routing.models import Attempt, Auction, Sale
+from routing.admin import LeadAttemptInline, LeadAuctionInline, LeadSaleInline
 from routing.selectors import explain
-
-# --- Display helpers shared by the buyers and routing admins. ---
-
-
-def money(value: Decimal | None) -> str:
-    """Format dollars as $1,234.50, and no amount as the admin's empty marker."""
-    if value is None:
-        # Read-only fields print a None as "None"; only changelists replace it with the marker.
-        return admin.site.empty_value_display
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.2f}"
-
-
-def pretty_json(value: Any) -> str:
-    return preformatted(
-        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    )
-
-
-def preformatted(text: str) -> str:
-    if not text:
-        return "-"
-    return format_html(
-        '<pre style="white-space: pre-wrap; word-break: break-all; max-height: 40em; '
-        'overflow: auto; margin: 0;">{}</pre>',
-        text,
-    )
-
-
-def precise_time(value: datetime | None) -> str | None:
-    """Return a timestamp to the millisecond in the active time zone: timelines need it."""
-    if value is None:
-        return None
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def admin_link(obj: Any, text: str | None = None) -> str | None:
-    if obj is None:
-        return None
-    opts = obj._meta
-    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
-
-
-def explanation_table(rows: list[dict[str, Any]]) -> str:
-    """Render eligibility verdicts (Verdict.as_dict rows) as a table: who may buy, and why not."""
-    if not rows:
-        return "No contracts in this vertical."
-    body = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        (
-            (
-                admin_link_by_id("buyers", "contract", row.get("contract_id"), row.get("contract")),
-                row.get("buyer", ""),
-                "✔ eligible" if row.get("eligible") else f"✘ {row.get('rule', '')}",
-                row.get("reason", ""),
-            )
-            for row in rows
-        ),
-    )
-    eligible = sum(1 for row in rows if row.get("eligible"))
-    return format_html(
-        "<p>{} of {} contracts eligible.</p><table><thead><tr><th>Contract</th><th>Buyer</th>"
-        "<th>Verdict</th><th>Why not</th></tr></thead><tbody>{}</tbody></table>",
-        eligible,
-        len(rows),
-        body,
-    )
-
-
-def admin_link_by_id(app_label: str, model_name: str, pk: Any, text: Any) -> str:
-    if pk is None:
-        return str(text or "")
-    url = reverse(f"admin:{app_label}_{model_name}_change", args=[pk])
-    return format_html('<a href="{}">{}</a>', url, text or pk)
-
-
-def parse_uuid(term: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(term.strip())
-    except ValueError:
-        return None
-
-
-class ReadOnlyAdminMixin:
-    """Rows written by the engine, never typed: viewable, not addable, editable or deletable."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # --- Verticals ---
 
@@ -418,111 +323,6 @@ class SourceApiKeyAdmin(admin.ModelAdmin):
 
 
 # --- Leads: everything read-only, with the lead's routing history inline. ---
-
-
-class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = Attempt
-    fk_name = "lead"
-    extra = 0
-    show_change_link = True
-    verbose_name = "attempt"
-    verbose_name_plural = "Timeline: pings and posts, oldest first"
-    fields = (
-        "time",
-        "kind",
-        "contract_link",
-        "outcome",
-        "http_status",
-        "latency",
-        "price_display",
-        "reason_display",
-    )
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("contract__buyer")
-            .order_by("created_at", "id")
-        )
-
-    @admin.display(description="Time")
-    def time(self, obj: Attempt) -> str | None:
-        return precise_time(obj.created_at)
-
-    @admin.display(description="Buyer · contract")
-    def contract_link(self, obj: Attempt) -> str | None:
-        return admin_link(obj.contract)
-
-    @admin.display(description="HTTP status")
-    def http_status(self, obj: Attempt) -> int | None:
-        return obj.response_status
-
-    @admin.display(description="Latency")
-    def latency(self, obj: Attempt) -> str | None:
-        return None if obj.latency_ms is None else f"{obj.latency_ms} ms"
-
-    @admin.display(description="Price")
-    def price_display(self, obj: Attempt) -> str | None:
-        return money(obj.price)
-
-    @admin.display(description="Reason")
-    def reason_display(self, obj: Attempt) -> str:
-        return obj.reason or obj.error[:200] or "-"
-
-
-class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = Auction
-    extra = 0
-    show_change_link = True
-    fields = ("started_at", "finished_at", "duration", "status", "eligible_count", "note")
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Auction]:
-        return super().get_queryset(request).order_by("started_at", "id")
-
-    @admin.display(description="Duration")
-    def duration(self, obj: Auction) -> str | None:
-        return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
-
-
-class LeadSaleInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = Sale
-    extra = 0
-    show_change_link = True
-    fields = (
-        "sold_at",
-        "buyer",
-        "contract_link",
-        "status",
-        "price_display",
-        "payout_display",
-        "margin_display",
-        "buyer_reference",
-        "returned_at",
-        "return_reason",
-    )
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Sale]:
-        return super().get_queryset(request).select_related("buyer", "contract__buyer")
-
-    @admin.display(description="Contract")
-    def contract_link(self, obj: Sale) -> str | None:
-        return admin_link(obj.contract, obj.contract.name)
-
-    @admin.display(description="Price")
-    def price_display(self, obj: Sale) -> str | None:
-        return money(obj.price)
-
-    @admin.display(description="Payout")
-    def payout_display(self, obj: Sale) -> str | None:
-        return money(obj.payout)
-
-    @admin.display(description="Margin")
-    def margin_display(self, obj: Sale) -> str | None:
-        return money(obj.margin)
 
 
 PHONE_DIGITS_RE = re.compile(r"\D")

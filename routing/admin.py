@@ -7,14 +7,13 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 
 from buyers.fields import mask
 from buyers.models import SECRET_HEADER_WORDS
-from leads.admin import (
-    LeadAttemptInline,
+from config.admin_display import (
+    LeadLinkMixin,
     ReadOnlyAdminMixin,
+    admin_link,
     explanation_table,
     money,
     parse_uuid,
@@ -40,12 +39,112 @@ def masked_headers(headers: Any) -> Any:
     }
 
 
-class LeadLinkMixin:
-    @admin.display(description="Lead")
-    def lead_link(self, obj: Auction | Attempt | Sale) -> str:
-        # Built from lead_id: no join to the lead table just to print its id.
-        url = reverse("admin:leads_lead_change", args=[obj.lead_id])
-        return format_html('<a href="{}">{}</a>', url, str(obj.lead_id)[:8])
+# --- A lead's routing history, shown inline on the lead page (leads.admin). ---
+
+
+class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Attempt
+    fk_name = "lead"
+    extra = 0
+    show_change_link = True
+    verbose_name = "attempt"
+    verbose_name_plural = "Timeline: pings and posts, oldest first"
+    fields = (
+        "time",
+        "kind",
+        "contract_link",
+        "outcome",
+        "http_status",
+        "latency",
+        "price_display",
+        "reason_display",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("contract__buyer")
+            .order_by("created_at", "id")
+        )
+
+    @admin.display(description="Time")
+    def time(self, obj: Attempt) -> str | None:
+        return precise_time(obj.created_at)
+
+    @admin.display(description="Buyer · contract")
+    def contract_link(self, obj: Attempt) -> str | None:
+        return admin_link(obj.contract)
+
+    @admin.display(description="HTTP status")
+    def http_status(self, obj: Attempt) -> int | None:
+        return obj.response_status
+
+    @admin.display(description="Latency")
+    def latency(self, obj: Attempt) -> str | None:
+        return None if obj.latency_ms is None else f"{obj.latency_ms} ms"
+
+    @admin.display(description="Price")
+    def price_display(self, obj: Attempt) -> str | None:
+        return money(obj.price)
+
+    @admin.display(description="Reason")
+    def reason_display(self, obj: Attempt) -> str:
+        return obj.reason or obj.error[:200] or "-"
+
+
+class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Auction
+    extra = 0
+    show_change_link = True
+    fields = ("started_at", "finished_at", "duration", "status", "eligible_count", "note")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Auction]:
+        return super().get_queryset(request).order_by("started_at", "id")
+
+    @admin.display(description="Duration")
+    def duration(self, obj: Auction) -> str | None:
+        return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
+
+
+class LeadSaleInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Sale
+    extra = 0
+    show_change_link = True
+    fields = (
+        "sold_at",
+        "buyer",
+        "contract_link",
+        "status",
+        "price_display",
+        "payout_display",
+        "margin_display",
+        "buyer_reference",
+        "returned_at",
+        "return_reason",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Sale]:
+        return super().get_queryset(request).select_related("buyer", "contract__buyer")
+
+    @admin.display(description="Contract")
+    def contract_link(self, obj: Sale) -> str | None:
+        return admin_link(obj.contract, obj.contract.name)
+
+    @admin.display(description="Price")
+    def price_display(self, obj: Sale) -> str | None:
+        return money(obj.price)
+
+    @admin.display(description="Payout")
+    def payout_display(self, obj: Sale) -> str | None:
+        return money(obj.payout)
+
+    @admin.display(description="Margin")
+    def margin_display(self, obj: Sale) -> str | None:
+        return money(obj.margin)
 
 
 class AuctionAttemptInline(LeadAttemptInline):

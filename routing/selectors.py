@@ -159,7 +159,7 @@ def vertical_rules(vertical_id: int) -> VerticalRules:
     """
     ttl = settings.ELIGIBILITY_RULES_TTL
     now = time.monotonic()
-    version = rules_version(vertical_id)
+    version = rules_version(vertical_id) if ttl > 0 else ()
     if ttl > 0:
         with _cache_lock:
             cached = _cache.get(vertical_id)

@@ -1,0 +1,122 @@
+"""Display helpers shared by every app's admin: money, JSON, links, read-only tables."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def money(value: Decimal | None) -> str:
+    """Format dollars as $1,234.50, and no amount as the admin's empty marker."""
+    if value is None:
+        # Read-only fields print a None as "None"; only changelists replace it with the marker.
+        return admin.site.empty_value_display
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}"
+
+
+def pretty_json(value: Any) -> str:
+    return preformatted(
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    )
+
+
+def preformatted(text: str) -> str:
+    if not text:
+        return "-"
+    return format_html(
+        '<pre style="white-space: pre-wrap; word-break: break-all; max-height: 40em; '
+        'overflow: auto; margin: 0;">{}</pre>',
+        text,
+    )
+
+
+def precise_time(value: datetime | None) -> str | None:
+    """Return a timestamp to the millisecond in the active time zone: timelines need it."""
+    if value is None:
+        return None
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def admin_link(obj: Any, text: str | None = None) -> str | None:
+    if obj is None:
+        return None
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
+
+
+def explanation_table(rows: list[dict[str, Any]]) -> str:
+    """Render eligibility verdicts (Verdict.as_dict rows) as a table: who may buy, and why not."""
+    if not rows:
+        return "No contracts in this vertical."
+    body = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                admin_link_by_id("buyers", "contract", row.get("contract_id"), row.get("contract")),
+                row.get("buyer", ""),
+                "✔ eligible" if row.get("eligible") else f"✘ {row.get('rule', '')}",
+                row.get("reason", ""),
+            )
+            for row in rows
+        ),
+    )
+    eligible = sum(1 for row in rows if row.get("eligible"))
+    return format_html(
+        "<p>{} of {} contracts eligible.</p><table><thead><tr><th>Contract</th><th>Buyer</th>"
+        "<th>Verdict</th><th>Why not</th></tr></thead><tbody>{}</tbody></table>",
+        eligible,
+        len(rows),
+        body,
+    )
+
+
+def admin_link_by_id(app_label: str, model_name: str, pk: Any, text: Any) -> str:
+    if pk is None:
+        return str(text or "")
+    url = reverse(f"admin:{app_label}_{model_name}_change", args=[pk])
+    return format_html('<a href="{}">{}</a>', url, text or pk)
+
+
+def parse_uuid(term: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(term.strip())
+    except ValueError:
+        return None
+
+
+class ReadOnlyAdminMixin:
+    """Rows written by the engine, never typed: viewable, not addable, editable or deletable."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LeadLinkMixin:
+    """A short link to the row's lead, built from lead_id: no join just to print an id."""
+
+    @admin.display(description="Lead")
+    def lead_link(self, obj: Any) -> str:
+        url = reverse("admin:leads_lead_change", args=[obj.lead_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.lead_id)[:8])
