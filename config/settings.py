@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "leads",
     "buyers",
     "routing",
@@ -188,9 +189,38 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Intake publishes once, without Celery's retry loop: if the broker is down the lead is already
+# stored and the sweeper below re-enqueues it, so a partner is never kept waiting on the broker.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BEAT_SCHEDULE = {
+    "re-enqueue leads left waiting for routing": {
+        "task": "leads.tasks.sweep_waiting_leads",
+        "schedule": 15.0,
+    },
+    "purge idempotency records past their 24 hours": {
+        "task": "leads.tasks.purge_idempotency_records",
+        "schedule": 3600.0,
+    },
+}
+
+# --- Cache: shared counters (throttling) and locks. Redis when there is one. ---
+CACHE_URL = env.str("CACHE_URL", default="") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+if CACHE_URL:
+    CACHES = {"default": {**environ.Env.cache_url_config(CACHE_URL), "KEY_PREFIX": "ls"}}
+else:
+    # One process's memory: throttles count per web worker. Fine for the embedded default only.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- API ---
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["leads.api.auth.SourceKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["leads.api.auth.IsActiveSource"],
+    "DEFAULT_THROTTLE_CLASSES": ["leads.api.auth.SourceRateThrottle"],
+    "EXCEPTION_HANDLER": "config.problems.exception_handler",
+    "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -202,7 +232,30 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "leads.api.schema.describe_vertical_fields",
+    ],
 }
+
+# --- Intake ---
+INTAKE_MAX_BODY_BYTES = _env_int("INTAKE_MAX_BODY_BYTES", default=64 * 1024, minimum=1024)
+# Prefer: wait=N is honoured up to this many seconds.
+INTAKE_MAX_WAIT_SECONDS = _env_int("INTAKE_MAX_WAIT_SECONDS", default=10, minimum=0)
+IDEMPOTENCY_KEY_HOURS = 24
+# A lead still waiting for routing this long after it was stored is enqueued again.
+ROUTING_SWEEP_AFTER_SECONDS = _env_int("ROUTING_SWEEP_AFTER_SECONDS", default=30, minimum=1)
+# Suppression entries are HMAC-SHA256 hashes under this key (derived from SECRET_KEY by default;
+# set it explicitly so that SECRET_KEY can be rotated without re-uploading every list).
+SUPPRESSION_HASH_KEY = (
+    env.str("SUPPRESSION_HASH_KEY", default="")
+    or hashlib.sha256(f"leadswitch-suppression:{SECRET_KEY}".encode()).hexdigest()
+)
 
 # --- Leadswitch ---
 # Where load_demo points the demo buyers' endpoints (`manage.py simulate_buyers` serves it).

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.problems import problem_type_view
 from config.views import health
 
 admin.site.site_header = "Leadswitch"
@@ -14,4 +16,12 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    path("api/v1/", include("leads.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/problems/", problem_type_view, name="problem-types"),
+    path("api/problems/<slug:slug>", problem_type_view, name="problem-type"),
 ]
+
+handler404 = "config.problems.handler404"
+handler500 = "config.problems.handler500"

@@ -209,6 +209,16 @@ class Source(models.Model):
         default=Decimal("0.00"),
         help_text="Share of the sale price paid under a revenue share model.",
     )
+    rate_limit_per_second = models.PositiveIntegerField(
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(100000)],
+        help_text="Intake requests per second this source may send; more are answered 429.",
+    )
+    postback_url = models.URLField(
+        max_length=1000,
+        blank=True,
+        help_text="Where each lead's final outcome is POSTed as JSON (optional).",
+    )
     contact_name = models.CharField(max_length=120, blank=True)
     contact_email = models.EmailField(blank=True)
     notes = models.TextField(blank=True)
@@ -220,6 +230,9 @@ class Source(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(payout_amount__gte=0), name="source_payout_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(rate_limit_per_second__gte=1), name="source_rate_limit_positive"
             ),
             models.CheckConstraint(
                 condition=Q(revenue_share_percent__gte=0) & Q(revenue_share_percent__lte=100),
@@ -309,9 +322,18 @@ class Lead(models.Model):
     """A submitted lead, valid or not, with its raw request and what became of it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    vertical = models.ForeignKey(Vertical, on_delete=models.PROTECT, related_name="leads")
+    # Empty only for a request rejected before its vertical could be read (malformed JSON).
+    vertical = models.ForeignKey(
+        Vertical, null=True, blank=True, on_delete=models.PROTECT, related_name="leads"
+    )
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="leads")
+    api_key = models.ForeignKey(
+        SourceApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
+    )
     status = models.CharField(max_length=12, choices=LeadStatus.choices, db_index=True)
+    reason = models.CharField(
+        max_length=500, blank=True, help_text="Why intake rejected it, in a sentence."
+    )
     is_test = models.BooleanField(default=False)
     sub_id = models.CharField(max_length=255, blank=True)
     data = models.JSONField(default=dict, blank=True, help_text="Normalised and enriched fields.")
@@ -371,3 +393,97 @@ class Lead(models.Model):
         if self.sale_price is None:
             return None
         return self.sale_price - (self.payout or Decimal("0"))
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a source's request with an Idempotency-Key, replayed for 24 hours."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.BinaryField()
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "key"], name="one_record_per_idempotency_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} · {self.key}"
+
+
+class ContactKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone"
+
+
+class SuppressionList(models.Model):
+    """A do-not-contact list; its entries are stored as keyed hashes, never in clear."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SuppressedContact(models.Model):
+    suppression_list = models.ForeignKey(
+        SuppressionList, on_delete=models.CASCADE, related_name="entries"
+    )
+    kind = models.CharField(max_length=5, choices=ContactKind.choices)
+    value_hash = models.CharField(max_length=64, db_index=True)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suppression_list", "kind", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["suppression_list", "kind", "value_hash"], name="unique_suppressed_contact"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.value_hash[:12]}…"
+
+
+class PostbackStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class Postback(models.Model):
+    """One attempt to tell a source the final outcome of one of its leads."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="postbacks")
+    url = models.CharField(max_length=1000)
+    lead_status = models.CharField(max_length=12, help_text="The outcome reported.")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=9, choices=PostbackStatus.choices)
+    request_body = models.TextField(blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["lead", "created_at"], name="postback_lead_created")]
+
+    def __str__(self) -> str:
+        return f"Postback {self.attempt} of lead {self.lead_id}: {self.get_status_display()}"

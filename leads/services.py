@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
+import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
+from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from leads.models import LEAD_TRANSITIONS, Lead, LeadStatus, Source, SourceApiKey, Vertical
+from config.admin_display import plural
+from leads.intake import normalise_fields, parse_submission
+from leads.models import (
+    LEAD_TRANSITIONS,
+    ContactKind,
+    DuplicateScope,
+    IdempotencyRecord,
+    Lead,
+    LeadStatus,
+    Source,
+    SourceApiKey,
+    SuppressedContact,
+    SuppressionList,
+    Vertical,
+)
+from leads.selectors import allowed_vertical_slugs, vertical_field_specs, vertical_for_source
+
+logger = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "lsk_"
 # last_used_at is a hint for ops, not an audit log: refresh it at most this often per key so that
@@ -98,3 +123,399 @@ def lead_transition(*, lead: Lead, to: LeadStatus, **fields: Any) -> bool:
             setattr(lead, name, value)
         return True
     return False
+
+
+# --- Intake ---------------------------------------------------------------------------------
+
+# A lead in one of these states got through intake; later leads may duplicate it.
+INTAKE_ACCEPTED_STATES = (
+    LeadStatus.ACCEPTED,
+    LeadStatus.ROUTING,
+    LeadStatus.SOLD,
+    LeadStatus.UNSOLD,
+    LeadStatus.RETURNED,
+    LeadStatus.FAILED,
+)
+# What the denormalised columns hold; any other duplicate field is compared inside `data`.
+DUPLICATE_COLUMNS = {"email": "email", "phone": "phone", "zip_code": "zip_code", "state": "state"}
+
+
+class IntakeVerdict(StrEnum):
+    ACCEPTED = "accepted"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    SUPPRESSED = "suppressed"
+    FORBIDDEN = "forbidden"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    verdict: IntakeVerdict
+    lead: Lead
+    detail: str = ""
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    duplicate_of: Lead | None = None
+
+
+def _advisory_locks(keys: list[str]) -> None:
+    """Serialise transactions that claim the same keys (PostgreSQL; SQLite serialises anyway)."""
+    if not keys or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        # Sorted, so that two transactions wanting overlapping keys take them in the same order
+        # and cannot deadlock; PostgreSQL evaluates volatile calls after the sort.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+            "FROM unnest(%s::text[]) AS k ORDER BY k",
+            [sorted(set(keys))],
+        )
+
+
+def suppression_hash(kind: str, value: str) -> str:
+    """Return the keyed hash under which a normalised email or E.164 phone is suppressed."""
+    message = f"{kind}:{value.strip().lower()}".encode()
+    return hmac.new(settings.SUPPRESSION_HASH_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _is_suppressed(*, email: str, phone: str) -> bool:
+    hashes = []
+    if email:
+        hashes.append(suppression_hash(ContactKind.EMAIL, email))
+    if phone:
+        hashes.append(suppression_hash(ContactKind.PHONE, phone))
+    if not hashes:
+        return False
+    return SuppressedContact.objects.filter(
+        value_hash__in=hashes, suppression_list__active=True
+    ).exists()
+
+
+def _duplicate_values(vertical: Vertical, data: dict[str, Any]) -> dict[str, str]:
+    values = {}
+    for name in vertical.duplicate_fields or ():
+        value = data.get(name)
+        if value not in (None, ""):
+            values[name] = str(value)
+    return values
+
+
+def _find_duplicate(
+    *, vertical: Vertical, source: Source, is_test: bool, values: dict[str, str]
+) -> Lead | None:
+    since = timezone.now() - timedelta(days=vertical.duplicate_lookback_days)
+    match = Q()
+    for name, value in values.items():
+        column = DUPLICATE_COLUMNS.get(name)
+        match |= Q(**{column: value}) if column else Q(**{f"data__{name}": value})
+    earlier = Lead.objects.filter(
+        match,
+        vertical=vertical,
+        is_test=is_test,
+        received_at__gte=since,
+        status__in=INTAKE_ACCEPTED_STATES,
+    )
+    if vertical.duplicate_scope == DuplicateScope.SOURCE:
+        earlier = earlier.filter(source=source)
+    return earlier.order_by("received_at").only("id", "source_id").first()
+
+
+def _reject(
+    *,
+    verdict: IntakeVerdict,
+    status: LeadStatus,
+    source: Source,
+    api_key: SourceApiKey | None,
+    vertical: Vertical | None,
+    raw_body: str,
+    remote_ip: str | None,
+    detail: str,
+    errors: dict[str, list[str]] | None = None,
+    **fields: Any,
+) -> IngestResult:
+    lead = Lead.objects.create(
+        source=source,
+        api_key=api_key,
+        vertical=vertical,
+        status=status,
+        raw_body=raw_body,
+        remote_ip=remote_ip,
+        reason=detail[:500],
+        errors=errors or {},
+        **fields,
+    )
+    return IngestResult(
+        verdict=verdict,
+        lead=lead,
+        detail=detail,
+        errors=errors or {},
+        duplicate_of=fields.get("duplicate_of"),
+    )
+
+
+def lead_reject_request(
+    *,
+    source: Source,
+    api_key: SourceApiKey | None,
+    raw_body: str,
+    remote_ip: str | None,
+    detail: str,
+    errors: dict[str, list[str]] | None = None,
+) -> Lead:
+    """Store a request refused before its body could be read as a lead (size, type, JSON)."""
+    return _reject(
+        verdict=IntakeVerdict.INVALID,
+        status=LeadStatus.INVALID,
+        source=source,
+        api_key=api_key,
+        vertical=None,
+        raw_body=raw_body,
+        remote_ip=remote_ip,
+        detail=detail,
+        errors=errors,
+    ).lead
+
+
+def lead_ingest(
+    *,
+    source: Source,
+    api_key: SourceApiKey | None,
+    document: Any,
+    raw_body: str,
+    remote_ip: str | None = None,
+) -> IngestResult:
+    """Validate, normalise, deduplicate and store one submitted lead; enqueue it for routing.
+
+    Every outcome is stored as a lead with its raw body and reasons. An accepted lead is handed
+    to routing only after its transaction commits.
+    """
+    common = {"source": source, "api_key": api_key, "raw_body": raw_body, "remote_ip": remote_ip}
+    with transaction.atomic():
+        submission, errors = parse_submission(document)
+        if submission is None:
+            return _reject(
+                verdict=IntakeVerdict.INVALID,
+                status=LeadStatus.INVALID,
+                vertical=None,
+                detail=f"The body has {plural(len(errors), 'error')}; see errors.",
+                errors=errors,
+                **common,
+            )
+        lead_fields: dict[str, Any] = {
+            "is_test": submission.test,
+            "sub_id": submission.sub_id,
+            "consent": submission.consent,
+        }
+        vertical = vertical_for_source(source=source, slug=submission.vertical)
+        if not source.active or vertical is None:
+            detail = (
+                "This source is inactive; ask your account manager to reactivate it."
+                if not source.active
+                else f"This source may not submit to {submission.vertical!r}; its verticals "
+                f"are {', '.join(allowed_vertical_slugs(source=source)) or 'none'}."
+            )
+            known = vertical or Vertical.objects.filter(slug=submission.vertical).first()
+            return _reject(
+                verdict=IntakeVerdict.FORBIDDEN,
+                status=LeadStatus.INVALID,
+                vertical=known,
+                detail=detail,
+                **lead_fields,
+                **common,
+            )
+        normalised, errors = normalise_fields(vertical_field_specs(vertical), submission.fields)
+        if normalised is None:
+            return _reject(
+                verdict=IntakeVerdict.INVALID,
+                status=LeadStatus.INVALID,
+                vertical=vertical,
+                detail=f"The lead has {plural(len(errors), 'invalid field')}; see errors.",
+                errors=errors,
+                **lead_fields,
+                **common,
+            )
+        lead_fields.update(
+            data=normalised.data,
+            email=normalised.email,
+            phone=normalised.phone,
+            zip_code=normalised.zip_code,
+            state=normalised.state,
+        )
+        if _is_suppressed(email=normalised.email, phone=normalised.phone):
+            return _reject(
+                verdict=IntakeVerdict.SUPPRESSED,
+                status=LeadStatus.SUPPRESSED,
+                vertical=vertical,
+                detail="The consumer may not be contacted.",
+                **lead_fields,
+                **common,
+            )
+        values = _duplicate_values(vertical, normalised.data)
+        if values and vertical.duplicate_lookback_days:
+            scope = f"s{source.pk}" if vertical.duplicate_scope == DuplicateScope.SOURCE else "g"
+            _advisory_locks(
+                [
+                    f"dup:{vertical.pk}:{scope}:{int(submission.test)}:{name}:{value}"
+                    for name, value in values.items()
+                ]
+            )
+            earlier = _find_duplicate(
+                vertical=vertical, source=source, is_test=submission.test, values=values
+            )
+            if earlier is not None:
+                names = " or ".join(values)
+                return _reject(
+                    verdict=IntakeVerdict.DUPLICATE,
+                    status=LeadStatus.DUPLICATE,
+                    vertical=vertical,
+                    detail=f"A lead with the same {names} was accepted in the last "
+                    f"{plural(vertical.duplicate_lookback_days, 'day')}.",
+                    duplicate_of=earlier,
+                    **lead_fields,
+                    **common,
+                )
+        lead = Lead.objects.create(
+            vertical=vertical, status=LeadStatus.ACCEPTED, **lead_fields, **common
+        )
+        transaction.on_commit(partial(routing_enqueue, [lead.pk]))
+    return IngestResult(verdict=IntakeVerdict.ACCEPTED, lead=lead)
+
+
+def routing_enqueue(lead_ids: list[Any]) -> int:
+    """Hand leads to the routing workers; return how many were handed over.
+
+    A broker that is down is not the partner's problem: the lead is already stored, so log and
+    let `sweep_waiting_leads` enqueue it again once the broker is back.
+    """
+    from routing.tasks import route_lead
+
+    sent = 0
+    for lead_id in lead_ids:
+        try:
+            route_lead.delay(str(lead_id))
+        except Exception:
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                raise
+            logger.warning(
+                "routing enqueue failed; the sweeper will retry",
+                extra={"lead_id": str(lead_id)},
+                exc_info=True,
+            )
+            break
+        sent += 1
+    return sent
+
+
+def leads_sweep_waiting(*, older_than: timedelta, limit: int = 1000) -> int:
+    """Enqueue again the accepted leads that no routing run has claimed; return how many."""
+    cutoff = timezone.now() - older_than
+    ids = list(
+        Lead.objects.filter(status=LeadStatus.ACCEPTED, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    return routing_enqueue(ids) if ids else 0
+
+
+# --- Idempotency ----------------------------------------------------------------------------
+
+
+def idempotency_lock_and_find(*, source: Source, key: str) -> IdempotencyRecord | None:
+    """Inside a transaction: serialise requests with this key and return a live earlier record."""
+    _advisory_locks([f"idem:{source.pk}:{key}"])
+    since = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+    return IdempotencyRecord.objects.filter(source=source, key=key, created_at__gte=since).first()
+
+
+def idempotency_record_save(
+    *,
+    source: Source,
+    key: str,
+    request_hash: str,
+    lead: Lead | None,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+) -> None:
+    """Keep the answer to replay; an expired record with the same key is replaced."""
+    IdempotencyRecord.objects.update_or_create(
+        source=source,
+        key=key,
+        defaults={
+            "request_hash": request_hash,
+            "lead": lead,
+            "response_status": status,
+            "response_body": body,
+            "response_headers": headers,
+            "created_at": timezone.now(),
+        },
+    )
+
+
+def idempotency_record_update(
+    *, source: Source, key: str, status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    """Replace the kept answer by the final one (after Prefer: wait saw the outcome)."""
+    IdempotencyRecord.objects.filter(source=source, key=key).update(
+        response_status=status, response_body=body, response_headers=headers
+    )
+
+
+def idempotency_records_purge() -> int:
+    cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+# --- Suppression lists ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuppressionUpload:
+    added: int
+    already_listed: int
+    rejected: list[str]
+
+
+def suppression_list_add(*, suppression_list: SuppressionList, text: str) -> SuppressionUpload:
+    """Add the emails and phones of a pasted or uploaded list (one per line or CSV cell)."""
+    from leads.intake import FieldError, FieldSpec, normalise_value
+
+    entries: set[tuple[str, str]] = set()
+    rejected: list[str] = []
+    for raw in re.split(r"[\s,;]+", text):
+        value = raw.strip().strip('"').strip("'")
+        if not value or value.lower() in {"email", "phone", "e-mail"}:
+            continue
+        kind = ContactKind.EMAIL if "@" in value else ContactKind.PHONE
+        try:
+            normalised = normalise_value(FieldSpec(name=kind, field_type=kind), value)
+        except FieldError:
+            if len(rejected) < 20:
+                rejected.append(value[:80])
+            continue
+        entries.add((kind, suppression_hash(kind, normalised)))
+    existing = set(
+        SuppressedContact.objects.filter(
+            suppression_list=suppression_list, value_hash__in=[h for _, h in entries]
+        ).values_list("kind", "value_hash")
+    )
+    new = [
+        SuppressedContact(suppression_list=suppression_list, kind=kind, value_hash=value_hash)
+        for kind, value_hash in sorted(entries - existing)
+    ]
+    SuppressedContact.objects.bulk_create(new, batch_size=2000, ignore_conflicts=True)
+    return SuppressionUpload(
+        added=len(new), already_listed=len(entries & existing), rejected=rejected
+    )
+
+
+# --- Postbacks ------------------------------------------------------------------------------
+
+
+def postback_schedule(*, lead: Lead) -> None:
+    """After the current transaction commits, tell the lead's source its final outcome."""
+    if not lead.source.postback_url:
+        return
+    from leads.tasks import send_postback
+
+    transaction.on_commit(partial(send_postback.delay, str(lead.pk)))

@@ -1,0 +1,525 @@
+"""Throughput and latency of partner intake, POST /api/v1/leads/, under gunicorn (issue 3).
+
+    .venv/bin/python bench/intake.py [--seconds 15] [--connections 16,64] [--workers 4]
+
+Works in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/leadswitch_bench; its name must
+contain "bench", as its leads are truncated) and CELERY_BROKER_URL (default
+redis://127.0.0.1:6379/9; a numbered database other than 0, as it is flushed before and after).
+Creates the database if missing, migrates it, loads the demo data, mints a key for a bench source
+without a rate limit, then starts gunicorn (sync workers, DEBUG off) on 127.0.0.1 and drives it
+from this process with aiohttp: N connections, each sending one unique lead after another, for a
+fixed time per connection count after a warm-up. No Celery worker runs: accepted leads stay
+queued in Redis, which is flushed at the end.
+
+On a small machine the load generator competes with gunicorn, PostgreSQL and Redis for the same
+cores; the CPU it used is printed next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from routing.simulator import run_event_loop
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/9"
+SOURCE_NAME = "Intake benchmark"
+TARGET = "target: ≥ 500 leads/s and p99 < 100 ms at 16 connections"
+
+# Real ZIP codes (checked against leads.geo at start) and area codes whose numbers phonenumbers
+# accepts as valid US numbers (also checked): intake rejects anything else as invalid.
+ZIP_CODES = (
+    "10001", "60601", "94105", "73301", "30301", "02134", "98101", "77002", "85004", "80202",
+    "33101", "19103", "48226", "55401", "97201", "63101", "28202", "37203", "02108", "90012",
+)  # fmt: skip
+AREA_CODES = ("212", "312", "415", "512", "617", "702", "305", "206", "404", "303", "713", "602")
+FIRST_NAMES = ("Mary", "James", "Aisha", "Wei", "Carlos", "Olga", "Sean", "Priya")
+LAST_NAMES = ("Major", "O'Neil", "Nguyen", "Garcia", "Schmidt", "Okafor", "Lee", "Rossi")
+VEHICLES = (("Toyota", "Camry"), ("Ford", "F-150"), ("Honda", "Civic"), ("Tesla", "Model 3"))
+
+
+# --- Setup: database, demo data, bench source, Redis --------------------------------------------
+
+
+def configure_environment() -> tuple[str, str]:
+    """Fill in the settings both this process and gunicorn read; return the two URLs."""
+    database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    broker_url = os.environ.setdefault("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit(f"DATABASE_URL must point at PostgreSQL, not {database_url!r}")
+    if "bench" not in database_url.rsplit("/", 1)[-1]:
+        raise SystemExit(
+            "DATABASE_URL's database name must contain 'bench': this script truncates its leads"
+        )
+    if not broker_url.startswith("redis://"):
+        raise SystemExit(f"CELERY_BROKER_URL must point at Redis, not {broker_url!r}")
+    if redis_db_number(broker_url) == 0:
+        raise SystemExit("CELERY_BROKER_URL must name a Redis database other than 0: it is flushed")
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DEBUG": "0",
+            "SECURE_SSL_REDIRECT": "0",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+            # A developer's .env (./dev run writes DEBUG=1) must not change what is measured.
+            "ENV_FILE": "",
+        }
+    )
+    os.environ.setdefault("SECRET_KEY", "bench-intake-" + secrets.token_urlsafe(40))
+    return database_url, broker_url
+
+
+def redis_db_number(url: str) -> int:
+    path = url.split("://", 1)[1].partition("/")[2].split("?")[0]
+    return int(path) if path.isdigit() else 0
+
+
+def ensure_database(url: str) -> str:
+    """Create the database if it does not exist; return its name."""
+    import environ
+    import psycopg
+    from psycopg import sql
+
+    config = environ.Env.db_url_config(url)
+    name = config["NAME"]
+    params = {
+        "host": config["HOST"] or None,
+        "port": config["PORT"] or None,
+        "user": config["USER"] or None,
+        "password": config["PASSWORD"] or None,
+    }
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def prepare_data() -> str:
+    """Migrate, load the demo, truncate earlier leads; return a new key of the bench source."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from leads.demo import DEFAULT_PASSWORD, demo_load
+    from leads.models import Lead, Source, SourceApiKey, Vertical
+    from leads.services import source_api_key_create, source_api_key_revoke, source_get_or_create
+
+    call_command("migrate", verbosity=0)
+    demo_load(simulator_url="http://127.0.0.1:9100", password=DEFAULT_PASSWORD)
+    verticals = list(Vertical.objects.filter(slug__in=["auto-insurance", "solar"]))
+    source, _ = source_get_or_create(
+        name=SOURCE_NAME, verticals=verticals, rate_limit_per_second=100_000
+    )
+    Source.objects.filter(pk=source.pk).update(rate_limit_per_second=100_000, active=True)
+    for old_key in SourceApiKey.objects.filter(source=source, revoked_at__isnull=True):
+        source_api_key_revoke(api_key=old_key)
+    _, raw_key = source_api_key_create(source=source, name="bench/intake.py")
+    # Every table that points at leads (sales, attempts, postbacks ...) goes with them.
+    with connection.cursor() as cursor:
+        cursor.execute(f'TRUNCATE "{Lead._meta.db_table}" CASCADE')
+    connection.close()
+    return raw_key
+
+
+def check_generated_data() -> None:
+    import phonenumbers
+
+    from leads.geo import zip_lookup
+
+    unknown = [z for z in ZIP_CODES if zip_lookup(z) is None]
+    if unknown:
+        raise SystemExit(f"not US ZIP codes: {', '.join(unknown)}")
+    for area in AREA_CODES:
+        for exchange in (200, 555, 999):
+            number = phonenumbers.parse(f"+1{area}{exchange}0142")
+            if not phonenumbers.is_valid_number(number):
+                raise SystemExit(f"phonenumbers refuses +1{area}{exchange}0142")
+
+
+def accepted_in_database() -> dict[str, int]:
+    from django.db import close_old_connections
+    from django.db.models import Count
+
+    from leads.models import Lead
+
+    close_old_connections()
+    rows = Lead.objects.filter(source__name=SOURCE_NAME).values("status").annotate(n=Count("pk"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def queued_messages(redis_client: Any) -> int:
+    """Messages waiting in the broker's queues (Celery's Redis transport keeps lists)."""
+    return sum(
+        redis_client.llen(key)
+        for key in redis_client.scan_iter(count=1000)
+        if redis_client.type(key) == b"list"
+    )
+
+
+# --- The server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    log_path: Path
+    base_url: str
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_gunicorn(workers: int, log_path: Path) -> Server:
+    port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    command = [
+        str(gunicorn),
+        "config.wsgi",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        # Its own session, so that stopping it reaches the master and every worker it forked.
+        process = subprocess.Popen(  # noqa: S603 - a fixed command line
+            command,
+            cwd=ROOT,
+            # WhiteNoise warns once per worker that collectstatic has not run; nothing is served.
+            env={**os.environ, "PYTHONWARNINGS": "ignore:No directory at:UserWarning"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server(process=process, log_path=log_path, base_url=f"http://127.0.0.1:{port}")
+
+
+def stop_gunicorn(server: Server) -> None:
+    """Stop the master gracefully, then kill whatever of its process group is left."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        print(f"gunicorn (pid {process.pid}) did not exit", file=sys.stderr)
+
+
+async def wait_until_up(server: Server, api_key: str, timeout: float = 30.0) -> None:
+    url = f"{server.base_url}/api/v1/verticals/"
+    headers = {"Authorization": f"Bearer {api_key}"}
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                break
+            try:
+                async with session.get(url, headers=headers) as response:
+                    await response.read()
+                    if response.status == 200:
+                        return
+                    raise SystemExit(f"GET {url} answered {response.status}")
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    raise SystemExit(f"gunicorn did not come up at {server.base_url}:\n{server.log_tail()}")
+
+
+# --- The load ------------------------------------------------------------------------------------
+
+
+class LeadBodies:
+    """Unique lead bodies: each has an email and a phone number no other lead in the run has."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(4)
+        self.counter = 0
+        self.timestamp = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+    def phone(self, n: int) -> str:
+        area = AREA_CODES[n % len(AREA_CODES)]
+        rest = n // len(AREA_CODES)
+        return f"({area}) {200 + rest // 10_000 % 800}-{rest % 10_000:04d}"
+
+    def __next__(self) -> bytes:
+        n = self.counter
+        self.counter += 1
+        first, last = FIRST_NAMES[n % len(FIRST_NAMES)], LAST_NAMES[n // 8 % len(LAST_NAMES)]
+        fields: dict[str, Any] = {
+            "first_name": first,
+            "last_name": last,
+            "email": f"{first.lower()}.{n}.{self.token}@example.com",
+            "phone": self.phone(n),
+            "street_address": f"{100 + n % 9000} Main Street",
+            "zip_code": ZIP_CODES[n % len(ZIP_CODES)],
+        }
+        # Three auto insurance leads for every solar one.
+        if n % 4:
+            make, model = VEHICLES[n % len(VEHICLES)]
+            vertical = "auto-insurance"
+            fields.update(
+                date_of_birth=f"{1950 + n % 50}-{1 + n % 12:02d}-{1 + n % 28:02d}",
+                gender=("male", "female")[n % 2],
+                marital_status=("single", "married")[n % 2],
+                homeowner=bool(n % 3),
+                currently_insured=True,
+                current_insurer="geico",
+                continuous_coverage_months=n % 120,
+                vehicle_year=2005 + n % 20,
+                vehicle_make=make,
+                vehicle_model=model,
+                annual_mileage=12_000,
+                credit_rating=("excellent", "good", "fair")[n % 3],
+                accidents_last_3_years=0,
+                dui=False,
+                coverage_type="standard",
+            )
+        else:
+            vertical = "solar"
+            fields.update(
+                homeowner=True,
+                monthly_electric_bill=180 + n % 200,
+                utility_provider="Con Edison",
+                roof_type="asphalt_shingle",
+                roof_shade="no_shade",
+                property_type="single_family",
+                credit_score_range="720_plus",
+                purchase_timeline="within_3_months",
+            )
+        document = {
+            "vertical": vertical,
+            "sub_id": f"bench-{self.token}",
+            "fields": fields,
+            "consent": {
+                "text": "I agree to be contacted about quotes by phone and email.",
+                "timestamp": self.timestamp,
+                "ip": f"203.0.113.{n % 250 + 1}",
+                "page_url": "https://quotes.example.com/auto",
+            },
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+
+@dataclass
+class Round:
+    connections: int
+    elapsed: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
+    machine_busy: float | None = None
+
+    @property
+    def accepted(self) -> int:
+        return self.statuses[202]
+
+    @property
+    def errors(self) -> int:
+        return sum(self.statuses.values()) - self.accepted
+
+
+async def drive(
+    url: str, api_key: str, bodies: LeadBodies, *, connections: int, seconds: float
+) -> Round:
+    """Keep `connections` requests in flight, one after another each, for `seconds`."""
+    result = Round(connections=connections)
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    # gunicorn's sync workers close every connection after one response.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def connection(deadline: float) -> None:
+            while time.perf_counter() < deadline:
+                body = next(bodies)
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        status: int | str = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status = type(exc).__name__
+                result.latencies.append(time.perf_counter() - started)
+                result.statuses[status] += 1
+
+        cpu, busy = time.process_time(), machine_cpu()
+        started = time.perf_counter()
+        await asyncio.gather(*(connection(started + seconds) for _ in range(connections)))
+        result.elapsed = time.perf_counter() - started
+        result.client_cpu = time.process_time() - cpu
+        result.machine_busy = machine_busy_since(busy)
+    return result
+
+
+def machine_cpu() -> tuple[int, int] | None:
+    """Busy and total jiffies of all cores (Linux), to tell whether the machine was saturated."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def machine_busy_since(before: tuple[int, int] | None) -> float | None:
+    after = machine_cpu()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+def report(result: Round) -> None:
+    latencies = sorted(result.latencies)
+    p50, p95, p99 = (percentile(latencies, f) * 1000 for f in (0.50, 0.95, 0.99))
+    cores = os.cpu_count() or 1
+    print(
+        f"{result.connections:>3} connections: {result.accepted / result.elapsed:7,.0f} "
+        f"accepted leads/s, latency p50 {p50:6.1f} ms, p95 {p95:6.1f} ms, p99 {p99:6.1f} ms, "
+        f"errors {result.errors}"
+    )
+    busy = (
+        f"machine {result.machine_busy * 100:.0f}% busy across {cores} cores, "
+        if result.machine_busy is not None
+        else ""
+    )
+    print(
+        f"                 ({sum(result.statuses.values()):,} requests in {result.elapsed:.1f} s; "
+        f"{busy}load generator {result.client_cpu / result.elapsed * 100:.0f}% of a core)"
+    )
+    if result.errors:
+        wrong = ", ".join(
+            f"{status}: {count}" for status, count in result.statuses.items() if status != 202
+        )
+        print(f"                 errors by status: {wrong}")
+
+
+async def benchmark(
+    server: Server, api_key: str, *, connection_counts: list[int], seconds: float, warmup: float
+) -> int:
+    """Measure every connection count; return how many 202s were answered in all (warm-ups too)."""
+    await wait_until_up(server, api_key)
+    url = f"{server.base_url}/api/v1/leads/"
+    bodies = LeadBodies()
+    accepted = 0
+    for connections in connection_counts:
+        # Each worker builds its ZIP table (~1 s) and opens its connections on first use.
+        warm = await drive(url, api_key, bodies, connections=connections, seconds=warmup)
+        result = await drive(url, api_key, bodies, connections=connections, seconds=seconds)
+        accepted += warm.accepted + result.accepted
+        report(result)
+    return accepted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per count")
+    parser.add_argument("--connections", default="16,64", help="comma-separated counts")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each count")
+    args = parser.parse_args()
+    connection_counts = [int(n) for n in args.connections.split(",") if n.strip()]
+
+    database_url, broker_url = configure_environment()
+    name = ensure_database(database_url)
+    api_key = prepare_data()
+    check_generated_data()
+
+    import redis
+
+    redis_client = redis.Redis.from_url(broker_url)
+    redis_client.flushdb()
+    print(
+        f"intake benchmark: gunicorn {args.workers} sync workers, database {name}, "
+        f"broker {broker_url}, {args.seconds:g} s per count after {args.warmup:g} s warm-up"
+    )
+    before = machine_cpu()
+    time.sleep(1)
+    idle_busy = machine_busy_since(before)
+    if idle_busy is not None and idle_busy > 0.1:
+        print(
+            f"warning: the machine was {idle_busy * 100:.0f}% busy before the benchmark started; "
+            "other processes compete with it and the figures will be low"
+        )
+    with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
+        server = start_gunicorn(args.workers, Path(tmp) / "gunicorn.log")
+        try:
+            answered = run_event_loop(
+                benchmark(
+                    server,
+                    api_key,
+                    connection_counts=connection_counts,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                )
+            )
+            queued = queued_messages(redis_client)
+        finally:
+            stop_gunicorn(server)
+            log = server.log_tail()
+            redis_client.flushdb()
+    statuses = accepted_in_database()
+    print(
+        f"cross-check: {statuses.get('accepted', 0):,} leads accepted in the database, "
+        f"{answered:,} answered 202 (warm-ups included), {queued:,} routing tasks queued in Redis"
+    )
+    others = {status: n for status, n in statuses.items() if status != "accepted"}
+    if others:
+        print(f"             other lead statuses: {others}")
+    if log.strip():
+        print(f"gunicorn log (last lines):\n{log}")
+    print(TARGET)
+
+
+if __name__ == "__main__":
+    main()

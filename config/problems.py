@@ -1,0 +1,233 @@
+"""RFC 9457 problem details: one format for every API error.
+
+Every problem has a machine-readable `type` (a relative URI under /api/problems/ that documents
+it), a `title` that depends only on the type, a human `detail` about this occurrence and, for
+input errors, `errors`: field path -> list of messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "/api/problems/"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    slug: str
+    status: int
+    title: str
+    description: str
+
+    @property
+    def uri(self) -> str:
+        return f"{PROBLEM_BASE}{self.slug}"
+
+
+_TYPES = [
+    ProblemType(
+        "malformed-request",
+        400,
+        "Malformed request",
+        "The body is not a JSON object of the documented shape. `errors` says where.",
+    ),
+    ProblemType(
+        "invalid-lead",
+        400,
+        "Invalid lead",
+        "The lead does not satisfy its vertical's schema. `errors` names every field at fault; "
+        "the lead is stored as invalid under `id` so that ops can see it.",
+    ),
+    ProblemType(
+        "invalid-parameters",
+        400,
+        "Invalid parameters",
+        "A query parameter is not valid. `errors` names it.",
+    ),
+    ProblemType(
+        "unauthenticated",
+        401,
+        "Authentication required",
+        "Send `Authorization: Bearer <API key>` with a live key of your source.",
+    ),
+    ProblemType(
+        "forbidden",
+        403,
+        "Not allowed",
+        "The source is inactive, or may not submit to this vertical.",
+    ),
+    ProblemType("not-found", 404, "Not found", "Nothing here is visible to your source."),
+    ProblemType(
+        "method-not-allowed", 405, "Method not allowed", "This address does not take that method."
+    ),
+    ProblemType(
+        "not-acceptable",
+        406,
+        "Not acceptable",
+        "The API answers JSON (application/json or application/problem+json).",
+    ),
+    ProblemType(
+        "duplicate-lead",
+        409,
+        "Duplicate lead",
+        "A lead with the same contact details was accepted within the vertical's look-back "
+        "window. `duplicate_of` is the earlier lead's id when it was your own.",
+    ),
+    ProblemType(
+        "payload-too-large",
+        413,
+        "Request body too large",
+        "The body is over the intake size limit given in `detail`.",
+    ),
+    ProblemType(
+        "unsupported-media-type",
+        415,
+        "Unsupported media type",
+        "Send the body as JSON with `Content-Type: application/json`.",
+    ),
+    ProblemType(
+        "idempotency-key-reused",
+        422,
+        "Idempotency key reused",
+        "This Idempotency-Key was first used within 24 hours with a different body. Use a new "
+        "key for a new request; retry with the same body to get the first answer again.",
+    ),
+    ProblemType(
+        "rate-limited",
+        429,
+        "Too many requests",
+        "Your source sent more requests per second than its limit. Wait `Retry-After` seconds.",
+    ),
+    ProblemType("server-error", 500, "Server error", "Something went wrong on our side."),
+]
+PROBLEM_TYPES: dict[str, ProblemType] = {t.slug: t for t in _TYPES}
+_BY_STATUS = {t.status: t for t in reversed(_TYPES)}  # the first type of a status is its default
+
+
+def problem_body(slug: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    problem = PROBLEM_TYPES[slug]
+    body: dict[str, Any] = {
+        "type": problem.uri,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    return body
+
+
+def problem_bytes(slug: str, detail: str, **extensions: Any) -> bytes:
+    return json.dumps(problem_body(slug, detail, **extensions), separators=(",", ":")).encode()
+
+
+def problem_response(
+    slug: str, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any
+) -> HttpResponse:
+    response = HttpResponse(
+        problem_bytes(slug, detail, **extensions),
+        status=PROBLEM_TYPES[slug].status,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into {"field.path": ["message", ...]}."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = "" if key == "non_field_errors" else str(key)
+            flat.update(_flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name))
+        return flat
+    if isinstance(detail, list) and detail and all(not isinstance(d, dict | list) for d in detail):
+        return {prefix or "_": [str(d) for d in detail]}
+    if isinstance(detail, list):
+        flat = {}
+        for index, value in enumerate(detail):
+            flat.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+        return flat
+    return {prefix or "_": [str(detail)]}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:  # noqa: PLR0911
+    """DRF's exception handler, answering problem+json."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: Django's 500 handling (handler500 below) takes over
+    headers: dict[str, str] = {}
+    if isinstance(exc, exceptions.Throttled):
+        wait = math.ceil(exc.wait) if exc.wait is not None else 1
+        headers["Retry-After"] = str(max(1, wait))
+        return problem_response(
+            "rate-limited",
+            f"Over your source's rate limit: retry in {max(1, wait)} s.",
+            headers=headers,
+        )
+    if isinstance(exc, exceptions.ValidationError):
+        slug = "invalid-parameters" if context["request"].method == "GET" else "malformed-request"
+        return problem_response(
+            slug, "The request has errors; see `errors`.", errors=_flatten(exc.detail)
+        )
+    if isinstance(exc, exceptions.ParseError):
+        return problem_response("malformed-request", str(exc.detail))
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        return problem_response(
+            "unauthenticated",
+            str(exc.detail),
+            headers={"WWW-Authenticate": 'Bearer realm="api"'},
+        )
+    problem = _BY_STATUS.get(response.status_code)
+    if problem is None:
+        return response
+    for name in ("Allow",):
+        if name in response:
+            headers[name] = response[name]
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    return problem_response(problem.slug, str(detail), headers=headers)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return problem_response("not-found", f"No resource at {request.path}.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return problem_response("server-error", "An internal error occurred; it was logged.")
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def problem_type_view(request: HttpRequest, slug: str = "") -> HttpResponse:
+    """Document the problem types: JSON for clients, a page for people."""
+    if slug and slug not in PROBLEM_TYPES:
+        raise Http404
+    shown = [PROBLEM_TYPES[slug]] if slug else _TYPES
+    if "html" in request.headers.get("Accept", ""):
+        return render(request, "api/problems.html", {"problems": shown})
+    rows = [
+        {"type": p.uri, "status": p.status, "title": p.title, "description": p.description}
+        for p in shown
+    ]
+    return JsonResponse(rows[0] if slug else rows, safe=False)

@@ -1,0 +1,118 @@
+"""Partner API authentication (source API keys), permissions and per-source throttling."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+from rest_framework.throttling import BaseThrottle
+
+from leads.models import Source, SourceApiKey
+from leads.services import source_api_key_authenticate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourcePrincipal:
+    """The caller of a partner endpoint: a source, through one of its keys."""
+
+    source: Source
+    api_key: SourceApiKey
+    is_authenticated: bool = True
+    is_active: bool = True
+
+    @property
+    def pk(self) -> int:
+        return self.source.pk
+
+
+def count_unauthenticated(reason: str) -> None:
+    """Count refused requests per hour (they are not stored: anyone can send them)."""
+    key = f"intake:unauthenticated:{timezone.now():%Y%m%d%H}"
+    if not cache.add(key, 1, timeout=2 * 24 * 3600):
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.add(key, 1, timeout=2 * 24 * 3600)
+    logger.debug("unauthenticated API request", extra={"reason": reason})
+
+
+def unauthenticated_count(hour: str) -> int:
+    return cache.get(f"intake:unauthenticated:{hour}", 0)
+
+
+class SourceKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer lsk_…` with a live key of a source."""
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).split()
+        if not header:
+            count_unauthenticated("no credentials")
+            return None
+        if header[0].lower() != b"bearer" or len(header) != 2:
+            count_unauthenticated("not a bearer token")
+            raise exceptions.AuthenticationFailed(
+                "Send your API key as `Authorization: Bearer <key>`."
+            )
+        try:
+            raw_key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raw_key = ""
+        api_key = source_api_key_authenticate(raw_key=raw_key) if raw_key else None
+        if api_key is None:
+            count_unauthenticated("unknown or revoked key")
+            raise exceptions.AuthenticationFailed("The API key is unknown or has been revoked.")
+        return SourcePrincipal(source=api_key.source, api_key=api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class IsSource(BasePermission):
+    """Any authenticated source, active or not (intake stores an inactive source's leads)."""
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, SourcePrincipal)
+
+
+class IsActiveSource(IsSource):
+    message = "This source is inactive; ask your account manager to reactivate it."
+
+    def has_permission(self, request, view) -> bool:
+        return super().has_permission(request, view) and request.user.source.active
+
+
+class SourceRateThrottle(BaseThrottle):
+    """At most `Source.rate_limit_per_second` requests in each wall-clock second, per source.
+
+    A fixed one-second window counted with one atomic increment: concurrent requests from
+    several web workers cannot overshoot the limit, which a read-then-write history can.
+    """
+
+    def allow_request(self, request, view) -> bool:
+        principal = request.user
+        if not isinstance(principal, SourcePrincipal):
+            return True
+        now = time.time()
+        window = int(now)
+        self._wait = window + 1 - now
+        key = f"throttle:{principal.source.pk}:{window}"
+        if cache.add(key, 1, timeout=5):
+            count = 1
+        else:
+            try:
+                count = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=5)
+                count = 1
+        return count <= principal.source.rate_limit_per_second
+
+    def wait(self) -> float:
+        return getattr(self, "_wait", 1.0)

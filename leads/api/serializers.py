@@ -1,0 +1,172 @@
+"""Representations of the partner API (and, for the schema, of what it accepts)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from leads.models import Lead, LeadStatus, Vertical, VerticalField
+
+# Partners are told a suppressed lead was rejected, never which list matched.
+PARTNER_STATUS = {LeadStatus.SUPPRESSED: "rejected"}
+PARTNER_STATUSES = sorted({PARTNER_STATUS.get(s, s) for s in LeadStatus.values})
+
+FORMAT_HINTS = {
+    "string": "Text; surrounding and repeated spaces are removed.",
+    "email": "An email address; stored in lower case.",
+    "phone": "A US phone number in any common format; stored as E.164 (+12125550142).",
+    "zip": 'A 5-digit ZIP code or ZIP+4 as text ("02134"); the lead gains city, county, '
+    "state and time zone.",
+    "state": "A US state's two-letter code (TX) or name; must agree with the ZIP code.",
+    "integer": "A whole number (JSON number or numeric text).",
+    "decimal": "A number (JSON number or numeric text).",
+    "boolean": "true or false (yes/no and 1/0 are understood).",
+    "date": "A date as YYYY-MM-DD (MM/DD/YYYY is understood).",
+    "choice": "One of the listed choices (case-insensitive).",
+}
+
+
+class VerticalFieldSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="field_type")
+    format_hint = serializers.SerializerMethodField()
+    minimum = serializers.DecimalField(
+        source="min_value", max_digits=14, decimal_places=2, allow_null=True
+    )
+    maximum = serializers.DecimalField(
+        source="max_value", max_digits=14, decimal_places=2, allow_null=True
+    )
+
+    class Meta:
+        model = VerticalField
+        fields = [
+            "name",
+            "label",
+            "type",
+            "required",
+            "choices",
+            "minimum",
+            "maximum",
+            "max_length",
+            "format_hint",
+            "help_text",
+        ]
+
+    def get_format_hint(self, obj: VerticalField) -> str:
+        return FORMAT_HINTS.get(obj.field_type, "")
+
+
+class VerticalSerializer(serializers.ModelSerializer):
+    fields = VerticalFieldSerializer(many=True, read_only=True)
+    duplicate_check = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Vertical
+        fields = ["slug", "name", "description", "duplicate_check", "fields"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "fields": {"type": "array", "items": {"type": "string"}},
+                "lookback_days": {"type": "integer"},
+                "scope": {"type": "string", "enum": ["global", "source"]},
+            },
+        }
+    )
+    def get_duplicate_check(self, obj: Vertical) -> dict:
+        return {
+            "fields": obj.duplicate_fields,
+            "lookback_days": obj.duplicate_lookback_days,
+            "scope": obj.duplicate_scope,
+        }
+
+
+class LeadSerializer(serializers.ModelSerializer):
+    vertical = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    status = serializers.SerializerMethodField()
+    test = serializers.BooleanField(source="is_test")
+    url = serializers.HyperlinkedIdentityField(view_name="api:lead-detail")
+    duplicate_of = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lead
+        fields = [
+            "id",
+            "url",
+            "vertical",
+            "status",
+            "test",
+            "sub_id",
+            "received_at",
+            "updated_at",
+            "sold_at",
+            "price",
+            "payout",
+            "reason",
+            "errors",
+            "duplicate_of",
+        ]
+        extra_kwargs = {"price": {"source": "sale_price"}}
+
+    @extend_schema_field(serializers.ChoiceField(choices=PARTNER_STATUSES))
+    def get_status(self, obj: Lead) -> str:
+        return PARTNER_STATUS.get(obj.status, obj.status)
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_duplicate_of(self, obj: Lead) -> str | None:
+        # Only name an earlier lead the caller itself sent.
+        earlier = obj.duplicate_of
+        if earlier is None or earlier.source_id != obj.source_id:
+            return None
+        return str(earlier.pk)
+
+
+# --- For the schema only: what POST /api/v1/leads/ takes and answers. ---
+
+
+class ConsentSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, help_text="The TCPA disclosure the consumer saw.")
+    timestamp = serializers.DateTimeField(required=False, help_text="When, with its time zone.")
+    ip = serializers.IPAddressField(required=False)
+    trustedform_cert_url = serializers.URLField(required=False)
+    jornaya_leadid = serializers.CharField(required=False)
+    sellers = serializers.ListField(child=serializers.CharField(), required=False)
+    page_url = serializers.URLField(required=False)
+    user_agent = serializers.CharField(required=False)
+
+
+class LeadSubmissionSerializer(serializers.Serializer):
+    vertical = serializers.SlugField(help_text="GET /api/v1/verticals/ lists yours.")
+    fields = serializers.DictField(help_text="The lead's fields, by the vertical's schema.")
+    sub_id = serializers.CharField(required=False, max_length=255)
+    consent = ConsentSerializer(required=False)
+    test = serializers.BooleanField(
+        required=False, default=False, help_text="Route only to test buyers; nothing is paid."
+    )
+
+
+class LeadAcceptedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["accepted"])
+    url = serializers.URLField()
+
+
+class LeadOutcomeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["sold", "unsold", "failed", "rejected"])
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    payout = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    reason = serializers.CharField(required=False)
+    url = serializers.URLField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    id = serializers.UUIDField(required=False, help_text="The stored (rejected) lead.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+    duplicate_of = serializers.UUIDField(required=False)

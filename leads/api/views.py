@@ -1,0 +1,425 @@
+"""The partner API: lead intake, lead status, and the verticals a source may submit to."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import django_filters
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+
+from config.problems import PROBLEM_CONTENT_TYPE, problem_bytes
+from leads.api.auth import IsActiveSource, IsSource
+from leads.api.serializers import (
+    PARTNER_STATUSES,
+    LeadAcceptedSerializer,
+    LeadOutcomeSerializer,
+    LeadSerializer,
+    LeadSubmissionSerializer,
+    ProblemSerializer,
+    VerticalSerializer,
+)
+from leads.models import Lead, LeadStatus
+from leads.outcomes import lead_outcome_wait
+from leads.selectors import leads_of_source, verticals_for_source
+from leads.services import (
+    IngestResult,
+    IntakeVerdict,
+    idempotency_lock_and_find,
+    idempotency_record_save,
+    idempotency_record_update,
+    lead_ingest,
+    lead_reject_request,
+)
+
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+REPLAYED_HEADERS = ("Location",)
+OUTCOME_STATUSES = {LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAILED}
+
+
+class LeadPagination(CursorPagination):
+    ordering = "-received_at"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class LeadFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(
+        choices=[(s, s) for s in PARTNER_STATUSES], method="filter_status"
+    )
+    vertical = django_filters.CharFilter(field_name="vertical__slug")
+    sub_id = django_filters.CharFilter()
+    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    test = django_filters.BooleanFilter(field_name="is_test")
+
+    class Meta:
+        model = Lead
+        fields: list[str] = []
+
+    def filter_status(self, queryset, name, value):
+        return queryset.filter(status=LeadStatus.SUPPRESSED if value == "rejected" else value)
+
+
+class Rendered:
+    """An answer kept as bytes, so that an idempotent replay is identical to the first."""
+
+    def __init__(self, status: int, body: dict[str, Any], content_type: str, **headers: str):
+        self.status = status
+        self.body = json.dumps(body, separators=(",", ":")).encode()
+        self.headers = {"Content-Type": content_type, **headers}
+
+    @classmethod
+    def problem(cls, slug: str, detail: str, **extensions: Any) -> Rendered:
+        rendered = cls.__new__(cls)
+        body = problem_bytes(slug, detail, **extensions)
+        rendered.status = json.loads(body)["status"]
+        rendered.body = body
+        rendered.headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
+        return rendered
+
+    def response(self, *, replayed: bool = False) -> HttpResponse:
+        response = HttpResponse(self.body, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        response["Vary"] = "Prefer"
+        return response
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def render_result(request: Request, result: IngestResult) -> Rendered:
+    lead = result.lead
+    url = request.build_absolute_uri(reverse("api:lead-detail", args=[lead.pk]))
+    if result.verdict == IntakeVerdict.ACCEPTED:
+        return Rendered(
+            202,
+            {"id": str(lead.pk), "status": "accepted", "url": url},
+            "application/json",
+            Location=url,
+        )
+    if result.verdict == IntakeVerdict.SUPPRESSED:
+        return Rendered(
+            201,
+            {"id": str(lead.pk), "status": "rejected", "reason": result.detail, "url": url},
+            "application/json",
+            Location=url,
+        )
+    if result.verdict == IntakeVerdict.DUPLICATE:
+        earlier = result.duplicate_of
+        same_source = earlier is not None and earlier.source_id == lead.source_id
+        return Rendered.problem(
+            "duplicate-lead",
+            result.detail,
+            id=str(lead.pk),
+            duplicate_of=str(earlier.pk) if same_source else None,
+        )
+    if result.verdict == IntakeVerdict.FORBIDDEN:
+        return Rendered.problem("forbidden", result.detail, id=str(lead.pk))
+    slug = (
+        "invalid-lead"
+        if any(k.startswith("fields.") for k in result.errors)
+        else ("malformed-request")
+    )
+    return Rendered.problem(slug, result.detail, id=str(lead.pk), errors=result.errors)
+
+
+def render_outcome(request: Request, lead: Lead) -> Rendered:
+    url = request.build_absolute_uri(reverse("api:lead-detail", args=[lead.pk]))
+    return Rendered(
+        201,
+        {
+            "id": str(lead.pk),
+            "status": lead.status,
+            "price": _money(lead.sale_price),
+            "payout": _money(lead.payout),
+            "url": url,
+        },
+        "application/json",
+        Location=url,
+    )
+
+
+PROBLEMS = {
+    400: OpenApiResponse(ProblemSerializer, description="Malformed body or invalid lead."),
+    401: OpenApiResponse(ProblemSerializer, description="Missing, unknown or revoked key."),
+    403: OpenApiResponse(ProblemSerializer, description="Inactive source or vertical not allowed."),
+    409: OpenApiResponse(ProblemSerializer, description="Duplicate of an earlier lead."),
+    413: OpenApiResponse(ProblemSerializer, description="Body over the size limit."),
+    415: OpenApiResponse(ProblemSerializer, description="Body not sent as JSON."),
+    422: OpenApiResponse(
+        ProblemSerializer, description="Idempotency key reused with another body."
+    ),
+    429: OpenApiResponse(ProblemSerializer, description="Over the source's rate limit."),
+}
+
+
+class LeadListCreateView(GenericAPIView):
+    serializer_class = LeadSerializer
+    filterset_class = LeadFilter
+    pagination_class = LeadPagination
+
+    def get_permissions(self):
+        # An inactive source's submissions are still stored (and answered 403) by intake.
+        return [IsSource()] if self.request.method == "POST" else [IsActiveSource()]
+
+    def get_queryset(self):
+        return leads_of_source(source=self.request.user.source)
+
+    @extend_schema(
+        operation_id="leads_list",
+        summary="List your leads",
+        parameters=[OpenApiParameter("page_size", int, description="At most 200.")],
+    )
+    def get(self, request: Request) -> HttpResponse:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        serializer = self.get_serializer(page, many=True)
+        return self.get_paginated_response(serializer.data)
+
+    @extend_schema(
+        operation_id="leads_create",
+        summary="Submit a lead",
+        description=(
+            "Validates, normalises, deduplicates and stores the lead, then routes it. Answers "
+            "202 at once, or with `Prefer: wait=N` (N ≤ 10) waits up to N seconds for the "
+            "routing outcome and answers 201 with it. Every request is stored, rejected ones "
+            "with their reasons, under the returned `id`."
+        ),
+        request=LeadSubmissionSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retrying with the same key within 24 h returns the first answer.",
+            ),
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                description="`wait=N`: wait for the outcome.",
+            ),
+        ],
+        responses={
+            201: OpenApiResponse(LeadOutcomeSerializer, description="Routed (with Prefer: wait)."),
+            202: OpenApiResponse(LeadAcceptedSerializer, description="Accepted for routing."),
+            **PROBLEMS,
+        },
+        examples=[
+            OpenApiExample(
+                "Auto insurance lead",
+                request_only=True,
+                value={
+                    "vertical": "auto-insurance",
+                    "sub_id": "spring-campaign",
+                    "fields": {
+                        "first_name": "Mary",
+                        "last_name": "Major",
+                        "email": "mary@example.com",
+                        "phone": "(212) 555-0142",
+                        "zip_code": "10001",
+                    },
+                    "consent": {
+                        "text": "I agree to be contacted by Acme Insurance …",
+                        "timestamp": "2026-05-01T14:03:00Z",
+                        "ip": "203.0.113.7",
+                    },
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> HttpResponse:
+        principal = request.user
+        source, api_key = principal.source, principal.api_key
+        http = request._request
+        remote_ip = http.META.get("REMOTE_ADDR") or None
+        limit = settings.INTAKE_MAX_BODY_BYTES
+        try:
+            length = int(http.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            prefix = http.read(1024).decode("utf-8", errors="replace")
+            detail = f"The body is {length} bytes; the limit is {limit}."
+            lead = lead_reject_request(
+                source=source, api_key=api_key, raw_body=prefix, remote_ip=remote_ip, detail=detail
+            )
+            return Rendered.problem("payload-too-large", detail, id=str(lead.pk)).response()
+
+        body = http.body
+        raw_text = body.decode("utf-8", errors="replace")
+        content_type = http.content_type or ""
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            detail = (
+                f"Send JSON with Content-Type: application/json, not {content_type or 'nothing'}."
+            )
+            lead = lead_reject_request(
+                source=source,
+                api_key=api_key,
+                raw_body=raw_text,
+                remote_ip=remote_ip,
+                detail=detail,
+            )
+            return Rendered.problem("unsupported-media-type", detail, id=str(lead.pk)).response()
+
+        key = http.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
+            detail = "An Idempotency-Key is 1 to 255 printable ASCII characters."
+            lead = lead_reject_request(
+                source=source,
+                api_key=api_key,
+                raw_body=raw_text,
+                remote_ip=remote_ip,
+                detail=detail,
+                errors={"Idempotency-Key": [detail]},
+            )
+            return Rendered.problem(
+                "malformed-request", detail, id=str(lead.pk), errors={"Idempotency-Key": [detail]}
+            ).response()
+
+        wait = parse_prefer_wait(http.headers.get("Prefer", ""))
+        if key is None:
+            rendered, lead = self._ingest(
+                request,
+                source=source,
+                api_key=api_key,
+                body=body,
+                raw_text=raw_text,
+                remote_ip=remote_ip,
+            )
+        else:
+            request_hash = hashlib.sha256(body).hexdigest()
+            with transaction.atomic():
+                record = idempotency_lock_and_find(source=source, key=key)
+                if record is not None:
+                    if record.request_hash != request_hash:
+                        return Rendered.problem(
+                            "idempotency-key-reused",
+                            "This Idempotency-Key was used with a different body in the last "
+                            "24 hours.",
+                        ).response()
+                    replay = HttpResponse(
+                        bytes(record.response_body), status=record.response_status
+                    )
+                    for name, value in record.response_headers.items():
+                        replay[name] = value
+                    replay["Idempotent-Replayed"] = "true"
+                    replay["Vary"] = "Prefer"
+                    return replay
+                rendered, lead = self._ingest(
+                    request,
+                    source=source,
+                    api_key=api_key,
+                    body=body,
+                    raw_text=raw_text,
+                    remote_ip=remote_ip,
+                )
+                idempotency_record_save(
+                    source=source,
+                    key=key,
+                    request_hash=request_hash,
+                    lead=lead,
+                    status=rendered.status,
+                    body=rendered.body,
+                    headers=rendered.headers,
+                )
+
+        if wait and rendered.status == 202 and lead is not None:
+            status = lead_outcome_wait(lead.pk, seconds=wait)
+            if status in OUTCOME_STATUSES:
+                lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
+                rendered = render_outcome(request, lead)
+                if key is not None:
+                    idempotency_record_update(
+                        source=source,
+                        key=key,
+                        status=rendered.status,
+                        body=rendered.body,
+                        headers=rendered.headers,
+                    )
+        return rendered.response()
+
+    def _ingest(self, request, *, source, api_key, body, raw_text, remote_ip):
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            message = (
+                f"Not valid JSON: {exc}"
+                if isinstance(exc, json.JSONDecodeError)
+                else "Not valid UTF-8 JSON."
+            )
+            if not body.strip():
+                message = "The body is empty; send the lead as a JSON object."
+            lead = lead_reject_request(
+                source=source,
+                api_key=api_key,
+                raw_body=raw_text,
+                remote_ip=remote_ip,
+                detail=message,
+                errors={"_": [message]},
+            )
+            return Rendered.problem(
+                "malformed-request", message, id=str(lead.pk), errors={"_": [message]}
+            ), lead
+        result = lead_ingest(
+            source=source,
+            api_key=api_key,
+            document=document,
+            raw_body=raw_text,
+            remote_ip=remote_ip,
+        )
+        return render_result(request, result), result.lead
+
+
+def parse_prefer_wait(header: str) -> int | None:
+    from leads.intake import parse_prefer_wait as parse
+
+    return parse(header, limit=settings.INTAKE_MAX_WAIT_SECONDS)
+
+
+@extend_schema(summary="A lead's status and outcome")
+class LeadDetailView(RetrieveAPIView):
+    serializer_class = LeadSerializer
+    lookup_field = "pk"
+
+    def get_queryset(self):
+        return leads_of_source(source=self.request.user.source)
+
+
+@extend_schema(summary="The verticals your source may submit to, with their fields")
+class VerticalListView(ListAPIView):
+    serializer_class = VerticalSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return verticals_for_source(source=self.request.user.source)
+
+
+@extend_schema(summary="One vertical's field schema")
+class VerticalDetailView(RetrieveAPIView):
+    serializer_class = VerticalSerializer
+    lookup_field = "slug"
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return verticals_for_source(source=self.request.user.source)
+
+    def get_object(self):
+        return get_object_or_404(self.get_queryset(), slug=self.kwargs["slug"])

@@ -1,0 +1,62 @@
+"""Reads for verticals, sources and leads."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from leads.intake import FieldSpec, specs_from_models
+from leads.models import Lead, Source, Vertical, VerticalField
+
+# A vertical's schema is read on every submission: keep it per process, keyed by the vertical's
+# updated_at, which every admin save of the vertical (and so of its fields inline) changes.
+_specs: dict[int, tuple[Any, tuple[FieldSpec, ...]]] = {}
+_specs_lock = threading.Lock()
+
+
+def vertical_for_source(*, source: Source, slug: str) -> Vertical | None:
+    """Return the active vertical `slug` if this source may submit to it (one query)."""
+    return Vertical.objects.filter(slug=slug, active=True, sources=source).first()
+
+
+def allowed_vertical_slugs(*, source: Source) -> list[str]:
+    return list(
+        source.verticals.filter(active=True).order_by("slug").values_list("slug", flat=True)
+    )
+
+
+def vertical_field_specs(vertical: Vertical) -> tuple[FieldSpec, ...]:
+    """Return the vertical's field schema, from the process cache while it is unchanged."""
+    with _specs_lock:
+        cached = _specs.get(vertical.pk)
+    if cached is not None and cached[0] == vertical.updated_at:
+        return cached[1]
+    specs = specs_from_models(
+        VerticalField.objects.filter(vertical=vertical).order_by("position", "id")
+    )
+    with _specs_lock:
+        _specs[vertical.pk] = (vertical.updated_at, specs)
+    return specs
+
+
+def clear_field_specs_cache() -> None:
+    with _specs_lock:
+        _specs.clear()
+
+
+def verticals_for_source(*, source: Source) -> QuerySet[Vertical]:
+    """The active verticals a source may submit to, with their fields."""
+    return (
+        source.verticals.filter(active=True)
+        .order_by("slug")
+        .prefetch_related(
+            Prefetch("fields", queryset=VerticalField.objects.order_by("position", "id"))
+        )
+    )
+
+
+def leads_of_source(*, source: Source) -> QuerySet[Lead]:
+    """Every lead a source submitted; never another source's."""
+    return Lead.objects.filter(source=source).select_related("vertical", "duplicate_of")

@@ -1,0 +1,496 @@
+"""A lead's routing run: eligibility, parallel pings, selection, cap reservation, posts with
+fallback, and settlement. Synchronous ORM code; the HTTP goes through routing.http in parallel.
+
+The run claims the lead with a conditional update (accepted -> routing), so of two deliveries of
+the same task only one routes. Every ping and post is an Attempt row; the eligibility
+explanation is kept on the Auction. A post is made only under a held cap reservation, and a sale
+is a row the database allows once per lead and buyer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from buyers.models import Contract, EndpointKind, PriceModel
+from buyers.services import CapRefusal, cap_commit, cap_release, cap_reserve
+from leads.models import Lead, LeadStatus, VerticalField
+from leads.outcomes import lead_outcome_publish
+from leads.services import postback_schedule
+from routing.http import HttpResult, send_all
+from routing.mapping import (
+    MappingError,
+    OutgoingRequest,
+    build_request,
+    endpoint_from_model,
+    map_fields,
+    mapping_from_model,
+)
+from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
+from routing.responses import parse_response, rule_from_model
+from routing.selection import Bid, filter_bids, plan_sale, rank
+from routing.selectors import explain
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal("0.00")
+POST_RETRIES = 2  # transient post failures (connect error, 5xx, 429) are retried this often
+POST_DEADLINE_S = 30
+
+
+@dataclass
+class Offer:
+    """An eligible contract with what is needed to ping and post it."""
+
+    contract: Contract
+    ping: OutgoingRequest | None = None
+    bid: Bid | None = None
+    bid_reference: str = ""
+
+
+def _claim(lead_id: str) -> Lead | None:
+    claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
+        status=LeadStatus.ROUTING, updated_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    return Lead.objects.select_related("vertical", "source").get(pk=lead_id)
+
+
+def _contracts(ids: list[int]) -> dict[int, Contract]:
+    return {
+        c.pk: c
+        for c in Contract.objects.filter(pk__in=ids)
+        .select_related("buyer")
+        .prefetch_related("endpoints", "mappings", "response_rules")
+    }
+
+
+def _endpoint(contract: Contract, kind: str):
+    return next((e for e in contract.endpoints.all() if e.kind == kind), None)
+
+
+def _rule(contract: Contract, kind: str):
+    return rule_from_model(next((r for r in contract.response_rules.all() if r.kind == kind), None))
+
+
+def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[str]):
+    endpoint = _endpoint(contract, kind)
+    if endpoint is None:
+        return None
+    fields = map_fields(
+        kind, lead.data, [mapping_from_model(m) for m in contract.mappings.all()], ping_fields
+    )
+    return build_request(endpoint_from_model(endpoint), fields)
+
+
+def _attempt(
+    *,
+    auction: Auction,
+    lead: Lead,
+    contract: Contract,
+    kind: str,
+    request: OutgoingRequest | None,
+    result: HttpResult | None,
+    outcome: str,
+    price: Decimal | None = None,
+    reason: str = "",
+    reference: str = "",
+) -> Attempt:
+    return Attempt(
+        auction=auction,
+        lead=lead,
+        contract=contract,
+        kind=kind,
+        url=request.masked_url[:1000] if request else "",
+        method=request.method if request else "",
+        request_headers=request.masked_headers if request else {},
+        request_body=request.body_text if request else "",
+        response_status=result.status if result else None,
+        response_body=(result.body if result else "")[:65536],
+        latency_ms=result.latency_ms if result else None,
+        outcome=outcome,
+        price=price,
+        reason=reason[:500],
+        buyer_reference=reference[:255],
+        error=result.error if result else "",
+    )
+
+
+def _rotation(vertical_id: int) -> int:
+    key = f"round-robin:{vertical_id}"
+    if cache.add(key, 0, timeout=None):
+        return 0
+    try:
+        return cache.incr(key)
+    except ValueError:
+        return 0
+
+
+def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) -> list[Attempt]:
+    """Ping every ping/post offer in parallel under the vertical's deadline; fill in the bids."""
+    attempts: list[Attempt] = []
+    to_ping: list[Offer] = []
+    for offer in offers:
+        contract = offer.contract
+        if contract.price_model == PriceModel.FIXED:
+            offer.bid = _bid(contract, contract.fixed_price)
+            continue
+        try:
+            offer.ping = _request(contract, EndpointKind.PING, lead, ping_fields)
+        except MappingError as exc:
+            attempts.append(
+                _attempt(
+                    auction=auction,
+                    lead=lead,
+                    contract=contract,
+                    kind=EndpointKind.PING,
+                    request=None,
+                    result=None,
+                    outcome=AttemptOutcome.ERROR,
+                    reason=str(exc),
+                )
+            )
+            continue
+        if offer.ping is None:
+            attempts.append(
+                _attempt(
+                    auction=auction,
+                    lead=lead,
+                    contract=contract,
+                    kind=EndpointKind.PING,
+                    request=None,
+                    result=None,
+                    outcome=AttemptOutcome.ERROR,
+                    reason="the contract has no ping endpoint",
+                )
+            )
+            continue
+        to_ping.append(offer)
+    deadline = time.monotonic() + lead.vertical.auction_timeout_ms / 1000
+    results = send_all([o.ping for o in to_ping], deadline=deadline)
+    for offer, result in zip(to_ping, results, strict=True):
+        contract = offer.contract
+        if result.status is None:
+            outcome = AttemptOutcome.TIMEOUT if result.timed_out else AttemptOutcome.ERROR
+            attempts.append(
+                _attempt(
+                    auction=auction,
+                    lead=lead,
+                    contract=contract,
+                    kind=EndpointKind.PING,
+                    request=offer.ping,
+                    result=result,
+                    outcome=outcome,
+                    reason=result.error,
+                )
+            )
+            continue
+        parsed = parse_response(_rule(contract, EndpointKind.PING), result.status, result.body)
+        if parsed.accepted and parsed.price is not None:
+            offer.bid = _bid(contract, parsed.price)
+            offer.bid_reference = parsed.reference
+            outcome = AttemptOutcome.BID
+        else:
+            outcome = AttemptOutcome.DECLINED
+        reason = parsed.reason
+        if parsed.accepted and parsed.price is None:
+            reason = "bid without a price"
+        attempts.append(
+            _attempt(
+                auction=auction,
+                lead=lead,
+                contract=contract,
+                kind=EndpointKind.PING,
+                request=offer.ping,
+                result=result,
+                outcome=outcome,
+                price=parsed.price,
+                reason=reason,
+                reference=parsed.reference,
+            )
+        )
+    return attempts
+
+
+def _bid(contract: Contract, price: Decimal) -> Bid:
+    return Bid(
+        contract_id=contract.pk,
+        buyer_id=contract.buyer_id,
+        price=price,
+        priority=contract.priority,
+        weight=contract.weight,
+        exclusive=contract.exclusive,
+    )
+
+
+def lead_route(*, lead_id: str) -> str:
+    """Route one accepted lead to a final state (sold or unsold); return what happened."""
+    lead = _claim(lead_id)
+    if lead is None:
+        status = Lead.objects.filter(pk=lead_id).values_list("status", flat=True).first()
+        return f"not routed: the lead is {status or 'gone'}"
+    auction = Auction.objects.create(lead=lead)
+    try:
+        return _route(lead, auction)
+    except Exception:
+        logger.exception("routing run failed", extra={"lead_id": str(lead.pk)})
+        _finish(lead, auction, sales=[], status=AuctionStatus.FAILED, note="internal error")
+        raise
+
+
+def _route(lead: Lead, auction: Auction) -> str:
+    vertical = lead.vertical
+    verdicts = explain(lead)
+    eligible = [v for v in verdicts if v.eligible]
+    auction.explanation = [v.as_dict() for v in verdicts]
+    auction.eligible_count = len(eligible)
+    auction.save(update_fields=["explanation", "eligible_count"])
+    if not eligible:
+        return _finish(lead, auction, sales=[], note="no eligible contract")
+
+    contracts = _contracts([v.contract_id for v in eligible])
+    ping_fields = frozenset(
+        VerticalField.objects.filter(vertical=vertical, in_ping=True).values_list("name", flat=True)
+    )
+    offers = [
+        Offer(contract=contracts[v.contract_id]) for v in eligible if v.contract_id in contracts
+    ]
+    attempts = _ping_all(auction, lead, offers, ping_fields)
+    bids = [o.bid for o in offers if o.bid is not None]
+    payout_for = (lambda price: ZERO) if lead.is_test else lead.source.payout_for
+    kept, dropped = filter_bids(
+        bids,
+        floor_by_contract={o.contract.pk: o.contract.floor_price for o in offers},
+        payout=payout_for,
+        min_margin=ZERO if lead.is_test else vertical.min_margin,
+    )
+    Attempt.objects.bulk_create(attempts)
+    if not kept:
+        reasons = "; ".join(dropped.values())
+        return _finish(
+            lead, auction, sales=[], note=f"no usable bid{': ' + reasons if reasons else ''}"
+        )
+
+    ranked = rank(
+        kept,
+        mode=vertical.distribution_mode,
+        rotation=_rotation(vertical.pk),
+        rng=random.Random(),  # noqa: S311
+    )
+    plan = plan_sale(ranked, max_buyers=vertical.max_buyers)
+    by_contract = {o.contract.pk: o for o in offers}
+    sold: list[int] = []
+    failed: list[int] = []
+    sales: list[Sale] = []
+    while True:
+        candidates = plan.next_candidates(sold=sold, failed=failed)
+        if not candidates:
+            break
+        for bid, sale in _post_all(lead, auction, [by_contract[b.contract_id] for b in candidates]):
+            if sale is None:
+                failed.append(bid.contract_id)
+            else:
+                sold.append(bid.contract_id)
+                sales.append(sale)
+    note = plan.reason if sales else "every buyer rejected or failed the post"
+    return _finish(lead, auction, sales=sales, note=note)
+
+
+def _post_all(lead: Lead, auction: Auction, offers: list[Offer]) -> list[tuple[Bid, Sale | None]]:
+    """Reserve caps and post to each offer in parallel; return each bid with its sale, if any."""
+    outcomes: list[tuple[Bid, Sale | None]] = []
+    live: list[tuple[Offer, object, OutgoingRequest]] = []
+    attempts: list[Attempt] = []
+    for offer in offers:
+        contract = offer.contract
+        price = ZERO if lead.is_test else offer.bid.price
+        reservation = cap_reserve(lead=lead, contract=contract, price=price)
+        if isinstance(reservation, CapRefusal):
+            attempts.append(
+                _attempt(
+                    auction=auction,
+                    lead=lead,
+                    contract=contract,
+                    kind=EndpointKind.POST,
+                    request=None,
+                    result=None,
+                    outcome=AttemptOutcome.REJECTED,
+                    reason=f"not posted: {reservation.reason}",
+                )
+            )
+            outcomes.append((offer.bid, None))
+            continue
+        try:
+            request = _request(contract, EndpointKind.POST, lead, frozenset())
+            if request is None:
+                raise MappingError("The contract has no post endpoint.")
+        except MappingError as exc:
+            cap_release(reservation=reservation)
+            attempts.append(
+                _attempt(
+                    auction=auction,
+                    lead=lead,
+                    contract=contract,
+                    kind=EndpointKind.POST,
+                    request=None,
+                    result=None,
+                    outcome=AttemptOutcome.ERROR,
+                    reason=str(exc),
+                )
+            )
+            outcomes.append((offer.bid, None))
+            continue
+        live.append((offer, reservation, request))
+
+    pending = list(live)
+    for attempt_number in range(POST_RETRIES + 1):
+        if not pending:
+            break
+        if attempt_number:
+            # Exponential backoff with jitter between retries of transient failures.
+            time.sleep(random.uniform(0.5, 1.0) * 0.2 * 2 ** (attempt_number - 1))  # noqa: S311
+        results = send_all([r for _, _, r in pending], deadline=time.monotonic() + POST_DEADLINE_S)
+        retry = []
+        for (offer, reservation, request), result in zip(pending, results, strict=True):
+            if result.transient and attempt_number < POST_RETRIES:
+                attempts.append(
+                    _attempt(
+                        auction=auction,
+                        lead=lead,
+                        contract=offer.contract,
+                        kind=EndpointKind.POST,
+                        request=request,
+                        result=result,
+                        outcome=AttemptOutcome.ERROR,
+                        reason="transient failure; retrying",
+                    )
+                )
+                retry.append((offer, reservation, request))
+                continue
+            outcomes.append(
+                _settle_post(
+                    lead=lead,
+                    auction=auction,
+                    offer=offer,
+                    reservation=reservation,
+                    request=request,
+                    result=result,
+                    attempts=attempts,
+                )
+            )
+        pending = retry
+    Attempt.objects.bulk_create(attempts)
+    return outcomes
+
+
+def _settle_post(*, lead, auction, offer, reservation, request, result, attempts):
+    contract = offer.contract
+    if result.status is None:
+        cap_release(reservation=reservation)
+        outcome = AttemptOutcome.AMBIGUOUS if result.ambiguous else AttemptOutcome.ERROR
+        reason = (
+            "sent but not answered: not re-posted, marked for review"
+            if result.ambiguous
+            else result.error
+        )
+        attempts.append(
+            _attempt(
+                auction=auction,
+                lead=lead,
+                contract=contract,
+                kind=EndpointKind.POST,
+                request=request,
+                result=result,
+                outcome=outcome,
+                reason=reason,
+            )
+        )
+        return offer.bid, None
+    parsed = parse_response(_rule(contract, EndpointKind.POST), result.status, result.body)
+    if not parsed.accepted:
+        cap_release(reservation=reservation)
+        attempts.append(
+            _attempt(
+                auction=auction,
+                lead=lead,
+                contract=contract,
+                kind=EndpointKind.POST,
+                request=request,
+                result=result,
+                outcome=AttemptOutcome.REJECTED,
+                reason=parsed.reason,
+                reference=parsed.reference,
+            )
+        )
+        return offer.bid, None
+    # An acceptance without a price is booked at the bid (or the fixed price), never at 0.
+    price = (
+        ZERO if lead.is_test else (parsed.price if parsed.price is not None else offer.bid.price)
+    )
+    attempts.append(
+        _attempt(
+            auction=auction,
+            lead=lead,
+            contract=contract,
+            kind=EndpointKind.POST,
+            request=request,
+            result=result,
+            outcome=AttemptOutcome.ACCEPTED,
+            price=price,
+            reason=parsed.reason,
+            reference=parsed.reference,
+        )
+    )
+    try:
+        with transaction.atomic():
+            cap_commit(reservation=reservation, price=price)
+            sale = Sale.objects.create(
+                lead=lead,
+                contract=contract,
+                buyer_id=contract.buyer_id,
+                auction=auction,
+                price=price,
+                payout=ZERO if lead.is_test else lead.source.payout_for(price),
+                buyer_reference=parsed.reference[:255],
+            )
+    except IntegrityError:
+        logger.error("a second sale to one buyer was refused", extra={"lead_id": str(lead.pk)})
+        return offer.bid, None
+    return offer.bid, sale
+
+
+def _finish(
+    lead: Lead,
+    auction: Auction,
+    *,
+    sales: list[Sale],
+    note: str,
+    status: str | None = None,
+) -> str:
+    with transaction.atomic():
+        now = timezone.now()
+        if sales:
+            price = sum((s.price for s in sales), ZERO)
+            payout = sum((s.payout for s in sales), ZERO)
+            Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(
+                status=LeadStatus.SOLD, sale_price=price, payout=payout, sold_at=now, updated_at=now
+            )
+            final = AuctionStatus.SOLD
+        else:
+            final = status or AuctionStatus.UNSOLD
+            Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(
+                status=LeadStatus.FAILED if final == AuctionStatus.FAILED else LeadStatus.UNSOLD,
+                updated_at=now,
+            )
+        Auction.objects.filter(pk=auction.pk).update(status=final, finished_at=now, note=note[:500])
+        lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
+        postback_schedule(lead=lead)
+        transaction.on_commit(lambda: lead_outcome_publish(lead.pk))
+    return f"{lead.status}: {note}"
