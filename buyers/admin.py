@@ -57,6 +57,8 @@ from config.admin_display import (
     parse_uuid,
     plural,
 )
+from routing.health import health_force
+from routing.models import ContractHealth, HealthEvent
 
 
 class CachedVerticalChoicesMixin:
@@ -283,6 +285,7 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
         "name",
         "vertical",
         "status",
+        "health_status",
         "price_model",
         "price",
         "floor",
@@ -292,7 +295,7 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
     list_display_links = ("name",)
     list_filter = ("status", "vertical", "price_model", "exclusive", "buyer")
     search_fields = ("name", "buyer__company")
-    list_select_related = ("buyer", "vertical")
+    list_select_related = ("buyer", "vertical", "health")
     form = ContractForm
     autocomplete_fields = ("buyer", "vertical", "sources")
     readonly_fields = (
@@ -303,8 +306,9 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
         "updated_at",
         "cap_usage_display",
         "hours_display",
+        "health_display",
     )
-    actions = ("pause_contracts", "resume_contracts")
+    actions = ("pause_contracts", "resume_contracts", "open_breakers", "close_breakers")
     inlines = (
         ContractCapInline,
         ScheduleWindowInline,
@@ -356,8 +360,72 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
             {"fields": ("status", "paused_reason", "paused_at")},
         ),
         ("Usage now", {"fields": ("cap_usage_display", "hours_display")}),
+        (
+            "Health (circuit breaker; open or close it with the actions on the contract list)",
+            {
+                "fields": (
+                    "health_display",
+                    "breaker_failures",
+                    "latency_limit_ms",
+                    "latency_strikes",
+                )
+            },
+        ),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Health")
+    def health_status(self, obj: Contract) -> str:
+        health = getattr(obj, "health", None)
+        return health.get_status_display() if health is not None else "Healthy"
+
+    @admin.display(description="State and history")
+    def health_display(self, obj: Contract) -> str:
+        if obj.pk is None:
+            return "-"
+        health = ContractHealth.objects.filter(contract=obj).first()
+        events = list(HealthEvent.objects.filter(contract=obj)[:10])
+        state = health.get_status_display() if health else "Healthy"
+        if health and health.reason:
+            state += f": {health.reason}"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (f"{e.at:%Y-%m-%d %H:%M:%S}", e.get_status_display(), e.reason, e.actor or "-")
+                for e in events
+            ),
+        )
+        table = (
+            format_html(
+                "<table><tr><th>When (UTC)</th><th>State</th><th>Why</th><th>By</th></tr>"
+                "{}</table>",
+                rows,
+            )
+            if events
+            else ""
+        )
+        return format_html("<p><strong>{}</strong></p>{}", state, table)
+
+    @admin.action(
+        description="Open circuit breakers (stop routing until closed)", permissions=["change"]
+    )
+    def open_breakers(self, request: HttpRequest, queryset: QuerySet[Contract]) -> None:
+        actor = request.user.get_username()
+        for contract in queryset:
+            health_force(
+                contract=contract, open_=True, reason=f"opened by hand by {actor}", actor=actor
+            )
+            self.log_change(request, contract, "Circuit breaker opened by hand")
+        self.message_user(request, f"Opened {plural(len(queryset), 'circuit breaker')}.")
+
+    @admin.action(description="Close circuit breakers (route again)", permissions=["change"])
+    def close_breakers(self, request: HttpRequest, queryset: QuerySet[Contract]) -> None:
+        actor = request.user.get_username()
+        for contract in queryset:
+            health_force(contract=contract, open_=False, reason="", actor=actor)
+            self.log_change(request, contract, "Circuit breaker closed by hand")
+        self.message_user(request, f"Closed {plural(len(queryset), 'circuit breaker')}.")
 
     @admin.display(description="Cap usage (this contract and its buyer)")
     def cap_usage_display(self, obj: Contract) -> str:

@@ -7,14 +7,14 @@ import zoneinfo
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from buyers.fields import EncryptedTextField, mask
 from leads.geo import zip_lookup
-from leads.models import US_STATES, Vertical
+from leads.models import US_STATES, HttpsAssumedUrlField, Vertical
 
 ZIP_RE = re.compile(r"^\d{5}$")
 # Header names that carry credentials: refused in the plain headers, masked in attempt logs.
@@ -152,6 +152,21 @@ class Contract(models.Model):
     )
     requires_consent_certificate = models.BooleanField(
         default=False, help_text="The lead must carry a TrustedForm or Jornaya certificate."
+    )
+    breaker_failures = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Consecutive failed pings or posts that pause the contract automatically.",
+    )
+    latency_limit_ms = models.PositiveIntegerField(
+        default=200,
+        validators=[MinValueValidator(1), MaxValueValidator(60000)],
+        help_text="A ping slower than this counts as slow.",
+    )
+    latency_strikes = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Consecutive slow pings that pause the contract automatically.",
     )
     min_lead_age_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Only leads at least this old (aged-lead contracts)."
@@ -598,13 +613,8 @@ class AuthType(models.TextChoices):
     QUERY = "query", "Key in query string"
 
 
-class BuyerUrlField(models.URLField):
-    """An http(s) URL; a URL typed without a scheme in a form is taken as https."""
-
-    default_validators = [URLValidator(schemes=["http", "https"])]
-
-    def formfield(self, **kwargs):
-        return super().formfield(**{"assume_scheme": "https", **kwargs})
+class BuyerUrlField(HttpsAssumedUrlField):
+    """A buyer's endpoint URL (its own class: migrations name it)."""
 
 
 class DeliveryEndpoint(models.Model):

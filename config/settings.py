@@ -198,6 +198,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "leads.tasks.sweep_waiting_leads",
         "schedule": 15.0,
     },
+    "resume routing runs whose worker was lost": {
+        "task": "routing.tasks.sweep_stuck_leads",
+        "schedule": 30.0,
+    },
     "purge idempotency records past their 24 hours": {
         "task": "leads.tasks.purge_idempotency_records",
         "schedule": 3600.0,
@@ -250,6 +254,9 @@ INTAKE_MAX_WAIT_SECONDS = _env_int("INTAKE_MAX_WAIT_SECONDS", default=10, minimu
 IDEMPOTENCY_KEY_HOURS = 24
 # A lead still waiting for routing this long after it was stored is enqueued again.
 ROUTING_SWEEP_AFTER_SECONDS = _env_int("ROUTING_SWEEP_AFTER_SECONDS", default=30, minimum=1)
+# A routing run older than this is taken to have lost its worker (it must exceed the task's hard
+# time limit, so that a live run is never taken over) and is resumed by another.
+ROUTING_STALE_SECONDS = _env_int("ROUTING_STALE_SECONDS", default=120, minimum=1)
 # Suppression entries are HMAC-SHA256 hashes under this key (derived from SECRET_KEY by default;
 # set it explicitly so that SECRET_KEY can be rotated without re-uploading every list).
 SUPPRESSION_HASH_KEY = (

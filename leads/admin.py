@@ -25,14 +25,24 @@ from config.admin_display import (
     pretty_json,
 )
 from leads.models import (
+    FINAL_STATUSES,
+    IdempotencyRecord,
     Lead,
+    LeadStatus,
     PayoutModel,
+    Postback,
     Source,
     SourceApiKey,
+    SuppressionList,
     Vertical,
     VerticalField,
 )
-from leads.services import source_api_key_create, source_api_key_revoke
+from leads.services import (
+    source_api_key_create,
+    source_api_key_revoke,
+    suppression_list_add,
+    vertical_touch,
+)
 from routing.admin import LeadAttemptInline, LeadAuctionInline, LeadSaleInline
 from routing.selectors import explain
 
@@ -135,6 +145,22 @@ class VerticalFieldAdmin(admin.ModelAdmin):
     list_select_related = ("vertical",)
     autocomplete_fields = ("vertical",)
 
+    # Intake caches a vertical's schema until the vertical changes: a field edited on its own
+    # page must mark its vertical changed.
+    def save_model(self, request: HttpRequest, obj: VerticalField, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        vertical_touch(vertical_id=obj.vertical_id)
+
+    def delete_model(self, request: HttpRequest, obj: VerticalField) -> None:
+        super().delete_model(request, obj)
+        vertical_touch(vertical_id=obj.vertical_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[VerticalField]) -> None:
+        vertical_ids = set(queryset.values_list("vertical_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for vertical_id in vertical_ids:
+            vertical_touch(vertical_id=vertical_id)
+
 
 # --- Sources and API keys ---
 
@@ -189,6 +215,7 @@ class SourceAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "active", "verticals")}),
         ("Payout", {"fields": ("payout_model", "payout_amount", "revenue_share_percent")}),
+        ("Intake", {"fields": ("rate_limit_per_second", "postback_url")}),
         ("Contact", {"fields": ("contact_name", "contact_email", "notes")}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
@@ -329,6 +356,29 @@ PHONE_DIGITS_RE = re.compile(r"\D")
 ZIP_TERM_RE = re.compile(r"^\d{5}$")
 
 
+class PostbackInline(admin.TabularInline):
+    model = Postback
+    extra = 0
+    can_delete = False
+    fields = (
+        "created_at",
+        "attempt",
+        "lead_status",
+        "status",
+        "response_status",
+        "latency_ms",
+        "error",
+    )
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Lead)
 class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -352,7 +402,7 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("vertical", "source")
     date_hierarchy = "received_at"
     show_full_result_count = False
-    inlines = (LeadAttemptInline, LeadAuctionInline, LeadSaleInline)
+    inlines = (LeadAttemptInline, LeadAuctionInline, LeadSaleInline, PostbackInline)
     fieldsets = (
         (
             None,
@@ -362,8 +412,10 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "vertical",
                     "source",
                     "status",
+                    "reason",
                     "is_test",
                     "sub_id",
+                    "api_key",
                     "duplicate_of",
                     "received_at",
                     "updated_at",
@@ -424,6 +476,12 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Contracts")
     def eligibility_display(self, obj: Lead) -> str:
+        if obj.vertical_id is None or obj.status in FINAL_STATUSES - {
+            LeadStatus.SOLD,
+            LeadStatus.UNSOLD,
+            LeadStatus.FAILED,
+        }:
+            return "Not routable: intake rejected it."
         return explanation_table([verdict.as_dict() for verdict in explain(obj)])
 
     @admin.display(description="Lead")
@@ -458,3 +516,89 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def raw_body_display(self, obj: Lead) -> str:
         # Shown exactly as received: it is the evidence, so it is not re-formatted.
         return preformatted(obj.raw_body)
+
+
+class SuppressionListForm(forms.ModelForm):
+    contacts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 60}),
+        help_text="Emails and phone numbers to add, separated by new lines, commas or spaces.",
+    )
+    upload = forms.FileField(
+        required=False, help_text="Or a CSV or text file of emails and phone numbers."
+    )
+
+    class Meta:
+        model = SuppressionList
+        fields = ("name", "description", "active")
+
+    def clean_upload(self) -> str:
+        upload = self.cleaned_data.get("upload")
+        if not upload:
+            return ""
+        if upload.size > 50 * 1024 * 1024:
+            raise ValidationError("Upload at most 50 MB at a time.")
+        try:
+            return upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValidationError("The file is not UTF-8 text (save it as CSV UTF-8).") from None
+
+
+@admin.register(SuppressionList)
+class SuppressionListAdmin(admin.ModelAdmin):
+    form = SuppressionListForm
+    list_display = ("name", "active", "entry_count", "updated_at")
+    list_filter = ("active",)
+    search_fields = ("name",)
+    readonly_fields = ("entry_count", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "active", "entry_count")}),
+        (
+            "Add contacts",
+            {
+                "fields": ("contacts", "upload"),
+                "description": "Entries are stored as keyed hashes: they cannot be listed or "
+                "read back, only matched against incoming leads.",
+            },
+        ),
+        ("Audit", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SuppressionList]:
+        return super().get_queryset(request).annotate(_entries=Count("entries"))
+
+    @admin.display(description="Entries", ordering="_entries")
+    def entry_count(self, obj: SuppressionList) -> int:
+        return getattr(obj, "_entries", None) or obj.entries.count() if obj.pk else 0
+
+    def save_model(self, request: HttpRequest, obj: SuppressionList, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        text = "\n".join(
+            part
+            for part in (form.cleaned_data.get("contacts"), form.cleaned_data.get("upload"))
+            if part
+        )
+        if not text.strip():
+            return
+        result = suppression_list_add(suppression_list=obj, text=text)
+        self.message_user(
+            request,
+            f"Added {result.added} contacts; {result.already_listed} were already listed.",
+            messages.SUCCESS,
+        )
+        if result.rejected:
+            self.message_user(
+                request,
+                "Not an email or US phone number, skipped: " + ", ".join(result.rejected),
+                messages.WARNING,
+            )
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("key", "source", "response_status", "lead", "created_at")
+    list_filter = ("response_status", "source")
+    search_fields = ("key",)
+    list_select_related = ("source", "lead")
+    raw_id_fields = ("lead",)
+    show_full_result_count = False

@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -181,6 +181,15 @@ class VerticalField(models.Model):
             raise ValidationError(errors)
 
 
+class HttpsAssumedUrlField(models.URLField):
+    """An http(s) URL; one typed without a scheme in a form is taken as https."""
+
+    default_validators = [URLValidator(schemes=["http", "https"])]
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"assume_scheme": "https", **kwargs})
+
+
 class PayoutModel(models.TextChoices):
     FIXED_CPL = "fixed_cpl", "Fixed cost per lead"
     REVENUE_SHARE = "revenue_share", "Revenue share"
@@ -214,7 +223,7 @@ class Source(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(100000)],
         help_text="Intake requests per second this source may send; more are answered 429.",
     )
-    postback_url = models.URLField(
+    postback_url = HttpsAssumedUrlField(
         max_length=1000,
         blank=True,
         help_text="Where each lead's final outcome is POSTed as JSON (optional).",

@@ -93,6 +93,11 @@ def source_api_key_authenticate(*, raw_key: str) -> SourceApiKey | None:
     return api_key
 
 
+def vertical_touch(*, vertical_id: int) -> None:
+    """Mark a vertical changed, so that processes drop their cached copy of its schema."""
+    Vertical.objects.filter(pk=vertical_id).update(updated_at=timezone.now())
+
+
 def source_get_or_create(
     *, name: str, verticals: list[Vertical], **defaults: Any
 ) -> tuple[Source, bool]:

@@ -21,7 +21,7 @@ from config.admin_display import (
     preformatted,
     pretty_json,
 )
-from routing.models import Attempt, Auction, Sale
+from routing.models import Attempt, Auction, ContractHealth, HealthEvent, Sale
 
 # Header names that carry credentials. The engine records attempts with secrets masked already;
 # masking again here keeps a slip there from reaching the screen.
@@ -345,3 +345,24 @@ class SaleAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Margin")
     def margin_display(self, obj: Sale) -> str | None:
         return money(obj.margin)
+
+
+@admin.register(ContractHealth)
+class ContractHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Which contracts the circuit breakers keep out of routing, and why."""
+
+    list_display = ("contract", "status", "reason", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("contract__name", "contract__buyer__company")
+    list_select_related = ("contract__buyer",)
+    fields = ("contract", "status", "reason", "state", "updated_at")
+
+
+@admin.register(HealthEvent)
+class HealthEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("at", "contract", "status", "reason", "actor")
+    list_filter = ("status",)
+    search_fields = ("contract__name", "contract__buyer__company", "reason")
+    list_select_related = ("contract__buyer",)
+    date_hierarchy = "at"
+    show_full_result_count = False

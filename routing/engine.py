@@ -12,18 +12,27 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from buyers.models import Contract, EndpointKind, PriceModel
+from buyers.models import (
+    CapReservation,
+    Contract,
+    EndpointKind,
+    PriceModel,
+    ReservationStatus,
+)
 from buyers.services import CapRefusal, cap_commit, cap_release, cap_reserve
 from leads.models import Lead, LeadStatus, VerticalField
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
+from routing.health import Observation, health_admit, health_record
 from routing.http import HttpResult, send_all
 from routing.mapping import (
     MappingError,
@@ -33,7 +42,7 @@ from routing.mapping import (
     map_fields,
     mapping_from_model,
 )
-from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
+from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale, SaleStatus
 from routing.responses import parse_response, rule_from_model
 from routing.selection import Bid, filter_bids, plan_sale, rank
 from routing.selectors import explain
@@ -42,6 +51,11 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
 POST_RETRIES = 2  # transient post failures (connect error, 5xx, 429) are retried this often
 POST_DEADLINE_S = 30
+# A run must end before the task's soft time limit (60 s), fallbacks and retries included.
+RUN_BUDGET_S = 50
+INTERRUPTED_NOTE = "interrupted: the worker was lost"
+# A lead whose routing keeps killing its worker (a poison lead) is failed after this many tries.
+MAX_INTERRUPTED_RUNS = 3
 
 
 @dataclass
@@ -54,13 +68,77 @@ class Offer:
     bid_reference: str = ""
 
 
-def _claim(lead_id: str) -> Lead | None:
-    claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
-        status=LeadStatus.ROUTING, updated_at=timezone.now()
+@dataclass
+class Run:
+    lead: Lead
+    auction: Auction
+    resumed: bool = False
+
+
+def _claim(lead_id: str) -> Run | None:
+    """Claim an accepted lead, or take over the run of a worker that was lost (or return None).
+
+    The claim and the auction row are one transaction, so a lead in `routing` always has a
+    running auction whose start says how long it has been at it.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
+            status=LeadStatus.ROUTING, updated_at=now
+        )
+        if claimed:
+            lead = Lead.objects.select_related("vertical", "source").get(pk=lead_id)
+            return Run(lead=lead, auction=Auction.objects.create(lead=lead))
+        lead = (
+            Lead.objects.select_for_update(of=("self",))
+            .select_related("vertical", "source")
+            .filter(pk=lead_id, status=LeadStatus.ROUTING)
+            .first()
+        )
+        if lead is None:
+            return None
+        running = Auction.objects.filter(lead=lead, status=AuctionStatus.RUNNING)
+        stale_before = now - timedelta(seconds=settings.ROUTING_STALE_SECONDS)
+        if running.filter(started_at__gte=stale_before).exists():
+            return None  # another worker is routing it right now
+        running.update(status=AuctionStatus.FAILED, finished_at=now, note=INTERRUPTED_NOTE)
+        auction = Auction.objects.create(lead=lead, note="resumed after an interrupted run")
+    return Run(lead=lead, auction=auction, resumed=True)
+
+
+def _recover(run: Run) -> tuple[list[Sale], set[int]]:
+    """After a lost worker: keep its sales; never re-post where a post may have gone out.
+
+    A reservation still held means the lost run may have posted to that contract and never
+    read the answer. The lead must not be sent there again blindly: release the room, record
+    the post as ambiguous for review, and leave the buyer out of this run.
+    """
+    lead, auction = run.lead, run.auction
+    sales = list(Sale.objects.filter(lead=lead, status=SaleStatus.SOLD))
+    excluded: set[int] = set()
+    attempts = []
+    held = CapReservation.objects.filter(lead=lead, status=ReservationStatus.HELD).select_related(
+        "contract"
     )
-    if not claimed:
-        return None
-    return Lead.objects.select_related("vertical", "source").get(pk=lead_id)
+    for reservation in held:
+        cap_release(reservation=reservation)
+        excluded.add(reservation.contract.buyer_id)
+        attempts.append(
+            _attempt(
+                auction=auction,
+                lead=lead,
+                contract=reservation.contract,
+                kind=EndpointKind.POST,
+                request=None,
+                result=None,
+                outcome=AttemptOutcome.AMBIGUOUS,
+                reason="the worker was lost while this post was in flight: not re-posted, "
+                "marked for review",
+            )
+        )
+    Attempt.objects.bulk_create(attempts)
+    excluded.update(sale.buyer_id for sale in sales)
+    return sales, excluded
 
 
 def _contracts(ids: list[int]) -> dict[int, Contract]:
@@ -120,6 +198,23 @@ def _attempt(
         reason=reason[:500],
         buyer_reference=reference[:255],
         error=result.error if result else "",
+    )
+
+
+def _save_attempts(attempts: list[Attempt]) -> None:
+    """Store attempts and count the buyers' answers towards their contracts' health."""
+    Attempt.objects.bulk_create(attempts)
+    health_record(
+        Observation(
+            contract=a.contract,
+            kind=a.kind,
+            ok=a.response_status is not None
+            and a.response_status < 500
+            and a.response_status != 429,
+            latency_ms=a.latency_ms,
+        )
+        for a in attempts
+        if a.url  # sent to the buyer; refusals before sending say nothing of its health
     )
 
 
@@ -232,22 +327,53 @@ def _bid(contract: Contract, price: Decimal) -> Bid:
 
 def lead_route(*, lead_id: str) -> str:
     """Route one accepted lead to a final state (sold or unsold); return what happened."""
-    lead = _claim(lead_id)
-    if lead is None:
+    run = _claim(lead_id)
+    if run is None:
         status = Lead.objects.filter(pk=lead_id).values_list("status", flat=True).first()
         return f"not routed: the lead is {status or 'gone'}"
-    auction = Auction.objects.create(lead=lead)
+    lead, auction = run.lead, run.auction
     try:
-        return _route(lead, auction)
+        if not run.resumed:
+            return _route(lead, auction)
+        interrupted = Auction.objects.filter(lead=lead, note=INTERRUPTED_NOTE).count()
+        sales, excluded = _recover(run)
+        if sales:
+            return _finish(lead, auction, sales=sales, note="sold before the worker was lost")
+        if interrupted >= MAX_INTERRUPTED_RUNS:
+            logger.error(
+                "a lead keeps losing its worker; giving up", extra={"lead_id": str(lead.pk)}
+            )
+            return _finish(
+                lead,
+                auction,
+                sales=[],
+                status=AuctionStatus.FAILED,
+                note=f"routing was interrupted {interrupted} times; given up, needs review",
+            )
+        return _route(lead, auction, excluded_buyers=excluded)
     except Exception:
         logger.exception("routing run failed", extra={"lead_id": str(lead.pk)})
         _finish(lead, auction, sales=[], status=AuctionStatus.FAILED, note="internal error")
         raise
 
 
-def _route(lead: Lead, auction: Auction) -> str:
+def _route(
+    lead: Lead, auction: Auction, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
+) -> str:
     vertical = lead.vertical
+    run_deadline = time.monotonic() + RUN_BUDGET_S
     verdicts = explain(lead)
+    contracts = _contracts([v.contract_id for v in verdicts if v.eligible])
+    refused = health_admit(contracts.values())
+    for contract in contracts.values():
+        if contract.buyer_id in excluded_buyers:
+            refused[contract.pk] = "buyer left out: an earlier post to it may have gone out"
+    verdicts = [
+        replace(v, eligible=False, rule="health", reason=refused[v.contract_id])
+        if v.eligible and v.contract_id in refused
+        else v
+        for v in verdicts
+    ]
     eligible = [v for v in verdicts if v.eligible]
     auction.explanation = [v.as_dict() for v in verdicts]
     auction.eligible_count = len(eligible)
@@ -255,7 +381,6 @@ def _route(lead: Lead, auction: Auction) -> str:
     if not eligible:
         return _finish(lead, auction, sales=[], note="no eligible contract")
 
-    contracts = _contracts([v.contract_id for v in eligible])
     ping_fields = frozenset(
         VerticalField.objects.filter(vertical=vertical, in_ping=True).values_list("name", flat=True)
     )
@@ -271,7 +396,7 @@ def _route(lead: Lead, auction: Auction) -> str:
         payout=payout_for,
         min_margin=ZERO if lead.is_test else vertical.min_margin,
     )
-    Attempt.objects.bulk_create(attempts)
+    _save_attempts(attempts)
     if not kept:
         reasons = "; ".join(dropped.values())
         return _finish(
@@ -289,21 +414,30 @@ def _route(lead: Lead, auction: Auction) -> str:
     sold: list[int] = []
     failed: list[int] = []
     sales: list[Sale] = []
+    out_of_time = False
     while True:
         candidates = plan.next_candidates(sold=sold, failed=failed)
         if not candidates:
             break
-        for bid, sale in _post_all(lead, auction, [by_contract[b.contract_id] for b in candidates]):
+        if time.monotonic() >= run_deadline:
+            out_of_time = True
+            break
+        offers_now = [by_contract[b.contract_id] for b in candidates]
+        for bid, sale in _post_all(lead, auction, offers_now, deadline=run_deadline):
             if sale is None:
                 failed.append(bid.contract_id)
             else:
                 sold.append(bid.contract_id)
                 sales.append(sale)
     note = plan.reason if sales else "every buyer rejected or failed the post"
+    if out_of_time and not sales:
+        note = f"ran out of time after {len(failed)} failed posts"
     return _finish(lead, auction, sales=sales, note=note)
 
 
-def _post_all(lead: Lead, auction: Auction, offers: list[Offer]) -> list[tuple[Bid, Sale | None]]:
+def _post_all(
+    lead: Lead, auction: Auction, offers: list[Offer], *, deadline: float
+) -> list[tuple[Bid, Sale | None]]:
     """Reserve caps and post to each offer in parallel; return each bid with its sale, if any."""
     outcomes: list[tuple[Bid, Sale | None]] = []
     live: list[tuple[Offer, object, OutgoingRequest]] = []
@@ -356,7 +490,10 @@ def _post_all(lead: Lead, auction: Auction, offers: list[Offer]) -> list[tuple[B
         if attempt_number:
             # Exponential backoff with jitter between retries of transient failures.
             time.sleep(random.uniform(0.5, 1.0) * 0.2 * 2 ** (attempt_number - 1))  # noqa: S311
-        results = send_all([r for _, _, r in pending], deadline=time.monotonic() + POST_DEADLINE_S)
+        results = send_all(
+            [r for _, _, r in pending],
+            deadline=min(time.monotonic() + POST_DEADLINE_S, max(deadline, time.monotonic() + 1)),
+        )
         retry = []
         for (offer, reservation, request), result in zip(pending, results, strict=True):
             if result.transient and attempt_number < POST_RETRIES:
@@ -386,7 +523,7 @@ def _post_all(lead: Lead, auction: Auction, offers: list[Offer]) -> list[tuple[B
                 )
             )
         pending = retry
-    Attempt.objects.bulk_create(attempts)
+    _save_attempts(attempts)
     return outcomes
 
 

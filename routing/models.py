@@ -129,3 +129,45 @@ class Sale(models.Model):
     @property
     def margin(self):
         return self.price - self.payout
+
+
+class HealthStatus(models.TextChoices):
+    CLOSED = "closed", "Healthy"
+    OPEN = "open", "Auto-paused (circuit open)"
+    HALF_OPEN = "half_open", "Probing (half-open)"
+
+
+class ContractHealth(models.Model):
+    """A contract's circuit breaker: its state (routing.breaker) as the workers share it."""
+
+    contract = models.OneToOneField(Contract, on_delete=models.CASCADE, related_name="health")
+    status = models.CharField(
+        max_length=9, choices=HealthStatus.choices, default=HealthStatus.CLOSED, db_index=True
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "contract health"
+        verbose_name_plural = "contract health"
+
+    def __str__(self) -> str:
+        return f"{self.contract}: {self.get_status_display()}"
+
+
+class HealthEvent(models.Model):
+    """One change of a contract's breaker: opened, probing, closed, or forced by ops."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="health_events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=9, choices=HealthStatus.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    actor = models.CharField(max_length=150, blank=True, help_text="Who, when ops forced it.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["contract", "-at"], name="health_event_contract_at")]
+
+    def __str__(self) -> str:
+        return f"{self.contract_id} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -1,12 +1,55 @@
-"""Celery adapters for routing."""
+"""Celery adapters for routing: the routing run of a lead, and the sweeper of lost runs."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from leads.models import Lead, LeadStatus
+from leads.services import routing_enqueue
+from routing.models import Auction, AuctionStatus
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="routing.tasks.route_lead")
 def route_lead(lead_id: str) -> str:
+    """Route one lead; a second delivery of the same lead finds it claimed and does nothing."""
     from routing.engine import lead_route
 
     return lead_route(lead_id=lead_id)
+
+
+def leads_stuck_in_routing(*, limit: int = 500) -> list:
+    """Leads in routing whose run started longer ago than a live run can last."""
+    cutoff = timezone.now() - timedelta(seconds=settings.ROUTING_STALE_SECONDS)
+    live = Auction.objects.filter(
+        lead=OuterRef("pk"), status=AuctionStatus.RUNNING, started_at__gte=cutoff
+    )
+    return list(
+        Lead.objects.filter(status=LeadStatus.ROUTING, updated_at__lt=cutoff)
+        .exclude(Exists(live))
+        .order_by("updated_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+@shared_task(name="routing.tasks.sweep_stuck_leads")
+def sweep_stuck_leads() -> int:
+    """Hand runs whose worker was lost (SIGKILL, OOM, a dead host) to a live worker."""
+    if not cache.add("lock:sweep_stuck_leads", 1, timeout=120):
+        return 0
+    try:
+        ids = leads_stuck_in_routing()
+        count = routing_enqueue(ids) if ids else 0
+    finally:
+        cache.delete("lock:sweep_stuck_leads")
+    if count:
+        logger.warning("resuming routing runs whose worker was lost", extra={"count": count})
+    return count

@@ -43,9 +43,18 @@ from buyers.models import (
     TerritoryRule,
 )
 from buyers.services import contract_pause
-from leads.models import Lead, Source, SourceApiKey, Vertical, VerticalField
-from leads.services import source_api_key_create
-from routing.models import Attempt, AttemptOutcome
+from leads.models import (
+    IdempotencyRecord,
+    Lead,
+    Postback,
+    Source,
+    SourceApiKey,
+    SuppressionList,
+    Vertical,
+    VerticalField,
+)
+from leads.services import source_api_key_create, suppression_list_add
+from routing.models import Attempt, AttemptOutcome, ContractHealth, HealthEvent, HealthStatus
 from tests.buyers.factories import (
     BuyerFactory,
     ContractCapFactory,
@@ -201,6 +210,22 @@ def every_model(admin_user) -> dict[str, Model]:
         lead=lead, contract=contract, status=ReservationStatus.COMMITTED, price=Decimal(12)
     )
     reservation.counters.add(*counters)
+    IdempotencyRecord.objects.create(
+        source=source,
+        key="retry-1",
+        request_hash="0" * 64,
+        lead=lead,
+        response_status=202,
+        response_body=b'{"status":"accepted"}',
+        response_headers={"Location": "/api/v1/leads/x/"},
+    )
+    suppression = SuppressionList.objects.create(name="Do not call")
+    suppression_list_add(suppression_list=suppression, text="nobody@example.com\n(212) 555-0199")
+    ContractHealth.objects.create(contract=contract, status=HealthStatus.OPEN, reason="5 failures")
+    HealthEvent.objects.create(contract=contract, status=HealthStatus.OPEN, reason="5 failures")
+    Postback.objects.create(
+        lead=lead, url="https://partner.example/postback", lead_status="sold", status="delivered"
+    )
     Group.objects.create(name="Ops")
     return {
         "vertical": vertical,
