@@ -339,6 +339,10 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Delivery (endpoints, mappings and response rules below)",
+            {"fields": ("delivery_method", "delivery_emails")},
+        ),
         ("Who it buys from", {"fields": ("source_filter", "sources", "accepts_test_leads")}),
         (
             "Consent and consumers",

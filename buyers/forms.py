@@ -51,6 +51,11 @@ class ContractForm(forms.ModelForm):
             "refuse_bought_scope",
             "min_lead_age_minutes",
             "max_lead_age_minutes",
+            "delivery_method",
+            "delivery_emails",
+            "breaker_failures",
+            "latency_limit_ms",
+            "latency_strikes",
         )
 
     def clean(self) -> dict[str, Any]:

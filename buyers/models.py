@@ -7,7 +7,7 @@ import zoneinfo
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -71,6 +71,12 @@ class Buyer(models.Model):
 class PriceModel(models.TextChoices):
     FIXED = "fixed", "Fixed price (direct post)"
     PING_POST = "ping_post", "Ping for bid, then post"
+
+
+class DeliveryMethod(models.TextChoices):
+    HTTP = "http", "Buyer's API (post endpoint and response rules)"
+    WEBHOOK = "webhook", "Plain webhook (post endpoint; any 2xx answer accepts)"
+    EMAIL = "email", "E-mail"
 
 
 class ContractStatus(models.TextChoices):
@@ -153,6 +159,17 @@ class Contract(models.Model):
     requires_consent_certificate = models.BooleanField(
         default=False, help_text="The lead must carry a TrustedForm or Jornaya certificate."
     )
+    delivery_method = models.CharField(
+        max_length=7,
+        choices=DeliveryMethod.choices,
+        default=DeliveryMethod.HTTP,
+        help_text="How a bought lead reaches the buyer.",
+    )
+    delivery_emails = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="E-mail delivery: the addresses the lead is sent to, comma-separated.",
+    )
     breaker_failures = models.PositiveSmallIntegerField(
         default=5,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
@@ -212,6 +229,21 @@ class Contract(models.Model):
             raise ValidationError({"fixed_price": "A fixed-price contract needs its price."})
         if self.status == ContractStatus.PAUSED and not self.paused_reason:
             raise ValidationError({"paused_reason": "Say why the contract is paused."})
+        if self.delivery_method == DeliveryMethod.EMAIL:
+            addresses = self.delivery_email_list
+            if not addresses:
+                raise ValidationError({"delivery_emails": "Give the addresses to e-mail leads to."})
+            for address in addresses:
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    raise ValidationError(
+                        {"delivery_emails": f"{address!r} is not an e-mail address."}
+                    ) from None
+            if self.price_model != PriceModel.FIXED:
+                raise ValidationError(
+                    {"delivery_method": "E-mail delivery has no ping: use a fixed price."}
+                )
         if (
             self.min_lead_age_minutes is not None
             and self.max_lead_age_minutes is not None
@@ -224,6 +256,10 @@ class Contract(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == ContractStatus.ACTIVE and self.buyer.active
+
+    @property
+    def delivery_email_list(self) -> list[str]:
+        return [a.strip() for a in self.delivery_emails.split(",") if a.strip()]
 
 
 class CapPeriod(models.TextChoices):

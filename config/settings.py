@@ -247,6 +247,18 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- E-mail (buyers with e-mail delivery). EMAIL_URL as django-environ reads it. ---
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Leadswitch <leads@localhost>")
+
 # --- Intake ---
 INTAKE_MAX_BODY_BYTES = _env_int("INTAKE_MAX_BODY_BYTES", default=64 * 1024, minimum=1024)
 # Prefer: wait=N is honoured up to this many seconds.
