@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -21,8 +22,17 @@ class ZipInfo:
     active: bool
 
 
-@cache
+_table_lock = threading.Lock()
+
+
 def _table() -> dict[str, ZipInfo]:
+    # One builder at a time: routing threads starting together would each build it (~0.8 s).
+    with _table_lock:
+        return _build_table()
+
+
+@cache
+def _build_table() -> dict[str, ZipInfo]:
     # The package scans a list per lookup (~2.5 ms); one dict built once per process (~0.8 s)
     # makes every later lookup a hash probe.
     import zipcodes

@@ -18,6 +18,12 @@ from routing.http import HttpResult
 from routing.mapping import OutgoingRequest
 from routing.responses import ParseRule
 
+EMAIL_METHOD = "EMAIL"
+# The mail backend took it (SMTP's 250): that is all e-mail delivery can know.
+EMAIL_RULE = ParseRule(
+    success_path="", success_values=(), success_status_codes=(250,), price_path="",
+    reason_path="", reference_path="",
+)  # fmt: skip
 WEBHOOK_RULE = ParseRule(
     success_path="",
     success_values=(),
@@ -42,7 +48,7 @@ def email_request(
     address = "mailto:" + ",".join(recipients)
     headers = {"Subject": subject, "To": ", ".join(recipients)}
     return OutgoingRequest(
-        method="EMAIL",
+        method=EMAIL_METHOD,
         url=address,
         headers=headers,
         body=body.encode(),

@@ -24,14 +24,17 @@ from django.utils import timezone
 from buyers.models import (
     CapReservation,
     Contract,
+    DeliveryMethod,
     EndpointKind,
     PriceModel,
     ReservationStatus,
 )
 from buyers.services import CapRefusal, cap_commit, cap_release, cap_reserve
-from leads.models import Lead, LeadStatus, VerticalField
+from config.admin_display import plural
+from leads.models import Lead, LeadStatus, PayoutModel, VerticalField
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
+from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
 from routing.health import Observation, health_admit, health_record
 from routing.http import HttpResult, send_all
 from routing.mapping import (
@@ -44,7 +47,7 @@ from routing.mapping import (
 )
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale, SaleStatus
 from routing.responses import parse_response, rule_from_model
-from routing.selection import Bid, filter_bids, plan_sale, rank
+from routing.selection import Bid, filter_bids, money, plan_sale, rank
 from routing.selectors import explain
 
 logger = logging.getLogger(__name__)
@@ -115,6 +118,18 @@ def _recover(run: Run) -> tuple[list[Sale], set[int]]:
     """
     lead, auction = run.lead, run.auction
     sales = list(Sale.objects.filter(lead=lead, status=SaleStatus.SOLD))
+    excluded = _release_held(
+        lead,
+        auction,
+        reason="the worker was lost while this post was in flight: not re-posted, "
+        "marked for review",
+    )
+    excluded.update(sale.buyer_id for sale in sales)
+    return sales, excluded
+
+
+def _release_held(lead: Lead, auction: Auction, *, reason: str) -> set[int]:
+    """Release the lead's held reservations as ambiguous posts; return the buyers they were for."""
     excluded: set[int] = set()
     attempts = []
     held = CapReservation.objects.filter(lead=lead, status=ReservationStatus.HELD).select_related(
@@ -132,13 +147,11 @@ def _recover(run: Run) -> tuple[list[Sale], set[int]]:
                 request=None,
                 result=None,
                 outcome=AttemptOutcome.AMBIGUOUS,
-                reason="the worker was lost while this post was in flight: not re-posted, "
-                "marked for review",
+                reason=reason,
             )
         )
     Attempt.objects.bulk_create(attempts)
-    excluded.update(sale.buyer_id for sale in sales)
-    return sales, excluded
+    return excluded
 
 
 def _contracts(ids: list[int]) -> dict[int, Contract]:
@@ -155,17 +168,34 @@ def _endpoint(contract: Contract, kind: str):
 
 
 def _rule(contract: Contract, kind: str):
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.WEBHOOK:
+        return WEBHOOK_RULE
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
+        return EMAIL_RULE
     return rule_from_model(next((r for r in contract.response_rules.all() if r.kind == kind), None))
 
 
 def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[str]):
-    endpoint = _endpoint(contract, kind)
-    if endpoint is None:
-        return None
     fields = map_fields(
         kind, lead.data, [mapping_from_model(m) for m in contract.mappings.all()], ping_fields
     )
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
+        return email_request(
+            recipients=contract.delivery_email_list,
+            subject=f"New {lead.vertical.name} lead {lead.pk}",
+            fields=fields,
+        )
+    endpoint = _endpoint(contract, kind)
+    if endpoint is None:
+        return None
     return build_request(endpoint_from_model(endpoint), fields)
+
+
+def _deliver(requests: list[OutgoingRequest], *, deadline: float) -> list[HttpResult]:
+    """Send posts: HTTP ones in parallel, e-mails through the mail backend; results in order."""
+    web = [r for r in requests if r.method != EMAIL_METHOD]
+    web_results = iter(send_all(web, deadline=deadline))
+    return [email_send(r) if r.method == EMAIL_METHOD else next(web_results) for r in requests]
 
 
 def _attempt(
@@ -353,8 +383,24 @@ def lead_route(*, lead_id: str) -> str:
         return _route(lead, auction, excluded_buyers=excluded)
     except Exception:
         logger.exception("routing run failed", extra={"lead_id": str(lead.pk)})
-        _finish(lead, auction, sales=[], status=AuctionStatus.FAILED, note="internal error")
+        _abandon(lead, auction)
         raise
+
+
+def _abandon(lead: Lead, auction: Auction) -> None:
+    """End a run cut short by an error: give back the cap room it held, keep its sales.
+
+    A held reservation may stand for a post that went out: it is recorded as ambiguous, as after
+    a lost worker. A sale already made is the buyer's: the lead stays sold to it.
+    """
+    _release_held(
+        lead, auction, reason="routing failed while this post was in flight: marked for review"
+    )
+    sales = list(Sale.objects.filter(lead=lead, status=SaleStatus.SOLD))
+    if sales:
+        _finish(lead, auction, sales=sales, note="internal error after a sale; needs review")
+    else:
+        _finish(lead, auction, sales=[], status=AuctionStatus.FAILED, note="internal error")
 
 
 def _route(
@@ -429,10 +475,20 @@ def _route(
             else:
                 sold.append(bid.contract_id)
                 sales.append(sale)
-    note = plan.reason if sales else "every buyer rejected or failed the post"
+    note = _outcome_note(sales, failed=len(failed), plan_reason=plan.reason)
     if out_of_time and not sales:
         note = f"ran out of time after {len(failed)} failed posts"
     return _finish(lead, auction, sales=sales, note=note)
+
+
+def _outcome_note(sales: list[Sale], *, failed: int, plan_reason: str) -> str:
+    if not sales:
+        return "every buyer rejected or failed the post"
+    total = sum((sale.price for sale in sales), ZERO)
+    note = f"sold to {plural(len(sales), 'buyer')} for {money(total)}"
+    if failed:
+        note += f" after {plural(failed, 'failed post')}"
+    return f"{note} (first plan: {plan_reason})"
 
 
 def _post_all(
@@ -484,46 +540,51 @@ def _post_all(
         live.append((offer, reservation, request))
 
     pending = list(live)
-    for attempt_number in range(POST_RETRIES + 1):
-        if not pending:
-            break
-        if attempt_number:
-            # Exponential backoff with jitter between retries of transient failures.
-            time.sleep(random.uniform(0.5, 1.0) * 0.2 * 2 ** (attempt_number - 1))  # noqa: S311
-        results = send_all(
-            [r for _, _, r in pending],
-            deadline=min(time.monotonic() + POST_DEADLINE_S, max(deadline, time.monotonic() + 1)),
-        )
-        retry = []
-        for (offer, reservation, request), result in zip(pending, results, strict=True):
-            if result.transient and attempt_number < POST_RETRIES:
-                attempts.append(
-                    _attempt(
-                        auction=auction,
+    try:
+        for attempt_number in range(POST_RETRIES + 1):
+            if not pending:
+                break
+            if attempt_number:
+                # Exponential backoff with jitter between retries of transient failures.
+                time.sleep(random.uniform(0.5, 1.0) * 0.2 * 2 ** (attempt_number - 1))  # noqa: S311
+            results = _deliver(
+                [r for _, _, r in pending],
+                deadline=min(
+                    time.monotonic() + POST_DEADLINE_S, max(deadline, time.monotonic() + 1)
+                ),
+            )
+            retry = []
+            for (offer, reservation, request), result in zip(pending, results, strict=True):
+                if result.transient and attempt_number < POST_RETRIES:
+                    attempts.append(
+                        _attempt(
+                            auction=auction,
+                            lead=lead,
+                            contract=offer.contract,
+                            kind=EndpointKind.POST,
+                            request=request,
+                            result=result,
+                            outcome=AttemptOutcome.ERROR,
+                            reason="transient failure; retrying",
+                        )
+                    )
+                    retry.append((offer, reservation, request))
+                    continue
+                outcomes.append(
+                    _settle_post(
                         lead=lead,
-                        contract=offer.contract,
-                        kind=EndpointKind.POST,
+                        auction=auction,
+                        offer=offer,
+                        reservation=reservation,
                         request=request,
                         result=result,
-                        outcome=AttemptOutcome.ERROR,
-                        reason="transient failure; retrying",
+                        attempts=attempts,
                     )
                 )
-                retry.append((offer, reservation, request))
-                continue
-            outcomes.append(
-                _settle_post(
-                    lead=lead,
-                    auction=auction,
-                    offer=offer,
-                    reservation=reservation,
-                    request=request,
-                    result=result,
-                    attempts=attempts,
-                )
-            )
-        pending = retry
-    _save_attempts(attempts)
+            pending = retry
+    finally:
+        # Even when settling fails: every post that went out is on record.
+        _save_attempts(attempts)
     return outcomes
 
 
@@ -561,7 +622,8 @@ def _settle_post(*, lead, auction, offer, reservation, request, result, attempts
                 kind=EndpointKind.POST,
                 request=request,
                 result=result,
-                outcome=AttemptOutcome.REJECTED,
+                # A 5xx or 429 that outlived its retries is the buyer failing, not saying no.
+                outcome=AttemptOutcome.ERROR if result.transient else AttemptOutcome.REJECTED,
                 reason=parsed.reason,
                 reference=parsed.reference,
             )
@@ -594,13 +656,24 @@ def _settle_post(*, lead, auction, offer, reservation, request, result, attempts
                 buyer_id=contract.buyer_id,
                 auction=auction,
                 price=price,
-                payout=ZERO if lead.is_test else lead.source.payout_for(price),
+                payout=_sale_payout(lead, price),
                 buyer_reference=parsed.reference[:255],
             )
     except IntegrityError:
         logger.error("a second sale to one buyer was refused", extra={"lead_id": str(lead.pk)})
         return offer.bid, None
     return offer.bid, sale
+
+
+def _sale_payout(lead: Lead, price: Decimal) -> Decimal:
+    """What the source earns for this sale: a revenue share of each sale, or its fixed price
+    per lead once, on the lead's first sale (a lead shared to three buyers is one lead)."""
+    if lead.is_test:
+        return ZERO
+    if lead.source.payout_model == PayoutModel.REVENUE_SHARE:
+        return lead.source.payout_for(price)
+    already_paid = Sale.objects.filter(lead=lead, status=SaleStatus.SOLD).exists()
+    return ZERO if already_paid else lead.source.payout_for(price)
 
 
 def _finish(

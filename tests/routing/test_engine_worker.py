@@ -1,0 +1,330 @@
+"""Routing through a real Celery worker (threads pool) on PostgreSQL, Redis and the simulator.
+
+Leads go in through the partner API and come out sold by the worker; then a worker is killed
+with SIGKILL while its posts are in flight, and a fresh worker with the sweeper must finish every
+lead without posting any of them twice to one buyer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from buyers.models import (
+    CapReservation,
+    EndpointKind,
+    ReservationStatus,
+    TerritoryKind,
+    TerritoryRule,
+)
+from config.celery import app as celery_app
+from leads.models import FINAL_STATUSES, Lead, LeadStatus
+from leads.services import routing_enqueue
+from routing.engine import INTERRUPTED_NOTE
+from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
+from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
+from tests.leads.factories import api_key_for
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
+    ),
+]
+
+BASE_DIR = Path(settings.BASE_DIR)
+CELERY = Path(sys.executable).with_name("celery")
+STALE_SECONDS = 3
+D = Decimal
+
+
+def database_url_of_this_test() -> str:
+    """Return a DATABASE_URL for the database this test runs on (pytest-django's test copy)."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = f"{credentials}@" if credentials else ""
+    host += db["HOST"] or "localhost"
+    if db["PORT"]:
+        host += f":{db['PORT']}"
+    return f"postgres://{host}/{db['NAME']}"
+
+
+@pytest.fixture
+def routing_queue(settings) -> Iterator[str]:
+    """Send routing to a queue of our own, through the broker, from this process."""
+    name = f"routing-test-{uuid.uuid4().hex[:12]}"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    conf = celery_app.conf
+    saved = (conf.task_always_eager, conf.task_default_queue)
+    conf.task_always_eager = False
+    conf.task_default_queue = name
+    yield name
+    conf.task_always_eager, conf.task_default_queue = saved
+    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    # Only our keys: the broker may be shared. A killed worker's messages stay unacknowledged
+    # (until the visibility timeout); drop them so that no later worker restores them.
+    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+    for tag, payload in client.hgetall("unacked").items():
+        with contextlib.suppress(ValueError, IndexError, TypeError):
+            if json.loads(payload)[2] == name:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    client.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable[[], Worker]]:
+    """Start real routing workers on the test database; stop every one whatever happens."""
+    workers: list[Worker] = []
+
+    def start() -> Worker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_of_this_test(),
+            "PYTHONPATH": str(BASE_DIR),
+            "LOG_FORMAT": "text",
+            "ROUTING_STALE_SECONDS": str(STALE_SECONDS),
+        }
+        command = [
+            str(CELERY),
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "8",
+            "-Q",
+            routing_queue,
+            "-n",
+            f"{routing_queue}-{len(workers)}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ]
+        with log.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 (our own command line)
+                command,
+                cwd=BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, to kill as a whole
+            )
+        worker = Worker(process, log)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+class Worker:
+    """A worker subprocess and its log."""
+
+    def __init__(self, process: subprocess.Popen, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wait_until(condition: Callable[[], bool], *, seconds: float, worker: Worker, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert worker.alive(), f"the worker died:\n{worker.output()}"
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {seconds} s; worker log:\n{worker.output()}")
+
+
+def final_count(lead_ids) -> int:
+    return Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count()
+
+
+def submission(number: int, *, zip_code: str, state: str, vertical: str) -> dict:
+    return {
+        "vertical": vertical,
+        "fields": {
+            "first_name": "Mary",
+            "last_name": "Major",
+            "email": f"mary.major.{number}@example.com",
+            "phone": f"(212) 555-{number:04d}",
+            "zip_code": zip_code,
+            "state": state,
+        },
+    }
+
+
+def test_fifty_leads_submitted_through_the_api_are_routed_by_a_worker_to_the_right_buyers(
+    client, market, start_simulator, start_worker
+):
+    picky_buyer, new_york_buyer, national_buyer = (start_simulator() for _ in range(3))
+    picky = market.contract(sim=picky_buyer, ping="bid=20", post="accept=0")
+    new_york = market.contract(sim=new_york_buyer, ping="bid=15")
+    TerritoryRule.objects.create(contract=new_york, kind=TerritoryKind.STATES, values="NY")
+    national = market.contract(sim=national_buyer, ping="bid=12")
+    api_key = api_key_for(market.source)
+
+    lead_ids = []
+    for number in range(50):
+        zip_code, state = ("10001", "NY") if number % 2 else ("60601", "IL")
+        response = client.post(
+            "/api/v1/leads/",
+            data=submission(number, vertical=market.vertical.slug, zip_code=zip_code, state=state),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {api_key}",
+        )
+        assert response.status_code == 202, response.content
+        lead_ids.append(response.json()["id"])
+    # Nothing routes in this process: the leads wait on the broker for a worker.
+    assert Lead.objects.filter(pk__in=lead_ids, status=LeadStatus.ACCEPTED).count() == 50
+    worker = start_worker()
+
+    wait_until(
+        lambda: final_count(lead_ids) == 50, seconds=60, worker=worker, what="50 leads routed"
+    )
+
+    leads = Lead.objects.filter(pk__in=lead_ids)
+    assert Counter(leads.values_list("status", flat=True)) == {LeadStatus.SOLD: 50}
+    assert Counter(Sale.objects.values_list("contract_id", "price")) == {
+        (new_york.pk, D("15.00")): 25,
+        (national.pk, D("12.00")): 25,
+    }
+    for lead in leads:
+        expected = new_york if lead.state == "NY" else national
+        assert list(
+            Attempt.objects.filter(lead=lead, kind=EndpointKind.POST)
+            .order_by("created_at", "id")
+            .values_list("contract_id", "outcome")
+        ) == [(picky.pk, AttemptOutcome.REJECTED), (expected.pk, AttemptOutcome.ACCEPTED)]
+        assert (lead.sale_price, lead.payout) == (
+            D("15.00") if expected == new_york else D("12.00"),
+            D("4.00"),
+        )
+    assert picky_buyer.ledger.requests == {"ping": 50, "post": 50}
+    assert new_york_buyer.ledger.requests == {"ping": 25, "post": 25}
+    assert national_buyer.ledger.requests == {"ping": 50, "post": 25}
+    assert Auction.objects.filter(lead__in=lead_ids).count() == 50
+    assert not CapReservation.objects.filter(status=ReservationStatus.HELD).exists()
+
+
+def test_a_worker_killed_mid_post_loses_no_lead_and_posts_none_twice_to_one_buyer(
+    market, start_simulator, start_worker, settings
+):
+    count = 8
+    slow_buyer, other_buyer = start_simulator(), start_simulator()
+    slow = market.contract(sim=slow_buyer, ping="bid=20", post="delay_ms=2000")
+    other = market.contract(sim=other_buyer, ping="bid=10")
+    lead_ids = [market.lead().pk for _ in range(count)]
+    assert routing_enqueue(lead_ids) == count
+    assert Lead.objects.filter(pk__in=lead_ids, status=LeadStatus.ACCEPTED).count() == count
+    first = start_worker()
+    wait_until(
+        lambda: slow_buyer.ledger.requests["post"] == count,
+        seconds=30,
+        worker=first,
+        what="every lead posted to the slow buyer",
+    )
+    first.kill()
+
+    # Killed between sending and reading: the posts' room is still held.
+    assert Counter(Lead.objects.filter(pk__in=lead_ids).values_list("status", flat=True)) == {
+        LeadStatus.ROUTING: count
+    }
+    assert CapReservation.objects.filter(contract=slow, status=ReservationStatus.HELD).count() == (
+        count
+    )
+    assert not Sale.objects.exists()
+
+    second = start_worker()
+    settings.ROUTING_STALE_SECONDS = STALE_SECONDS
+    wait_until(
+        lambda: len(leads_stuck_in_routing()) == count,
+        seconds=STALE_SECONDS + 10,
+        worker=second,
+        what="the lost runs stale",
+    )
+    cache.delete("lock:sweep_stuck_leads")
+    assert sweep_stuck_leads() == count
+    wait_until(
+        lambda: final_count(lead_ids) == count,
+        seconds=30,
+        worker=second,
+        what="every lead finished",
+    )
+
+    assert Counter(Lead.objects.filter(pk__in=lead_ids).values_list("status", flat=True)) == {
+        LeadStatus.SOLD: count
+    }
+    # Each lead sold once, to the buyer nobody had posted it to; never twice to one buyer.
+    assert Counter(Sale.objects.values_list("lead_id", "contract_id")) == {
+        (lead_id, other.pk): 1 for lead_id in lead_ids
+    }
+    assert set(Sale.objects.values_list("price", flat=True)) == {D("10.00")}
+    assert slow_buyer.ledger.requests == {"ping": count, "post": count}
+    # Pinged again by the resumed runs (bids are not kept across runs), posted to once.
+    assert other_buyer.ledger.requests == {"ping": 2 * count, "post": count}
+    for lead_id in lead_ids:
+        assert list(
+            Attempt.objects.filter(lead_id=lead_id, kind=EndpointKind.POST)
+            .order_by("created_at", "id")
+            .values_list("contract_id", "outcome")
+        ) == [(slow.pk, AttemptOutcome.AMBIGUOUS), (other.pk, AttemptOutcome.ACCEPTED)]
+        assert list(
+            Auction.objects.filter(lead_id=lead_id)
+            .order_by("started_at")
+            .values_list("status", "note")
+        ) == [
+            (AuctionStatus.FAILED, INTERRUPTED_NOTE),
+            (AuctionStatus.SOLD, "exclusive for $10.00; no shared bid"),
+        ]
+    assert not CapReservation.objects.filter(status=ReservationStatus.HELD).exists()
+    assert CapReservation.objects.filter(
+        contract=slow, status=ReservationStatus.RELEASED
+    ).count() == (count)
