@@ -333,6 +333,7 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
                     "price_model",
                     "fixed_price",
                     "floor_price",
+                    "bid_valid_seconds",
                     "priority",
                     "weight",
                     "exclusive",

@@ -51,6 +51,7 @@ class ContractForm(forms.ModelForm):
             "refuse_bought_scope",
             "min_lead_age_minutes",
             "max_lead_age_minutes",
+            "bid_valid_seconds",
             "delivery_method",
             "delivery_emails",
             "breaker_failures",

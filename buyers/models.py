@@ -159,6 +159,11 @@ class Contract(models.Model):
     requires_consent_certificate = models.BooleanField(
         default=False, help_text="The lead must carry a TrustedForm or Jornaya certificate."
     )
+    bid_valid_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="How long the buyer honours a bid; an older bid is pinged again before a post.",
+    )
     delivery_method = models.CharField(
         max_length=7,
         choices=DeliveryMethod.choices,

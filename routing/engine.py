@@ -319,7 +319,7 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
             continue
         parsed = parse_response(_rule(contract, EndpointKind.PING), result.status, result.body)
         if parsed.accepted and parsed.price is not None:
-            offer.bid = _bid(contract, parsed.price)
+            offer.bid = _bid(contract, parsed.price, pinged=True)
             offer.bid_reference = parsed.reference
             outcome = AttemptOutcome.BID
         else:
@@ -344,7 +344,7 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
     return attempts
 
 
-def _bid(contract: Contract, price: Decimal) -> Bid:
+def _bid(contract: Contract, price: Decimal, *, pinged: bool = False) -> Bid:
     return Bid(
         contract_id=contract.pk,
         buyer_id=contract.buyer_id,
@@ -352,7 +352,39 @@ def _bid(contract: Contract, price: Decimal) -> Bid:
         priority=contract.priority,
         weight=contract.weight,
         exclusive=contract.exclusive,
+        expires_at=time.time() + contract.bid_valid_seconds if pinged else None,
     )
+
+
+def _reping_expired(
+    lead: Lead, auction: Auction, offers: list[Offer], *, ping_fields, failed: list[int]
+) -> list[Offer]:
+    """Ping again the offers whose bid the buyer no longer honours; drop those that stop
+    bidding or whose new bid falls below the floor or the margin (added to `failed`)."""
+    now = time.time()
+    expired = [o for o in offers if o.bid is not None and o.bid.expired(now)]
+    if not expired:
+        return offers
+    stale = {o.contract.pk: o.bid for o in expired}
+    for offer in expired:
+        offer.bid = None
+    _save_attempts(_ping_all(auction, lead, expired, ping_fields))
+    rebids = [o.bid for o in expired if o.bid is not None]
+    kept, _ = filter_bids(
+        rebids,
+        floor_by_contract={o.contract.pk: o.contract.floor_price for o in expired},
+        payout=(lambda price: ZERO) if lead.is_test else lead.source.payout_for,
+        min_margin=ZERO if lead.is_test else lead.vertical.min_margin,
+    )
+    usable = {bid.contract_id for bid in kept}
+    fresh = []
+    for offer in offers:
+        if offer.contract.pk in stale and offer.contract.pk not in usable:
+            failed.append(offer.contract.pk)
+            offer.bid = stale[offer.contract.pk]
+            continue
+        fresh.append(offer)
+    return fresh
 
 
 def lead_route(*, lead_id: str) -> str:
@@ -468,7 +500,15 @@ def _route(
         if time.monotonic() >= run_deadline:
             out_of_time = True
             break
-        offers_now = [by_contract[b.contract_id] for b in candidates]
+        offers_now = _reping_expired(
+            lead,
+            auction,
+            [by_contract[b.contract_id] for b in candidates],
+            ping_fields=ping_fields,
+            failed=failed,
+        )
+        if not offers_now:
+            continue
         for bid, sale in _post_all(lead, auction, offers_now, deadline=run_deadline):
             if sale is None:
                 failed.append(bid.contract_id)

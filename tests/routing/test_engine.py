@@ -1005,3 +1005,24 @@ def test_a_fixed_cpl_source_is_paid_once_for_a_lead_shared_with_several_buyers(m
         D("0.00"),
         D("4.00"),
     ]
+
+
+def test_a_bid_that_expired_during_a_fallback_is_pinged_again_before_the_post(
+    market, start_simulator
+):
+    slow_rejecter = market.contract(ping="bid=20", post="accept=0&delay_ms=1300")
+    second = start_simulator()
+    fallback = market.contract(ping="bid=10", sim=second, bid_valid_seconds=1)
+    lead = market.lead()
+
+    route(lead)
+
+    assert lead.status == LeadStatus.SOLD
+    assert sales(lead) == {fallback.pk: D("10.00")}
+    assert second.ledger.requests == {"ping": 2, "post": 1}
+    fallback_pings = [o for c, o in attempts(lead, EndpointKind.PING) if c == fallback.pk]
+    assert fallback_pings == [AttemptOutcome.BID, AttemptOutcome.BID]
+    assert posts(lead) == [
+        (slow_rejecter.pk, AttemptOutcome.REJECTED),
+        (fallback.pk, AttemptOutcome.ACCEPTED),
+    ]
