@@ -12,8 +12,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -52,6 +60,13 @@ _TYPES = [
         400,
         "Invalid parameters",
         "A query parameter is not valid. `errors` names it.",
+    ),
+    ProblemType(
+        "bad-request",
+        400,
+        "Bad request",
+        "The request itself could not be read, before any of it reached the API: for instance "
+        "a Host header this server does not answer to.",
     ),
     ProblemType(
         "unauthenticated",
@@ -211,6 +226,32 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
+@csrf_exempt
+def api_path_without_slash(request: HttpRequest, path: str) -> HttpResponse:
+    """Send /api/… without its trailing slash on to the address with it, method and body kept.
+
+    Django's APPEND_SLASH would answer 301, which clients follow with a GET: a partner's POST
+    to /api/v1/leads would list its leads (200) instead of submitting one.
+    """
+    target = f"{request.path}/"
+    try:
+        resolve(target)
+    except Resolver404:
+        return problem_response("not-found", f"No resource at {request.path}.")
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponsePermanentRedirect(
+        f"{target}?{query}" if query else target, preserve_request=True
+    )
+
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return problem_response("bad-request", "The request could not be read.")
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
 def handler500(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
         return problem_response("server-error", "An internal error occurred; it was logged.")
@@ -219,8 +260,15 @@ def handler500(request: HttpRequest) -> HttpResponse:
     return server_error(request)
 
 
+@csrf_exempt  # read-only: any other method is answered 405
 def problem_type_view(request: HttpRequest, slug: str = "") -> HttpResponse:
     """Document the problem types: JSON for clients, a page for people."""
+    if request.method not in ("GET", "HEAD"):
+        return problem_response(
+            "method-not-allowed",
+            f"Method {request.method} not allowed: the problem types are read-only.",
+            headers={"Allow": "GET, HEAD"},
+        )
     if slug and slug not in PROBLEM_TYPES:
         raise Http404
     shown = [PROBLEM_TYPES[slug]] if slug else _TYPES

@@ -202,6 +202,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.sweep_stuck_leads",
         "schedule": 30.0,
     },
+    "queue postbacks that were never queued": {
+        "task": "leads.tasks.sweep_missing_postbacks",
+        "schedule": 60.0,
+    },
     "purge idempotency records past their 24 hours": {
         "task": "leads.tasks.purge_idempotency_records",
         "schedule": 3600.0,

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.problems import problem_type_view
+from config.problems import api_path_without_slash, problem_type_view
 from config.views import health
 
 admin.site.site_header = "Leadswitch"
@@ -21,7 +21,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/problems/", problem_type_view, name="problem-types"),
     path("api/problems/<slug:slug>", problem_type_view, name="problem-type"),
+    # Last: only what nothing above matched.
+    re_path(r"^api/(?P<path>.*[^/])$", api_path_without_slash),
 ]
 
+handler400 = "config.problems.handler400"
 handler404 = "config.problems.handler404"
 handler500 = "config.problems.handler500"

@@ -9,4 +9,7 @@ class LeadsConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the API key scheme with drf-spectacular.
+        from leads import signals
         from leads.api import schema  # noqa: F401
+
+        signals.connect()

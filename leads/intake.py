@@ -9,6 +9,7 @@ raised, so that a partner learns of every problem at once: {"fields.email": ["..
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -62,6 +63,10 @@ STATE_NAMES = {
     "puerto rico": "PR",
 }  # fmt: skip
 MAX_CONSENT_TEXT = 10_000
+# No field holds a number of more digits; converting 1e99999999 to an int would take minutes.
+MAX_DIGITS = 15
+PREFER_WAIT_RE = re.compile(r"^[0-9]{1,6}$")
+UNSTORABLE_TEXT = "Text may not contain NUL characters (\\u0000) or unpaired surrogates."
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,18 +118,40 @@ def _type_name(value: Any) -> str:
     return "an object"
 
 
+def _storable(value: Any) -> bool:
+    """Return whether every text in a JSON value can be stored.
+
+    PostgreSQL refuses NUL and UTF-8 has no lone surrogates, yet JSON's \\u escapes make both.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
 def parse_submission(document: Any) -> tuple[Submission | None, Errors]:  # noqa: PLR0912
     """Check the envelope of a submission; return it, or None and the errors."""
     if not isinstance(document, dict):
         return None, {"_": [f"Send a JSON object, not {_type_name(document)}."]}
+    if not _storable(document):
+        return None, {"_": [UNSTORABLE_TEXT]}
     errors: Errors = {}
     for key in document:
         if key not in ENVELOPE_KEYS:
             errors[str(key)] = [f"Unknown member; the body has {', '.join(ENVELOPE_KEYS)}."]
     vertical = document.get("vertical")
-    if vertical is None:
+    if vertical is None or (isinstance(vertical, str) and not vertical.strip()):
         errors["vertical"] = ["This field is required: the slug of the lead's vertical."]
-    elif not isinstance(vertical, str) or not vertical.strip():
+    elif not isinstance(vertical, str):
         errors["vertical"] = [f"Give the vertical's slug as text, not {_type_name(vertical)}."]
     fields = document.get("fields")
     if fields is None:
@@ -194,13 +221,17 @@ def _consent_value(key: str, value: str) -> str:
     if key == "text" and len(value) > MAX_CONSENT_TEXT:
         raise FieldError(f"At most {MAX_CONSENT_TEXT} characters.")
     if key == "timestamp":
+        unreadable = FieldError("Give an ISO 8601 time, e.g. 2026-05-01T14:03:00Z.")
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise FieldError("Give an ISO 8601 time, e.g. 2026-05-01T14:03:00Z.") from None
+            raise unreadable from None
         if moment.tzinfo is None:
             raise FieldError("Give the time zone, e.g. 2026-05-01T14:03:00Z or …-05:00.")
-        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        try:
+            return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        except OverflowError:  # year 1 an hour east of UTC is year 0 in UTC
+            raise unreadable from None
     if key == "ip":
         try:
             return str(ipaddress.ip_address(value))
@@ -225,7 +256,8 @@ def parse_prefer_wait(header: str, *, limit: int) -> int | None:
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
             value = value.split(";")[0].strip().strip('"')
-            if value.isdigit():
+            # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+            if PREFER_WAIT_RE.match(value):
                 return min(int(value), limit)
     return None
 
@@ -251,7 +283,7 @@ def normalise_fields(  # noqa: PLR0912
 ) -> tuple[NormalisedLead | None, Errors]:
     """Validate and normalise a lead's fields against its vertical's schema."""
     specs = tuple(specs)
-    known = {spec.name for spec in specs}
+    known = {spec.name: spec for spec in specs}
     errors: Errors = {}
     for name in fields:
         if name not in known:
@@ -285,7 +317,8 @@ def normalise_fields(  # noqa: PLR0912
                 errors[f"fields.{by_type[FieldType.STATE]}"] = [
                     f"{state} contradicts ZIP code {zip_code}, which is in {info.state}."
                 ]
-            # Enrichment never overwrites what the partner sent.
+            # Enrichment never overwrites what the partner sent, but fills the vertical's own
+            # field when it was left out (a `state` field) and the value fits that field.
             state = state or info.state
             for name, value in (
                 ("city", info.city),
@@ -293,8 +326,14 @@ def normalise_fields(  # noqa: PLR0912
                 ("state", info.state),
                 ("time_zone", info.time_zone),
             ):
-                if value and name not in known:
-                    data.setdefault(name, value)
+                if not value or name in data:
+                    continue
+                if name not in known:
+                    data[name] = value
+                    continue
+                # Unless the vertical's field of that name means something else.
+                with contextlib.suppress(FieldError):
+                    data[name] = normalise_value(known[name], value)
     if errors:
         return None, errors
     return (
@@ -404,6 +443,8 @@ def _number(spec: FieldSpec, value: Any, *, integer: bool) -> Decimal:
         raise FieldError(f"At least {_plain(spec.min_value, integer)}.")
     if spec.max_value is not None and number > spec.max_value:
         raise FieldError(f"At most {_plain(spec.max_value, integer)}.")
+    if number.adjusted() >= MAX_DIGITS:  # a context-free test: abs() would overflow
+        raise FieldError("Too large a number.")
     return number
 
 

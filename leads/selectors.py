@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from leads import intake_cache
 from leads.intake import FieldSpec, specs_from_models
 from leads.models import Lead, Source, Vertical, VerticalField
 
@@ -17,8 +18,12 @@ _specs_lock = threading.Lock()
 
 
 def vertical_for_source(*, source: Source, slug: str) -> Vertical | None:
-    """Return the active vertical `slug` if this source may submit to it (one query)."""
-    return Vertical.objects.filter(slug=slug, active=True, sources=source).first()
+    """Return the active vertical `slug` if this source may submit to it (cached per process)."""
+    return intake_cache.cached(
+        ("vertical", source.pk, slug),
+        intake_cache.generation(),
+        lambda: Vertical.objects.filter(slug=slug, active=True, sources=source).order_by().first(),
+    )
 
 
 def allowed_vertical_slugs(*, source: Source) -> list[str]:

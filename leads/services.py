@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_display import plural
+from leads import intake_cache
 from leads.intake import normalise_fields, parse_submission
 from leads.models import (
     LEAD_TRANSITIONS,
@@ -72,6 +73,7 @@ def source_api_key_revoke(*, api_key: SourceApiKey) -> bool:
     )
     if updated:
         api_key.revoked_at = now
+        intake_cache.invalidate()
     return bool(updated)
 
 
@@ -79,10 +81,16 @@ def source_api_key_authenticate(*, raw_key: str) -> SourceApiKey | None:
     """Return the live key matching raw_key (with its source), or None."""
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
-    api_key = (
-        SourceApiKey.objects.select_related("source")
-        .filter(hashed_key=hash_api_key(raw_key), revoked_at__isnull=True)
-        .first()
+    hashed = hash_api_key(raw_key)
+    api_key = intake_cache.cached(
+        ("key", hashed),
+        intake_cache.generation(),
+        lambda: (
+            SourceApiKey.objects.select_related("source")
+            .filter(hashed_key=hashed, revoked_at__isnull=True)
+            .order_by()
+            .first()
+        ),
     )
     if api_key is None:
         return None
@@ -96,6 +104,7 @@ def source_api_key_authenticate(*, raw_key: str) -> SourceApiKey | None:
 def vertical_touch(*, vertical_id: int) -> None:
     """Mark a vertical changed, so that processes drop their cached copy of its schema."""
     Vertical.objects.filter(pk=vertical_id).update(updated_at=timezone.now())
+    intake_cache.invalidate()
 
 
 def source_get_or_create(
@@ -521,6 +530,42 @@ def postback_schedule(*, lead: Lead) -> None:
     """After the current transaction commits, tell the lead's source its final outcome."""
     if not lead.source.postback_url:
         return
+    transaction.on_commit(partial(postback_enqueue, str(lead.pk)))
+
+
+def postback_enqueue(lead_id: str) -> bool:
+    """Queue a lead's postback; a broker that is down loses nothing: the sweeper re-queues
+    routed leads that have no postback on record."""
     from leads.tasks import send_postback
 
-    transaction.on_commit(partial(send_postback.delay, str(lead.pk)))
+    try:
+        send_postback.delay(lead_id)
+    except Exception:
+        logger.warning(
+            "postback enqueue failed; the sweeper will retry",
+            extra={"lead_id": lead_id},
+            exc_info=True,
+        )
+        return False
+    return True
+
+
+# Routed outcomes a source is told of by postback.
+POSTBACK_STATUSES = (LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAILED)
+
+
+def leads_missing_postbacks(*, settle_seconds: int = 60, limit: int = 500) -> list[str]:
+    """Routed leads of sources with a postback URL that have no postback attempt on record."""
+    now = timezone.now()
+    return [
+        str(lead_id)
+        for lead_id in Lead.objects.filter(
+            status__in=POSTBACK_STATUSES,
+            received_at__gte=now - timedelta(days=1),
+            updated_at__lt=now - timedelta(seconds=settle_seconds),
+            postbacks__isnull=True,
+        )
+        .exclude(source__postback_url="")
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    ]

@@ -10,11 +10,17 @@ from datetime import timedelta
 
 import requests
 from celery import shared_task
+from celery.exceptions import Retry
 from django.conf import settings
 from django.core.cache import cache
 
 from leads.models import FINAL_STATUSES, Lead, Postback, PostbackStatus
-from leads.services import idempotency_records_purge, leads_sweep_waiting
+from leads.services import (
+    idempotency_records_purge,
+    leads_missing_postbacks,
+    leads_sweep_waiting,
+    postback_enqueue,
+)
 
 logger = logging.getLogger(__name__)
 POSTBACK_MAX_ATTEMPTS = 6
@@ -39,6 +45,20 @@ def sweep_waiting_leads() -> int:
     return count
 
 
+@shared_task(name="leads.tasks.sweep_missing_postbacks")
+def sweep_missing_postbacks() -> int:
+    """Queue the postbacks that never got queued (the broker was down when the lead settled)."""
+    if not cache.add("lock:sweep_missing_postbacks", 1, timeout=120):
+        return 0
+    try:
+        sent = sum(postback_enqueue(lead_id) for lead_id in leads_missing_postbacks())
+    finally:
+        cache.delete("lock:sweep_missing_postbacks")
+    if sent:
+        logger.info("queued missing postbacks", extra={"count": sent})
+    return sent
+
+
 @shared_task(name="leads.tasks.purge_idempotency_records")
 def purge_idempotency_records() -> int:
     return idempotency_records_purge()
@@ -58,7 +78,7 @@ def postback_payload(lead: Lead) -> dict:
 
 
 @shared_task(name="leads.tasks.send_postback", bind=True, max_retries=POSTBACK_MAX_ATTEMPTS - 1)
-def send_postback(self, lead_id: str) -> str:
+def send_postback(self, lead_id: str) -> str | Retry:
     """POST a lead's final outcome to its source's postback URL; retry transient failures."""
     lead = Lead.objects.select_related("source", "vertical").filter(pk=lead_id).first()
     if lead is None or not lead.source.postback_url or lead.status not in FINAL_STATUSES:
@@ -106,5 +126,10 @@ def send_postback(self, lead_id: str) -> str:
     if record.status == PostbackStatus.PENDING:
         # Exponential backoff with full jitter: 2, 4, 8 … s, capped at 5 minutes.
         countdown = random.uniform(0, min(300, 2**attempt))  # noqa: S311
+        if self.request.is_eager:
+            # In-process (no broker): Celery runs the retries at once, one after the other. A
+            # raised Retry would escape through on_commit into the routing run and the
+            # partner's request.
+            return self.retry(countdown=countdown, throw=False)
         raise self.retry(countdown=countdown)
     return record.status

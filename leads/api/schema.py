@@ -1,4 +1,7 @@
-"""Describe every active vertical's fields in the OpenAPI schema (a drf-spectacular hook)."""
+"""The partner API's OpenAPI schema: each vertical's fields and the problem responses.
+
+`describe_vertical_fields` is the drf-spectacular postprocessing hook the settings register.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,49 @@ from typing import Any
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from config.problems import PROBLEM_CONTENT_TYPE
 from leads.models import FieldType, Vertical
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+# What the one base of every partner endpoint (authentication, permission, content negotiation,
+# throttling; see REST_FRAMEWORK) may answer, whatever the endpoint.
+COMMON_PROBLEMS = {
+    "401": "Missing, unknown or revoked API key.",
+    "403": "The source is inactive.",
+    "406": "The Accept header rules out JSON.",
+    "429": "Over the source's rate limit: retry after `Retry-After` seconds.",
+}
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "201": {
+        "Location": {
+            "schema": {"type": "string", "format": "uri"},
+            "required": True,
+            "description": "The lead's status URL.",
+        }
+    },
+    "202": {
+        "Location": {
+            "schema": {"type": "string", "format": "uri"},
+            "required": True,
+            "description": "The lead's status URL.",
+        }
+    },
+    "401": {
+        "WWW-Authenticate": {
+            "schema": {"type": "string"},
+            "required": True,
+            "description": "The scheme to authenticate with: Bearer.",
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "required": True,
+            "description": "Seconds to wait before the next request.",
+        }
+    },
+}
 
 
 class SourceKeyScheme(OpenApiAuthenticationExtension):
@@ -26,7 +71,8 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     FieldType.STRING: {"type": "string"},
     FieldType.EMAIL: {"type": "string", "format": "email"},
     FieldType.PHONE: {"type": "string", "examples": ["(212) 555-0142"]},
-    FieldType.ZIP: {"type": "string", "pattern": r"^\d{5}(-?\d{4})?$", "examples": ["10001"]},
+    # [0-9], not \d: a JSON Schema regex may read \d as any Unicode digit.
+    FieldType.ZIP: {"type": "string", "pattern": "^[0-9]{5}(-?[0-9]{4})?$", "examples": ["10001"]},
     FieldType.STATE: {"type": "string", "examples": ["NY"]},
     FieldType.INTEGER: {"type": ["integer", "string"]},
     FieldType.DECIMAL: {"type": ["number", "string"]},
@@ -57,8 +103,35 @@ def field_schema(field: Any) -> dict[str, Any]:
     return schema
 
 
+def document_problems(result: dict) -> dict:
+    """Document every operation's problem responses as application/problem+json.
+
+    Each operation gains the problems the common API base may answer; the headers that go
+    with a status (Location, WWW-Authenticate, Retry-After) are described where it appears.
+    """
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in COMMON_PROBLEMS.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    # The exception handler answers every error with a problem document.
+                    response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
+                if status in RESPONSE_HEADERS:
+                    response["headers"] = {
+                        **RESPONSE_HEADERS[status],
+                        **response.get("headers", {}),
+                    }
+    return result
+
+
 def describe_vertical_fields(result: dict, generator: Any, request: Any, public: bool) -> dict:
-    """Turn the submission body into one variant per active vertical, with its fields."""
+    """Turn the submission body into one variant per active vertical, with its fields.
+
+    Being the hook the settings register, it also documents the problem responses.
+    """
+    document_problems(result)
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     submission = schemas.get("LeadSubmission")
     if submission is None:

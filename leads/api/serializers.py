@@ -5,7 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from leads.models import Lead, LeadStatus, Vertical, VerticalField
+from config.problems import PROBLEM_TYPES
+from leads.models import FieldType, Lead, LeadStatus, Vertical, VerticalField
 
 # Partners are told a suppressed lead was rejected, never which list matched.
 PARTNER_STATUS = {LeadStatus.SUPPRESSED: "rejected"}
@@ -27,7 +28,7 @@ FORMAT_HINTS = {
 
 
 class VerticalFieldSerializer(serializers.ModelSerializer):
-    type = serializers.CharField(source="field_type")
+    type = serializers.ChoiceField(choices=FieldType.choices, source="field_type")
     format_hint = serializers.SerializerMethodField()
     minimum = serializers.DecimalField(
         source="min_value", max_digits=14, decimal_places=2, allow_null=True
@@ -154,19 +155,33 @@ class LeadAcceptedSerializer(serializers.Serializer):
 class LeadOutcomeSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["sold", "unsold", "failed", "rejected"])
-    price = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
-    payout = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    # A rejected (suppressed) lead is answered at once, with a reason and neither amount.
+    price = serializers.DecimalField(
+        max_digits=10, decimal_places=2, allow_null=True, required=False
+    )
+    payout = serializers.DecimalField(
+        max_digits=10, decimal_places=2, allow_null=True, required=False
+    )
     reason = serializers.CharField(required=False)
     url = serializers.URLField()
 
 
 class ProblemSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
+    """An RFC 9457 problem document (application/problem+json)."""
+
+    type = serializers.ChoiceField(
+        choices=[problem.uri for problem in PROBLEM_TYPES.values()],
+        help_text="What went wrong, as a URI under /api/problems/ that documents it.",
+    )
+    title = serializers.CharField(help_text="The type's summary; the same for every occurrence.")
+    status = serializers.IntegerField(help_text="The HTTP status code.")
+    detail = serializers.CharField(help_text="What went wrong this time.")
     id = serializers.UUIDField(required=False, help_text="The stored (rejected) lead.")
     errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text='Messages by field path, e.g. {"fields.zip_code": ["…"]}; "_" for the whole.',
     )
-    duplicate_of = serializers.UUIDField(required=False)
+    duplicate_of = serializers.UUIDField(
+        required=False, help_text="The earlier lead this one duplicates, if it was yours."
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -42,6 +44,8 @@ from leads.services import (
     lead_reject_request,
 )
 
+MIN_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADERS = ("Location",)
 OUTCOME_STATUSES = {LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAILED}
@@ -54,14 +58,34 @@ class LeadPagination(CursorPagination):
     max_page_size = 200
 
 
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time, taken to UTC; one the database cannot hold is a 400, not a 500."""
+
+    def to_python(self, value):
+        try:
+            parsed = super().to_python(value)
+            if parsed is not None and parsed.tzinfo is not None:
+                # PostgreSQL refuses offsets past ±15:59, which ISO 8601 allows.
+                parsed = parsed.astimezone(UTC)
+        except OverflowError:
+            parsed = MIN_TIME - timedelta(days=1)
+        if parsed is not None and not (MIN_TIME <= parsed <= MAX_TIME):
+            raise ValidationError("Give a time between the years 1900 and 9999.", code="invalid")
+        return parsed
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class LeadFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=[(s, s) for s in PARTNER_STATUSES], method="filter_status"
     )
     vertical = django_filters.CharFilter(field_name="vertical__slug")
     sub_id = django_filters.CharFilter()
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
     test = django_filters.BooleanFilter(field_name="is_test")
 
     class Meta:
@@ -97,6 +121,11 @@ class Rendered:
             response["Idempotent-Replayed"] = "true"
         response["Vary"] = "Prefer"
         return response
+
+
+def _text_of(body: bytes) -> str:
+    """The body as storable text: PostgreSQL refuses NUL, so it becomes U+FFFD like bad UTF-8."""
+    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def _money(value: Any) -> str | None:
@@ -184,7 +213,30 @@ class LeadListCreateView(GenericAPIView):
     @extend_schema(
         operation_id="leads_list",
         summary="List your leads",
-        parameters=[OpenApiParameter("page_size", int, description="At most 200.")],
+        filters=False,
+        parameters=[
+            OpenApiParameter("page_size", int, description="At most 200."),
+            # LeadFilter's fields, spelled out: the schema generator cannot call get_queryset.
+            OpenApiParameter("status", str, enum=PARTNER_STATUSES),
+            OpenApiParameter("vertical", str, description="A vertical's slug."),
+            OpenApiParameter("sub_id", str),
+            OpenApiParameter(
+                "received_after",
+                {"type": "string", "format": "date-time"},
+                description="Received at or after this time (ISO 8601).",
+            ),
+            OpenApiParameter(
+                "received_before",
+                {"type": "string", "format": "date-time"},
+                description="Received before this time (ISO 8601).",
+            ),
+            OpenApiParameter("test", bool, description="Only test leads, or only real ones."),
+        ],
+        responses={
+            200: LeadSerializer(many=True),
+            400: OpenApiResponse(ProblemSerializer, description="A filter value is not valid."),
+            404: OpenApiResponse(ProblemSerializer, description="The cursor is not valid."),
+        },
     )
     def get(self, request: Request) -> HttpResponse:
         queryset = self.filter_queryset(self.get_queryset())
@@ -205,7 +257,7 @@ class LeadListCreateView(GenericAPIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "pattern": "^[!-~]{1,255}$"},
                 OpenApiParameter.HEADER,
                 description="Retrying with the same key within 24 h returns the first answer.",
             ),
@@ -233,7 +285,13 @@ class LeadListCreateView(GenericAPIView):
                         "last_name": "Major",
                         "email": "mary@example.com",
                         "phone": "(212) 555-0142",
+                        "street_address": "1 Main Street",
                         "zip_code": "10001",
+                        "date_of_birth": "1980-04-02",
+                        "currently_insured": True,
+                        "vehicle_year": 2019,
+                        "vehicle_make": "Toyota",
+                        "vehicle_model": "Camry",
                     },
                     "consent": {
                         "text": "I agree to be contacted by Acme Insurance …",
@@ -255,7 +313,7 @@ class LeadListCreateView(GenericAPIView):
         except ValueError:
             length = 0
         if length > limit:
-            prefix = http.read(1024).decode("utf-8", errors="replace")
+            prefix = _text_of(http.read(1024))
             detail = f"The body is {length} bytes; the limit is {limit}."
             lead = lead_reject_request(
                 source=source, api_key=api_key, raw_body=prefix, remote_ip=remote_ip, detail=detail
@@ -263,7 +321,7 @@ class LeadListCreateView(GenericAPIView):
             return Rendered.problem("payload-too-large", detail, id=str(lead.pk)).response()
 
         body = http.body
-        raw_text = body.decode("utf-8", errors="replace")
+        raw_text = _text_of(body)
         content_type = http.content_type or ""
         if content_type != "application/json" and not content_type.endswith("+json"):
             detail = (
@@ -309,10 +367,20 @@ class LeadListCreateView(GenericAPIView):
                 record = idempotency_lock_and_find(source=source, key=key)
                 if record is not None:
                     if record.request_hash != request_hash:
-                        return Rendered.problem(
-                            "idempotency-key-reused",
+                        detail = (
                             "This Idempotency-Key was used with a different body in the last "
-                            "24 hours.",
+                            "24 hours."
+                        )
+                        lead = lead_reject_request(
+                            source=source,
+                            api_key=api_key,
+                            raw_body=raw_text,
+                            remote_ip=remote_ip,
+                            detail=detail,
+                            errors={"Idempotency-Key": [detail]},
+                        )
+                        return Rendered.problem(
+                            "idempotency-key-reused", detail, id=str(lead.pk)
                         ).response()
                     replay = HttpResponse(
                         bytes(record.response_body), status=record.response_status
@@ -358,14 +426,15 @@ class LeadListCreateView(GenericAPIView):
     def _ingest(self, request, *, source, api_key, body, raw_text, remote_ip):
         try:
             document = json.loads(body)
-        except ValueError as exc:
-            message = (
-                f"Not valid JSON: {exc}"
-                if isinstance(exc, json.JSONDecodeError)
-                else "Not valid UTF-8 JSON."
-            )
+        except (ValueError, RecursionError) as exc:
             if not body.strip():
                 message = "The body is empty; send the lead as a JSON object."
+            elif isinstance(exc, UnicodeDecodeError):
+                message = "Not valid UTF-8 JSON."
+            elif isinstance(exc, RecursionError):  # "[[[[…": the parser's stack ran out
+                message = "Nested too deeply to read."
+            else:
+                message = f"Not valid JSON: {exc}"
             lead = lead_reject_request(
                 source=source,
                 api_key=api_key,
@@ -393,7 +462,13 @@ def parse_prefer_wait(header: str) -> int | None:
     return parse(header, limit=settings.INTAKE_MAX_WAIT_SECONDS)
 
 
-@extend_schema(summary="A lead's status and outcome")
+@extend_schema(
+    summary="A lead's status and outcome",
+    responses={
+        200: LeadSerializer,
+        404: OpenApiResponse(ProblemSerializer, description="No lead of yours has this id."),
+    },
+)
 class LeadDetailView(RetrieveAPIView):
     serializer_class = LeadSerializer
     lookup_field = "pk"
@@ -412,7 +487,13 @@ class VerticalListView(ListAPIView):
         return verticals_for_source(source=self.request.user.source)
 
 
-@extend_schema(summary="One vertical's field schema")
+@extend_schema(
+    summary="One vertical's field schema",
+    responses={
+        200: VerticalSerializer,
+        404: OpenApiResponse(ProblemSerializer, description="Not a vertical your source may use."),
+    },
+)
 class VerticalDetailView(RetrieveAPIView):
     serializer_class = VerticalSerializer
     lookup_field = "slug"
