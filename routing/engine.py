@@ -57,6 +57,7 @@ POST_DEADLINE_S = 30
 # A run must end before the task's soft time limit (60 s), fallbacks and retries included.
 RUN_BUDGET_S = 50
 INTERRUPTED_NOTE = "interrupted: the worker was lost"
+MIN_PINGS_TO_BLAME_US = 4
 # A lead whose routing keeps killing its worker (a poison lead) is failed after this many tries.
 MAX_INTERRUPTED_RUNS = 3
 
@@ -234,6 +235,12 @@ def _attempt(
 def _save_attempts(attempts: list[Attempt]) -> None:
     """Store attempts and count the buyers' answers towards their contracts' health."""
     Attempt.objects.bulk_create(attempts)
+    sent = [a for a in attempts if a.url]  # refusals before sending say nothing of a buyer
+    pings = [a for a in sent if a.kind == EndpointKind.PING and a.latency_ms is not None]
+    slow = [a for a in pings if a.latency_ms > a.contract.latency_limit_ms]
+    # When most buyers of one round look slow, the slowness is ours (a busy worker, a GC
+    # pause): measured latency then says nothing about any one buyer.
+    ours = len(pings) >= MIN_PINGS_TO_BLAME_US and len(slow) * 2 > len(pings)
     health_record(
         Observation(
             contract=a.contract,
@@ -241,10 +248,9 @@ def _save_attempts(attempts: list[Attempt]) -> None:
             ok=a.response_status is not None
             and a.response_status < 500
             and a.response_status != 429,
-            latency_ms=a.latency_ms,
+            latency_ms=None if ours else a.latency_ms,
         )
-        for a in attempts
-        if a.url  # sent to the buyer; refusals before sending say nothing of its health
+        for a in sent
     )
 
 

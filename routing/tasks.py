@@ -8,6 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
+from django.db import close_old_connections
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -23,6 +24,9 @@ def route_lead(lead_id: str) -> str:
     """Route one lead; a second delivery of the same lead finds it claimed and does nothing."""
     from routing.engine import lead_route
 
+    # Connections are reused across tasks (CELERY_DB_REUSE_MAX): drop one that broke (a
+    # restarted database) or outlived CONN_MAX_AGE before it fails this run.
+    close_old_connections()
     return lead_route(lead_id=lead_id)
 
 

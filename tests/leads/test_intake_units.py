@@ -247,7 +247,7 @@ def test_an_absurdly_large_number_is_refused_at_once(field_type, huge):
     # Converting 1e99999999 to an int would take minutes: one request would hold a worker.
     started = time.monotonic()
     assert error_of(field_type, huge) == "Too large a number."
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # the conversion itself would take minutes
 
 
 # --- Booleans, dates, choices ----------------------------------------------------------------

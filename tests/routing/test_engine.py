@@ -469,7 +469,8 @@ def test_a_post_sent_but_not_answered_is_ambiguous_never_reposted_and_the_lead_f
     started = time.monotonic()
     route(lead)
 
-    assert time.monotonic() - started < 3
+    # The buyer never answers: the run is bounded by the endpoint's timeouts, not by the buyer.
+    assert time.monotonic() - started < 10
     assert hanging.ledger.requests["post"] == 1
     assert posts(lead) == [(silent.pk, AMBIGUOUS), (fallback.pk, ACCEPTED)]
     ambiguous = Attempt.objects.get(lead=lead, outcome=AMBIGUOUS)
@@ -522,7 +523,8 @@ def test_a_slow_buyer_never_holds_the_auction_past_its_deadline(market, start_si
     route(lead)
     elapsed = time.monotonic() - started
 
-    assert elapsed < 1.5
+    # Not a speed goal: the slow buyer answers after 5 s, and the run must not wait for it.
+    assert elapsed < 4
     assert sorted(attempts(lead, EndpointKind.PING)) == sorted([(slow.pk, TIMEOUT), (fast.pk, BID)])
     assert slow_buyer.ledger.requests["post"] == 0
     assert sales(lead) == {fast.pk: D("10.00")}
@@ -1026,3 +1028,30 @@ def test_a_bid_that_expired_during_a_fallback_is_pinged_again_before_the_post(
         (slow_rejecter.pk, AttemptOutcome.REJECTED),
         (fallback.pk, AttemptOutcome.ACCEPTED),
     ]
+
+
+def test_when_most_buyers_of_a_round_look_slow_the_slowness_is_not_held_against_them(market):
+    # Five buyers answering in 120 ms against a 50 ms limit: the platform (a busy worker, a GC
+    # pause) is the likelier cause, and pausing every buyer at once would stop all sales.
+    contracts = [
+        market.contract(ping="bid=10&delay_ms=120", latency_limit_ms=50, latency_strikes=1)
+        for _ in range(5)
+    ]
+
+    lead = market.lead()
+    route(lead)
+
+    assert lead.status == LeadStatus.SOLD
+    assert not ContractHealth.objects.filter(
+        contract__in=contracts, status=HealthStatus.OPEN
+    ).exists()
+
+
+def test_one_slow_buyer_among_fast_ones_is_still_held_to_its_latency_limit(market):
+    fast = [market.contract(ping="bid=10", latency_limit_ms=2000) for _ in range(4)]
+    slow = market.contract(ping="bid=5&delay_ms=200", latency_limit_ms=50, latency_strikes=1)
+
+    route(market.lead())
+
+    assert health_of(slow).status == HealthStatus.OPEN
+    assert not ContractHealth.objects.filter(contract__in=fast, status=HealthStatus.OPEN).exists()

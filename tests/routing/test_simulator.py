@@ -207,7 +207,8 @@ def test_it_stops_promptly_while_a_request_hangs(caplog: pytest.LogCaptureFixtur
     sim.stop()
     client.join(TIMEOUT)
 
-    assert time.monotonic() - started < 0.5
+    # aiohttp would otherwise wait 60 s for the hanging request.
+    assert time.monotonic() - started < 5
     assert len(outcome) == 1, "the hanging client should see the connection close"
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
