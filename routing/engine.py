@@ -31,7 +31,7 @@ from buyers.models import (
 )
 from buyers.services import CapRefusal, cap_commit, cap_release, cap_reserve
 from config.admin_display import plural
-from leads.models import Lead, LeadStatus, PayoutModel, VerticalField
+from leads.models import Lead, LeadStatus, PayoutModel
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
 from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
@@ -48,7 +48,7 @@ from routing.mapping import (
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale, SaleStatus
 from routing.responses import parse_response, rule_from_model
 from routing.selection import Bid, filter_bids, money, plan_sale, rank
-from routing.selectors import explain
+from routing.selectors import delivery_setup, explain
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
@@ -153,15 +153,6 @@ def _release_held(lead: Lead, auction: Auction, *, reason: str) -> set[int]:
         )
     Attempt.objects.bulk_create(attempts)
     return excluded
-
-
-def _contracts(ids: list[int]) -> dict[int, Contract]:
-    return {
-        c.pk: c
-        for c in Contract.objects.filter(pk__in=ids)
-        .select_related("buyer")
-        .prefetch_related("endpoints", "mappings", "response_rules")
-    }
 
 
 def _endpoint(contract: Contract, kind: str):
@@ -447,7 +438,9 @@ def _route(
     vertical = lead.vertical
     run_deadline = time.monotonic() + RUN_BUDGET_S
     verdicts = explain(lead)
-    contracts = _contracts([v.contract_id for v in verdicts if v.eligible])
+    contracts, ping_fields = delivery_setup(
+        vertical, [v.contract_id for v in verdicts if v.eligible]
+    )
     refused = health_admit(contracts.values())
     for contract in contracts.values():
         if contract.buyer_id in excluded_buyers:
@@ -465,9 +458,6 @@ def _route(
     if not eligible:
         return _finish(lead, auction, sales=[], note="no eligible contract")
 
-    ping_fields = frozenset(
-        VerticalField.objects.filter(vertical=vertical, in_ping=True).values_list("name", flat=True)
-    )
     offers = [
         Offer(contract=contracts[v.contract_id]) for v in eligible if v.contract_id in contracts
     ]

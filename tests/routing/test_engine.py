@@ -29,7 +29,7 @@ from buyers.models import (
     PriceModel,
     ReservationStatus,
 )
-from buyers.services import cap_reserve
+from buyers.services import cap_reserve, contract_touch
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel
 from routing import engine
 from routing.engine import INTERRUPTED_NOTE, MAX_INTERRUPTED_RUNS, POST_RETRIES, lead_route
@@ -1055,3 +1055,19 @@ def test_one_slow_buyer_among_fast_ones_is_still_held_to_its_latency_limit(marke
 
     assert health_of(slow).status == HealthStatus.OPEN
     assert not ContractHealth.objects.filter(contract__in=fast, status=HealthStatus.OPEN).exists()
+
+
+def test_cached_delivery_set_up_follows_a_contract_change(market, settings, start_simulator):
+    settings.ELIGIBILITY_RULES_TTL = 60
+    contract = market.contract(ping="bid=10")
+    first = market.lead()
+    route(first)
+    moved = start_simulator()
+    contract.endpoints.filter(kind=EndpointKind.POST).update(url=f"{moved.base_url}/post")
+    contract_touch(contract_id=contract.pk)  # what every admin save of a contract part does
+
+    second = market.lead()
+    route(second)
+
+    assert (first.status, second.status) == (LeadStatus.SOLD, LeadStatus.SOLD)
+    assert moved.ledger.requests == {"post": 1}

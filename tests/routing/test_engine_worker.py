@@ -322,7 +322,10 @@ def test_a_worker_killed_mid_post_loses_no_lead_and_posts_none_twice_to_one_buye
             .values_list("status", "note")
         ) == [
             (AuctionStatus.FAILED, INTERRUPTED_NOTE),
-            (AuctionStatus.SOLD, "exclusive for $10.00; no shared bid"),
+            (
+                AuctionStatus.SOLD,
+                "sold to 1 buyer for $10.00 (first plan: exclusive for $10.00; no shared bid)",
+            ),
         ]
     assert not CapReservation.objects.filter(status=ReservationStatus.HELD).exists()
     assert CapReservation.objects.filter(
