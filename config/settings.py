@@ -123,7 +123,10 @@ WSGI_APPLICATION = "config.wsgi.application"
 
 # Unset DATABASE_URL means the embedded default: a SQLite file next to manage.py.
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'leadswitch.sqlite3'}"),
+    # An empty DATABASE_URL means unset, as an empty CELERY_BROKER_URL does.
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'leadswitch.sqlite3'}"
+    ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = _env_int("CONN_MAX_AGE", default=60)
