@@ -19,14 +19,16 @@ from routing.models import Auction, AuctionStatus
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="routing.tasks.route_lead")
-def route_lead(lead_id: str) -> str:
+@shared_task(name="routing.tasks.route_lead", bind=True)
+def route_lead(self, lead_id: str) -> str:
     """Route one lead; a second delivery of the same lead finds it claimed and does nothing."""
     from routing.engine import lead_route
 
-    # Connections are reused across tasks (CELERY_DB_REUSE_MAX): drop one that broke (a
-    # restarted database) or outlived CONN_MAX_AGE before it fails this run.
-    close_old_connections()
+    if not self.request.is_eager:
+        # Connections are reused across tasks (CELERY_DB_REUSE_MAX): drop one that broke (a
+        # restarted database) or outlived CONN_MAX_AGE before it fails this run. An eager
+        # task runs inside its caller's transaction, whose connection is not ours to close.
+        close_old_connections()
     return lead_route(lead_id=lead_id)
 
 
