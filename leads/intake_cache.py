@@ -5,7 +5,8 @@ rows that change a few times a day. Entries are kept per process under a generat
 in the shared cache (Redis in production): any save of a source, key, vertical or field, a key
 revocation or a change of a source's verticals replaces the token, so every process drops its
 copies at its next request. One cache GET per request checks the token; entries also expire
-after a minute, which bounds changes made outside Django (raw SQL).
+after a minute, which bounds changes made outside Django (raw SQL). Without a shared cache
+(the embedded default) nothing is cached: a revocation must reach every web worker at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 
 GENERATION_KEY = "intake:generation"
 ENTRY_SECONDS = 60.0
@@ -40,8 +42,16 @@ def invalidate() -> None:
     cache.set(GENERATION_KEY, secrets.token_hex(8), timeout=None)
 
 
+def _shared() -> bool:
+    # A process-local cache (the embedded default) cannot tell one web worker that another
+    # revoked a key: without a shared one, every request reads the database.
+    return not isinstance(caches["default"], LocMemCache)
+
+
 def cached(key: tuple[Any, ...], token: str, load: Callable[[], Any]) -> Any:
     """Return the value cached under key for this token, loading it when absent or stale."""
+    if not _shared():
+        return load()
     now = time.monotonic()
     with _lock:
         entry = _entries.get(key)
