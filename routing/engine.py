@@ -145,8 +145,6 @@ def _release_held(lead: Lead, auction: Auction, *, reason: str) -> set[int]:
                 lead=lead,
                 contract=reservation.contract,
                 kind=EndpointKind.POST,
-                request=None,
-                result=None,
                 outcome=AttemptOutcome.AMBIGUOUS,
                 reason=reason,
             )
@@ -196,9 +194,9 @@ def _attempt(
     lead: Lead,
     contract: Contract,
     kind: str,
-    request: OutgoingRequest | None,
-    result: HttpResult | None,
     outcome: str,
+    request: OutgoingRequest | None = None,
+    result: HttpResult | None = None,
     price: Decimal | None = None,
     reason: str = "",
     reference: str = "",
@@ -273,8 +271,6 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
                     lead=lead,
                     contract=contract,
                     kind=EndpointKind.PING,
-                    request=None,
-                    result=None,
                     outcome=AttemptOutcome.ERROR,
                     reason=str(exc),
                 )
@@ -287,8 +283,6 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
                     lead=lead,
                     contract=contract,
                     kind=EndpointKind.PING,
-                    request=None,
-                    result=None,
                     outcome=AttemptOutcome.ERROR,
                     reason="the contract has no ping endpoint",
                 )
@@ -545,8 +539,6 @@ def _post_all(
                     lead=lead,
                     contract=contract,
                     kind=EndpointKind.POST,
-                    request=None,
-                    result=None,
                     outcome=AttemptOutcome.REJECTED,
                     reason=f"not posted: {reservation.reason}",
                 )
@@ -565,8 +557,6 @@ def _post_all(
                     lead=lead,
                     contract=contract,
                     kind=EndpointKind.POST,
-                    request=None,
-                    result=None,
                     outcome=AttemptOutcome.ERROR,
                     reason=str(exc),
                 )

@@ -128,6 +128,29 @@ def _text_of(body: bytes) -> str:
     return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
+def refuse(
+    slug: str,
+    detail: str,
+    *,
+    principal: Any,
+    raw_body: str,
+    remote_ip: str | None,
+    errors: dict[str, list[str]] | None = None,
+    show_errors: bool = True,
+) -> tuple[Rendered, Lead]:
+    """Store a request refused before intake could read it as a lead, and its problem answer."""
+    lead = lead_reject_request(
+        source=principal.source,
+        api_key=principal.api_key,
+        raw_body=raw_body,
+        remote_ip=remote_ip,
+        detail=detail,
+        errors=errors,
+    )
+    shown = errors if show_errors else None
+    return Rendered.problem(slug, detail, id=str(lead.pk), errors=shown), lead
+
+
 def _money(value: Any) -> str | None:
     return None if value is None else f"{value:.2f}"
 
@@ -315,10 +338,14 @@ class LeadListCreateView(GenericAPIView):
         if length > limit:
             prefix = _text_of(http.read(1024))
             detail = f"The body is {length} bytes; the limit is {limit}."
-            lead = lead_reject_request(
-                source=source, api_key=api_key, raw_body=prefix, remote_ip=remote_ip, detail=detail
+            rendered, _ = refuse(
+                "payload-too-large",
+                detail,
+                principal=principal,
+                raw_body=prefix,
+                remote_ip=remote_ip,
             )
-            return Rendered.problem("payload-too-large", detail, id=str(lead.pk)).response()
+            return rendered.response()
 
         body = http.body
         raw_text = _text_of(body)
@@ -327,29 +354,27 @@ class LeadListCreateView(GenericAPIView):
             detail = (
                 f"Send JSON with Content-Type: application/json, not {content_type or 'nothing'}."
             )
-            lead = lead_reject_request(
-                source=source,
-                api_key=api_key,
+            rendered, _ = refuse(
+                "unsupported-media-type",
+                detail,
+                principal=principal,
                 raw_body=raw_text,
                 remote_ip=remote_ip,
-                detail=detail,
             )
-            return Rendered.problem("unsupported-media-type", detail, id=str(lead.pk)).response()
+            return rendered.response()
 
         key = http.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
             detail = "An Idempotency-Key is 1 to 255 printable ASCII characters."
-            lead = lead_reject_request(
-                source=source,
-                api_key=api_key,
+            rendered, _ = refuse(
+                "malformed-request",
+                detail,
+                principal=principal,
                 raw_body=raw_text,
                 remote_ip=remote_ip,
-                detail=detail,
                 errors={"Idempotency-Key": [detail]},
             )
-            return Rendered.problem(
-                "malformed-request", detail, id=str(lead.pk), errors={"Idempotency-Key": [detail]}
-            ).response()
+            return rendered.response()
 
         wait = parse_prefer_wait(http.headers.get("Prefer", ""))
         if key is None:
@@ -371,17 +396,16 @@ class LeadListCreateView(GenericAPIView):
                             "This Idempotency-Key was used with a different body in the last "
                             "24 hours."
                         )
-                        lead = lead_reject_request(
-                            source=source,
-                            api_key=api_key,
+                        rendered, _ = refuse(
+                            "idempotency-key-reused",
+                            detail,
+                            principal=principal,
                             raw_body=raw_text,
                             remote_ip=remote_ip,
-                            detail=detail,
                             errors={"Idempotency-Key": [detail]},
+                            show_errors=False,
                         )
-                        return Rendered.problem(
-                            "idempotency-key-reused", detail, id=str(lead.pk)
-                        ).response()
+                        return rendered.response()
                     replay = HttpResponse(
                         bytes(record.response_body), status=record.response_status
                     )
@@ -435,17 +459,14 @@ class LeadListCreateView(GenericAPIView):
                 message = "Nested too deeply to read."
             else:
                 message = f"Not valid JSON: {exc}"
-            lead = lead_reject_request(
-                source=source,
-                api_key=api_key,
+            return refuse(
+                "malformed-request",
+                message,
+                principal=request.user,
                 raw_body=raw_text,
                 remote_ip=remote_ip,
-                detail=message,
                 errors={"_": [message]},
             )
-            return Rendered.problem(
-                "malformed-request", message, id=str(lead.pk), errors={"_": [message]}
-            ), lead
         result = lead_ingest(
             source=source,
             api_key=api_key,
