@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
@@ -255,6 +256,7 @@ def _rotation(vertical_id: int) -> int:
 
 def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) -> list[Attempt]:
     """Ping every ping/post offer in parallel under the vertical's deadline; fill in the bids."""
+    ping = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.PING)
     attempts: list[Attempt] = []
     to_ping: list[Offer] = []
     for offer in offers:
@@ -266,11 +268,8 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
             offer.ping = _request(contract, EndpointKind.PING, lead, ping_fields)
         except MappingError as exc:
             attempts.append(
-                _attempt(
-                    auction=auction,
-                    lead=lead,
+                ping(
                     contract=contract,
-                    kind=EndpointKind.PING,
                     outcome=AttemptOutcome.ERROR,
                     reason=str(exc),
                 )
@@ -278,11 +277,8 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
             continue
         if offer.ping is None:
             attempts.append(
-                _attempt(
-                    auction=auction,
-                    lead=lead,
+                ping(
                     contract=contract,
-                    kind=EndpointKind.PING,
                     outcome=AttemptOutcome.ERROR,
                     reason="the contract has no ping endpoint",
                 )
@@ -296,11 +292,8 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
         if result.status is None:
             outcome = AttemptOutcome.TIMEOUT if result.timed_out else AttemptOutcome.ERROR
             attempts.append(
-                _attempt(
-                    auction=auction,
-                    lead=lead,
+                ping(
                     contract=contract,
-                    kind=EndpointKind.PING,
                     request=offer.ping,
                     result=result,
                     outcome=outcome,
@@ -319,11 +312,8 @@ def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) ->
         if parsed.accepted and parsed.price is None:
             reason = "bid without a price"
         attempts.append(
-            _attempt(
-                auction=auction,
-                lead=lead,
+            ping(
                 contract=contract,
-                kind=EndpointKind.PING,
                 request=offer.ping,
                 result=result,
                 outcome=outcome,
@@ -525,6 +515,7 @@ def _post_all(
     lead: Lead, auction: Auction, offers: list[Offer], *, deadline: float
 ) -> list[tuple[Bid, Sale | None]]:
     """Reserve caps and post to each offer in parallel; return each bid with its sale, if any."""
+    post = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.POST)
     outcomes: list[tuple[Bid, Sale | None]] = []
     live: list[tuple[Offer, object, OutgoingRequest]] = []
     attempts: list[Attempt] = []
@@ -534,11 +525,8 @@ def _post_all(
         reservation = cap_reserve(lead=lead, contract=contract, price=price)
         if isinstance(reservation, CapRefusal):
             attempts.append(
-                _attempt(
-                    auction=auction,
-                    lead=lead,
+                post(
                     contract=contract,
-                    kind=EndpointKind.POST,
                     outcome=AttemptOutcome.REJECTED,
                     reason=f"not posted: {reservation.reason}",
                 )
@@ -552,11 +540,8 @@ def _post_all(
         except MappingError as exc:
             cap_release(reservation=reservation)
             attempts.append(
-                _attempt(
-                    auction=auction,
-                    lead=lead,
+                post(
                     contract=contract,
-                    kind=EndpointKind.POST,
                     outcome=AttemptOutcome.ERROR,
                     reason=str(exc),
                 )
@@ -583,11 +568,8 @@ def _post_all(
             for (offer, reservation, request), result in zip(pending, results, strict=True):
                 if result.transient and attempt_number < POST_RETRIES:
                     attempts.append(
-                        _attempt(
-                            auction=auction,
-                            lead=lead,
+                        post(
                             contract=offer.contract,
-                            kind=EndpointKind.POST,
                             request=request,
                             result=result,
                             outcome=AttemptOutcome.ERROR,
@@ -615,6 +597,7 @@ def _post_all(
 
 
 def _settle_post(*, lead, auction, offer, reservation, request, result, attempts):
+    post = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.POST)
     contract = offer.contract
     if result.status is None:
         cap_release(reservation=reservation)
@@ -625,11 +608,8 @@ def _settle_post(*, lead, auction, offer, reservation, request, result, attempts
             else result.error
         )
         attempts.append(
-            _attempt(
-                auction=auction,
-                lead=lead,
+            post(
                 contract=contract,
-                kind=EndpointKind.POST,
                 request=request,
                 result=result,
                 outcome=outcome,
@@ -641,11 +621,8 @@ def _settle_post(*, lead, auction, offer, reservation, request, result, attempts
     if not parsed.accepted:
         cap_release(reservation=reservation)
         attempts.append(
-            _attempt(
-                auction=auction,
-                lead=lead,
+            post(
                 contract=contract,
-                kind=EndpointKind.POST,
                 request=request,
                 result=result,
                 # A 5xx or 429 that outlived its retries is the buyer failing, not saying no.
@@ -660,11 +637,8 @@ def _settle_post(*, lead, auction, offer, reservation, request, result, attempts
         ZERO if lead.is_test else (parsed.price if parsed.price is not None else offer.bid.price)
     )
     attempts.append(
-        _attempt(
-            auction=auction,
-            lead=lead,
+        post(
             contract=contract,
-            kind=EndpointKind.POST,
             request=request,
             result=result,
             outcome=AttemptOutcome.ACCEPTED,

@@ -11,17 +11,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
-from django.conf import settings
 from django.db import connection
 
 from buyers.models import (
@@ -38,6 +34,7 @@ from leads.models import Lead, LeadStatus
 from routing.models import Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory
+from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -187,22 +184,6 @@ def test_routings_that_release_concurrently_leave_the_counter_empty():
 
 
 # --- Through Celery, with several worker processes ---------------------------------------------
-
-BASE_DIR = Path(settings.BASE_DIR)
-CELERY = Path(sys.executable).with_name("celery")
-
-
-def database_url_of_this_test() -> str:
-    """Return a DATABASE_URL for the database this test runs on (pytest-django's test copy)."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = f"{credentials}@" if credentials else ""
-    host += db["HOST"] or "localhost"
-    if db["PORT"]:
-        host += f":{db['PORT']}"
-    return f"postgres://{host}/{db['NAME']}"
 
 
 @pytest.fixture

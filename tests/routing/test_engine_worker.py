@@ -12,20 +12,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
-from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 
 from buyers.models import (
     CapReservation,
@@ -41,6 +37,7 @@ from routing.engine import INTERRUPTED_NOTE
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
 from tests.leads.factories import api_key_for
+from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
 
 pytestmark = [
     pytest.mark.postgres,
@@ -51,23 +48,8 @@ pytestmark = [
     ),
 ]
 
-BASE_DIR = Path(settings.BASE_DIR)
-CELERY = Path(sys.executable).with_name("celery")
 STALE_SECONDS = 3
 D = Decimal
-
-
-def database_url_of_this_test() -> str:
-    """Return a DATABASE_URL for the database this test runs on (pytest-django's test copy)."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = f"{credentials}@" if credentials else ""
-    host += db["HOST"] or "localhost"
-    if db["PORT"]:
-        host += f":{db['PORT']}"
-    return f"postgres://{host}/{db['NAME']}"
 
 
 @pytest.fixture
