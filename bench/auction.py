@@ -91,6 +91,7 @@ PHASES = {
     "_post_all": "post build",
     "_settle_post": "post settle",
     "_save_attempts": "attempts+health",
+    "_record_health": "attempts+health",
     "_finish": "finish",
 }
 PING_HTTP, POST_HTTP, OTHER = "ping HTTP", "post HTTP", "other"

@@ -103,6 +103,10 @@ class _CapReachedError(Exception):
         self.usage = usage
 
 
+class _RefusedError(Exception):
+    """Rolls back a reservation its contract's already-bought rule refuses; says why."""
+
+
 def cap_reserve(
     *, lead: Lead, contract: Contract, price: Decimal, now: datetime | None = None
 ) -> CapReservation | CapRefusal:
@@ -117,25 +121,29 @@ def cap_reserve(
     if price < 0:
         raise ValueError("a price cannot be negative")
     now = now or timezone.now()
-    existing = _live_reservation(lead=lead, contract=contract)
-    if existing is not None:
-        return existing
     try:
         with transaction.atomic():
-            repeat = _repeat_purchase(lead=lead, contract=contract, now=now)
-            if repeat:
-                return CapRefusal(reason=repeat)
-            counters = _cap_counters_charge(contract=contract, price=price, now=now)
+            # The row first: when the lead already holds room with this contract (an earlier
+            # call, or a concurrent one), the partial unique constraint refuses it before anything
+            # is charged, and no routing run pays a query to look for a reservation first.
             reservation = CapReservation.objects.create(
                 lead=lead, contract=contract, price=price, created_at=now
             )
+            repeat = _repeat_purchase(lead=lead, contract=contract, now=now)
+            if repeat:
+                raise _RefusedError(repeat)
+            counters = _cap_counters_charge(
+                contract=contract, price=price, now=now, reservation_id=reservation.pk
+            )
             if counters:
                 reservation.counters.add(*counters)
+    except _RefusedError as refused:
+        return CapRefusal(reason=str(refused))
     except _CapReachedError as reached:
         return CapRefusal(reason=reached.usage.describe(), usage=reached.usage)
     except IntegrityError:
-        # A concurrent call for the same lead and contract won the partial unique constraint;
-        # our charges rolled back with the transaction, so hand back what that call reserved.
+        # The lead already holds room with this contract (it may be a concurrent call that won
+        # the partial unique constraint): hand back that reservation, nothing charged twice.
         existing = _live_reservation(lead=lead, contract=contract)
         if existing is None:
             raise
@@ -168,8 +176,16 @@ def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> 
     """
     if price is not None and price < 0:
         raise ValueError("a price cannot be negative")
-    with transaction.atomic():
+    # No savepoint: a sale commits its charge inside its own transaction, and a savepoint is two
+    # more round trips to the database on every sale.
+    with transaction.atomic(savepoint=False):
         held = CapReservation.objects.filter(pk=reservation.pk, status=ReservationStatus.HELD)
+        if price is None or price == reservation.price:
+            # A held reservation's price never changes, so the caller's copy is the reserved one.
+            if not held.update(status=ReservationStatus.COMMITTED, updated_at=timezone.now()):
+                return False
+            reservation.status = ReservationStatus.COMMITTED
+            return True
         reserved = held.values_list("price", flat=True).first()
         if reserved is None:
             return False
@@ -222,8 +238,14 @@ def _live_reservation(*, lead: Lead, contract: Contract) -> CapReservation | Non
     ).first()
 
 
-def _cap_counters_charge(*, contract: Contract, price: Decimal, now: datetime) -> list[CapCounter]:
-    """Add one lead at `price` to the current counter of every cap, or raise _CapReachedError."""
+def _cap_counters_charge(
+    *, contract: Contract, price: Decimal, now: datetime, reservation_id: int
+) -> list[CapCounter]:
+    """Add one lead at `price` to the current counter of every cap, or raise _CapReachedError.
+
+    `reservation_id` is the reservation being charged for: a counter created now counts what
+    was bought before it, not that one.
+    """
     specs = [cap_limit_spec(cap) for cap in ContractCap.objects.filter(contract_id=contract.pk)]
     specs += [cap_limit_spec(cap) for cap in BuyerCap.objects.filter(buyer_id=contract.buyer_id)]
     if not specs:
@@ -238,7 +260,9 @@ def _cap_counters_charge(*, contract: Contract, price: Decimal, now: datetime) -
     # Create missing counters in one fixed order, so that two reservations creating the same
     # ones wait for each other rather than deadlock.
     for spec in sorted((s for s in specs if keys[s] not in counters), key=keys.__getitem__):
-        counters[keys[spec]] = _cap_counter_create(spec=spec, bounds=bounds[spec])
+        counters[keys[spec]] = _cap_counter_create(
+            spec=spec, bounds=bounds[spec], reservation_id=reservation_id
+        )
 
     def usage_of(spec: CapLimitSpec, counter: CapCounter) -> CapUsage:
         start, end = bounds[spec]
@@ -267,7 +291,9 @@ def _cap_counters_charge(*, contract: Contract, price: Decimal, now: datetime) -
     return [counter for counter, _ in charges]
 
 
-def _cap_counter_create(*, spec: CapLimitSpec, bounds: tuple[datetime, datetime]) -> CapCounter:
+def _cap_counter_create(
+    *, spec: CapLimitSpec, bounds: tuple[datetime, datetime], reservation_id: int | None
+) -> CapCounter:
     """Create the counter of a period, starting from what the owner already bought in it.
 
     A cap added at noon must count the morning's sales, which no counter recorded. Two routers
@@ -278,7 +304,7 @@ def _cap_counter_create(*, spec: CapLimitSpec, bounds: tuple[datetime, datetime]
     owner = {f"{spec.scope}_id": spec.owner_id}
     bought = CapReservation.objects.filter(
         status__in=LIVE_RESERVATION_STATUSES, created_at__gte=start, created_at__lt=end
-    )
+    ).exclude(pk=reservation_id)
     if spec.scope == BUYER_SCOPE:
         bought = bought.filter(contract__buyer_id=spec.owner_id)
     else:
@@ -338,4 +364,4 @@ def cap_counters_seed(
             cap_counters_filter([cap_counter_key(spec, bounds[0])])
         ).exists()
         if not exists:
-            _cap_counter_create(spec=spec, bounds=bounds)
+            _cap_counter_create(spec=spec, bounds=bounds, reservation_id=None)

@@ -293,6 +293,9 @@ SIMULATOR_URL = env.str("SIMULATOR_URL", default="http://127.0.0.1:9100").rstrip
 # Compiled contract rules are kept per process while the vertical is unchanged (admin saves mark
 # it changed), and at most this many seconds, which bounds changes made outside the admin.
 ELIGIBILITY_RULES_TTL = _env_int("ELIGIBILITY_RULES_TTL", default=60)
+# How often a worker asks whether a vertical changed (a small aggregate query): at most once per
+# this many milliseconds per vertical, so an admin change reaches routing this much later.
+ELIGIBILITY_VERSION_RECHECK_MS = _env_int("ELIGIBILITY_VERSION_RECHECK_MS", default=1000)
 
 # --- Logging: JSON lines by default, plain text for humans with LOG_FORMAT=text. ---
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

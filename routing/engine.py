@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from buyers.models import (
@@ -50,6 +50,7 @@ from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.responses import parse_response, rule_from_model
 from routing.selection import Bid, filter_bids, money, plan_sale, rank
 from routing.selectors import delivery_setup, explain
+from routing.services import attempts_insert
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
@@ -75,9 +76,54 @@ class Offer:
 
 @dataclass
 class Run:
+    """One routing run. Its attempts and the buyers' answers are kept here and written when the
+    run ends, in the transaction that settles the lead: one write instead of one per round."""
+
     lead: Lead
     auction: Auction
     resumed: bool = False
+    attempts: list[Attempt] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    sales: list[Sale] = field(default_factory=list)
+
+
+# Claim an accepted lead and open its auction in one statement (one round trip, atomic on its
+# own): the ORM's transaction for the same took five round trips of a run's few dozen.
+_CLAIM_SQL = """
+WITH claimed AS (
+    UPDATE {lead} SET status = %s, updated_at = %s WHERE id = %s AND status = %s RETURNING id
+)
+INSERT INTO {auction} (lead_id, status, started_at, eligible_count, explanation, note)
+SELECT id, %s, %s, 0, '[]', '' FROM claimed
+RETURNING id
+"""
+
+
+def _claim_accepted(lead_id: str, now) -> Run | None:
+    if connection.vendor == "postgresql":
+        sql = _CLAIM_SQL.format(lead=Lead._meta.db_table, auction=Auction._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql,
+                [LeadStatus.ROUTING, now, lead_id, LeadStatus.ACCEPTED, AuctionStatus.RUNNING, now],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        lead = Lead.objects.select_related("vertical", "source").get(pk=lead_id)
+        auction = Auction(
+            pk=row[0], lead=lead, status=AuctionStatus.RUNNING, started_at=now, explanation=[]
+        )
+        auction._state.adding = False
+        return Run(lead=lead, auction=auction)
+    with transaction.atomic():
+        claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
+            status=LeadStatus.ROUTING, updated_at=now
+        )
+        if not claimed:
+            return None
+        lead = Lead.objects.select_related("vertical", "source").get(pk=lead_id)
+        return Run(lead=lead, auction=Auction.objects.create(lead=lead))
 
 
 def _claim(lead_id: str) -> Run | None:
@@ -87,13 +133,10 @@ def _claim(lead_id: str) -> Run | None:
     running auction whose start says how long it has been at it.
     """
     now = timezone.now()
+    run = _claim_accepted(lead_id, now)
+    if run is not None:
+        return run
     with transaction.atomic():
-        claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
-            status=LeadStatus.ROUTING, updated_at=now
-        )
-        if claimed:
-            lead = Lead.objects.select_related("vertical", "source").get(pk=lead_id)
-            return Run(lead=lead, auction=Auction.objects.create(lead=lead))
         lead = (
             Lead.objects.select_for_update(of=("self",))
             .select_related("vertical", "source")
@@ -118,11 +161,9 @@ def _recover(run: Run) -> tuple[list[Sale], set[int]]:
     read the answer. The lead must not be sent there again blindly: release the room, record
     the post as ambiguous for review, and leave the buyer out of this run.
     """
-    lead, auction = run.lead, run.auction
-    sales = list(Sale.objects.filter(lead=lead, status=SaleStatus.SOLD))
+    sales = list(Sale.objects.filter(lead=run.lead, status=SaleStatus.SOLD))
     excluded = _release_held(
-        lead,
-        auction,
+        run,
         reason="the worker was lost while this post was in flight: not re-posted, "
         "marked for review",
     )
@@ -130,17 +171,17 @@ def _recover(run: Run) -> tuple[list[Sale], set[int]]:
     return sales, excluded
 
 
-def _release_held(lead: Lead, auction: Auction, *, reason: str) -> set[int]:
+def _release_held(run: Run, *, reason: str) -> set[int]:
     """Release the lead's held reservations as ambiguous posts; return the buyers they were for."""
+    lead, auction = run.lead, run.auction
     excluded: set[int] = set()
-    attempts = []
     held = CapReservation.objects.filter(lead=lead, status=ReservationStatus.HELD).select_related(
         "contract"
     )
     for reservation in held:
         cap_release(reservation=reservation)
         excluded.add(reservation.contract.buyer_id)
-        attempts.append(
+        run.attempts.append(
             _attempt(
                 auction=auction,
                 lead=lead,
@@ -150,7 +191,6 @@ def _release_held(lead: Lead, auction: Auction, *, reason: str) -> set[int]:
                 reason=reason,
             )
         )
-    Attempt.objects.bulk_create(attempts)
     return excluded
 
 
@@ -222,16 +262,16 @@ def _attempt(
     )
 
 
-def _save_attempts(attempts: list[Attempt]) -> None:
-    """Store attempts and count the buyers' answers towards their contracts' health."""
-    Attempt.objects.bulk_create(attempts)
+def _record(run: Run, attempts: list[Attempt]) -> None:
+    """Keep one round's attempts on the run, and the buyers' answers for their health."""
+    run.attempts.extend(attempts)
     sent = [a for a in attempts if a.url]  # refusals before sending say nothing of a buyer
     pings = [a for a in sent if a.kind == EndpointKind.PING and a.latency_ms is not None]
     slow = [a for a in pings if a.latency_ms > a.contract.latency_limit_ms]
     # When most buyers of one round look slow, the slowness is ours (a busy worker, a GC
     # pause): measured latency then says nothing about any one buyer.
     ours = len(pings) >= MIN_PINGS_TO_BLAME_US and len(slow) * 2 > len(pings)
-    health_record(
+    run.observations.extend(
         Observation(
             contract=a.contract,
             kind=a.kind,
@@ -244,6 +284,27 @@ def _save_attempts(attempts: list[Attempt]) -> None:
     )
 
 
+def _save_attempts(run: Run) -> None:
+    """Store the attempts the run has not stored yet."""
+    attempts, run.attempts = run.attempts, []
+    if attempts:
+        attempts_insert(attempts)
+
+
+def _record_health(run: Run) -> None:
+    """Count the run's answers towards its contracts' breakers, after the lead is settled.
+
+    Outside the settling transaction: breaker rows are locked one at a time, never several
+    across a transaction (two runs could take them in opposite orders). Health is advice to
+    later runs: failing to count it must not undo or fail a settled lead.
+    """
+    observations, run.observations = run.observations, []
+    try:
+        health_record(observations)
+    except Exception:
+        logger.exception("recording buyer health failed", extra={"lead_id": str(run.lead.pk)})
+
+
 def _rotation(vertical_id: int) -> int:
     key = f"round-robin:{vertical_id}"
     if cache.add(key, 0, timeout=None):
@@ -254,8 +315,9 @@ def _rotation(vertical_id: int) -> int:
         return 0
 
 
-def _ping_all(auction: Auction, lead: Lead, offers: list[Offer], ping_fields) -> list[Attempt]:
+def _ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
     """Ping every ping/post offer in parallel under the vertical's deadline; fill in the bids."""
+    lead, auction = run.lead, run.auction
     ping = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.PING)
     attempts: list[Attempt] = []
     to_ping: list[Offer] = []
@@ -338,7 +400,7 @@ def _bid(contract: Contract, price: Decimal, *, pinged: bool = False) -> Bid:
 
 
 def _reping_expired(
-    lead: Lead, auction: Auction, offers: list[Offer], *, ping_fields, failed: list[int]
+    run: Run, offers: list[Offer], *, ping_fields, failed: list[int]
 ) -> list[Offer]:
     """Ping again the offers whose bid the buyer no longer honours; drop those that stop
     bidding or whose new bid falls below the floor or the margin (added to `failed`)."""
@@ -349,7 +411,8 @@ def _reping_expired(
     stale = {o.contract.pk: o.bid for o in expired}
     for offer in expired:
         offer.bid = None
-    _save_attempts(_ping_all(auction, lead, expired, ping_fields))
+    lead = run.lead
+    _record(run, _ping_all(run, expired, ping_fields))
     rebids = [o.bid for o in expired if o.bid is not None]
     kept, _ = filter_bids(
         rebids,
@@ -374,51 +437,47 @@ def lead_route(*, lead_id: str) -> str:
     if run is None:
         status = Lead.objects.filter(pk=lead_id).values_list("status", flat=True).first()
         return f"not routed: the lead is {status or 'gone'}"
-    lead, auction = run.lead, run.auction
+    lead = run.lead
     try:
         if not run.resumed:
-            return _route(lead, auction)
+            return _route(run)
         interrupted = Auction.objects.filter(lead=lead, note=INTERRUPTED_NOTE).count()
         sales, excluded = _recover(run)
         if sales:
-            return _finish(lead, auction, sales=sales, note="sold before the worker was lost")
+            run.sales = sales
+            return _finish(run, note="sold before the worker was lost")
         if interrupted >= MAX_INTERRUPTED_RUNS:
             logger.error(
                 "a lead keeps losing its worker; giving up", extra={"lead_id": str(lead.pk)}
             )
             return _finish(
-                lead,
-                auction,
-                sales=[],
+                run,
                 status=AuctionStatus.FAILED,
                 note=f"routing was interrupted {interrupted} times; given up, needs review",
             )
-        return _route(lead, auction, excluded_buyers=excluded)
+        return _route(run, excluded_buyers=excluded)
     except Exception:
         logger.exception("routing run failed", extra={"lead_id": str(lead.pk)})
-        _abandon(lead, auction)
+        _abandon(run)
         raise
 
 
-def _abandon(lead: Lead, auction: Auction) -> None:
+def _abandon(run: Run) -> None:
     """End a run cut short by an error: give back the cap room it held, keep its sales.
 
     A held reservation may stand for a post that went out: it is recorded as ambiguous, as after
     a lost worker. A sale already made is the buyer's: the lead stays sold to it.
     """
-    _release_held(
-        lead, auction, reason="routing failed while this post was in flight: marked for review"
-    )
-    sales = list(Sale.objects.filter(lead=lead, status=SaleStatus.SOLD))
-    if sales:
-        _finish(lead, auction, sales=sales, note="internal error after a sale; needs review")
+    _release_held(run, reason="routing failed while this post was in flight: marked for review")
+    run.sales = list(Sale.objects.filter(lead=run.lead, status=SaleStatus.SOLD))
+    if run.sales:
+        _finish(run, note="internal error after a sale; needs review")
     else:
-        _finish(lead, auction, sales=[], status=AuctionStatus.FAILED, note="internal error")
+        _finish(run, status=AuctionStatus.FAILED, note="internal error")
 
 
-def _route(
-    lead: Lead, auction: Auction, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
-) -> str:
+def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()) -> str:
+    lead, auction = run.lead, run.auction
     vertical = lead.vertical
     run_deadline = time.monotonic() + RUN_BUDGET_S
     verdicts = explain(lead)
@@ -438,14 +497,13 @@ def _route(
     eligible = [v for v in verdicts if v.eligible]
     auction.explanation = [v.as_dict() for v in verdicts]
     auction.eligible_count = len(eligible)
-    auction.save(update_fields=["explanation", "eligible_count"])
     if not eligible:
-        return _finish(lead, auction, sales=[], note="no eligible contract")
+        return _finish(run, note="no eligible contract")
 
     offers = [
         Offer(contract=contracts[v.contract_id]) for v in eligible if v.contract_id in contracts
     ]
-    attempts = _ping_all(auction, lead, offers, ping_fields)
+    attempts = _ping_all(run, offers, ping_fields)
     bids = [o.bid for o in offers if o.bid is not None]
     payout_for = (lambda price: ZERO) if lead.is_test else lead.source.payout_for
     kept, dropped = filter_bids(
@@ -454,12 +512,10 @@ def _route(
         payout=payout_for,
         min_margin=ZERO if lead.is_test else vertical.min_margin,
     )
-    _save_attempts(attempts)
+    _record(run, attempts)
     if not kept:
         reasons = "; ".join(dropped.values())
-        return _finish(
-            lead, auction, sales=[], note=f"no usable bid{': ' + reasons if reasons else ''}"
-        )
+        return _finish(run, note=f"no usable bid{': ' + reasons if reasons else ''}")
 
     ranked = rank(
         kept,
@@ -471,7 +527,6 @@ def _route(
     by_contract = {o.contract.pk: o for o in offers}
     sold: list[int] = []
     failed: list[int] = []
-    sales: list[Sale] = []
     out_of_time = False
     while True:
         candidates = plan.next_candidates(sold=sold, failed=failed)
@@ -481,24 +536,22 @@ def _route(
             out_of_time = True
             break
         offers_now = _reping_expired(
-            lead,
-            auction,
+            run,
             [by_contract[b.contract_id] for b in candidates],
             ping_fields=ping_fields,
             failed=failed,
         )
         if not offers_now:
             continue
-        for bid, sale in _post_all(lead, auction, offers_now, deadline=run_deadline):
+        for bid, sale in _post_all(run, offers_now, deadline=run_deadline):
             if sale is None:
                 failed.append(bid.contract_id)
             else:
                 sold.append(bid.contract_id)
-                sales.append(sale)
-    note = _outcome_note(sales, failed=len(failed), plan_reason=plan.reason)
-    if out_of_time and not sales:
+    note = _outcome_note(run.sales, failed=len(failed), plan_reason=plan.reason)
+    if out_of_time and not run.sales:
         note = f"ran out of time after {len(failed)} failed posts"
-    return _finish(lead, auction, sales=sales, note=note)
+    return _finish(run, note=note)
 
 
 def _outcome_note(sales: list[Sale], *, failed: int, plan_reason: str) -> str:
@@ -511,10 +564,9 @@ def _outcome_note(sales: list[Sale], *, failed: int, plan_reason: str) -> str:
     return f"{note} (first plan: {plan_reason})"
 
 
-def _post_all(
-    lead: Lead, auction: Auction, offers: list[Offer], *, deadline: float
-) -> list[tuple[Bid, Sale | None]]:
+def _post_all(run: Run, offers: list[Offer], *, deadline: float) -> list[tuple[Bid, Sale | None]]:
     """Reserve caps and post to each offer in parallel; return each bid with its sale, if any."""
+    lead, auction = run.lead, run.auction
     post = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.POST)
     outcomes: list[tuple[Bid, Sale | None]] = []
     live: list[tuple[Offer, object, OutgoingRequest]] = []
@@ -580,8 +632,7 @@ def _post_all(
                     continue
                 outcomes.append(
                     _settle_post(
-                        lead=lead,
-                        auction=auction,
+                        run,
                         offer=offer,
                         reservation=reservation,
                         request=request,
@@ -592,11 +643,12 @@ def _post_all(
             pending = retry
     finally:
         # Even when settling fails: every post that went out is on record.
-        _save_attempts(attempts)
+        _record(run, attempts)
     return outcomes
 
 
-def _settle_post(*, lead, auction, offer, reservation, request, result, attempts):
+def _settle_post(run: Run, *, offer, reservation, request, result, attempts):
+    lead, auction = run.lead, run.auction
     post = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.POST)
     contract = offer.contract
     if result.status is None:
@@ -656,51 +708,65 @@ def _settle_post(*, lead, auction, offer, reservation, request, result, attempts
                 buyer_id=contract.buyer_id,
                 auction=auction,
                 price=price,
-                payout=_sale_payout(lead, price),
+                payout=_sale_payout(run, price),
                 buyer_reference=parsed.reference[:255],
             )
     except IntegrityError:
         logger.error("a second sale to one buyer was refused", extra={"lead_id": str(lead.pk)})
         return offer.bid, None
+    run.sales.append(sale)
     return offer.bid, sale
 
 
-def _sale_payout(lead: Lead, price: Decimal) -> Decimal:
+def _sale_payout(run: Run, price: Decimal) -> Decimal:
     """What the source earns for this sale: a revenue share of each sale, or its fixed price
-    per lead once, on the lead's first sale (a lead shared to three buyers is one lead)."""
+    per lead once, on the lead's first sale (a lead shared to three buyers is one lead).
+
+    A run that posts holds the lead's only sales: a resumed run with earlier sales finishes
+    with them and never posts again.
+    """
+    lead = run.lead
     if lead.is_test:
         return ZERO
     if lead.source.payout_model == PayoutModel.REVENUE_SHARE:
         return lead.source.payout_for(price)
-    already_paid = Sale.objects.filter(lead=lead, status=SaleStatus.SOLD).exists()
-    return ZERO if already_paid else lead.source.payout_for(price)
+    return ZERO if run.sales else lead.source.payout_for(price)
 
 
-def _finish(
-    lead: Lead,
-    auction: Auction,
-    *,
-    sales: list[Sale],
-    note: str,
-    status: str | None = None,
-) -> str:
+def _finish(run: Run, *, note: str, status: str | None = None) -> str:
+    """Settle the lead and its auction, with every attempt of the run, in one transaction."""
+    lead, auction, sales = run.lead, run.auction, run.sales
     with transaction.atomic():
+        _save_attempts(run)
         now = timezone.now()
         if sales:
-            price = sum((s.price for s in sales), ZERO)
-            payout = sum((s.payout for s in sales), ZERO)
-            Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(
-                status=LeadStatus.SOLD, sale_price=price, payout=payout, sold_at=now, updated_at=now
-            )
             final = AuctionStatus.SOLD
+            changes = {
+                "status": LeadStatus.SOLD,
+                "sale_price": sum((s.price for s in sales), ZERO),
+                "payout": sum((s.payout for s in sales), ZERO),
+                "sold_at": now,
+            }
         else:
             final = status or AuctionStatus.UNSOLD
-            Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(
-                status=LeadStatus.FAILED if final == AuctionStatus.FAILED else LeadStatus.UNSOLD,
-                updated_at=now,
-            )
-        Auction.objects.filter(pk=auction.pk).update(status=final, finished_at=now, note=note[:500])
-        lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
+            failed = final == AuctionStatus.FAILED
+            changes = {"status": LeadStatus.FAILED if failed else LeadStatus.UNSOLD}
+        settled = Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(
+            updated_at=now, **changes
+        )
+        Auction.objects.filter(pk=auction.pk).update(
+            status=final,
+            finished_at=now,
+            note=note[:500],
+            explanation=auction.explanation,
+            eligible_count=auction.eligible_count,
+        )
+        if settled:
+            for name, value in changes.items():
+                setattr(lead, name, value)
+        else:  # settled elsewhere (by hand, say): report what the lead really is
+            lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
         postback_schedule(lead=lead)
         transaction.on_commit(lambda: lead_outcome_publish(lead.pk))
+    _record_health(run)
     return f"{lead.status}: {note}"

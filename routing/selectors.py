@@ -139,16 +139,32 @@ _cache: dict[int, tuple[float, VerticalRules]] = {}
 _cache_lock = threading.Lock()
 
 
+# A process trusts the version it last read for ELIGIBILITY_VERSION_RECHECK_MS before asking
+# again: a routing run asks twice (rules, then delivery set-up) and a busy worker routes dozens of
+# leads a second, so the aggregate was a tenth of a run's queries.
+_versions: dict[int, tuple[float, tuple[Any, ...]]] = {}
+
+
 def rules_version(vertical_id: int) -> tuple[Any, ...]:
     """Return what changes whenever a contract of the vertical or its buyer is saved.
 
     Every admin save of a contract, a buyer or one of their parts touches the contract's or the
     buyer's updated_at (see buyers.admin), and so do the pause and activation services.
+    Read at most once per ELIGIBILITY_VERSION_RECHECK_MS per vertical and process.
     """
-    version = Contract.objects.filter(vertical_id=vertical_id).aggregate(
+    now = time.monotonic()
+    recheck_s = settings.ELIGIBILITY_VERSION_RECHECK_MS / 1000
+    with _cache_lock:
+        known = _versions.get(vertical_id)
+    if known is not None and known[0] > now and recheck_s > 0:
+        return known[1]
+    aggregate = Contract.objects.filter(vertical_id=vertical_id).aggregate(
         contracts=Count("pk"), changed=Max("updated_at"), buyers_changed=Max("buyer__updated_at")
     )
-    return (version["contracts"], version["changed"], version["buyers_changed"])
+    version = (aggregate["contracts"], aggregate["changed"], aggregate["buyers_changed"])
+    with _cache_lock:
+        _versions[vertical_id] = (now + recheck_s, version)
+    return version
 
 
 def vertical_rules(vertical_id: int) -> VerticalRules:
@@ -195,6 +211,7 @@ def clear_rules_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _delivery_cache.clear()
+        _versions.clear()
 
 
 def lead_facts(lead: Lead) -> LeadFacts:

@@ -25,6 +25,7 @@ def _fresh_eligibility_rules(settings):
     from routing.selectors import clear_rules_cache
 
     settings.ELIGIBILITY_RULES_TTL = 0
+    settings.ELIGIBILITY_VERSION_RECHECK_MS = 0
     clear_rules_cache()
 
 
