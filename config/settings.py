@@ -224,6 +224,8 @@ CACHE_URL = env.str("CACHE_URL", default="") or (
 )
 if CACHE_URL:
     CACHES = {"default": {**environ.Env.cache_url_config(CACHE_URL), "KEY_PREFIX": "ls"}}
+    if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+        CACHES["default"]["BACKEND"] = "config.cache.RedisCache"  # one client per pool
 else:
     # One process's memory: throttles count per web worker. Fine for the embedded default only.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
