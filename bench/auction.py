@@ -64,6 +64,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "1")
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench_auction"
 os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+# The buyers are the simulator on 127.0.0.1, which outbound calls may otherwise not reach.
+os.environ.setdefault("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.1/32")
 
 import django
 

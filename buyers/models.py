@@ -15,6 +15,7 @@ from django.utils import timezone
 from buyers.fields import EncryptedTextField, mask
 from leads.geo import zip_lookup
 from leads.models import US_STATES, HttpsAssumedUrlField, Vertical
+from routing.netguard import url_refusal
 
 ZIP_RE = re.compile(r"^\d{5}$")
 # Header names that carry credentials: refused in the plain headers, masked in attempt logs.
@@ -720,6 +721,9 @@ class DeliveryEndpoint(models.Model):
             errors["auth_username"] = "Basic authentication needs a user name."
         if self.auth_type in {AuthType.HEADER, AuthType.QUERY} and not self.auth_param_name:
             errors["auth_param_name"] = "Name the header or query parameter that carries the key."
+        refusal = url_refusal(self.url) if self.url else ""
+        if refusal:
+            errors["url"] = f"The platform may not call this address: {refusal}."
         if errors:
             raise ValidationError(errors)
 

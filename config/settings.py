@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -291,6 +292,15 @@ SUPPRESSION_HASH_KEY = (
 # --- Leadswitch ---
 # Where load_demo points the demo buyers' endpoints (`manage.py simulate_buyers` serves it).
 SIMULATOR_URL = env.str("SIMULATOR_URL", default="http://127.0.0.1:9100").rstrip("/")
+
+# Buyer endpoints and postback URLs may only reach public addresses (routing/netguard.py), except
+# in these networks: e.g. 127.0.0.1/32 for the buyer simulator in development.
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {_exc}") from None
 
 # Compiled contract rules are kept per process while the vertical is unchanged (admin saves mark
 # it changed), and at most this many seconds, which bounds changes made outside the admin.

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from routing.netguard import url_refusal
+
 # The 50 states, DC and Puerto Rico.
 # fmt: off
 US_STATES = (
@@ -253,10 +255,14 @@ class Source(models.Model):
         return self.name
 
     def clean(self) -> None:
+        errors: dict[str, str] = {}
         if self.payout_model == PayoutModel.REVENUE_SHARE and not self.revenue_share_percent:
-            raise ValidationError(
-                {"revenue_share_percent": "A revenue share source needs a percentage above 0."}
-            )
+            errors["revenue_share_percent"] = "A revenue share source needs a percentage above 0."
+        refusal = url_refusal(self.postback_url) if self.postback_url else ""
+        if refusal:
+            errors["postback_url"] = f"The platform may not call this address: {refusal}."
+        if errors:
+            raise ValidationError(errors)
 
     def payout_for(self, sale_price: Decimal) -> Decimal:
         """Return what this source earns for a lead sold at sale_price."""

@@ -21,6 +21,7 @@ from leads.services import (
     leads_sweep_waiting,
     postback_enqueue,
 )
+from routing.netguard import ForbiddenAddressError, check_resolved
 
 logger = logging.getLogger(__name__)
 POSTBACK_MAX_ATTEMPTS = 6
@@ -96,6 +97,7 @@ def send_postback(self, lead_id: str) -> str | Retry:
     started = time.monotonic()
     retry = False
     try:
+        check_resolved(lead.source.postback_url)
         response = _session.post(
             lead.source.postback_url,
             data=body,
@@ -103,6 +105,8 @@ def send_postback(self, lead_id: str) -> str | Retry:
             timeout=POSTBACK_TIMEOUT,
             allow_redirects=False,
         )
+    except ForbiddenAddressError as exc:
+        record.error = f"refused: {exc}"[:500]  # never retried: it would be refused again
     except requests.RequestException as exc:
         record.error = f"{type(exc).__name__}: {exc}"[:500]
         retry = True

@@ -20,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from routing.mapping import OutgoingRequest
+from routing.netguard import ForbiddenAddressError, GuardedResolver, check_outbound_url
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -36,11 +37,13 @@ class HttpResult:
     # dropped connection after sending): a post must then not be blindly sent again.
     ambiguous: bool = False
     timed_out: bool = False
+    # Never sent: the address is one the platform may not call (routing/netguard.py).
+    refused: bool = False
 
     @property
     def transient(self) -> bool:
         """A failure worth retrying: nothing reached the buyer, or it said try again."""
-        if self.ambiguous:
+        if self.ambiguous or self.refused:
             return False
         if self.status is None:
             return True
@@ -87,7 +90,9 @@ class _Client:
         loop.run_forever()
 
     async def _open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=200, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=200, ttl_dns_cache=300, resolver=GuardedResolver()
+        )
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
         )
@@ -101,6 +106,7 @@ class _Client:
         started = time.monotonic()
         sent = False
         try:
+            check_outbound_url(request.url)
             async with self._session.request(
                 request.method,
                 # encoded=True: send the URL byte for byte as it was built and logged.
@@ -124,12 +130,22 @@ class _Client:
             return self._failed(
                 started, f"no answer in time: {exc or 'timeout'}", ambiguous=True, timed_out=True
             )
-        except aiohttp.ClientConnectorError as exc:
-            return self._failed(started, f"cannot connect: {exc}")
+        except (ForbiddenAddressError, aiohttp.ClientConnectorError) as exc:
+            return self._not_connected(started, exc)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             return self._failed(started, f"connection dropped: {exc}", ambiguous=True)
         except aiohttp.ClientError as exc:
             return self._failed(started, f"{type(exc).__name__}: {exc}", ambiguous=sent)
+
+    @classmethod
+    def _not_connected(
+        cls, started: float, exc: ForbiddenAddressError | aiohttp.ClientConnectorError
+    ) -> HttpResult:
+        # The guard raises for a literal address itself, and through aiohttp for a name.
+        forbidden = exc if isinstance(exc, ForbiddenAddressError) else exc.os_error
+        if isinstance(forbidden, ForbiddenAddressError):
+            return cls._failed(started, f"refused: {forbidden}", refused=True)
+        return cls._failed(started, f"cannot connect: {exc}")
 
     @staticmethod
     def _failed(started: float, error: str, **flags: bool) -> HttpResult:

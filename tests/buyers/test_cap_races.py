@@ -204,6 +204,7 @@ def celery_worker(transactional_db, celery_queue, tmp_path):
     env = {
         **os.environ,
         "DATABASE_URL": database_url_of_this_test(),
+        "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # the simulator
         "PYTHONPATH": str(BASE_DIR),
         "LOG_FORMAT": "text",
     }

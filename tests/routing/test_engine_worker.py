@@ -85,6 +85,7 @@ def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable
         env = {
             **os.environ,
             "DATABASE_URL": database_url_of_this_test(),
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # the simulator
             "PYTHONPATH": str(BASE_DIR),
             "LOG_FORMAT": "text",
             "ROUTING_STALE_SECONDS": str(STALE_SECONDS),
