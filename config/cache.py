@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import threading
 
+import redis
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+
+# What a cache call raises when Redis cannot be reached or answer in time.
+CACHE_DOWN = (redis.RedisError, OSError)
 
 
 class ReusedRedisCacheClient(RedisCacheClient):

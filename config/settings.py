@@ -200,18 +200,21 @@ CELERY_TASK_PUBLISH_RETRY = False
 # cost routing a fifth of its throughput here. Tasks drop an unusable connection themselves.
 CELERY_DB_REUSE_MAX = _env_int("CELERY_DB_REUSE_MAX", default=500, minimum=0)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# How often beat runs the sweepers that bring leads to a final state after a fault: waiting leads
+# every N seconds, lost routing runs every 2N, missing postbacks every 4N.
+SWEEP_EVERY_SECONDS = _env_int("SWEEP_EVERY_SECONDS", default=15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "re-enqueue leads left waiting for routing": {
         "task": "leads.tasks.sweep_waiting_leads",
-        "schedule": 15.0,
+        "schedule": float(SWEEP_EVERY_SECONDS),
     },
     "resume routing runs whose worker was lost": {
         "task": "routing.tasks.sweep_stuck_leads",
-        "schedule": 30.0,
+        "schedule": 2.0 * SWEEP_EVERY_SECONDS,
     },
     "queue postbacks that were never queued": {
         "task": "leads.tasks.sweep_missing_postbacks",
-        "schedule": 60.0,
+        "schedule": 4.0 * SWEEP_EVERY_SECONDS,
     },
     "purge idempotency records past their 24 hours": {
         "task": "leads.tasks.purge_idempotency_records",
@@ -227,6 +230,8 @@ if CACHE_URL:
     CACHES = {"default": {**environ.Env.cache_url_config(CACHE_URL), "KEY_PREFIX": "ls"}}
     if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
         CACHES["default"]["BACKEND"] = "config.cache.RedisCache"  # one client per pool
+        # A Redis that is down or unreachable must fail a call fast, not hang a request.
+        CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 2}
 else:
     # One process's memory: throttles count per web worker. Fine for the embedded default only.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -371,8 +371,13 @@ def _string(spec: FieldSpec, value: Any) -> str:
 
 def _title(text: str) -> str:
     # str.title() would give "O'Neil" -> "O'Neil" but "mary-ann" -> "Mary-Ann" only by accident
-    # of its word rules; do it explicitly on letters after a space, hyphen or apostrophe.
-    return re.sub(r"(^|[\s\-'’])(\w)", lambda m: m.group(1) + m.group(2).upper(), text.lower())
+    # of its word rules; do it explicitly on letters after a space, hyphen or apostrophe. A few
+    # letters change shape when cased ("ß" -> "Ss", "ŉ" -> "ʼN"): a second pass settles them, so
+    # that normalising a name again changes nothing more.
+    def once(words: str) -> str:
+        return re.sub(r"(^|[\s\-'’])(\w)", lambda m: m.group(1) + m.group(2).title(), words.lower())
+
+    return once(once(text))
 
 
 def _email(spec: FieldSpec, value: Any) -> str:

@@ -11,6 +11,7 @@ after a minute, which bounds changes made outside Django (raw SQL). Without a sh
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -20,6 +21,9 @@ from typing import Any
 from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from config.cache import CACHE_DOWN
+
+logger = logging.getLogger(__name__)
 GENERATION_KEY = "intake:generation"
 ENTRY_SECONDS = 60.0
 MISSING = object()
@@ -28,18 +32,29 @@ _entries: dict[tuple[Any, ...], tuple[str, float, Any]] = {}
 _lock = threading.Lock()
 
 
-def generation() -> str:
-    """Return the current token (created on first use, and again after a cache flush)."""
-    token = cache.get(GENERATION_KEY)
-    if token is None:
-        cache.add(GENERATION_KEY, secrets.token_hex(8), timeout=None)
+def generation() -> str | None:
+    """Return the current token (created on first use, and again after a cache flush), or None
+    while the shared cache cannot be reached: then nothing is served from the local copies."""
+    try:
         token = cache.get(GENERATION_KEY)
+        if token is None:
+            cache.add(GENERATION_KEY, secrets.token_hex(8), timeout=None)
+            token = cache.get(GENERATION_KEY)
+    except CACHE_DOWN:
+        logger.warning("the shared cache is down: intake reads keys and verticals afresh")
+        return None
     return token
 
 
 def invalidate() -> None:
     """Make every process forget its cached keys and verticals."""
-    cache.set(GENERATION_KEY, secrets.token_hex(8), timeout=None)
+    clear_local()
+    try:
+        cache.set(GENERATION_KEY, secrets.token_hex(8), timeout=None)
+    except CACHE_DOWN:
+        # Other processes read afresh while the cache is down; once it is back, their copies
+        # may lag this change by at most ENTRY_SECONDS.
+        logger.warning("the shared cache is down: other processes may keep cached entries")
 
 
 def _shared() -> bool:
@@ -48,9 +63,9 @@ def _shared() -> bool:
     return not isinstance(caches["default"], LocMemCache)
 
 
-def cached(key: tuple[Any, ...], token: str, load: Callable[[], Any]) -> Any:
+def cached(key: tuple[Any, ...], token: str | None, load: Callable[[], Any]) -> Any:
     """Return the value cached under key for this token, loading it when absent or stale."""
-    if not _shared():
+    if token is None or not _shared():
         return load()
     now = time.monotonic()
     with _lock:

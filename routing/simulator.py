@@ -8,7 +8,11 @@ URL. Endpoints (GET or POST; a request body is read and counted but otherwise ig
   ``delay_ms``, ``timeout``, ``reason``.
 - ``/post``: ``accept`` (default 1), ``price`` (echoed only when given), ``fail``, ``delay_ms``,
   ``timeout``, ``reason``.
-- ``/health`` and ``/_ledger`` (requests received per endpoint).
+- Misbehaviour on either: ``malformed=1`` (a 200 whose body is not JSON), ``huge_kb=N`` (the
+  answer padded to N KiB, at most 10 MiB), ``redirect=<url>`` (a 302 to that URL).
+- ``/health`` and ``/_ledger`` (requests received per endpoint, and duplicate posts: the same body
+  at the same URL, i.e. one lead posted to one buyer, received again although the earlier answer
+  did not ask for a retry with a 5xx or 429).
 
 Parameters an endpoint does not use are ignored, so URLs may carry labels such as ``buyer=acme``.
 This module imports nothing from Django so benchmarks can run it on its own.
@@ -17,6 +21,7 @@ This module imports nothing from Django so benchmarks can run it on its own.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import random
 import re
@@ -55,6 +60,7 @@ DEFAULT_BID_CENTS = 1000
 HANG_SECONDS = 3600.0
 MAX_DELAY_MS = 3_600_000
 MAX_REASON_LENGTH = 200
+MAX_HUGE_KB = 10 * 1024
 # Benchmarks open thousands of connections at once; the kernel caps this at net.core.somaxconn.
 BACKLOG = 4096
 # Hanging (timeout=1) requests would otherwise hold shutdown for aiohttp's default 60 s.
@@ -75,15 +81,40 @@ class Ledger:
 
     requests: Counter[str] = field(default_factory=Counter)
     body_bytes: Counter[str] = field(default_factory=Counter)
+    # Posts per (URL with its query, which names the buyer; digest of the body, which is the lead),
+    # and how many of their answers invited a retry (a 5xx or a 429).
+    posts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries_invited: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def record(self, endpoint: str, body: bytes) -> None:
-        """Record one request to an endpoint and the size of its body."""
+    def record(self, endpoint: str, body: bytes, *, url: str = "") -> tuple[str, str]:
+        """Record one request to an endpoint and the size of its body; return the post's key."""
         self.requests[endpoint] += 1
         self.body_bytes[endpoint] += len(body)
+        key = (url, hashlib.sha256(body).hexdigest())
+        if endpoint == "post":
+            self.posts[key] += 1
+        return key
+
+    def answered(self, key: tuple[str, str], status: int) -> None:
+        """Note the answer to a post: a 5xx or 429 invites the platform to send it again."""
+        if status >= 500 or status == 429:
+            self.retries_invited[key] += 1
+
+    @property
+    def duplicate_posts(self) -> int:
+        """Posts of one lead to one buyer received again without the buyer having asked for it
+        (by answering 5xx or 429): after an acceptance, a rejection or no answer at all."""
+        return sum(
+            max(0, count - 1 - self.retries_invited[key]) for key, count in self.posts.items()
+        )
 
     def as_json(self) -> dict[str, int]:
         """Return the request counts served at ``/_ledger``."""
-        return {"ping": self.requests["ping"], "post": self.requests["post"]}
+        return {
+            "ping": self.requests["ping"],
+            "post": self.requests["post"],
+            "duplicate_posts": self.duplicate_posts,
+        }
 
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -171,12 +202,27 @@ class _QueryReader:
             return default
 
 
+def _parse_huge_kb(raw: str) -> int:
+    if not _INTEGER.fullmatch(raw.strip()) or int(raw) > MAX_HUGE_KB:
+        raise ValueError(f"must be an integer from 0 to {MAX_HUGE_KB}")
+    return int(raw)
+
+
+def _parse_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return raw
+
+
 @dataclass(frozen=True)
 class _Common:
     delay_ms: int
     fail: float
     hang: bool
     reason: str | None
+    malformed: bool = False
+    huge_kb: int = 0
+    redirect: str = ""
 
 
 def _read_common(reader: _QueryReader) -> _Common:
@@ -185,7 +231,23 @@ def _read_common(reader: _QueryReader) -> _Common:
         fail=reader.read("fail", _parse_probability, 0.0),
         hang=reader.read("timeout", _parse_flag, False),
         reason=reader.read("reason", _parse_reason, None),
+        malformed=reader.read("malformed", _parse_flag, False),
+        huge_kb=reader.read("huge_kb", _parse_huge_kb, 0),
+        redirect=reader.read("redirect", _parse_url, ""),
     )
+
+
+def _answer(common: _Common, body: dict[str, Any] | None) -> web.Response:
+    """The response a buyer gives: its body, or one of the misbehaviours the query asked for."""
+    if common.redirect:
+        return web.Response(status=302, headers={"Location": common.redirect})
+    if body is None:
+        return _simulated_failure()
+    if common.malformed:
+        return web.Response(text="<html>Service Unavailable</html>{status: ok", status=200)
+    if common.huge_kb:
+        body = {**body, "padding": "x" * (common.huge_kb * 1024)}
+    return web.json_response(body)
 
 
 # Responses.
@@ -242,9 +304,9 @@ async def _problem_middleware(
         return _problem(status=exc.status, title=exc.reason, detail=detail, headers=allow)
 
 
-async def _receive(request: web.Request, endpoint: str) -> None:
+async def _receive(request: web.Request, endpoint: str) -> tuple[str, str]:
     # Count on arrival, before validation or delay: the ledger answers "what did the platform send".
-    request.app[LEDGER].record(endpoint, await request.read())
+    return request.app[LEDGER].record(endpoint, await request.read(), url=str(request.rel_url))
 
 
 async def _wait(request: web.Request, common: _Common) -> None:
@@ -287,11 +349,11 @@ async def _ping(request: web.Request) -> web.Response:
         body = {"status": "bid", "price": rng.randint(low, high) / 100, "bid_id": _new_id("bid")}
 
     await _wait(request, common)
-    return _simulated_failure() if body is None else web.json_response(body)
+    return _answer(common, body)
 
 
 async def _post(request: web.Request) -> web.Response:
-    await _receive(request, "post")
+    key = await _receive(request, "post")
     reader = _QueryReader(request.query)
     common = _read_common(reader)
     accept = reader.read("accept", _parse_probability, 1.0)
@@ -313,7 +375,9 @@ async def _post(request: web.Request) -> web.Response:
         body = {"status": "rejected", "reason": common.reason or rng.choice(REASONS)}
 
     await _wait(request, common)
-    return _simulated_failure() if body is None else web.json_response(body)
+    response = _answer(common, body)
+    request.app[LEDGER].answered(key, response.status)
+    return response
 
 
 async def _health(request: web.Request) -> web.Response:

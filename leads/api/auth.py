@@ -14,6 +14,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import BaseThrottle
 
+from config.cache import CACHE_DOWN
 from leads.models import Source, SourceApiKey
 from leads.services import source_api_key_authenticate
 
@@ -37,11 +38,14 @@ class SourcePrincipal:
 def count_unauthenticated(reason: str) -> None:
     """Count refused requests per hour (they are not stored: anyone can send them)."""
     key = f"intake:unauthenticated:{timezone.now():%Y%m%d%H}"
-    if not cache.add(key, 1, timeout=2 * 24 * 3600):
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.add(key, 1, timeout=2 * 24 * 3600)
+    try:
+        if not cache.add(key, 1, timeout=2 * 24 * 3600):
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.add(key, 1, timeout=2 * 24 * 3600)
+    except CACHE_DOWN:
+        logger.warning("the shared cache is down: an unauthenticated request went uncounted")
     logger.debug("unauthenticated API request", extra={"reason": reason})
 
 
@@ -123,7 +127,13 @@ class SourceRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now)
         self._wait = window + 1 - now
-        count = _count(f"throttle:{principal.source.pk}:{window}")
+        try:
+            count = _count(f"throttle:{principal.source.pk}:{window}")
+        except CACHE_DOWN:
+            # Leads are the business: with the shared cache down, take them unthrottled rather
+            # than refuse every partner (the cache is back within seconds in a healthy setup).
+            logger.warning("the shared cache is down: intake is not throttled")
+            return True
         return count <= principal.source.rate_limit_per_second
 
     def wait(self) -> float:

@@ -336,7 +336,7 @@ def test_it_counts_requests_received_per_endpoint_in_the_ledger() -> None:
         def ledger() -> dict[str, int]:
             return requests.get(f"{sim.base_url}/_ledger", timeout=TIMEOUT).json()
 
-        assert ledger() == {"ping": 0, "post": 0}
+        assert ledger() == {"ping": 0, "post": 0, "duplicate_posts": 0}
         for query in ("", "?decline=1", "?fail=1", "?delay_ms=bad"):
             requests.get(f"{sim.base_url}/ping{query}", timeout=TIMEOUT)
         requests.post(f"{sim.base_url}/post", json={"lead": 1}, timeout=TIMEOUT)
@@ -344,7 +344,7 @@ def test_it_counts_requests_received_per_endpoint_in_the_ledger() -> None:
         requests.get(f"{sim.base_url}/nowhere", timeout=TIMEOUT)
 
         # Failures and rejected parameters were still received; health and 404s are not counted.
-        assert ledger() == {"ping": 4, "post": 1}
+        assert ledger() == {"ping": 4, "post": 1, "duplicate_posts": 0}
 
 
 def test_it_replays_the_same_outcomes_for_the_same_seed() -> None:
@@ -411,3 +411,45 @@ def test_the_command_reports_a_port_that_is_already_taken() -> None:
 
         with pytest.raises(CommandError, match=f"Cannot listen on 127.0.0.1:{port}"):
             call_command("simulate_buyers", port=port)
+
+
+def test_it_counts_a_body_posted_twice_to_one_url_as_a_duplicate_post() -> None:
+    with SimulatorThread() as sim:
+        for url, lead in (("/post?buyer=1", 1), ("/post?buyer=1", 2), ("/post?buyer=2", 1)):
+            requests.post(f"{sim.base_url}{url}", json={"lead": lead}, timeout=TIMEOUT)
+        assert sim.ledger.duplicate_posts == 0
+        requests.post(f"{sim.base_url}/post?buyer=1", json={"lead": 1}, timeout=TIMEOUT)
+
+        assert sim.ledger.duplicate_posts == 1
+        assert requests.get(f"{sim.base_url}/_ledger", timeout=TIMEOUT).json() == {
+            "ping": 0,
+            "post": 4,
+            "duplicate_posts": 1,
+        }
+        # A retry the buyer asked for with a 5xx is no duplicate; one after its answer is.
+        for _ in range(3):
+            requests.post(f"{sim.base_url}/post?fail=1", json={"lead": 3}, timeout=TIMEOUT)
+        assert sim.ledger.duplicate_posts == 1
+
+
+@pytest.mark.parametrize("endpoint", ["ping", "post"])
+def test_it_misbehaves_on_request(sim: SimulatorThread, http: requests.Session, endpoint) -> None:
+    url = f"{sim.base_url}/{endpoint}"
+
+    malformed = http.post(f"{url}?malformed=1", timeout=TIMEOUT)
+    assert malformed.status_code == 200
+    with pytest.raises(requests.JSONDecodeError):
+        malformed.json()
+
+    huge = http.post(f"{url}?huge_kb=2048", timeout=TIMEOUT)
+    assert len(huge.content) > 2048 * 1024
+    assert huge.json()["status"] in {"bid", "accepted"}
+
+    redirect = http.post(
+        f"{url}?redirect=http://127.0.0.1:9/x", timeout=TIMEOUT, allow_redirects=False
+    )
+    assert (redirect.status_code, redirect.headers["Location"]) == (302, "http://127.0.0.1:9/x")
+
+    refused = http.post(f"{url}?huge_kb=99999&redirect=ftp://x", timeout=TIMEOUT)
+    assert refused.status_code == 400
+    assert set(refused.json()["errors"]) == {"huge_kb", "redirect"}
