@@ -7,6 +7,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -394,14 +395,24 @@ def lead_ingest(
     return IngestResult(verdict=IntakeVerdict.ACCEPTED, lead=lead)
 
 
+# After a failed publish, this process leaves routing to the sweeper for this long instead of
+# trying the broker again on every request: each try against a broker that is down cost an intake
+# request two seconds (bench: tests/faults/test_services.py).
+BROKER_RETRY_AFTER_SECONDS = 5.0
+_broker_down_until = 0.0
+
+
 def routing_enqueue(lead_ids: list[Any]) -> int:
     """Hand leads to the routing workers; return how many were handed over.
 
     A broker that is down is not the partner's problem: the lead is already stored, so log and
     let `sweep_waiting_leads` enqueue it again once the broker is back.
     """
+    global _broker_down_until  # noqa: PLW0603 - one flag per process, set and read here only
     from routing.tasks import route_lead
 
+    if time.monotonic() < _broker_down_until and not settings.CELERY_TASK_ALWAYS_EAGER:
+        return 0
     sent = 0
     for lead_id in lead_ids:
         try:
@@ -409,6 +420,7 @@ def routing_enqueue(lead_ids: list[Any]) -> int:
         except Exception:
             if settings.CELERY_TASK_ALWAYS_EAGER:
                 raise
+            _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
             logger.warning(
                 "routing enqueue failed; the sweeper will retry",
                 extra={"lead_id": str(lead_id)},

@@ -32,7 +32,8 @@ from buyers.models import (
 )
 from buyers.services import CapRefusal, cap_commit, cap_release, cap_reserve
 from config.admin_display import plural
-from leads.models import Lead, LeadStatus, PayoutModel
+from config.cache import CACHE_DOWN
+from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel, Vertical
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
 from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
@@ -305,14 +306,24 @@ def _record_health(run: Run) -> None:
         logger.exception("recording buyer health failed", extra={"lead_id": str(run.lead.pk)})
 
 
-def _rotation(vertical_id: int) -> int:
-    key = f"round-robin:{vertical_id}"
-    if cache.add(key, 0, timeout=None):
+def _rotation(vertical: Vertical) -> int:
+    """The vertical's round-robin position (shared by every worker), for round-robin verticals.
+
+    With the shared cache down, a random position: leads keep flowing, spread at random.
+    """
+    if vertical.distribution_mode != DistributionMode.ROUND_ROBIN:
         return 0
+    key = f"round-robin:{vertical.pk}"
     try:
-        return cache.incr(key)
-    except ValueError:
-        return 0
+        if cache.add(key, 0, timeout=None):
+            return 0
+        try:
+            return cache.incr(key)
+        except ValueError:
+            return 0
+    except CACHE_DOWN:
+        logger.warning("the shared cache is down: round robin picks at random")
+        return random.randrange(1 << 30)  # noqa: S311
 
 
 def _ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
@@ -520,7 +531,7 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
     ranked = rank(
         kept,
         mode=vertical.distribution_mode,
-        rotation=_rotation(vertical.pk),
+        rotation=_rotation(vertical),
         rng=random.Random(),  # noqa: S311
     )
     plan = plan_sale(ranked, max_buyers=vertical.max_buyers)

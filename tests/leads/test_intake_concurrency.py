@@ -22,6 +22,7 @@ from django.db import connection
 from django.test import Client
 
 from buyers.models import Contract, ContractStatus
+from leads import services
 from leads.models import IdempotencyRecord, Lead, LeadStatus, Source, Vertical
 from leads.tasks import sweep_waiting_leads
 from routing.models import Sale
@@ -172,6 +173,7 @@ def broker_down(settings) -> Iterator[None]:
         settings.CELERY_TASK_ALWAYS_EAGER = True
         app.conf.task_always_eager, app.conf.broker_write_url = saved
         app.amqp._producer_pool = None
+        services._broker_down_until = 0.0  # this process may publish again at once
 
 
 @pytest.mark.usefixtures("eager_celery")
@@ -212,6 +214,28 @@ def test_with_the_broker_down_a_lead_is_accepted_and_the_sweeper_routes_it_later
     )
     assert Sale.objects.get().contract == buyer_contract
     assert sweep_waiting_leads() == 0
+
+
+@pytest.mark.usefixtures("eager_celery")
+def test_after_a_failed_publish_intake_leaves_routing_to_the_sweeper_for_a_few_seconds(
+    client, partner, buyer_contract, settings, caplog
+):
+    _, key = partner
+
+    with broker_down(settings), caplog.at_level(logging.WARNING, logger="leads.services"):
+        first = post(client, key, json.dumps(auto_lead(5)))
+        started = time.monotonic()
+        second = post(client, key, json.dumps(auto_lead(6)))
+        took = time.monotonic() - started
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert took < 1, "the second partner was kept waiting on a broker known to be down"
+    assert [r.getMessage() for r in caplog.records if r.name == "leads.services"] == [
+        "routing enqueue failed; the sweeper will retry"
+    ]
+    assert Lead.objects.filter(status=LeadStatus.ACCEPTED).count() == 2
+    settings.ROUTING_SWEEP_AFTER_SECONDS = 0
+    assert sweep_waiting_leads() == 2
 
 
 # --- Through a real worker -------------------------------------------------------------------

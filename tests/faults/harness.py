@@ -1,0 +1,282 @@
+"""The processes of a fault scenario, all on 127.0.0.1: a private Redis (broker and cache),
+gunicorn, Celery workers and beat, on the test's PostgreSQL database.
+
+Each scenario gets a Redis of its own on a spare port, so killing it never touches the machine's
+shared services. Every process runs in its own process group and is stopped (SIGKILL if need be)
+when the scenario ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import requests
+
+from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+STALE_SECONDS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """One process (and its process group) with its log."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(  # noqa: S603 - our own command lines
+                command,
+                cwd=BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        """The pids whose parent is this process (a prefork pool's children)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    found.append(int(entry.name))
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, *, grace: float = 20) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace)
+        self.kill()
+
+
+class Stack:
+    """Start the platform's processes for one scenario; `stop` ends every one of them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.redis_port = free_port()
+        self.broker_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.web_url = ""
+        self.services: list[Service] = []
+        self.restarts = 0
+        self._supervised: list[tuple[Service, Callable[[], Service]]] = []
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ENV_FILE": "",  # a developer's .env must not change the scenario
+            "DEBUG": "0",
+            "SECRET_KEY": "fault-scenarios-" + "x" * 40,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0",
+            "DATABASE_URL": database_url_of_this_test(),
+            "CELERY_BROKER_URL": self.broker_url,
+            "CACHE_URL": f"redis://127.0.0.1:{self.redis_port}/1",
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # the simulators
+            "ROUTING_STALE_SECONDS": str(STALE_SECONDS),
+            "ROUTING_SWEEP_AFTER_SECONDS": "2",
+            "SWEEP_EVERY_SECONDS": "1",
+            "PYTHONPATH": str(BASE_DIR),
+            "LOG_FORMAT": "text",
+            "LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def _start(self, name: str, command: list[str], **extra: str) -> Service:
+        log = self.tmp_path / f"{name}-{len(self.services)}.log"
+        service = Service(name, command, self.env(**extra), log)
+        self.services.append(service)
+        return service
+
+    def start_redis(self) -> Service:
+        """Start (or restart, on the same port) the scenario's private Redis."""
+        data = self.tmp_path / "redis"
+        data.mkdir(exist_ok=True)
+        service = self._start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data),
+            ],
+        )
+        wait_until(lambda: _redis_answers(self.redis_port), seconds=10, what="Redis up")
+        return service
+
+    def start_web(self, *, workers: int = 2) -> Service:
+        port = free_port()
+        self.web_url = f"http://127.0.0.1:{port}"
+        service = self._start(
+            "gunicorn",
+            [
+                str(GUNICORN),
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "30",
+            ],
+        )
+        up = f"{self.web_url}/health/"
+        wait_until(lambda: _http_up(up), seconds=30, what="gunicorn up", watch=[service])
+        return service
+
+    def start_worker(
+        self,
+        *,
+        pool: str = "threads",
+        concurrency: int = 8,
+        app: str = "config",
+        supervised: bool = False,
+    ) -> Service:
+        """Start a worker; a supervised one is started again whenever it exits on its own, as
+        systemd (Restart=always) or Kubernetes would in production."""
+        if supervised:
+            again = partial(self.start_worker, pool=pool, concurrency=concurrency, app=app)
+            service = again()
+            self._supervise(service, again)
+            return service
+        number = sum(s.name == "worker" for s in self.services)
+        return self._start(
+            "worker",
+            [
+                str(CELERY),
+                "-A",
+                app,
+                "worker",
+                "--pool",
+                pool,
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"fault-{number}-{self.redis_port}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+            ],
+        )
+
+    def start_beat(self) -> Service:
+        return self._start(
+            "beat",
+            [
+                str(CELERY),
+                "-A",
+                "config",
+                "beat",
+                "--schedule",
+                str(self.tmp_path / "celerybeat-schedule"),
+                "--loglevel",
+                "WARNING",
+            ],
+        )
+
+    def _supervise(self, service: Service, again: Callable[[], Service]) -> None:
+        self._supervised.append((service, again))
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._watch, daemon=True)
+            self._supervisor.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for index, (service, again) in enumerate(self._supervised):
+                if not service.alive() and not self._stopping.is_set():
+                    self.restarts += 1
+                    self._supervised[index] = (again(), again)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {s.log.name} ---\n{s.output()[-6000:]}" for s in self.services)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+        for service in reversed(self.services):
+            service.stop(grace=10)
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _http_up(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    seconds: float,
+    what: str,
+    watch: list[Service] = (),
+    logs: Callable[[], str] = lambda: "",
+) -> float:
+    """Wait for condition (polled every 0.1 s); return how long it took, or fail saying what."""
+    started = time.monotonic()
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic() - started
+        for service in watch:
+            assert service.alive(), f"{service.name} died:\n{service.output()[-3000:]}"
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {seconds} s\n{logs()}")
