@@ -7,9 +7,12 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
@@ -17,7 +20,11 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from buyers.caps import CapUsage
 from buyers.forms import (
+    ContractCloneForm,
     ContractForm,
+    ContractReasonForm,
+    ContractTestForm,
+    ContractZipsForm,
     DeliveryEndpointForm,
     PauseContractsForm,
     TerritoryRuleForm,
@@ -31,6 +38,7 @@ from buyers.models import (
     ClosedDate,
     Contract,
     ContractCap,
+    ContractStatus,
     DeliveryEndpoint,
     FieldCriterion,
     FieldMapping,
@@ -45,9 +53,11 @@ from buyers.services import (
     buyer_touch,
     buyers_set_active,
     cap_counters_seed,
+    contract_clone,
     contract_pause,
     contract_resume,
     contract_touch,
+    contract_zips_set,
 )
 from config.admin_display import (
     LeadLinkMixin,
@@ -57,8 +67,11 @@ from config.admin_display import (
     parse_uuid,
     plural,
 )
+from config.admin_pii import pii_visible
+from leads.models import Lead
 from routing.health import health_force
 from routing.models import ContractHealth, HealthEvent
+from routing.tools import TestSendResult, contract_request_preview, contract_test_send
 
 
 class CachedVerticalChoicesMixin:
@@ -71,10 +84,48 @@ class CachedVerticalChoicesMixin:
         return formfield
 
 
+def _test_summary(outcome: TestSendResult) -> str:
+    """Say in the contract's history what a test sent and what came of it."""
+    preview, result = outcome.preview, outcome.result
+    if result is None:
+        what = outcome.note
+    elif result.status is None:
+        what = result.error
+    else:
+        what = f"HTTP {result.status} in {result.latency_ms} ms"
+    return f"Test {preview.kind} ({preview.lead_label}): {what}"
+
+
+class OwnedPartInlineMixin:
+    """Rows edited on their owner's page: whoever may change the owner may change them.
+
+    Ops are given the permissions of buyers and contracts, not of each of their parts; without
+    this the contract page would show Ops no endpoints, mappings or caps to edit.
+    """
+
+    owner_perm = "buyers.%s_contract"
+
+    def _may(self, request: HttpRequest, action: str) -> bool:
+        return request.user.has_perm(self.owner_perm % action)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "view") or self._may(request, "change")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+
 # --- Buyers ---
 
 
-class BuyerCapInline(admin.TabularInline):
+class BuyerCapInline(OwnedPartInlineMixin, admin.TabularInline):
+    owner_perm = "buyers.%s_buyer"
     model = BuyerCap
     extra = 0
     verbose_name_plural = "Caps across all the buyer's contracts (in the buyer's time zone)"
@@ -187,25 +238,25 @@ class BuyerAdmin(admin.ModelAdmin):
 # --- Contracts and everything they own ---
 
 
-class ContractCapInline(admin.TabularInline):
+class ContractCapInline(OwnedPartInlineMixin, admin.TabularInline):
     model = ContractCap
     extra = 0
 
 
-class ScheduleWindowInline(admin.TabularInline):
+class ScheduleWindowInline(OwnedPartInlineMixin, admin.TabularInline):
     model = ScheduleWindow
     extra = 0
     verbose_name_plural = "Schedule (buyer's time zone; no windows means always open)"
 
 
-class ClosedDateInline(admin.TabularInline):
+class ClosedDateInline(OwnedPartInlineMixin, admin.TabularInline):
     model = ClosedDate
     extra = 0
     fields = ("date", "note")
     verbose_name_plural = "Closed dates (buyer's time zone; holidays and other days off)"
 
 
-class TerritoryRuleInline(admin.TabularInline):
+class TerritoryRuleInline(OwnedPartInlineMixin, admin.TabularInline):
     model = TerritoryRule
     form = TerritoryRuleForm
     extra = 0
@@ -218,12 +269,12 @@ class TerritoryRuleInline(admin.TabularInline):
         return len(obj.value_list) if obj.pk else None
 
 
-class FieldCriterionInline(admin.TabularInline):
+class FieldCriterionInline(OwnedPartInlineMixin, admin.TabularInline):
     model = FieldCriterion
     extra = 0
 
 
-class DeliveryEndpointInline(admin.StackedInline):
+class DeliveryEndpointInline(OwnedPartInlineMixin, admin.StackedInline):
     model = DeliveryEndpoint
     form = DeliveryEndpointForm
     extra = 0
@@ -246,7 +297,7 @@ class DeliveryEndpointInline(admin.StackedInline):
     )
 
 
-class FieldMappingInline(admin.TabularInline):
+class FieldMappingInline(OwnedPartInlineMixin, admin.TabularInline):
     model = FieldMapping
     extra = 0
     fields = (
@@ -264,7 +315,7 @@ class FieldMappingInline(admin.TabularInline):
         return super().get_queryset(request).order_by("position", "id")
 
 
-class ResponseRuleInline(admin.StackedInline):
+class ResponseRuleInline(OwnedPartInlineMixin, admin.StackedInline):
     model = ResponseRule
     extra = 0
     max_num = 2  # one for pings, one for posts
@@ -320,9 +371,227 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
         ResponseRuleInline,
     )
 
+    change_form_template = "admin/buyers/contract/change_form.html"
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         cap_counters_seed(caps=form.instance.caps.select_related("contract__buyer"))
+
+    # --- Who may see what: a contract's page is for those who configure it ---
+
+    def has_view_permission(self, request: HttpRequest, obj: Contract | None = None) -> bool:
+        # Sales may list contracts (names, prices, health) but not open one: its page holds the
+        # buyer's endpoints and integration details, and its tools send leads.
+        if obj is not None:
+            return self.has_change_permission(request, obj)
+        return super().has_view_permission(request, obj)
+
+    def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
+        if not self.has_change_permission(request):
+            return None
+        return super().get_list_display_links(request, list_display)
+
+    # --- The tools on a contract's page (ops): test, preview, pause, resume, clone, ZIPs ---
+
+    def get_urls(self):
+        tools = [
+            ("test", self.test_view),
+            ("pause", self.pause_view),
+            ("resume", self.resume_view),
+            ("clone", self.clone_view),
+            ("zips", self.zips_view),
+        ]
+        urls = [
+            path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(view),
+                name=f"buyers_contract_{name}",
+            )
+            for name, view in tools
+        ]
+        return urls + super().get_urls()
+
+    def _tool_contract(self, request: HttpRequest, object_id: str) -> Contract:
+        contract = self.get_object(request, unquote(object_id))
+        if contract is None:
+            raise Http404("No such contract.")
+        if not self.has_change_permission(request, contract):
+            raise PermissionDenied
+        return contract
+
+    def _tool_page(
+        self, request: HttpRequest, contract: Contract, template: str, **context: Any
+    ) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            f"admin/buyers/contract/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": contract,
+                "contract": contract,
+                "change_url": reverse("admin:buyers_contract_change", args=[contract.pk]),
+                **context,
+            },
+        )
+
+    def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Preview or send a test ping or post; nothing is recorded, sold or charged."""
+        contract = self._tool_contract(request, object_id)
+        form = ContractTestForm(request.POST if request.method == "POST" else request.GET or None)
+        outcome = preview = None
+        if form.is_bound and form.is_valid():
+            lead = None
+            lead_id = form.cleaned_data["lead"]
+            if lead_id is not None:
+                # A real lead's data is personal: only those who see PII may send or preview it.
+                if not pii_visible(request):
+                    raise PermissionDenied
+                lead = Lead.objects.filter(pk=lead_id).first()
+                if lead is None:
+                    form.add_error("lead", "No lead has this id.")
+                elif lead.vertical_id != contract.vertical_id:
+                    form.add_error("lead", f"This lead is of another vertical than {contract}.")
+            if not form.errors:
+                kind = form.cleaned_data["kind"]
+                if request.method == "POST" and "send" in request.POST:
+                    outcome = contract_test_send(
+                        contract=contract,
+                        kind=kind,
+                        lead=lead,
+                        actor=request.user.get_username(),
+                    )
+                    preview = outcome.preview
+                    self.log_change(request, contract, _test_summary(outcome))
+                else:
+                    preview = contract_request_preview(contract=contract, kind=kind, lead=lead)
+        return self._tool_page(
+            request,
+            contract,
+            "test.html",
+            title=f"Test {contract}",
+            form=form,
+            preview=preview,
+            outcome=outcome,
+        )
+
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        contract = self._tool_contract(request, object_id)
+        form = ContractReasonForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            if contract_pause(contract=contract, reason=reason):
+                self.log_change(request, contract, f"Paused: {reason}")
+                self.message_user(request, f"Paused {contract}: {reason}.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{contract} was not active.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:buyers_contract_change", args=[contract.pk]))
+        return self._tool_page(
+            request,
+            contract,
+            "reason.html",
+            title=f"Pause {contract}",
+            form=form,
+            intro="The contract receives no leads until it is resumed.",
+            submit="Pause",
+        )
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        contract = self._tool_contract(request, object_id)
+        form = ContractReasonForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            if contract_resume(contract=contract):
+                self.log_change(request, contract, f"Resumed: {reason}")
+                self.message_user(request, f"Resumed {contract}: {reason}.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{contract} was not paused.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:buyers_contract_change", args=[contract.pk]))
+        return self._tool_page(
+            request,
+            contract,
+            "reason.html",
+            title=f"Resume {contract}",
+            form=form,
+            intro=f"Paused since {contract.paused_at:%Y-%m-%d %H:%M} UTC: {contract.paused_reason}"
+            if contract.status == ContractStatus.PAUSED and contract.paused_at
+            else "The contract is not paused.",
+            submit="Resume",
+        )
+
+    def clone_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        contract = self._tool_contract(request, object_id)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ContractCloneForm(
+            request.POST if request.method == "POST" else None, contract=contract
+        )
+        if form.is_valid():
+            try:
+                result = contract_clone(
+                    contract=contract,
+                    name=form.cleaned_data["name"],
+                    buyer=form.cleaned_data["buyer"],
+                    vertical=form.cleaned_data["vertical"],
+                    actor=request.user.get_username(),
+                )
+            except ValueError as exc:
+                form.add_error("name", str(exc))
+            else:
+                copy = result.contract
+                self.log_addition(request, copy, f"Cloned from contract {contract.pk}")
+                self.log_change(request, contract, f"Cloned to contract {copy.pk}")
+                self.message_user(
+                    request,
+                    f"Created {copy}, paused: check it, then resume it.",
+                    messages.SUCCESS,
+                )
+                for warning in result.warnings:
+                    self.message_user(request, warning, messages.WARNING)
+                return HttpResponseRedirect(reverse("admin:buyers_contract_change", args=[copy.pk]))
+        return self._tool_page(
+            request,
+            contract,
+            "reason.html",
+            title=f"Clone {contract}",
+            form=form,
+            intro="Copies the contract with its caps, schedule, closed dates, territory, "
+            "criteria, endpoints, mappings, response rules and sources. The copy starts paused.",
+            submit="Clone",
+        )
+
+    def zips_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        contract = self._tool_contract(request, object_id)
+        form = ContractZipsForm(
+            request.POST if request.method == "POST" else None,
+            request.FILES if request.method == "POST" else None,
+        )
+        if form.is_valid():
+            rule = contract_zips_set(
+                contract=contract,
+                mode=form.cleaned_data["mode"],
+                zips=form.cleaned_data["zips"],
+                replace=form.cleaned_data["replace"],
+            )
+            count = len(form.cleaned_data["zips"])
+            self.log_change(request, contract, f"ZIP list uploaded: {count} codes ({rule})")
+            self.message_user(
+                request,
+                f"{'Set' if form.cleaned_data['replace'] else 'Added'} "
+                f"{plural(count, 'ZIP code')}: the territory rule is now “{rule}”.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse("admin:buyers_contract_change", args=[contract.pk]))
+        return self._tool_page(
+            request,
+            contract,
+            "reason.html",
+            title=f"Upload ZIP codes for {contract}",
+            form=form,
+            multipart=True,
+            intro="Paste codes or upload a CSV; Excel's 4-digit codes get their leading zero back.",
+            submit="Save ZIP codes",
+        )
 
     fieldsets = (
         ("Buyer and vertical", {"fields": ("buyer", "vertical", "name")}),
@@ -356,12 +625,13 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
                 )
             },
         ),
+        ("Returns", {"fields": ("return_window_days", "max_return_rate")}),
         (
             "Lead age (minutes since the lead was received)",
             {"fields": ("min_lead_age_minutes", "max_lead_age_minutes")},
         ),
         (
-            "Status (pause and resume with the actions on the contract list)",
+            "Status (pause and resume with the buttons above, or the actions on the list)",
             {"fields": ("status", "paused_reason", "paused_at")},
         ),
         ("Usage now", {"fields": ("cap_usage_display", "hours_display")}),
@@ -525,6 +795,18 @@ class ContractPartAdmin(admin.ModelAdmin):
     list_select_related = ("contract__buyer",)
     autocomplete_fields = ("contract",)
     search_fields = ("contract__name", "contract__buyer__company")
+
+    # As for contracts: who may not change a part may list it, but not open it (an endpoint's
+    # page would show its credentials read-only, in the clear).
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None:
+            return self.has_change_permission(request, obj)
+        return super().has_view_permission(request, obj)
+
+    def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
+        if not self.has_change_permission(request):
+            return None
+        return super().get_list_display_links(request, list_display)
 
 
 @admin.register(ContractCap)

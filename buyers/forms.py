@@ -270,3 +270,114 @@ class PauseContractsForm(forms.Form):
         help_text="Shown on each contract while it is paused, e.g. 'endpoint returning 500s'.",
         widget=forms.TextInput(attrs={"size": 60, "autofocus": True}),
     )
+
+
+# --- Contract page tools ---------------------------------------------------------------------
+
+
+class ContractTestForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[("ping", "Ping"), ("post", "Post")],
+        initial="ping",
+        widget=forms.RadioSelect,
+    )
+    lead = forms.UUIDField(
+        required=False,
+        label="Lead id",
+        help_text="A lead of the contract's vertical; blank for a sample lead made up from the "
+        "vertical's fields. A real lead's post carries its personal data to the buyer.",
+        widget=forms.TextInput(attrs={"size": 40}),
+    )
+
+
+class ContractReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=255,
+        help_text="Kept in the contract's history, e.g. 'endpoint returning 500s'.",
+        widget=forms.TextInput(attrs={"size": 60, "autofocus": True}),
+    )
+
+
+class ContractCloneForm(forms.Form):
+    name = forms.CharField(max_length=160)
+    buyer = forms.ModelChoiceField(queryset=None, help_text="The buyer the copy is for.")
+    vertical = forms.ModelChoiceField(queryset=None, help_text="The vertical the copy buys in.")
+
+    def __init__(self, *args: Any, contract: Contract, **kwargs: Any) -> None:
+        from buyers.models import Buyer
+        from leads.models import Vertical
+
+        kwargs.setdefault(
+            "initial",
+            {
+                "name": f"{contract.name} (copy)"[:160],
+                "buyer": contract.buyer_id,
+                "vertical": contract.vertical_id,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.fields["buyer"].queryset = Buyer.objects.order_by("company")
+        self.fields["vertical"].queryset = Vertical.objects.order_by("name")
+
+
+class ContractZipsForm(forms.Form):
+    mode = forms.ChoiceField(
+        choices=[("include", "Only these ZIP codes"), ("exclude", "Every ZIP code except these")],
+        initial="include",
+        widget=forms.RadioSelect,
+    )
+    replace = forms.BooleanField(
+        required=False,
+        label="Replace the current list",
+        help_text="Unticked, the codes are added to the contract's ZIP list of that kind.",
+    )
+    values = forms.CharField(
+        required=False,
+        label="Paste ZIP codes",
+        help_text="Separated by commas, spaces or new lines.",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 60}),
+    )
+    upload = forms.FileField(
+        required=False,
+        label="or upload a CSV",
+        help_text="A column named zip, zipcode, zip_code or postal_code, or one code per line; "
+        "up to 2 MB.",
+        widget=forms.FileInput(attrs={"accept": ".csv,.txt,text/csv,text/plain"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        zips: list[str] = []
+        bad: list[str] = []
+        for raw in split_values(cleaned.get("values") or ""):
+            value = normalise_territory_value(TerritoryKind.ZIPS, raw)
+            if value is None:
+                bad.append(raw)
+            else:
+                zips.append(value)
+        if bad:
+            shown = ", ".join(bad[:SHOWN_BAD_VALUES])
+            more = f" and {len(bad) - SHOWN_BAD_VALUES} more" if len(bad) > SHOWN_BAD_VALUES else ""
+            self.add_error("values", f"Not ZIP codes: {shown}{more}.")
+        upload: UploadedFile | None = cleaned.get("upload")
+        if upload is not None:
+            if upload.size is not None and upload.size > CSV_MAX_BYTES:
+                self.add_error("upload", "The file is larger than 2 MB.")
+            else:
+                try:
+                    values, bad_cells = territory_values_from_csv(
+                        upload.read(), kind=TerritoryKind.ZIPS
+                    )
+                except CsvError as exc:
+                    self.add_error("upload", str(exc))
+                else:
+                    if bad_cells:
+                        shown = ", ".join(
+                            f"line {line}: {cell}" for line, cell in bad_cells[:SHOWN_BAD_VALUES]
+                        )
+                        self.add_error("upload", f"Not ZIP codes: {shown}.")
+                    zips.extend(values)
+        if not self.errors and not zips:
+            raise forms.ValidationError("Paste ZIP codes or upload a file of them.")
+        cleaned["zips"] = list(dict.fromkeys(zips))
+        return cleaned

@@ -191,6 +191,20 @@ class Contract(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Consecutive slow pings that pause the contract automatically.",
     )
+    return_window_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MaxValueValidator(365)],
+        help_text="Days after a sale in which the buyer may return the lead; 0 refuses returns.",
+    )
+    max_return_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Most returns allowed, as a percentage of the sales of the last 30 days; "
+        "blank for no limit.",
+    )
     min_lead_age_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Only leads at least this old (aged-lead contracts)."
     )
@@ -266,6 +280,29 @@ class Contract(models.Model):
     @property
     def delivery_email_list(self) -> list[str]:
         return [a.strip() for a in self.delivery_emails.split(",") if a.strip()]
+
+
+class BuyerApiKey(models.Model):
+    """A buyer's API key (returns). Only its SHA-256 is stored; the key itself is shown once."""
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=120, blank=True, help_text="What the key is for.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "buyer API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.buyer})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
 
 
 class CapPeriod(models.TextChoices):

@@ -25,6 +25,8 @@ from buyers.models import (
     ContractCap,
     ContractStatus,
     ReservationStatus,
+    TerritoryKind,
+    TerritoryRule,
 )
 from buyers.selectors import (
     BUYER_SCOPE,
@@ -34,7 +36,7 @@ from buyers.selectors import (
     cap_limit_spec,
     consumer_purchases,
 )
-from leads.models import Lead
+from leads.models import Lead, Vertical
 
 
 def contract_pause(*, contract: Contract, reason: str) -> bool:
@@ -82,6 +84,124 @@ def buyer_touch(*, buyer_id: int) -> None:
 def buyers_set_active(*, buyers: QuerySet[Buyer], active: bool) -> int:
     """Activate or deactivate buyers; return how many actually changed."""
     return buyers.filter(active=not active).update(active=active, updated_at=timezone.now())
+
+
+# Every row a contract owns, by the name of its reverse relation: what a clone copies.
+CONTRACT_PARTS = (
+    "caps",
+    "schedule",
+    "closed_dates",
+    "territory",
+    "criteria",
+    "endpoints",
+    "mappings",
+    "response_rules",
+)
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    contract: Contract
+    warnings: list[str]
+
+
+def contract_clone(
+    *,
+    contract: Contract,
+    name: str,
+    buyer: Buyer | None = None,
+    vertical: Vertical | None = None,
+    actor: str = "",
+) -> CloneResult:
+    """Copy a contract and every part of it (caps, schedule, closed dates, territory, criteria,
+    endpoints, mappings, response rules, sources), for the same or another buyer or vertical.
+
+    The copy starts paused, so that nothing is routed to it before ops have read it over. An
+    endpoint's credentials belong to its buyer: a copy for another buyer gets none, and a copy
+    for another vertical is told which of its mappings and criteria name fields it lacks.
+    Raise ValueError when the buyer already has a contract of that name in that vertical.
+    """
+    buyer = buyer or contract.buyer
+    vertical = vertical or contract.vertical
+    name = name.strip()
+    if not name:
+        raise ValueError("The copy needs a name.")
+    if Contract.objects.filter(buyer=buyer, vertical=vertical, name=name).exists():
+        raise ValueError(f"{buyer} already has a contract named {name!r} in {vertical}.")
+    warnings: list[str] = []
+    now = timezone.now()
+    with transaction.atomic():
+        original = Contract.objects.get(pk=contract.pk)
+        copy = Contract.objects.get(pk=contract.pk)
+        copy.pk = copy.id = None
+        copy._state.adding = True
+        copy.buyer, copy.vertical, copy.name = buyer, vertical, name
+        copy.status = ContractStatus.PAUSED
+        made_by = f" made by {actor}" if actor else ""
+        copy.paused_reason = f"copy of contract {original.pk}{made_by}: check it, resume it"[:255]
+        copy.paused_at = now
+        copy.save()
+        copy.sources.set(original.sources.all())
+        for relation in CONTRACT_PARTS:
+            rows = list(getattr(original, relation).all())
+            for row in rows:
+                row.pk = row.id = None
+                row._state.adding = True
+                row.contract = copy
+                if relation == "endpoints" and buyer.pk != original.buyer_id and row.auth_secret:
+                    row.auth_secret = ""
+                    warnings.append(
+                        f"The {row.get_kind_display().lower()} endpoint's credentials were not "
+                        "copied to another buyer: enter them before resuming."
+                    )
+            if rows:
+                type(rows[0]).objects.bulk_create(rows)
+        if vertical.pk != original.vertical_id:
+            known = set(vertical.fields.values_list("name", flat=True))
+            used = {
+                part.strip()
+                for mapping in copy.mappings.all()
+                for part in mapping.source_field.split("+")
+                if part.strip()
+            } | set(copy.criteria.values_list("field", flat=True))
+            # Criteria may name enrichments (county, time zone) that no schema lists: only warn.
+            unknown = sorted(used - known)
+            if unknown:
+                warnings.append(
+                    f"{vertical} has no field {', '.join(unknown)}: check the mappings and "
+                    "criteria that use them."
+                )
+        cap_counters_seed(caps=copy.caps.select_related("contract__buyer"))
+    return CloneResult(contract=copy, warnings=warnings)
+
+
+def contract_zips_set(
+    *, contract: Contract, mode: str, zips: Iterable[str], replace: bool
+) -> TerritoryRule:
+    """Give the contract a ZIP-list territory rule (include or exclude) with these ZIP codes.
+
+    With `replace`, the contract's ZIP list of that mode holds exactly these; otherwise they are
+    added to it. Values must be 5-digit ZIP codes already (buyers.forms reads files and pastes).
+    """
+    values = list(dict.fromkeys(zips))
+    if not values:
+        raise ValueError("No ZIP codes given.")
+    with transaction.atomic():
+        rule = (
+            TerritoryRule.objects.select_for_update()
+            .filter(contract=contract, mode=mode, kind=TerritoryKind.ZIPS)
+            .order_by("pk")
+            .first()
+        )
+        if rule is None:
+            rule = TerritoryRule(contract=contract, mode=mode, kind=TerritoryKind.ZIPS)
+        elif not replace:
+            values = list(dict.fromkeys([*rule.value_list, *values]))
+        rule.values = "\n".join(values)
+        rule.full_clean()
+        rule.save()
+        contract_touch(contract_id=contract.pk)
+    return rule
 
 
 # --- Caps -------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -220,6 +221,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "leads.tasks.purge_idempotency_records",
         "schedule": 3600.0,
     },
+    "roll up the hours of leads changed since the last run": {
+        "task": "reporting.tasks.refresh_rollups",
+        "schedule": 60.0,
+    },
 }
 
 # --- Cache: shared counters (throttling) and locks. Redis when there is one. ---
@@ -293,6 +298,13 @@ SUPPRESSION_HASH_KEY = (
     env.str("SUPPRESSION_HASH_KEY", default="")
     or hashlib.sha256(f"leadswitch-suppression:{SECRET_KEY}".encode()).hexdigest()
 )
+
+# --- Reporting ---
+# A change committed up to this long after its timestamp was taken is still rolled up: the
+# rollup looks again this far behind its last run.
+ROLLUP_LOOKBACK_SECONDS = _env_int("ROLLUP_LOOKBACK_SECONDS", default=300, minimum=0)
+# At most this many hours are rebuilt per run; the rest wait for the next (no overlap).
+ROLLUP_MAX_HOURS_PER_RUN = _env_int("ROLLUP_MAX_HOURS_PER_RUN", default=500, minimum=1)
 
 # --- Leadswitch ---
 # Where load_demo points the demo buyers' endpoints (`manage.py simulate_buyers` serves it).

@@ -12,13 +12,39 @@ admin.site.site_header = "Leadswitch"
 admin.site.site_title = "Leadswitch admin"
 admin.site.index_title = "Lead distribution console"
 
+# The partner API and the staff/buyer API (reports, returns) are described in two schemas: each
+# audience reads only the contract it holds.
+partner_api = [path("api/v1/", include("leads.api.urls"))]
+reporting_api = [path("api/v1/", include("reporting.api.urls"))]
+REPORTING_SCHEMA = {
+    "TITLE": "Leadswitch reporting and returns API",
+    "DESCRIPTION": "Reports for staff and BI tools (session or staff token), and returns of "
+    "bought leads for buyers (buyer API key).",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reporting.api.schema.document_problems",
+    ],
+}
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
-    path("api/v1/", include("leads.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("dashboard/", include("reporting.urls")),
+    *partner_api,
+    *reporting_api,
+    path("api/schema/", SpectacularAPIView.as_view(patterns=partner_api), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/schema/reporting/",
+        SpectacularAPIView.as_view(patterns=reporting_api, custom_settings=REPORTING_SCHEMA),
+        name="schema-reporting",
+    ),
+    path(
+        "api/docs/reporting/",
+        SpectacularSwaggerView.as_view(url_name="schema-reporting"),
+        name="api-docs-reporting",
+    ),
     path("api/problems/", problem_type_view, name="problem-types"),
     path("api/problems/<slug:slug>", problem_type_view, name="problem-type"),
     # Last: only what nothing above matched.

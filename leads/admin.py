@@ -7,23 +7,29 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Count, Q, QuerySet
+from django.db.models import BooleanField, Count, Q, QuerySet, Value
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
+from buyers.models import Contract
 from config.admin_display import (
     ReadOnlyAdminMixin,
     explanation_table,
     money,
     parse_uuid,
+    plural,
+    precise_time,
     preformatted,
     pretty_json,
 )
+from config.admin_pii import mask_data, mask_value, pii_visible
 from leads.models import (
     FINAL_STATUSES,
     IdempotencyRecord,
@@ -43,8 +49,9 @@ from leads.services import (
     suppression_list_add,
     vertical_touch,
 )
-from routing.admin import LeadAttemptInline, LeadAuctionInline, LeadSaleInline
-from routing.selectors import explain
+from routing.admin import LeadAttemptInline, LeadAuctionInline, LeadSaleInline, pii_field_names
+from routing.selectors import explain, lead_status_history
+from routing.services import REROUTABLE_STATUSES, RerouteRefused, lead_reroute
 
 # --- Verticals ---
 
@@ -214,7 +221,17 @@ class SourceAdmin(admin.ModelAdmin):
     change_form_template = "admin/leads/source/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "active", "verticals")}),
-        ("Payout", {"fields": ("payout_model", "payout_amount", "revenue_share_percent")}),
+        (
+            "Payout",
+            {
+                "fields": (
+                    "payout_model",
+                    "payout_amount",
+                    "revenue_share_percent",
+                    "payout_reversed_on_return",
+                )
+            },
+        ),
         ("Intake", {"fields": ("rate_limit_per_second", "postback_url")}),
         ("Contact", {"fields": ("contact_name", "contact_email", "notes")}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
@@ -387,7 +404,7 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "source",
         "status",
         "is_test",
-        "email",
+        "email_display",
         "state",
         "sale_price_display",
         "received_at",
@@ -403,6 +420,8 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "received_at"
     show_full_result_count = False
     inlines = (LeadAttemptInline, LeadAuctionInline, LeadSaleInline, PostbackInline)
+    change_form_template = "admin/leads/lead/change_form.html"
+    actions = ("reroute_leads",)
     fieldsets = (
         (
             None,
@@ -422,7 +441,19 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Contact", {"fields": ("email", "phone", "zip_code", "state", "remote_ip")}),
+        (
+            "Contact",
+            {
+                "fields": (
+                    "email_display",
+                    "phone_display",
+                    "zip_code",
+                    "state",
+                    "remote_ip_display",
+                )
+            },
+        ),
+        ("Status history", {"fields": ("status_history_display",)}),
         (
             "Sale",
             {"fields": ("sold_at", "sale_price_display", "payout_display", "margin_display")},
@@ -434,13 +465,18 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         (
             "Eligibility if it were routed now",
             {
-                "fields": ("eligibility_display",),
+                "fields": ("eligibility_display", "post_previews"),
                 "description": "Every contract of the vertical, evaluated now; each routing run "
                 "stores its own explanation on its auction.",
             },
         ),
     )
     readonly_fields = (
+        "post_previews",
+        "email_display",
+        "phone_display",
+        "remote_ip_display",
+        "status_history_display",
         "eligibility_display",
         "sale_price_display",
         "payout_display",
@@ -474,6 +510,141 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             condition |= Q(phone=f"+{digits}")
         return queryset.filter(condition), False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Lead]:
+        # Whether this user sees personal data rides on each row: display methods get no request.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_pii_visible=Value(pii_visible(request), output_field=BooleanField()))
+        )
+
+    # --- Personal data, masked for users without reporting.view_unmasked_pii (Sales) ---
+
+    @staticmethod
+    def _shows_pii(obj: Lead) -> bool:
+        return bool(getattr(obj, "_pii_visible", False))
+
+    @admin.display(description="E-mail", ordering="email")
+    def email_display(self, obj: Lead) -> str:
+        return obj.email if self._shows_pii(obj) else mask_value(obj.email)
+
+    @admin.display(description="Phone")
+    def phone_display(self, obj: Lead) -> str:
+        return obj.phone if self._shows_pii(obj) else mask_value(obj.phone)
+
+    @admin.display(description="Remote IP")
+    def remote_ip_display(self, obj: Lead) -> str | None:
+        if self._shows_pii(obj) or not obj.remote_ip:
+            return obj.remote_ip
+        return "hidden (personal data)"
+
+    @admin.display(description="Status changes, oldest first")
+    def status_history_display(self, obj: Lead) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((precise_time(s.at), s.status, s.detail) for s in lead_status_history(obj)),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Status</th><th>What happened</th></tr>"
+            "</thead><tbody>{}</tbody></table><p>Now: <strong>{}</strong></p>",
+            rows,
+            obj.get_status_display(),
+        )
+
+    # --- Re-route (ops): only unsold or failed leads, never one a buyer holds ---
+
+    def has_reroute_permission(self, request: HttpRequest) -> bool:
+        # Leads are never edited by hand; routing one again is the change ops may make.
+        return request.user.has_perm("leads.change_lead")
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<path:object_id>/reroute/",
+                self.admin_site.admin_view(self.reroute_view),
+                name="leads_lead_reroute",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def render_change_form(self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any):
+        obj = context.get("original")
+        context["can_reroute"] = (
+            obj is not None
+            and obj.status in REROUTABLE_STATUSES
+            and self.has_reroute_permission(request)
+        )
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def reroute_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then hand one unsold or failed lead back to routing."""
+        if not self.has_reroute_permission(request):
+            raise PermissionDenied
+        lead = self.get_object(request, unquote(object_id))
+        if lead is None:
+            raise Http404("No such lead.")
+        change_url = reverse("admin:leads_lead_change", args=[lead.pk])
+        if request.method == "POST":
+            self._reroute(request, [lead])
+            return HttpResponseRedirect(change_url)
+        return self._confirm_reroute(request, [lead], single=True)
+
+    @admin.action(
+        description="Re-route selected leads (unsold or failed only)", permissions=["reroute"]
+    )
+    def reroute_leads(self, request: HttpRequest, queryset: QuerySet[Lead]) -> HttpResponse | None:
+        """Confirm on an intermediate page, then hand each unsold or failed lead back to routing."""
+        leads = list(queryset.select_related("vertical", "source")[:500])
+        if "apply" in request.POST:
+            self._reroute(request, leads)
+            return None
+        return self._confirm_reroute(request, leads, single=False)
+
+    def _confirm_reroute(self, request: HttpRequest, leads: list[Lead], *, single: bool):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Re-route leads" if not single else "Re-route this lead",
+            "opts": self.opts,
+            "leads": leads,
+            "routable": [lead for lead in leads if lead.status in REROUTABLE_STATUSES],
+            "single": single,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/leads/lead/reroute.html", context)
+
+    def _reroute(self, request: HttpRequest, leads: list[Lead]) -> None:
+        done = 0
+        actor = request.user.get_username()
+        for lead in leads:
+            try:
+                lead_reroute(lead=lead, actor=actor)
+            except RerouteRefused as exc:
+                self.message_user(request, f"Lead {str(lead.pk)[:8]}: {exc}", messages.ERROR)
+            else:
+                done += 1
+                self.log_change(request, lead, f"Re-routed by hand by {actor}")
+        if done:
+            self.message_user(
+                request, f"Sent {plural(done, 'lead')} back to routing.", messages.SUCCESS
+            )
+
+    @admin.display(description="Preview the post")
+    def post_previews(self, obj: Lead) -> str:
+        """Link each contract of the vertical to the post it would receive (ops; sends nothing)."""
+        if not self._shows_pii(obj) or obj.vertical_id is None:
+            return "-"
+        contracts = Contract.objects.filter(vertical_id=obj.vertical_id).select_related("buyer")
+        links = format_html_join(
+            " · ",
+            '<a href="{}?kind=post&amp;lead={}">{}</a>',
+            (
+                (reverse("admin:buyers_contract_test", args=[c.pk]), obj.pk, str(c))
+                for c in contracts
+            ),
+        )
+        return links or "No contracts in this vertical."
+
     @admin.display(description="Contracts")
     def eligibility_display(self, obj: Lead) -> str:
         if obj.vertical_id is None or obj.status in FINAL_STATUSES - {
@@ -502,7 +673,9 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Normalised data")
     def data_display(self, obj: Lead) -> str:
-        return pretty_json(obj.data)
+        if self._shows_pii(obj):
+            return pretty_json(obj.data)
+        return pretty_json(mask_data(obj.data, pii_field_names(obj.vertical_id)))
 
     @admin.display(description="Errors")
     def errors_display(self, obj: Lead) -> str:
@@ -510,10 +683,16 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Consent")
     def consent_display(self, obj: Lead) -> str:
-        return pretty_json(obj.consent) if obj.consent else "-"
+        if not obj.consent:
+            return "-"
+        if self._shows_pii(obj) or not isinstance(obj.consent, dict):
+            return pretty_json(obj.consent)
+        return pretty_json({k: "hidden" if k == "ip" else v for k, v in obj.consent.items()})
 
     @admin.display(description="Raw request body")
     def raw_body_display(self, obj: Lead) -> str:
+        if not self._shows_pii(obj):
+            return "Hidden: it holds personal data."
         # Shown exactly as received: it is the evidence, so it is not re-formatted.
         return preformatted(obj.raw_body)
 

@@ -665,8 +665,6 @@ OPS_FORBIDDEN = {
     "routing.delete_sale",
 }
 
-# Raw leads and the attempts that carry their bodies hold consumers' personal data.
-SALES_FORBIDDEN = {"leads.view_lead", "routing.view_attempt"}
 
 USERS: list[dict[str, Any]] = [
     {
@@ -874,13 +872,8 @@ def _group_permissions(name: str) -> list[Permission]:
         content_type__app_label__in=PERMISSION_APPS
     ).select_related("content_type")
     if name == SALES:
-        # Sales see PII masked; until the admin masks it, they see no lead or attempt at all.
-        return [
-            p
-            for p in permissions
-            if p.codename.startswith("view_")
-            and f"{p.content_type.app_label}.{p.codename}" not in SALES_FORBIDDEN
-        ]
+        # Sales view everything, consumers' personal data masked (config/admin_pii.py).
+        return [p for p in permissions if p.codename.startswith("view_")]
     return [
         p
         for p in permissions

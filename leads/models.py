@@ -220,6 +220,11 @@ class Source(models.Model):
         default=Decimal("0.00"),
         help_text="Share of the sale price paid under a revenue share model.",
     )
+    payout_reversed_on_return = models.BooleanField(
+        default=True,
+        help_text="A lead the buyer returns is not paid to the source either (its terms allow "
+        "clawbacks).",
+    )
     rate_limit_per_second = models.PositiveIntegerField(
         default=50,
         validators=[MinValueValidator(1), MaxValueValidator(100000)],
@@ -312,8 +317,9 @@ LEAD_TRANSITIONS: dict[str, frozenset[str]] = {
     LeadStatus.ROUTING: frozenset({LeadStatus.ACCEPTED, LeadStatus.UNSOLD, LeadStatus.FAILED}),
     LeadStatus.SOLD: frozenset({LeadStatus.ROUTING}),
     LeadStatus.UNSOLD: frozenset({LeadStatus.ROUTING}),
-    # A routing run interrupted before it sold anything hands the lead back.
-    LeadStatus.ACCEPTED: frozenset({LeadStatus.ROUTING, LeadStatus.FAILED}),
+    # A routing run interrupted before it sold anything hands the lead back; ops re-route an
+    # unsold or failed lead by handing it back too (routing.services.lead_reroute).
+    LeadStatus.ACCEPTED: frozenset({LeadStatus.ROUTING, LeadStatus.FAILED, LeadStatus.UNSOLD}),
     LeadStatus.FAILED: frozenset({LeadStatus.ACCEPTED, LeadStatus.ROUTING}),
     LeadStatus.RETURNED: frozenset({LeadStatus.SOLD}),
 }
@@ -381,6 +387,8 @@ class Lead(models.Model):
             models.Index(fields=["vertical", "-received_at"], name="lead_vertical_received"),
             models.Index(fields=["status", "received_at"], name="lead_status_received"),
             models.Index(fields=["source", "sub_id"], name="lead_source_sub_id"),
+            # The reporting rollup finds the hours touched since its last run by this column.
+            models.Index(fields=["updated_at"], name="lead_updated"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -1,0 +1,261 @@
+"""Hourly rollups of leads, sales and attempts for the dashboards, and returns of sold leads.
+
+Every rollup row is keyed by the hour the lead was *received* (UTC) and its vertical and source
+(and buyer, where there is one): a figure for a period is about the leads received in it, so a
+sale a minute after midnight or a return a week later changes the hour its lead came in. Rows of
+an hour are rebuilt whole (reporting.rollup), never incremented, so rebuilding is idempotent.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from buyers.models import Buyer
+from leads.models import Source, Vertical
+from routing.models import Sale
+
+
+class RollupState(models.Model):
+    """The one row saying up to when the rollups have looked for changes."""
+
+    watermark = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_hours = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "rollup state"
+        verbose_name_plural = "rollup state"
+        permissions = [
+            ("view_dashboard", "Can view the delivery dashboards and reports"),
+            ("view_unmasked_pii", "Can export leads with e-mail and phone unmasked"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rollups current to {self.watermark:%Y-%m-%d %H:%M:%S}" if self.watermark else "-"
+
+
+class DirtyHour(models.Model):
+    """An hour whose rollup rows must be rebuilt (a late post, a return, a re-route)."""
+
+    hour = models.DateTimeField(unique=True)
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hour"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00}"
+
+
+# Histograms, for percentiles over periods too long to sort every value: the upper bounds
+# (exclusive) of the buckets; the last bucket holds everything above the last bound.
+PING_MS_BOUNDS = (10, 20, 30, 40, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500)
+PING_MS_BOUNDS += (2000, 3000, 5000)
+SALE_SECONDS_BOUNDS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
+SALE_SECONDS_BOUNDS += (7200, 21600, 86400)
+
+
+def bucket_names(prefix: str, bounds: tuple[int, ...]) -> list[str]:
+    return [f"{prefix}_{index:02d}" for index in range(len(bounds) + 1)]
+
+
+def _histogram(name: str, prefix: str, bounds: tuple[int, ...], unit: str) -> type[models.Model]:
+    """An abstract model with one count per bucket: {prefix}_00 below bounds[0], and so on."""
+    attrs: dict = {"__module__": __name__, "Meta": type("Meta", (), {"abstract": True})}
+    for index, field in enumerate(bucket_names(prefix, bounds)):
+        low = bounds[index - 1] if index else 0
+        high = f"under {bounds[index]}" if index < len(bounds) else "and more"
+        attrs[field] = models.PositiveIntegerField(default=0, help_text=f"{low} {unit} {high}")
+    return type(name, (models.Model,), attrs)
+
+
+PingLatencyHistogram = _histogram("PingLatencyHistogram", "ping_ms", PING_MS_BOUNDS, "ms")
+SaleDelayHistogram = _histogram("SaleDelayHistogram", "sale_s", SALE_SECONDS_BOUNDS, "s")
+
+
+def describe(row: models.Model, moment) -> str:
+    return f"{row._meta.verbose_name} {moment:%Y-%m-%d %H:00}, source {row.source_id}"
+
+
+class Dimensions(models.Model):
+    vertical = models.ForeignKey(
+        Vertical, null=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        abstract = True
+
+
+class LeadFigures(Dimensions):
+    """Leads received from one source in one vertical, by what became of them."""
+
+    received = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    sold = models.PositiveIntegerField(default=0, help_text="Leads sold at least once.")
+    unsold = models.PositiveIntegerField(default=0)
+    missing_sub_id = models.PositiveIntegerField(default=0)
+    missing_consent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class SaleFigures(Dimensions, SaleDelayHistogram):
+    """Sales of the leads, per buyer; the histogram is of seconds from receipt to sale."""
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    sales = models.PositiveIntegerField(default=0, help_text="Sales made, returned or not.")
+    returns = models.PositiveIntegerField(default=0)
+    gross_revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    revenue = models.DecimalField(
+        max_digits=14, decimal_places=2, default=0, help_text="Of the sales not returned."
+    )
+    payout = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Owed to sources: kept sales, and returned ones whose payout stands.",
+    )
+
+    class Meta:
+        abstract = True
+
+
+class AttemptFigures(Dimensions, PingLatencyHistogram):
+    """Pings and posts for the leads, per buyer; the histogram is of ping latencies."""
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    pings = models.PositiveIntegerField(default=0)
+    bids = models.PositiveIntegerField(default=0)
+    posts = models.PositiveIntegerField(default=0)
+    posts_accepted = models.PositiveIntegerField(default=0)
+    posts_rejected = models.PositiveIntegerField(default=0)
+    posts_failed = models.PositiveIntegerField(default=0, help_text="Errors and timeouts.")
+
+    class Meta:
+        abstract = True
+
+
+class RejectionFigures(Dimensions):
+    """Rejected posts of the leads, per buyer and reason (the top reasons)."""
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    reason = models.CharField(max_length=500, blank=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+# Hourly rows serve periods of a few hours or days; daily rows (sums of the hourly ones) serve
+# periods of whole days, with 24 times fewer rows to add up.
+
+
+class LeadHour(LeadFigures):
+    hour = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="leadhour_hour")]
+
+    def __str__(self) -> str:
+        return describe(self, self.hour)
+
+
+class LeadDay(LeadFigures):
+    day = models.DateTimeField(help_text="00:00 UTC of the day.")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="leadday_day")]
+
+    def __str__(self) -> str:
+        return describe(self, self.day)
+
+
+class SaleHour(SaleFigures):
+    hour = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="salehour_hour")]
+
+    def __str__(self) -> str:
+        return describe(self, self.hour)
+
+
+class SaleDay(SaleFigures):
+    day = models.DateTimeField(help_text="00:00 UTC of the day.")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="saleday_day")]
+
+    def __str__(self) -> str:
+        return describe(self, self.day)
+
+
+class AttemptHour(AttemptFigures):
+    hour = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="attempthour_hour")]
+
+    def __str__(self) -> str:
+        return describe(self, self.hour)
+
+
+class AttemptDay(AttemptFigures):
+    day = models.DateTimeField(help_text="00:00 UTC of the day.")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="attemptday_day")]
+
+    def __str__(self) -> str:
+        return describe(self, self.day)
+
+
+class RejectionHour(RejectionFigures):
+    hour = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="rejectionhour_hour")]
+
+    def __str__(self) -> str:
+        return describe(self, self.hour)
+
+
+class RejectionDay(RejectionFigures):
+    day = models.DateTimeField(help_text="00:00 UTC of the day.")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="rejectionday_day")]
+
+    def __str__(self) -> str:
+        return describe(self, self.day)
+
+
+class ReturnReason(models.TextChoices):
+    BAD_PHONE = "bad_phone", "Bad phone"
+    DUPLICATE = "duplicate", "Duplicate"
+    NOT_INTERESTED = "not_interested", "Not interested"
+    FRAUD = "fraud", "Fraud"
+    OTHER = "other", "Other (see note)"
+
+
+class SaleReturn(models.Model):
+    """A sold lead sent back by its buyer: why, by whom, and whether the source keeps its payout."""
+
+    sale = models.OneToOneField(Sale, on_delete=models.CASCADE, related_name="return_record")
+    reason = models.CharField(max_length=16, choices=ReturnReason.choices)
+    note = models.TextField(blank=True)
+    payout_reversed = models.BooleanField(
+        help_text="The source's payout was taken back too, as its terms said at the time."
+    )
+    returned_by = models.CharField(max_length=150, help_text="A buyer key or a staff user.")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Return of sale {self.sale_id}: {self.get_reason_display()}"

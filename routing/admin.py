@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.contrib import admin
-from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import BooleanField, Q, QuerySet, Value
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from buyers.fields import mask
 from buyers.models import SECRET_HEADER_WORDS
@@ -21,6 +25,10 @@ from config.admin_display import (
     preformatted,
     pretty_json,
 )
+from config.admin_pii import lead_pii_values, mask_text, pii_visible
+from leads.models import VerticalField
+from reporting.forms import ReturnSalesForm
+from reporting.services import ReturnRefused, sale_return
 from routing.models import Attempt, Auction, ContractHealth, HealthEvent, Sale
 
 # Header names that carry credentials. The engine records attempts with secrets masked already;
@@ -37,6 +45,44 @@ def masked_headers(headers: Any) -> Any:
         else value
         for name, value in headers.items()
     }
+
+
+def pii_field_names(vertical_id: int | None) -> list[str]:
+    """Return the names of the vertical's personal fields (masked for Sales)."""
+    return list(
+        VerticalField.objects.filter(vertical_id=vertical_id, is_pii=True).values_list(
+            "name", flat=True
+        )
+    )
+
+
+def exchange_display(attempt: Attempt, *, body_mask: Any = None) -> str:
+    """Render an attempt's request and response: what was sent (secrets masked) and answered.
+
+    `body_mask`, when given, masks personal data in the URL and both bodies (for Sales).
+    """
+    if not attempt.method and not attempt.url:
+        return "-"
+    body, url, answer = attempt.request_body or "", attempt.url, attempt.response_body or ""
+    if body_mask is not None:
+        # A GET sends the lead's fields in the query string; some buyers echo them back.
+        body, url, answer = body_mask(body), body_mask(url), body_mask(answer)
+    headers = json.dumps(masked_headers(attempt.request_headers), indent=2, sort_keys=True)
+    return format_html(
+        "<details><summary>Request and response</summary>"
+        '<p style="word-break: break-all;"><strong>{} {}</strong></p>'
+        '<pre style="white-space: pre-wrap;">{}</pre>'
+        '<pre style="white-space: pre-wrap; word-break: break-all;">{}</pre>'
+        "<p><strong>HTTP {}</strong>{}</p>"
+        '<pre style="white-space: pre-wrap; word-break: break-all;">{}</pre></details>',
+        attempt.method,
+        url,
+        headers,
+        body or "(no body)",
+        attempt.response_status if attempt.response_status is not None else "-",
+        f" · {attempt.error}" if attempt.error else "",
+        answer or "(no body)",
+    )
 
 
 # --- A lead's routing history, shown inline on the lead page (leads.admin). ---
@@ -58,8 +104,18 @@ class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
         "latency",
         "price_display",
         "reason_display",
+        "exchange",
     )
     readonly_fields = fields
+    # Set per request by get_formset (the admin makes new inline instances for each request).
+    _body_mask: Any = None
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
+        if obj is not None and not pii_visible(request):
+            lead = getattr(obj, "lead", obj)  # the lead page, or an auction's page
+            values = lead_pii_values(lead, pii_field_names(lead.vertical_id))
+            self._body_mask = lambda text: mask_text(text, values)
+        return super().get_formset(request, obj, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
         return (
@@ -68,6 +124,10 @@ class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
             .select_related("contract__buyer")
             .order_by("created_at", "id")
         )
+
+    @admin.display(description="Request and response")
+    def exchange(self, obj: Attempt) -> str:
+        return exchange_display(obj, body_mask=self._body_mask)
 
     @admin.display(description="Time")
     def time(self, obj: Attempt) -> str | None:
@@ -254,7 +314,14 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         (
             "Request",
-            {"fields": ("method", "url", "request_headers_display", "request_body_display")},
+            {
+                "fields": (
+                    "method",
+                    "url_display",
+                    "request_headers_display",
+                    "request_body_display",
+                )
+            },
         ),
         (
             "Response",
@@ -264,6 +331,7 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "created_at_precise",
         "price_display",
+        "url_display",
         "request_headers_display",
         "request_body_display",
         "response_body_display",
@@ -271,6 +339,14 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         return search_by_lead_or(queryset, search_term), False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
+        # Whether this user sees personal data rides on each row: display methods get no request.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_pii_visible=Value(pii_visible(request), output_field=BooleanField()))
+        )
 
     @admin.display(description="Created")
     def created_at_precise(self, obj: Attempt) -> str | None:
@@ -284,13 +360,24 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def request_headers_display(self, obj: Attempt) -> str:
         return pretty_json(masked_headers(obj.request_headers))
 
+    def _masked(self, obj: Attempt, text: str) -> str:
+        if getattr(obj, "_pii_visible", False):
+            return text
+        if not hasattr(obj, "_pii_values"):
+            obj._pii_values = lead_pii_values(obj.lead, pii_field_names(obj.lead.vertical_id))
+        return mask_text(text, obj._pii_values)
+
+    @admin.display(description="URL")
+    def url_display(self, obj: Attempt) -> str:
+        return self._masked(obj, obj.url)
+
     @admin.display(description="Request body")
     def request_body_display(self, obj: Attempt) -> str:
-        return preformatted(obj.request_body)
+        return preformatted(self._masked(obj, obj.request_body))
 
     @admin.display(description="Response body")
     def response_body_display(self, obj: Attempt) -> str:
-        return preformatted(obj.response_body)
+        return preformatted(self._masked(obj, obj.response_body))
 
 
 @admin.register(Sale)
@@ -326,9 +413,46 @@ class SaleAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "return_reason",
     )
     readonly_fields = ("price_display", "payout_display", "margin_display")
+    actions = ("return_sales",)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         return search_by_lead_or(queryset, search_term, "buyer_reference"), False
+
+    def has_return_permission(self, request: HttpRequest) -> bool:
+        # Sales are never edited by hand; returning one is the change ops may make.
+        return request.user.has_perm("routing.change_sale")
+
+    @admin.action(description="Return selected sales for their buyer", permissions=["return"])
+    def return_sales(self, request: HttpRequest, queryset: QuerySet[Sale]) -> HttpResponse | None:
+        """Ask for the reason on an intermediate page, then return each sale the rules allow."""
+        form = ReturnSalesForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            returned = 0
+            for sale in queryset.select_related("buyer"):
+                try:
+                    sale_return(
+                        sale=sale,
+                        reason=form.cleaned_data["reason"],
+                        note=form.cleaned_data["note"],
+                        returned_by=f"staff {request.user.get_username()}",
+                    )
+                except ReturnRefused as exc:
+                    self.message_user(request, f"{sale}: {exc}", messages.ERROR)
+                else:
+                    returned += 1
+                    self.log_change(request, sale, f"Returned: {form.cleaned_data['reason']}")
+            if returned:
+                self.message_user(request, f"Returned {returned} sale(s).", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Return sales",
+            "opts": self.opts,
+            "form": form,
+            "sales": queryset.select_related("buyer", "lead"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "reporting/admin_return_sales.html", context)
 
     @admin.display(description="Contract", ordering="contract__name")
     def contract_name(self, obj: Sale) -> str:

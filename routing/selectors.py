@@ -339,3 +339,59 @@ def delivery_setup(
             _delivery_cache[vertical.pk] = cached
     contracts = cached[2]
     return {i: contracts[i] for i in ids if i in contracts}, cached[3]
+
+
+@dataclass(frozen=True)
+class StatusStep:
+    """One step of a lead's status history: when, which status, and what happened."""
+
+    at: datetime
+    status: str
+    detail: str
+
+
+def lead_status_history(lead: Lead) -> list[StatusStep]:
+    """Return the lead's status changes, oldest first, from the rows that record them.
+
+    Leads keep no history table: intake's verdict, each routing run's start and end, each sale
+    and return, and the admin's log of hand re-routes say when the status changed, and why.
+    """
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from leads.models import LeadStatus
+    from routing.models import Auction, Sale
+
+    rejected = {LeadStatus.INVALID, LeadStatus.DUPLICATE, LeadStatus.SUPPRESSED}
+    intake = lead.status if lead.status in rejected else LeadStatus.ACCEPTED
+    steps = [
+        StatusStep(
+            lead.received_at,
+            intake,
+            lead.reason if intake in rejected else "received and validated",
+        )
+    ]
+    for auction in Auction.objects.filter(lead=lead).order_by("started_at", "id"):
+        steps.append(StatusStep(auction.started_at, LeadStatus.ROUTING, f"run {auction.pk}"))
+        if auction.finished_at is not None:
+            steps.append(
+                StatusStep(auction.finished_at, auction.status, auction.note or "run ended")
+            )
+    for sale in Sale.objects.filter(lead=lead).select_related("buyer").order_by("sold_at"):
+        steps.append(StatusStep(sale.sold_at, "sale", f"bought by {sale.buyer} at ${sale.price}"))
+        if sale.returned_at is not None:
+            steps.append(
+                StatusStep(
+                    sale.returned_at,
+                    LeadStatus.RETURNED,
+                    f"returned by {sale.buyer}: {sale.return_reason or 'no reason given'}",
+                )
+            )
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Lead), object_id=str(lead.pk)
+    ).select_related("user")
+    for entry in entries:
+        steps.append(
+            StatusStep(entry.action_time, "ops", f"{entry.get_change_message()} ({entry.user})")
+        )
+    return sorted(steps, key=lambda step: step.at)

@@ -58,6 +58,7 @@ def test_the_allowed_transitions_are_exactly_the_documented_ones():
         ("routing", "unsold"),
         ("routing", "accepted"),
         ("failed", "accepted"),
+        ("unsold", "accepted"),
         ("routing", "failed"),
         ("accepted", "failed"),
         ("failed", "routing"),

@@ -1,0 +1,100 @@
+"""Who sees a lead's personal data in the admin, and how it is masked for everyone else (Sales).
+
+The masks are reporting.masking's (e-mail `j***@example.com`, phone by its last four digits).
+Pages decide once per request: `pii_visible(request)`. Text that a buyer received (a post's
+body, in the buyer's own field names and formats) is masked by value: the lead's own personal
+values in every spelling the mappings produce, then anything else shaped like an e-mail address
+or a phone number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django.http import HttpRequest
+
+from reporting.masking import MASK, mask_email, mask_name, mask_phone
+
+UNMASKED_PII_PERMISSION = "reporting.view_unmasked_pii"
+
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Ten digits or more, in the separators phones are written with: a phone in some format (a date
+# has eight, a price fewer).
+_PHONE_RE = re.compile(r"\+?\(?\d[\d\s().\-]{8,}\d")
+
+
+def pii_visible(request: HttpRequest) -> bool:
+    """Return whether this user may see personal data unmasked (Ops and Admin, not Sales)."""
+    return request.user.has_perm(UNMASKED_PII_PERMISSION)
+
+
+def mask_value(value: Any) -> str:
+    """Mask one personal value by what it looks like."""
+    text = "" if value is None else str(value)
+    if "@" in text:
+        return mask_email(text)
+    if sum(c.isdigit() for c in text) >= 7:  # a phone, or the local part of one
+        return mask_phone(text)
+    return mask_name(text) if text else ""
+
+
+def mask_data(data: Any, pii_fields: Iterable[str]) -> Any:
+    """Return a lead's data with the values of its personal fields masked."""
+    if not isinstance(data, dict):
+        return data
+    names = set(pii_fields) | {"email", "phone"}
+    return {key: mask_value(value) if key in names else value for key, value in data.items()}
+
+
+def _phone_spellings(phone: str) -> list[str]:
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    if len(digits) != 10:
+        return [phone] if phone else []
+    area, exchange, line = digits[:3], digits[3:6], digits[6:]
+    return [
+        f"+1{digits}",
+        f"1{digits}",
+        digits,
+        f"{area}-{exchange}-{line}",
+        f"({area}) {exchange}-{line}",
+        f"{area}.{exchange}.{line}",
+        f"{exchange}{line}",
+    ]
+
+
+def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
+    """Return the lead's personal values as text, longest first (so parts never mask wholes)."""
+    data = lead.data if isinstance(getattr(lead, "data", None), dict) else {}
+    values: set[str] = set()
+    for name in {*pii_fields, "email", "phone"}:
+        value = data.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            values.add(str(value))
+    values.update(v for v in (getattr(lead, "email", ""), getattr(lead, "phone", "")) if v)
+    for phone in [v for v in list(values) if sum(c.isdigit() for c in v) >= 10]:
+        values.update(_phone_spellings(phone))
+    for value in list(values):
+        # Names go out as typed and in the case transforms make of them.
+        values.update({value.upper(), value.lower(), value.title()})
+        # A JSON body escapes what it carries; look for the escaped spelling too.
+        values.add(json.dumps(value)[1:-1])
+    return sorted((v for v in values if len(v.strip()) >= 2), key=len, reverse=True)
+
+
+def mask_text(text: str, values: Iterable[str] = ()) -> str:
+    """Mask the given personal values in a text, then every e-mail address and phone number."""
+    if not text:
+        return text
+    for value in values:
+        if value in text:
+            text = text.replace(value, mask_value(value) or MASK)
+    text = _EMAIL_RE.sub(lambda m: mask_email(m.group(0)), text)
+    return _PHONE_RE.sub(
+        lambda m: mask_phone(m[0]) if 10 <= sum(c.isdigit() for c in m[0]) <= 15 else m[0],
+        text,
+    )

@@ -1,0 +1,114 @@
+"""Who may call the reporting API (staff with the dashboard permission) and the returns API
+(a buyer, through one of its keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import (
+    BaseAuthentication,
+    TokenAuthentication,
+    get_authorization_header,
+)
+from rest_framework.permissions import BasePermission
+
+from buyers.models import Buyer, BuyerApiKey
+from reporting.services import buyer_api_key_authenticate
+
+DASHBOARD_PERMISSION = "reporting.view_dashboard"
+
+
+class StaffTokenAuthentication(TokenAuthentication):
+    """`Authorization: Bearer <token>` with a staff user's DRF token (`manage.py drf_create_token`).
+
+    A partner's source key is not a token: it is refused (401), never taken for a person.
+    """
+
+    keyword = "Bearer"
+
+
+class CanViewReports(BasePermission):
+    """An active staff user with the dashboard permission (the Sales, Ops and Admin groups)."""
+
+    message = "Reports are for staff with the dashboard permission."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(
+            user is not None
+            and user.is_authenticated
+            and user.is_active
+            and user.is_staff
+            and user.has_perm(DASHBOARD_PERMISSION)
+        )
+
+
+@dataclass(frozen=True)
+class BuyerPrincipal:
+    """The caller of the returns API: a buyer, through one of its keys."""
+
+    buyer: Buyer
+    api_key: BuyerApiKey
+    is_authenticated: bool = True
+    is_active: bool = True
+
+    @property
+    def pk(self) -> int:
+        return self.buyer.pk
+
+
+class BuyerKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer lbk_…` with a live key of a buyer."""
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != b"bearer" or len(header) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Send your buyer API key as `Authorization: Bearer <key>`."
+            )
+        try:
+            raw_key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raw_key = ""
+        api_key = buyer_api_key_authenticate(raw_key=raw_key) if raw_key else None
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The buyer API key is unknown or revoked.")
+        return BuyerPrincipal(buyer=api_key.buyer, api_key=api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class IsActiveBuyer(BasePermission):
+    message = "This buyer is inactive."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, BuyerPrincipal) and request.user.buyer.active
+
+
+class StaffTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "reporting.api.auth.StaffTokenAuthentication"
+    name = "StaffToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A staff user's API token (manage.py drf_create_token <username>).",
+        }
+
+
+class BuyerKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "reporting.api.auth.BuyerKeyAuthentication"
+    name = "BuyerKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A buyer API key (lbk_…), minted in the admin or by mint_buyer_key.",
+        }

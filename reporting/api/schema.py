@@ -1,0 +1,50 @@
+"""The reporting and returns API's schema: every error documented as problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.problems import PROBLEM_CONTENT_TYPE
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+COMMON_PROBLEMS = {"406": "The Accept header rules out JSON."}
+
+
+def document_problems(result: dict, generator: Any, request: Any, public: bool) -> dict:
+    """Describe each operation's 4xx answers as problem documents, with the Problem schema."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "Problem",
+        {
+            "type": "object",
+            "description": "An RFC 9457 problem: see /api/problems/ for every type.",
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "required": ["type", "title", "status", "detail"],
+        },
+    )
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in COMMON_PROBLEMS.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
+                if status == "401":
+                    response["headers"] = {
+                        "WWW-Authenticate": {
+                            "schema": {"type": "string"},
+                            "required": True,
+                            "description": "The scheme to authenticate with: Bearer.",
+                        }
+                    }
+    return result

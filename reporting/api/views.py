@@ -1,0 +1,154 @@
+"""The reporting API (staff, for BI tools) and the returns API (buyers)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reporting.api.auth import (
+    BuyerKeyAuthentication,
+    CanViewReports,
+    IsActiveBuyer,
+    StaffTokenAuthentication,
+)
+from reporting.api.serializers import (
+    BuyerRowSerializer,
+    ReturnRequestSerializer,
+    ReturnSerializer,
+    SourceRowSerializer,
+    SummarySerializer,
+    TimeseriesSerializer,
+)
+from reporting.filters import PRESETS, ReportQuery, report_query
+from reporting.rollup import rollups_for_readers
+from reporting.selectors import report_buyers, report_sources, report_summary, report_timeseries
+from reporting.services import ReturnRefused, sale_return
+from routing.models import Sale
+
+FILTER_PARAMETERS = [
+    OpenApiParameter(
+        "preset",
+        str,
+        enum=[value for value, _ in PRESETS],
+        description="A period ending now (UTC); the default is last_7_days.",
+    ),
+    OpenApiParameter("start", OpenApiTypes.DATE, description="First day (UTC) of a custom period."),
+    OpenApiParameter("end", OpenApiTypes.DATE, description="Last day (UTC, included)."),
+    OpenApiParameter("vertical", str, description="A vertical's slug."),
+    OpenApiParameter("source", int, description="A source's id."),
+    OpenApiParameter("buyer", int, description="A buyer's id."),
+]
+REPORT_PROBLEMS = {
+    400: OpenApiResponse(description="A filter is not valid; `errors` names it."),
+    401: OpenApiResponse(description="No session and no valid staff token."),
+    403: OpenApiResponse(description="Not staff with the dashboard permission."),
+}
+
+
+class ReportView(APIView):
+    """The base of every report: staff by session or token, the report filters, no throttle."""
+
+    authentication_classes = [StaffTokenAuthentication, SessionAuthentication]
+    permission_classes = [CanViewReports]
+    throttle_classes: list = []
+
+    def report_query(self, request: Request) -> ReportQuery:
+        rollups_for_readers()
+        try:
+            return report_query(request.query_params)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict) from None
+
+
+class SummaryView(ReportView):
+    @extend_schema(
+        summary="Headline figures of a period and the one before it",
+        parameters=FILTER_PARAMETERS,
+        responses={200: SummarySerializer, **REPORT_PROBLEMS},
+        tags=["reports"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(SummarySerializer(report_summary(self.report_query(request))).data)
+
+
+class TimeseriesView(ReportView):
+    @extend_schema(
+        summary="Received, sold and revenue per hour (up to two days) or per day",
+        parameters=FILTER_PARAMETERS,
+        responses={200: TimeseriesSerializer, **REPORT_PROBLEMS},
+        tags=["reports"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(TimeseriesSerializer(report_timeseries(self.report_query(request))).data)
+
+
+class BuyersReportView(ReportView):
+    @extend_schema(
+        summary="One row per buyer: pings, bids, wins, posts, rejections, revenue, latency, caps",
+        parameters=FILTER_PARAMETERS,
+        responses={200: BuyerRowSerializer(many=True), **REPORT_PROBLEMS},
+        tags=["reports"],
+    )
+    def get(self, request: Request) -> Response:
+        rows = report_buyers(self.report_query(request))
+        return Response(BuyerRowSerializer(rows, many=True).data)
+
+
+class SourcesReportView(ReportView):
+    @extend_schema(
+        summary="One row per source: volume, quality, sell-through, money, returns, attribution",
+        parameters=FILTER_PARAMETERS,
+        responses={200: SourceRowSerializer(many=True), **REPORT_PROBLEMS},
+        tags=["reports"],
+    )
+    def get(self, request: Request) -> Response:
+        rows = report_sources(self.report_query(request))
+        return Response(SourceRowSerializer(rows, many=True).data)
+
+
+class ReturnCreateView(APIView):
+    authentication_classes = [BuyerKeyAuthentication]
+    permission_classes = [IsActiveBuyer]
+    throttle_classes: list = []
+
+    @extend_schema(
+        summary="Return a lead you bought, within your contract's return window",
+        request=ReturnRequestSerializer,
+        responses={
+            201: ReturnSerializer,
+            400: OpenApiResponse(
+                description="Refused: past the window, already returned, over the contract's "
+                "maximum return rate, or a field is missing. `errors` says which and why."
+            ),
+            401: OpenApiResponse(description="Missing, unknown or revoked buyer key."),
+            403: OpenApiResponse(description="The buyer is inactive."),
+            404: OpenApiResponse(description="You bought no lead with this id."),
+        },
+        tags=["returns"],
+    )
+    def post(self, request: Request) -> Response:
+        body = ReturnRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        sale = (
+            Sale.objects.filter(lead_id=body.validated_data["lead_id"], buyer=request.user.buyer)
+            .select_related("lead")
+            .first()
+        )
+        if sale is None:
+            raise exceptions.NotFound("You bought no lead with this id.")
+        try:
+            record = sale_return(
+                sale=sale,
+                reason=body.validated_data["reason"],
+                note=body.validated_data.get("note", ""),
+                returned_by=f"buyer key {request.user.api_key.prefix}…",
+            )
+        except ReturnRefused as exc:
+            raise exceptions.ValidationError(exc.errors) from None
+        return Response(ReturnSerializer(record).data, status=status.HTTP_201_CREATED)

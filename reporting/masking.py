@@ -1,0 +1,32 @@
+"""Mask personal data for people who may see a lead but not its consumer (Sales).
+
+Pure functions on plain strings, no database: the exports use them, and so can any other
+surface that shows leads to Sales.
+"""
+
+from __future__ import annotations
+
+MASK = "***"
+
+
+def mask_email(email: str) -> str:
+    """Keep the first letter of the local part and the domain: j***@example.com."""
+    if not email:
+        return ""
+    local, at, domain = email.partition("@")
+    if not at:
+        return MASK
+    return f"{local[:1]}{MASK}@{domain}"
+
+
+def mask_phone(phone: str) -> str:
+    """Keep the last four digits only: ***0142."""
+    digits = [c for c in phone or "" if c.isdigit()]
+    if not digits:
+        return ""
+    return MASK + "".join(digits[-4:]) if len(digits) > 4 else MASK
+
+
+def mask_name(name: str) -> str:
+    """Keep the initial: J***."""
+    return f"{name[:1]}{MASK}" if name else ""

@@ -1,0 +1,340 @@
+"""Keep the hourly rollups current: find the hours that changed, rebuild each of them whole.
+
+An hour is the hour a lead was received (UTC). It changes when one of its leads changes (intake,
+routing, a sale, a return: each sets `Lead.updated_at`) or gains an attempt (a late post). The
+periodic run looks for such changes since its last run, less a look-back that covers
+transactions committed a little after their timestamps were taken, marks those hours dirty and
+rebuilds the dirty hours. Services that know an hour changed (a return) mark it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncDay, TruncHour
+from django.utils import timezone
+
+from buyers.models import EndpointKind
+from leads.models import Lead, LeadStatus
+from reporting.models import (
+    PING_MS_BOUNDS,
+    SALE_SECONDS_BOUNDS,
+    AttemptDay,
+    AttemptHour,
+    DirtyHour,
+    LeadDay,
+    LeadHour,
+    RejectionDay,
+    RejectionHour,
+    RollupState,
+    SaleDay,
+    SaleHour,
+    bucket_names,
+)
+from routing.models import Attempt, AttemptOutcome, Sale, SaleStatus
+
+logger = logging.getLogger(__name__)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+NOT_ACCEPTED = (LeadStatus.INVALID, LeadStatus.DUPLICATE, LeadStatus.SUPPRESSED)
+SOLD_STATUSES = (LeadStatus.SOLD, LeadStatus.RETURNED)
+UNSOLD_STATUSES = (LeadStatus.UNSOLD, LeadStatus.FAILED)
+FAILED_OUTCOMES = (AttemptOutcome.ERROR, AttemptOutcome.TIMEOUT, AttemptOutcome.AMBIGUOUS)
+HOURLY_TO_DAILY = ((LeadHour, LeadDay), (SaleHour, SaleDay), (AttemptHour, AttemptDay))
+HOURLY_TO_DAILY += ((RejectionHour, RejectionDay),)
+ROLLUP_MODELS = tuple(model for pair in HOURLY_TO_DAILY for model in pair)
+KEYS = ("vertical", "source", "buyer", "reason")
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """Return the start of the UTC hour holding moment."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ranges(hours: Iterable[datetime]) -> Iterator[tuple[datetime, datetime]]:
+    """Merge hours into [start, end) runs of consecutive hours."""
+    start = end = None
+    for hour in sorted(set(hours)):
+        if end is not None and hour == end:
+            end = hour + HOUR
+            continue
+        if start is not None:
+            yield start, end
+        start, end = hour, hour + HOUR
+    if start is not None:
+        yield start, end
+
+
+def _insert_select(model, rows: QuerySet, columns: dict[str, str]) -> int:
+    """INSERT the rows of an aggregate query into a rollup table, in the database.
+
+    `columns` maps each rollup column to the query's alias for it. The query is the ORM's own
+    (portable across SQLite and PostgreSQL); wrapping it keeps the rows out of Python.
+    """
+    quote = connection.ops.quote_name
+    sql, params = rows.query.sql_with_params()
+    targets = ", ".join(quote(column) for column in columns)
+    sources = ", ".join(quote(alias) for alias in columns.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Names come from the models; every value is a bound parameter of the ORM's query.
+            f"INSERT INTO {quote(model._meta.db_table)} ({targets}) "  # noqa: S608
+            f"SELECT {sources} FROM ({sql}) AS rollup",
+            params,
+        )
+        return max(cursor.rowcount, 0)
+
+
+def _money(expression) -> Coalesce:
+    return Coalesce(expression, Value(Decimal("0.00")), output_field=DecimalField())
+
+
+def _lead_rows(start: datetime, end: datetime) -> int:
+    accepted = ~Q(status__in=NOT_ACCEPTED)
+    rows = (
+        Lead.objects.filter(received_at__gte=start, received_at__lt=end, is_test=False)
+        .annotate(h=TruncHour("received_at", tzinfo=UTC))
+        .values("h", "vertical_id", "source_id")
+        .annotate(
+            received=Count("id"),
+            accepted=Count("id", filter=accepted),
+            invalid=Count("id", filter=Q(status=LeadStatus.INVALID)),
+            duplicate=Count("id", filter=Q(status=LeadStatus.DUPLICATE)),
+            sold=Count("id", filter=Q(status__in=SOLD_STATUSES)),
+            unsold=Count("id", filter=Q(status__in=UNSOLD_STATUSES)),
+            missing_sub_id=Count("id", filter=accepted & Q(sub_id="")),
+            missing_consent=Count("id", filter=accepted & Q(consent={})),
+        )
+        .order_by()
+    )
+    names = ("received", "accepted", "invalid", "duplicate", "sold", "unsold")
+    names += ("missing_sub_id", "missing_consent")
+    columns = {"hour": "h", "vertical_id": "vertical_id", "source_id": "source_id"}
+    return _insert_select(LeadHour, rows, columns | {n: n for n in names})
+
+
+def _sale_rows(start: datetime, end: datetime) -> int:
+    kept = Q(status=SaleStatus.SOLD)
+    payout_stands = kept | Q(return_record__payout_reversed=False)
+    rows = (
+        Sale.objects.filter(
+            lead__received_at__gte=start, lead__received_at__lt=end, lead__is_test=False
+        )
+        .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
+        .values("h", "lead__vertical_id", "lead__source_id", "buyer_id")
+        .annotate(
+            sales=Count("id"),
+            returns=Count("id", filter=Q(status=SaleStatus.RETURNED)),
+            gross_revenue=_money(Sum("price")),
+            revenue=_money(Sum("price", filter=kept)),
+            payout=_money(Sum("payout", filter=payout_stands)),
+            **_histogram(
+                "sale_s",
+                SALE_SECONDS_BOUNDS,
+                lambda low, high: Q(
+                    sold_at__gte=F("lead__received_at") + timedelta(seconds=low),
+                    **(
+                        {"sold_at__lt": F("lead__received_at") + timedelta(seconds=high)}
+                        if high is not None
+                        else {}
+                    ),
+                ),
+            ),
+        )
+        .order_by()
+    )
+    names = ("sales", "returns", "gross_revenue", "revenue", "payout")
+    names += tuple(bucket_names("sale_s", SALE_SECONDS_BOUNDS))
+    return _insert_select(SaleHour, rows, _dimensions("buyer_id") | {n: n for n in names})
+
+
+def _histogram(prefix: str, bounds: tuple[int, ...], bucket) -> dict[str, Count]:
+    """One filtered count per bucket; bucket(low, high) is the condition, high None for the last."""
+    edges = [0, *bounds]
+    highs = [*bounds, None]
+    return {
+        name: Count("id", filter=bucket(low, high))
+        for name, low, high in zip(bucket_names(prefix, bounds), edges, highs, strict=True)
+    }
+
+
+def _dimensions(buyer_alias: str) -> dict[str, str]:
+    return {
+        "hour": "h",
+        "vertical_id": "lead__vertical_id",
+        "source_id": "lead__source_id",
+        "buyer_id": buyer_alias,
+    }
+
+
+def _attempt_rows(start: datetime, end: datetime) -> int:
+    ping, post = Q(kind=EndpointKind.PING), Q(kind=EndpointKind.POST)
+    rows = (
+        Attempt.objects.filter(
+            lead__received_at__gte=start, lead__received_at__lt=end, lead__is_test=False
+        )
+        .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
+        .values("h", "lead__vertical_id", "lead__source_id", "contract__buyer_id")
+        .annotate(
+            pings=Count("id", filter=ping),
+            bids=Count("id", filter=ping & Q(outcome=AttemptOutcome.BID)),
+            posts=Count("id", filter=post),
+            posts_accepted=Count("id", filter=post & Q(outcome=AttemptOutcome.ACCEPTED)),
+            posts_rejected=Count("id", filter=post & Q(outcome=AttemptOutcome.REJECTED)),
+            posts_failed=Count("id", filter=post & Q(outcome__in=FAILED_OUTCOMES)),
+            **_histogram(
+                "ping_ms",
+                PING_MS_BOUNDS,
+                lambda low, high: (
+                    ping
+                    & Q(latency_ms__gte=low)
+                    & (Q(latency_ms__lt=high) if high is not None else Q())
+                ),
+            ),
+        )
+        .order_by()
+    )
+    names = ("pings", "bids", "posts", "posts_accepted", "posts_rejected", "posts_failed")
+    names += tuple(bucket_names("ping_ms", PING_MS_BOUNDS))
+    return _insert_select(
+        AttemptHour, rows, _dimensions("contract__buyer_id") | {n: n for n in names}
+    )
+
+
+def _rejection_rows(start: datetime, end: datetime) -> int:
+    rows = (
+        Attempt.objects.filter(
+            lead__received_at__gte=start,
+            lead__received_at__lt=end,
+            lead__is_test=False,
+            kind=EndpointKind.POST,
+            outcome=AttemptOutcome.REJECTED,
+        )
+        .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
+        .values("h", "lead__vertical_id", "lead__source_id", "contract__buyer_id", "reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    columns = _dimensions("contract__buyer_id") | {"reason": "reason", "count": "n"}
+    return _insert_select(RejectionHour, rows, columns)
+
+
+def _day_rows(hourly, daily, start: datetime, end: datetime) -> int:
+    """Sum the hourly rows of the days in [start, end) into the daily table."""
+    fields = [f for f in daily._meta.concrete_fields if f.name not in ("id", "day")]
+    keys = [f.attname for f in fields if f.name in KEYS]
+    figures = [f.attname for f in fields if f.name not in KEYS]
+    rows = (
+        hourly.objects.filter(hour__gte=start, hour__lt=end)
+        .annotate(d=TruncDay("hour", tzinfo=UTC))
+        .values("d", *keys)
+        .annotate(**{f"total_{name}": Sum(name) for name in figures})
+        .order_by()
+    )
+    columns = {"day": "d"} | {k: k for k in keys} | {n: f"total_{n}" for n in figures}
+    return _insert_select(daily, rows, columns)
+
+
+def rollup_rebuild(*, start: datetime, end: datetime) -> int:
+    """Rebuild every rollup row of the hours in [start, end), and of their days.
+
+    Return the hourly rows written.
+    """
+    start, end = floor_hour(start), floor_hour(end - timedelta(microseconds=1)) + HOUR
+    first_day = start.replace(hour=0)
+    last_day = floor_hour(end - HOUR).replace(hour=0) + DAY
+    with transaction.atomic():
+        for hourly, daily in HOURLY_TO_DAILY:
+            hourly.objects.filter(hour__gte=start, hour__lt=end).delete()
+            daily.objects.filter(day__gte=first_day, day__lt=last_day).delete()
+        written = (
+            _lead_rows(start, end)
+            + _sale_rows(start, end)
+            + _attempt_rows(start, end)
+            + _rejection_rows(start, end)
+        )
+        for hourly, daily in HOURLY_TO_DAILY:
+            _day_rows(hourly, daily, first_day, last_day)
+        return written
+
+
+def rollup_mark_dirty(*, hours: Iterable[datetime]) -> None:
+    """Have the next rollup run rebuild these hours."""
+    DirtyHour.objects.bulk_create(
+        [DirtyHour(hour=floor_hour(hour)) for hour in set(hours)], ignore_conflicts=True
+    )
+
+
+def _changed_hours(since: datetime | None) -> set[datetime]:
+    leads = Lead.objects.all() if since is None else Lead.objects.filter(updated_at__gte=since)
+    hours = set(
+        leads.annotate(h=TruncHour("received_at", tzinfo=UTC))
+        .order_by()
+        .values_list("h", flat=True)
+        .distinct()
+    )
+    if since is not None:
+        # A late post that changed nothing on its lead (rejected) still changes the figures.
+        hours |= set(
+            Attempt.objects.filter(created_at__gte=since)
+            .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
+            .order_by()
+            .values_list("h", flat=True)
+            .distinct()
+        )
+    return hours
+
+
+def rollup_refresh(*, now: datetime | None = None, max_hours: int | None = None) -> int:
+    """Mark the hours changed since the last run dirty, rebuild up to max_hours; return how many.
+
+    Two runs never overlap: the second finds the state row locked and returns 0 at once.
+    """
+    now = now or timezone.now()
+    max_hours = max_hours or settings.ROLLUP_MAX_HOURS_PER_RUN
+    RollupState.objects.get_or_create(pk=1)
+    with transaction.atomic():
+        state = RollupState.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+        if state is None:
+            return 0
+        since = (
+            None
+            if state.watermark is None
+            else state.watermark - timedelta(seconds=settings.ROLLUP_LOOKBACK_SECONDS)
+        )
+        rollup_mark_dirty(hours=_changed_hours(since))
+        state.watermark = now
+        dirty = list(DirtyHour.objects.order_by("hour")[:max_hours])
+        for start, end in hour_ranges(d.hour for d in dirty):
+            rollup_rebuild(start=start, end=end)
+        DirtyHour.objects.filter(pk__in=[d.pk for d in dirty]).delete()
+        state.last_run_at = now
+        state.last_run_hours = len(dirty)
+        state.save()
+    if dirty:
+        logger.info("rolled up hours", extra={"hours": len(dirty)})
+    return len(dirty)
+
+
+def rollup_refresh_if_stale(*, max_age: timedelta = timedelta(seconds=60)) -> int:
+    """Refresh the rollups when the last run is older than max_age; return the hours rebuilt.
+
+    For the embedded default (no broker, so no Celery beat): the reports bring the rollups up
+    to date as they are read.
+    """
+    state = RollupState.objects.filter(pk=1).first()
+    if state and state.last_run_at and timezone.now() - state.last_run_at < max_age:
+        return 0
+    return rollup_refresh()
+
+
+def rollups_for_readers() -> None:
+    """Without a broker there is no Celery beat: the reports bring the rollups up to date."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        rollup_refresh_if_stale()

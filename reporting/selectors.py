@@ -1,0 +1,533 @@
+"""Report figures: headline KPIs, the time series, the buyers and sources tables, lead exports.
+
+Counts and money come from the rollups (reporting.rollup): daily rows for periods of whole days,
+hourly rows otherwise, a handful of indexed aggregate queries per report whatever its size.
+Percentiles cannot be added up: for periods of up to two days they are exact, read from the
+period's sales and pings (PostgreSQL's percentile_cont, or in Python on SQLite); for longer
+periods they are estimated from the rollups' histograms (the right bucket, interpolated in it).
+Every figure is about the leads *received* in the period; test leads are left out.
+
+The buyer filter narrows what belongs to a buyer (sales, revenue, returns, pings and posts);
+lead counts (received, accepted, invalid, duplicate, unsold) are the same for every buyer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay
+
+from buyers.models import Buyer, Contract, EndpointKind
+from buyers.selectors import cap_usage_for_contracts
+from leads.models import Lead, Source
+from reporting.filters import ReportQuery
+from reporting.models import (
+    PING_MS_BOUNDS,
+    SALE_SECONDS_BOUNDS,
+    AttemptDay,
+    AttemptHour,
+    LeadDay,
+    LeadHour,
+    RejectionDay,
+    RejectionHour,
+    RollupState,
+    SaleDay,
+    SaleHour,
+    bucket_names,
+)
+from routing.models import Attempt, ContractHealth, HealthStatus, Sale
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+TOP_REASONS = 3
+LEAD_FIELDS = ("received", "accepted", "invalid", "duplicate", "sold", "unsold")
+SALE_FIELDS = ("sales", "returns", "gross_revenue", "revenue", "payout")
+ATTEMPT_FIELDS = ("pings", "bids", "posts", "posts_accepted", "posts_rejected", "posts_failed")
+HEALTH_ORDER = {HealthStatus.OPEN: 2, HealthStatus.HALF_OPEN: 1, HealthStatus.CLOSED: 0}
+
+
+def ratio(part: int | Decimal, whole: int | Decimal) -> float | None:
+    """part / whole rounded to four places, None when there is nothing to divide by."""
+    return round(float(part) / float(whole), 4) if whole else None
+
+
+def money(total: Decimal | None, count: int = 1) -> Decimal | None:
+    if not count:
+        return None
+    return (Decimal(total or 0) / count).quantize(CENT)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# --- Rollup querysets ------------------------------------------------------------------------
+
+
+HOURLY = {"lead": LeadHour, "sale": SaleHour, "attempt": AttemptHour, "rejection": RejectionHour}
+DAILY = {"lead": LeadDay, "sale": SaleDay, "attempt": AttemptDay, "rejection": RejectionDay}
+
+
+def whole_days(q: ReportQuery) -> bool:
+    return q.start.hour == 0 and q.end.hour == 0
+
+
+def _rows(kind: str, q: ReportQuery, *, by_buyer: bool, daily: bool | None = None) -> QuerySet:
+    """The rollup rows of the period: daily ones for whole days, else hourly ones."""
+    daily = whole_days(q) if daily is None else daily
+    field = "day" if daily else "hour"
+    rows = (DAILY if daily else HOURLY)[kind].objects.filter(
+        **{f"{field}__gte": q.start, f"{field}__lt": q.end}
+    )
+    if q.vertical_id:
+        rows = rows.filter(vertical_id=q.vertical_id)
+    if q.source_id:
+        rows = rows.filter(source_id=q.source_id)
+    if by_buyer and q.buyer_id:
+        rows = rows.filter(buyer_id=q.buyer_id)
+    return rows.order_by()
+
+
+def _sums(rows: QuerySet, fields: Sequence[str]) -> dict[str, Any]:
+    totals = rows.aggregate(**{name: Sum(name) for name in fields})
+    return {name: totals[name] or 0 for name in fields}
+
+
+# --- Percentiles -------------------------------------------------------------------------------
+
+
+def _lead_conditions(q: ReportQuery, alias: str) -> tuple[list[str], list[Any]]:
+    where = [f"{alias}.received_at >= %s", f"{alias}.received_at < %s", f"NOT {alias}.is_test"]
+    params: list[Any] = [q.start, q.end]
+    if q.vertical_id:
+        where.append(f"{alias}.vertical_id = %s")
+        params.append(q.vertical_id)
+    if q.source_id:
+        where.append(f"{alias}.source_id = %s")
+        params.append(q.source_id)
+    return where, params
+
+
+def _pair(row: Sequence[Any] | None) -> tuple[float | None, float | None]:
+    if not row or row[0] is None:
+        return None, None
+    return round(float(row[0]), 1), round(float(row[1]), 1)
+
+
+def histogram_percentile(
+    counts: Sequence[int], bounds: Sequence[int], fraction: float
+) -> float | None:
+    """Estimate a percentile from bucket counts: the right bucket, interpolated within it."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank = fraction * (total - 1)
+    seen = 0
+    for index, count in enumerate(counts):
+        if count and rank < seen + count:
+            low = bounds[index - 1] if index else 0
+            high = bounds[index] if index < len(bounds) else bounds[-1] * 2
+            return low + (high - low) * (rank - seen + 0.5) / count
+        seen += count
+    return float(bounds[-1])
+
+
+def _exact(q: ReportQuery) -> bool:
+    # Up to two days the values are few enough to sort; longer periods read the histograms.
+    return q.granularity == "hour"
+
+
+def _raw_sql(select: str, where: list[str], params: list[Any], group: str = "") -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"{select} WHERE {' AND '.join(where)}{group}", params)
+        return cursor.fetchall()
+
+
+def _estimates(counts: Sequence[int], bounds: Sequence[int]) -> tuple[float | None, ...]:
+    return _pair(
+        (histogram_percentile(counts, bounds, 0.5), histogram_percentile(counts, bounds, 0.95))
+    )
+
+
+def submit_to_sold_seconds(q: ReportQuery) -> tuple[float | None, float | None]:
+    """Return the p50 and p95, in seconds, of the time from a lead's receipt to each sale."""
+    if not _exact(q):
+        names = bucket_names("sale_s", SALE_SECONDS_BOUNDS)
+        totals = _sums(_rows("sale", q, by_buyer=True), names)
+        return _estimates([totals[name] for name in names], SALE_SECONDS_BOUNDS)
+    if connection.vendor == "postgresql":
+        where, params = _lead_conditions(q, "l")
+        if q.buyer_id:
+            where.append("s.buyer_id = %s")
+            params.append(q.buyer_id)
+        x = "EXTRACT(EPOCH FROM s.sold_at - l.received_at)"
+        rows = _raw_sql(
+            # Table names come from the models; every value is a bound parameter.
+            f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {x}),"  # noqa: S608
+            f" percentile_cont(0.95) WITHIN GROUP (ORDER BY {x})"
+            f" FROM {Sale._meta.db_table} s JOIN {Lead._meta.db_table} l ON l.id = s.lead_id",
+            where,
+            params,
+        )
+        return _pair(rows[0])
+    sales = Sale.objects.filter(
+        lead__received_at__gte=q.start, lead__received_at__lt=q.end, lead__is_test=False
+    )
+    if q.vertical_id:
+        sales = sales.filter(lead__vertical_id=q.vertical_id)
+    if q.source_id:
+        sales = sales.filter(lead__source_id=q.source_id)
+    if q.buyer_id:
+        sales = sales.filter(buyer_id=q.buyer_id)
+    seconds = [
+        (sold - received).total_seconds()
+        for sold, received in sales.values_list("sold_at", "lead__received_at")
+    ]
+    return _pair((percentile(seconds, 0.5), percentile(seconds, 0.95)))
+
+
+def ping_latency_by_buyer(q: ReportQuery) -> dict[int, tuple[float | None, float | None]]:
+    """Return per buyer id the p50 and p95 latency (ms) of the pings for the period's leads."""
+    if not _exact(q):
+        names = bucket_names("ping_ms", PING_MS_BOUNDS)
+        rows = (
+            _rows("attempt", q, by_buyer=True)
+            .values("buyer_id")
+            .annotate(**{name: Sum(name) for name in names})
+        )
+        return {
+            row["buyer_id"]: _estimates([row[name] or 0 for name in names], PING_MS_BOUNDS)
+            for row in rows
+        }
+    if connection.vendor == "postgresql":
+        where, params = _lead_conditions(q, "l")
+        where += ["a.kind = %s", "a.latency_ms IS NOT NULL"]
+        params.append(EndpointKind.PING)
+        if q.buyer_id:
+            where.append("c.buyer_id = %s")
+            params.append(q.buyer_id)
+        rows = _raw_sql(
+            # Table names come from the models; every value is a bound parameter.
+            "SELECT c.buyer_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY a.latency_ms),"  # noqa: S608
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY a.latency_ms)"
+            f" FROM {Lead._meta.db_table} l"
+            f" JOIN {Attempt._meta.db_table} a ON a.lead_id = l.id"
+            f" JOIN {Contract._meta.db_table} c ON c.id = a.contract_id",
+            where,
+            params,
+            " GROUP BY c.buyer_id",
+        )
+        return {row[0]: _pair(row[1:]) for row in rows}
+    pings = Attempt.objects.filter(
+        kind=EndpointKind.PING,
+        latency_ms__isnull=False,
+        lead__received_at__gte=q.start,
+        lead__received_at__lt=q.end,
+        lead__is_test=False,
+    )
+    if q.vertical_id:
+        pings = pings.filter(lead__vertical_id=q.vertical_id)
+    if q.source_id:
+        pings = pings.filter(lead__source_id=q.source_id)
+    if q.buyer_id:
+        pings = pings.filter(contract__buyer_id=q.buyer_id)
+    latencies: dict[int, list[float]] = defaultdict(list)
+    for buyer_id, latency in pings.values_list("contract__buyer_id", "latency_ms"):
+        latencies[buyer_id].append(float(latency))
+    return {
+        buyer_id: _pair((percentile(values, 0.5), percentile(values, 0.95)))
+        for buyer_id, values in latencies.items()
+    }
+
+
+# --- Headline figures --------------------------------------------------------------------------
+
+
+def _figures(q: ReportQuery) -> dict[str, Any]:
+    leads = _sums(_rows("lead", q, by_buyer=False), LEAD_FIELDS)
+    sales = _sums(_rows("sale", q, by_buyer=True), SALE_FIELDS)
+    sold = sales["sales"] if q.buyer_id else leads["sold"]
+    revenue, payout = Decimal(sales["revenue"]), Decimal(sales["payout"])
+    kept = sales["sales"] - sales["returns"]
+    p50, p95 = submit_to_sold_seconds(q)
+    return {
+        "received": leads["received"],
+        "accepted": leads["accepted"],
+        "invalid": leads["invalid"],
+        "duplicate": leads["duplicate"],
+        "sold": sold,
+        "unsold": leads["unsold"],
+        "returned": sales["returns"],
+        "sell_through": ratio(sold, leads["accepted"]),
+        "revenue": revenue.quantize(CENT),
+        "payout": payout.quantize(CENT),
+        "margin": (revenue - payout).quantize(CENT),
+        "average_sale_price": money(revenue, kept),
+        "revenue_per_accepted_lead": money(revenue, leads["accepted"]),
+        "submit_to_sold_p50_seconds": p50,
+        "submit_to_sold_p95_seconds": p95,
+    }
+
+
+def report_summary(q: ReportQuery) -> dict[str, Any]:
+    """Return the headline figures of the period and of the one before it."""
+    previous = q.previous
+    return {
+        "start": q.start,
+        "end": q.end,
+        "previous_start": previous.start,
+        "previous_end": previous.end,
+        "current": _figures(q),
+        "previous": _figures(previous),
+    }
+
+
+# --- Time series -------------------------------------------------------------------------------
+
+
+def _buckets(q: ReportQuery) -> Iterator[datetime]:
+    step = timedelta(hours=1) if q.granularity == "hour" else timedelta(days=1)
+    moment = q.start
+    if q.granularity == "day":
+        moment = moment.replace(hour=0)
+    while moment < q.end:
+        yield moment
+        moment += step
+
+
+def _by_bucket(
+    kind: str, q: ReportQuery, fields: Sequence[str], *, by_buyer: bool
+) -> dict[datetime, dict]:
+    daily = q.granularity == "day" and whole_days(q)
+    rows = _rows(kind, q, by_buyer=by_buyer, daily=daily)
+    if daily:
+        bucket = F("day")
+    else:
+        bucket = TruncDay("hour", tzinfo=UTC) if q.granularity == "day" else F("hour")
+    grouped = rows.annotate(t=bucket).values("t").annotate(**{f: Sum(f) for f in fields}).order_by()
+    return {row["t"].astimezone(UTC): row for row in grouped}
+
+
+def report_timeseries(q: ReportQuery) -> dict[str, Any]:
+    """Return received, sold and revenue per hour (periods up to two days) or per day."""
+    leads = _by_bucket("lead", q, ("received", "sold"), by_buyer=False)
+    sales = _by_bucket("sale", q, ("sales", "revenue"), by_buyer=True)
+    points = []
+    for moment in _buckets(q):
+        lead_row, sale_row = leads.get(moment, {}), sales.get(moment, {})
+        sold = sale_row.get("sales") or 0 if q.buyer_id else lead_row.get("sold") or 0
+        points.append(
+            {
+                "t": moment,
+                "received": lead_row.get("received") or 0,
+                "sold": sold,
+                "revenue": Decimal(sale_row.get("revenue") or 0).quantize(CENT),
+            }
+        )
+    return {"start": q.start, "end": q.end, "granularity": q.granularity, "points": points}
+
+
+# --- Buyers ------------------------------------------------------------------------------------
+
+
+def _cap_usage(buyer_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    contracts = list(
+        Contract.objects.filter(buyer_id__in=buyer_ids)
+        .select_related("buyer")
+        .prefetch_related("caps", "buyer__caps")
+    )
+    usage: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    seen: set[tuple] = set()
+    current = cap_usage_for_contracts(contracts=contracts)  # one query for them all
+    for contract in contracts:
+        for cap in current.get(contract.pk, []):
+            key = (cap.limit.scope, cap.limit.owner_id, cap.limit.period)
+            if key in seen:
+                continue
+            seen.add(key)
+            owner = contract.buyer.company if cap.limit.scope == "buyer" else contract.name
+            usage[contract.buyer_id].append(
+                {
+                    "scope": owner,
+                    "period": cap.limit.period,
+                    "leads": cap.leads,
+                    "max_leads": cap.limit.max_leads,
+                    "spend": cap.spend,
+                    "max_budget": cap.limit.max_budget,
+                }
+            )
+    return usage
+
+
+def _health(buyer_ids: Sequence[int]) -> dict[int, str]:
+    worst: dict[int, str] = {}
+    rows = ContractHealth.objects.filter(contract__buyer_id__in=buyer_ids).values_list(
+        "contract__buyer_id", "status"
+    )
+    for buyer_id, status in rows:
+        if HEALTH_ORDER.get(status, 0) >= HEALTH_ORDER.get(worst.get(buyer_id, ""), 0):
+            worst[buyer_id] = status
+    return worst
+
+
+def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
+    """Return one row per buyer with attempts or sales in the period, by revenue."""
+    attempts = {
+        row["buyer_id"]: row
+        for row in _rows("attempt", q, by_buyer=True)
+        .values("buyer_id")
+        .annotate(**{name: Sum(name) for name in ATTEMPT_FIELDS})
+    }
+    sales = {
+        row["buyer_id"]: row
+        for row in _rows("sale", q, by_buyer=True)
+        .values("buyer_id")
+        .annotate(**{name: Sum(name) for name in SALE_FIELDS})
+    }
+    reasons: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in (
+        _rows("rejection", q, by_buyer=True)
+        .values("buyer_id", "reason")
+        .annotate(n=Sum("count"))
+        .order_by("buyer_id", "-n", "reason")
+    ):
+        if len(reasons[row["buyer_id"]]) < TOP_REASONS:
+            reasons[row["buyer_id"]].append({"reason": row["reason"], "count": row["n"]})
+    ids = sorted(set(attempts) | set(sales))
+    names = dict(Buyer.objects.filter(pk__in=ids).values_list("pk", "company"))
+    latency = ping_latency_by_buyer(q)
+    caps = _cap_usage(ids)
+    health = _health(ids)
+    rows = []
+    for buyer_id in ids:
+        a = dict.fromkeys(ATTEMPT_FIELDS, 0) | attempts.get(buyer_id, {})
+        s = dict.fromkeys(SALE_FIELDS, 0) | sales.get(buyer_id, {})
+        revenue = Decimal(s["revenue"])
+        kept = s["sales"] - s["returns"]
+        p50, p95 = latency.get(buyer_id, (None, None))
+        rows.append(
+            {
+                "buyer_id": buyer_id,
+                "buyer": names.get(buyer_id, str(buyer_id)),
+                "pings": a["pings"],
+                "bids": a["bids"],
+                "bid_rate": ratio(a["bids"], a["pings"]),
+                "wins": s["sales"],
+                "win_rate": ratio(s["sales"], a["bids"]),
+                "posts_accepted": a["posts_accepted"],
+                "posts_rejected": a["posts_rejected"],
+                "posts_failed": a["posts_failed"],
+                "rejection_rate": ratio(a["posts_rejected"], a["posts"]),
+                "top_rejection_reasons": reasons.get(buyer_id, []),
+                "returns": s["returns"],
+                "revenue": revenue.quantize(CENT),
+                "average_price": money(revenue, kept),
+                "ping_latency_p50_ms": p50,
+                "ping_latency_p95_ms": p95,
+                "cap_usage": caps.get(buyer_id, []),
+                "health": health.get(buyer_id, HealthStatus.CLOSED),
+            }
+        )
+    rows.sort(key=lambda row: (-row["revenue"], row["buyer"]))
+    return rows
+
+
+# --- Sources -----------------------------------------------------------------------------------
+
+
+def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
+    """Return one row per source with leads in the period, by revenue."""
+    leads = {
+        row["source_id"]: row
+        for row in _rows("lead", q, by_buyer=False)
+        .values("source_id")
+        .annotate(
+            **{name: Sum(name) for name in (*LEAD_FIELDS, "missing_sub_id", "missing_consent")}
+        )
+    }
+    sales = {
+        row["source_id"]: row
+        for row in _rows("sale", q, by_buyer=True)
+        .values("source_id")
+        .annotate(**{name: Sum(name) for name in SALE_FIELDS})
+    }
+    ids = sorted(set(leads) | set(sales))
+    names = dict(Source.objects.filter(pk__in=ids).values_list("pk", "name"))
+    rows = []
+    for source_id in ids:
+        lead = leads.get(source_id, {})
+        sale = sales.get(source_id, {})
+        accepted = lead.get("accepted") or 0
+        sold = (sale.get("sales") or 0) if q.buyer_id else (lead.get("sold") or 0)
+        revenue = Decimal(sale.get("revenue") or 0).quantize(CENT)
+        payout = Decimal(sale.get("payout") or 0).quantize(CENT)
+        rows.append(
+            {
+                "source_id": source_id,
+                "source": names.get(source_id, str(source_id)),
+                "submitted": lead.get("received") or 0,
+                "invalid": lead.get("invalid") or 0,
+                "duplicate": lead.get("duplicate") or 0,
+                "accepted": accepted,
+                "sold": sold,
+                "sell_through": ratio(sold, accepted),
+                "revenue": revenue,
+                "payout": payout,
+                "margin": revenue - payout,
+                "returns": sale.get("returns") or 0,
+                "missing_sub_id": lead.get("missing_sub_id") or 0,
+                "missing_consent": lead.get("missing_consent") or 0,
+            }
+        )
+    rows.sort(key=lambda row: (-row["revenue"], row["source"]))
+    return rows
+
+
+# --- Lead-level export ---------------------------------------------------------------------------
+
+LEAD_EXPORT_FIELDS = (
+    "id",
+    "received_at",
+    "vertical__slug",
+    "source__name",
+    "sub_id",
+    "status",
+    "email",
+    "phone",
+    "state",
+    "zip_code",
+    "sold_at",
+    "sale_price",
+    "payout",
+)
+
+
+def leads_for_export(q: ReportQuery) -> Iterator[tuple]:
+    """Yield the period's leads (not test ones), oldest first, as LEAD_EXPORT_FIELDS tuples."""
+    leads = Lead.objects.filter(received_at__gte=q.start, received_at__lt=q.end, is_test=False)
+    if q.vertical_id:
+        leads = leads.filter(vertical_id=q.vertical_id)
+    if q.source_id:
+        leads = leads.filter(source_id=q.source_id)
+    if q.buyer_id:
+        leads = leads.filter(Q(sales__buyer_id=q.buyer_id))
+    return leads.order_by("received_at").values_list(*LEAD_EXPORT_FIELDS).iterator(chunk_size=2000)
+
+
+def rollup_freshness() -> datetime | None:
+    """When the rollups last looked for changes."""
+    state = RollupState.objects.filter(pk=1).first()
+    return state.watermark if state else None

@@ -1,0 +1,165 @@
+"""Returns of sold leads, and the buyer API keys that returns are made with."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from buyers.models import Buyer, BuyerApiKey, Contract
+from leads.models import Lead, LeadStatus
+from reporting.models import ReturnReason, SaleReturn
+from reporting.rollup import rollup_mark_dirty
+from routing.models import Sale, SaleStatus
+
+BUYER_KEY_PREFIX = "lbk_"
+# The period over which a contract's return rate is measured: its returns made in the last
+# RETURN_RATE_DAYS against its sales made in the same days.
+RETURN_RATE_DAYS = 30
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ReturnRefused(Exception):
+    """A return the rules do not allow; `errors` says why, per request field."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(m for messages in errors.values() for m in messages))
+        self.errors = errors
+
+
+def _check_request(reason: str, note: str) -> None:
+    if reason not in ReturnReason.values:
+        choices = ", ".join(ReturnReason.values)
+        raise ReturnRefused({"reason": [f"Give one of: {choices}."]})
+    if reason == ReturnReason.OTHER and not note.strip():
+        raise ReturnRefused({"note": ["Say why in a note when the reason is other."]})
+
+
+def _check_rules(*, sale: Sale, contract: Contract, now: datetime) -> None:
+    if sale.status == SaleStatus.RETURNED:
+        when = f" on {sale.returned_at:%Y-%m-%d}" if sale.returned_at else ""
+        raise ReturnRefused({"lead_id": [f"This lead was already returned{when}."]})
+    if contract.return_window_days == 0:
+        raise ReturnRefused({"lead_id": ["This contract accepts no returns."]})
+    closes = sale.sold_at + timedelta(days=contract.return_window_days)
+    if now > closes:
+        raise ReturnRefused(
+            {
+                "lead_id": [
+                    f"The return window of {contract.return_window_days} days closed on "
+                    f"{closes:%Y-%m-%d %H:%M} UTC."
+                ]
+            }
+        )
+    if contract.max_return_rate is not None:
+        since = now - timedelta(days=RETURN_RATE_DAYS)
+        sales = Sale.objects.filter(contract=contract, sold_at__gte=since).count()
+        returns = Sale.objects.filter(
+            contract=contract, status=SaleStatus.RETURNED, returned_at__gte=since
+        ).count()
+        rate = 100 * (returns + 1) / max(sales, 1)
+        if rate > contract.max_return_rate:
+            raise ReturnRefused(
+                {
+                    "lead_id": [
+                        f"Returning it would make {returns + 1} returns for {sales} sales in "
+                        f"the last {RETURN_RATE_DAYS} days ({rate:.1f}%), over the contract's "
+                        f"maximum of {contract.max_return_rate}%."
+                    ]
+                }
+            )
+
+
+def sale_return(
+    *,
+    sale: Sale,
+    reason: str,
+    note: str = "",
+    returned_by: str,
+    now: datetime | None = None,
+) -> SaleReturn:
+    """Return a sold lead to us: reverse its revenue (and the source's payout if its terms say).
+
+    Refused (ReturnRefused) past the contract's window, a second time, or over the contract's
+    maximum return rate. Returns of one contract are serialised by a lock on the contract row,
+    so two at once cannot both pass the rate check or both return one sale.
+    """
+    now = now or timezone.now()
+    _check_request(reason, note)
+    with transaction.atomic():
+        contract = Contract.objects.select_for_update().get(pk=sale.contract_id)
+        sale = Sale.objects.select_for_update().get(pk=sale.pk)
+        _check_rules(sale=sale, contract=contract, now=now)
+        lead = Lead.objects.select_related("source").get(pk=sale.lead_id)
+        claimed = Sale.objects.filter(pk=sale.pk, status=SaleStatus.SOLD).update(
+            status=SaleStatus.RETURNED, returned_at=now, return_reason=reason
+        )
+        if claimed != 1:
+            raise ReturnRefused({"lead_id": ["This lead was already returned."]})
+        record = SaleReturn.objects.create(
+            sale=sale,
+            reason=reason,
+            note=note.strip(),
+            payout_reversed=lead.source.payout_reversed_on_return,
+            returned_by=returned_by[:150],
+            created_at=now,
+        )
+        # The lead is returned once none of its sales stands (a shared lead may have others).
+        leads = Lead.objects.filter(pk=lead.pk)
+        if not Sale.objects.filter(lead_id=lead.pk, status=SaleStatus.SOLD).exists():
+            leads.filter(status=LeadStatus.SOLD).update(status=LeadStatus.RETURNED, updated_at=now)
+        leads.update(updated_at=now)
+        rollup_mark_dirty(hours=[lead.received_at])
+    sale.status, sale.returned_at, sale.return_reason = SaleStatus.RETURNED, now, reason
+    return record
+
+
+# --- Buyer API keys ----------------------------------------------------------------------------
+
+
+def hash_buyer_key(raw_key: str) -> str:
+    # Keys are 256-bit random tokens, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def buyer_api_key_create(*, buyer: Buyer, name: str = "") -> tuple[BuyerApiKey, str]:
+    """Mint an API key for a buyer; return the row and the key, which is never stored."""
+    raw_key = BUYER_KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = BuyerApiKey.objects.create(
+        buyer=buyer,
+        name=name,
+        prefix=raw_key[: len(BUYER_KEY_PREFIX) + 8],
+        hashed_key=hash_buyer_key(raw_key),
+    )
+    return api_key, raw_key
+
+
+def buyer_api_key_revoke(*, api_key: BuyerApiKey) -> bool:
+    """Revoke a key; return False when it was already revoked."""
+    now = timezone.now()
+    updated = BuyerApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=now
+    )
+    if updated:
+        api_key.revoked_at = now
+    return bool(updated)
+
+
+def buyer_api_key_authenticate(*, raw_key: str) -> BuyerApiKey | None:
+    """Return the live key matching raw_key (with its buyer), or None."""
+    if not raw_key.startswith(BUYER_KEY_PREFIX):
+        return None
+    api_key = (
+        BuyerApiKey.objects.select_related("buyer")
+        .filter(hashed_key=hash_buyer_key(raw_key), revoked_at__isnull=True)
+        .first()
+    )
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        BuyerApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key
