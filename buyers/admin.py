@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
+from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.caps import CapUsage
 from buyers.forms import (
@@ -48,7 +49,7 @@ from buyers.models import (
     TerritoryRule,
 )
 from buyers.schedule import describe_hours
-from buyers.selectors import cap_usage, contract_schedule
+from buyers.selectors import cap_usage, contract_part_changes, contract_schedule
 from buyers.services import (
     buyer_touch,
     buyers_set_active,
@@ -186,7 +187,7 @@ def cap_usage_table(usages: list[CapUsage], tz_name: str) -> str:
 
 
 @admin.register(Buyer)
-class BuyerAdmin(admin.ModelAdmin):
+class BuyerAdmin(SimpleHistoryAdmin):
     list_display = ("company", "active", "time_zone", "contract_count", "contact")
     list_filter = ("active", "time_zone")
     search_fields = ("company", "consent_names", "contact_name", "contact_email")
@@ -330,7 +331,7 @@ class SecretFormMixin:
 
 
 @admin.register(Contract)
-class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
+class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
     list_display = (
         "buyer",
         "name",
@@ -372,6 +373,16 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
     )
 
     change_form_template = "admin/buyers/contract/change_form.html"
+
+    # Its own history and, below, its parts' (caps, schedule, territory, criteria, endpoints,
+    # mappings, response rules), which are edited on its page.
+    object_history_template = "admin/buyers/contract/object_history.html"
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        changes = contract_part_changes(contract_id=int(object_id)) if object_id.isdigit() else []
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "part_changes": changes}
+        )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -773,7 +784,7 @@ class ContractAdmin(SecretFormMixin, admin.ModelAdmin):
         self.message_user(request, text, messages.SUCCESS if done else messages.WARNING)
 
 
-class ContractPartAdmin(admin.ModelAdmin):
+class ContractPartAdmin(SimpleHistoryAdmin):
     """Base for the rows a contract owns; they are normally edited on the contract page."""
 
     # The eligibility engine recompiles a vertical when one of its contracts changes: a part
@@ -893,7 +904,7 @@ class ResponseRuleAdmin(ContractPartAdmin):
 
 
 @admin.register(BuyerCap)
-class BuyerCapAdmin(admin.ModelAdmin):
+class BuyerCapAdmin(SimpleHistoryAdmin):
     list_display = ("buyer", "period", "max_leads", "budget")
     list_filter = ("period",)
     search_fields = ("buyer__company",)

@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from buyers.fields import EncryptedTextField, mask
 from leads.geo import zip_lookup
@@ -57,6 +58,8 @@ class Buyer(models.Model):
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["company"]
@@ -214,6 +217,8 @@ class Contract(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = HistoricalRecords(m2m_fields=[sources])
+
     class Meta:
         ordering = ["vertical", "priority", "buyer__company", "name"]
         constraints = [
@@ -293,6 +298,8 @@ class BuyerApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    history = HistoricalRecords(excluded_fields=["hashed_key"])
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "buyer API key"
@@ -343,6 +350,8 @@ class ContractCap(CapLimit):
 
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="caps")
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["contract", "period"]
         constraints = [
@@ -362,6 +371,8 @@ class BuyerCap(CapLimit):
     """A cap on a buyer across all its contracts."""
 
     buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="caps")
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["buyer", "period"]
@@ -466,6 +477,8 @@ class ClosedDate(models.Model):
     date = models.DateField()
     note = models.CharField(max_length=120, blank=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["contract", "date"]
         constraints = [
@@ -493,6 +506,8 @@ class ScheduleWindow(models.Model):
     weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
     opens_at = models.TimeField()
     closes_at = models.TimeField(help_text="Exclusive; 23:59 means until midnight.")
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["contract", "weekday", "opens_at"]
@@ -540,6 +555,8 @@ class TerritoryRule(models.Model):
     radius_miles = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3000)]
     )
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["contract", "mode", "kind"]
@@ -624,6 +641,8 @@ class FieldCriterion(models.Model):
         blank=True,
         help_text="For 'is one of' a comma-separated list; for 'between' two numbers: 18, 65.",
     )
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["contract", "field", "id"]
@@ -724,6 +743,8 @@ class DeliveryEndpoint(models.Model):
         default=3000, validators=[MinValueValidator(10), MaxValueValidator(120000)]
     )
 
+    history = HistoricalRecords(excluded_fields=["auth_secret"])
+
     class Meta:
         ordering = ["contract", "kind"]
         constraints = [
@@ -815,6 +836,8 @@ class FieldMapping(models.Model):
         max_length=4, choices=MappingApplies.choices, default=MappingApplies.BOTH
     )
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["contract", "position", "id"]
         constraints = [
@@ -875,6 +898,8 @@ class ResponseRule(models.Model):
         blank=True,
         help_text="Buyer's id for the lead (post) or bid (ping); a|b reads the first present.",
     )
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["contract", "kind"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import reduce
@@ -20,9 +21,16 @@ from buyers.models import (
     CapCounter,
     CapPeriod,
     CapReservation,
+    ClosedDate,
     Contract,
     ContractCap,
+    DeliveryEndpoint,
+    FieldCriterion,
+    FieldMapping,
     ReservationStatus,
+    ResponseRule,
+    ScheduleWindow,
+    TerritoryRule,
 )
 from buyers.schedule import Schedule
 from leads.models import Lead
@@ -262,3 +270,67 @@ def contract_schedule(contract: Contract) -> Schedule:
     windows = [(w.weekday, w.opens_at, w.closes_at) for w in contract.schedule.all()]
     closed = [(c.date, c.note) for c in contract.closed_dates.all()]
     return Schedule.build(contract.buyer.time_zone, windows, closed)
+
+
+# The parts of a contract whose changes its history page lists beside its own.
+CONTRACT_PARTS = (
+    ContractCap,
+    ScheduleWindow,
+    ClosedDate,
+    TerritoryRule,
+    FieldCriterion,
+    DeliveryEndpoint,
+    FieldMapping,
+    ResponseRule,
+)
+_ACTIONS = {"+": "Created", "~": "Changed", "-": "Deleted"}
+
+
+@dataclass(frozen=True)
+class PartChange:
+    """One recorded change to a part of a contract, with what changed (old -> new)."""
+
+    kind: str
+    label: str
+    at: datetime
+    action: str
+    user: object
+    fields: list[tuple[str, object, object]]
+
+
+def contract_part_changes(*, contract_id: int, limit: int = 200) -> list[PartChange]:
+    """Return the latest changes to a contract's parts, newest first: one query per kind of part.
+
+    What changed is worked out between consecutive records of each part in memory, so the page
+    costs the same few queries however long the history.
+    """
+    changes: list[PartChange] = []
+    for model in CONTRACT_PARTS:
+        records = list(
+            model.history.filter(contract_id=contract_id)
+            .select_related("history_user")
+            .order_by("id", "history_date", "history_id")
+        )
+        previous: dict[int, object] = {}
+        for record in records:
+            before = previous.get(record.id)
+            fields = []
+            if before is not None and record.history_type == "~":
+                delta = record.diff_against(before)
+                fields = [
+                    (model._meta.get_field(c.field).verbose_name, c.old, c.new)
+                    for c in delta.changes
+                ]
+            previous[record.id] = record
+            changes.append(
+                PartChange(
+                    kind=str(model._meta.verbose_name).capitalize(),
+                    label=str(record.instance),
+                    at=record.history_date,
+                    action=_ACTIONS.get(record.history_type, record.history_type),
+                    user=record.history_user,
+                    fields=fields,
+                )
+            )
+    changes.sort(key=lambda change: change.at, reverse=True)
+    return changes[:limit]

@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import (
@@ -39,6 +40,23 @@ from buyers.selectors import (
 from leads.models import Lead, Vertical
 
 
+def _history_user():
+    """The user of the request being served (HistoryRequestMiddleware), if any."""
+    request = getattr(HistoricalRecords.context, "request", None)
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+def _record_history(model, pks, *, reason: str) -> None:
+    """Write history for rows changed by a conditional UPDATE, which saves no history itself."""
+    model.history.bulk_history_create(
+        list(model.objects.filter(pk__in=pks)),
+        update=True,
+        default_user=_history_user(),
+        default_change_reason=reason[:100],
+    )
+
+
 def contract_pause(*, contract: Contract, reason: str) -> bool:
     """Pause an active contract with a reason; return False when it was already paused."""
     reason = reason.strip()
@@ -54,6 +72,7 @@ def contract_pause(*, contract: Contract, reason: str) -> bool:
             reason[:255],
             now,
         )
+        _record_history(Contract, [contract.pk], reason=f"paused: {reason}")
     return bool(updated)
 
 
@@ -68,6 +87,7 @@ def contract_resume(*, contract: Contract) -> bool:
             "",
             None,
         )
+        _record_history(Contract, [contract.pk], reason="resumed")
     return bool(updated)
 
 
@@ -83,7 +103,13 @@ def buyer_touch(*, buyer_id: int) -> None:
 
 def buyers_set_active(*, buyers: QuerySet[Buyer], active: bool) -> int:
     """Activate or deactivate buyers; return how many actually changed."""
-    return buyers.filter(active=not active).update(active=active, updated_at=timezone.now())
+    pks = list(buyers.filter(active=not active).values_list("pk", flat=True))
+    changed = Buyer.objects.filter(pk__in=pks, active=not active).update(
+        active=active, updated_at=timezone.now()
+    )
+    if changed:
+        _record_history(Buyer, pks, reason="activated" if active else "deactivated")
+    return changed
 
 
 # Every row a contract owns, by the name of its reverse relation: what a clone copies.

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "simple_history",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -100,11 +101,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who made a change: every history record of an admin save names its user.
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
+# Configuration history is for reading (who changed what, when); changes are made on the page.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 TEMPLATES = [
     {

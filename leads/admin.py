@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import Contract
 from config.admin_display import (
@@ -107,7 +108,7 @@ class VerticalFieldInline(admin.TabularInline):
 
 
 @admin.register(Vertical)
-class VerticalAdmin(admin.ModelAdmin):
+class VerticalAdmin(SimpleHistoryAdmin):
     list_display = ("slug", "name", "active", "distribution_mode", "field_count")
     list_filter = ("active", "distribution_mode")
     search_fields = ("slug", "name")
@@ -136,7 +137,7 @@ class VerticalAdmin(admin.ModelAdmin):
 
 
 @admin.register(VerticalField)
-class VerticalFieldAdmin(admin.ModelAdmin):
+class VerticalFieldAdmin(SimpleHistoryAdmin):
     list_display = (
         "name",
         "vertical",
@@ -203,7 +204,7 @@ class SourceApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(SimpleHistoryAdmin):
     list_display = (
         "name",
         "active",
@@ -336,7 +337,7 @@ class KeyStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(SourceApiKey)
-class SourceApiKeyAdmin(admin.ModelAdmin):
+class SourceApiKeyAdmin(SimpleHistoryAdmin):
     list_display = ("prefix", "source", "name", "created_at", "last_used_at", "status")
     list_filter = (KeyStatusFilter, "source")
     search_fields = ("prefix", "source__name")

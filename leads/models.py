@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from routing.netguard import url_refusal
 
@@ -82,6 +83,8 @@ class Vertical(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["name"]
 
@@ -134,6 +137,8 @@ class VerticalField(models.Model):
         default=False, help_text="Personal data: masked for Sales, never pinged, erasable."
     )
     help_text = models.CharField(max_length=255, blank=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["vertical", "position", "id"]
@@ -241,6 +246,8 @@ class Source(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = HistoricalRecords(m2m_fields=[verticals])
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -286,6 +293,8 @@ class SourceApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    history = HistoricalRecords(excluded_fields=["hashed_key"])
 
     class Meta:
         ordering = ["-created_at"]

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import BuyerApiKey
 from config.admin_display import ReadOnlyAdminMixin
@@ -16,7 +17,7 @@ from reporting.services import BUYER_KEY_PREFIX, buyer_api_key_revoke, hash_buye
 
 
 @admin.register(BuyerApiKey)
-class BuyerApiKeyAdmin(admin.ModelAdmin):
+class BuyerApiKeyAdmin(SimpleHistoryAdmin):
     """Mint a key by adding one: it is shown once, in the message after saving."""
 
     list_display = ("prefix", "buyer", "name", "created_at", "last_used_at", "revoked_at")

@@ -209,6 +209,8 @@ def test_every_demo_row_passes_model_validation():
 
     for label in ("leads", "buyers", "routing"):
         for model in apps.get_app_config(label).get_models():
+            if model.__name__.startswith("Historical"):  # history rows are not edited
+                continue
             for obj in model.objects.all():
                 obj.full_clean()
     for model in (User, Group):
