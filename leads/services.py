@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_display import plural
+from config.api_keys import api_key_hash, api_key_mint
 from leads import intake_cache
 from leads.intake import normalise_fields, parse_submission
 from leads.models import (
@@ -49,21 +49,13 @@ class InvalidTransition(Exception):
     """A status change that the lead state machine does not allow."""
 
 
-def hash_api_key(raw_key: str) -> str:
-    # Keys are 256-bit random tokens, so a fast hash is enough: nothing to brute-force.
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
 def source_api_key_create(*, source: Source, name: str = "") -> tuple[SourceApiKey, str]:
     """Mint an API key for a source; return the row and the key, which is never stored."""
-    raw_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = api_key_mint(API_KEY_PREFIX)
     api_key = SourceApiKey.objects.create(
-        source=source,
-        name=name,
-        prefix=raw_key[: len(API_KEY_PREFIX) + 8],
-        hashed_key=hash_api_key(raw_key),
+        source=source, name=name, prefix=key.prefix, hashed_key=key.hashed
     )
-    return api_key, raw_key
+    return api_key, key.raw
 
 
 def source_api_key_revoke(*, api_key: SourceApiKey) -> bool:
@@ -82,7 +74,7 @@ def source_api_key_authenticate(*, raw_key: str) -> SourceApiKey | None:
     """Return the live key matching raw_key (with its source), or None."""
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
-    hashed = hash_api_key(raw_key)
+    hashed = api_key_hash(raw_key)
     api_key = intake_cache.cached(
         ("key", hashed),
         intake_cache.generation(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from django.contrib import admin, messages
@@ -12,8 +11,9 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import BuyerApiKey
 from config.admin_display import ReadOnlyAdminMixin
+from config.api_keys import api_key_mint
 from reporting.models import RollupState, SaleReturn
-from reporting.services import BUYER_KEY_PREFIX, buyer_api_key_revoke, hash_buyer_key
+from reporting.services import BUYER_KEY_PREFIX, buyer_api_key_revoke
 
 
 @admin.register(BuyerApiKey)
@@ -36,13 +36,12 @@ class BuyerApiKeyAdmin(SimpleHistoryAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        raw_key = BUYER_KEY_PREFIX + secrets.token_urlsafe(32)
-        obj.prefix = raw_key[: len(BUYER_KEY_PREFIX) + 8]
-        obj.hashed_key = hash_buyer_key(raw_key)
+        key = api_key_mint(BUYER_KEY_PREFIX)
+        obj.prefix, obj.hashed_key = key.prefix, key.hashed
         super().save_model(request, obj, form, change)
         self.message_user(
             request,
-            f"The new key for {obj.buyer} is {raw_key} — copy it now: it is not shown again.",
+            f"The new key for {obj.buyer} is {key.raw} — copy it now: it is not shown again.",
             messages.WARNING,
         )
 

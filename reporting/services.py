@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from buyers.models import Buyer, BuyerApiKey, Contract
+from config.api_keys import api_key_hash, api_key_mint
 from leads.models import Lead, LeadStatus
 from reporting.models import ReturnReason, SaleReturn
 from reporting.rollup import rollup_mark_dirty
@@ -120,21 +119,13 @@ def sale_return(
 # --- Buyer API keys ----------------------------------------------------------------------------
 
 
-def hash_buyer_key(raw_key: str) -> str:
-    # Keys are 256-bit random tokens, so a fast hash is enough: nothing to brute-force.
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
 def buyer_api_key_create(*, buyer: Buyer, name: str = "") -> tuple[BuyerApiKey, str]:
     """Mint an API key for a buyer; return the row and the key, which is never stored."""
-    raw_key = BUYER_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = api_key_mint(BUYER_KEY_PREFIX)
     api_key = BuyerApiKey.objects.create(
-        buyer=buyer,
-        name=name,
-        prefix=raw_key[: len(BUYER_KEY_PREFIX) + 8],
-        hashed_key=hash_buyer_key(raw_key),
+        buyer=buyer, name=name, prefix=key.prefix, hashed_key=key.hashed
     )
-    return api_key, raw_key
+    return api_key, key.raw
 
 
 def buyer_api_key_revoke(*, api_key: BuyerApiKey) -> bool:
@@ -154,7 +145,7 @@ def buyer_api_key_authenticate(*, raw_key: str) -> BuyerApiKey | None:
         return None
     api_key = (
         BuyerApiKey.objects.select_related("buyer")
-        .filter(hashed_key=hash_buyer_key(raw_key), revoked_at__isnull=True)
+        .filter(hashed_key=api_key_hash(raw_key), revoked_at__isnull=True)
         .first()
     )
     if api_key is None:
