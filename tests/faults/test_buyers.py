@@ -1,18 +1,21 @@
 """Buyers that misbehave: slow, black-holed, erroring, malformed, huge (10 MiB) and redirecting
 answers, to pings and to posts. Every lead still ends sold to the buyer that behaves, nothing is
-posted twice, and the well-behaved buyer's auction is not held up past the deadline."""
+posted twice, and the well-behaved buyer's auction is not held up past the deadline. A buyer that
+goes down is paused by its breaker without slowing the others, then probed and restored."""
 
 from __future__ import annotations
 
 import statistics
+import time
 
 import pytest
 
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
-from routing.models import Auction, Sale
+from routing.models import Auction, ContractHealth, HealthStatus, Sale
+from routing.simulator import SimulatorThread
 from tests.faults import invariants
 from tests.faults.conftest import PATIENT, submit
-from tests.faults.harness import wait_until
+from tests.faults.harness import free_port, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -81,3 +84,65 @@ def test_misbehaving_buyers_cost_the_good_one_nothing_but_their_deadline(
     assert set(Sale.objects.filter(lead_id__in=lead_ids).values_list("contract_id", flat=True)) == {
         good.pk
     }
+
+
+def _durations(lead_ids) -> list[int]:
+    return [a.duration_ms for a in Auction.objects.filter(lead_id__in=lead_ids)]
+
+
+def test_a_buyer_down_then_back_is_paused_probed_and_restored_without_slowing_the_others(
+    stack, market, start_simulator
+):
+    port = free_port()
+    flaky_buyer = SimulatorThread(port=port).start()
+    flaky = market.contract(sim=flaky_buyer, ping="bid=30", **PATIENT)
+    steady_buyer = start_simulator()
+    market.contract(sim=steady_buyer, ping="bid=10", **PATIENT)
+    stack.start_web()
+    stack.start_worker(concurrency=8)
+
+    def routed(numbers) -> list[str]:
+        ids = submit(stack, market, numbers)
+        wait_until(
+            lambda: Lead.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() == len(ids),
+            seconds=60,
+            what="the leads routed",
+            logs=stack.logs,
+        )
+        return ids
+
+    healthy = routed(range(6100, 6120))
+    flaky_buyer.stop()  # the buyer goes down
+    down = routed(range(6120, 6150))
+    opened = ContractHealth.objects.get(contract=flaky)
+    assert opened.status == HealthStatus.OPEN
+    first_life = flaky_buyer
+    flaky_buyer = SimulatorThread(port=port).start()  # and comes back on the same address
+    back_at = time.monotonic()
+    number = 6150
+    # A probe is a lead routed once the cool-down (60 s) is over: keep a lead coming each second.
+    while ContractHealth.objects.get(contract=flaky).status != HealthStatus.CLOSED:
+        assert time.monotonic() - back_at < 150, f"the breaker did not close\n{stack.logs()}"
+        routed([number])
+        number += 1
+        time.sleep(1)
+    recovered = time.monotonic() - back_at
+    after = routed(range(6400, 6410))
+    flaky_buyer.stop()
+
+    sold_to_flaky = Sale.objects.filter(contract=flaky)
+    before_p50 = statistics.median(_durations(healthy))
+    # The runs after the breaker opened (the first few still met the failures that opened it).
+    open_p50 = statistics.median(_durations(down[10:]))
+    result = invariants.check(
+        [*healthy, *down, *after], [first_life, flaky_buyer, steady_buyer], label="buyer down"
+    )
+    print(
+        f"[buyer down then back] run p50 {before_p50:.0f} ms before, {open_p50:.0f} ms while "
+        f"its breaker was open; closed again {recovered:.0f} s after the buyer came back; "
+        f"{sold_to_flaky.filter(lead_id__in=after).count()}/10 leads after that sold to it"
+    )
+    assert not result.broken
+    assert not sold_to_flaky.filter(lead_id__in=down).exists()
+    assert sold_to_flaky.filter(lead_id__in=after).count() == len(after)
+    assert open_p50 <= 2 * before_p50 + 50, "the others' auctions slowed while the buyer was down"
