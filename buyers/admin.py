@@ -512,7 +512,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         form = ContractReasonForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
-            if contract_resume(contract=contract):
+            if contract_resume(contract=contract, reason=reason):
                 self.log_change(request, contract, f"Resumed: {reason}")
                 self.message_user(request, f"Resumed {contract}: {reason}.", messages.SUCCESS)
             else:

@@ -76,8 +76,8 @@ def contract_pause(*, contract: Contract, reason: str) -> bool:
     return bool(updated)
 
 
-def contract_resume(*, contract: Contract) -> bool:
-    """Resume a paused contract; return False when it was not paused."""
+def contract_resume(*, contract: Contract, reason: str = "") -> bool:
+    """Resume a paused contract (saying why, in its history); return False when not paused."""
     updated = Contract.objects.filter(pk=contract.pk, status=ContractStatus.PAUSED).update(
         status=ContractStatus.ACTIVE, paused_reason="", paused_at=None, updated_at=timezone.now()
     )
@@ -87,7 +87,8 @@ def contract_resume(*, contract: Contract) -> bool:
             "",
             None,
         )
-        _record_history(Contract, [contract.pk], reason="resumed")
+        said = f"resumed: {reason.strip()}" if reason.strip() else "resumed"
+        _record_history(Contract, [contract.pk], reason=said)
     return bool(updated)
 
 

@@ -79,6 +79,26 @@ def test_pausing_and_resuming_a_contract_are_recorded_with_the_reason():
     assert (resumed.status, resumed.history_change_reason) == (ContractStatus.ACTIVE, "resumed")
 
 
+def test_a_resume_from_the_contract_page_keeps_its_reason_in_the_history():
+    client, ops = logged_in("Ops", "olga")
+    contract = ContractFactory()
+    contract_pause(contract=contract, reason="invoice overdue")
+
+    response = client.post(
+        reverse("admin:buyers_contract_resume", args=[contract.pk]),
+        {"reason": "invoice paid"},
+        secure=True,
+    )
+
+    assert response.status_code == 302, response.content
+    latest = contract.history.latest()
+    assert (latest.status, latest.history_change_reason) == (
+        ContractStatus.ACTIVE,
+        "resumed: invoice paid",
+    )
+    assert latest.history_user == ops
+
+
 def test_deactivating_buyers_from_the_list_is_recorded_for_each():
     kept, dropped = BuyerFactory(), BuyerFactory()
 
