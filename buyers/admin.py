@@ -654,6 +654,8 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
                     "breaker_failures",
                     "latency_limit_ms",
                     "latency_strikes",
+                    "breaker_cool_down_s",
+                    "breaker_max_cool_down_s",
                 )
             },
         ),

@@ -194,6 +194,19 @@ class Contract(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Consecutive slow pings that pause the contract automatically.",
     )
+    breaker_cool_down_s = models.PositiveIntegerField(
+        "breaker cool-down (s)",
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="Seconds a paused contract waits before one lead probes it; doubles after "
+        "each failed probe.",
+    )
+    breaker_max_cool_down_s = models.PositiveIntegerField(
+        "longest breaker cool-down (s)",
+        default=900,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="The doubling cool-down never exceeds this.",
+    )
     return_window_days = models.PositiveSmallIntegerField(
         default=7,
         validators=[MaxValueValidator(365)],
@@ -276,6 +289,10 @@ class Contract(models.Model):
         ):
             raise ValidationError(
                 {"max_lead_age_minutes": "The youngest age must be below the oldest."}
+            )
+        if self.breaker_max_cool_down_s < self.breaker_cool_down_s:
+            raise ValidationError(
+                {"breaker_max_cool_down_s": "The longest cool-down cannot be below the first."}
             )
 
     @property

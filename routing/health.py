@@ -48,6 +48,8 @@ def breaker_config(contract: Contract) -> BreakerConfig:
         failure_threshold=contract.breaker_failures,
         latency_limit_ms=contract.latency_limit_ms,
         slow_threshold=contract.latency_strikes,
+        cool_down_s=contract.breaker_cool_down_s,
+        max_cool_down_s=max(contract.breaker_max_cool_down_s, contract.breaker_cool_down_s),
     )
 
 

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from buyers.models import (
@@ -837,6 +838,33 @@ def test_a_failed_probe_opens_the_breaker_again_for_twice_as_long(market, start_
     assert health.status == HealthStatus.OPEN
     assert health.state["cool_down_s"] == 120.0
     assert health.reason == "ping probe failed; next probe in 2 minutes"
+
+
+def test_the_cool_down_and_its_ceiling_are_the_contracts_own(market, start_simulator):
+    broken_buyer = start_simulator()
+    broken = market.contract(
+        sim=broken_buyer,
+        ping="fail=1",
+        breaker_failures=1,
+        breaker_cool_down_s=5,
+        breaker_max_cool_down_s=8,
+    )
+    route(market.lead())
+    assert health_of(broken).state["cool_down_s"] == 5.0
+    for expected in (8.0, 8.0):  # doubled, then held at the contract's ceiling
+        health = health_of(broken)
+        health.state["opened_at"] -= health.state["cool_down_s"] + 1
+        ContractHealth.objects.filter(pk=health.pk).update(state=health.state)
+        route(market.lead())
+        assert health_of(broken).state["cool_down_s"] == expected
+    assert health_of(broken).reason == "ping probe failed; next probe in 8 s"
+
+
+def test_a_contract_whose_longest_cool_down_is_below_its_first_is_refused(market):
+    contract = market.contract(breaker_cool_down_s=60, breaker_max_cool_down_s=30)
+    with pytest.raises(ValidationError) as refused:
+        contract.clean()
+    assert "breaker_max_cool_down_s" in refused.value.message_dict
 
 
 def test_pings_slower_than_the_latency_limit_open_the_breaker_after_the_strikes(
