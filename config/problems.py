@@ -8,10 +8,12 @@ input errors, `errors`: field path -> list of messages.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import (
     Http404,
     HttpRequest,
@@ -24,6 +26,8 @@ from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/api/problems/"
@@ -123,7 +127,17 @@ _TYPES = [
         "Your source sent more requests per second than its limit. Wait `Retry-After` seconds.",
     ),
     ProblemType("server-error", 500, "Server error", "Something went wrong on our side."),
+    ProblemType(
+        "unavailable",
+        503,
+        "Service unavailable",
+        "The service cannot reach its database for a moment. Retry after `Retry-After` "
+        "seconds, with the same Idempotency-Key if you sent one: a request answered 503 may "
+        "or may not have been stored, and the retry tells which.",
+    ),
 ]
+# What a partner is told to wait before retrying while the database is unreachable.
+UNAVAILABLE_RETRY_AFTER_S = 5
 PROBLEM_TYPES: dict[str, ProblemType] = {t.slug: t for t in _TYPES}
 _BY_STATUS = {t.status: t for t in reversed(_TYPES)}  # the first type of a status is its default
 
@@ -179,6 +193,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     """DRF's exception handler, answering problem+json."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or unreachable (a lost connection, a server restarting): the
+        # caller should come back, not read it as our bug. Django has already marked the
+        # connection unusable, so the next request connects afresh.
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(
+            "unavailable",
+            f"The service cannot reach its database; retry in {UNAVAILABLE_RETRY_AFTER_S} s.",
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a real bug: Django's 500 handling (handler500 below) takes over

@@ -22,6 +22,7 @@ COMMON_PROBLEMS = {
     "403": "The source is inactive.",
     "406": "The Accept header rules out JSON.",
     "429": "Over the source's rate limit: retry after `Retry-After` seconds.",
+    "503": "The database is unreachable for a moment: retry after `Retry-After` seconds.",
 }
 RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "201": {
@@ -50,6 +51,13 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
             "schema": {"type": "integer", "minimum": 1},
             "required": True,
             "description": "Seconds to wait before the next request.",
+        }
+    },
+    "503": {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "required": True,
+            "description": "Seconds to wait before retrying.",
         }
     },
 }

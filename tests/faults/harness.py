@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import psycopg
 import requests
 
 from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
@@ -99,6 +103,7 @@ class Stack:
         self._supervised: list[tuple[Service, Callable[[], Service]]] = []
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self.postgres: PrivatePostgres | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -149,6 +154,18 @@ class Stack:
         )
         wait_until(lambda: _redis_answers(self.redis_port), seconds=10, what="Redis up")
         return service
+
+    def start_postgres(self) -> Service:
+        """Start (or restart, on the same port and data) the scenario's private PostgreSQL.
+
+        The cluster lives in a temporary directory of its own: a scenario that kills it outright
+        never touches the machine's server. The first start runs initdb. fsync is off: a killed
+        process (not a lost machine) loses nothing the operating system already holds, and the
+        server's crash recovery on restart is what the scenario exercises.
+        """
+        if self.postgres is None:
+            self.postgres = PrivatePostgres()
+        return self.postgres.start(self)
 
     def start_web(self, *, workers: int = 2) -> Service:
         port = free_port()
@@ -244,6 +261,101 @@ class Stack:
             self._supervisor.join(timeout=5)
         for service in reversed(self.services):
             service.stop(grace=10)
+        if self.postgres is not None:
+            self.postgres.remove()
+
+
+def postgres_bin() -> Path | None:
+    """The directory of the newest installed PostgreSQL's server programs, if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parts[-3])
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster in a temporary directory, listening on a spare loopback port only."""
+
+    def __init__(self) -> None:
+        bindir = postgres_bin()
+        assert bindir is not None, "PostgreSQL's server programs (initdb, postgres) are missing"
+        self.bindir = bindir
+        self.port = free_port()
+        # initdb and postgres refuse to run as root: as root, run them as the postgres user, in
+        # a directory that user owns (pytest's tmp_path is private to root).
+        self.as_user: list[str] = []
+        self.data = Path(tempfile.mkdtemp(prefix="leadswitch-pg-"))
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.data, owner.pw_uid, owner.pw_gid)
+            self.as_user = [
+                "setpriv",
+                f"--reuid={owner.pw_uid}",
+                f"--regid={owner.pw_gid}",
+                "--init-groups",
+            ]
+        subprocess.run(  # noqa: S603 - our own command line
+            [
+                *self.as_user,
+                str(self.bindir / "initdb"),
+                "--pgdata",
+                str(self.data / "cluster"),
+                "--username",
+                "postgres",
+                "--auth",
+                "trust",
+                "--no-sync",
+                "--encoding",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, stack: Stack) -> Service:
+        service = stack._start(
+            "postgres",
+            [
+                *self.as_user,
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data / "cluster"),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+        )
+        wait_until(
+            lambda: _postgres_answers(self.port),
+            seconds=60,
+            what="private PostgreSQL up",
+            watch=[service],
+        )
+        return service
+
+    def remove(self) -> None:
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def _postgres_answers(port: int) -> bool:
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=1
+        ):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def _redis_answers(port: int) -> bool:

@@ -1,19 +1,24 @@
 """The broker and the database fail under the platform: Redis killed and restarted during intake
-and routing (intake goes on while it is down), and every application connection to PostgreSQL
-terminated mid-routing. The sweepers bring every lead to a final state once the service is back."""
+and routing (intake goes on while it is down), every application connection to PostgreSQL
+terminated mid-routing, and a private PostgreSQL server killed outright mid-routing and started
+again. The sweepers bring every lead to a final state once the service is back."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 
+import psycopg
 import pytest
+import requests
+from django.core.management import call_command
 from django.db import connection
 
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
 from tests.faults import invariants
-from tests.faults.conftest import PATIENT, submit
+from tests.faults.conftest import PATIENT, submission, submit
 from tests.faults.harness import wait_until
+from tests.leads.factories import api_key_for
 
 pytestmark = [
     pytest.mark.postgres,
@@ -105,3 +110,82 @@ def test_postgres_connections_terminated_mid_routing_lose_no_lead(stack, market,
         f"{len(lead_ids)} leads final {took:.1f} s later"
     )
     assert not result.broken
+
+
+@pytest.fixture
+def private_database(stack):
+    """Point this test, and every process the scenario starts, at a PostgreSQL server of the
+    scenario's own (migrated afresh), so that it can be killed without touching the machine's."""
+    stack.start_postgres()
+    with psycopg.connect(stack.postgres.url("postgres"), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE leadswitch")
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(
+        HOST="127.0.0.1", PORT=str(stack.postgres.port), NAME="leadswitch", USER="postgres"
+    )
+    connection.settings_dict["PASSWORD"] = ""
+    try:
+        call_command("migrate", verbosity=0)
+        yield stack.postgres
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+def test_postgres_server_killed_mid_routing_loses_no_lead(private_database, stack, market, buyers):
+    postgres = next(s for s in stack.services if s.name == "postgres")
+    stack.start_web()
+    lead_ids = submit(stack, market, range(9000, 9120))
+    stack.start_worker(concurrency=16, supervised=True)
+    stack.start_beat()
+    wait_until(
+        lambda: buyers[0].ledger.requests["post"] >= 20,
+        seconds=60,
+        what="routing under way",
+        logs=stack.logs,
+    )
+    key = api_key_for(market.source)
+    in_flight = len(lead_ids) - final_count(lead_ids)
+    connection.close()
+    postgres.kill()  # SIGKILL to the postmaster and every backend: no shutdown at all
+    down_at = time.monotonic()
+
+    # While the database is down a partner is told to come back, never handed a 500 or a 202
+    # for a lead that was not stored.
+    refused = [
+        requests.post(
+            f"{stack.web_url}/api/v1/leads/",
+            json=submission(number, vertical=market.vertical.slug),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        for number in range(9120, 9130)
+    ]
+    time.sleep(max(0.0, 5 - (time.monotonic() - down_at)))
+    stack.start_postgres()  # the same data directory: the server recovers from its WAL
+    outage = time.monotonic() - down_at
+    assert {r.status_code for r in refused} == {503}, [r.text for r in refused]
+    assert all(r.headers["Content-Type"] == "application/problem+json" for r in refused)
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in refused)
+    # The partner retries as told, and those leads are taken now.
+    lead_ids += submit(stack, market, range(9120, 9130))
+
+    took = wait_until(
+        lambda: final_count(lead_ids) == len(lead_ids),
+        seconds=RECOVERY_S,
+        what=f"every lead final within {RECOVERY_S} s of PostgreSQL coming back",
+        logs=stack.logs,
+    )
+
+    result = invariants.check(lead_ids, buyers, label="PostgreSQL server killed")
+    statuses = Counter(Lead.objects.filter(pk__in=lead_ids).values_list("status", flat=True))
+    print(
+        f"[PostgreSQL server killed] a {outage:.1f} s outage with {in_flight} leads not yet "
+        f"final; {len(refused)} leads "
+        f"sent meanwhile answered 503 with Retry-After and taken on retry; all {len(lead_ids)} "
+        f"leads final {took:.1f} s after the server came back; {dict(statuses)}"
+    )
+    assert not result.broken
+    assert statuses == {LeadStatus.SOLD: len(lead_ids)}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import schemathesis
 from django.contrib.staticfiles import finders
+from django.db import InterfaceError, OperationalError
 from jsonschema import Draft202012Validator
 
 from config.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES
@@ -310,6 +311,25 @@ def test_an_api_server_error_is_a_problem_too(client, partner, monkeypatch):
     assert body["type"] == "/api/problems/server-error"
     assert "a bug" not in body["detail"]
     assert client.get(body["type"]).status_code == 200
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_an_unreachable_database_is_a_503_to_retry_not_a_server_error(
+    client, partner, openapi, monkeypatch, error
+):
+    _, key = partner
+
+    def unreachable(**kwargs):
+        raise error("connection refused")
+
+    monkeypatch.setattr("leads.api.views.verticals_for_source", unreachable)
+    response = client.get("/api/v1/verticals/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    body = problem(response)
+    assert body["type"] == "/api/problems/unavailable"
+    assert "connection refused" not in body["detail"]
+    assert "503" in openapi["paths"]["/api/v1/verticals/"]["get"]["responses"]
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
