@@ -5,13 +5,15 @@ goes down is paused by its breaker without slowing the others, then probed and r
 
 from __future__ import annotations
 
+import itertools
+import os
 import statistics
 import time
 
 import pytest
 
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
-from routing.models import Auction, ContractHealth, HealthStatus, Sale
+from routing.models import Auction, ContractHealth, HealthEvent, HealthStatus, Sale
 from routing.simulator import SimulatorThread
 from tests.faults import invariants
 from tests.faults.conftest import PATIENT, submit
@@ -22,6 +24,10 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(300),
 ]
+
+# How long the buyer of the outage scenario stays down: two minutes in CI, longer in the soak.
+OUTAGE_S = float(os.environ.get("FAULT_BUYER_OUTAGE_S", "120"))
+COOL_DOWN_S, MAX_COOL_DOWN_S = 3, 24
 
 # Pings that bring no bid, each its own way; the auction deadline is one second.
 BAD_PINGS = {
@@ -90,19 +96,29 @@ def _durations(lead_ids) -> list[int]:
     return [a.duration_ms for a in Auction.objects.filter(lead_id__in=lead_ids)]
 
 
-def test_a_buyer_down_then_back_is_paused_probed_and_restored_without_slowing_the_others(
+@pytest.mark.timeout(int(OUTAGE_S) + 300)
+def test_a_buyer_down_for_minutes_is_paused_probed_and_restored_without_slowing_the_others(
     stack, market, start_simulator
 ):
     port = free_port()
     flaky_buyer = SimulatorThread(port=port).start()
-    flaky = market.contract(sim=flaky_buyer, ping="bid=30", **PATIENT)
+    # A short first cool-down and ceiling of the contract's own, so that a CI-sized outage holds
+    # several failed probes; production contracts keep 60 s and 15 minutes.
+    flaky = market.contract(
+        sim=flaky_buyer,
+        ping="bid=30",
+        breaker_cool_down_s=COOL_DOWN_S,
+        breaker_max_cool_down_s=MAX_COOL_DOWN_S,
+        **PATIENT,
+    )
     steady_buyer = start_simulator()
     market.contract(sim=steady_buyer, ping="bid=10", **PATIENT)
     stack.start_web()
     stack.start_worker(concurrency=8)
+    numbers = itertools.count(6100)
 
-    def routed(numbers) -> list[str]:
-        ids = submit(stack, market, numbers)
+    def routed(count: int) -> list[str]:
+        ids = submit(stack, market, [next(numbers) for _ in range(count)])
         wait_until(
             lambda: Lead.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() == len(ids),
             seconds=60,
@@ -111,26 +127,32 @@ def test_a_buyer_down_then_back_is_paused_probed_and_restored_without_slowing_th
         )
         return ids
 
-    healthy = routed(range(6100, 6120))
+    healthy = routed(20)
     flaky_buyer.stop()  # the buyer goes down
-    down = routed(range(6120, 6150))
-    opened = ContractHealth.objects.get(contract=flaky)
-    assert opened.status == HealthStatus.OPEN
+    down_at = time.monotonic()
+    down: list[str] = []
+    # Leads keep coming, a few a second, for the whole outage: each probe that falls due meets
+    # a dead buyer and opens the breaker again, for twice as long, up to the ceiling.
+    while time.monotonic() - down_at < OUTAGE_S:
+        down += routed(2)
+        time.sleep(0.5)
+    assert ContractHealth.objects.get(contract=flaky).status == HealthStatus.OPEN
     first_life = flaky_buyer
     flaky_buyer = SimulatorThread(port=port).start()  # and comes back on the same address
     back_at = time.monotonic()
-    number = 6150
-    # A probe is a lead routed once the cool-down (60 s) is over: keep a lead coming each second.
     while ContractHealth.objects.get(contract=flaky).status != HealthStatus.CLOSED:
-        assert time.monotonic() - back_at < 150, f"the breaker did not close\n{stack.logs()}"
-        routed([number])
-        number += 1
-        time.sleep(1)
+        assert time.monotonic() - back_at < MAX_COOL_DOWN_S + 60, (
+            f"the breaker did not close\n{stack.logs()}"
+        )
+        routed(1)
+        time.sleep(0.5)
     recovered = time.monotonic() - back_at
-    after = routed(range(6400, 6410))
+    after = routed(10)
     flaky_buyer.stop()
 
     sold_to_flaky = Sale.objects.filter(contract=flaky)
+    events = HealthEvent.objects.filter(contract=flaky)
+    failed_probes = events.filter(status=HealthStatus.OPEN).count() - 1
     before_p50 = statistics.median(_durations(healthy))
     # The runs after the breaker opened (the first few still met the failures that opened it).
     open_p50 = statistics.median(_durations(down[10:]))
@@ -138,11 +160,15 @@ def test_a_buyer_down_then_back_is_paused_probed_and_restored_without_slowing_th
         [*healthy, *down, *after], [first_life, flaky_buyer, steady_buyer], label="buyer down"
     )
     print(
-        f"[buyer down then back] run p50 {before_p50:.0f} ms before, {open_p50:.0f} ms while "
-        f"its breaker was open; closed again {recovered:.0f} s after the buyer came back; "
+        f"[buyer down for {OUTAGE_S:.0f} s] {len(down)} leads during the outage, none sold to "
+        f"it; {failed_probes} failed probes (cool-down {COOL_DOWN_S} s doubling to "
+        f"{MAX_COOL_DOWN_S} s); others' run p50 {before_p50:.0f} ms before, {open_p50:.0f} ms "
+        f"during; breaker closed {recovered:.0f} s after the buyer came back; "
         f"{sold_to_flaky.filter(lead_id__in=after).count()}/10 leads after that sold to it"
     )
     assert not result.broken
     assert not sold_to_flaky.filter(lead_id__in=down).exists()
+    # Probes kept going out during the outage, each one waiting up to the ceiling.
+    assert failed_probes >= OUTAGE_S // (2 * MAX_COOL_DOWN_S)
     assert sold_to_flaky.filter(lead_id__in=after).count() == len(after)
     assert open_p50 <= 2 * before_p50 + 50, "the others' auctions slowed while the buyer was down"
