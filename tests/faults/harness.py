@@ -100,6 +100,8 @@ class Stack:
         self.web_url = ""
         self.services: list[Service] = []
         self.restarts = 0
+        # Every service logs at this level; a scenario that reads the logs may raise it.
+        self.log_level = "WARNING"
         self._supervised: list[tuple[Service, Callable[[], Service]]] = []
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -122,7 +124,7 @@ class Stack:
             "SWEEP_EVERY_SECONDS": "1",
             "PYTHONPATH": str(BASE_DIR),
             "LOG_FORMAT": "text",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": self.log_level,
             **extra,
         }
 
@@ -220,7 +222,7 @@ class Stack:
                 "--without-mingle",
                 "--without-heartbeat",
                 "--loglevel",
-                "WARNING",
+                self.log_level,
             ],
         )
 
@@ -235,9 +237,13 @@ class Stack:
                 "--schedule",
                 str(self.tmp_path / "celerybeat-schedule"),
                 "--loglevel",
-                "WARNING",
+                self.log_level,
             ],
         )
+
+    def supervised(self, place: int) -> Service:
+        """The live process of the place-th supervised service (restarts replace it)."""
+        return self._supervised[place][0]
 
     def _supervise(self, service: Service, again: Callable[[], Service]) -> None:
         self._supervised.append((service, again))
