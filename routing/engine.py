@@ -19,7 +19,7 @@ from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from buyers.models import (
@@ -60,6 +60,9 @@ POST_DEADLINE_S = 30
 # A run must end before the task's soft time limit (60 s), fallbacks and retries included.
 RUN_BUDGET_S = 50
 INTERRUPTED_NOTE = "interrupted: the worker was lost"
+DATABASE_LOST_NOTE = "interrupted: the database was lost"
+# The database went away (a restart, a failover, a cut connection): not the lead's fault.
+DATABASE_LOST = (OperationalError, InterfaceError)
 MIN_PINGS_TO_BLAME_US = 4
 # A lead whose routing keeps killing its worker (a poison lead) is failed after this many tries.
 MAX_INTERRUPTED_RUNS = 3
@@ -127,11 +130,21 @@ def _claim_accepted(lead_id: str, now) -> Run | None:
         return Run(lead=lead, auction=Auction.objects.create(lead=lead))
 
 
-def _claim(lead_id: str) -> Run | None:
+class RunLostDatabase(Exception):
+    """A run lost its database mid-way; `auction_id` names the run to take over when it is back."""
+
+    def __init__(self, auction_id: int | None) -> None:
+        super().__init__(f"routing run {auction_id} lost its database")
+        self.auction_id = auction_id
+
+
+def _claim(lead_id: str, *, lost_run: int | None = None) -> Run | None:
     """Claim an accepted lead, or take over the run of a worker that was lost (or return None).
 
     The claim and the auction row are one transaction, so a lead in `routing` always has a
-    running auction whose start says how long it has been at it.
+    running auction whose start says how long it has been at it. `lost_run` is a run that its
+    own task knows lost the database: it is taken over at once, without waiting for it to turn
+    stale, and does not count towards the interruptions that mark a poison lead.
     """
     now = timezone.now()
     run = _claim_accepted(lead_id, now)
@@ -148,8 +161,14 @@ def _claim(lead_id: str) -> Run | None:
             return None
         running = Auction.objects.filter(lead=lead, status=AuctionStatus.RUNNING)
         stale_before = now - timedelta(seconds=settings.ROUTING_STALE_SECONDS)
-        if running.filter(started_at__gte=stale_before).exists():
+        live = running.filter(started_at__gte=stale_before)
+        if lost_run is not None:
+            live = live.exclude(pk=lost_run)
+        if live.exists():
             return None  # another worker is routing it right now
+        running.filter(pk=lost_run).update(
+            status=AuctionStatus.FAILED, finished_at=now, note=DATABASE_LOST_NOTE
+        )
         running.update(status=AuctionStatus.FAILED, finished_at=now, note=INTERRUPTED_NOTE)
         auction = Auction.objects.create(lead=lead, note="resumed after an interrupted run")
     return Run(lead=lead, auction=auction, resumed=True)
@@ -442,9 +461,13 @@ def _reping_expired(
     return fresh
 
 
-def lead_route(*, lead_id: str) -> str:
-    """Route one accepted lead to a final state (sold or unsold); return what happened."""
-    run = _claim(lead_id)
+def lead_route(*, lead_id: str, lost_run: int | None = None) -> str:
+    """Route one accepted lead to a final state (sold or unsold); return what happened.
+
+    A run that loses its database raises RunLostDatabase instead of ending the lead: the task
+    retries it with `lost_run`, and the sweeper resumes it if the retries run out.
+    """
+    run = _claim(lead_id, lost_run=lost_run)
     if run is None:
         status = Lead.objects.filter(pk=lead_id).values_list("status", flat=True).first()
         return f"not routed: the lead is {status or 'gone'}"
@@ -467,6 +490,14 @@ def lead_route(*, lead_id: str) -> str:
                 note=f"routing was interrupted {interrupted} times; given up, needs review",
             )
         return _route(run, excluded_buyers=excluded)
+    except DATABASE_LOST as error:
+        # Ending the lead as failed would be wrong (and may be impossible): leave its run as it
+        # is, held reservations included, for the retry to take over as after a lost worker.
+        logger.warning(
+            "routing run lost its database; it will be resumed",
+            extra={"lead_id": str(lead.pk), "error": type(error).__name__},
+        )
+        raise RunLostDatabase(run.auction.pk) from error
     except Exception:
         logger.exception("routing run failed", extra={"lead_id": str(lead.pk)})
         _abandon(run)

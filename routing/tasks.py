@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 
 from celery import shared_task
@@ -19,17 +20,34 @@ from routing.models import Auction, AuctionStatus
 logger = logging.getLogger(__name__)
 
 
+# A run that lost its database is retried this often, backing off to at most 30 s between tries
+# (well below the broker's visibility timeout); after that the sweeper resumes it once stale.
+DATABASE_RETRIES = 10
+
+
 @shared_task(name="routing.tasks.route_lead", bind=True)
-def route_lead(self, lead_id: str) -> str:
+def route_lead(self, lead_id: str, lost_run: int | None = None) -> str:
     """Route one lead; a second delivery of the same lead finds it claimed and does nothing."""
-    from routing.engine import lead_route
+    from routing.engine import DATABASE_LOST, RunLostDatabase, lead_route
 
     if not self.request.is_eager:
         # Connections are reused across tasks (CELERY_DB_REUSE_MAX): drop one that broke (a
         # restarted database) or outlived CONN_MAX_AGE before it fails this run. An eager
         # task runs inside its caller's transaction, whose connection is not ours to close.
         close_old_connections()
-    return lead_route(lead_id=lead_id)
+    try:
+        return lead_route(lead_id=lead_id, lost_run=lost_run)
+    except (RunLostDatabase, *DATABASE_LOST) as error:
+        if self.request.is_eager:
+            raise
+        if isinstance(error, RunLostDatabase):
+            lost_run = error.auction_id
+        countdown = min(30.0, 2.0**self.request.retries) * random.uniform(0.5, 1.0)  # noqa: S311
+        raise self.retry(
+            kwargs={"lead_id": lead_id, "lost_run": lost_run},
+            countdown=countdown,
+            max_retries=DATABASE_RETRIES,
+        ) from error
 
 
 def leads_stuck_in_routing(*, limit: int = 500) -> list:

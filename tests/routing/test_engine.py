@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 from django.utils import timezone
 
 from buyers.models import (
@@ -33,7 +34,14 @@ from buyers.models import (
 from buyers.services import cap_reserve, contract_touch
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel
 from routing import engine
-from routing.engine import INTERRUPTED_NOTE, MAX_INTERRUPTED_RUNS, POST_RETRIES, lead_route
+from routing.engine import (
+    DATABASE_LOST_NOTE,
+    INTERRUPTED_NOTE,
+    MAX_INTERRUPTED_RUNS,
+    POST_RETRIES,
+    RunLostDatabase,
+    lead_route,
+)
 from routing.models import (
     Attempt,
     AttemptOutcome,
@@ -747,6 +755,40 @@ def test_a_lead_that_keeps_losing_its_worker_is_failed_for_review(
         assert auction_of(lead).note == (
             f"routing was interrupted {MAX_INTERRUPTED_RUNS} times; given up, needs review"
         )
+
+
+def test_a_run_that_loses_its_database_is_taken_over_by_its_retry_not_failed(
+    market, start_simulator, monkeypatch
+):
+    first_buyer = start_simulator()
+    first = market.contract(sim=first_buyer, ping="bid=20")
+    second = market.contract(ping="bid=10")
+    lead = market.lead()
+
+    def database_gone(**kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    # The post to the best bidder went out; the database is lost before the sale is written.
+    monkeypatch.setattr(engine, "cap_commit", database_gone)
+    with pytest.raises(RunLostDatabase) as lost:
+        lead_route(lead_id=str(lead.pk))
+    monkeypatch.undo()
+
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.ROUTING  # not failed: the run is left for its retry
+    assert first_buyer.ledger.requests["post"] == 1
+    # Anyone else finds the run live and leaves it alone; its own retry takes it over at once.
+    assert lead_route(lead_id=str(lead.pk)).startswith("not routed")
+    route_again = lead_route(lead_id=str(lead.pk), lost_run=lost.value.auction_id)
+
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.SOLD, route_again
+    assert sales(lead) == {second.pk: D("10.00")}
+    assert first_buyer.ledger.requests["post"] == 1  # never posted twice
+    assert posts(lead)[-2:] == [(first.pk, AMBIGUOUS), (second.pk, ACCEPTED)]
+    assert Auction.objects.get(pk=lost.value.auction_id).note == DATABASE_LOST_NOTE
+    # A lost database is not the lead's fault: it does not count towards giving up on it.
+    assert not Auction.objects.filter(lead=lead, note=INTERRUPTED_NOTE).exists()
 
 
 def test_the_sweeper_resumes_only_the_runs_whose_worker_was_lost(market, settings):
