@@ -82,7 +82,7 @@ def pages(source_id: int, buyer_id: int) -> list[tuple[str, str, dict]]:
             (f"dashboard buyers {preset}", "/dashboard/buyers/", query),
             (f"dashboard sources {preset}", "/dashboard/sources/", query),
         ]
-        for report in ("summary", "timeseries", "buyers", "sources"):
+        for report in ("summary", "timeseries", "buyers", "sources", "tiers"):
             timed.append((f"api {report} {preset}", f"/api/v1/reports/{report}/", query))
     week = {"preset": "last_7_days"}
     timed += [
@@ -90,7 +90,7 @@ def pages(source_id: int, buyer_id: int) -> list[tuple[str, str, dict]]:
         ("overview 7d, one buyer", "/dashboard/", {**week, "buyer": buyer_id}),
         ("buyers 7d, one vertical", "/dashboard/buyers/", {**week, "vertical": "bench-auto"}),
     ]
-    for table in ("summary", "timeseries", "buyers", "sources"):
+    for table in ("summary", "timeseries", "buyers", "sources", "tiers"):
         timed.append((f"csv {table} 7d", f"/dashboard/export/{table}.csv", week))
     timed.append(("csv leads today", "/dashboard/export/leads.csv", {"preset": "today"}))
     return timed

@@ -5,20 +5,27 @@ from __future__ import annotations
 import csv
 import io
 import re
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from buyers.models import (
+    NUMERIC_OPERATORS,
     Contract,
+    CriterionOperator,
     DeliveryEndpoint,
+    FieldCriterion,
     SourceFilter,
+    Team,
     TerritoryKind,
     TerritoryRule,
     split_values,
 )
 from leads.models import US_STATES
+from leads.scoring import SCORE_FIELD, TIER_FIELD, Tier
+from routing.models import webhook_display
 
 CSV_MAX_BYTES = 2 * 1024 * 1024
 CSV_DELIMITERS = (",", ";", "\t")
@@ -54,6 +61,7 @@ class ContractForm(forms.ModelForm):
             "bid_valid_seconds",
             "delivery_method",
             "delivery_emails",
+            "team",
             "breaker_failures",
             "latency_limit_ms",
             "latency_strikes",
@@ -72,6 +80,66 @@ class ContractForm(forms.ModelForm):
             self.add_error("sources", "List the sources to allow.")
         elif source_filter == SourceFilter.BLOCK and not listed:
             self.add_error("sources", "List the sources to block.")
+        return cleaned
+
+
+# What a criterion on the lead's tier may say: it is a word, not a number ("tier in hot, warm").
+TIER_OPERATORS = frozenset(
+    {
+        CriterionOperator.EQ,
+        CriterionOperator.NE,
+        CriterionOperator.IN,
+        CriterionOperator.NOT_IN,
+        CriterionOperator.EXISTS,
+        CriterionOperator.MISSING,
+    }
+)
+CRITERION_FIELD_HELP = (
+    "A lead field or enrichment (city, county, time_zone), or the lead's score (a number, 0-100) "
+    "or tier (hot, warm, qualified, cold), e.g. tier is one of hot, warm; score >= 70."
+)
+
+
+def score_criterion_problem(field: str, operator: str, value: str) -> tuple[str, str] | None:
+    """Return (form field, message) when a criterion on the score or tier cannot hold as meant."""
+    values = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if field == TIER_FIELD:
+        if operator not in TIER_OPERATORS:
+            return "operator", "A tier is a word: use equals, is one of, is none of, or present."
+        unknown = [v for v in values if v.casefold() not in Tier.values]
+        if unknown:
+            return "value", f"{', '.join(unknown)}: not a tier; tiers are {', '.join(Tier.values)}."
+    if field == SCORE_FIELD:
+        if operator == CriterionOperator.REGEX:
+            return "operator", "A score is a number from 0 to 100: compare it, e.g. >= 70."
+        if operator in NUMERIC_OPERATORS or operator in TIER_OPERATORS:
+            for v in values:
+                try:
+                    number = Decimal(v)
+                except ArithmeticError:
+                    return "value", f"{v}: a score is a number from 0 to 100."
+                if not 0 <= number <= 100:
+                    return "value", f"{v}: a score is from 0 to 100."
+    return None
+
+
+class FieldCriterionForm(forms.ModelForm):
+    """A contract's field criterion; the lead's score and tier are checked as such."""
+
+    class Meta:
+        model = FieldCriterion
+        fields = ("field", "operator", "value")
+        help_texts = {"field": CRITERION_FIELD_HELP}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        problem = score_criterion_problem(
+            (cleaned.get("field") or "").strip(),
+            cleaned.get("operator") or "",
+            cleaned.get("value") or "",
+        )
+        if problem is not None:
+            self.add_error(*problem)
         return cleaned
 
 
@@ -380,4 +448,61 @@ class ContractZipsForm(forms.Form):
         if not self.errors and not zips:
             raise forms.ValidationError("Paste ZIP codes or upload a file of them.")
         cleaned["zips"] = list(dict.fromkeys(zips))
+        return cleaned
+
+
+class TeamForm(forms.ModelForm):
+    """A team; its Slack webhook URL is a secret, typed in and never shown back.
+
+    Blank keeps the stored URL; "remove" drops it.
+    """
+
+    slack_webhook_url = forms.CharField(
+        label="Slack webhook URL",
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "placeholder": "https://hooks.slack.com/services/…",
+                "size": 80,
+            }
+        ),
+    )
+    remove_slack_webhook = forms.BooleanField(
+        label="Remove the Slack webhook", required=False, help_text="Stop posting to Slack."
+    )
+
+    class Meta:
+        model = Team
+        fields = (
+            "name",
+            "weighted_by_capacity",
+            "existing_owner_days",
+            "claim_timeout_minutes",
+            "when_nobody_available",
+            "notify_by_email",
+            "slack_webhook_url",
+            "acknowledge_consumer",
+            "acknowledgement_text",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
+        # model_to_dict put the URL into initial; nothing that renders may see it.
+        self.initial.pop("slack_webhook_url", None)
+        stored = webhook_display(self._stored_url) if self._stored_url else "none"
+        self.fields["slack_webhook_url"].help_text = (
+            f"Stored: {stored}. The URL Slack gives for an incoming webhook of the team's "
+            "channel; kept encrypted and never shown again. Leave blank to keep the stored one."
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        typed = (cleaned.get("slack_webhook_url") or "").strip()
+        if cleaned.get("remove_slack_webhook"):
+            cleaned["slack_webhook_url"] = ""
+        else:
+            cleaned["slack_webhook_url"] = typed or self._stored_url
         return cleaned

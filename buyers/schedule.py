@@ -20,6 +20,7 @@ which is exact because every edge is a whole local minute.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -248,3 +249,82 @@ def describe_hours(schedule: Schedule) -> str:
 
 def _hhmm(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+# --- Weekly hours typed as text (team members' working hours) ---------------------------------
+
+_DAY_INDEX = {name.lower(): index for index, name in enumerate(DAY_NAMES)}
+_DAY_WORDS = {
+    "daily": (0, 6),
+    "weekdays": (0, 4),
+    "weekends": (5, 6),
+}
+_GROUP_RE = re.compile(r"^\s*(?P<days>[A-Za-z]+(?:\s*[-–—]\s*[A-Za-z]+)?)\s+(?P<hours>.+?)\s*$")
+_WINDOW_RE = re.compile(r"^\s*(\d{1,2})(?::(\d{2}))?\s*[-–—]\s*(\d{1,2})(?::(\d{2}))?\s*$")
+
+
+def _day(word: str) -> int:
+    index = _DAY_INDEX.get(word.strip().lower()[:3])
+    if index is None:
+        raise ValueError(f"{word.strip()!r} is not a day: use Mon, Tue, Wed, Thu, Fri, Sat, Sun")
+    return index
+
+
+def _days(text: str) -> list[int]:
+    word = text.strip().lower()
+    if word in _DAY_WORDS:
+        first, last = _DAY_WORDS[word]
+    else:
+        parts = re.split(r"\s*[-–—]\s*", word)
+        first, last = _day(parts[0]), _day(parts[-1])
+    if last < first:  # Sat–Mon wraps over the week's end
+        return [*range(first, 7), *range(last + 1)]
+    return list(range(first, last + 1))
+
+
+def _clock(hours: str, minutes: str | None, text: str) -> int:
+    value = int(hours) * 60 + int(minutes or 0)
+    if int(minutes or 0) > 59 or value > MINUTES_PER_DAY:
+        raise ValueError(f"{text.strip()!r}: not a time of day")
+    return value
+
+
+def parse_hours(text: str) -> list[tuple[int, time, time]]:
+    """Read weekly hours as people write them and `describe_hours` prints them.
+
+    "Mon–Fri 09:00–17:00, Sat 10:00–14:00", "weekdays 8-12 & 13-17", "daily 00:00-24:00";
+    groups are separated by commas, semicolons or new lines. A window that closes before it
+    opens runs overnight into the next day ("Fri 22:00–06:00"). Return (weekday, opens_at,
+    closes_at) windows for `Schedule.build` (a close at midnight is 23:59); blank text is no
+    windows (always open). Raise ValueError naming the part that cannot be read.
+    """
+    windows: list[tuple[int, time, time]] = []
+    for group in re.split(r"[,;\n]", text or ""):
+        if not group.strip():
+            continue
+        match = _GROUP_RE.match(group)
+        if match is None:
+            raise ValueError(f"{group.strip()!r}: write days then hours, e.g. Mon-Fri 09:00-17:00")
+        days = _days(match["days"])
+        for part in match["hours"].split("&"):
+            window = _WINDOW_RE.match(part)
+            if window is None:
+                raise ValueError(f"{part.strip()!r}: write hours as 09:00-17:00")
+            opens = _clock(window[1], window[2], part)
+            closes = _clock(window[3], window[4], part)
+            if opens in (closes, MINUTES_PER_DAY):
+                raise ValueError(f"{part.strip()!r}: a window must open before it closes")
+            for day in days:
+                if opens < closes:
+                    windows.append((day, _time_of(opens), _time_of(closes)))
+                    continue
+                # Overnight: until midnight, then on from the next day's midnight.
+                windows.append((day, _time_of(opens), _time_of(MINUTES_PER_DAY)))
+                if closes:
+                    windows.append(((day + 1) % 7, time(0, 0), _time_of(closes)))
+    return windows
+
+
+def _time_of(minute: int) -> time:
+    # Schedule.build reads 23:59 as "until midnight".
+    return time(23, 59) if minute >= MINUTES_PER_DAY else time(minute // 60, minute % 60)

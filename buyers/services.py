@@ -38,6 +38,8 @@ from buyers.selectors import (
     consumer_purchases,
 )
 from leads.models import Lead, Vertical
+from leads.scoring import SCORE_FIELD, TIER_FIELD
+from routing import notifications
 
 
 def _history_user():
@@ -192,7 +194,8 @@ def contract_clone(
                 if part.strip()
             } | set(copy.criteria.values_list("field", flat=True))
             # Criteria may name enrichments (county, time zone) that no schema lists: only warn.
-            unknown = sorted(used - known)
+            # The lead's score and tier are every vertical's.
+            unknown = sorted(used - known - {SCORE_FIELD, TIER_FIELD})
             if unknown:
                 warnings.append(
                     f"{vertical} has no field {', '.join(unknown)}: check the mappings and "
@@ -421,21 +424,44 @@ def _cap_counters_charge(
         # A full cap refuses without taking the row lock that every other router is queueing on.
         if usage_of(spec, counter).blocks(price):
             raise _CapReachedError(usage_of(spec, counter))
+    filled: list[tuple[CapCounter, CapLimitSpec]] = []
     for counter, spec in charges:
-        room: dict[str, object] = {}
-        if spec.max_leads is not None:
-            room["leads__lt"] = spec.max_leads
-        if spec.max_budget is not None:
-            room["spend__lte"] = spec.max_budget - price
-        # The condition is re-checked on the newest row version after waiting for its lock, so
-        # of any number of concurrent charges only those that fit succeed.
-        charged = CapCounter.objects.filter(pk=counter.pk, **room).update(
-            leads=F("leads") + 1, spend=F("spend") + price
-        )
+        charged = _cap_counter_charge(counter=counter, spec=spec, price=price)
         if not charged:
             counter.refresh_from_db(fields=["leads", "spend"])
             raise _CapReachedError(usage_of(spec, counter))
+        if charged == _FILLED:
+            filled.append((counter, spec))
+    for counter, spec in filled:
+        # Told once the reservation commits (a rolled-back one tells nothing).
+        notifications.cap_reached(counter_id=counter.pk, contract_id=contract.pk, spec=spec)
     return [counter for counter, _ in charges]
+
+
+_CHARGED, _FILLED = "charged", "filled"
+
+
+def _cap_counter_charge(*, counter: CapCounter, spec: CapLimitSpec, price: Decimal) -> str:
+    """Charge one lead at `price` to the counter; return _CHARGED, _FILLED (this lead took the
+    last room: no further lead, or none at this price, fits) or '' (no room).
+
+    The first UPDATE also leaves room for one more lead at this price: the usual case, and its
+    only query. Only when that fails does a second one try for the last room, so the reservation
+    that fills a cap is known exactly, once, without a query on every reservation.
+    """
+    for spare, outcome in ((1, _CHARGED), (0, _FILLED)):
+        room: dict[str, object] = {}
+        if spec.max_leads is not None:
+            room["leads__lt"] = spec.max_leads - spare
+        if spec.max_budget is not None:
+            room["spend__lte"] = spec.max_budget - price * (1 + spare)
+        # The condition is re-checked on the newest row version after waiting for its lock, so
+        # of any number of concurrent charges only those that fit succeed.
+        if CapCounter.objects.filter(pk=counter.pk, **room).update(
+            leads=F("leads") + 1, spend=F("spend") + price
+        ):
+            return outcome
+    return ""
 
 
 def _cap_counter_create(

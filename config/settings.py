@@ -138,6 +138,21 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = _env_int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A runaway query or a lock nobody releases fails as an error within these bounds, instead
+    # of holding a web thread past gunicorn's 30 s or a task past its soft time limit. Row and
+    # advisory locks are held for milliseconds here; 0 turns a bound off (a long migration).
+    DATABASE_STATEMENT_TIMEOUT_MS = _env_int("DATABASE_STATEMENT_TIMEOUT_MS", default=20_000)
+    DATABASE_LOCK_TIMEOUT_MS = _env_int("DATABASE_LOCK_TIMEOUT_MS", default=10_000)
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = " ".join(
+        part
+        for part in (
+            _options.get("options", ""),
+            f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
+            f"-c lock_timeout={DATABASE_LOCK_TIMEOUT_MS}",
+        )
+        if part
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the simulator-driven worker and the shell read while one writes.
     DATABASES["default"]["OPTIONS"] = {
@@ -226,9 +241,33 @@ CELERY_BEAT_SCHEDULE = {
         "task": "leads.tasks.purge_idempotency_records",
         "schedule": 3600.0,
     },
+    "purge raw request bodies past their retention": {
+        "task": "leads.tasks.purge_raw_bodies",
+        "schedule": 24 * 3600.0,
+    },
     "roll up the hours of leads changed since the last run": {
         "task": "reporting.tasks.refresh_rollups",
         "schedule": 60.0,
+    },
+    "notify ops of sources whose error or duplicate rate is high": {
+        "task": "routing.tasks.notify_source_rates",
+        "schedule": 300.0,
+    },
+    "tell held-back notification repeats and requeue lost notifications": {
+        "task": "routing.tasks.sweep_notifications",
+        "schedule": 60.0,
+    },
+    "assign queued team leads to members whose hours opened": {
+        "task": "routing.tasks.assign_queued_team_leads",
+        "schedule": 60.0,
+    },
+    "reassign team leads nobody claimed in time": {
+        "task": "routing.tasks.reassign_unclaimed_team_leads",
+        "schedule": 60.0,
+    },
+    "requeue team notifications whose task was lost": {
+        "task": "routing.tasks.requeue_team_notifications",
+        "schedule": 300.0,
     },
 }
 
@@ -269,6 +308,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Lead scoring's tiers, named once for every schema that shows a lead's or a report's tier.
+    "ENUM_NAME_OVERRIDES": {
+        "TierEnum": "leads.scoring.Tier",
+        "ReportTierEnum": "reporting.api.serializers.REPORT_TIERS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "leads.api.schema.describe_vertical_fields",
@@ -303,6 +347,9 @@ SUPPRESSION_HASH_KEY = (
     env.str("SUPPRESSION_HASH_KEY", default="")
     or hashlib.sha256(f"leadswitch-suppression:{SECRET_KEY}".encode()).hexdigest()
 )
+# Raw request bodies of leads (and the bodies of their pings, posts and postbacks) are emptied
+# this many days after the lead came in (daily, from beat); 0 keeps them forever.
+RAW_BODY_RETENTION_DAYS = _env_int("RAW_BODY_RETENTION_DAYS", default=90, minimum=0)
 
 # --- Reporting ---
 # A change committed up to this long after its timestamp was taken is still rolled up: the
@@ -314,6 +361,10 @@ ROLLUP_MAX_HOURS_PER_RUN = _env_int("ROLLUP_MAX_HOURS_PER_RUN", default=500, min
 # --- Leadswitch ---
 # Where load_demo points the demo buyers' endpoints (`manage.py simulate_buyers` serves it).
 SIMULATOR_URL = env.str("SIMULATOR_URL", default="http://127.0.0.1:9100").rstrip("/")
+# Where staff reach this platform: notifications (e-mail, Slack) link to its admin pages here.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+if not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SITE_URL must start with http:// or https://, not {SITE_URL!r}")
 
 # Buyer endpoints and postback URLs may only reach public addresses (routing/netguard.py), except
 # in these networks: e.g. 127.0.0.1/32 for the buyer simulator in development.

@@ -31,6 +31,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("dashboard/", include("reporting.urls")),
+    path("teams/", include("routing.urls")),
     *partner_api,
     *reporting_api,
     path("api/schema/", SpectacularAPIView.as_view(patterns=partner_api), name="schema"),

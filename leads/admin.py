@@ -16,12 +16,14 @@ from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import Contract
 from config.admin_display import (
     ReadOnlyAdminMixin,
+    admin_link_by_id,
     explanation_table,
     money,
     parse_uuid,
@@ -38,12 +40,15 @@ from leads.models import (
     LeadStatus,
     PayoutModel,
     Postback,
+    ScoringRule,
     Source,
     SourceApiKey,
     SuppressionList,
     Vertical,
     VerticalField,
 )
+from leads.privacy import CONSENT_PERSONAL_KEYS
+from leads.scoring import KnownField, Tier, TierBounds, known_fields
 from leads.services import (
     source_api_key_create,
     source_api_key_revoke,
@@ -107,14 +112,103 @@ class VerticalFieldInline(admin.TabularInline):
         return super().get_queryset(request).select_related("vertical").order_by("position", "id")
 
 
+class ScoringRuleFormSet(BaseInlineFormSet):
+    """Scoring rules, checked against the vertical's fields as submitted on the same page."""
+
+    field_formset: VerticalFieldFormSet | None = None  # set by VerticalAdmin._create_formsets
+
+    @cached_property
+    def submitted_fields(self) -> dict[str, KnownField] | None:
+        fields = self.field_formset
+        if fields is None or not fields.is_bound:
+            return None
+        fields.is_valid()  # cleans each field's form; its own errors are shown on its rows
+        return known_fields(
+            (
+                form.cleaned_data["name"],
+                form.cleaned_data.get("field_type", ""),
+                form.cleaned_data.get("choices") or (),
+            )
+            for form in fields.forms
+            if form.cleaned_data
+            and form.cleaned_data.get("name")
+            and not fields._should_delete_form(form)
+        )
+
+    def _construct_form(self, i: int, **kwargs: Any):
+        form = super()._construct_form(i, **kwargs)
+        # Read by ScoringRule.clean, which the form runs: a rule may name a field added on this
+        # page, and may not keep naming one removed or renamed here.
+        form.instance.submitted_fields = self.submitted_fields
+        return form
+
+
+class ScoringRuleInline(admin.TabularInline):
+    model = ScoringRule
+    formset = ScoringRuleFormSet
+    extra = 0
+    fields = (
+        "position",
+        "name",
+        "active",
+        "kind",
+        "field",
+        "min_value",
+        "max_value",
+        "values",
+        "points",
+        "multiplier",
+        "source",
+    )
+    autocomplete_fields = ("source",)
+    verbose_name_plural = (
+        "Scoring rules (points of every rule that holds are summed, multiplied by every boost "
+        "that holds, then clamped to 0-100; no active rule: leads are not scored)"
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ScoringRule]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("vertical", "source")
+            .order_by("position", "id")
+        )
+
+    # Rules are part of their vertical: whoever may change the vertical may change its rules.
+    def _may(self, request: HttpRequest, action: str) -> bool:
+        return request.user.has_perm(f"leads.{action}_vertical")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "view") or self._may(request, "change")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+
+SCORING_DESCRIPTION = (
+    "Each lead is scored at intake by the scoring rules below: the points of every rule that "
+    "holds are summed, the sum is multiplied by every boost that holds, and the result is "
+    "clamped to 0-100 and rounded. Tiers: Hot from the Hot bound to 100, Warm and Qualified from "
+    "their bounds, Cold below. A tier floor is the least a lead of that tier is sold for, "
+    "whatever its contracts' own floors (empty: none). Changes apply to leads received from now "
+    "on."
+)
+
+
 @admin.register(Vertical)
 class VerticalAdmin(SimpleHistoryAdmin):
-    list_display = ("slug", "name", "active", "distribution_mode", "field_count")
+    list_display = ("slug", "name", "active", "distribution_mode", "field_count", "tier_bounds")
     list_filter = ("active", "distribution_mode")
     search_fields = ("slug", "name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at", "updated_at")
-    inlines = (VerticalFieldInline,)
+    inlines = (VerticalFieldInline, ScoringRuleInline)
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "active")}),
         (
@@ -125,15 +219,38 @@ class VerticalAdmin(SimpleHistoryAdmin):
             "Duplicates",
             {"fields": ("duplicate_fields", "duplicate_lookback_days", "duplicate_scope")},
         ),
+        (
+            "Lead scoring: tiers and floors",
+            {
+                "fields": (
+                    ("tier_hot_from", "tier_warm_from", "tier_qualified_from"),
+                    ("floor_hot", "floor_warm", "floor_qualified", "floor_cold"),
+                ),
+                "description": SCORING_DESCRIPTION,
+            },
+        ),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Vertical]:
         return super().get_queryset(request).annotate(_field_count=Count("fields"))
 
+    def _create_formsets(self, request: HttpRequest, obj: Vertical, change: bool):
+        formsets, inlines = super()._create_formsets(request, obj, change)
+        fields = next((f for f in formsets if isinstance(f, VerticalFieldFormSet)), None)
+        for formset in formsets:
+            if isinstance(formset, ScoringRuleFormSet):
+                formset.field_formset = fields
+        return formsets, inlines
+
     @admin.display(description="Fields", ordering="_field_count")
     def field_count(self, obj: Vertical) -> int:
         return obj._field_count
+
+    @admin.display(description="Tiers")
+    def tier_bounds(self, obj: Vertical) -> str:
+        bounds = obj.tier_bounds
+        return " · ".join(bounds.describe(tier) for tier in Tier.values)
 
 
 @admin.register(VerticalField)
@@ -168,6 +285,27 @@ class VerticalFieldAdmin(SimpleHistoryAdmin):
         super().delete_queryset(request, queryset)
         for vertical_id in vertical_ids:
             vertical_touch(vertical_id=vertical_id)
+
+
+@admin.register(ScoringRule)
+class ScoringRuleAdmin(SimpleHistoryAdmin):
+    """Each rule's own page, for its history; rules are edited on their vertical's page."""
+
+    list_display = (
+        "name",
+        "vertical",
+        "position",
+        "active",
+        "kind",
+        "field",
+        "points",
+        "multiplier",
+        "source",
+    )
+    list_filter = ("vertical", "kind", "active")
+    search_fields = ("name", "field", "vertical__slug", "vertical__name")
+    list_select_related = ("vertical", "source")
+    autocomplete_fields = ("vertical", "source")
 
 
 # --- Sources and API keys ---
@@ -407,11 +545,12 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "is_test",
         "email_display",
         "state",
+        "score_column",
         "sale_price_display",
         "received_at",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", "vertical", "source", "is_test")
+    list_filter = ("status", "vertical", "source", "tier", "is_test")
     # Informational: get_search_results below turns a term into exact, indexed lookups.
     search_fields = ("id", "email", "phone", "zip_code", "sub_id")
     search_help_text = (
@@ -439,6 +578,7 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "duplicate_of",
                     "received_at",
                     "updated_at",
+                    "erased_at",
                 )
             },
         ),
@@ -455,6 +595,14 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Status history", {"fields": ("status_history_display",)}),
+        (
+            "Score",
+            {
+                "fields": ("score_display", "score_breakdown_display"),
+                "description": "Computed at intake by the vertical's scoring rules as they were "
+                "then: points summed, multiplied by boosts, clamped to 0-100.",
+            },
+        ),
         (
             "Sale",
             {"fields": ("sold_at", "sale_price_display", "payout_display", "margin_display")},
@@ -478,6 +626,8 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "phone_display",
         "remote_ip_display",
         "status_history_display",
+        "score_display",
+        "score_breakdown_display",
         "eligibility_display",
         "sale_price_display",
         "payout_display",
@@ -656,6 +806,58 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "Not routable: intake rejected it."
         return explanation_table([verdict.as_dict() for verdict in explain(obj)])
 
+    @admin.display(description="Score", ordering="score")
+    def score_column(self, obj: Lead) -> str:
+        if obj.score is None:
+            return "-"
+        return f"{obj.score} {obj.get_tier_display()}"
+
+    @admin.display(description="Score")
+    def score_display(self, obj: Lead) -> str:
+        if obj.score is None:
+            if obj.status == LeadStatus.INVALID:
+                return "Not scored: intake rejected it before it could be scored."
+            return "Not scored: its vertical had no active scoring rule when it came in."
+        bounds = (
+            obj.score_breakdown.get("bounds") if isinstance(obj.score_breakdown, dict) else None
+        )
+        tiers = TierBounds(**bounds) if isinstance(bounds, dict) else None
+        span = f" ({tiers.describe(obj.tier)})" if tiers is not None and obj.tier else ""
+        return format_html("<strong>{}</strong> · {}{}", obj.score, obj.get_tier_display(), span)
+
+    @admin.display(description="Breakdown")
+    def score_breakdown_display(self, obj: Lead) -> str:
+        breakdown = obj.score_breakdown if isinstance(obj.score_breakdown, dict) else {}
+        if obj.score is None or not breakdown:
+            return "-"
+        fired = breakdown.get("rules") or []
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    admin_link_by_id("leads", "scoringrule", rule.get("rule_id"), rule.get("rule")),
+                    rule.get("kind", ""),
+                    _rule_effect(rule),
+                    rule.get("why", ""),
+                )
+                for rule in fired
+            ),
+        )
+        if not fired:
+            rows = format_html('<tr><td colspan="4">No rule held for this lead.</td></tr>')
+        raw = breakdown.get("raw", "")
+        return format_html(
+            "<table><thead><tr><th>Rule</th><th>Kind</th><th>Effect</th><th>Why</th></tr></thead>"
+            "<tbody>{}</tbody></table><p>{} points × {} = {} → clamped to 0-100 and rounded: "
+            "<strong>{}</strong></p>",
+            rows,
+            breakdown.get("points", 0),
+            breakdown.get("multiplier", "1"),
+            raw,
+            obj.score,
+        )
+
     @admin.display(description="Lead")
     def short_id(self, obj: Lead) -> str:
         return str(obj.id)[:8]
@@ -688,7 +890,11 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "-"
         if self._shows_pii(obj) or not isinstance(obj.consent, dict):
             return pretty_json(obj.consent)
-        return pretty_json({k: "hidden" if k == "ip" else v for k, v in obj.consent.items()})
+        # What was agreed stays; who agreed (address, browser, the page and the certificates
+        # that record the visit) is the consumer's.
+        return pretty_json(
+            {k: "hidden" if k in CONSENT_PERSONAL_KEYS else v for k, v in obj.consent.items()}
+        )
 
     @admin.display(description="Raw request body")
     def raw_body_display(self, obj: Lead) -> str:
@@ -696,6 +902,15 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "Hidden: it holds personal data."
         # Shown exactly as received: it is the evidence, so it is not re-formatted.
         return preformatted(obj.raw_body)
+
+
+def _rule_effect(rule: dict[str, Any]) -> str:
+    effects = []
+    if rule.get("points"):
+        effects.append(f"{rule['points']:+d} points")
+    if rule.get("multiplier") is not None:
+        effects.append(f"× {rule['multiplier']}")
+    return ", ".join(effects) or "-"
 
 
 class SuppressionListForm(forms.ModelForm):

@@ -45,11 +45,13 @@ from leads.models import (
     DistributionMode,
     FieldType,
     PayoutModel,
+    ScoringRule,
     Source,
     SourceApiKey,
     Vertical,
     VerticalField,
 )
+from leads.scoring import RuleKind
 from leads.services import source_api_key_create, source_get_or_create
 
 _M = TypeVar("_M", bound=models.Model)
@@ -230,6 +232,103 @@ SOLAR_FIELDS: list[dict[str, Any]] = [
     ),
 ]
 
+# Scoring rules (leads.scoring): points summed, multiplied by boosts, clamped to 0-100. A boost
+# names its source by name; the sources are created after the verticals.
+
+
+def _rule(name: str, kind: str, points: int = 0, **options: Any) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "points": points, **options}
+
+
+AUTO_SCORING: list[dict[str, Any]] = [
+    _rule(
+        "Good or excellent credit",
+        RuleKind.MATCH,
+        20,
+        field="credit_rating",
+        values="excellent, good",
+    ),
+    _rule("Currently insured", RuleKind.MATCH, 15, field="currently_insured", values="true"),
+    _rule(
+        "Insured a year or more",
+        RuleKind.RANGE,
+        10,
+        field="continuous_coverage_months",
+        min_value=Decimal(12),
+    ),
+    _rule("Homeowner", RuleKind.MATCH, 15, field="homeowner", values="true"),
+    _rule(
+        "No at-fault accidents",
+        RuleKind.RANGE,
+        10,
+        field="accidents_last_3_years",
+        min_value=Decimal(0),
+        max_value=Decimal(0),
+    ),
+    _rule("Recent vehicle", RuleKind.RANGE, 10, field="vehicle_year", min_value=Decimal(2018)),
+    _rule(
+        "Wants more than the minimum",
+        RuleKind.MATCH,
+        10,
+        field="coverage_type",
+        values="standard, premium",
+    ),
+    _rule("DUI in the last 5 years", RuleKind.MATCH, -25, field="dui", values="true"),
+    _rule(
+        "Affiliate traffic converts less",
+        RuleKind.BOOST,
+        multiplier=Decimal("0.90"),
+        source="ClickRiver Affiliates",
+    ),
+]
+
+SOLAR_SCORING: list[dict[str, Any]] = [
+    _rule("Owns the property", RuleKind.MATCH, 25, field="homeowner", values="true"),
+    _rule(
+        "Electric bill $150 or more",
+        RuleKind.RANGE,
+        20,
+        field="monthly_electric_bill",
+        min_value=Decimal(150),
+    ),
+    _rule(
+        "Electric bill $300 or more",
+        RuleKind.RANGE,
+        10,
+        field="monthly_electric_bill",
+        min_value=Decimal(300),
+    ),
+    _rule("Sunny roof", RuleKind.MATCH, 10, field="roof_shade", values="no_shade, partial_shade"),
+    _rule("Fully shaded roof", RuleKind.MATCH, -20, field="roof_shade", values="full_shade"),
+    _rule(
+        "Credit 680 or better",
+        RuleKind.MATCH,
+        15,
+        field="credit_score_range",
+        values="720_plus, 680_719",
+    ),
+    _rule(
+        "Buying within 3 months",
+        RuleKind.MATCH,
+        15,
+        field="purchase_timeline",
+        values="immediately, within_3_months",
+    ),
+    _rule(
+        "House or townhouse",
+        RuleKind.MATCH,
+        5,
+        field="property_type",
+        values="single_family, townhouse",
+    ),
+    _rule(
+        "Qualified by phone",
+        RuleKind.BOOST,
+        multiplier=Decimal("1.15"),
+        source="Keystone Contact Center",
+    ),
+]
+
 VERTICALS: list[dict[str, Any]] = [
     {
         "slug": AUTO,
@@ -241,7 +340,10 @@ VERTICALS: list[dict[str, Any]] = [
         "min_margin": Decimal("2.00"),
         "duplicate_lookback_days": 30,
         "duplicate_fields": ["email", "phone"],
+        # No Hot lead goes for less, whatever a contract's own floor says.
+        "floor_hot": Decimal("25.00"),
         "fields": AUTO_FIELDS,
+        "scoring": AUTO_SCORING,
     },
     {
         "slug": SOLAR,
@@ -254,7 +356,9 @@ VERTICALS: list[dict[str, Any]] = [
         "min_margin": Decimal("5.00"),
         "duplicate_lookback_days": 30,
         "duplicate_fields": ["email", "phone"],
+        "floor_hot": Decimal("50.00"),
         "fields": SOLAR_FIELDS,
+        "scoring": SOLAR_SCORING,
     },
 ]
 
@@ -764,6 +868,7 @@ def _create(model: type[_M], **values: Any) -> _M:
 def _vertical_get_or_create(spec: dict[str, Any]) -> VerticalResult:
     spec = dict(spec)
     fields = spec.pop("fields")
+    spec.pop("scoring")
     vertical = Vertical.objects.filter(slug=spec["slug"]).first()
     if vertical is not None:
         return VerticalResult(vertical, created=False, field_count=vertical.fields.count())
@@ -773,6 +878,20 @@ def _vertical_get_or_create(spec: dict[str, Any]) -> VerticalResult:
     # Once more now that the fields exist: duplicate_fields must name them.
     vertical.full_clean()
     return VerticalResult(vertical, created=True, field_count=len(fields))
+
+
+def _scoring_rules_create(vertical: Vertical, rules: list[dict[str, Any]]) -> None:
+    """Give a vertical created by this run its scoring rules (after the sources they name)."""
+    for position, rule in enumerate(rules, start=1):
+        options = dict(rule)
+        source = options.pop("source", None)
+        _create(
+            ScoringRule,
+            vertical=vertical,
+            position=position * 10,
+            source=Source.objects.get(name=source) if source else None,
+            **options,
+        )
 
 
 def _source_get_or_create(spec: dict[str, Any], verticals: dict[str, Vertical]) -> SourceResult:
@@ -919,6 +1038,9 @@ def demo_load(*, simulator_url: str, password: str, reset_passwords: bool = Fals
         vertical_results = [_vertical_get_or_create(spec) for spec in VERTICALS]
         verticals = {r.vertical.slug: r.vertical for r in vertical_results}
         source_results = [_source_get_or_create(spec, verticals) for spec in SOURCES]
+        for spec, result in zip(VERTICALS, vertical_results, strict=True):
+            if result.created:
+                _scoring_rules_create(result.vertical, spec["scoring"])
         buyer_results = [_buyer_get_or_create(spec, verticals, simulator_url) for spec in BUYERS]
         groups, groups_created = {}, {}
         for name in (OPS, SALES):

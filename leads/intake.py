@@ -238,7 +238,11 @@ def _consent_value(key: str, value: str) -> str:
         except ValueError:
             raise FieldError("Give the consumer's IPv4 or IPv6 address.") from None
     if key in {"trustedform_cert_url", "page_url"}:
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - reading it checks the port ("…:[x]/" is no URL)
+        except ValueError:  # a bracketed host that is no IP address, a port that is no number
+            raise FieldError("Give an http(s) URL.") from None
         if parts.scheme not in {"http", "https"} or not parts.hostname or len(value) > 1000:
             raise FieldError("Give an http(s) URL.")
         if key == "trustedform_cert_url" and not (

@@ -13,6 +13,19 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from leads.scoring import (
+    MAX_MULTIPLIER,
+    MAX_POINTS,
+    SCORE_FIELD,
+    TIER_FIELD,
+    KnownField,
+    RuleKind,
+    Tier,
+    TierBounds,
+    known_fields,
+    rule_errors,
+    tier_bounds_errors,
+)
 from routing.netguard import url_refusal
 
 # The 50 states, DC and Puerto Rico.
@@ -26,6 +39,8 @@ US_STATES = (
 # fmt: on
 
 FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Names contract criteria give the lead's score and tier: no vertical field may take them.
+RESERVED_FIELD_NAMES = frozenset({SCORE_FIELD, TIER_FIELD})
 
 
 class DistributionMode(models.TextChoices):
@@ -38,6 +53,18 @@ class DistributionMode(models.TextChoices):
 class DuplicateScope(models.TextChoices):
     GLOBAL = "global", "Across all sources"
     SOURCE = "source", "Within the submitting source"
+
+
+def _tier_floor(tier: str) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=f"No {tier} lead is sold for less, whatever its contracts' floors; empty: no "
+        "floor for the tier.",
+    )
 
 
 class Vertical(models.Model):
@@ -80,6 +107,20 @@ class Vertical(models.Model):
     duplicate_scope = models.CharField(
         max_length=8, choices=DuplicateScope.choices, default=DuplicateScope.GLOBAL
     )
+    # Lead scoring (leads.scoring): where each tier starts; Cold takes the scores below Qualified.
+    tier_hot_from = models.PositiveSmallIntegerField(
+        default=80, help_text="Lowest score of a Hot lead (Hot runs to 100)."
+    )
+    tier_warm_from = models.PositiveSmallIntegerField(
+        default=60, help_text="Lowest score of a Warm lead (up to the Hot bound)."
+    )
+    tier_qualified_from = models.PositiveSmallIntegerField(
+        default=40, help_text="Lowest score of a Qualified lead; lower scores are Cold."
+    )
+    floor_hot = _tier_floor("Hot")
+    floor_warm = _tier_floor("Warm")
+    floor_qualified = _tier_floor("Qualified")
+    floor_cold = _tier_floor("Cold")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -87,6 +128,22 @@ class Vertical(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tier_qualified_from__gt=0)
+                & Q(tier_warm_from__gt=models.F("tier_qualified_from"))
+                & Q(tier_hot_from__gt=models.F("tier_warm_from"))
+                & Q(tier_hot_from__lte=100),
+                name="vertical_tier_bounds_ordered",
+            ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"floor_{tier}__isnull": True}) | Q(**{f"floor_{tier}__gte": 0}),
+                    name=f"vertical_floor_{tier}_not_negative",
+                )
+                for tier in Tier.values
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -98,6 +155,21 @@ class Vertical(models.Model):
             raise ValidationError({"duplicate_fields": "Give a list of field names."})
         # Whether they name fields of the vertical is checked by the admin against the submitted
         # fields inline: the saved fields may be about to change in the same save.
+        errors = tier_bounds_errors(
+            hot=self.tier_hot_from, warm=self.tier_warm_from, qualified=self.tier_qualified_from
+        )
+        if errors:
+            raise ValidationError({f"tier_{bound}_from": text for bound, text in errors.items()})
+
+    @property
+    def tier_bounds(self) -> TierBounds:
+        return TierBounds(
+            hot=self.tier_hot_from, warm=self.tier_warm_from, qualified=self.tier_qualified_from
+        )
+
+    def tier_floor(self, tier: str) -> Decimal | None:
+        """Return the lowest price a lead of this tier may be sold at (None: no tier floor)."""
+        return getattr(self, f"floor_{tier}", None) if tier in Tier.values else None
 
 
 class FieldType(models.TextChoices):
@@ -162,6 +234,11 @@ class VerticalField(models.Model):
         errors: dict[str, str] = {}
         if not FIELD_NAME_RE.match(self.name or ""):
             errors["name"] = "Use lower-case letters, digits and _, starting with a letter."
+        elif self.name in RESERVED_FIELD_NAMES:
+            errors["name"] = (
+                f"{self.name!r} is the lead's own {self.name} (lead scoring), which contract "
+                "criteria name: call the field something else."
+            )
         if self.in_ping and self.is_pii:
             errors["in_ping"] = "A PII field is never sent in pings."
         if self.field_type == FieldType.CHOICE:
@@ -184,6 +261,124 @@ class VerticalField(models.Model):
             and self.min_value > self.max_value
         ):
             errors["max_value"] = "The maximum is below the minimum."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ScoringRule(models.Model):
+    """One rule of a vertical's lead scoring (see leads.scoring for the kinds and their order)."""
+
+    vertical = models.ForeignKey(Vertical, on_delete=models.CASCADE, related_name="scoring_rules")
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text="Orders the rules on the page and in a lead's breakdown only."
+    )
+    name = models.CharField(max_length=120, help_text="Shown in each lead's breakdown.")
+    active = models.BooleanField(default=True)
+    kind = models.CharField(max_length=6, choices=RuleKind.choices)
+    field = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="A field of the vertical, or city, county, state, time_zone (from the ZIP). "
+        "Optional for a boost.",
+    )
+    min_value = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Range: lowest, included."
+    )
+    max_value = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Range: highest, included.",
+    )
+    values = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Match (or a boost's field): comma-separated, case-insensitive, e.g. good, "
+        "excellent.",
+    )
+    points = models.SmallIntegerField(
+        default=0,
+        validators=[MinValueValidator(-MAX_POINTS), MaxValueValidator(MAX_POINTS)],
+        help_text="Added when the rule holds (negative takes points away).",
+    )
+    multiplier = models.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(MAX_MULTIPLIER)],
+        help_text="Boost only: the summed points are multiplied by it, e.g. 1.20.",
+    )
+    source = models.ForeignKey(
+        "Source",
+        null=True,
+        blank=True,
+        # A boost for a source that is gone would apply to nobody; say so rather than drop it.
+        on_delete=models.PROTECT,
+        related_name="scoring_rules",
+        help_text="Boost only: just the leads of this source.",
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["vertical", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vertical", "name"], name="unique_scoring_rule_name_per_vertical"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=list(RuleKind.values)), name="scoring_rule_kind_is_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(points__gte=-MAX_POINTS) & Q(points__lte=MAX_POINTS),
+                name="scoring_rule_points_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(multiplier__isnull=True)
+                | (Q(multiplier__gte=0) & Q(multiplier__lte=MAX_MULTIPLIER)),
+                name="scoring_rule_multiplier_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_value__isnull=True)
+                | Q(max_value__isnull=True)
+                | Q(min_value__lte=models.F("max_value")),
+                name="scoring_rule_min_not_above_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # The vertical's fields as the admin's form is about to save them, set by the vertical's
+    # scoring rules inline: the saved ones may be changing in the same submission.
+    submitted_fields: dict[str, KnownField] | None = None
+
+    def nameable_fields(self) -> dict[str, KnownField] | None:
+        """Return the fields this rule may name, or None when there is no vertical yet."""
+        if self.submitted_fields is not None:
+            return self.submitted_fields
+        if self.vertical_id is None:
+            return None
+        return known_fields(
+            VerticalField.objects.filter(vertical_id=self.vertical_id).values_list(
+                "name", "field_type", "choices"
+            )
+        )
+
+    def clean(self) -> None:
+        errors = rule_errors(
+            kind=self.kind,
+            field_name=self.field,
+            min_value=self.min_value,
+            max_value=self.max_value,
+            values=self.values,
+            points=self.points,
+            multiplier=self.multiplier,
+            has_source=self.source_id is not None,
+            fields=self.nameable_fields(),
+        )
         if errors:
             raise ValidationError(errors)
 
@@ -387,6 +582,27 @@ class Lead(models.Model):
     sold_at = models.DateTimeField(null=True, blank=True)
     sale_price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     payout = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    # Computed at intake by the vertical's scoring rules (leads.scoring); empty when the lead
+    # was invalid or its vertical scores nothing.
+    score = models.PositiveSmallIntegerField(
+        null=True, blank=True, editable=False, help_text="0-100, from the vertical's rules."
+    )
+    tier = models.CharField(
+        max_length=9, choices=Tier.choices, blank=True, default="", db_default="", editable=False
+    )
+    score_breakdown = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        editable=False,
+        help_text="The rules that fired, what each did and why, and the arithmetic.",
+    )
+    erased_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the consumer's personal data was erased (GDPR Art. 17).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -410,6 +626,12 @@ class Lead(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(status__in=list(LeadStatus.values)), name="lead_status_is_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | Q(score__lte=100), name="lead_score_at_most_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(tier__in=["", *Tier.values]), name="lead_tier_is_known"
             ),
         ]
 

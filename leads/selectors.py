@@ -9,12 +9,16 @@ from django.db.models import Prefetch, QuerySet
 
 from leads import intake_cache
 from leads.intake import FieldSpec, specs_from_models
-from leads.models import Lead, Source, Vertical, VerticalField
+from leads.models import Lead, ScoringRule, Source, Vertical, VerticalField
+from leads.scoring import Scorecard, compile_rule
 
 # A vertical's schema is read on every submission: keep it per process, keyed by the vertical's
 # updated_at, which every admin save of the vertical (and so of its fields inline) changes.
 _specs: dict[int, tuple[Any, tuple[FieldSpec, ...]]] = {}
 _specs_lock = threading.Lock()
+# A vertical's compiled scoring rules, kept the same way: every change of a rule touches its
+# vertical (leads.signals), and the tier bounds are the vertical's own columns.
+_scorecards: dict[int, tuple[Any, Scorecard | None]] = {}
 
 
 def vertical_for_source(*, source: Source, slug: str) -> Vertical | None:
@@ -46,9 +50,46 @@ def vertical_field_specs(vertical: Vertical) -> tuple[FieldSpec, ...]:
     return specs
 
 
+def vertical_scorecard(vertical: Vertical) -> Scorecard | None:
+    """Return the vertical's compiled scoring rules and tier bounds, None when it has no active
+    rule; from the process cache while the vertical is unchanged (no query per lead)."""
+    with _specs_lock:
+        cached = _scorecards.get(vertical.pk)
+    if cached is not None and cached[0] == vertical.updated_at:
+        return cached[1]
+    private = set(
+        VerticalField.objects.filter(vertical=vertical, is_pii=True).values_list("name", flat=True)
+    )
+    rules = tuple(
+        compile_rule(
+            name=rule.name,
+            kind=rule.kind,
+            field_name=rule.field,
+            min_value=rule.min_value,
+            max_value=rule.max_value,
+            values=rule.values,
+            points=rule.points,
+            multiplier=rule.multiplier,
+            source_id=rule.source_id,
+            source_name=rule.source.name if rule.source is not None else "",
+            rule_id=rule.pk,
+            private=rule.field in private,
+        )
+        for rule in ScoringRule.objects.filter(vertical=vertical, active=True)
+        .select_related("source")
+        .order_by("position", "id")
+    )
+    card = Scorecard(rules=rules, bounds=vertical.tier_bounds) if rules else None
+    with _specs_lock:
+        _scorecards[vertical.pk] = (vertical.updated_at, card)
+    return card
+
+
 def clear_field_specs_cache() -> None:
+    """Forget every vertical's cached schema and scoring rules."""
     with _specs_lock:
         _specs.clear()
+        _scorecards.clear()
 
 
 def verticals_for_source(*, source: Source) -> QuerySet[Vertical]:

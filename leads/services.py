@@ -35,7 +35,13 @@ from leads.models import (
     SuppressionList,
     Vertical,
 )
-from leads.selectors import allowed_vertical_slugs, vertical_field_specs, vertical_for_source
+from leads.scoring import score_lead
+from leads.selectors import (
+    allowed_vertical_slugs,
+    vertical_field_specs,
+    vertical_for_source,
+    vertical_scorecard,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +296,8 @@ def lead_ingest(
     raw_body: str,
     remote_ip: str | None = None,
 ) -> IngestResult:
-    """Validate, normalise, deduplicate and store one submitted lead; enqueue it for routing.
+    """Validate, normalise, score, deduplicate and store one submitted lead; enqueue it for
+    routing.
 
     Every outcome is stored as a lead with its raw body and reasons. An accepted lead is handed
     to routing only after its transaction commits.
@@ -347,6 +354,12 @@ def lead_ingest(
             zip_code=normalised.zip_code,
             state=normalised.state,
         )
+        # Pure Python over rules compiled once per vertical: no query, no network.
+        scored = score_lead(vertical_scorecard(vertical), normalised.data, source_id=source.pk)
+        if scored is not None:
+            lead_fields.update(
+                score=scored.score, tier=scored.tier, score_breakdown=scored.breakdown()
+            )
         if _is_suppressed(email=normalised.email, phone=normalised.phone):
             return _reject(
                 verdict=IntakeVerdict.SUPPRESSED,

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from leads import intake_cache
-from leads.models import Source, SourceApiKey, Vertical, VerticalField
+from leads.models import ScoringRule, Source, SourceApiKey, Vertical, VerticalField
+from leads.services import vertical_touch
 
 
 def _invalidate(**kwargs: object) -> None:
     intake_cache.invalidate()
+    # Once more when the change commits: a process that read the old rows in between would
+    # otherwise keep them under the new token until its entries expire.
+    transaction.on_commit(intake_cache.invalidate)
+
+
+def _scoring_rule_changed(*, instance: ScoringRule, **kwargs: object) -> None:
+    # Compiled scoring rules are cached per process by their vertical's updated_at, which a
+    # rule saved from the shell or its own admin page would otherwise leave as it was.
+    vertical_touch(vertical_id=instance.vertical_id)
+    transaction.on_commit(intake_cache.invalidate)
 
 
 def connect() -> None:
@@ -18,4 +30,8 @@ def connect() -> None:
         post_delete.connect(_invalidate, sender=model, dispatch_uid=f"intake-cache-del-{model}")
     m2m_changed.connect(
         _invalidate, sender=Source.verticals.through, dispatch_uid="intake-cache-verticals"
+    )
+    post_save.connect(_scoring_rule_changed, sender=ScoringRule, dispatch_uid="scoring-rule-save")
+    post_delete.connect(
+        _scoring_rule_changed, sender=ScoringRule, dispatch_uid="scoring-rule-delete"
     )

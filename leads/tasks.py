@@ -1,4 +1,5 @@
-"""Celery adapters for intake: the waiting-lead sweeper, postbacks, idempotency purge."""
+"""Celery adapters for intake: the waiting-lead sweeper, postbacks, idempotency and raw-body
+purges."""
 
 from __future__ import annotations
 
@@ -15,17 +16,22 @@ from django.conf import settings
 from django.core.cache import cache
 
 from leads.models import FINAL_STATUSES, Lead, Postback, PostbackStatus
+from leads.privacy import raw_bodies_purge
 from leads.services import (
     idempotency_records_purge,
     leads_missing_postbacks,
     leads_sweep_waiting,
     postback_enqueue,
 )
+from routing import notifications
 from routing.netguard import ForbiddenAddressError, check_resolved
 
 logger = logging.getLogger(__name__)
 POSTBACK_MAX_ATTEMPTS = 6
 POSTBACK_TIMEOUT = (2, 5)
+# The longest wait before a postback's retry. A retry waits in its worker unacknowledged: it
+# must be due before the broker's visibility timeout, or Redis hands it to a second worker.
+POSTBACK_BACKOFF_CAP_S = 300
 _session = requests.Session()
 
 
@@ -65,6 +71,23 @@ def purge_idempotency_records() -> int:
     return idempotency_records_purge()
 
 
+@shared_task(name="leads.tasks.purge_raw_bodies")
+def purge_raw_bodies() -> int:
+    """Empty the raw bodies of leads older than RAW_BODY_RETENTION_DAYS (0: keep them forever)."""
+    days = settings.RAW_BODY_RETENTION_DAYS
+    if not days:
+        return 0
+    # Daily, and bounded per run; never two at once (a backlog takes a few runs, not a race).
+    if not cache.add("lock:purge_raw_bodies", 1, timeout=3600):
+        return 0
+    try:
+        count = raw_bodies_purge(older_than=timedelta(days=days))
+    finally:
+        cache.delete("lock:purge_raw_bodies")
+    logger.info("purged raw bodies past retention", extra={"count": count, "days": days})
+    return count
+
+
 def postback_payload(lead: Lead) -> dict:
     return {
         "id": str(lead.pk),
@@ -75,6 +98,8 @@ def postback_payload(lead: Lead) -> dict:
         "received_at": lead.received_at.isoformat(),
         "price": str(lead.sale_price) if lead.sale_price is not None else None,
         "payout": str(lead.payout) if lead.payout is not None else None,
+        "score": lead.score,
+        "tier": lead.tier or None,
     }
 
 
@@ -127,9 +152,11 @@ def send_postback(self, lead_id: str) -> str | Retry:
             else PostbackStatus.FAILED
         )
     record.save()
+    if record.status == PostbackStatus.FAILED:
+        notifications.postback_failed(postback_id=record.pk)
     if record.status == PostbackStatus.PENDING:
         # Exponential backoff with full jitter: 2, 4, 8 … s, capped at 5 minutes.
-        countdown = random.uniform(0, min(300, 2**attempt))  # noqa: S311
+        countdown = random.uniform(0, min(POSTBACK_BACKOFF_CAP_S, 2**attempt))  # noqa: S311
         if self.request.is_eager:
             # In-process (no broker): Celery runs the retries at once, one after the other. A
             # raised Retry would escape through on_commit into the routing run and the

@@ -21,6 +21,9 @@ from leads.models import Lead, Source, Vertical
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 MAX_DAYS = 400
+# Reports cover the platform's lifetime. A far-off date would overflow the calendar when the
+# period before it (the comparison) or the day after its end is computed: a 500, not an answer.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 # Up to two days the time series is hourly; longer, daily.
 HOURLY_UP_TO = timedelta(days=2)
 DEFAULT_PRESET = "last_7_days"
@@ -127,6 +130,9 @@ def report_query(data: Any, *, now: datetime | None = None) -> ReportQuery:
     values = form.cleaned_data
     first, last = values.get("start"), values.get("end")
     shift = None
+    for name, day in (("start", first), ("end", last)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise ValidationError({name: [f"Give a date from {FIRST_DAY} to {LAST_DAY}."]})
     if first or last:
         if not (first and last):
             name = "end" if first else "start"

@@ -1,9 +1,10 @@
 """Hourly rollups of leads, sales and attempts for the dashboards, and returns of sold leads.
 
 Every rollup row is keyed by the hour the lead was *received* (UTC) and its vertical and source
-(and buyer, where there is one): a figure for a period is about the leads received in it, so a
-sale a minute after midnight or a return a week later changes the hour its lead came in. Rows of
-an hour are rebuilt whole (reporting.rollup), never incremented, so rebuilding is idempotent.
+(and buyer, where there is one; leads and sales also by the lead's score tier): a figure for a
+period is about the leads received in it, so a sale a minute after midnight or a return a week
+later changes the hour its lead came in. Rows of an hour are rebuilt whole (reporting.rollup),
+never incremented, so rebuilding is idempotent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.db import models
 
 from buyers.models import Buyer
 from leads.models import Source, Vertical
+from leads.scoring import Tier
 from routing.models import Sale
 
 
@@ -87,9 +89,20 @@ class Dimensions(models.Model):
         abstract = True
 
 
-class LeadFigures(Dimensions):
-    """Leads received from one source in one vertical, by what became of them."""
+def _tier() -> models.CharField:
+    return models.CharField(
+        max_length=9,
+        choices=Tier.choices,
+        blank=True,
+        default="",
+        help_text="The leads' score tier; empty: not scored.",
+    )
 
+
+class LeadFigures(Dimensions):
+    """Leads received from one source in one vertical, of one tier, by what became of them."""
+
+    tier = _tier()
     received = models.PositiveIntegerField(default=0)
     accepted = models.PositiveIntegerField(default=0)
     invalid = models.PositiveIntegerField(default=0)
@@ -104,9 +117,11 @@ class LeadFigures(Dimensions):
 
 
 class SaleFigures(Dimensions, SaleDelayHistogram):
-    """Sales of the leads, per buyer; the histogram is of seconds from receipt to sale."""
+    """Sales of the leads, per buyer and the leads' tier; the histogram is of seconds from
+    receipt to sale."""
 
     buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    tier = _tier()
     sales = models.PositiveIntegerField(default=0, help_text="Sales made, returned or not.")
     returns = models.PositiveIntegerField(default=0)
     gross_revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)

@@ -49,7 +49,7 @@ FAILED_OUTCOMES = (AttemptOutcome.ERROR, AttemptOutcome.TIMEOUT, AttemptOutcome.
 HOURLY_TO_DAILY = ((LeadHour, LeadDay), (SaleHour, SaleDay), (AttemptHour, AttemptDay))
 HOURLY_TO_DAILY += ((RejectionHour, RejectionDay),)
 ROLLUP_MODELS = tuple(model for pair in HOURLY_TO_DAILY for model in pair)
-KEYS = ("vertical", "source", "buyer", "reason")
+KEYS = ("vertical", "source", "buyer", "tier", "reason")
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -100,7 +100,7 @@ def _lead_rows(start: datetime, end: datetime) -> int:
     rows = (
         Lead.objects.filter(received_at__gte=start, received_at__lt=end, is_test=False)
         .annotate(h=TruncHour("received_at", tzinfo=UTC))
-        .values("h", "vertical_id", "source_id")
+        .values("h", "vertical_id", "source_id", "tier")
         .annotate(
             received=Count("id"),
             accepted=Count("id", filter=accepted),
@@ -115,7 +115,7 @@ def _lead_rows(start: datetime, end: datetime) -> int:
     )
     names = ("received", "accepted", "invalid", "duplicate", "sold", "unsold")
     names += ("missing_sub_id", "missing_consent")
-    columns = {"hour": "h", "vertical_id": "vertical_id", "source_id": "source_id"}
+    columns = {"hour": "h", "vertical_id": "vertical_id", "source_id": "source_id", "tier": "tier"}
     return _insert_select(LeadHour, rows, columns | {n: n for n in names})
 
 
@@ -127,7 +127,7 @@ def _sale_rows(start: datetime, end: datetime) -> int:
             lead__received_at__gte=start, lead__received_at__lt=end, lead__is_test=False
         )
         .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
-        .values("h", "lead__vertical_id", "lead__source_id", "buyer_id")
+        .values("h", "lead__vertical_id", "lead__source_id", "buyer_id", "lead__tier")
         .annotate(
             sales=Count("id"),
             returns=Count("id", filter=Q(status=SaleStatus.RETURNED)),
@@ -151,7 +151,8 @@ def _sale_rows(start: datetime, end: datetime) -> int:
     )
     names = ("sales", "returns", "gross_revenue", "revenue", "payout")
     names += tuple(bucket_names("sale_s", SALE_SECONDS_BOUNDS))
-    return _insert_select(SaleHour, rows, _dimensions("buyer_id") | {n: n for n in names})
+    columns = _dimensions("buyer_id") | {"tier": "lead__tier"}
+    return _insert_select(SaleHour, rows, columns | {n: n for n in names})
 
 
 def _histogram(prefix: str, bounds: tuple[int, ...], bucket) -> dict[str, Count]:

@@ -26,6 +26,7 @@ from django.db.models.functions import TruncDay
 from buyers.models import Buyer, Contract, EndpointKind
 from buyers.selectors import cap_usage_for_contracts
 from leads.models import Lead, Source
+from leads.scoring import TIERS, Tier
 from reporting.filters import ReportQuery
 from reporting.models import (
     PING_MS_BOUNDS,
@@ -496,6 +497,55 @@ def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
     return rows
 
 
+# --- Score tiers -------------------------------------------------------------------------------
+
+UNSCORED = "unscored"
+
+
+def report_tiers(q: ReportQuery) -> list[dict[str, Any]]:
+    """Return one row per score tier, hottest first, then the unscored leads if there were any.
+
+    Received, accepted and sold count every buyer's leads (sold: the buyer's sales under the buyer
+    filter); revenue is of the sales not returned.
+    """
+    leads = {
+        row["tier"]: row
+        for row in _rows("lead", q, by_buyer=False)
+        .values("tier")
+        .annotate(**{name: Sum(name) for name in ("received", "accepted", "sold")})
+    }
+    sales = {
+        row["tier"]: row
+        for row in _rows("sale", q, by_buyer=True)
+        .values("tier")
+        .annotate(**{name: Sum(name) for name in ("sales", "returns", "revenue")})
+    }
+    tiers: list[str] = list(TIERS)
+    if "" in leads or "" in sales:
+        tiers.append("")
+    rows = []
+    for tier in tiers:
+        lead, sale = leads.get(tier, {}), sales.get(tier, {})
+        accepted = lead.get("accepted") or 0
+        sold = (sale.get("sales") or 0) if q.buyer_id else (lead.get("sold") or 0)
+        revenue = Decimal(sale.get("revenue") or 0).quantize(CENT)
+        kept = (sale.get("sales") or 0) - (sale.get("returns") or 0)
+        rows.append(
+            {
+                "tier": tier or UNSCORED,
+                "label": Tier(tier).label if tier else "Not scored",
+                "received": lead.get("received") or 0,
+                "accepted": accepted,
+                "sold": sold,
+                "sell_through": ratio(sold, accepted),
+                "revenue": revenue,
+                "average_sale_price": money(revenue, kept),
+                "revenue_per_accepted_lead": money(revenue, accepted),
+            }
+        )
+    return rows
+
+
 # --- Lead-level export ---------------------------------------------------------------------------
 
 LEAD_EXPORT_FIELDS = (
@@ -509,6 +559,8 @@ LEAD_EXPORT_FIELDS = (
     "phone",
     "state",
     "zip_code",
+    "score",
+    "tier",
     "sold_at",
     "sale_price",
     "payout",

@@ -26,6 +26,7 @@ from reporting.selectors import (
     report_buyers,
     report_sources,
     report_summary,
+    report_tiers,
     report_timeseries,
     rollup_freshness,
 )
@@ -69,6 +70,16 @@ BUYER_COLUMNS = [
     "ping_latency_p95_ms",
     "cap_usage",
     "health",
+]
+TIER_COLUMNS = [
+    "tier",
+    "received",
+    "accepted",
+    "sold",
+    "sell_through",
+    "revenue",
+    "average_sale_price",
+    "revenue_per_accepted_lead",
 ]
 SOURCE_COLUMNS = [
     "source",
@@ -145,6 +156,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         return {
             "summary": summary,
             "kpis": kpis,
+            "tiers": report_tiers(query),
             "volume_chart": bar_chart(
                 series["points"],
                 series=[("received", "Received", "#9aa9c0"), ("sold", "Sold", "#2f6fb3")],
@@ -231,6 +243,10 @@ def _lead_rows(query: ReportQuery, *, masked: bool) -> Iterator[list[Any]]:
         yield row
 
 
+# Exports that are a report's rows, column by column.
+ROW_TABLES = {"sources": (SOURCE_COLUMNS, report_sources), "tiers": (TIER_COLUMNS, report_tiers)}
+
+
 @dashboard_view
 def export(request: HttpRequest, table: str) -> HttpResponse:
     rollups_for_readers()
@@ -255,9 +271,10 @@ def export(request: HttpRequest, table: str) -> HttpResponse:
     if table == "buyers":
         rows = [_buyer_cells(row) for row in report_buyers(query)]
         return csv_response(f"buyers-{stamp}.csv", BUYER_COLUMNS, rows)
-    if table == "sources":
-        rows = [[row[c] for c in SOURCE_COLUMNS] for row in report_sources(query)]
-        return csv_response(f"sources-{stamp}.csv", SOURCE_COLUMNS, rows)
+    if table in ROW_TABLES:
+        columns, report = ROW_TABLES[table]
+        rows = [[row[c] for c in columns] for row in report(query)]
+        return csv_response(f"{table}-{stamp}.csv", columns, rows)
     if table == "leads":
         masked = not request.user.has_perm(UNMASKED_PERMISSION)
         header = [name.replace("__", "_") for name in LEAD_EXPORT_FIELDS]

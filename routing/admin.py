@@ -1,16 +1,18 @@
-"""Admin for routing history: auctions, attempts and sales. Written by the engine, read here."""
+"""Admin for routing history: auctions, attempts and sales (written by the engine, read here),
+and the ops notifications: subscriptions and what was sent."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import BooleanField, Q, QuerySet, Value
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from buyers.fields import mask
 from buyers.models import SECRET_HEADER_WORDS
@@ -29,7 +31,21 @@ from config.admin_pii import lead_pii_values, mask_text, pii_visible
 from leads.models import VerticalField
 from reporting.forms import ReturnSalesForm
 from reporting.services import ReturnRefused, sale_return
-from routing.models import Attempt, Auction, ContractHealth, HealthEvent, Sale
+from routing.models import (
+    SUBSCRIBABLE_KINDS,
+    Attempt,
+    Auction,
+    ContractHealth,
+    DeliveryStatus,
+    HealthEvent,
+    NotificationChannel,
+    NotificationDelivery,
+    NotificationKind,
+    NotificationSubscription,
+    Sale,
+    webhook_display,
+)
+from routing.notifications import delivery_resend, notification_test_send
 
 # Header names that carry credentials. The engine records attempts with secrets masked already;
 # masking again here keeps a slip there from reaching the screen.
@@ -64,9 +80,10 @@ def exchange_display(attempt: Attempt, *, body_mask: Any = None) -> str:
     if not attempt.method and not attempt.url:
         return "-"
     body, url, answer = attempt.request_body or "", attempt.url, attempt.response_body or ""
+    error = attempt.error
     if body_mask is not None:
         # A GET sends the lead's fields in the query string; some buyers echo them back.
-        body, url, answer = body_mask(body), body_mask(url), body_mask(answer)
+        body, url, answer, error = (body_mask(t) for t in (body, url, answer, error))
     headers = json.dumps(masked_headers(attempt.request_headers), indent=2, sort_keys=True)
     return format_html(
         "<details><summary>Request and response</summary>"
@@ -80,7 +97,7 @@ def exchange_display(attempt: Attempt, *, body_mask: Any = None) -> str:
         headers,
         body or "(no body)",
         attempt.response_status if attempt.response_status is not None else "-",
-        f" · {attempt.error}" if attempt.error else "",
+        f" · {error}" if error else "",
         answer or "(no body)",
     )
 
@@ -151,7 +168,9 @@ class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="Reason")
     def reason_display(self, obj: Attempt) -> str:
-        return obj.reason or obj.error[:200] or "-"
+        # A buyer's reason or error may quote the lead back ("duplicate: jane@…"): masked too.
+        text = obj.reason or obj.error[:200] or "-"
+        return self._body_mask(text) if self._body_mask is not None else text
 
 
 class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -306,9 +325,9 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                     "created_at_precise",
                     "outcome",
                     "price_display",
-                    "reason",
+                    "reason_display",
                     "buyer_reference",
-                    "error",
+                    "error_display",
                 )
             },
         ),
@@ -331,6 +350,8 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "created_at_precise",
         "price_display",
+        "reason_display",
+        "error_display",
         "url_display",
         "request_headers_display",
         "request_body_display",
@@ -366,6 +387,15 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if not hasattr(obj, "_pii_values"):
             obj._pii_values = lead_pii_values(obj.lead, pii_field_names(obj.lead.vertical_id))
         return mask_text(text, obj._pii_values)
+
+    @admin.display(description="Reason")
+    def reason_display(self, obj: Attempt) -> str:
+        # A buyer's reason or error may quote the lead back ("duplicate: jane@…"): masked too.
+        return self._masked(obj, obj.reason)
+
+    @admin.display(description="Error")
+    def error_display(self, obj: Attempt) -> str:
+        return self._masked(obj, obj.error)
 
     @admin.display(description="URL")
     def url_display(self, obj: Attempt) -> str:
@@ -490,3 +520,269 @@ class HealthEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("contract__buyer",)
     date_hierarchy = "at"
     show_full_result_count = False
+
+
+# --- Notifications for ops (routing/notifications.py) ------------------------------------------
+
+
+class NotificationSubscriptionForm(forms.ModelForm):
+    """Pick events with checkboxes; the webhook URL is a secret, typed in and never shown back.
+
+    Blank keeps the stored URL; switching the subscription to e-mail drops it.
+    """
+
+    kinds = forms.MultipleChoiceField(
+        label="Events",
+        required=False,  # the model says "choose at least one event"
+        choices=[(kind.value, kind.label) for kind in SUBSCRIBABLE_KINDS],
+        widget=forms.CheckboxSelectMultiple,
+    )
+    slack_webhook_url = forms.CharField(
+        label="Slack webhook URL",
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "placeholder": "https://hooks.slack.com/services/…",
+                "size": 80,
+            }
+        ),
+    )
+
+    class Meta:
+        model = NotificationSubscription
+        fields = (
+            "name",
+            "active",
+            "kinds",
+            "channel",
+            "user",
+            "email",
+            "slack_webhook_url",
+            "buyer",
+            "contract",
+            "source",
+            "error_rate_percent",
+            "duplicate_rate_percent",
+            "rate_window_minutes",
+            "rate_min_leads",
+            "dedup_minutes",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
+        # model_to_dict put the URL into initial; nothing that renders may see it.
+        self.initial.pop("slack_webhook_url", None)
+        stored = webhook_display(self._stored_url) if self._stored_url else "none"
+        self.fields["slack_webhook_url"].help_text = (
+            f"Stored: {stored}. The URL Slack gives for an incoming webhook; kept encrypted and "
+            "never shown again. Leave blank to keep the stored one."
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        typed = (cleaned.get("slack_webhook_url") or "").strip()
+        if cleaned.get("channel") == NotificationChannel.SLACK:
+            cleaned["slack_webhook_url"] = typed or self._stored_url
+        else:
+            # An e-mail subscription keeps no webhook; one typed in anyway is refused by clean().
+            cleaned["slack_webhook_url"] = typed
+        return cleaned
+
+
+@admin.register(NotificationSubscription)
+class NotificationSubscriptionAdmin(admin.ModelAdmin):
+    form = NotificationSubscriptionForm
+    list_display = (
+        "name",
+        "active",
+        "channel",
+        "recipient_display",
+        "events",
+        "scope",
+        "dedup_minutes",
+    )
+    list_filter = ("active", "channel")
+    search_fields = ("name", "email", "user__username", "user__email")
+    list_select_related = ("user", "buyer", "contract__buyer", "source")
+    raw_id_fields = ("user", "buyer", "contract", "source")
+    readonly_fields = ("created_at", "updated_at", "recent_deliveries")
+    fieldsets = (
+        (None, {"fields": ("name", "active", "kinds")}),
+        (
+            "Where",
+            {
+                "fields": ("channel", "user", "email", "slack_webhook_url"),
+                "description": "E-mail to a user (their address at sending time) or to an "
+                "address; or a Slack channel's incoming webhook.",
+            },
+        ),
+        (
+            "Scope",
+            {
+                "fields": ("buyer", "contract", "source"),
+                "description": "Empty: every buyer, contract and source. Leads stuck in routing "
+                "concern no one buyer or source: only unscoped subscriptions hear of them.",
+            },
+        ),
+        (
+            "Source rates",
+            {
+                "fields": (
+                    "error_rate_percent",
+                    "duplicate_rate_percent",
+                    "rate_window_minutes",
+                    "rate_min_leads",
+                ),
+                "description": "Measured every 5 minutes over the window; test leads never count.",
+            },
+        ),
+        ("No avalanche", {"fields": ("dedup_minutes",)}),
+        ("Record", {"fields": ("created_at", "updated_at", "recent_deliveries")}),
+    )
+    actions = ("send_test",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only, the admin would print the stored webhook URL, a secret: show it masked.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(
+                        "recipient_display" if f == "slack_webhook_url" else f
+                        for f in options["fields"]
+                    ),
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        readonly = super().get_readonly_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return readonly
+        return (*readonly, "recipient_display")
+
+    @admin.display(description="Sent to")
+    def recipient_display(self, obj: NotificationSubscription) -> str:
+        return obj.recipient or "-"
+
+    @admin.display(description="Events")
+    def events(self, obj: NotificationSubscription) -> str:
+        labels = dict(NotificationKind.choices)
+        return "; ".join(labels.get(kind, kind) for kind in obj.kinds or [])
+
+    @admin.display(description="Scope")
+    def scope(self, obj: NotificationSubscription) -> str:
+        parts = [str(part) for part in (obj.buyer, obj.contract, obj.source) if part is not None]
+        return ", ".join(parts) or "everything"
+
+    @admin.display(description="Last 10 notifications")
+    def recent_deliveries(self, obj: NotificationSubscription) -> str:
+        if obj.pk is None:
+            return "-"
+        rows = [
+            (
+                admin_link(delivery, precise_time(delivery.created_at)),
+                delivery.get_status_display(),
+                delivery.subject,
+            )
+            for delivery in obj.deliveries.order_by("-created_at", "-id")[:10]
+        ]
+        if not rows:
+            return "none yet"
+        return format_html(
+            "<table><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    @admin.action(description="Send a test notification", permissions=["change"])
+    def send_test(self, request: HttpRequest, queryset: QuerySet[NotificationSubscription]):
+        for subscription in queryset:
+            delivery = notification_test_send(subscription=subscription)
+            if delivery.status == DeliveryStatus.SENT:
+                self.message_user(request, f"{subscription}: test sent to {delivery.recipient}.")
+            else:
+                answer = f": {delivery.response_body[:200]}" if delivery.response_body else ""
+                self.message_user(
+                    request,
+                    f"{subscription}: test not delivered ({delivery.error}{answer}).",
+                    messages.ERROR,
+                )
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "kind",
+        "subject",
+        "channel",
+        "recipient",
+        "status",
+        "attempts",
+        "response_status",
+        "repeats",
+    )
+    list_filter = ("status", "kind", "channel")
+    search_fields = ("event_key", "recipient", "subject")
+    search_help_text = "Part of the event key (e.g. contract:12), the recipient or the subject."
+    list_select_related = ("subscription",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = (
+        "subscription",
+        "kind",
+        "event_key",
+        "channel",
+        "recipient",
+        "subject",
+        "repeats",
+        "status",
+        "attempts",
+        "created_at",
+        "last_attempt_at",
+        "sent_at",
+        "response_status",
+        "error",
+        "latency_ms",
+        "response_body_display",
+        "payload_display",
+        "attempt_log_display",
+    )
+    readonly_fields = ("response_body_display", "payload_display", "attempt_log_display")
+    actions = ("send_again",)
+
+    def has_send_again_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("routing.change_notificationdelivery")
+
+    @admin.action(description="Send selected notifications again", permissions=["send_again"])
+    def send_again(self, request: HttpRequest, queryset: QuerySet[NotificationDelivery]) -> None:
+        copies = [delivery_resend(delivery=d) for d in queryset.select_related("subscription")]
+        sent = [c for c in copies if c is not None]
+        if sent:
+            self.message_user(request, f"Queued {len(sent)} notification(s) again.")
+        if len(sent) < len(copies):
+            self.message_user(
+                request,
+                f"{len(copies) - len(sent)} not queued: their subscription is gone or off.",
+                messages.WARNING,
+            )
+
+    @admin.display(description="Answer")
+    def response_body_display(self, obj: NotificationDelivery) -> str:
+        return preformatted(obj.response_body)
+
+    @admin.display(description="What was sent")
+    def payload_display(self, obj: NotificationDelivery) -> str:
+        return pretty_json(obj.payload)
+
+    @admin.display(description="Attempts, oldest first")
+    def attempt_log_display(self, obj: NotificationDelivery) -> str:
+        return pretty_json(obj.attempt_log)

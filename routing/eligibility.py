@@ -21,6 +21,7 @@ from buyers.caps import CapUsage
 from buyers.models import NUMERIC_OPERATORS, BoughtScope, CriterionOperator, SourceFilter
 from buyers.schedule import Schedule, describe_closed, is_open
 from leads.geo import distance_miles
+from leads.scoring import SCORE_FIELD, TIER_FIELD
 
 MISSING_WORDS = "is missing"
 
@@ -204,6 +205,8 @@ def check_criterion(criterion: Criterion, fields: Mapping[str, Any]) -> str:
     if blank:
         if op in {CriterionOperator.NE, CriterionOperator.NOT_IN}:
             return ""
+        if criterion.field in {SCORE_FIELD, TIER_FIELD}:
+            return f"the lead has no score (needs {criterion.text})"
         return f"{criterion.field} {MISSING_WORDS} (needs {criterion.text})"
     if op == CriterionOperator.EQ:
         ok = _same(value, criterion.values[0] if criterion.values else "")

@@ -36,6 +36,7 @@ from config.cache import CACHE_DOWN
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel, Vertical
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
+from routing.assignments import TEAM_METHOD, TEAM_RULE, team_deliver, team_request
 from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
 from routing.health import Observation, health_admit, health_record
 from routing.http import HttpResult, send_all
@@ -49,7 +50,7 @@ from routing.mapping import (
 )
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale, SaleStatus
 from routing.responses import parse_response, rule_from_model
-from routing.selection import Bid, filter_bids, money, plan_sale, rank
+from routing.selection import Bid, TierFloor, filter_bids, money, plan_sale, rank
 from routing.selectors import delivery_setup, explain
 from routing.services import attempts_insert
 
@@ -223,6 +224,8 @@ def _rule(contract: Contract, kind: str):
         return WEBHOOK_RULE
     if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
         return EMAIL_RULE
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
+        return TEAM_RULE
     return rule_from_model(next((r for r in contract.response_rules.all() if r.kind == kind), None))
 
 
@@ -236,6 +239,8 @@ def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[s
             subject=f"New {lead.vertical.name} lead {lead.pk}",
             fields=fields,
         )
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
+        return team_request(contract=contract, lead=lead, fields=fields)
     endpoint = _endpoint(contract, kind)
     if endpoint is None:
         return None
@@ -243,10 +248,12 @@ def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[s
 
 
 def _deliver(requests: list[OutgoingRequest], *, deadline: float) -> list[HttpResult]:
-    """Send posts: HTTP ones in parallel, e-mails through the mail backend; results in order."""
-    web = [r for r in requests if r.method != EMAIL_METHOD]
+    """Send posts: HTTP ones in parallel, e-mails through the mail backend, a team's by
+    assigning the lead to a member (routing/assignments.py); results in order."""
+    local = {EMAIL_METHOD: email_send, TEAM_METHOD: team_deliver}
+    web = [r for r in requests if r.method not in local]
     web_results = iter(send_all(web, deadline=deadline))
-    return [email_send(r) if r.method == EMAIL_METHOD else next(web_results) for r in requests]
+    return [local[r.method](r) if r.method in local else next(web_results) for r in requests]
 
 
 def _attempt(
@@ -429,6 +436,12 @@ def _bid(contract: Contract, price: Decimal, *, pinged: bool = False) -> Bid:
     )
 
 
+def _tier_floor(lead: Lead) -> TierFloor | None:
+    """The vertical's floor for the lead's tier (lead scoring), when it has one."""
+    amount = lead.vertical.tier_floor(lead.tier) if lead.tier else None
+    return TierFloor(lead.tier, amount) if amount is not None else None
+
+
 def _reping_expired(
     run: Run, offers: list[Offer], *, ping_fields, failed: list[int]
 ) -> list[Offer]:
@@ -449,6 +462,7 @@ def _reping_expired(
         floor_by_contract={o.contract.pk: o.contract.floor_price for o in expired},
         payout=(lambda price: ZERO) if lead.is_test else lead.source.payout_for,
         min_margin=ZERO if lead.is_test else lead.vertical.min_margin,
+        tier_floor=_tier_floor(lead),
     )
     usable = {bid.contract_id for bid in kept}
     fresh = []
@@ -553,6 +567,11 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
         floor_by_contract={o.contract.pk: o.contract.floor_price for o in offers},
         payout=payout_for,
         min_margin=ZERO if lead.is_test else vertical.min_margin,
+        tier_floor=_tier_floor(lead),
+        # Internal teams: the lead is not resold, so no margin or tier floor applies.
+        internal={
+            o.contract.pk for o in offers if o.contract.delivery_method == DeliveryMethod.TEAM
+        },
     )
     _record(run, attempts)
     if not kept:

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from buyers.models import Contract
+from routing import notifications
 from routing.breaker import (
     BreakerConfig,
     BreakerState,
@@ -108,6 +109,8 @@ def _save(contract: Contract, transition: Transition, *, actor: str = "") -> Non
             "opened" if transition.opened else "closed",
             extra={"contract_id": contract.pk, "reason": transition.reason},
         )
+        # Told once this transaction commits; a failing notifier never fails the caller.
+        notifications.breaker_changed(contract_id=contract.pk, transition=transition, actor=actor)
 
 
 def health_record(observations: Iterable[Observation]) -> None:

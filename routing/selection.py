@@ -1,6 +1,7 @@
 """Who is offered a lead, in what order, and whether it is sold exclusive or shared (pure).
 
-`filter_bids` drops bids under their contract's floor or the vertical's minimum margin; `rank`
+`filter_bids` drops bids under their contract's floor, the vertical's floor for the lead's tier
+(lead scoring) or the vertical's minimum margin; `rank`
 orders the rest by the vertical's distribution mode; `plan_sale` chooses between one exclusive
 sale and up to max_buyers shared ones, and its `SalePlan.next_candidates` says what to post next
 after a post is rejected. Nothing here touches the database.
@@ -53,27 +54,53 @@ def money(amount: Decimal) -> str:
 # --- Floor and margin ---
 
 
+@dataclass(frozen=True, slots=True)
+class TierFloor:
+    """The vertical's lowest price for a lead of the lead's tier (Vertical.tier_floor)."""
+
+    tier: str
+    amount: Decimal
+
+    def describe(self) -> str:
+        return f"the {self.tier.capitalize()}-lead floor {money(self.amount)}"
+
+
 def filter_bids(
     bids: Iterable[Bid],
     *,
     floor_by_contract: Mapping[int, Decimal],
     payout: Callable[[Decimal], Decimal],
     min_margin: Decimal,
+    tier_floor: TierFloor | None = None,
+    internal: Collection[int] = frozenset(),
 ) -> tuple[list[Bid], dict[int, str]]:
-    """Drop bids below their contract's floor or the minimum margin; say why for each one.
+    """Drop bids below their floor or the minimum margin; say why for each one.
 
-    payout is the source's payout for a sale price (Source.payout_for): under a revenue share the
-    margin depends on the price, so it is worked out per bid.
+    A bid's floor is the higher of its contract's floor and the vertical's floor for the lead's
+    tier; the reason names the one that binds. payout is the source's payout for a sale price
+    (Source.payout_for): under a revenue share the margin depends on the price, so it is worked
+    out per bid. `internal` contracts deliver to the company's own sales team: the lead is not
+    resold, so the vertical's tier floor and minimum margin do not apply to them (their own
+    floor does).
     """
     kept: list[Bid] = []
     dropped: dict[int, str] = {}
     for bid in bids:
         floor = floor_by_contract.get(bid.contract_id, ZERO)
+        resold = bid.contract_id not in internal
+        if (
+            resold
+            and tier_floor is not None
+            and tier_floor.amount > floor
+            and bid.price < tier_floor.amount
+        ):
+            dropped[bid.contract_id] = f"bid {money(bid.price)} below {tier_floor.describe()}"
+            continue
         if bid.price < floor:
             dropped[bid.contract_id] = f"bid {money(bid.price)} below floor {money(floor)}"
             continue
         margin = bid.price - payout(bid.price)
-        if margin < min_margin:
+        if resold and margin < min_margin:
             dropped[bid.contract_id] = (
                 f"margin {money(margin)} below the minimum {money(min_margin)}"
             )

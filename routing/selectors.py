@@ -32,6 +32,7 @@ from buyers.selectors import (
 )
 from leads.geo import zip_lookup
 from leads.models import Lead, Vertical, VerticalField
+from leads.scoring import SCORE_FIELD, TIER_FIELD
 from routing.eligibility import (
     ContractRules,
     LeadFacts,
@@ -227,6 +228,11 @@ def lead_facts(lead: Lead) -> LeadFacts:
         fields.setdefault("time_zone", info.time_zone)
     fields.setdefault("state", state)
     fields.setdefault("zip_code", zip_code)
+    # Criteria may name the lead's score and tier like fields ("tier in hot, warm").
+    if lead.score is not None:
+        fields.setdefault(SCORE_FIELD, lead.score)
+    if lead.tier:
+        fields.setdefault(TIER_FIELD, lead.tier)
     return LeadFacts(
         source_id=lead.source_id,
         source_name=lead.source.name,

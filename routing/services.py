@@ -65,6 +65,8 @@ def lead_reroute(*, lead: Lead, actor: str) -> None:
             f"The lead is {lead.get_status_display().lower()}: only unsold or failed leads are "
             "routed again."
         )
+    if lead.erased_at is not None:
+        raise RerouteRefused("The consumer's personal data was erased: there is nothing to sell.")
     ambiguous = (
         Attempt.objects.filter(lead=lead, kind=EndpointKind.POST, outcome=AttemptOutcome.AMBIGUOUS)
         .select_related("contract__buyer")
@@ -80,7 +82,7 @@ def lead_reroute(*, lead: Lead, actor: str) -> None:
     with transaction.atomic():
         locked = (
             Lead.objects.select_for_update()
-            .filter(pk=lead.pk, status__in=REROUTABLE_STATUSES)
+            .filter(pk=lead.pk, status__in=REROUTABLE_STATUSES, erased_at__isnull=True)
             .exclude(Exists(sales))
             .exclude(Exists(held))
             .first()

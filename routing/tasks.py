@@ -1,4 +1,5 @@
-"""Celery adapters for routing: the routing run of a lead, and the sweeper of lost runs."""
+"""Celery adapters for routing: the routing run of a lead, the sweeper of lost runs, and the
+notifications for ops."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 from datetime import timedelta
 
 from celery import shared_task
+from celery.exceptions import Retry
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from leads.models import Lead, LeadStatus
 from leads.services import routing_enqueue
+from routing import assignments, notifications
 from routing.models import Auction, AuctionStatus
 
 logger = logging.getLogger(__name__)
@@ -23,6 +26,7 @@ logger = logging.getLogger(__name__)
 # A run that lost its database is retried this often, backing off to at most 30 s between tries
 # (well below the broker's visibility timeout); after that the sweeper resumes it once stale.
 DATABASE_RETRIES = 10
+ROUTE_BACKOFF_CAP_S = 30.0
 
 
 @shared_task(name="routing.tasks.route_lead", bind=True)
@@ -42,7 +46,7 @@ def route_lead(self, lead_id: str, lost_run: int | None = None) -> str:
             raise
         if isinstance(error, RunLostDatabase):
             lost_run = error.auction_id
-        countdown = min(30.0, 2.0**self.request.retries) * random.uniform(0.5, 1.0)  # noqa: S311
+        countdown = min(ROUTE_BACKOFF_CAP_S, 2.0**self.request.retries) * random.uniform(0.5, 1.0)  # noqa: S311
         raise self.retry(
             kwargs={"lead_id": lead_id, "lost_run": lost_run},
             countdown=countdown,
@@ -76,4 +80,110 @@ def sweep_stuck_leads() -> int:
         cache.delete("lock:sweep_stuck_leads")
     if count:
         logger.warning("resuming routing runs whose worker was lost", extra={"count": count})
+        notifications.leads_stuck(lead_ids=ids)
     return count
+
+
+# --- Notifications for ops (routing/notifications.py) -------------------------------------------
+
+# Retries wait up to 10, 20, 40, 80 and 160 s (a random point in the upper half of each), never
+# longer than this: well below the broker's visibility timeout (600 s), past which Redis would
+# hand a retry still waiting in one worker to a second one.
+NOTIFY_BACKOFF_CAP_S = 300
+
+
+@shared_task(name="routing.tasks.dispatch_notification")
+def dispatch_notification(kind: str, params: dict) -> int:
+    """Tell every subscription that wants it of an event a part of the platform reported."""
+    return len(notifications.notification_dispatch(kind=kind, params=params))
+
+
+@shared_task(
+    name="routing.tasks.send_notification",
+    bind=True,
+    max_retries=notifications.MAX_ATTEMPTS,
+)
+def send_notification(self, delivery_id: int) -> str | Retry:
+    """Send one recorded notification (Slack or e-mail); retry transient failures."""
+    outcome = notifications.delivery_send(delivery_id=delivery_id)
+    if outcome != "retry":
+        return outcome
+    # Exponential backoff with jitter (half fixed, half random), capped.
+    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (self.request.retries + 1))
+    countdown = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
+    if self.request.is_eager:
+        # In-process (no broker) the retries run at once; a raised Retry would escape through
+        # on_commit into whatever reported the event.
+        return self.retry(countdown=countdown, throw=False)
+    raise self.retry(countdown=countdown)
+
+
+@shared_task(name="routing.tasks.notify_source_rates")
+def notify_source_rates() -> int:
+    """Tell subscribers of sources whose error or duplicate rate reached their threshold."""
+    if not cache.add("lock:notify_source_rates", 1, timeout=240):
+        return 0
+    try:
+        return notifications.source_rates_check()
+    finally:
+        cache.delete("lock:notify_source_rates")
+
+
+@shared_task(name="routing.tasks.sweep_notifications")
+def sweep_notifications() -> dict[str, int]:
+    """Tell repeats held back by closed windows; queue deliveries whose task was lost."""
+    if not cache.add("lock:sweep_notifications", 1, timeout=120):
+        return {}
+    try:
+        return notifications.notifications_sweep()
+    finally:
+        cache.delete("lock:sweep_notifications")
+
+
+# --- Internal sales teams (routing/assignments.py) ----------------------------------------------
+
+
+@shared_task(name="routing.tasks.assign_queued_team_leads")
+def assign_queued_team_leads() -> int:
+    """Assign queued team leads to members whose working hours have opened (oldest first)."""
+    if not cache.add("lock:assign_queued_team_leads", 1, timeout=120):
+        return 0
+    try:
+        return assignments.assignments_assign_queued()
+    finally:
+        cache.delete("lock:assign_queued_team_leads")
+
+
+@shared_task(name="routing.tasks.reassign_unclaimed_team_leads")
+def reassign_unclaimed_team_leads() -> dict[str, int]:
+    """Give team leads nobody claimed within the claim timeout to the next available member."""
+    if not cache.add("lock:reassign_unclaimed_team_leads", 1, timeout=120):
+        return {}
+    try:
+        counts = assignments.assignments_reassign_overdue()
+    finally:
+        cache.delete("lock:reassign_unclaimed_team_leads")
+    return {"reassigned": counts.reassigned, "queued": counts.queued, "expired": counts.expired}
+
+
+@shared_task(name="routing.tasks.requeue_team_notifications")
+def requeue_team_notifications() -> int:
+    """Queue again team notifications whose task was lost (a broker restarted empty)."""
+    return assignments.team_notifications_sweep()
+
+
+@shared_task(
+    name="routing.tasks.send_team_notification",
+    bind=True,
+    max_retries=assignments.NOTIFY_MAX_ATTEMPTS,
+)
+def send_team_notification(self, notification_id: int) -> str | Retry:
+    """Send one message about a team assignment (e-mail or Slack); retry transient failures."""
+    outcome = assignments.team_notification_send(notification_id=notification_id)
+    if outcome != "retry":
+        return outcome
+    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (self.request.retries + 1))
+    countdown = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
+    if self.request.is_eager:
+        return self.retry(countdown=countdown, throw=False)
+    raise self.retry(countdown=countdown)

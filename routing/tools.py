@@ -152,6 +152,13 @@ def contract_request_preview(
             fields=fields,
         )
         return RequestPreview(kind=kind, lead_label=label, fields=fields, request=request)
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
+        # A test must not assign a real member a lead (nor count against their quota).
+        missing = (
+            f"Team delivery: routing assigns the lead to a member of {contract.team}; nothing "
+            "is posted, so there is nothing to send as a test."
+        )
+        return RequestPreview(kind=kind, lead_label=label, fields=fields, error=missing)
     endpoint = contract.endpoints.filter(kind=kind).first()
     if endpoint is None:
         missing = (

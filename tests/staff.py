@@ -7,6 +7,7 @@ transactional tests (the browser's) keep them with `serialized_rollback`.
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
 ROLES = ("Sales", "Ops", "Admin")
 PASSWORD = "pw-for-tests-only-1234"
@@ -23,3 +24,21 @@ def staff_user(role: str | None, username: str | None = None) -> User:
     if role is not None:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+# Every caller the staff and buyer surfaces are probed with (tests/reporting/test_authorization.py,
+# tests/test_admin_authorization.py): nobody, the two kinds of API key, and staff of each role.
+CALLERS = ("anonymous", "partner key", "buyer key", "staff of no group", *ROLES)
+
+
+def client_as(caller: str, *, partner_key: str = "", buyer_key: str = "") -> Client:
+    """Return a test client that calls as one of CALLERS (a key in the Authorization header)."""
+    if caller == "partner key":
+        return Client(headers={"Authorization": f"Bearer {partner_key}"})
+    if caller == "buyer key":
+        return Client(headers={"Authorization": f"Bearer {buyer_key}"})
+    client = Client()
+    if caller != "anonymous":
+        role = None if caller == "staff of no group" else caller
+        client.force_login(staff_user(role, username=f"{caller.replace(' ', '-')}-caller"))
+    return client

@@ -48,21 +48,28 @@ from leads.models import (
     IdempotencyRecord,
     Lead,
     Postback,
+    ScoringRule,
     Source,
     SourceApiKey,
     SuppressionList,
     Vertical,
     VerticalField,
 )
+from leads.scoring import RuleKind
 from leads.services import source_api_key_create, suppression_list_add
 from reporting.rollup import rollup_refresh
 from reporting.services import buyer_api_key_create, sale_return
+from routing.assignments import assignment_create
 from routing.models import (
     Attempt,
     AttemptOutcome,
     ContractHealth,
     HealthEvent,
     HealthStatus,
+    NotificationChannel,
+    NotificationDelivery,
+    NotificationKind,
+    NotificationSubscription,
     Sale,
 )
 from tests.buyers.factories import (
@@ -70,6 +77,8 @@ from tests.buyers.factories import (
     ContractCapFactory,
     ContractFactory,
     DeliveryEndpointFactory,
+    TeamFactory,
+    TeamMemberFactory,
 )
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
 from tests.routing.factories import AttemptFactory, AuctionFactory, SaleFactory
@@ -172,6 +181,9 @@ def every_model(admin_user) -> dict[str, Model]:
         VerticalFieldFactory(vertical=vertical, name=name)
     source = SourceFactory(verticals=[vertical])
     source_api_key_create(source=source, name="web form")
+    ScoringRule.objects.create(
+        vertical=vertical, name="Has a phone", kind=RuleKind.EXISTS, field="phone", points=30
+    )
     buyer = BuyerFactory(consent_names="Acme Direct, Acme Insurance Agency LLC")
     BuyerCap.objects.create(buyer=buyer, period=CapPeriod.DAY, max_leads=500)
     contract = ContractFactory(
@@ -237,11 +249,31 @@ def every_model(admin_user) -> dict[str, Model]:
         lead=lead, url="https://partner.example/postback", lead_status="sold", status="delivered"
     )
     Group.objects.get_or_create(name="Ops")  # the reporting migration creates it
+    subscription = NotificationSubscription.objects.create(
+        name="Ops on-call",
+        channel=NotificationChannel.EMAIL,
+        email="ops@leadswitch.example",
+        kinds=[NotificationKind.BUYER_PAUSED],
+        contract=contract,
+    )
+    NotificationDelivery.objects.create(
+        subscription=subscription,
+        kind=NotificationKind.BUYER_PAUSED,
+        event_key=f"buyer_paused:contract:{contract.pk}",
+        channel=NotificationChannel.EMAIL,
+        recipient="ops@leadswitch.example",
+        subject="[Leadswitch] Buyer auto-paused",
+        payload={"subject": "[Leadswitch] Buyer auto-paused", "to": [], "body": "…"},
+    )
     sale = Sale.objects.get(lead=lead)
     sale_return(
         sale=sale, reason="bad_phone", returned_by="test", now=sale.sold_at + timedelta(days=1)
     )
     buyer_api_key_create(buyer=buyer, name="crm")
+    # An internal team with a member, and a lead assigned (and notified) to them.
+    team = TeamFactory(slack_webhook_url="https://hooks.slack.com/services/T0/B0/secret")
+    TeamMemberFactory(team=team, name="Ana Reyes", daily_quota=20)
+    assignment_create(lead=lead, team_id=team.pk)
     Token.objects.create(user=admin_user)
     rollup_refresh()
     return {
@@ -873,6 +905,11 @@ def test_a_new_vertical_checks_its_duplicate_fields_against_its_own_fields(admin
         "duplicate_fields": '["email"]',
         "duplicate_lookback_days": "30",
         "duplicate_scope": "global",
+        "tier_hot_from": "80",
+        "tier_warm_from": "60",
+        "tier_qualified_from": "40",
+        "scoring_rules-TOTAL_FORMS": "0",
+        "scoring_rules-INITIAL_FORMS": "0",
         "fields-TOTAL_FORMS": "1",
         "fields-INITIAL_FORMS": "0",
         "fields-0-position": "0",

@@ -62,6 +62,85 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 
+# A URL's host name (no brackets: intake cannot read a bracketed host) and optional port.
+URL_HOST = "[^/?#\\[\\]@:]+(:[0-9]*)?([/?#]|$)"
+# Consent as intake reads it (leads/intake.py, normalise_consent): every member optional, an empty
+# or null one taken as absent, nothing else allowed.
+CONSENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The consumer's consent (TCPA), kept as evidence with the lead.",
+    "properties": {
+        "text": {
+            "type": ["string", "null"],
+            "maxLength": 10_000,
+            "description": "The TCPA disclosure the consumer saw.",
+        },
+        "timestamp": {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"enum": ["", None]}],
+            "description": "When, with its time zone.",
+        },
+        "ip": {
+            "anyOf": [
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+                {"enum": ["", None]},
+            ],
+            "description": "The consumer's IPv4 or IPv6 address.",
+        },
+        "trustedform_cert_url": {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "maxLength": 1000,
+                    "pattern": "^https?://([^/?#\\[\\]@:]+[.])?trustedform[.]com(:[0-9]*)?([/?#]|$)",
+                },
+                {"enum": ["", None]},
+            ],
+            "description": "A TrustedForm certificate URL (on trustedform.com).",
+        },
+        "jornaya_leadid": {"type": ["string", "null"], "maxLength": 1000},
+        "sellers": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "The companies the consumer agreed to hear from.",
+        },
+        "page_url": {
+            "anyOf": [
+                {"type": "string", "maxLength": 1000, "pattern": f"^https?://{URL_HOST}"},
+                {"enum": ["", None]},
+            ],
+            "description": "The page the consumer agreed on (http or https).",
+        },
+        "user_agent": {"type": ["string", "null"], "maxLength": 1000},
+    },
+    "additionalProperties": False,
+}
+
+# OpenAPI links: which answer feeds which next call. They tell a partner where a lead's outcome
+# is read, and drive schemathesis's stateful phase (tests/leads/test_schemathesis.py).
+READ_THE_LEAD = {
+    "GetLead": {
+        "operationId": "leads_retrieve",
+        "parameters": {"id": "$response.body#/id"},
+        "description": "The lead's status and outcome, by the id this answer gave.",
+    }
+}
+RESPONSE_LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("post", "/api/v1/leads/"): {"201": READ_THE_LEAD, "202": READ_THE_LEAD},
+}
+# Query filters whose empty value (`?status=`) is the filter not given, as the views read it.
+EMPTY_MEANS_NOT_GIVEN = {
+    ("get", "/api/v1/leads/"): {
+        "page_size",
+        "status",
+        "vertical",
+        "sub_id",
+        "received_after",
+        "received_before",
+        "test",
+    },
+}
+
 
 class SourceKeyScheme(OpenApiAuthenticationExtension):
     target_class = "leads.api.auth.SourceKeyAuthentication"
@@ -134,12 +213,35 @@ def document_problems(result: dict) -> dict:
     return result
 
 
+def link_responses(result: dict) -> dict:
+    """Add the OpenAPI links of RESPONSE_LINKS to the answers they start from."""
+    for (method, path), by_status in RESPONSE_LINKS.items():
+        responses = result.get("paths", {}).get(path, {}).get(method, {}).get("responses", {})
+        for status, links in by_status.items():
+            if status in responses:
+                responses[status]["links"] = links
+    return result
+
+
+def allow_empty_filters(result: dict) -> dict:
+    """Say which query filters take an empty value as not given (allowEmptyValue)."""
+    for (method, path), names in EMPTY_MEANS_NOT_GIVEN.items():
+        operation = result.get("paths", {}).get(path, {}).get(method, {})
+        for parameter in operation.get("parameters", []):
+            if parameter.get("in") == "query" and parameter.get("name") in names:
+                parameter["allowEmptyValue"] = True
+    return result
+
+
 def describe_vertical_fields(result: dict, generator: Any, request: Any, public: bool) -> dict:
     """Turn the submission body into one variant per active vertical, with its fields.
 
-    Being the hook the settings register, it also documents the problem responses.
+    Being the hook the settings register, it also documents the problem responses, the links
+    and the filters an empty value leaves out.
     """
     document_problems(result)
+    link_responses(result)
+    allow_empty_filters(result)
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     submission = schemas.get("LeadSubmission")
     if submission is None:
@@ -168,12 +270,23 @@ def describe_vertical_fields(result: dict, generator: Any, request: Any, public:
                     **submission.get("properties", {}),
                     "vertical": {"const": vertical.slug},
                     "fields": {"$ref": f"#/components/schemas/{name}"},
+                    # Intake takes null for an absent sub-id, consent or test flag.
+                    "sub_id": {"type": ["string", "null"], "maxLength": 255},
+                    "consent": {
+                        "anyOf": [{"$ref": "#/components/schemas/Consent"}, {"type": "null"}]
+                    },
+                    "test": {
+                        "type": ["boolean", "null"],
+                        "default": False,
+                        "description": "Route only to test buyers; nothing is paid.",
+                    },
                 },
                 "required": ["vertical", "fields"],
                 "additionalProperties": False,
             }
         )
     if variants:
+        schemas["Consent"] = CONSENT_SCHEMA
         schemas["LeadSubmission"] = {
             "oneOf": variants,
             "description": "A lead for one of the verticals; `vertical` says which.",

@@ -7,10 +7,13 @@ from rest_framework import serializers
 
 from config.problems import PROBLEM_TYPES
 from leads.models import FieldType, Lead, LeadStatus, Vertical, VerticalField
+from leads.scoring import Tier
 
 # Partners are told a suppressed lead was rejected, never which list matched.
 PARTNER_STATUS = {LeadStatus.SUPPRESSED: "rejected"}
 PARTNER_STATUSES = sorted({PARTNER_STATUS.get(s, s) for s in LeadStatus.values})
+SCORE_HELP = "0-100, from the vertical's scoring rules at intake; null when not scored."
+TIER_HELP = "The score's tier (hot, warm, qualified, cold); null when not scored."
 
 FORMAT_HINTS = {
     "string": "Text; surrounding and repeated spaces are removed.",
@@ -88,6 +91,10 @@ class LeadSerializer(serializers.ModelSerializer):
     test = serializers.BooleanField(source="is_test")
     url = serializers.HyperlinkedIdentityField(view_name="api:lead-detail")
     duplicate_of = serializers.SerializerMethodField()
+    score = serializers.IntegerField(
+        read_only=True, allow_null=True, min_value=0, max_value=100, help_text=SCORE_HELP
+    )
+    tier = serializers.SerializerMethodField(help_text=TIER_HELP)
 
     class Meta:
         model = Lead
@@ -103,6 +110,8 @@ class LeadSerializer(serializers.ModelSerializer):
             "sold_at",
             "price",
             "payout",
+            "score",
+            "tier",
             "reason",
             "errors",
             "duplicate_of",
@@ -112,6 +121,10 @@ class LeadSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.ChoiceField(choices=PARTNER_STATUSES))
     def get_status(self, obj: Lead) -> str:
         return PARTNER_STATUS.get(obj.status, obj.status)
+
+    @extend_schema_field(serializers.ChoiceField(choices=Tier.values, allow_null=True))
+    def get_tier(self, obj: Lead) -> str | None:
+        return obj.tier or None
 
     @extend_schema_field(serializers.UUIDField(allow_null=True))
     def get_duplicate_of(self, obj: Lead) -> str | None:
@@ -161,6 +174,12 @@ class LeadOutcomeSerializer(serializers.Serializer):
     )
     payout = serializers.DecimalField(
         max_digits=10, decimal_places=2, allow_null=True, required=False
+    )
+    score = serializers.IntegerField(
+        min_value=0, max_value=100, allow_null=True, required=False, help_text=SCORE_HELP
+    )
+    tier = serializers.ChoiceField(
+        choices=Tier.choices, allow_null=True, required=False, help_text=TIER_HELP
     )
     reason = serializers.CharField(required=False)
     url = serializers.URLField()

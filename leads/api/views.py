@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import django_filters
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,6 +18,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions
 from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -49,6 +52,8 @@ MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADERS = ("Location",)
 OUTCOME_STATUSES = {LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAILED}
+# Text as a query filter takes it: anything but NUL, which no stored value holds.
+TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
 
 
 class LeadPagination(CursorPagination):
@@ -57,9 +62,32 @@ class LeadPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int:
+        """A whole number from 1 ("5.0" is one), cut to 200; anything else is a 400, not
+        silently the default."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if not raw:
+            return self.page_size
+        try:
+            number = Decimal(raw) if raw.isascii() else None
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number != number.to_integral_value():
+            number = None
+        if number is None or number < 1:
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: ["Give a whole number from 1 (above 200 is 200)."]}
+            )
+        return int(min(number, self.max_page_size))
+
 
 class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 time, taken to UTC; one the database cannot hold is a 400, not a 500."""
+    """An ISO 8601 time, taken to UTC; any the schema allows is answered, none is a 500.
+
+    A time before 1900 or in the calendar's last days (or past its end once taken to UTC)
+    stands for the nearest one the database holds: no lead is that old or that new, so the
+    answer is the same, and a valid `date-time` is never refused.
+    """
 
     def to_python(self, value):
         try:
@@ -68,14 +96,38 @@ class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
                 # PostgreSQL refuses offsets past ±15:59, which ISO 8601 allows.
                 parsed = parsed.astimezone(UTC)
         except OverflowError:
-            parsed = MIN_TIME - timedelta(days=1)
-        if parsed is not None and not (MIN_TIME <= parsed <= MAX_TIME):
-            raise ValidationError("Give a time between the years 1900 and 9999.", code="invalid")
-        return parsed
+            # Hours from either end of the calendar, past it in UTC: the year says which end.
+            return MIN_TIME if str(value).strip()[:4] < "1900" else MAX_TIME
+        return None if parsed is None else min(max(parsed, MIN_TIME), MAX_TIME)
 
 
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """A boolean as query strings spell one; anything else is a 400, not a filter ignored."""
+
+    # NullBooleanSelect would turn every other spelling into None before to_python saw it.
+    widget = forms.TextInput
+    SPELLINGS = {
+        **dict.fromkeys(("true", "t", "yes", "y", "on", "1"), True),
+        **dict.fromkeys(("false", "f", "no", "n", "off", "0"), False),
+    }
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        spelled = self.SPELLINGS.get(str(value).strip().lower())
+        if spelled is None:
+            raise ValidationError("Give true or false.", code="invalid")
+        return spelled
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
 
 
 class LeadFilter(django_filters.FilterSet):
@@ -86,7 +138,7 @@ class LeadFilter(django_filters.FilterSet):
     sub_id = django_filters.CharFilter()
     received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
     received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
-    test = django_filters.BooleanFilter(field_name="is_test")
+    test = StrictBooleanFilter(field_name="is_test")
 
     class Meta:
         model = Lead
@@ -200,6 +252,8 @@ def render_outcome(request: Request, lead: Lead) -> Rendered:
             "status": lead.status,
             "price": _money(lead.sale_price),
             "payout": _money(lead.payout),
+            "score": lead.score,
+            "tier": lead.tier or None,
             "url": url,
         },
         "application/json",
@@ -238,11 +292,15 @@ class LeadListCreateView(GenericAPIView):
         summary="List your leads",
         filters=False,
         parameters=[
-            OpenApiParameter("page_size", int, description="At most 200."),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1},
+                description="Leads per page: 50 unless given; above 200 is 200.",
+            ),
             # LeadFilter's fields, spelled out: the schema generator cannot call get_queryset.
             OpenApiParameter("status", str, enum=PARTNER_STATUSES),
-            OpenApiParameter("vertical", str, description="A vertical's slug."),
-            OpenApiParameter("sub_id", str),
+            OpenApiParameter("vertical", TEXT, description="A vertical's slug."),
+            OpenApiParameter("sub_id", TEXT),
             OpenApiParameter(
                 "received_after",
                 {"type": "string", "format": "date-time"},

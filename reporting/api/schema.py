@@ -31,6 +31,9 @@ def document_problems(result: dict, generator: Any, request: Any, public: bool) 
             "required": ["type", "title", "status", "detail"],
         },
     )
+    # A return refuses, by name, any member it does not have (ReturnRequestSerializer).
+    if "ReturnRequest" in schemas:
+        schemas["ReturnRequest"]["additionalProperties"] = False
     for path_item in result.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})

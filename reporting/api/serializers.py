@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
+from leads.scoring import Tier
 from reporting.models import ReturnReason
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
@@ -103,12 +107,53 @@ class SourceRowSerializer(serializers.Serializer):
     missing_consent = serializers.IntegerField()
 
 
+# A report's tiers: lead scoring's, and the leads it did not score.
+REPORT_TIERS = [*Tier.values, "unscored"]
+
+
+class TierRowSerializer(serializers.Serializer):
+    tier = serializers.ChoiceField(
+        choices=REPORT_TIERS,
+        help_text="The leads' score tier at intake; unscored: invalid leads and leads of verticals "
+        "without scoring rules (listed only when there are some).",
+    )
+    label = serializers.CharField()
+    received = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    sold = serializers.IntegerField()
+    sell_through = serializers.FloatField(allow_null=True, help_text="sold / accepted")
+    revenue = serializers.DecimalField(**MONEY, help_text="Of the sales not returned.")
+    average_sale_price = serializers.DecimalField(**MONEY, allow_null=True)
+    revenue_per_accepted_lead = serializers.DecimalField(**MONEY, allow_null=True)
+
+
+# Members of a return's answer that the platform sets: a buyer who sends them is told so.
+RETURN_READ_ONLY = ("returned_at", "refunded", "status")
+
+
 class ReturnRequestSerializer(serializers.Serializer):
     lead_id = serializers.UUIDField(help_text="The lead as we sent it to you.")
     reason = serializers.ChoiceField(choices=ReturnReason.choices)
     note = serializers.CharField(
         required=False, allow_blank=True, max_length=2000, help_text="Required for other."
     )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """Refuse, by name, members a return does not have (the refund, its time, a status)."""
+        extra: dict[str, list[str]] = {}
+        if isinstance(data, Mapping):
+            for name in data:
+                if name in RETURN_READ_ONLY:
+                    extra[str(name)] = ["Read-only: the platform sets it when the lead returns."]
+                elif name not in self.fields:
+                    extra[str(name)] = ["Unknown member; a return has lead_id, reason and note."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({**exc.detail, **extra}) from None
+        if extra:
+            raise serializers.ValidationError(extra)
+        return value
 
 
 class ReturnSerializer(serializers.Serializer):

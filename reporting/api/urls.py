@@ -11,5 +11,6 @@ urlpatterns = [
     path("reports/timeseries/", views.TimeseriesView.as_view(), name="timeseries"),
     path("reports/buyers/", views.BuyersReportView.as_view(), name="buyers"),
     path("reports/sources/", views.SourcesReportView.as_view(), name="sources"),
+    path("reports/tiers/", views.TiersReportView.as_view(), name="tiers"),
     path("returns/", views.ReturnCreateView.as_view(), name="return-create"),
 ]

@@ -23,11 +23,18 @@ from reporting.api.serializers import (
     ReturnSerializer,
     SourceRowSerializer,
     SummarySerializer,
+    TierRowSerializer,
     TimeseriesSerializer,
 )
 from reporting.filters import PRESETS, ReportQuery, report_query
 from reporting.rollup import rollups_for_readers
-from reporting.selectors import report_buyers, report_sources, report_summary, report_timeseries
+from reporting.selectors import (
+    report_buyers,
+    report_sources,
+    report_summary,
+    report_tiers,
+    report_timeseries,
+)
 from reporting.services import ReturnRefused, sale_return
 from routing.models import Sale
 
@@ -110,6 +117,18 @@ class SourcesReportView(ReportView):
     def get(self, request: Request) -> Response:
         rows = report_sources(self.report_query(request))
         return Response(SourceRowSerializer(rows, many=True).data)
+
+
+class TiersReportView(ReportView):
+    @extend_schema(
+        summary="One row per score tier: received, accepted, sold, sell-through, revenue",
+        parameters=FILTER_PARAMETERS,
+        responses={200: TierRowSerializer(many=True), **REPORT_PROBLEMS},
+        tags=["reports"],
+    )
+    def get(self, request: Request) -> Response:
+        rows = report_tiers(self.report_query(request))
+        return Response(TierRowSerializer(rows, many=True).data)
 
 
 class ReturnCreateView(APIView):

@@ -216,11 +216,14 @@ def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
 
     assert response.status_code == 201, response.content
     lead = Lead.objects.get()
+    # The demo's auto-insurance scoring: currently insured (15) and a 2019 vehicle (10).
     assert response.json() == {
         "id": str(lead.pk),
         "status": "sold",
         "price": "12.50",
         "payout": "5.00",
+        "score": 25,
+        "tier": "cold",
         "url": lead_url(lead.pk),
     }
     assert response["Location"] == lead_url(lead.pk)
@@ -272,6 +275,8 @@ def test_with_prefer_wait_a_lead_no_contract_may_buy_is_answered_201_unsold(
         "status": "unsold",
         "price": None,
         "payout": None,
+        "score": 25,
+        "tier": "cold",
         "url": lead_url(lead.pk),
     }
     assert lead.status == LeadStatus.UNSOLD
@@ -1131,6 +1136,8 @@ def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
         "received_at": lead.received_at.isoformat(),
         "price": "12.50",
         "payout": "5.00",
+        "score": 25,
+        "tier": "cold",
     }
     postback = Postback.objects.get(lead=lead)
     assert (postback.status, postback.attempt, postback.response_status) == (

@@ -278,6 +278,8 @@ def test_prefer_wait_is_answered_when_a_real_worker_sells_the_lead(
         "status": "sold",
         "price": "12.50",
         "payout": "5.00",
+        "score": lead.score,
+        "tier": lead.tier,
         "url": f"http://testserver{LEADS}{lead.pk}/",
     }
     # Woken by the worker's outcome message, not by the deadline.

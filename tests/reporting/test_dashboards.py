@@ -13,7 +13,7 @@ from tests.reporting.conftest import PERIOD, staff_user
 
 pytestmark = pytest.mark.django_db
 PAGES = ["/dashboard/", "/dashboard/buyers/", "/dashboard/sources/"]
-EXPORTS = ["summary", "timeseries", "buyers", "sources", "leads"]
+EXPORTS = ["summary", "timeseries", "buyers", "sources", "tiers", "leads"]
 
 
 def rows(response) -> list[list[str]]:

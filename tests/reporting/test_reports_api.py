@@ -107,6 +107,7 @@ def test_the_reporting_schema_documents_every_report_and_returns(client, db):
         "/api/v1/reports/timeseries/",
         "/api/v1/reports/buyers/",
         "/api/v1/reports/sources/",
+        "/api/v1/reports/tiers/",
         "/api/v1/returns/",
     }
     summary = schema["paths"]["/api/v1/reports/summary/"]["get"]

@@ -221,6 +221,39 @@ def test_it_explains_a_failed_criterion_in_plain_words():
     assert missing.reason == "credit_rating is missing (needs credit_rating in excellent, good)"
 
 
+@pytest.mark.parametrize(
+    ("field", "operator", "value", "reason"),
+    [
+        ("tier", "in", "hot, warm", "tier is 'qualified', needs tier in hot, warm"),
+        ("tier", "eq", "Qualified", ""),
+        ("tier", "not_in", "cold", ""),
+        ("score", "gte", "70", "score is '55', needs score ≥ 70"),
+        ("score", "between", "50, 60", ""),
+    ],
+)
+def test_a_contract_may_buy_by_the_leads_score_or_tier(field, operator, value, reason):
+    facts = lead(fields={**lead().fields, "score": 55, "tier": "qualified"})
+
+    result = verdict(rules(criteria=(compile_criterion(field, operator, value),)), facts)
+
+    assert (result.eligible, result.reason) == (not reason, reason)
+    if reason:
+        assert result.rule == "criteria"
+
+
+@pytest.mark.parametrize(
+    ("field", "operator", "value"), [("tier", "in", "hot"), ("score", "gte", "1")]
+)
+def test_an_unscored_lead_is_refused_by_a_score_criterion_saying_it_has_no_score(
+    field, operator, value
+):
+    criterion = compile_criterion(field, operator, value)
+
+    result = verdict(rules(criteria=(criterion,)))
+
+    assert result.reason == f"the lead has no score (needs {criterion.text})"
+
+
 def test_all_criteria_must_hold():
     criteria = (
         compile_criterion("credit_rating", "in", "excellent, good"),

@@ -27,6 +27,7 @@ from buyers.models import (
     DeliveryEndpoint,
     DeliveryMethod,
     EndpointKind,
+    FieldCriterion,
     FieldMapping,
     PriceModel,
     ReservationStatus,
@@ -252,6 +253,54 @@ def test_a_lead_whose_only_bid_is_under_the_floor_ends_unsold_saying_why(market)
     assert posts(lead) == []
     assert auction_of(lead).note == "no usable bid: bid $20.00 below floor $25.00"
     assert auction_of(lead).status == AuctionStatus.UNSOLD
+
+
+def test_a_hot_lead_is_never_sold_under_the_verticals_hot_floor(market):
+    market.vertical.floor_hot = D("25.00")
+    market.vertical.save()
+    cheap = market.contract(ping="bid=20", floor_price=D("10.00"))
+    dear = market.contract(ping="bid=26", floor_price=D("10.00"))
+    hot = market.lead(score=85, tier="hot")
+
+    route(hot)
+
+    assert sales(hot) == {dear.pk: D("26.00")}
+    assert sorted(attempts(hot, EndpointKind.PING)) == sorted([(cheap.pk, BID), (dear.pk, BID)])
+
+
+def test_a_hot_lead_whose_only_bid_is_under_the_hot_floor_ends_unsold_saying_why(market):
+    market.vertical.floor_hot = D("25.00")
+    market.vertical.save()
+    market.contract(ping="bid=20", floor_price=D("10.00"))
+    hot = market.lead(score=85, tier="hot")
+
+    route(hot)
+
+    assert hot.status == LeadStatus.UNSOLD
+    assert posts(hot) == []
+    assert auction_of(hot).note == "no usable bid: bid $20.00 below the Hot-lead floor $25.00"
+    warm = market.lead(score=70, tier="warm")
+    route(warm)
+    assert warm.status == LeadStatus.SOLD
+
+
+def test_a_contract_that_buys_only_hot_leads_is_not_offered_a_cold_one(market):
+    hot_only = market.contract(ping="bid=30")
+    FieldCriterion.objects.create(contract=hot_only, field="tier", operator="in", value="hot")
+    anyone = market.contract(ping="bid=12")
+    cold = market.lead(score=20, tier="cold")
+
+    route(cold)
+
+    assert sales(cold) == {anyone.pk: D("12.00")}
+    assert explanation(cold)[hot_only.pk] == (
+        False,
+        "criteria",
+        "tier is 'cold', needs tier in hot",
+    )
+    hot = market.lead(score=90, tier="hot")
+    route(hot)
+    assert sales(hot) == {hot_only.pk: D("30.00")}
 
 
 @pytest.mark.parametrize(

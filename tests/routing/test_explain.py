@@ -96,6 +96,21 @@ def test_it_explains_every_contract_of_the_vertical_from_the_database(vertical, 
     assert paused.pk in {v.contract_id for v in explain(dallas_lead, now=NOW)}
 
 
+def test_criteria_read_the_score_and_tier_intake_stored_on_the_lead(vertical, dallas_lead):
+    hot_only = ContractFactory(vertical=vertical, name="Hot only")
+    FieldCriterion.objects.create(contract=hot_only, field="tier", operator="in", value="hot")
+    picky = ContractFactory(vertical=vertical, name="Score 70 up")
+    FieldCriterion.objects.create(contract=picky, field="score", operator="gte", value="70")
+    dallas_lead.score, dallas_lead.tier = 72, "warm"
+
+    assert reasons(dallas_lead) == {
+        "Hot only": "tier is 'warm', needs tier in hot",
+        "Score 70 up": "eligible",
+    }
+    dallas_lead.score, dallas_lead.tier = None, ""
+    assert reasons(dallas_lead)["Hot only"] == "the lead has no score (needs tier in hot)"
+
+
 def test_it_honours_closed_dates_in_the_buyers_time_zone(vertical, dallas_lead):
     contract = ContractFactory(vertical=vertical, name="Holiday", buyer=BuyerFactory())
     ClosedDate.objects.create(contract=contract, date=date(2026, 11, 24), note="Staff day")

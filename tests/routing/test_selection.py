@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leads.models import DistributionMode
-from routing.selection import Bid, filter_bids, money, plan_sale, rank
+from routing.selection import Bid, TierFloor, filter_bids, money, plan_sale, rank
 
 PROPERTY_SETTINGS = settings(deadline=None, derandomize=True, database=None)
 MODES = list(DistributionMode.values)
@@ -108,6 +108,54 @@ def test_it_keeps_a_bid_exactly_at_the_floor_and_exactly_at_the_margin():
     )
     assert ids(kept) == [1]
     assert dropped == {}
+
+
+def test_a_bid_under_the_verticals_floor_for_the_leads_tier_is_dropped_naming_it():
+    kept, dropped = filter_bids(
+        [bid(1, "19.99"), bid(2, "20.00"), bid(3, "12.00")],
+        floor_by_contract={1: Decimal("5.00"), 2: Decimal("5.00"), 3: Decimal("15.00")},
+        payout=fixed_payout("0"),
+        min_margin=Decimal("0"),
+        tier_floor=TierFloor("hot", Decimal("20.00")),
+    )
+    assert ids(kept) == [2]
+    assert dropped == {
+        1: "bid $19.99 below the Hot-lead floor $20.00",
+        3: "bid $12.00 below the Hot-lead floor $20.00",
+    }
+
+
+def test_the_higher_of_the_contracts_floor_and_the_tier_floor_binds_and_is_named():
+    kept, dropped = filter_bids(
+        [bid(1, "24.00"), bid(2, "26.00")],
+        floor_by_contract={1: Decimal("25.00"), 2: Decimal("25.00")},
+        payout=fixed_payout("0"),
+        min_margin=Decimal("0"),
+        tier_floor=TierFloor("warm", Decimal("10.00")),
+    )
+    assert ids(kept) == [2]
+    assert dropped == {1: "bid $24.00 below floor $25.00"}
+
+
+@PROPERTY_SETTINGS
+@given(
+    prices=st.lists(st.decimals(0, 100, places=2), min_size=1, max_size=10),
+    contract_floor=st.decimals(0, 100, places=2),
+    tier_floor=st.none() | st.decimals(0, 100, places=2),
+)
+def test_every_kept_bid_is_at_or_above_both_floors(prices, contract_floor, tier_floor):
+    bids = [bid(n, price) for n, price in enumerate(prices, start=1)]
+    kept, dropped = filter_bids(
+        bids,
+        floor_by_contract=dict.fromkeys(range(1, len(bids) + 1), contract_floor),
+        payout=fixed_payout("0"),
+        min_margin=Decimal("0"),
+        tier_floor=None if tier_floor is None else TierFloor("cold", tier_floor),
+    )
+    floor = max(contract_floor, tier_floor or Decimal(0))
+    assert all(b.price >= floor for b in kept)
+    assert len(kept) + len(dropped) == len(bids)
+    assert all(b.price < floor for b in bids if b.contract_id in dropped)
 
 
 def test_money_reads_as_dollars():

@@ -1,0 +1,417 @@
+"""Personal data: erase a consumer on request (GDPR Art. 17); purge raw bodies past retention.
+
+`consumer_erase` finds every lead of a consumer (by the normalised email and phone columns, and
+by the raw request body and data, where an invalid or duplicate lead may hold the value while
+its columns are blank), then erases the consumer from the lead and from every row that points
+at it: the pings and posts (whose bodies carry the whole lead), auctions, sales and their
+returns, postbacks, idempotency records, and any table added later with a foreign key to a lead
+(found from the models, so a new table is never forgotten). Ids, statuses, prices, payouts and
+timestamps stay, so money and reports still add up.
+
+`raw_bodies_purge` empties the raw request bodies of leads older than the retention period, and
+the request and response bodies of their attempts and postbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from config.admin_pii import lead_pii_values
+from leads.intake import NAME_FIELDS, FieldError, FieldSpec, normalise_value
+from leads.models import FieldType, Lead, LeadStatus, Postback, SuppressionList, VerticalField
+from leads.services import suppression_list_add
+from routing.models import Attempt
+
+logger = logging.getLogger(__name__)
+
+ERASED = "[erased]"
+SUPPRESSION_LIST_NAME = "Erased consumers"
+# Consent evidence that identifies the consumer; the TCPA text, its time and the sellers named
+# stay (they say what was agreed, not who agreed), and so does the record's shape: reports count
+# leads without consent by an empty record.
+CONSENT_PERSONAL_KEYS = ("ip", "user_agent", "page_url", "trustedform_cert_url", "jornaya_leadid")
+# Fields holding a person's name are personal even where the vertical forgot to flag them.
+PERSON_NAME_FIELDS = NAME_FIELDS - {"city"}
+# A routing run reads the lead's data: a lead in flight is not erased under a running buyer post.
+IN_FLIGHT = (LeadStatus.ACCEPTED, LeadStatus.ROUTING)
+# Bodies that carry the whole lead (or a buyer's or partner's answer to it) are emptied, not
+# searched: a buyer's field mapping can spell a value in ways no search would find.
+CLEARED_FIELDS = {
+    Attempt: ("request_body", "response_body"),
+    Postback: ("request_body", "response_body"),
+}
+# Short text columns hold codes (statuses, methods, states), never a consumer's data; scrubbing
+# them could only turn a status that happens to equal a name into nonsense.
+SHORTEST_SCRUBBED_CHARFIELD = 32
+
+
+class InvalidConsumer(ValueError):
+    """The email or phone given is not one intake would accept; the message says why."""
+
+
+class ConsumerBusy(Exception):
+    """A lead of the consumer is being routed; erasing it now would race the buyer post."""
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What was erased (or, in a dry run, would be): rows changed per table, by model label."""
+
+    email: str
+    phone: str
+    dry_run: bool
+    lead_ids: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def consumer_normalise(*, email: str | None, phone: str | None) -> tuple[str, str]:
+    """Return the email and E.164 phone as intake stores them; raise InvalidConsumer."""
+    normalised = []
+    for kind, given in ((FieldType.EMAIL, email), (FieldType.PHONE, phone)):
+        value = (given or "").strip()
+        if not value:
+            normalised.append("")
+            continue
+        try:
+            normalised.append(normalise_value(FieldSpec(name=kind, field_type=kind), value))
+        except FieldError as exc:
+            raise InvalidConsumer(str(exc)) from None
+    if not any(normalised):
+        raise InvalidConsumer("Give the consumer's email, phone or both.")
+    return normalised[0], normalised[1]
+
+
+def _email_pattern(email: str) -> re.Pattern[str]:
+    # Not inside a longer address: ann@example.com is not joann@example.com(.au).
+    return re.compile(rf"(?<![\w.%+\-]){re.escape(email)}(?![\w\-]|\.\w)", re.IGNORECASE)
+
+
+def _phone_pattern(phone: str) -> str:
+    """A regex for a US number as partners type it: +1 (212) 555-0142, 212.555.0142, 2125550142.
+
+    Plain enough for both PostgreSQL's and Python's regex engines (SQLite's REGEXP is Python's).
+    """
+    digits = phone[-10:]
+    area, exchange, line = digits[:3], digits[3:6], digits[6:]
+    return (
+        rf"(^|[^0-9])(\+?1[^0-9]{{0,3}})?\(?{area}\)?[^0-9]{{0,3}}{exchange}[^0-9]{{0,3}}{line}"
+        r"([^0-9]|$)"
+    )
+
+
+def _without_statement_timeout() -> None:
+    """Inside a transaction: let its statements run as long as they need (PostgreSQL).
+
+    Finding the leads that only a raw body ties to a consumer reads every body, and the first
+    retention batch walks the leads already purged: on a big table, longer than the bound a
+    connection may carry for web requests and tasks.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 0")
+
+
+def _consumer_leads(email: str, phone: str) -> list[Lead]:
+    """Return the consumer's leads, locked (PostgreSQL) until the transaction ends."""
+    match = Q()
+    checks: list[re.Pattern[str]] = []
+    if email:
+        match |= Q(email=email) | Q(raw_body__icontains=email) | Q(data__icontains=email)
+        checks.append(_email_pattern(email))
+    if phone:
+        pattern = _phone_pattern(phone)
+        match |= Q(phone=phone) | Q(raw_body__regex=pattern) | Q(data__icontains=phone)
+        checks.append(re.compile(pattern))
+    candidates = Lead.objects.select_for_update().filter(match).order_by("received_at", "pk")
+    # The database finds candidates; the patterns drop those that only hold a longer address.
+    return [
+        lead
+        for lead in candidates
+        if (email and lead.email == email)
+        or (phone and lead.phone == phone)
+        or any(p.search(lead.raw_body) or p.search(json.dumps(lead.data)) for p in checks)
+    ]
+
+
+def _personal_fields(vertical_ids: Iterable[int | None]) -> dict[int | None, set[str]]:
+    """Per vertical, the names of its fields that hold personal data."""
+    names: dict[int | None, set[str]] = {vid: set(PERSON_NAME_FIELDS) for vid in vertical_ids}
+    rows = VerticalField.objects.filter(vertical_id__in=[v for v in names if v is not None])
+    for vertical_id, name, is_pii, field_type in rows.values_list(
+        "vertical_id", "name", "is_pii", "field_type"
+    ):
+        if is_pii or field_type in (FieldType.EMAIL, FieldType.PHONE):
+            names[vertical_id].add(name)
+    return names
+
+
+def _needles(values: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for every spelling of the consumer's values, longest first."""
+    spellings: set[str] = set()
+    for value in values:
+        if len(value.strip()) < 2:
+            continue
+        spellings.update({value, quote(value, safe=""), quote_plus(value)})
+    if not spellings:
+        return None
+    alternatives = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+class _Scrubber:
+    """Replace every spelling of the consumer's values by [erased] in text, JSON and bytes."""
+
+    def __init__(self, pattern: re.Pattern[str] | None) -> None:
+        self.pattern = pattern
+
+    def text(self, value: str) -> str:
+        return self.pattern.sub(ERASED, value) if self.pattern and value else value
+
+    def json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.json(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.json(item) for item in value]
+        return value
+
+    def bytes(self, value: bytes | memoryview) -> bytes:
+        raw = bytes(value)
+        try:
+            return self.text(raw.decode()).encode()
+        except UnicodeDecodeError:
+            return raw
+
+    def field(self, model_field: models.Field, value: Any) -> Any:
+        if value in (None, "", b""):
+            return value
+        if isinstance(model_field, models.JSONField):
+            return self.json(value)
+        if isinstance(model_field, models.BinaryField):
+            return self.bytes(value)
+        scrubbed = self.text(str(value))
+        if model_field.max_length:  # "[erased]" may be longer than what it replaces
+            scrubbed = scrubbed[: model_field.max_length]
+        return scrubbed
+
+
+def _scrubbable(model: type[models.Model]) -> list[models.Field]:
+    """The columns of a model that may hold a consumer's data in free text."""
+    found = []
+    for model_field in model._meta.concrete_fields:
+        if model_field.choices or model_field.primary_key or model_field.is_relation:
+            continue
+        if isinstance(model_field, models.TextField | models.JSONField | models.BinaryField) or (
+            isinstance(model_field, models.CharField)
+            and (model_field.max_length or 0) >= SHORTEST_SCRUBBED_CHARFIELD
+        ):
+            found.append(model_field)
+    return found
+
+
+def lead_dependants() -> list[tuple[type[models.Model], str]]:
+    """Every model whose rows point at a lead, directly or through one other row, with the
+    lookup from it to the lead (`lead`, `sale__lead`).
+
+    Found from the models, so that a table added later with a foreign key to a lead is erased
+    too without anyone remembering to list it here.
+    """
+
+    def pointing_at(target: type[models.Model]) -> list[tuple[type[models.Model], str]]:
+        return [
+            (relation.related_model, relation.field.name)
+            for relation in target._meta.related_objects
+            if relation.one_to_many or relation.one_to_one
+        ]
+
+    direct = [(model, name) for model, name in pointing_at(Lead) if model is not Lead]
+    seen = {model for model, _ in direct} | {Lead}
+    found = list(direct)
+    for parent, to_lead in direct:
+        for model, name in pointing_at(parent):
+            if model not in seen:
+                seen.add(model)
+                found.append((model, f"{name}__{to_lead}"))
+    return found
+
+
+def _erase_lead(lead: Lead, personal: set[str], scrub: _Scrubber, now: datetime) -> None:
+    data = lead.data if isinstance(lead.data, dict) else {}
+    lead.data = scrub.json(
+        {key: ERASED if key in personal else value for key, value in data.items()}
+    )
+    consent = lead.consent if isinstance(lead.consent, dict) else {}
+    lead.consent = scrub.json(
+        {key: ERASED if key in CONSENT_PERSONAL_KEYS else value for key, value in consent.items()}
+    )
+    lead.raw_body = ""
+    lead.email = lead.phone = ""
+    lead.remote_ip = None
+    lead.errors = scrub.json(lead.errors)
+    lead.reason = scrub.text(lead.reason)[:500]
+    lead.sub_id = scrub.text(lead.sub_id)[:255]
+    lead.erased_at = now
+    # Reports rebuild the hours of leads changed since their last run: an erased lead's attempt
+    # reasons (rolled up as rejection reasons) are rebuilt from the scrubbed rows.
+    lead.updated_at = now
+
+
+def _erase_dependants(lead_ids: list[Any], scrub: _Scrubber) -> Counter[str]:
+    changed: Counter[str] = Counter()
+    for model, to_lead in lead_dependants():
+        cleared = CLEARED_FIELDS.get(model, ())
+        scrubbed = [f for f in _scrubbable(model) if f.name not in cleared]
+        if not cleared and not scrubbed:
+            continue
+        names = [*cleared, *(f.name for f in scrubbed)]
+        rows = model.objects.filter(**{f"{to_lead}__in": lead_ids}).values("pk", *names)
+        for row in rows:
+            after = {name: "" for name in cleared if row[name]}
+            for model_field in scrubbed:
+                value = scrub.field(model_field, row[model_field.name])
+                if value != row[model_field.name]:
+                    after[model_field.name] = value
+            if after:
+                # An UPDATE, not save(): no signal, and no auto_now column moves (when a row
+                # was made or changed is evidence, not personal data).
+                model.objects.filter(pk=row["pk"]).update(**after)
+                changed[model._meta.label] += 1
+    return changed
+
+
+def consumer_erase(
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    dry_run: bool = False,
+    suppress: bool = False,
+) -> ErasureReport:
+    """Erase every copy of a consumer's personal data; return what was (or would be) erased.
+
+    Atomic: everything or nothing. Idempotent: erased leads no longer match, so a second call
+    erases nothing. A dry run does the same work and rolls it back, so its report is exact.
+    With `suppress`, the email and phone are added (as keyed hashes) to the "Erased consumers"
+    suppression list, so that the consumer is not sold again. Raise InvalidConsumer for an
+    email or phone intake would refuse, ConsumerBusy while one of the leads is being routed.
+    """
+    email, phone = consumer_normalise(email=email, phone=phone)
+    now = timezone.now()
+    with transaction.atomic():
+        _without_statement_timeout()
+        leads = _consumer_leads(email, phone)
+        busy = [lead for lead in leads if lead.status in IN_FLIGHT]
+        if busy:
+            raise ConsumerBusy(
+                f"{len(busy)} of the consumer's leads are being routed "
+                f"({', '.join(str(lead.pk) for lead in busy[:5])}); erase again once routing "
+                "has finished, within a minute or two."
+            )
+        personal = _personal_fields({lead.vertical_id for lead in leads})
+        values = {v for v in (email, phone) if v}
+        for lead in leads:
+            values.update(lead_pii_values(lead, personal[lead.vertical_id]))
+        scrub = _Scrubber(_needles(values))
+        counts: Counter[str] = Counter()
+        for lead in leads:
+            _erase_lead(lead, personal[lead.vertical_id], scrub, now)
+        if leads:
+            Lead.objects.bulk_update(
+                leads,
+                [
+                    "data", "consent", "raw_body", "email", "phone", "remote_ip", "errors",
+                    "reason", "sub_id", "erased_at", "updated_at",
+                ],
+            )  # fmt: skip
+            counts[Lead._meta.label] = len(leads)
+            counts.update(_erase_dependants([lead.pk for lead in leads], scrub))
+        suppressed = 0
+        if suppress:
+            suppression_list, _ = SuppressionList.objects.get_or_create(
+                name=SUPPRESSION_LIST_NAME,
+                defaults={
+                    "description": "Consumers whose personal data was erased on request (GDPR "
+                    "Art. 17), kept only as keyed hashes so that their leads are not sold again."
+                },
+            )
+            text = "\n".join(v for v in (email, phone) if v)
+            suppressed = suppression_list_add(suppression_list=suppression_list, text=text).added
+        if dry_run:
+            transaction.set_rollback(True)
+    report = ErasureReport(
+        email=email,
+        phone=phone,
+        dry_run=dry_run,
+        lead_ids=[str(lead.pk) for lead in leads],
+        counts=dict(counts),
+        suppressed=suppressed,
+    )
+    if not dry_run:
+        # Counts and ids only: a log line holding the consumer's address would be a new copy.
+        logger.info(
+            "erased a consumer's personal data",
+            extra={"leads": len(leads), "rows": report.total, "suppressed": suppressed},
+        )
+    return report
+
+
+# --- Retention ------------------------------------------------------------------------------
+
+RETENTION_BATCH_SIZE = 500
+RETENTION_MAX_BATCHES = 200
+
+
+def raw_bodies_purge(
+    *,
+    older_than: timedelta,
+    batch_size: int = RETENTION_BATCH_SIZE,
+    max_batches: int = RETENTION_MAX_BATCHES,
+) -> int:
+    """Empty the raw request bodies of leads received before now - older_than, and the request
+    and response bodies of their attempts and postbacks; return how many leads were purged.
+
+    One transaction per batch of leads, at most max_batches per call (the next call goes on
+    where this one stopped). A purged lead's body is empty, so purging again finds nothing.
+    """
+    cutoff = timezone.now() - older_than
+    purged = 0
+    after = None
+    for _ in range(max_batches):
+        with transaction.atomic():
+            _without_statement_timeout()
+            pending = Lead.objects.filter(received_at__lt=cutoff).exclude(raw_body="")
+            if after is not None:
+                # Leads are purged oldest first: go on from the last batch rather than walk
+                # the purged history again (there is no index on whether a body is empty).
+                pending = pending.filter(received_at__gte=after)
+            batch = list(
+                pending.order_by("received_at", "pk").values_list("pk", "received_at")[:batch_size]
+            )
+            if not batch:
+                break
+            ids = [pk for pk, _ in batch]
+            Lead.objects.filter(pk__in=ids).update(raw_body="")
+            for model in (Attempt, Postback):
+                model.objects.filter(lead_id__in=ids).exclude(
+                    request_body="", response_body=""
+                ).update(request_body="", response_body="")
+        purged += len(batch)
+        after = batch[-1][1]
+    return purged

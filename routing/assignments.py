@@ -1,0 +1,948 @@
+"""Internal sales teams: assign a lead to a member, queue it, notify, claim and reassign.
+
+Who gets a lead is decided by `routing.teams.choose_member` (pure); this module loads what it
+needs and records the outcome. Every change to a team's assignments that depends on counting
+them (quotas) or on the rotation's state happens under the team's row lock
+(SELECT … FOR UPDATE), so concurrent leads queue on that one row: no member goes over quota and
+the rotation never skips or doubles. Claiming is a conditional update on the assignment alone
+(`assigned → claimed`), and so is closing it for a reassignment: of a claim and a reassignment
+racing for one assignment exactly one wins.
+
+Nothing here touches the network inside a transaction: notifications are rows
+(TeamNotification) sent by `routing.tasks.send_team_notification` once the assignment commits,
+with the ops notifications' senders (`routing.notifications.slack_message_send` and
+`email_message_send`) and bounded, jittered retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from buyers.caps import period_bounds
+from buyers.models import (
+    OPEN_ASSIGNMENT_STATUSES,
+    Assignment,
+    AssignmentReason,
+    AssignmentStatus,
+    CapPeriod,
+    Contract,
+    Team,
+    TeamMember,
+    TeamNotification,
+    TeamNotificationChannel,
+    TeamNotificationPurpose,
+    TeamNotificationStatus,
+    WhenNobodyAvailable,
+)
+from buyers.schedule import Schedule
+from leads.models import Lead
+from routing.http import HttpResult
+from routing.mapping import OutgoingRequest
+from routing.models import webhook_display
+from routing.notifications import email_message_send, slack_message_send
+from routing.responses import ParseRule
+from routing.teams import (
+    Choice,
+    Member,
+    choose_member,
+    first_available,
+    lead_facts,
+    next_available,
+    render_acknowledgement,
+    render_member_email,
+    render_member_slack,
+    unavailable_reason,
+    when_words,
+)
+
+logger = logging.getLogger(__name__)
+
+# A team contract's "post" is the assignment: no network, recorded as a post attempt.
+TEAM_METHOD = "TEAM"
+TEAM_RULE = ParseRule(
+    success_path="",
+    success_values=(),
+    success_status_codes=(200, 202),  # assigned, queued
+    price_path="",
+    reason_path="reason",
+    reference_path="assignment_id",
+)
+CLAIM_SALT = "leadswitch.team-claim"
+CLAIM_LINK_MAX_AGE = timedelta(days=14)
+NOTIFY_MAX_ATTEMPTS = 6
+# A notification still pending this long after its last attempt lost its task: sent again.
+NOTIFY_STALE_PENDING = timedelta(minutes=10)
+SWEEP_LIMIT = 200
+DEFAULT_TIME_ZONE = "America/New_York"
+NEVER_OPEN = Schedule(
+    tz=ZoneInfo("UTC"),
+    windows=((),) * 7,
+    closed_dates=frozenset(),
+    closed_notes=(),
+    always_open=False,
+)
+
+
+# --- Loading what the selection needs -----------------------------------------------------------
+
+
+def _members(team: Team) -> list[TeamMember]:
+    return list(team.members.select_related("user").order_by("position", "id"))
+
+
+def _assigned_today(members: Sequence[TeamMember], now: datetime) -> dict[int, int]:
+    """Count each member's assignments of their own day (from their local midnight), in one
+    query. Every assignment counts, claimed or not: a quota is what a member was given."""
+    if not members:
+        return {}
+    days = Q()
+    for member in members:
+        start, end = period_bounds(CapPeriod.DAY, now, ZoneInfo(member.time_zone))
+        days |= Q(member_id=member.pk, assigned_at__gte=start, assigned_at__lt=end)
+    rows = (
+        Assignment.objects.filter(days)
+        .values("member_id")
+        .annotate(count=Count("pk"))
+        .order_by()
+        .values_list("member_id", "count")
+    )
+    return dict(rows)
+
+
+def _selection(members: Sequence[TeamMember], counts: dict[int, int]) -> list[Member]:
+    selection = []
+    for member in members:
+        values = {
+            "id": member.pk,
+            "name": member.display_name,
+            "active": member.active,
+            "away": member.away,
+            "daily_quota": member.daily_quota,
+            "assigned_today": counts.get(member.pk, 0),
+            "capacity": member.capacity,
+        }
+        try:
+            selected = Member.build(
+                time_zone=member.time_zone, working_hours=member.working_hours, **values
+            )
+        except (ValueError, ZoneInfoNotFoundError):
+            # Saved past the form (a shell, an import): this member is never in hours until
+            # fixed, and the rest of the team keeps working.
+            logger.warning("a team member's hours cannot be read", extra={"member_id": member.pk})
+            selected = Member(schedule=NEVER_OPEN, **values)
+        selection.append(selected)
+    return selection
+
+
+def _existing_owner(team: Team, lead: Lead, now: datetime) -> int | None:
+    """The member who last had this consumer (same e-mail or phone) in this team, if recent."""
+    if team.existing_owner_days is None:
+        return None
+    same = Q()
+    if lead.email:
+        same |= Q(lead__email=lead.email)
+    if lead.phone:
+        same |= Q(lead__phone=lead.phone)
+    if not same:
+        return None
+    return (
+        Assignment.objects.filter(
+            same,
+            team=team,
+            status__in=(AssignmentStatus.ASSIGNED, AssignmentStatus.CLAIMED),
+            assigned_at__gte=now - timedelta(days=team.existing_owner_days),
+        )
+        .exclude(lead_id=lead.pk)
+        .order_by("-assigned_at", "-id")
+        .values_list("member_id", flat=True)
+        .first()
+    )
+
+
+def _lapsed(lead_id: Any, team: Team) -> set[int]:
+    """Members who had this lead in this team and let it lapse: it never goes back to them."""
+    return set(
+        Assignment.objects.filter(
+            lead_id=lead_id,
+            team=team,
+            status__in=(AssignmentStatus.REASSIGNED, AssignmentStatus.EXPIRED),
+        ).values_list("member_id", flat=True)
+    )
+
+
+def _credits(team: Team) -> dict[int, int]:
+    return {int(k): int(v) for k, v in (team.rotation or {}).items()}
+
+
+def _save_credits(team: Team, credits: dict[int, int]) -> None:
+    # An UPDATE, not save(): the rotation is no configuration change (no history row).
+    Team.objects.filter(pk=team.pk).update(rotation={str(k): v for k, v in credits.items()})
+
+
+# --- Assigning ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssignOutcome:
+    """The lead's open assignment (assigned or queued), or why the team declined it."""
+
+    assignment: Assignment | None
+    refusal: str = ""
+
+
+def assignment_create(
+    *, lead: Lead, team_id: int, contract_id: int | None = None, now: datetime | None = None
+) -> AssignOutcome:
+    """Assign the lead to a member of the team now, or queue it until one is available.
+
+    Idempotent: a lead with an open assignment in the team gets that one back (a redelivered
+    routing task never assigns twice). Declined (no assignment) when the team has no active
+    member, or nobody is available and the team passes such leads on.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        team = Team.objects.select_for_update().filter(pk=team_id).first()
+        if team is None:
+            return AssignOutcome(None, "the team no longer exists")
+        current = Assignment.objects.filter(
+            lead=lead, team=team, status__in=OPEN_ASSIGNMENT_STATUSES
+        ).first()
+        if current is not None:
+            return AssignOutcome(current)
+        members = _members(team)
+        if not any(m.active for m in members):
+            return AssignOutcome(None, f"{team} has no active member")
+        selection = _selection(members, _assigned_today(members, now))
+        choice = choose_member(
+            selection,
+            now=now,
+            credits=_credits(team),
+            weighted=team.weighted_by_capacity,
+            owner_id=_existing_owner(team, lead, now),
+            exclude=_lapsed(lead.pk, team),
+        )
+        if choice.member_id is None:
+            if team.when_nobody_available == WhenNobodyAvailable.PASS:
+                return AssignOutcome(None, f"declined: {choice.note}")
+            assignment = Assignment.objects.create(
+                lead=lead,
+                team=team,
+                contract_id=contract_id,
+                status=AssignmentStatus.QUEUED,
+                note=choice.note,
+                created_at=now,
+            )
+        else:
+            by_id = {m.pk: m for m in members}
+            assignment = _assign(
+                team=team,
+                lead=lead,
+                member=by_id[choice.member_id],
+                reason=choice.reason,
+                note=choice.note,
+                now=now,
+                contract_id=contract_id,
+            )
+            _save_credits(team, choice.credits)
+        if team.acknowledge_consumer:
+            opening = now if choice.member_id is not None else first_available(selection, now)
+            _acknowledgement_queue(team=team, assignment=assignment, lead=lead, opening=opening)
+    return AssignOutcome(assignment)
+
+
+def _assign(
+    *,
+    team: Team,
+    lead: Lead,
+    member: TeamMember,
+    reason: str,
+    note: str,
+    now: datetime,
+    contract_id: int | None = None,
+    previous: Assignment | None = None,
+) -> Assignment:
+    assignment = Assignment.objects.create(
+        lead=lead,
+        team=team,
+        contract_id=contract_id,
+        member=member,
+        previous=previous,
+        status=AssignmentStatus.ASSIGNED,
+        reason=reason,
+        note=note[:500],
+        created_at=now,
+        assigned_at=now,
+        due_by=now + timedelta(minutes=team.claim_timeout_minutes),
+    )
+    _member_notifications_queue(team=team, assignment=assignment, member=member, lead=lead)
+    return assignment
+
+
+def _assign_queued(
+    *, team: Team, queued: Assignment, member: TeamMember, choice: Choice, now: datetime
+) -> bool:
+    """Give a queued assignment to the member; False if it is no longer queued."""
+    due_by = now + timedelta(minutes=team.claim_timeout_minutes)
+    note = f"queued since {queued.created_at:%Y-%m-%d %H:%M} UTC; {choice.note}"[:500]
+    taken = Assignment.objects.filter(pk=queued.pk, status=AssignmentStatus.QUEUED).update(
+        status=AssignmentStatus.ASSIGNED,
+        member=member,
+        reason=AssignmentReason.QUEUED,
+        note=note,
+        assigned_at=now,
+        due_by=due_by,
+    )
+    if not taken:
+        return False
+    queued.status, queued.member, queued.reason = (
+        AssignmentStatus.ASSIGNED,
+        member,
+        AssignmentReason.QUEUED,
+    )
+    queued.note, queued.assigned_at, queued.due_by = note, now, due_by
+    _member_notifications_queue(team=team, assignment=queued, member=member, lead=queued.lead)
+    return True
+
+
+def assignments_assign_queued(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> int:
+    """Assign queued leads to members whose hours have opened (oldest first); return how many.
+
+    Run by beat every minute; a queued lead waits at most that long after the first member's
+    hours open.
+    """
+    now = now or timezone.now()
+    team_ids = list(
+        Assignment.objects.filter(status=AssignmentStatus.QUEUED)
+        .order_by()
+        .values_list("team_id", flat=True)
+        .distinct()
+    )
+    assigned = 0
+    for team_id in team_ids:
+        if assigned >= limit:
+            break
+        assigned += _team_queue_drain(team_id=team_id, now=now, limit=limit - assigned)
+    return assigned
+
+
+def _team_queue_drain(*, team_id: int, now: datetime, limit: int) -> int:
+    with transaction.atomic():
+        team = Team.objects.select_for_update().filter(pk=team_id).first()
+        if team is None:
+            return 0
+        members = _members(team)
+        counts = _assigned_today(members, now)
+        selection = _selection(members, counts)
+        if all(unavailable_reason(m, now) for m in selection):
+            return 0  # nobody may have a lead now: the queue waits
+        by_id = {m.pk: m for m in members}
+        credits = _credits(team)
+        queued = (
+            Assignment.objects.filter(team=team, status=AssignmentStatus.QUEUED)
+            .select_related("lead__vertical")
+            .order_by("created_at", "id")[:limit]
+        )
+        assigned = 0
+        for assignment in queued:
+            choice = choose_member(
+                selection,
+                now=now,
+                credits=credits,
+                weighted=team.weighted_by_capacity,
+                owner_id=_existing_owner(team, assignment.lead, now),
+                exclude=_lapsed(assignment.lead_id, team),
+            )
+            if choice.member_id is None:
+                continue  # this lead's untried members are out; another's may not be
+            member = by_id[choice.member_id]
+            if not _assign_queued(
+                team=team, queued=assignment, member=member, choice=choice, now=now
+            ):
+                continue
+            assigned += 1
+            credits = choice.credits
+            selection = [
+                replace(m, assigned_today=m.assigned_today + 1) if m.id == member.pk else m
+                for m in selection
+            ]
+        _save_credits(team, credits)
+    return assigned
+
+
+@dataclass(frozen=True)
+class ReassignCounts:
+    reassigned: int = 0
+    queued: int = 0
+    expired: int = 0
+
+
+def assignments_reassign_overdue(
+    *, now: datetime | None = None, limit: int = SWEEP_LIMIT
+) -> ReassignCounts:
+    """Take leads nobody claimed within their team's claim timeout from their member and give
+    them to the next available member who has not had them; queue them when nobody is
+    available now, and let them expire when nobody is left to take them.
+    """
+    now = now or timezone.now()
+    overdue = list(
+        Assignment.objects.filter(status=AssignmentStatus.ASSIGNED, due_by__lte=now)
+        .order_by("due_by")
+        .values_list("pk", "team_id")[:limit]
+    )
+    return _reassign(overdue, now=now)
+
+
+def assignments_reassign_now(
+    *, assignment_ids: Iterable[int], actor: str, now: datetime | None = None
+) -> ReassignCounts:
+    """Reassign these assignments (those still awaiting a claim) at once, as ops asked."""
+    now = now or timezone.now()
+    rows = Assignment.objects.filter(
+        pk__in=list(assignment_ids), status=AssignmentStatus.ASSIGNED
+    ).values_list("pk", "team_id")
+    return _reassign(list(rows), now=now, why=f"reassigned by {actor}" if actor else "")
+
+
+def _reassign(rows: Sequence[tuple[int, int]], *, now: datetime, why: str = "") -> ReassignCounts:
+    by_team: dict[int, list[int]] = {}
+    for pk, team_id in rows:
+        by_team.setdefault(team_id, []).append(pk)
+    totals = ReassignCounts()
+    for team_id, ids in by_team.items():
+        counts = _team_reassign(team_id=team_id, ids=ids, now=now, why=why)
+        totals = ReassignCounts(
+            totals.reassigned + counts.reassigned,
+            totals.queued + counts.queued,
+            totals.expired + counts.expired,
+        )
+    return totals
+
+
+def _team_reassign(*, team_id: int, ids: list[int], now: datetime, why: str) -> ReassignCounts:
+    reassigned = queued = expired = 0
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team_id)
+        members = _members(team)
+        by_id = {m.pk: m for m in members}
+        selection = _selection(members, _assigned_today(members, now))
+        credits = _credits(team)
+        lapsed_rows = (
+            Assignment.objects.filter(pk__in=ids, status=AssignmentStatus.ASSIGNED)
+            .select_related("lead__vertical", "member")
+            .order_by("due_by", "id")
+        )
+        for lapsed in lapsed_rows:
+            exclude = _lapsed(lapsed.lead_id, team) | {lapsed.member_id}
+            choice = choose_member(
+                selection,
+                now=now,
+                credits=credits,
+                weighted=team.weighted_by_capacity,
+                owner_id=_existing_owner(team, lapsed.lead, now),
+                exclude=exclude,
+            )
+            later = [m for m in selection if m.id not in exclude and next_available(m, now)]
+            gone = choice.member_id is None and not later
+            closed = Assignment.objects.filter(
+                pk=lapsed.pk, status=AssignmentStatus.ASSIGNED
+            ).update(
+                status=AssignmentStatus.EXPIRED if gone else AssignmentStatus.REASSIGNED,
+                closed_at=now,
+            )
+            if not closed:
+                continue  # claimed meanwhile
+            because = why or (
+                f"{lapsed.member.display_name} did not claim it within "
+                f"{team.claim_timeout_minutes} min"
+            )
+            if gone:
+                expired += 1
+                logger.warning(
+                    "a team lead expired: nobody left to take it",
+                    extra={"assignment_id": lapsed.pk, "team_id": team.pk},
+                )
+                continue
+            if choice.member_id is None:
+                Assignment.objects.create(
+                    lead=lapsed.lead,
+                    team=team,
+                    contract_id=lapsed.contract_id,
+                    previous=lapsed,
+                    status=AssignmentStatus.QUEUED,
+                    note=f"{because}; {choice.note}"[:500],
+                    created_at=now,
+                )
+                queued += 1
+                continue
+            member = by_id[choice.member_id]
+            _assign(
+                team=team,
+                lead=lapsed.lead,
+                member=member,
+                reason=AssignmentReason.REASSIGNED,
+                note=f"{because}; {choice.note}",
+                now=now,
+                contract_id=lapsed.contract_id,
+                previous=lapsed,
+            )
+            reassigned += 1
+            credits = choice.credits
+            selection = [
+                replace(m, assigned_today=m.assigned_today + 1) if m.id == member.pk else m
+                for m in selection
+            ]
+        _save_credits(team, credits)
+    return ReassignCounts(reassigned, queued, expired)
+
+
+# --- Claiming -----------------------------------------------------------------------------------
+
+
+def claim_token(assignment: Assignment) -> str:
+    """Return the signed token that lets the assigned member claim without signing in."""
+    return signing.dumps([assignment.pk, assignment.member_id], salt=CLAIM_SALT)
+
+
+def claim_token_member(token: str, *, assignment_id: int) -> int | None:
+    """Return the member id a claim token was made for, if it is genuine, recent and for this
+    assignment; otherwise None."""
+    try:
+        signed_id, member_id = signing.loads(
+            token, salt=CLAIM_SALT, max_age=CLAIM_LINK_MAX_AGE.total_seconds()
+        )
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
+    return member_id if signed_id == assignment_id else None
+
+
+def claim_url(assignment: Assignment) -> str:
+    path = reverse("team-assignment-claim", args=[assignment.pk])
+    return f"{settings.SITE_URL}{path}?t={claim_token(assignment)}"
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    claimed: bool
+    message: str
+
+
+def assignment_claim(
+    *, assignment: Assignment, member_id: int | None, now: datetime | None = None
+) -> ClaimOutcome:
+    """Claim the assignment for the member it was given to; say why not otherwise."""
+    now = now or timezone.now()
+    taken = Assignment.objects.filter(
+        pk=assignment.pk, member_id=member_id, status=AssignmentStatus.ASSIGNED
+    ).update(status=AssignmentStatus.CLAIMED, claimed_at=now)
+    assignment.refresh_from_db()
+    if taken:
+        return ClaimOutcome(True, f"The lead is yours: claimed at {_hhmm(now)} UTC.")
+    return ClaimOutcome(False, claim_refusal(assignment, member_id=member_id))
+
+
+def claim_refusal(assignment: Assignment, *, member_id: int | None) -> str:
+    """Say why this member may not claim the assignment now ('' if they may)."""
+    status = assignment.status
+    if status == AssignmentStatus.QUEUED:
+        return "This lead is waiting for a member's hours to open: it is nobody's yet."
+    if member_id is None or assignment.member_id != member_id:
+        who = (
+            assignment.member.display_name
+            if status == AssignmentStatus.ASSIGNED
+            else "someone else"
+        )
+        return f"This lead is assigned to {who}, not to you."
+    if status == AssignmentStatus.CLAIMED:
+        return f"You already claimed this lead at {_hhmm(assignment.claimed_at)} UTC."
+    if status in (AssignmentStatus.REASSIGNED, AssignmentStatus.EXPIRED):
+        then = "given to the next member" if status == AssignmentStatus.REASSIGNED else "closed"
+        return (
+            f"This lead was not claimed within {assignment.team.claim_timeout_minutes} minutes "
+            f"and was {then} at {_hhmm(assignment.closed_at)} UTC: it is no longer yours."
+        )
+    return ""
+
+
+def _hhmm(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def member_for_user(assignment: Assignment, user: Any) -> int | None:
+    """The member of the assignment's team that a signed-in user is, if any."""
+    if user is None or not user.is_authenticated:
+        return None
+    return (
+        TeamMember.objects.filter(team_id=assignment.team_id, user=user)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+# --- Notifications ------------------------------------------------------------------------------
+
+
+def _member_notifications_queue(
+    *, team: Team, assignment: Assignment, member: TeamMember, lead: Lead
+) -> list[TeamNotification]:
+    """Record the member's messages (e-mail, Slack) and send them once the assignment commits."""
+    facts = lead_facts(lead)
+    render = {
+        "team": team.name,
+        "member": member.display_name,
+        "facts": facts,
+        "claim_url": claim_url(assignment),
+        "due_by": assignment.due_by,
+        "time_zone": member.time_zone,
+        "reason": AssignmentReason(assignment.reason).label.lower(),
+    }
+    rows = []
+    if team.notify_by_email and member.contact_email:
+        rows.append(
+            TeamNotification(
+                assignment=assignment,
+                purpose=TeamNotificationPurpose.ASSIGNED,
+                channel=TeamNotificationChannel.EMAIL,
+                recipient=member.contact_email,
+                payload=render_member_email(to=member.contact_email, **render),
+            )
+        )
+    if team.slack_webhook_url:
+        rows.append(
+            TeamNotification(
+                assignment=assignment,
+                purpose=TeamNotificationPurpose.ASSIGNED,
+                channel=TeamNotificationChannel.SLACK,
+                recipient=webhook_display(team.slack_webhook_url),
+                payload=render_member_slack(slack_user_id=member.slack_user_id, **render),
+            )
+        )
+    return _notifications_record(rows)
+
+
+def _acknowledgement_queue(
+    *, team: Team, assignment: Assignment, lead: Lead, opening: datetime | None
+) -> list[TeamNotification]:
+    """Tell the consumer at once that the team has their request, and when it will call."""
+    if not lead.email:
+        return []
+    data = lead.data if isinstance(lead.data, dict) else {}
+    when = when_words(opening, now=assignment.created_at, time_zone=_consumer_zone(data, opening))
+    body = render_acknowledgement(
+        text=team.acknowledgement_text,
+        first_name=str(data.get("first_name") or ""),
+        team=team.name,
+        when=when,
+    )
+    payload = {"subject": f"{team.name} has your request", "to": [lead.email], "body": body}
+    return _notifications_record(
+        [
+            TeamNotification(
+                assignment=assignment,
+                purpose=TeamNotificationPurpose.ACKNOWLEDGEMENT,
+                channel=TeamNotificationChannel.EMAIL,
+                recipient=lead.email,
+                payload=payload,
+            )
+        ]
+    )
+
+
+def _consumer_zone(data: dict[str, Any], opening: datetime | None) -> str:
+    """The consumer's time zone (enriched from their ZIP), else the opening member's."""
+    for candidate in (data.get("time_zone"), getattr(getattr(opening, "tzinfo", None), "key", "")):
+        if not candidate:
+            continue
+        try:
+            ZoneInfo(str(candidate))
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        return str(candidate)
+    return DEFAULT_TIME_ZONE
+
+
+def _notifications_record(rows: Iterable[TeamNotification]) -> list[TeamNotification]:
+    saved = []
+    for row in rows:
+        row.save()
+        transaction.on_commit(partial(_enqueue_notification, row.pk), robust=True)
+        saved.append(row)
+    return saved
+
+
+def _enqueue_notification(notification_id: int) -> None:
+    from routing.tasks import send_team_notification
+
+    try:
+        send_team_notification.delay(notification_id)
+    except Exception:
+        # Still pending: team_notifications_sweep queues it again after NOTIFY_STALE_PENDING.
+        logger.exception("team notification not queued", extra={"notification_id": notification_id})
+
+
+def _worth_retrying(result: HttpResult) -> bool:
+    if result.refused:
+        return False
+    if result.status is None:
+        return True
+    return result.status >= 500 or result.status in {408, 429}
+
+
+def team_notification_send(*, notification_id: int) -> str:
+    """Make the next attempt at a pending notification and record it.
+
+    Return "sent", "retry" (a transient failure with attempts left), "failed" or "skipped".
+    A member's message whose assignment was claimed or reassigned meanwhile is not sent.
+    """
+    notification = (
+        TeamNotification.objects.select_related("assignment__team")
+        .filter(pk=notification_id)
+        .first()
+    )
+    if notification is None or notification.status != TeamNotificationStatus.PENDING:
+        return "skipped"
+    attempt = notification.attempts + 1
+    started_at = timezone.now()
+    # Claim this attempt: a task delivered twice sends once.
+    if not TeamNotification.objects.filter(
+        pk=notification.pk,
+        status=TeamNotificationStatus.PENDING,
+        attempts=notification.attempts,
+    ).update(attempts=attempt, last_attempt_at=started_at):
+        return "skipped"
+    assignment = notification.assignment
+    payload = notification.payload
+    if (
+        notification.purpose == TeamNotificationPurpose.ASSIGNED
+        and assignment.status != AssignmentStatus.ASSIGNED
+    ):
+        result = HttpResult(
+            error=f"not sent: the lead is {assignment.get_status_display().lower()} meanwhile",
+            refused=True,
+        )
+    elif notification.channel == TeamNotificationChannel.SLACK:
+        url = assignment.team.slack_webhook_url
+        result = (
+            slack_message_send(webhook_url=url, payload=payload)
+            if url
+            else HttpResult(error="the team's Slack webhook was removed", refused=True)
+        )
+    else:
+        result = email_message_send(
+            to=payload.get("to") or [notification.recipient],
+            subject=payload.get("subject", ""),
+            body=payload.get("body", ""),
+        )
+    if notification.channel == TeamNotificationChannel.EMAIL:
+        sent = result.status == 250
+    else:
+        sent = result.status is not None and 200 <= result.status < 300
+    error = result.error or ("" if sent else f"HTTP {result.status}")
+    if sent:
+        status = TeamNotificationStatus.SENT
+    elif _worth_retrying(result) and attempt < NOTIFY_MAX_ATTEMPTS:
+        status = TeamNotificationStatus.PENDING
+    else:
+        status = TeamNotificationStatus.FAILED
+    TeamNotification.objects.filter(pk=notification.pk).update(
+        status=status,
+        response_status=result.status,
+        error=error[:500],
+        latency_ms=result.latency_ms,
+        attempt_log=[
+            *notification.attempt_log,
+            {
+                "attempt": attempt,
+                "at": started_at.isoformat(),
+                "status": result.status,
+                "error": error,
+                "latency_ms": result.latency_ms,
+                "answer": result.body[:500],
+            },
+        ],
+        sent_at=timezone.now() if sent else None,
+    )
+    if status == TeamNotificationStatus.FAILED:
+        logger.warning(
+            "team notification not delivered",
+            extra={"notification_id": notification.pk, "attempts": attempt, "error": error},
+        )
+    return {TeamNotificationStatus.SENT: "sent", TeamNotificationStatus.PENDING: "retry"}.get(
+        status, "failed"
+    )
+
+
+def team_notifications_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> int:
+    """Queue again the pending notifications whose task was lost (broker restarted, worker
+    killed); return how many."""
+    now = now or timezone.now()
+    stale = list(
+        TeamNotification.objects.filter(status=TeamNotificationStatus.PENDING)
+        .filter(
+            Q(last_attempt_at__lt=now - NOTIFY_STALE_PENDING)
+            | Q(last_attempt_at__isnull=True, created_at__lt=now - NOTIFY_STALE_PENDING)
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for notification_id in stale:
+        _enqueue_notification(notification_id)
+    return len(stale)
+
+
+# --- The routing engine's delivery to a team ----------------------------------------------------
+
+
+def team_request(*, contract: Contract, lead: Lead, fields: dict[str, Any]) -> OutgoingRequest:
+    """Describe the delivery to the contract's team as a post, so that it is logged alike."""
+    address = f"team:{contract.team_id}"
+    headers = {"Lead": str(lead.pk), "Team": str(contract.team_id), "Contract": str(contract.pk)}
+    body = "".join(f"{name}: {value}\n" for name, value in fields.items())
+    return OutgoingRequest(
+        method=TEAM_METHOD,
+        url=address,
+        headers=headers,
+        body=body.encode(),
+        masked_url=address,
+        masked_headers=headers,
+    )
+
+
+def team_deliver(request: OutgoingRequest) -> HttpResult:
+    """Assign the lead to the team (no network): 200 assigned, 202 queued, 409 declined."""
+    started = time.monotonic()
+    try:
+        lead = Lead.objects.select_related("vertical").get(pk=request.headers["Lead"])
+        outcome = assignment_create(
+            lead=lead,
+            team_id=int(request.headers["Team"]),
+            contract_id=int(request.headers["Contract"]),
+        )
+    except Exception as exc:  # a failed assignment is a failed delivery, not a failed run
+        logger.exception("team assignment failed", extra={"lead_id": request.headers.get("Lead")})
+        return HttpResult(
+            latency_ms=_ms_since(started),
+            error=f"assignment failed: {type(exc).__name__}: {exc}"[:500],
+        )
+    assignment = outcome.assignment
+    if assignment is None:
+        answer, status = {"status": "declined", "reason": outcome.refusal}, 409
+    elif assignment.status == AssignmentStatus.QUEUED:
+        answer = {
+            "status": "queued",
+            "assignment_id": assignment.pk,
+            "reason": f"queued until a member is available ({assignment.note})",
+        }
+        status = 202
+    else:
+        member = assignment.member.display_name
+        label = AssignmentReason(assignment.reason).label.lower() if assignment.reason else ""
+        answer = {
+            "status": assignment.status,
+            "assignment_id": assignment.pk,
+            "member": member,
+            "reason": f"assigned to {member} ({label})",
+        }
+        status = 200
+    return HttpResult(status=status, body=json.dumps(answer), latency_ms=_ms_since(started))
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+# --- Reading: what the admin reports ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamDay:
+    """A team's day so far (UTC): assigned, claimed, how fast, and what waits."""
+
+    assigned: int = 0
+    claimed: int = 0
+    median_to_claim: timedelta | None = None
+    queued: int = 0
+    awaiting_claim: int = 0
+
+
+def team_days(team_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, TeamDay]:
+    """Return each team's figures for today (UTC), in two queries whatever the number of teams."""
+    now = now or timezone.now()
+    ids = list(team_ids)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = Assignment.objects.filter(
+        team_id__in=ids, assigned_at__gte=start, assigned_at__lte=now
+    ).values_list("team_id", "assigned_at", "claimed_at")
+    assigned: dict[int, int] = {}
+    waits: dict[int, list[float]] = {}
+    for team_id, assigned_at, claimed_at in rows:
+        assigned[team_id] = assigned.get(team_id, 0) + 1
+        if claimed_at is not None:
+            waits.setdefault(team_id, []).append((claimed_at - assigned_at).total_seconds())
+    waiting = dict(
+        Assignment.objects.filter(team_id__in=ids, status=AssignmentStatus.QUEUED)
+        .values("team_id")
+        .annotate(count=Count("pk"))
+        .order_by()
+        .values_list("team_id", "count")
+    )
+    awaiting = dict(
+        Assignment.objects.filter(team_id__in=ids, status=AssignmentStatus.ASSIGNED)
+        .values("team_id")
+        .annotate(count=Count("pk"))
+        .order_by()
+        .values_list("team_id", "count")
+    )
+    return {
+        team_id: TeamDay(
+            assigned=assigned.get(team_id, 0),
+            claimed=len(waits.get(team_id, [])),
+            median_to_claim=timedelta(seconds=statistics.median(waits[team_id]))
+            if waits.get(team_id)
+            else None,
+            queued=waiting.get(team_id, 0),
+            awaiting_claim=awaiting.get(team_id, 0),
+        )
+        for team_id in ids
+    }
+
+
+@dataclass(frozen=True)
+class MemberNow:
+    """A member as the rotation sees them now."""
+
+    member: TeamMember
+    assigned_today: int
+    unavailable: str
+    next_available: datetime | None
+
+
+def team_members_now(team: Team, *, now: datetime | None = None) -> list[MemberNow]:
+    """Return each member's availability now and what they were assigned today."""
+    now = now or timezone.now()
+    members = _members(team)
+    counts = _assigned_today(members, now)
+    return [
+        MemberNow(
+            member=member,
+            assigned_today=counts.get(member.pk, 0),
+            unavailable=unavailable_reason(selected, now),
+            next_available=next_available(selected, now),
+        )
+        for member, selected in zip(members, _selection(members, counts), strict=True)
+    ]
