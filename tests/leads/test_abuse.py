@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 from django.apps import apps
@@ -57,7 +58,8 @@ def test_generated_ids_never_reveal_another_partners_lead(client, two_partners, 
         probe,
         *map(str, Lead.objects.filter(source=theirs).values_list("pk", flat=True)),
     ]:
-        response = get(client, key, f"{LEADS}{lead_id}/")
+        # Quoted as a client would: a raw "?" or "#" would make it another address.
+        response = get(client, key, f"{LEADS}{quote(lead_id, safe='')}/")
         assert response.status_code in (404, 308), (lead_id, response.status_code)
         assert response.status_code != 200
 
