@@ -13,8 +13,8 @@ import requests
 from celery import shared_task
 from celery.exceptions import Retry
 from django.conf import settings
-from django.core.cache import cache
 
+from config.locks import run_alone
 from leads.models import FINAL_STATUSES, Lead, Postback, PostbackStatus
 from leads.privacy import raw_bodies_purge
 from leads.services import (
@@ -39,14 +39,12 @@ _session = requests.Session()
 def sweep_waiting_leads() -> int:
     """Re-enqueue accepted leads no routing run picked up (broker down at intake, lost task)."""
     # Runs every 15 s; never two at once (a slow run must not double every enqueue).
-    if not cache.add("lock:sweep_waiting_leads", 1, timeout=60):
-        return 0
-    try:
+    with run_alone("sweep_waiting_leads") as alone:
+        if not alone:
+            return 0
         count = leads_sweep_waiting(
             older_than=timedelta(seconds=settings.ROUTING_SWEEP_AFTER_SECONDS)
         )
-    finally:
-        cache.delete("lock:sweep_waiting_leads")
     if count:
         logger.info("re-enqueued waiting leads", extra={"count": count})
     return count
@@ -55,12 +53,10 @@ def sweep_waiting_leads() -> int:
 @shared_task(name="leads.tasks.sweep_missing_postbacks")
 def sweep_missing_postbacks() -> int:
     """Queue the postbacks that never got queued (the broker was down when the lead settled)."""
-    if not cache.add("lock:sweep_missing_postbacks", 1, timeout=120):
-        return 0
-    try:
+    with run_alone("sweep_missing_postbacks") as alone:
+        if not alone:
+            return 0
         sent = sum(postback_enqueue(lead_id) for lead_id in leads_missing_postbacks())
-    finally:
-        cache.delete("lock:sweep_missing_postbacks")
     if sent:
         logger.info("queued missing postbacks", extra={"count": sent})
     return sent
@@ -78,12 +74,10 @@ def purge_raw_bodies() -> int:
     if not days:
         return 0
     # Daily, and bounded per run; never two at once (a backlog takes a few runs, not a race).
-    if not cache.add("lock:purge_raw_bodies", 1, timeout=3600):
-        return 0
-    try:
+    with run_alone("purge_raw_bodies") as alone:
+        if not alone:
+            return 0
         count = raw_bodies_purge(older_than=timedelta(days=days))
-    finally:
-        cache.delete("lock:purge_raw_bodies")
     logger.info("purged raw bodies past retention", extra={"count": count, "days": days})
     return count
 

@@ -10,11 +10,11 @@ from datetime import timedelta
 from celery import shared_task
 from celery.exceptions import Retry
 from django.conf import settings
-from django.core.cache import cache
 from django.db import close_old_connections
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from config.locks import run_alone
 from leads.models import Lead, LeadStatus
 from leads.services import routing_enqueue
 from routing import assignments, notifications
@@ -71,13 +71,11 @@ def leads_stuck_in_routing(*, limit: int = 500) -> list:
 @shared_task(name="routing.tasks.sweep_stuck_leads")
 def sweep_stuck_leads() -> int:
     """Hand runs whose worker was lost (SIGKILL, OOM, a dead host) to a live worker."""
-    if not cache.add("lock:sweep_stuck_leads", 1, timeout=120):
-        return 0
-    try:
+    with run_alone("sweep_stuck_leads") as alone:
+        if not alone:
+            return 0
         ids = leads_stuck_in_routing()
         count = routing_enqueue(ids) if ids else 0
-    finally:
-        cache.delete("lock:sweep_stuck_leads")
     if count:
         logger.warning("resuming routing runs whose worker was lost", extra={"count": count})
         notifications.leads_stuck(lead_ids=ids)
@@ -106,38 +104,36 @@ def dispatch_notification(kind: str, params: dict) -> int:
 def send_notification(self, delivery_id: int) -> str | Retry:
     """Send one recorded notification (Slack or e-mail); retry transient failures."""
     outcome = notifications.delivery_send(delivery_id=delivery_id)
-    if outcome != "retry":
-        return outcome
-    # Exponential backoff with jitter (half fixed, half random), capped.
-    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (self.request.retries + 1))
+    return outcome if outcome != "retry" else _notify_again_later(self)
+
+
+def _notify_again_later(task) -> Retry:
+    """Retry a message send with exponential backoff and jitter (half fixed, half random)."""
+    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (task.request.retries + 1))
     countdown = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
-    if self.request.is_eager:
+    if task.request.is_eager:
         # In-process (no broker) the retries run at once; a raised Retry would escape through
         # on_commit into whatever reported the event.
-        return self.retry(countdown=countdown, throw=False)
-    raise self.retry(countdown=countdown)
+        return task.retry(countdown=countdown, throw=False)
+    raise task.retry(countdown=countdown)
 
 
 @shared_task(name="routing.tasks.notify_source_rates")
 def notify_source_rates() -> int:
     """Tell subscribers of sources whose error or duplicate rate reached their threshold."""
-    if not cache.add("lock:notify_source_rates", 1, timeout=240):
-        return 0
-    try:
+    with run_alone("notify_source_rates") as alone:
+        if not alone:
+            return 0
         return notifications.source_rates_check()
-    finally:
-        cache.delete("lock:notify_source_rates")
 
 
 @shared_task(name="routing.tasks.sweep_notifications")
 def sweep_notifications() -> dict[str, int]:
     """Tell repeats held back by closed windows; queue deliveries whose task was lost."""
-    if not cache.add("lock:sweep_notifications", 1, timeout=120):
-        return {}
-    try:
+    with run_alone("sweep_notifications") as alone:
+        if not alone:
+            return {}
         return notifications.notifications_sweep()
-    finally:
-        cache.delete("lock:sweep_notifications")
 
 
 # --- Internal sales teams (routing/assignments.py) ----------------------------------------------
@@ -146,23 +142,19 @@ def sweep_notifications() -> dict[str, int]:
 @shared_task(name="routing.tasks.assign_queued_team_leads")
 def assign_queued_team_leads() -> int:
     """Assign queued team leads to members whose working hours have opened (oldest first)."""
-    if not cache.add("lock:assign_queued_team_leads", 1, timeout=120):
-        return 0
-    try:
+    with run_alone("assign_queued_team_leads") as alone:
+        if not alone:
+            return 0
         return assignments.assignments_assign_queued()
-    finally:
-        cache.delete("lock:assign_queued_team_leads")
 
 
 @shared_task(name="routing.tasks.reassign_unclaimed_team_leads")
 def reassign_unclaimed_team_leads() -> dict[str, int]:
     """Give team leads nobody claimed within the claim timeout to the next available member."""
-    if not cache.add("lock:reassign_unclaimed_team_leads", 1, timeout=120):
-        return {}
-    try:
+    with run_alone("reassign_unclaimed_team_leads") as alone:
+        if not alone:
+            return {}
         counts = assignments.assignments_reassign_overdue()
-    finally:
-        cache.delete("lock:reassign_unclaimed_team_leads")
     return {"reassigned": counts.reassigned, "queued": counts.queued, "expired": counts.expired}
 
 
@@ -180,10 +172,4 @@ def requeue_team_notifications() -> int:
 def send_team_notification(self, notification_id: int) -> str | Retry:
     """Send one message about a team assignment (e-mail or Slack); retry transient failures."""
     outcome = assignments.team_notification_send(notification_id=notification_id)
-    if outcome != "retry":
-        return outcome
-    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (self.request.retries + 1))
-    countdown = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
-    if self.request.is_eager:
-        return self.retry(countdown=countdown, throw=False)
-    raise self.retry(countdown=countdown)
+    return outcome if outcome != "retry" else _notify_again_later(self)
