@@ -10,9 +10,8 @@ from leads.tasks import sweep_waiting_leads
 
 
 def test_a_second_run_while_the_first_holds_the_lock_does_nothing():
-    with run_alone("a_sweep") as first:
-        with run_alone("a_sweep") as second:
-            assert (first, second) == (True, False)
+    with run_alone("a_sweep") as first, run_alone("a_sweep") as second:
+        assert (first, second) == (True, False)
     with run_alone("a_sweep") as after:
         assert after
 
