@@ -15,9 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.debug import sensitive_post_parameters
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.caps import CapUsage
@@ -70,7 +68,9 @@ from buyers.services import (
 )
 from config.admin_display import (
     LeadLinkMixin,
+    MaskedSecretMixin,
     ReadOnlyAdminMixin,
+    SecretFormMixin,
     admin_link,
     money,
     parse_uuid,
@@ -81,7 +81,7 @@ from config.admin_pii import pii_visible
 from leads.models import Lead
 from routing.assignments import TeamDay, assignments_reassign_now, team_days, team_members_now
 from routing.health import health_force
-from routing.models import ContractHealth, HealthEvent
+from routing.models import ContractHealth, HealthEvent, webhook_display
 from routing.tools import TestSendResult, contract_request_preview, contract_test_send
 
 
@@ -331,14 +331,6 @@ class ResponseRuleInline(OwnedPartInlineMixin, admin.StackedInline):
     model = ResponseRule
     extra = 0
     max_num = 2  # one for pings, one for posts
-
-
-class SecretFormMixin:
-    """Keep typed credentials out of error reports: they travel in these pages' POST data."""
-
-    @method_decorator(sensitive_post_parameters())
-    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
-        return super().changeform_view(*args, **kwargs)
 
 
 @admin.register(Contract)
@@ -1043,8 +1035,9 @@ class TeamMemberInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(SecretFormMixin, SimpleHistoryAdmin):
+class TeamAdmin(SecretFormMixin, MaskedSecretMixin, SimpleHistoryAdmin):
     form = TeamForm
+    secret_field, secret_display = "slack_webhook_url", "slack_webhook_display"
     list_display = (
         "name",
         "active_members",
@@ -1131,6 +1124,10 @@ class TeamAdmin(SecretFormMixin, SimpleHistoryAdmin):
     @admin.display(description="Awaiting a claim")
     def awaiting_claim(self, obj: Team) -> int:
         return self._day(obj).awaiting_claim
+
+    @admin.display(description="Slack incoming webhook")
+    def slack_webhook_display(self, obj: Team) -> str:
+        return webhook_display(obj.slack_webhook_url) if obj.slack_webhook_url else ""
 
     @admin.display(description="Members now")
     def members_now(self, obj: Team) -> str:

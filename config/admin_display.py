@@ -9,10 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 
 def plural(count: int, noun: str) -> str:
@@ -120,3 +122,43 @@ class LeadLinkMixin:
     def lead_link(self, obj: Any) -> str:
         url = reverse("admin:leads_lead_change", args=[obj.lead_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.lead_id)[:8])
+
+
+class SecretFormMixin:
+    """Keep typed credentials out of error reports: they travel in these pages' POST data."""
+
+    @method_decorator(sensitive_post_parameters())
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
+
+
+class MaskedSecretMixin:
+    """On a page its user may only view, the admin prints every field read-only, a decrypted
+    secret included: show `secret_display` (a masked rendering) in place of `secret_field`."""
+
+    secret_field = ""
+    secret_display = ""
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(
+                        self.secret_display if f == self.secret_field else f
+                        for f in options["fields"]
+                    ),
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        readonly = super().get_readonly_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return readonly
+        return (*readonly, self.secret_display)

@@ -18,7 +18,9 @@ from buyers.fields import mask
 from buyers.models import SECRET_HEADER_WORDS
 from config.admin_display import (
     LeadLinkMixin,
+    MaskedSecretMixin,
     ReadOnlyAdminMixin,
+    SecretFormMixin,
     admin_link,
     explanation_table,
     money,
@@ -593,8 +595,9 @@ class NotificationSubscriptionForm(forms.ModelForm):
 
 
 @admin.register(NotificationSubscription)
-class NotificationSubscriptionAdmin(admin.ModelAdmin):
+class NotificationSubscriptionAdmin(SecretFormMixin, MaskedSecretMixin, admin.ModelAdmin):
     form = NotificationSubscriptionForm
+    secret_field, secret_display = "slack_webhook_url", "recipient_display"
     list_display = (
         "name",
         "active",
@@ -643,31 +646,6 @@ class NotificationSubscriptionAdmin(admin.ModelAdmin):
         ("Record", {"fields": ("created_at", "updated_at", "recent_deliveries")}),
     )
     actions = ("send_test",)
-
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
-        fieldsets = super().get_fieldsets(request, obj)
-        if self.has_change_permission(request, obj):
-            return fieldsets
-        # Read-only, the admin would print the stored webhook URL, a secret: show it masked.
-        return [
-            (
-                name,
-                {
-                    **options,
-                    "fields": tuple(
-                        "recipient_display" if f == "slack_webhook_url" else f
-                        for f in options["fields"]
-                    ),
-                },
-            )
-            for name, options in fieldsets
-        ]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
-        readonly = super().get_readonly_fields(request, obj)
-        if self.has_change_permission(request, obj):
-            return readonly
-        return (*readonly, "recipient_display")
 
     @admin.display(description="Sent to")
     def recipient_display(self, obj: NotificationSubscription) -> str:

@@ -466,6 +466,18 @@ def test_the_contract_form_offers_team_delivery_and_the_team_form_hides_the_webh
     assert b"/services/T0001/" in team_form.content  # the masked hint
 
 
+def test_sales_may_view_a_team_but_never_read_its_webhook(client, db, start_receiver):
+    slack = start_receiver()
+    team = TeamFactory(slack_webhook_url=slack.url)
+    client.force_login(staff_user("Sales"))
+
+    page = client.get(f"/admin/buyers/team/{team.pk}/change/")
+
+    assert page.status_code == 200
+    assert SLACK_PATH.encode() not in page.content  # read-only, it used to be printed in clear
+    assert "••••".encode() in page.content
+
+
 # --- The whole flow -----------------------------------------------------------------------------
 
 
