@@ -32,7 +32,7 @@ from config.admin_display import (
     preformatted,
     pretty_json,
 )
-from config.admin_pii import mask_data, mask_value, pii_visible
+from config.admin_pii import lead_pii_values, mask_data, mask_text, mask_value, pii_visible
 from leads.models import (
     FINAL_STATUSES,
     IdempotencyRecord,
@@ -831,6 +831,10 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if obj.score is None or not breakdown:
             return "-"
         fired = breakdown.get("rules") or []
+        if not self._shows_pii(obj):
+            # A breakdown stored before its rule's field counted as personal may quote a value.
+            values = lead_pii_values(obj, pii_field_names(obj.vertical_id))
+            fired = [{**rule, "why": mask_text(rule.get("why", ""), values)} for rule in fired]
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

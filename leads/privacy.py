@@ -29,8 +29,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_pii import lead_pii_values
-from leads.intake import NAME_FIELDS, FieldError, FieldSpec, normalise_value
-from leads.models import FieldType, Lead, LeadStatus, Postback, SuppressionList, VerticalField
+from leads.intake import FieldError, FieldSpec, normalise_value
+from leads.models import FieldType, Lead, LeadStatus, Postback, SuppressionList
+from leads.selectors import personal_field_names
 from leads.services import suppression_list_add
 from routing.models import Attempt
 
@@ -42,8 +43,6 @@ SUPPRESSION_LIST_NAME = "Erased consumers"
 # stay (they say what was agreed, not who agreed), and so does the record's shape: reports count
 # leads without consent by an empty record.
 CONSENT_PERSONAL_KEYS = ("ip", "user_agent", "page_url", "trustedform_cert_url", "jornaya_leadid")
-# Fields holding a person's name are personal even where the vertical forgot to flag them.
-PERSON_NAME_FIELDS = NAME_FIELDS - {"city"}
 # A routing run reads the lead's data: a lead in flight is not erased under a running buyer post.
 IN_FLIGHT = (LeadStatus.ACCEPTED, LeadStatus.ROUTING)
 # Bodies that carry the whole lead (or a buyer's or partner's answer to it) are emptied, not
@@ -150,18 +149,6 @@ def _consumer_leads(email: str, phone: str) -> list[Lead]:
     ]
 
 
-def _personal_fields(vertical_ids: Iterable[int | None]) -> dict[int | None, set[str]]:
-    """Per vertical, the names of its fields that hold personal data."""
-    names: dict[int | None, set[str]] = {vid: set(PERSON_NAME_FIELDS) for vid in vertical_ids}
-    rows = VerticalField.objects.filter(vertical_id__in=[v for v in names if v is not None])
-    for vertical_id, name, is_pii, field_type in rows.values_list(
-        "vertical_id", "name", "is_pii", "field_type"
-    ):
-        if is_pii or field_type in (FieldType.EMAIL, FieldType.PHONE):
-            names[vertical_id].add(name)
-    return names
-
-
 def _needles(values: Iterable[str]) -> re.Pattern[str] | None:
     """One case-insensitive pattern for every spelling of the consumer's values, longest first."""
     spellings: set[str] = set()
@@ -254,6 +241,7 @@ def lead_dependants() -> list[tuple[type[models.Model], str]]:
 
 
 def _erase_lead(lead: Lead, personal: set[str], scrub: _Scrubber, now: datetime) -> None:
+    lead.score_breakdown = scrub.json(lead.score_breakdown)
     data = lead.data if isinstance(lead.data, dict) else {}
     lead.data = scrub.json(
         {key: ERASED if key in personal else value for key, value in data.items()}
@@ -324,7 +312,7 @@ def consumer_erase(
                 f"({', '.join(str(lead.pk) for lead in busy[:5])}); erase again once routing "
                 "has finished, within a minute or two."
             )
-        personal = _personal_fields({lead.vertical_id for lead in leads})
+        personal = personal_field_names({lead.vertical_id for lead in leads})
         values = {v for v in (email, phone) if v}
         for lead in leads:
             values.update(lead_pii_values(lead, personal[lead.vertical_id]))
@@ -337,7 +325,7 @@ def consumer_erase(
                 leads,
                 [
                     "data", "consent", "raw_body", "email", "phone", "remote_ip", "errors",
-                    "reason", "sub_id", "erased_at", "updated_at",
+                    "reason", "sub_id", "score_breakdown", "erased_at", "updated_at",
                 ],
             )  # fmt: skip
             counts[Lead._meta.label] = len(leads)

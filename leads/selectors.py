@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
 from leads import intake_cache
-from leads.intake import FieldSpec, specs_from_models
-from leads.models import Lead, ScoringRule, Source, Vertical, VerticalField
+from leads.intake import NAME_FIELDS, FieldSpec, specs_from_models
+from leads.models import FieldType, Lead, ScoringRule, Source, Vertical, VerticalField
 from leads.scoring import Scorecard, compile_rule
 
 # A vertical's schema is read on every submission: keep it per process, keyed by the vertical's
@@ -50,6 +51,24 @@ def vertical_field_specs(vertical: Vertical) -> tuple[FieldSpec, ...]:
     return specs
 
 
+# Fields holding a person's name are personal even where the vertical forgot to flag them.
+PERSON_NAME_FIELDS = NAME_FIELDS - {"city"}
+
+
+def personal_field_names(vertical_ids: Iterable[int | None]) -> dict[int | None, set[str]]:
+    """Per vertical, the names of its fields that hold personal data: those flagged personal,
+    every e-mail and phone field, and the usual name fields. One definition for what Sales may
+    not see, what erasure erases and what a score's breakdown never quotes."""
+    names: dict[int | None, set[str]] = {vid: set(PERSON_NAME_FIELDS) for vid in vertical_ids}
+    rows = VerticalField.objects.filter(vertical_id__in=[v for v in names if v is not None])
+    for vertical_id, name, is_pii, field_type in rows.values_list(
+        "vertical_id", "name", "is_pii", "field_type"
+    ):
+        if is_pii or field_type in (FieldType.EMAIL, FieldType.PHONE):
+            names[vertical_id].add(name)
+    return names
+
+
 def vertical_scorecard(vertical: Vertical) -> Scorecard | None:
     """Return the vertical's compiled scoring rules and tier bounds, None when it has no active
     rule; from the process cache while the vertical is unchanged (no query per lead)."""
@@ -57,9 +76,7 @@ def vertical_scorecard(vertical: Vertical) -> Scorecard | None:
         cached = _scorecards.get(vertical.pk)
     if cached is not None and cached[0] == vertical.updated_at:
         return cached[1]
-    private = set(
-        VerticalField.objects.filter(vertical=vertical, is_pii=True).values_list("name", flat=True)
-    )
+    private = personal_field_names([vertical.pk])[vertical.pk]
     rules = tuple(
         compile_rule(
             name=rule.name,

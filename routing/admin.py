@@ -30,7 +30,7 @@ from config.admin_display import (
     pretty_json,
 )
 from config.admin_pii import lead_pii_values, mask_text, pii_visible
-from leads.models import VerticalField
+from leads.selectors import personal_field_names
 from reporting.forms import ReturnSalesForm
 from reporting.services import ReturnRefused, sale_return
 from routing.models import (
@@ -67,11 +67,7 @@ def masked_headers(headers: Any) -> Any:
 
 def pii_field_names(vertical_id: int | None) -> list[str]:
     """Return the names of the vertical's personal fields (masked for Sales)."""
-    return list(
-        VerticalField.objects.filter(vertical_id=vertical_id, is_pii=True).values_list(
-            "name", flat=True
-        )
-    )
+    return sorted(personal_field_names([vertical_id])[vertical_id])
 
 
 def exchange_display(attempt: Attempt, *, body_mask: Any = None) -> str:

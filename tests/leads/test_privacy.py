@@ -147,6 +147,10 @@ def consumer(vertical):
         consent={"text": "I agree to be called.", "ip": IP, "user_agent": "Mozilla/5.0 (X11)"},
         remote_ip=IP,
         sub_id="spring",
+        # A breakdown written while the rule's field quoted its value (before it was personal).
+        score=40,
+        tier="qualified",
+        score_breakdown={"rules": [{"rule": "Known street", "why": f"street is {STREET!r}"}]},
         sale_price=Decimal("24.00"),
         payout=Decimal("8.00"),
         sold_at=timezone.now(),

@@ -801,6 +801,18 @@ def test_intake_stores_the_score_its_tier_and_which_rules_fired(client, partner_
     assert "mary" not in json.dumps(lead.score_breakdown)
 
 
+def test_an_email_field_nobody_flagged_personal_is_still_never_quoted(client, partner_key):
+    VerticalField.objects.filter(name="email").update(is_pii=False)
+    clear_field_specs_cache()
+
+    answer = submit(client, partner_key)
+
+    lead = Lead.objects.get(pk=answer["id"])
+    assert "Work e-mail" in [r["rule"] for r in lead.score_breakdown["rules"]]
+    # An e-mail is personal by its type: the lead page shows the breakdown to Sales too.
+    assert "mary" not in json.dumps(lead.score_breakdown)
+
+
 def test_the_partner_status_shows_the_score_and_tier(client, partner_key):
     answer = submit(client, partner_key, homeowner=True)
 
