@@ -12,7 +12,6 @@ from django.core.exceptions import ValidationError
 from django.core.validators import (
     MaxValueValidator,
     MinValueValidator,
-    URLValidator,
     validate_email,
 )
 from django.db import models
@@ -24,7 +23,7 @@ from buyers.fields import EncryptedTextField, mask
 from buyers.schedule import parse_hours
 from leads.geo import zip_lookup
 from leads.models import US_STATES, HttpsAssumedUrlField, Vertical
-from routing.netguard import url_refusal
+from routing.netguard import url_refusal, webhook_url_refusal
 
 ZIP_RE = re.compile(r"^\d{5}$")
 # Header names that carry credentials: refused in the plain headers, masked in attempt logs.
@@ -1059,7 +1058,7 @@ class Team(models.Model):
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.slack_webhook_url:
-            refusal = slack_webhook_refusal(self.slack_webhook_url)
+            refusal = webhook_url_refusal(self.slack_webhook_url)
             if refusal:
                 errors["slack_webhook_url"] = refusal
         unknown = [
@@ -1076,16 +1075,6 @@ class Team(models.Model):
             errors["acknowledgement_text"] = "Write the e-mail the consumer is sent."
         if errors:
             raise ValidationError(errors)
-
-
-def slack_webhook_refusal(url: str) -> str:
-    """Return why a Slack webhook URL may not be called (syntax, or the outbound guard), or ''."""
-    try:
-        URLValidator(schemes=["http", "https"])(url)
-    except ValidationError:
-        return "Enter the full URL Slack gave, starting with https://."
-    refusal = url_refusal(url)
-    return f"The platform may not call this address: {refusal}." if refusal else ""
 
 
 class TeamMember(models.Model):

@@ -881,7 +881,7 @@ class TeamDay:
 
 
 def team_days(team_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, TeamDay]:
-    """Return each team's figures for today (UTC), in two queries whatever the number of teams."""
+    """Return each team's figures for today (UTC), in three queries whatever the number of teams."""
     now = now or timezone.now()
     ids = list(team_ids)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -7,14 +7,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from buyers.fields import EncryptedTextField
 from buyers.models import Buyer, Contract, EndpointKind
 from leads.models import Lead, Source
-from routing.netguard import url_refusal
+from routing.netguard import webhook_url_refusal
 
 
 class AuctionStatus(models.TextChoices):
@@ -353,16 +353,6 @@ class NotificationSubscription(models.Model):
         elif self.user_id is not None and not self.user.email:
             errors["user"] = f"{self.user} has no e-mail address: add one to their account."
         return errors
-
-
-def webhook_url_refusal(url: str) -> str:
-    """Return why a webhook URL may not be called (syntax, or the outbound guard), or ''."""
-    try:
-        URLValidator(schemes=["http", "https"])(url)
-    except ValidationError:
-        return "Enter the full URL Slack gave, starting with https://."
-    refusal = url_refusal(url)
-    return f"The platform may not call this address: {refusal}." if refusal else ""
 
 
 def webhook_display(url: str) -> str:

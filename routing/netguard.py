@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -144,3 +146,13 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._resolver.close()
+
+
+def webhook_url_refusal(url: str) -> str:
+    """Return why a webhook URL (Slack's) may not be called (syntax, or the guard), or ''."""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        return "Enter the full URL Slack gave, starting with https://."
+    refusal = url_refusal(url)
+    return f"The platform may not call this address: {refusal}." if refusal else ""

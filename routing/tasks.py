@@ -161,7 +161,8 @@ def reassign_unclaimed_team_leads() -> dict[str, int]:
 @shared_task(name="routing.tasks.requeue_team_notifications")
 def requeue_team_notifications() -> int:
     """Queue again team notifications whose task was lost (a broker restarted empty)."""
-    return assignments.team_notifications_sweep()
+    with run_alone("requeue_team_notifications") as alone:
+        return assignments.team_notifications_sweep() if alone else 0
 
 
 @shared_task(
