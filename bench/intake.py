@@ -84,6 +84,8 @@ def configure_environment() -> tuple[str, str]:
             "SECURE_SSL_REDIRECT": "0",
             "ALLOWED_HOSTS": "127.0.0.1",
             "LOG_LEVEL": "WARNING",
+            # The demo's buyers are the simulator on loopback, which the platform refuses else.
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",
             # A developer's .env (./dev run writes DEBUG=1) must not change what is measured.
             "ENV_FILE": "",
         }

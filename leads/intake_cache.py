@@ -4,7 +4,8 @@ Each intake request would otherwise spend two ORM queries (a quarter of its CPU,
 rows that change a few times a day. Entries are kept per process under a generation token held
 in the shared cache (Redis in production): any save of a source, key, vertical or field, a key
 revocation or a change of a source's verticals replaces the token, so every process drops its
-copies at its next request. One cache GET per request checks the token; entries also expire
+copies at its next request. One cache GET per request checks the token (a request reads it
+once, however many entries it looks up); entries also expire
 after a minute, which bounds changes made outside Django (raw SQL). Without a shared cache
 (the embedded default) nothing is cached: a revocation must reach every web worker at once.
 """
@@ -30,11 +31,32 @@ MISSING = object()
 
 _entries: dict[tuple[Any, ...], tuple[str, float, Any]] = {}
 _lock = threading.Lock()
+# The token as the current request read it (None until its first read); only inside a request.
+_request = threading.local()
+
+
+def request_started(**kwargs: object) -> None:
+    _request.token = None
+    _request.active = True
+
+
+def request_finished(**kwargs: object) -> None:
+    _request.active = False
+    _request.token = None
 
 
 def generation() -> str | None:
     """Return the current token (created on first use, and again after a cache flush), or None
     while the shared cache cannot be reached: then nothing is served from the local copies."""
+    if getattr(_request, "active", False) and _request.token is not None:
+        return _request.token
+    token = _read_generation()
+    if getattr(_request, "active", False):
+        _request.token = token
+    return token
+
+
+def _read_generation() -> str | None:
     try:
         token = cache.get(GENERATION_KEY)
         if token is None:
@@ -81,5 +103,6 @@ def cached(key: tuple[Any, ...], token: str | None, load: Callable[[], Any]) -> 
 
 
 def clear_local() -> None:
+    _request.token = None
     with _lock:
         _entries.clear()

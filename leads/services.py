@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -16,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from config.admin_display import plural
@@ -190,19 +192,6 @@ def suppression_hash(kind: str, value: str) -> str:
     return hmac.new(settings.SUPPRESSION_HASH_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _is_suppressed(*, email: str, phone: str) -> bool:
-    hashes = []
-    if email:
-        hashes.append(suppression_hash(ContactKind.EMAIL, email))
-    if phone:
-        hashes.append(suppression_hash(ContactKind.PHONE, phone))
-    if not hashes:
-        return False
-    return SuppressedContact.objects.filter(
-        value_hash__in=hashes, suppression_list__active=True
-    ).exists()
-
-
 def _duplicate_values(vertical: Vertical, data: dict[str, Any]) -> dict[str, str]:
     values = {}
     for name in vertical.duplicate_fields or ():
@@ -210,26 +199,6 @@ def _duplicate_values(vertical: Vertical, data: dict[str, Any]) -> dict[str, str
         if value not in (None, ""):
             values[name] = str(value)
     return values
-
-
-def _find_duplicate(
-    *, vertical: Vertical, source: Source, is_test: bool, values: dict[str, str]
-) -> Lead | None:
-    since = timezone.now() - timedelta(days=vertical.duplicate_lookback_days)
-    match = Q()
-    for name, value in values.items():
-        column = DUPLICATE_COLUMNS.get(name)
-        match |= Q(**{column: value}) if column else Q(**{f"data__{name}": value})
-    earlier = Lead.objects.filter(
-        match,
-        vertical=vertical,
-        is_test=is_test,
-        received_at__gte=since,
-        status__in=INTAKE_ACCEPTED_STATES,
-    )
-    if vertical.duplicate_scope == DuplicateScope.SOURCE:
-        earlier = earlier.filter(source=source)
-    return earlier.order_by("received_at").only("id", "source_id").first()
 
 
 def _reject(
@@ -303,101 +272,279 @@ def lead_ingest(
     to routing only after its transaction commits.
     """
     common = {"source": source, "api_key": api_key, "raw_body": raw_body, "remote_ip": remote_ip}
-    with transaction.atomic():
-        submission, errors = parse_submission(document)
-        if submission is None:
-            return _reject(
-                verdict=IntakeVerdict.INVALID,
-                status=LeadStatus.INVALID,
-                vertical=None,
-                detail=f"The body has {plural(len(errors), 'error')}; see errors.",
-                errors=errors,
-                **common,
-            )
-        lead_fields: dict[str, Any] = {
-            "is_test": submission.test,
-            "sub_id": submission.sub_id,
-            "consent": submission.consent,
-        }
-        vertical = vertical_for_source(source=source, slug=submission.vertical)
-        if not source.active or vertical is None:
-            detail = (
-                "This source is inactive; ask your account manager to reactivate it."
-                if not source.active
-                else f"This source may not submit to {submission.vertical!r}; its verticals "
-                f"are {', '.join(allowed_vertical_slugs(source=source)) or 'none'}."
-            )
-            known = vertical or Vertical.objects.filter(slug=submission.vertical).first()
-            return _reject(
-                verdict=IntakeVerdict.FORBIDDEN,
-                status=LeadStatus.INVALID,
-                vertical=known,
-                detail=detail,
-                **lead_fields,
-                **common,
-            )
-        normalised, errors = normalise_fields(vertical_field_specs(vertical), submission.fields)
-        if normalised is None:
-            return _reject(
-                verdict=IntakeVerdict.INVALID,
-                status=LeadStatus.INVALID,
-                vertical=vertical,
-                detail=f"The lead has {plural(len(errors), 'invalid field')}; see errors.",
-                errors=errors,
-                **lead_fields,
-                **common,
-            )
-        lead_fields.update(
-            data=normalised.data,
-            email=normalised.email,
-            phone=normalised.phone,
-            zip_code=normalised.zip_code,
-            state=normalised.state,
+    submission, errors = parse_submission(document)
+    if submission is None:
+        return _reject(
+            verdict=IntakeVerdict.INVALID,
+            status=LeadStatus.INVALID,
+            vertical=None,
+            detail=f"The body has {plural(len(errors), 'error')}; see errors.",
+            errors=errors,
+            **common,
         )
-        # Pure Python over rules compiled once per vertical: no query, no network.
-        scored = score_lead(vertical_scorecard(vertical), normalised.data, source_id=source.pk)
-        if scored is not None:
-            lead_fields.update(
-                score=scored.score, tier=scored.tier, score_breakdown=scored.breakdown()
-            )
-        if _is_suppressed(email=normalised.email, phone=normalised.phone):
-            return _reject(
-                verdict=IntakeVerdict.SUPPRESSED,
-                status=LeadStatus.SUPPRESSED,
-                vertical=vertical,
-                detail="The consumer may not be contacted.",
-                **lead_fields,
-                **common,
-            )
-        values = _duplicate_values(vertical, normalised.data)
-        if values and vertical.duplicate_lookback_days:
-            scope = f"s{source.pk}" if vertical.duplicate_scope == DuplicateScope.SOURCE else "g"
-            _advisory_locks(
-                [
-                    f"dup:{vertical.pk}:{scope}:{int(submission.test)}:{name}:{value}"
-                    for name, value in values.items()
-                ]
-            )
-            earlier = _find_duplicate(
-                vertical=vertical, source=source, is_test=submission.test, values=values
-            )
-            if earlier is not None:
-                names = " or ".join(values)
-                return _reject(
-                    verdict=IntakeVerdict.DUPLICATE,
-                    status=LeadStatus.DUPLICATE,
-                    vertical=vertical,
-                    detail=f"A lead with the same {names} was accepted in the last "
-                    f"{plural(vertical.duplicate_lookback_days, 'day')}.",
-                    duplicate_of=earlier,
-                    **lead_fields,
-                    **common,
-                )
-        lead = Lead.objects.create(
-            vertical=vertical, status=LeadStatus.ACCEPTED, **lead_fields, **common
+    lead_fields: dict[str, Any] = {
+        "is_test": submission.test,
+        "sub_id": submission.sub_id,
+        "consent": submission.consent,
+    }
+    vertical = vertical_for_source(source=source, slug=submission.vertical)
+    if not source.active or vertical is None:
+        detail = (
+            "This source is inactive; ask your account manager to reactivate it."
+            if not source.active
+            else f"This source may not submit to {submission.vertical!r}; its verticals "
+            f"are {', '.join(allowed_vertical_slugs(source=source)) or 'none'}."
         )
+        known = vertical or Vertical.objects.filter(slug=submission.vertical).first()
+        return _reject(
+            verdict=IntakeVerdict.FORBIDDEN,
+            status=LeadStatus.INVALID,
+            vertical=known,
+            detail=detail,
+            **lead_fields,
+            **common,
+        )
+    normalised, errors = normalise_fields(vertical_field_specs(vertical), submission.fields)
+    if normalised is None:
+        return _reject(
+            verdict=IntakeVerdict.INVALID,
+            status=LeadStatus.INVALID,
+            vertical=vertical,
+            detail=f"The lead has {plural(len(errors), 'invalid field')}; see errors.",
+            errors=errors,
+            **lead_fields,
+            **common,
+        )
+    lead_fields.update(
+        data=normalised.data,
+        email=normalised.email,
+        phone=normalised.phone,
+        zip_code=normalised.zip_code,
+        state=normalised.state,
+    )
+    # Pure Python over rules compiled once per vertical: no query, no network.
+    scored = score_lead(vertical_scorecard(vertical), normalised.data, source_id=source.pk)
+    if scored is not None:
+        lead_fields.update(score=scored.score, tier=scored.tier, score_breakdown=scored.breakdown())
+    lead = Lead(vertical=vertical, status=LeadStatus.ACCEPTED, **lead_fields, **common)
+    checks = IntakeChecks.of(lead, vertical=vertical)
+    store = _store_checked_postgres if connection.vendor == "postgresql" else _store_checked_orm
+    earlier = store(lead, checks)
+    if lead.status == LeadStatus.ACCEPTED:
+        # Outside a transaction the lead is committed already and this runs at once.
         transaction.on_commit(partial(routing_enqueue, [lead.pk]))
-    return IngestResult(verdict=IntakeVerdict.ACCEPTED, lead=lead)
+        return IngestResult(verdict=IntakeVerdict.ACCEPTED, lead=lead)
+    if lead.status == LeadStatus.SUPPRESSED:
+        return IngestResult(verdict=IntakeVerdict.SUPPRESSED, lead=lead, detail=lead.reason)
+    return IngestResult(
+        verdict=IntakeVerdict.DUPLICATE, lead=lead, detail=lead.reason, duplicate_of=earlier
+    )
+
+
+SUPPRESSED_REASON = "The consumer may not be contacted."
+
+
+@dataclass(frozen=True)
+class IntakeChecks:
+    """What a valid lead is checked against as it is stored: suppression, then duplicates."""
+
+    suppression_hashes: list[str]
+    # Duplicate fields with a value, and the lock keys that serialise leads sharing them.
+    duplicate_values: dict[str, str]
+    lock_keys: list[str]
+    since: Any = None
+    same_source: bool = False
+    duplicate_reason: str = ""
+
+    @classmethod
+    def of(cls, lead: Lead, *, vertical: Vertical) -> IntakeChecks:
+        hashes = []
+        if lead.email:
+            hashes.append(suppression_hash(ContactKind.EMAIL, lead.email))
+        if lead.phone:
+            hashes.append(suppression_hash(ContactKind.PHONE, lead.phone))
+        values = _duplicate_values(vertical, lead.data)
+        if not values or not vertical.duplicate_lookback_days:
+            return cls(suppression_hashes=hashes, duplicate_values={}, lock_keys=[])
+        same_source = vertical.duplicate_scope == DuplicateScope.SOURCE
+        scope = f"s{lead.source_id}" if same_source else "g"
+        days = vertical.duplicate_lookback_days
+        return cls(
+            suppression_hashes=hashes,
+            duplicate_values=values,
+            lock_keys=sorted(
+                {
+                    f"dup:{vertical.pk}:{scope}:{int(lead.is_test)}:{name}:{value}"
+                    for name, value in values.items()
+                }
+            ),
+            since=timezone.now() - timedelta(days=days),
+            same_source=same_source,
+            duplicate_reason=f"A lead with the same {' or '.join(values)} was accepted in the "
+            f"last {plural(days, 'day')}.",
+        )
+
+
+def _store_checked_orm(lead: Lead, checks: IntakeChecks) -> Lead | None:
+    """Check and store a valid lead with the ORM (SQLite); return the lead it duplicates."""
+    earlier = None
+    with transaction.atomic():
+        if (
+            checks.suppression_hashes
+            and SuppressedContact.objects.filter(
+                value_hash__in=checks.suppression_hashes, suppression_list__active=True
+            ).exists()
+        ):
+            lead.status, lead.reason = LeadStatus.SUPPRESSED, SUPPRESSED_REASON
+        elif checks.duplicate_values:
+            _advisory_locks(checks.lock_keys)
+            earlier = _find_duplicate(lead, checks)
+            if earlier is not None:
+                lead.status, lead.reason = LeadStatus.DUPLICATE, checks.duplicate_reason
+                lead.duplicate_of = earlier
+        lead.save(force_insert=True)
+    return earlier
+
+
+def _find_duplicate(lead: Lead, checks: IntakeChecks) -> Lead | None:
+    match = Q()
+    for name, value in checks.duplicate_values.items():
+        column = DUPLICATE_COLUMNS.get(name)
+        match |= Q(**{column: value}) if column else Q(**{f"data__{name}": value})
+    earlier = Lead.objects.filter(
+        match,
+        vertical_id=lead.vertical_id,
+        is_test=lead.is_test,
+        received_at__gte=checks.since,
+        status__in=INTAKE_ACCEPTED_STATES,
+    )
+    if checks.same_source:
+        earlier = earlier.filter(source_id=lead.source_id)
+    return earlier.order_by("received_at").only("id", "source_id").first()
+
+
+# On PostgreSQL a valid lead costs one round trip: its duplicate keys' locks, then one statement
+# that checks suppression and duplicates and inserts the lead with the verdict, in a transaction
+# sent as one message. The duplicate check must be a statement of its own after the locks, as a
+# statement sees only what had committed when it began.
+LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k"
+)
+
+
+# What the three columns the verdict decides are set to, from the checks, inside the INSERT.
+VERDICT_SQL = {
+    "status": "(SELECT CASE WHEN suppressed THEN %s WHEN earlier_id IS NOT NULL THEN %s "
+    "ELSE %s END FROM checks)",
+    "reason": "(SELECT CASE WHEN suppressed THEN %s WHEN earlier_id IS NOT NULL THEN %s "
+    "ELSE '' END FROM checks)",
+    "duplicate_of_id": "(SELECT CASE WHEN suppressed THEN NULL ELSE earlier_id END FROM checks)",
+}
+
+
+def _earlier_lead_sql(lead: Lead, checks: IntakeChecks, params: list[Any]) -> str:
+    """The join that finds the earliest lead the new one duplicates (as `_find_duplicate`)."""
+    if not checks.duplicate_values:
+        return "LEFT JOIN (SELECT NULL::uuid AS id, NULL::integer AS source_id) earlier ON false"
+    match = []
+    for name, value in checks.duplicate_values.items():
+        column = DUPLICATE_COLUMNS.get(name)
+        if column:
+            match.append(f"{connection.ops.quote_name(column)} = %s")
+            params.append(value)
+        else:  # as the ORM compares data__name with a string: as a JSON string
+            match.append("data -> %s = to_jsonb(%s::text)")
+            params.extend([name, value])
+    where = [f"({' OR '.join(match)})", "vertical_id = %s", "is_test = %s"]
+    where += ["received_at >= %s", "status = ANY(%s)"]
+    params += [lead.vertical_id, lead.is_test, checks.since, list(INTAKE_ACCEPTED_STATES)]
+    if checks.same_source:
+        where.append("source_id = %s")
+        params.append(lead.source_id)
+    return (
+        "LEFT JOIN LATERAL (SELECT id, source_id FROM leads_lead WHERE "  # noqa: S608 - names only
+        f"{' AND '.join(where)} ORDER BY received_at LIMIT 1) earlier ON true"
+    )
+
+
+def _checked_insert(lead: Lead, checks: IntakeChecks) -> tuple[str, list[Any]]:
+    """The statement that checks a valid lead and inserts it with its verdict, and its params.
+
+    It answers one row: the stored status, the lead it duplicates and that lead's source.
+    Every value is a parameter; only fixed column names are written into the text.
+    """
+    params: list[Any] = []
+    suppressed = "false"
+    if checks.suppression_hashes:
+        suppressed = (
+            "EXISTS (SELECT 1 FROM leads_suppressedcontact c JOIN leads_suppressionlist l "
+            "ON l.id = c.suppression_list_id WHERE l.active AND c.value_hash = ANY(%s))"
+        )
+        params.append(checks.suppression_hashes)
+    earlier = _earlier_lead_sql(lead, checks, params)
+    verdict_params = {
+        "status": [LeadStatus.SUPPRESSED, LeadStatus.DUPLICATE, LeadStatus.ACCEPTED],
+        "reason": [SUPPRESSED_REASON, checks.duplicate_reason[:500]],
+        "duplicate_of_id": [],
+    }
+    query = InsertQuery(Lead)
+    fields = Lead._meta.local_concrete_fields
+    query.insert_values(fields, [lead])
+    [(insert, values)] = query.get_compiler(connection=connection).as_sql()
+    placeholders = []
+    for field_, value in zip(fields, values, strict=True):
+        if field_.column in VERDICT_SQL:
+            placeholders.append(VERDICT_SQL[field_.column])
+            params += verdict_params[field_.column]
+        else:
+            placeholders.append("%s")
+            params.append(value)
+    head = insert[: insert.index(" VALUES (")]
+    sql = (
+        f"WITH checks AS (SELECT {suppressed} AS suppressed, earlier.id AS earlier_id, "  # noqa: S608
+        f"earlier.source_id AS earlier_source_id FROM (SELECT 1) AS one {earlier}), "
+        f"stored AS ({head} VALUES ({', '.join(placeholders)}) "
+        "RETURNING status, duplicate_of_id) "
+        "SELECT stored.status, stored.duplicate_of_id, checks.earlier_source_id "
+        "FROM stored, checks"
+    )
+    return sql, params
+
+
+def _store_checked_postgres(lead: Lead, checks: IntakeChecks) -> Lead | None:
+    """Check and store a valid lead in one round trip; return the lead it duplicates."""
+    statements, params = [], []
+    if checks.lock_keys:
+        statements.append(LOCK_SQL)
+        params.append(checks.lock_keys)
+    insert, insert_params = _checked_insert(lead, checks)
+    statements.append(insert)
+    params += insert_params
+    # Locks need a transaction: outside one, open it and commit it in the same message.
+    own_transaction = bool(checks.lock_keys) and connection.get_autocommit()
+    if own_transaction:
+        statements = ["BEGIN", *statements, "COMMIT"]
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute("; ".join(statements), params)
+            for _ in range(statements.index(insert)):
+                cursor.nextset()
+            status, duplicate_of_id, earlier_source_id = cursor.fetchone()
+        except Exception:
+            if own_transaction:
+                with contextlib.suppress(Exception):
+                    cursor.execute("ROLLBACK")
+            raise
+    lead._state.adding, lead._state.db = False, connection.alias
+    lead.status = LeadStatus(status)
+    if status == LeadStatus.SUPPRESSED:
+        lead.reason = SUPPRESSED_REASON
+    elif status == LeadStatus.DUPLICATE:
+        lead.reason = checks.duplicate_reason[:500]
+        lead.duplicate_of = Lead(pk=duplicate_of_id, source_id=earlier_source_id)
+        lead.duplicate_of._state.adding = False
+        return lead.duplicate_of
+    return None
 
 
 # After a failed publish, this process leaves routing to the sweeper for this long instead of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.signals import request_finished, request_started
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
@@ -25,6 +26,8 @@ def _scoring_rule_changed(*, instance: ScoringRule, **kwargs: object) -> None:
 
 
 def connect() -> None:
+    request_started.connect(intake_cache.request_started, dispatch_uid="intake-cache-request")
+    request_finished.connect(intake_cache.request_finished, dispatch_uid="intake-cache-request")
     for model in (Source, SourceApiKey, Vertical, VerticalField):
         post_save.connect(_invalidate, sender=model, dispatch_uid=f"intake-cache-save-{model}")
         post_delete.connect(_invalidate, sender=model, dispatch_uid=f"intake-cache-del-{model}")
