@@ -1,7 +1,7 @@
 """Routing engine against the buyer simulator: auction wall time and routed leads/s (issue 5).
 
     .venv/bin/python bench/auction.py [--quick] [--threads 4,16,32,64] [--relax-breakers]
-        [--gc-freeze] [--simulators 1] [--wait-quiet 30] [--keep]
+        [--no-gc-freeze] [--simulators 1] [--wait-quiet 30] [--keep]
 
 Works in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/leadswitch_bench_auction,
 created if missing and migrated). Everything it creates hangs off verticals named
@@ -954,8 +954,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--gc-freeze",
-        action="store_true",
-        help="gc.freeze() once the ZIP table and the rules are loaded, as a worker could at start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.freeze() once the ZIP table and the rules are loaded, as the Celery worker does "
+        "at start (config/celery.py); --no-gc-freeze leaves every object to the collector",
     )
     parser.add_argument(
         "--timeout",
