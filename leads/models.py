@@ -548,8 +548,8 @@ class Lead(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Empty only for a request rejected before its vertical could be read (malformed JSON).
-    # Every INSERT updates every index of this table: the single-column ones that a composite
-    # index below leads with, and LIKE (pattern) indexes that no lookup uses, are left out.
+    # Every INSERT updates every index of this table: left out are the single-column ones that
+    # a composite index below leads with, LIKE (pattern) indexes and state's, which no lookup uses.
     vertical = models.ForeignKey(
         Vertical,
         null=True,

@@ -327,7 +327,7 @@ def lead_ingest(
         lead_fields.update(score=scored.score, tier=scored.tier, score_breakdown=scored.breakdown())
     lead = Lead(vertical=vertical, status=LeadStatus.ACCEPTED, **lead_fields, **common)
     checks = IntakeChecks.of(lead, vertical=vertical)
-    store = _store_checked_postgres if connection.vendor == "postgresql" else _store_checked_orm
+    store = _store_checked_postgres if _one_message_store() else _store_checked_orm
     earlier = store(lead, checks)
     if lead.status == LeadStatus.ACCEPTED:
         # Outside a transaction the lead is committed already and this runs at once.
@@ -352,6 +352,7 @@ class IntakeChecks:
     duplicate_values: dict[str, str]
     lock_keys: list[str]
     since: Any = None
+    lookback_days: int = 0
     same_source: bool = False
     duplicate_reason: str = ""
 
@@ -378,10 +379,19 @@ class IntakeChecks:
                 }
             ),
             since=timezone.now() - timedelta(days=days),
+            lookback_days=days,
             same_source=same_source,
             duplicate_reason=f"A lead with the same {' or '.join(values)} was accepted in the "
             f"last {plural(days, 'day')}.",
         )
+
+
+def _one_message_store() -> bool:
+    """Whether the connection can send several statements with parameters in one message:
+    PostgreSQL with psycopg's client-side binding, Django's default."""
+    return connection.vendor == "postgresql" and not connection.settings_dict.get(
+        "OPTIONS", {}
+    ).get("server_side_binding")
 
 
 def _store_checked_orm(lead: Lead, checks: IntakeChecks) -> Lead | None:
@@ -431,7 +441,7 @@ LOCK_SQL = (
 )
 
 
-LEAD_FIELDS = tuple(Lead._meta.local_concrete_fields)
+LEAD_FIELDS = tuple(f for f in Lead._meta.local_concrete_fields if not f.generated)
 # What the three columns the verdict decides are set to, from the checks, inside the INSERT.
 VERDICT_SQL = {
     "status": "(SELECT CASE WHEN suppressed THEN %s WHEN earlier_id IS NOT NULL THEN %s "
@@ -439,6 +449,10 @@ VERDICT_SQL = {
     "reason": "(SELECT CASE WHEN suppressed THEN %s WHEN earlier_id IS NOT NULL THEN %s "
     "ELSE '' END FROM checks)",
     "duplicate_of_id": "(SELECT CASE WHEN suppressed THEN NULL ELSE earlier_id END FROM checks)",
+    # Stamped once the locks are held: a lead that waited for them is not dated before the lead
+    # it waited for (a message's statements share one statement_timestamp(), hence the clock).
+    "received_at": "(SELECT at FROM stamp)",
+    "updated_at": "(SELECT at FROM stamp)",
 }
 
 
@@ -456,13 +470,16 @@ def _earlier_lead_sql(lead: Lead, checks: IntakeChecks, params: list[Any]) -> st
             match.append("data -> %s = to_jsonb(%s::text)")
             params.extend([name, value])
     where = [f"({' OR '.join(match)})", "vertical_id = %s", "is_test = %s"]
-    where += ["received_at >= %s", "status = ANY(%s)"]
-    params += [lead.vertical_id, lead.is_test, checks.since, list(INTAKE_ACCEPTED_STATES)]
+    # Measured from when the locks are held (the stamp), as the ORM store measures it.
+    where += ["received_at >= (SELECT at FROM stamp) - make_interval(days => %s)"]
+    where += ["status = ANY(%s)"]
+    params += [lead.vertical_id, lead.is_test, checks.lookback_days]
+    params.append(list(INTAKE_ACCEPTED_STATES))
     if checks.same_source:
         where.append("source_id = %s")
         params.append(lead.source_id)
     return (
-        "LEFT JOIN LATERAL (SELECT id, source_id FROM leads_lead WHERE "  # noqa: S608 - names only
+        f"LEFT JOIN LATERAL (SELECT id, source_id FROM {Lead._meta.db_table} WHERE "  # noqa: S608
         f"{' AND '.join(where)} ORDER BY received_at LIMIT 1) earlier ON true"
     )
 
@@ -477,8 +494,9 @@ def _checked_insert(lead: Lead, checks: IntakeChecks) -> tuple[str, list[Any]]:
     suppressed = "false"
     if checks.suppression_hashes:
         suppressed = (
-            "EXISTS (SELECT 1 FROM leads_suppressedcontact c JOIN leads_suppressionlist l "
-            "ON l.id = c.suppression_list_id WHERE l.active AND c.value_hash = ANY(%s))"
+            f"EXISTS (SELECT 1 FROM {SuppressedContact._meta.db_table} c "  # noqa: S608 - names
+            f"JOIN {SuppressionList._meta.db_table} l ON l.id = c.suppression_list_id "
+            "WHERE l.active AND c.value_hash = ANY(%s))"
         )
         params.append(checks.suppression_hashes)
     earlier = _earlier_lead_sql(lead, checks, params)
@@ -486,6 +504,8 @@ def _checked_insert(lead: Lead, checks: IntakeChecks) -> tuple[str, list[Any]]:
         "status": [LeadStatus.SUPPRESSED, LeadStatus.DUPLICATE, LeadStatus.ACCEPTED],
         "reason": [SUPPRESSED_REASON, checks.duplicate_reason[:500]],
         "duplicate_of_id": [],
+        "received_at": [],
+        "updated_at": [],
     }
     placeholders = []
     # Each value as the ORM's INSERT would send it (Django's compiler took 0.35 ms to build it).
@@ -499,12 +519,13 @@ def _checked_insert(lead: Lead, checks: IntakeChecks) -> tuple[str, list[Any]]:
     columns = ", ".join(connection.ops.quote_name(f.column) for f in LEAD_FIELDS)
     head = f"INSERT INTO {connection.ops.quote_name(Lead._meta.db_table)} ({columns})"
     sql = (
-        f"WITH checks AS (SELECT {suppressed} AS suppressed, earlier.id AS earlier_id, "  # noqa: S608
+        "WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at), "  # noqa: S608
+        f"checks AS (SELECT {suppressed} AS suppressed, earlier.id AS earlier_id, "
         f"earlier.source_id AS earlier_source_id FROM (SELECT 1) AS one {earlier}), "
         f"stored AS ({head} VALUES ({', '.join(placeholders)}) "
-        "RETURNING status, duplicate_of_id) "
-        "SELECT stored.status, stored.duplicate_of_id, checks.earlier_source_id "
-        "FROM stored, checks"
+        "RETURNING status, duplicate_of_id, received_at) "
+        "SELECT stored.status, stored.duplicate_of_id, checks.earlier_source_id, "
+        "stored.received_at FROM stored, checks"
     )
     return sql, params
 
@@ -527,7 +548,7 @@ def _store_checked_postgres(lead: Lead, checks: IntakeChecks) -> Lead | None:
             cursor.execute("; ".join(statements), params)
             for _ in range(statements.index(insert)):
                 cursor.nextset()
-            status, duplicate_of_id, earlier_source_id = cursor.fetchone()
+            status, duplicate_of_id, earlier_source_id, received_at = cursor.fetchone()
         except Exception:
             if own_transaction:
                 with contextlib.suppress(Exception):
@@ -535,12 +556,15 @@ def _store_checked_postgres(lead: Lead, checks: IntakeChecks) -> Lead | None:
             raise
     lead._state.adding, lead._state.db = False, connection.alias
     lead.status = LeadStatus(status)
+    lead.received_at = lead.updated_at = received_at
     if status == LeadStatus.SUPPRESSED:
         lead.reason = SUPPRESSED_REASON
     elif status == LeadStatus.DUPLICATE:
         lead.reason = checks.duplicate_reason[:500]
-        lead.duplicate_of = Lead(pk=duplicate_of_id, source_id=earlier_source_id)
-        lead.duplicate_of._state.adding = False
+        # As the ORM store's .only("id", "source_id"): any other field loads when read.
+        lead.duplicate_of = Lead.from_db(
+            connection.alias, ["id", "source_id"], [duplicate_of_id, earlier_source_id]
+        )
         return lead.duplicate_of
     return None
 

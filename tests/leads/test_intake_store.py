@@ -57,6 +57,7 @@ def verdict(store_name, vertical, source, **lead_fields):
     earlier = STORES[store_name](lead, IntakeChecks.of(lead, vertical=vertical))
     stored = Lead.objects.get(pk=lead.pk)
     assert (stored.status, stored.reason) == (lead.status, lead.reason)
+    assert stored.received_at == lead.received_at
     assert stored.duplicate_of_id == (earlier.pk if earlier else None)
     if earlier is not None:
         assert earlier.source_id == Lead.objects.get(pk=earlier.pk).source_id
@@ -81,6 +82,11 @@ SCENARIOS = {
     "earlier lead was a test": ({"is_test": True}, {}, LeadStatus.ACCEPTED),
     "earlier lead from another source, scope global": (
         {"other_source": True},
+        {},
+        LeadStatus.DUPLICATE,
+    ),
+    "earlier lead from the same source, scope source": (
+        {"scope": DuplicateScope.SOURCE},
         {},
         LeadStatus.DUPLICATE,
     ),
@@ -124,7 +130,8 @@ def test_both_stores_reach_the_same_verdict(store_name, scenario):
     assert status == expected
     if expected == LeadStatus.DUPLICATE:
         assert duplicate_of == earlier.pk
-        assert reason.startswith("A lead with the same ")
+        names = " or ".join(vertical.duplicate_fields)
+        assert reason == f"A lead with the same {names} was accepted in the last 30 days."
     else:
         assert (reason, duplicate_of) == ("", None)
 
@@ -158,7 +165,6 @@ def test_both_stores_point_a_duplicate_at_the_earliest_lead_and_check_suppressio
 @pytest.mark.django_db(transaction=True)
 def test_outside_a_transaction_the_postgres_store_commits_its_own_and_survives_a_refusal():
     vertical, source = VerticalFactory(duplicate_lookback_days=30), SourceFactory()
-    assert connection.get_autocommit()
     assert verdict("postgres", vertical, source)[0] == LeadStatus.ACCEPTED
     assert verdict("postgres", vertical, source)[0] == LeadStatus.DUPLICATE
 
@@ -167,7 +173,6 @@ def test_outside_a_transaction_the_postgres_store_commits_its_own_and_survives_a
     with pytest.raises(DatabaseError):
         _store_checked_postgres(refused, IntakeChecks.of(refused, vertical=vertical))
     # The failed transaction was rolled back: the connection takes the next lead at once.
-    assert connection.get_autocommit()
     assert not Lead.objects.filter(pk=refused.pk).exists()
     status = verdict("postgres", vertical, source, email="new@example.com", phone="+13125550177")
     assert status[0] == LeadStatus.ACCEPTED
