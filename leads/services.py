@@ -351,7 +351,6 @@ class IntakeChecks:
     # Duplicate fields with a value, and the lock keys that serialise leads sharing them.
     duplicate_values: dict[str, str]
     lock_keys: list[str]
-    since: Any = None
     lookback_days: int = 0
     same_source: bool = False
     duplicate_reason: str = ""
@@ -378,7 +377,6 @@ class IntakeChecks:
                     for name, value in values.items()
                 }
             ),
-            since=timezone.now() - timedelta(days=days),
             lookback_days=days,
             same_source=same_source,
             duplicate_reason=f"A lead with the same {' or '.join(values)} was accepted in the "
@@ -411,6 +409,7 @@ def _store_checked_orm(lead: Lead, checks: IntakeChecks) -> Lead | None:
             if earlier is not None:
                 lead.status, lead.reason = LeadStatus.DUPLICATE, checks.duplicate_reason
                 lead.duplicate_of = earlier
+        lead.received_at = timezone.now()  # once the locks are held, as on PostgreSQL
         lead.save(force_insert=True)
     return earlier
 
@@ -424,7 +423,7 @@ def _find_duplicate(lead: Lead, checks: IntakeChecks) -> Lead | None:
         match,
         vertical_id=lead.vertical_id,
         is_test=lead.is_test,
-        received_at__gte=checks.since,
+        received_at__gte=timezone.now() - timedelta(days=checks.lookback_days),
         status__in=INTAKE_ACCEPTED_STATES,
     )
     if checks.same_source:
