@@ -441,7 +441,7 @@ LOCK_SQL = (
 
 
 LEAD_FIELDS = tuple(f for f in Lead._meta.local_concrete_fields if not f.generated)
-# What the three columns the verdict decides are set to, from the checks, inside the INSERT.
+# The columns the statement fills in itself: the verdict's three, from the checks, and the dates.
 VERDICT_SQL = {
     "status": "(SELECT CASE WHEN suppressed THEN %s WHEN earlier_id IS NOT NULL THEN %s "
     "ELSE %s END FROM checks)",
@@ -486,7 +486,8 @@ def _earlier_lead_sql(lead: Lead, checks: IntakeChecks, params: list[Any]) -> st
 def _checked_insert(lead: Lead, checks: IntakeChecks) -> tuple[str, list[Any]]:
     """The statement that checks a valid lead and inserts it with its verdict, and its params.
 
-    It answers one row: the stored status, the lead it duplicates and that lead's source.
+    It answers one row: the stored status, the lead it duplicates, that lead's source and the
+    stored lead's received_at.
     Every value is a parameter; only fixed column names are written into the text.
     """
     params: list[Any] = []
