@@ -23,9 +23,9 @@ from buyers.models import (
     TerritoryRule,
     split_values,
 )
+from config.admin_display import StoredWebhookFormMixin
 from leads.models import US_STATES
 from leads.scoring import SCORE_FIELD, TIER_FIELD, Tier
-from routing.models import webhook_display
 
 CSV_MAX_BYTES = 2 * 1024 * 1024
 CSV_DELIMITERS = (",", ";", "\t")
@@ -451,11 +451,13 @@ class ContractZipsForm(forms.Form):
         return cleaned
 
 
-class TeamForm(forms.ModelForm):
+class TeamForm(StoredWebhookFormMixin, forms.ModelForm):
     """A team; its Slack webhook URL is a secret, typed in and never shown back.
 
     Blank keeps the stored URL; "remove" drops it.
     """
+
+    webhook_help = "The URL Slack gives for an incoming webhook of the team's channel"
 
     slack_webhook_url = forms.CharField(
         label="Slack webhook URL",
@@ -487,22 +489,8 @@ class TeamForm(forms.ModelForm):
             "acknowledgement_text",
         )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
-        # model_to_dict put the URL into initial; nothing that renders may see it.
-        self.initial.pop("slack_webhook_url", None)
-        stored = webhook_display(self._stored_url) if self._stored_url else "none"
-        self.fields["slack_webhook_url"].help_text = (
-            f"Stored: {stored}. The URL Slack gives for an incoming webhook of the team's "
-            "channel; kept encrypted and never shown again. Leave blank to keep the stored one."
-        )
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        typed = (cleaned.get("slack_webhook_url") or "").strip()
-        if cleaned.get("remove_slack_webhook"):
-            cleaned["slack_webhook_url"] = ""
-        else:
-            cleaned["slack_webhook_url"] = typed or self._stored_url
+        removed = cleaned.get("remove_slack_webhook")
+        cleaned["slack_webhook_url"] = "" if removed else self.webhook_typed_or_stored(cleaned)
         return cleaned

@@ -132,6 +132,30 @@ class SecretFormMixin:
         return super().changeform_view(*args, **kwargs)
 
 
+class StoredWebhookFormMixin:
+    """A model form's `slack_webhook_url`: kept encrypted and never rendered back (the form's
+    initial data loses it), with the stored one described masked. `webhook_typed_or_stored`
+    gives what clean() should save: what was typed, or else the stored URL."""
+
+    webhook_help = "The URL Slack gives for an incoming webhook"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from routing.models import webhook_display
+
+        super().__init__(*args, **kwargs)
+        self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
+        # model_to_dict put the URL into initial; nothing that renders may see it.
+        self.initial.pop("slack_webhook_url", None)
+        stored = webhook_display(self._stored_url) if self._stored_url else "none"
+        self.fields["slack_webhook_url"].help_text = (
+            f"Stored: {stored}. {self.webhook_help}; kept encrypted and never shown again. "
+            "Leave blank to keep the stored one."
+        )
+
+    def webhook_typed_or_stored(self, cleaned: dict[str, Any]) -> str:
+        return (cleaned.get("slack_webhook_url") or "").strip() or self._stored_url
+
+
 class MaskedSecretMixin:
     """On a page its user may only view, the admin prints every field read-only, a decrypted
     secret included: show `secret_display` (a masked rendering) in place of `secret_field`."""

@@ -171,18 +171,20 @@ class IngestResult:
     duplicate_of: Lead | None = None
 
 
+# Takes the locks of a sorted array of keys, so that two transactions wanting overlapping keys
+# take them in the same order and cannot deadlock; PostgreSQL evaluates volatile calls after the
+# sort.
+ADVISORY_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k"
+)
+
+
 def _advisory_locks(keys: list[str]) -> None:
     """Serialise transactions that claim the same keys (PostgreSQL; SQLite serialises anyway)."""
     if not keys or connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        # Sorted, so that two transactions wanting overlapping keys take them in the same order
-        # and cannot deadlock; PostgreSQL evaluates volatile calls after the sort.
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
-            "FROM unnest(%s::text[]) AS k ORDER BY k",
-            [sorted(set(keys))],
-        )
+        cursor.execute(ADVISORY_LOCK_SQL, [sorted(set(keys))])
 
 
 def suppression_hash(kind: str, value: str) -> str:
@@ -393,7 +395,8 @@ def _one_message_store() -> bool:
 
 
 def _store_checked_orm(lead: Lead, checks: IntakeChecks) -> Lead | None:
-    """Check and store a valid lead with the ORM (SQLite); return the lead it duplicates."""
+    """Check and store a valid lead with the ORM (SQLite, or PostgreSQL with server-side
+    binding); return the lead it duplicates."""
     earlier = None
     with transaction.atomic():
         if (
@@ -431,13 +434,10 @@ def _find_duplicate(lead: Lead, checks: IntakeChecks) -> Lead | None:
     return earlier.order_by("received_at").only("id", "source_id").first()
 
 
-# On PostgreSQL a valid lead costs one round trip: its duplicate keys' locks, then one statement
-# that checks suppression and duplicates and inserts the lead with the verdict, in a transaction
-# sent as one message. The duplicate check must be a statement of its own after the locks, as a
-# statement sees only what had committed when it began.
-LOCK_SQL = (
-    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k"
-)
+# On PostgreSQL a valid lead costs one round trip: its duplicate keys' locks (ADVISORY_LOCK_SQL),
+# then one statement that checks suppression and duplicates and inserts the lead with the verdict,
+# in a transaction sent as one message. The duplicate check must be a statement of its own after
+# the locks, as a statement sees only what had committed when it began.
 
 
 LEAD_FIELDS = tuple(f for f in Lead._meta.local_concrete_fields if not f.generated)
@@ -534,7 +534,7 @@ def _store_checked_postgres(lead: Lead, checks: IntakeChecks) -> Lead | None:
     """Check and store a valid lead in one round trip; return the lead it duplicates."""
     statements, params = [], []
     if checks.lock_keys:
-        statements.append(LOCK_SQL)
+        statements.append(ADVISORY_LOCK_SQL)
         params.append(checks.lock_keys)
     insert, insert_params = _checked_insert(lead, checks)
     statements.append(insert)

@@ -21,6 +21,7 @@ from config.admin_display import (
     MaskedSecretMixin,
     ReadOnlyAdminMixin,
     SecretFormMixin,
+    StoredWebhookFormMixin,
     admin_link,
     explanation_table,
     money,
@@ -45,7 +46,6 @@ from routing.models import (
     NotificationKind,
     NotificationSubscription,
     Sale,
-    webhook_display,
 )
 from routing.notifications import delivery_resend, notification_test_send
 
@@ -523,7 +523,7 @@ class HealthEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # --- Notifications for ops (routing/notifications.py) ------------------------------------------
 
 
-class NotificationSubscriptionForm(forms.ModelForm):
+class NotificationSubscriptionForm(StoredWebhookFormMixin, forms.ModelForm):
     """Pick events with checkboxes; the webhook URL is a secret, typed in and never shown back.
 
     Blank keeps the stored URL; switching the subscription to e-mail drops it.
@@ -568,25 +568,13 @@ class NotificationSubscriptionForm(forms.ModelForm):
             "dedup_minutes",
         )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
-        # model_to_dict put the URL into initial; nothing that renders may see it.
-        self.initial.pop("slack_webhook_url", None)
-        stored = webhook_display(self._stored_url) if self._stored_url else "none"
-        self.fields["slack_webhook_url"].help_text = (
-            f"Stored: {stored}. The URL Slack gives for an incoming webhook; kept encrypted and "
-            "never shown again. Leave blank to keep the stored one."
-        )
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        typed = (cleaned.get("slack_webhook_url") or "").strip()
         if cleaned.get("channel") == NotificationChannel.SLACK:
-            cleaned["slack_webhook_url"] = typed or self._stored_url
+            cleaned["slack_webhook_url"] = self.webhook_typed_or_stored(cleaned)
         else:
             # An e-mail subscription keeps no webhook; one typed in anyway is refused by clean().
-            cleaned["slack_webhook_url"] = typed
+            cleaned["slack_webhook_url"] = (cleaned.get("slack_webhook_url") or "").strip()
         return cleaned
 
 

@@ -24,6 +24,7 @@ from leads.models import (
 from leads.services import (
     SUPPRESSED_REASON,
     IntakeChecks,
+    _one_message_store,
     _store_checked_orm,
     _store_checked_postgres,
     suppression_hash,
@@ -176,3 +177,11 @@ def test_outside_a_transaction_the_postgres_store_commits_its_own_and_survives_a
     assert not Lead.objects.filter(pk=refused.pk).exists()
     status = verdict("postgres", vertical, source, email="new@example.com", phone="+13125550177")
     assert status[0] == LeadStatus.ACCEPTED
+
+
+def test_with_server_side_binding_intake_falls_back_to_the_orm_store(monkeypatch):
+    # Server-side binding cannot send several statements with parameters in one message.
+    assert _one_message_store()
+    options = {**connection.settings_dict.get("OPTIONS", {}), "server_side_binding": True}
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+    assert not _one_message_store()
