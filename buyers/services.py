@@ -31,12 +31,14 @@ from buyers.models import (
 )
 from buyers.selectors import (
     BUYER_SCOPE,
+    CONTRACT_SCOPE,
     cap_counter_key,
     cap_counter_key_of,
     cap_counters_filter,
     cap_limit_spec,
     consumer_purchases,
 )
+from config.rows import insert_values, inserted, one_statement, quoted, stored_fields
 from leads.models import Lead, Vertical
 from leads.scoring import SCORE_FIELD, TIER_FIELD
 from routing import notifications
@@ -271,6 +273,12 @@ def cap_reserve(
     if price < 0:
         raise ValueError("a price cannot be negative")
     now = now or timezone.now()
+    specs = None
+    repeat_rule = contract.refuse_bought_within_days and (lead.email or lead.phone)
+    if connection.vendor == "postgresql" and not repeat_rule:
+        reservation, specs = _reserve_uncapped(lead=lead, contract=contract, price=price, now=now)
+        if reservation is not None:
+            return reservation
     try:
         with transaction.atomic():
             # The row first: when the lead already holds room with this contract (an earlier
@@ -283,7 +291,11 @@ def cap_reserve(
             if repeat:
                 raise _RefusedError(repeat)
             counters = _cap_counters_charge(
-                contract=contract, price=price, now=now, reservation_id=reservation.pk
+                contract=contract,
+                price=price,
+                now=now,
+                reservation_id=reservation.pk,
+                specs=specs,
             )
             if counters:
                 reservation.counters.add(*counters)
@@ -299,6 +311,66 @@ def cap_reserve(
             raise
         return existing
     return reservation
+
+
+# The reservation of a lead with a contract whose contract and buyer have no cap, in one
+# statement that also reads the caps: when there are some, nothing is inserted, and the caller
+# charges them in a transaction of its own with the caps it was given here.
+_RESERVE_UNCAPPED_SQL = """
+WITH caps AS (
+    SELECT 'contract' AS scope, id, period, max_leads, max_budget
+    FROM {contract_cap} WHERE contract_id = %s
+    UNION ALL
+    SELECT 'buyer', id, period, max_leads, max_budget FROM {buyer_cap} WHERE buyer_id = %s
+), reserved AS (
+    INSERT INTO {reservation} ({columns}) SELECT {placeholders}
+    WHERE NOT EXISTS (SELECT 1 FROM caps)
+    RETURNING id
+)
+SELECT (SELECT id FROM reserved), caps.* FROM (SELECT 1) AS one LEFT JOIN caps ON true
+"""
+
+
+def _reserve_uncapped(
+    *, lead: Lead, contract: Contract, price: Decimal, now: datetime
+) -> tuple[CapReservation | None, list[CapLimitSpec]]:
+    """Reserve in one round trip when no cap applies; else return the caps that do.
+
+    Most contracts have no cap: their reservation is one INSERT, which needs neither a
+    transaction (BEGIN and COMMIT are two more round trips) nor the two queries for caps.
+    """
+    reservation = CapReservation(lead=lead, contract=contract, price=price, created_at=now)
+    columns, placeholders, params = insert_values(reservation, stored_fields(CapReservation))
+    sql = _RESERVE_UNCAPPED_SQL.format(
+        contract_cap=quoted(ContractCap._meta.db_table),
+        buyer_cap=quoted(BuyerCap._meta.db_table),
+        reservation=quoted(CapReservation._meta.db_table),
+        columns=columns,
+        placeholders=placeholders,
+    )
+    try:
+        with one_statement(), connection.cursor() as cursor:
+            cursor.execute(sql, [contract.pk, contract.buyer_id, *params])
+            rows = cursor.fetchall()
+    except IntegrityError:
+        # As in cap_reserve: the lead already holds room with this contract.
+        existing = _live_reservation(lead=lead, contract=contract)
+        if existing is None:
+            raise
+        return existing, []
+    if rows[0][0] is not None:
+        return inserted(reservation, rows[0][0]), []
+    specs = [
+        CapLimitSpec(
+            scope=CONTRACT_SCOPE if scope == "contract" else BUYER_SCOPE,
+            owner_id=contract.pk if scope == "contract" else contract.buyer_id,
+            period=period,
+            max_leads=max_leads,
+            max_budget=max_budget,
+        )
+        for _, scope, _, period, max_leads, max_budget in rows
+    ]
+    return None, specs
 
 
 def cap_release(*, reservation: CapReservation) -> bool:
@@ -351,6 +423,23 @@ def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> 
     return True
 
 
+def cap_commit_sql(*, reservation: CapReservation, price: Decimal) -> tuple[str, list] | None:
+    """The UPDATE that commits a held reservation at the price it reserved, with its params, for
+    a caller to run inside a statement of its own (as a CTE, say: the sale and its charge in one
+    round trip). It returns the reservation's id when it was held. None when the price moved:
+    the counters must then be adjusted, by cap_commit."""
+    if price != reservation.price:
+        return None
+    table = quoted(CapReservation._meta.db_table)
+    sql = f"UPDATE {table} SET status = %s, updated_at = %s WHERE id = %s AND status = %s"  # noqa: S608
+    return f"{sql} RETURNING id", [
+        ReservationStatus.COMMITTED,
+        timezone.now(),
+        reservation.pk,
+        ReservationStatus.HELD,
+    ]
+
+
 def _advisory_lock_key(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
@@ -389,15 +478,24 @@ def _live_reservation(*, lead: Lead, contract: Contract) -> CapReservation | Non
 
 
 def _cap_counters_charge(
-    *, contract: Contract, price: Decimal, now: datetime, reservation_id: int
+    *,
+    contract: Contract,
+    price: Decimal,
+    now: datetime,
+    reservation_id: int,
+    specs: list[CapLimitSpec] | None = None,
 ) -> list[CapCounter]:
     """Add one lead at `price` to the current counter of every cap, or raise _CapReachedError.
 
     `reservation_id` is the reservation being charged for: a counter created now counts what
-    was bought before it, not that one.
+    was bought before it, not that one. `specs` are the caps of the contract and its buyer when
+    the caller has just read them.
     """
-    specs = [cap_limit_spec(cap) for cap in ContractCap.objects.filter(contract_id=contract.pk)]
-    specs += [cap_limit_spec(cap) for cap in BuyerCap.objects.filter(buyer_id=contract.buyer_id)]
+    if specs is None:
+        specs = [cap_limit_spec(cap) for cap in ContractCap.objects.filter(contract_id=contract.pk)]
+        specs += [
+            cap_limit_spec(cap) for cap in BuyerCap.objects.filter(buyer_id=contract.buyer_id)
+        ]
     if not specs:
         return []
     zone = ZoneInfo(contract.buyer.time_zone)

@@ -1,0 +1,219 @@
+"""Routing's one-statement writes on PostgreSQL: the same rows and objects as the ORM's.
+
+A routing run claims, reserves, sells and settles with one statement each (routing/engine.py,
+buyers/services.py, config/rows.py). These tests hold them to what the ORM would have read and
+written, and count the round trips a sold lead costs.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from buyers.models import CapCounter, CapPeriod, CapReservation, ContractCap, ReservationStatus
+from buyers.services import cap_release, cap_reserve
+from leads.models import Lead, LeadStatus, Source, Vertical
+from routing import engine
+from routing.engine import lead_route
+from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
+from routing.services import attempts_insert
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="needs PostgreSQL: set DATABASE_URL"
+    ),
+]
+
+
+def field_values(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+def test_the_claim_reads_the_lead_its_vertical_and_source_as_the_orm_does(market):
+    market.contract()
+    lead = market.lead(
+        data={"first_name": "Zoë", "nested": {"list": [1, 2.5, None]}, "zip_code": "60601"},
+        consent={"text": "I agree", "at": "2026-11-24T10:00:00Z"},
+    )
+
+    run = engine._claim_accepted(str(lead.pk), timezone.now())
+
+    stored = Lead.objects.select_related("vertical", "source").get(pk=lead.pk)
+    assert stored.status == LeadStatus.ROUTING
+    assert field_values(run.lead) == field_values(stored)
+    assert field_values(run.lead.vertical) == field_values(
+        Vertical.objects.get(pk=stored.vertical_id)
+    )
+    assert field_values(run.lead.source) == field_values(Source.objects.get(pk=stored.source_id))
+    assert run.lead.data["nested"] == {"list": [1, 2.5, None]}
+    auction = Auction.objects.get(lead=lead)
+    assert (run.auction.pk, auction.status) == (auction.pk, AuctionStatus.RUNNING)
+    assert not run.auction._state.adding
+    # A second claim of the same lead finds it routing already.
+    assert engine._claim_accepted(str(lead.pk), timezone.now()) is None
+    assert Auction.objects.filter(lead=lead).count() == 1
+
+
+def test_attempts_read_back_as_they_were_built(market):
+    contract = market.contract()
+    lead = market.lead()
+    auction = Auction.objects.create(lead=lead)
+    odd = 'quotes " and \\ backslashes, a\nnew line, a tab\t, “unicode” and a NUL \x00 byte'
+    built = [
+        Attempt(
+            auction=auction,
+            lead=lead,
+            contract=contract,
+            kind="ping",
+            url="http://127.0.0.1:9/ping?x=1&y=%20",
+            method="POST",
+            request_headers={"X-Key": "••••", "Nested": {"a": [1, "b"]}},
+            request_body=odd,
+            response_status=200,
+            response_body=odd,
+            latency_ms=51,
+            outcome=AttemptOutcome.BID,
+            price=Decimal("12.34"),
+            reason=odd[:500],
+            buyer_reference="ref-1",
+            error="",
+        ),
+        Attempt(
+            auction=auction,
+            lead=lead,
+            contract=contract,
+            kind="post",
+            outcome=AttemptOutcome.ERROR,
+            error="cannot connect",
+        ),
+    ]
+
+    attempts_insert(built)
+
+    stored = list(Attempt.objects.filter(lead=lead).order_by("id"))
+    assert len(stored) == 2
+    for made, row in zip(built, stored, strict=True):
+        expected = field_values(made) | {"id": row.id}
+        # PostgreSQL text cannot hold NUL: it is stored as the replacement character.
+        for name in ("request_body", "response_body", "reason"):
+            expected[name] = expected[name].replace("\x00", "\ufffd")
+        assert field_values(row) == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_without_caps_is_one_statement_and_a_second_call_gets_it_back(market):
+    contract = market.contract()
+    lead = market.lead()
+
+    with CaptureQueriesContext(connection) as queries:
+        reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    stored = CapReservation.objects.get(pk=reservation.pk)
+    assert field_values(stored) == field_values(reservation)
+    assert (stored.status, stored.price) == (ReservationStatus.HELD, Decimal("9.50"))
+
+    again = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+    assert again.pk == reservation.pk
+    assert CapReservation.objects.filter(lead=lead).count() == 1
+    assert cap_release(reservation=reservation)
+    assert cap_reserve(lead=lead, contract=contract, price=Decimal("9.50")).pk != reservation.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_with_caps_is_charged_to_the_caps_it_read_in_its_first_statement(market):
+    contract = market.contract()
+    ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=1)
+    first, second = market.lead(), market.lead()
+
+    reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
+    refusal = cap_reserve(lead=second, contract=contract, price=Decimal("9.50"))
+
+    counter = CapCounter.objects.get(contract=contract)
+    assert (counter.leads, counter.spend) == (1, Decimal("9.50"))
+    assert list(reservation.counters.all()) == [counter]
+    assert refusal.reason == "daily cap 1/1 reached"
+    assert CapReservation.objects.filter(lead=second).count() == 0
+
+
+def sold_run(market, *, contract_count: int = 3):
+    contracts = [market.contract(ping=f"bid={10 + n}") for n in range(contract_count)]
+    return contracts, market.lead()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sold_lead_costs_six_round_trips_to_the_database(market, settings):
+    # As in production: compiled rules are kept between leads, their version read once a second.
+    settings.ELIGIBILITY_RULES_TTL = 60
+    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+    _, lead = sold_run(market)
+    lead_route(lead_id=str(market.lead().pk))  # warm the per-process caches
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = lead_route(lead_id=str(lead.pk))
+
+    assert outcome.startswith("sold")
+    statements = [q["sql"].split()[0:2] for q in queries]
+    # Claim, health read, reservation, sale, settlement, health count.
+    assert len(queries) == 6, statements
+
+
+def test_the_sale_and_its_reservation_commit_together(market):
+    contracts, lead = sold_run(market)
+
+    assert lead_route(lead_id=str(lead.pk)).startswith("sold")
+
+    sale = Sale.objects.get(lead=lead)
+    reservation = CapReservation.objects.get(lead=lead, contract=sale.contract)
+    assert reservation.status == ReservationStatus.COMMITTED
+    assert (sale.price, sale.buyer_id) == (reservation.price, sale.contract.buyer_id)
+    lead.refresh_from_db()
+    assert (lead.status, lead.sale_price, lead.payout) == (LeadStatus.SOLD, sale.price, sale.payout)
+    auction = Auction.objects.get(lead=lead)
+    assert auction.status == AuctionStatus.SOLD
+    assert auction.eligible_count == 3
+    assert [row["contract_id"] for row in auction.explanation] == sorted(c.pk for c in contracts)
+    assert Attempt.objects.filter(lead=lead, kind="ping").count() == 3
+    assert Attempt.objects.filter(lead=lead, kind="post", outcome="accepted").count() == 1
+
+
+def test_a_sale_is_kept_when_its_reservation_was_released_meanwhile(market):
+    """As the ORM path did: the buyer accepted, so the sale stands; the room stays given back."""
+    contract = market.contract()
+    lead = market.lead()
+    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+    cap_release(reservation=reservation)
+    sale = Sale(
+        lead=lead,
+        contract=contract,
+        buyer_id=contract.buyer_id,
+        auction=run.auction,
+        price=Decimal("9.50"),
+        payout=Decimal("4.00"),
+    )
+
+    engine._sale_store(sale, reservation=reservation)
+
+    assert Sale.objects.get(pk=sale.pk).price == Decimal("9.50")
+    assert not sale._state.adding
+    assert reservation.status == ReservationStatus.RELEASED
+    assert CapReservation.objects.get(pk=reservation.pk).status == ReservationStatus.RELEASED
+
+
+def test_a_lead_settled_elsewhere_mid_run_keeps_that_status(market):
+    market.contract()
+    lead = market.lead()
+    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    Lead.objects.filter(pk=lead.pk).update(status=LeadStatus.FAILED)
+
+    outcome = engine._finish(run, note="no eligible contract")
+
+    assert outcome.startswith("failed")
+    assert Lead.objects.get(pk=lead.pk).status == LeadStatus.FAILED
+    auction = Auction.objects.get(pk=run.auction.pk)
+    assert (auction.status, auction.note) == (AuctionStatus.UNSOLD, "no eligible contract")
