@@ -54,10 +54,11 @@ from routing.http import HttpResult, send_all
 from routing.mapping import (
     MappingError,
     OutgoingRequest,
-    build_request,
+    PreparedEndpoint,
     endpoint_from_model,
     map_fields,
     mapping_from_model,
+    prepare_endpoint,
 )
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale, SaleStatus
 from routing.responses import parse_response, rule_from_model
@@ -258,8 +259,28 @@ def _release_held(run: Run, *, reason: str) -> set[int]:
     return excluded
 
 
+def _memo(contract: Contract, key: object, build):
+    """What `build` makes of the contract, made once per contract instance.
+
+    Routing's contracts are the instances delivery_setup keeps while their vertical's version
+    is unchanged (a saved contract, endpoint, mapping or rule changes it), so what is derived
+    from them here lives exactly as long. What fails to build (a MappingError) is not kept.
+    """
+    memo = contract.__dict__.setdefault("_routing_memo", {})
+    try:
+        return memo[key]
+    except KeyError:
+        value = memo[key] = build()
+        return value
+
+
 def _endpoint(contract: Contract, kind: str):
     return next((e for e in contract.endpoints.all() if e.kind == kind), None)
+
+
+def _prepared_endpoint(contract: Contract, kind: str) -> PreparedEndpoint | None:
+    endpoint = _endpoint(contract, kind)
+    return prepare_endpoint(endpoint_from_model(endpoint)) if endpoint is not None else None
 
 
 def _rule(contract: Contract, kind: str):
@@ -269,13 +290,20 @@ def _rule(contract: Contract, kind: str):
         return EMAIL_RULE
     if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
         return TEAM_RULE
-    return rule_from_model(next((r for r in contract.response_rules.all() if r.kind == kind), None))
+    return _memo(
+        contract,
+        ("rule", kind),
+        lambda: rule_from_model(
+            next((r for r in contract.response_rules.all() if r.kind == kind), None)
+        ),
+    )
 
 
 def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[str]):
-    fields = map_fields(
-        kind, lead.data, [mapping_from_model(m) for m in contract.mappings.all()], ping_fields
+    mappings = _memo(
+        contract, "mappings", lambda: [mapping_from_model(m) for m in contract.mappings.all()]
     )
+    fields = map_fields(kind, lead.data, mappings, ping_fields)
     if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
         return email_request(
             recipients=contract.delivery_email_list,
@@ -284,10 +312,8 @@ def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[s
         )
     if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
         return team_request(contract=contract, lead=lead, fields=fields)
-    endpoint = _endpoint(contract, kind)
-    if endpoint is None:
-        return None
-    return build_request(endpoint_from_model(endpoint), fields)
+    prepared = _memo(contract, ("endpoint", kind), partial(_prepared_endpoint, contract, kind))
+    return prepared.request(fields) if prepared is not None else None
 
 
 def _deliver(requests: list[OutgoingRequest], *, deadline: float) -> list[HttpResult]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, quote_plus, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from buyers.fields import mask
@@ -476,8 +476,63 @@ def _with_query(url_parts: Any, *extra: str) -> str:
     return urlunsplit(url_parts._replace(query=query))
 
 
-def build_request(endpoint: EndpointSpec, fields: Mapping[str, Any]) -> OutgoingRequest:
-    """Encode mapped fields for the endpoint, with its headers and authentication.
+@dataclass(frozen=True)
+class PreparedEndpoint:
+    """An endpoint with everything that does not depend on the lead worked out once: its
+    method, URL, headers and authentication, checked, and their masked twins."""
+
+    method: str
+    url_parts: SplitResult
+    body_format: str
+    headers: dict[str, str]
+    masked_headers: dict[str, str]
+    auth_query: tuple[str, str] | None
+    spellings: tuple[str, ...]
+    timeout: tuple[float, float]
+    # The URLs when they do not carry the fields (anything but GET).
+    url: str
+    masked_url: str
+
+    def request(self, fields: Mapping[str, Any]) -> OutgoingRequest:
+        """Encode the lead's mapped fields into a request to this endpoint."""
+        body = b""
+        url, masked_url = self.url, self.masked_url
+        if self.method == HttpMethod.GET:
+            field_query = urlencode(
+                [(name, _as_text(value)) for name, value in fields.items()], errors="replace"
+            )
+            url, masked_url = _urls(self.url_parts, field_query, self.auth_query, self.spellings)
+        else:
+            body, _ = _encode_body(self.body_format, fields)
+        return OutgoingRequest(
+            method=self.method,
+            url=url,
+            headers=dict(self.headers),
+            body=body,
+            masked_url=masked_url,
+            masked_headers=dict(self.masked_headers),
+            timeout=self.timeout,
+        )
+
+
+def _urls(
+    url_parts: SplitResult,
+    field_query: str,
+    auth_query: tuple[str, str] | None,
+    spellings: Sequence[str],
+) -> tuple[str, str]:
+    """The URL to call and the one to store, with the fields' query and the key's, if any."""
+    if auth_query:
+        param = quote_plus(auth_query[0])
+        url = _with_query(url_parts, field_query, f"{param}={quote_plus(auth_query[1])}")
+        masked_url = _with_query(url_parts, field_query, f"{param}={mask(auth_query[1])}")
+    else:
+        url = masked_url = _with_query(url_parts, field_query)
+    return url, _scrub(masked_url, spellings)
+
+
+def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
+    """Check the endpoint and work out all of its requests have in common.
 
     GET sends the fields in the query string and no body. The masked URL and headers carry no
     secret and may be stored and shown.
@@ -490,14 +545,8 @@ def build_request(endpoint: EndpointSpec, fields: Mapping[str, Any]) -> Outgoing
         raise MappingError("The endpoint URL must be an http:// or https:// address.")
 
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    body = b""
-    field_query = ""
-    if method == HttpMethod.GET:
-        field_query = urlencode(
-            [(name, _as_text(value)) for name, value in fields.items()], errors="replace"
-        )
-    else:
-        body, content_type = _encode_body(endpoint.body_format, fields)
+    if method != HttpMethod.GET:
+        _, content_type = _encode_body(endpoint.body_format, {})
         headers["Content-Type"] = content_type
     for name, value in endpoint.headers.items():
         _set_header(headers, name, value)
@@ -509,25 +558,29 @@ def build_request(endpoint: EndpointSpec, fields: Mapping[str, Any]) -> Outgoing
         _check_header(name, value)
 
     secret = endpoint.auth_secret if endpoint.auth_type != AuthType.NONE else ""
-    spellings = [s for s in (secret, quote(secret, safe=""), quote_plus(secret), basic_token) if s]
+    spellings = tuple(
+        s for s in (secret, quote(secret, safe=""), quote_plus(secret), basic_token) if s
+    )
     auth_header_name = auth_header[0] if auth_header else None
     masked_headers = {
         name: _scrub(mask(secret) if name == auth_header_name else _masked(name, value), spellings)
         for name, value in headers.items()
     }
-
-    if auth_query:
-        param = quote_plus(auth_query[0])
-        url = _with_query(url_parts, field_query, f"{param}={quote_plus(auth_query[1])}")
-        masked_url = _with_query(url_parts, field_query, f"{param}={mask(auth_query[1])}")
-    else:
-        url = masked_url = _with_query(url_parts, field_query)
-    return OutgoingRequest(
+    url, masked_url = _urls(url_parts, "", auth_query, spellings)
+    return PreparedEndpoint(
         method=method,
-        url=url,
+        url_parts=url_parts,
+        body_format=endpoint.body_format,
         headers=headers,
-        body=body,
-        masked_url=_scrub(masked_url, spellings),
         masked_headers=masked_headers,
+        auth_query=auth_query,
+        spellings=spellings,
         timeout=(endpoint.connect_timeout_s, endpoint.read_timeout_s),
+        url=url,
+        masked_url=masked_url,
     )
+
+
+def build_request(endpoint: EndpointSpec, fields: Mapping[str, Any]) -> OutgoingRequest:
+    """Encode mapped fields for the endpoint, with its headers and authentication."""
+    return prepare_endpoint(endpoint).request(fields)
