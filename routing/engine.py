@@ -48,8 +48,15 @@ from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel, Source
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
 from routing.assignments import TEAM_METHOD, TEAM_RULE, team_deliver, team_request
+from routing.breaker import BreakerStatus
 from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
-from routing.health import Observation, health_admit, health_record
+from routing.health import (
+    HEALTH_JSON_SQL,
+    Observation,
+    health_admit,
+    health_record,
+    health_states_from_json,
+)
 from routing.http import HttpResult, send_all
 from routing.mapping import (
     MappingError,
@@ -60,7 +67,15 @@ from routing.mapping import (
     mapping_from_model,
     prepare_endpoint,
 )
-from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale, SaleStatus
+from routing.models import (
+    Attempt,
+    AttemptOutcome,
+    Auction,
+    AuctionStatus,
+    ContractHealth,
+    Sale,
+    SaleStatus,
+)
 from routing.responses import parse_response, rule_from_model
 from routing.selection import Bid, TierFloor, filter_bids, money, plan_sale, rank
 from routing.selectors import delivery_setup, explain
@@ -102,11 +117,21 @@ class Run:
     attempts: list[Attempt] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     sales: list[Sale] = field(default_factory=list)
+    # The breakers of the vertical that are not closed, read with the claim (None: not read).
+    health: dict[int, ContractHealth] | None = None
+    # The health rows of the contracts the run heard from, read with the settlement.
+    health_after: dict[int, ContractHealth] | None = None
 
 
-# Claim an accepted lead, open its auction and read the lead with its vertical and source, in
-# one statement (one round trip, atomic on its own): the ORM took five round trips for the claim
-# and another for the read, of a run's few dozen.
+# Claim an accepted lead, open its auction, read the lead with its vertical and source and the
+# vertical's breakers that are not closed, in one statement (one round trip, atomic on its own):
+# the ORM took five round trips for the claim, and one each for the reads.
+#
+# Outside a caller's transaction the claim commits without waiting for its WAL to reach the
+# disk (synchronous_commit off for this transaction only): a crash may then lose the claim, but
+# never a write that followed it, since every later commit of the run (the cap reservation that
+# comes before any post, the sale, the settlement) waits for the WAL up to itself. A lost claim
+# puts the lead back to accepted before anything but pings went out, and it is routed again.
 _CLAIM_SQL = """
 WITH claimed AS (
     UPDATE {lead} SET status = %s, updated_at = %s WHERE id = %s AND status = %s RETURNING *
@@ -115,7 +140,10 @@ WITH claimed AS (
     SELECT id, %s, %s, 0, '[]', '' FROM claimed
     RETURNING id
 )
-SELECT opened.id, {lead_columns}, {vertical_columns}, {source_columns}
+SELECT {commit_mode}, opened.id,
+    (SELECT json_agg(h)::text FROM {health} h JOIN {contract} c ON c.id = h.contract_id
+     WHERE c.vertical_id = claimed.vertical_id AND h.status <> %s),
+    {lead_columns}, {vertical_columns}, {source_columns}
 FROM opened CROSS JOIN claimed
 LEFT JOIN {vertical} v ON v.{vertical_pk} = claimed.vertical_id
 JOIN {source} s ON s.{source_pk} = claimed.source_id
@@ -123,10 +151,13 @@ JOIN {source} s ON s.{source_pk} = claimed.source_id
 
 
 @functools.cache
-def _claim_sql() -> str:
+def _claim_sql(*, durable: bool) -> str:
     return _CLAIM_SQL.format(
+        commit_mode="NULL" if durable else "set_config('synchronous_commit', 'off', true)",
         lead=quoted(Lead._meta.db_table),
         auction=quoted(Auction._meta.db_table),
+        health=quoted(ContractHealth._meta.db_table),
+        contract=quoted(Contract._meta.db_table),
         vertical=quoted(Vertical._meta.db_table),
         source=quoted(Source._meta.db_table),
         vertical_pk=quoted(Vertical._meta.pk.column),
@@ -151,20 +182,30 @@ def _claimed_lead(row: tuple) -> Lead:
 
 def _claim_accepted(lead_id: str, now) -> Run | None:
     if connection.vendor == "postgresql":
+        # Inside a caller's transaction, its commit is the caller's to make, as it was.
+        sql = _claim_sql(durable=not connection.get_autocommit())
         with connection.cursor() as cursor:
             cursor.execute(
-                _claim_sql(),
-                [LeadStatus.ROUTING, now, lead_id, LeadStatus.ACCEPTED, AuctionStatus.RUNNING, now],
+                sql,
+                [
+                    LeadStatus.ROUTING,
+                    now,
+                    lead_id,
+                    LeadStatus.ACCEPTED,
+                    AuctionStatus.RUNNING,
+                    now,
+                    BreakerStatus.CLOSED,
+                ],
             )
             row = cursor.fetchone()
         if row is None:
             return None
-        lead = _claimed_lead(row[1:])
+        lead = _claimed_lead(row[3:])
         auction = inserted(
             Auction(lead=lead, status=AuctionStatus.RUNNING, started_at=now, explanation=[]),
-            row[0],
+            row[1],
         )
-        return Run(lead=lead, auction=auction)
+        return Run(lead=lead, auction=auction, health=health_states_from_json(row[2]))
     with transaction.atomic():
         claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
             status=LeadStatus.ROUTING, updated_at=now
@@ -395,8 +436,9 @@ def _record_health(run: Run) -> None:
     later runs: failing to count it must not undo or fail a settled lead.
     """
     observations, run.observations = run.observations, []
+    rows, run.health_after = run.health_after, None
     try:
-        health_record(observations)
+        health_record(observations, rows=rows)
     except Exception:
         logger.exception("recording buyer health failed", extra={"lead_id": str(run.lead.pk)})
 
@@ -609,7 +651,7 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
     contracts, ping_fields = delivery_setup(
         vertical, [v.contract_id for v in verdicts if v.eligible]
     )
-    refused = health_admit(contracts.values())
+    refused = health_admit(contracts.values(), rows=run.health)
     for contract in contracts.values():
         if contract.buyer_id in excluded_buyers:
             refused[contract.pk] = "buyer left out: an earlier post to it may have gone out"
@@ -963,6 +1005,13 @@ def _settle_in_one_statement(run: Run, *, changes: dict, ending: dict) -> int:
         insert, insert_params = attempts_insert_sql(attempts)
         sql += f", recorded AS ({insert})"
         params += insert_params
+    # The breakers the run's answers count towards, for _record_health to read no more.
+    heard = sorted({o.contract.pk for o in run.observations})
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} SELECT count(*) FROM settled", params)  # noqa: S608
-        return cursor.fetchone()[0]
+        cursor.execute(
+            f"{sql} SELECT (SELECT count(*) FROM settled), {HEALTH_JSON_SQL}",  # noqa: S608
+            [*params, heard],
+        )
+        settled, health = cursor.fetchone()
+    run.health_after = health_states_from_json(health)
+    return settled

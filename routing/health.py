@@ -8,12 +8,14 @@ Only changes are written: a healthy contract that answers well costs no write at
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from buyers.models import Contract
@@ -62,14 +64,43 @@ def health_states(contract_ids: Iterable[int]) -> dict[int, ContractHealth]:
     return {h.contract_id: h for h in ContractHealth.objects.filter(contract_id__in=contract_ids)}
 
 
-def health_admit(contracts: Iterable[Contract]) -> dict[int, str]:
+# The health rows of some contracts as one JSON value, for a caller's statement to read along
+# with its own work (a routing run's claim and settlement), instead of a query of its own.
+HEALTH_JSON_SQL = (
+    f"(SELECT json_agg(h)::text FROM {ContractHealth._meta.db_table} h "  # noqa: S608 - a name
+    "WHERE h.contract_id = ANY(%s))"
+)
+
+
+def health_states_from_json(text: str | None) -> dict[int, ContractHealth]:
+    """The rows HEALTH_JSON_SQL read, as health_states returns them."""
+    rows = {}
+    for item in json.loads(text) if text else []:
+        row = ContractHealth(
+            id=item["id"],
+            contract_id=item["contract_id"],
+            status=item["status"],
+            reason=item["reason"],
+            state=item["state"],
+            updated_at=datetime.fromisoformat(item["updated_at"]),
+        )
+        row._state.adding, row._state.db = False, connection.alias
+        rows[row.contract_id] = row
+    return rows
+
+
+def health_admit(
+    contracts: Iterable[Contract], *, rows: dict[int, ContractHealth] | None = None
+) -> dict[int, str]:
     """Return the contracts (id -> reason) the breakers keep out of this routing run.
 
     An open breaker whose cool-down is over lets this run through as its probe, claimed with a
-    conditional update so that of concurrent runs only one probes.
+    conditional update so that of concurrent runs only one probes. `rows` are the contracts'
+    health rows when the caller has just read them.
     """
     contracts = list(contracts)
-    rows = health_states(c.pk for c in contracts)
+    if rows is None:
+        rows = health_states(c.pk for c in contracts)
     now = time.time()
     refused: dict[int, str] = {}
     for contract in contracts:
@@ -113,12 +144,18 @@ def _save(contract: Contract, transition: Transition, *, actor: str = "") -> Non
         notifications.breaker_changed(contract_id=contract.pk, transition=transition, actor=actor)
 
 
-def health_record(observations: Iterable[Observation]) -> None:
-    """Count the answers of one routing run; write only the breakers they change."""
+def health_record(
+    observations: Iterable[Observation], *, rows: dict[int, ContractHealth] | None = None
+) -> None:
+    """Count the answers of one routing run; write only the breakers they change.
+
+    `rows` are the contracts' health rows when the caller has just read them: they only tell
+    which breakers may change, and each change is made again on the locked row.
+    """
     observations = list(observations)
     if not observations:
         return
-    rows = health_states({o.contract.pk for o in observations})
+    rows = health_states({o.contract.pk for o in observations}) if rows is None else dict(rows)
     now = time.time()
     for observation in observations:
         contract = observation.contract

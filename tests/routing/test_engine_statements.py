@@ -19,7 +19,8 @@ from buyers.services import cap_release, cap_reserve
 from leads.models import Lead, LeadStatus, Source, Vertical
 from routing import engine
 from routing.engine import lead_route
-from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
+from routing.health import Observation, health_states
+from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, ContractHealth, Sale
 from routing.services import attempts_insert
 
 pytestmark = [
@@ -146,7 +147,7 @@ def sold_run(market, *, contract_count: int = 3):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sold_lead_costs_six_round_trips_to_the_database(market, settings):
+def test_a_sold_lead_costs_four_round_trips_to_the_database(market, settings):
     # As in production: compiled rules are kept between leads, their version read once a second.
     settings.ELIGIBILITY_RULES_TTL = 60
     settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
@@ -158,8 +159,9 @@ def test_a_sold_lead_costs_six_round_trips_to_the_database(market, settings):
 
     assert outcome.startswith("sold")
     statements = [q["sql"].split()[0:2] for q in queries]
-    # Claim, health read, reservation, sale, settlement, health count.
-    assert len(queries) == 6, statements
+    # The claim (with the breakers), the reservation, the sale, the settlement (with the
+    # breakers again).
+    assert len(queries) == 4, statements
 
 
 def test_the_sale_and_its_reservation_commit_together(market):
@@ -217,3 +219,75 @@ def test_a_lead_settled_elsewhere_mid_run_keeps_that_status(market):
     assert Lead.objects.get(pk=lead.pk).status == LeadStatus.FAILED
     auction = Auction.objects.get(pk=run.auction.pk)
     assert (auction.status, auction.note) == (AuctionStatus.UNSOLD, "no eligible contract")
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_a_claim_inside_a_callers_transaction_leaves_its_commit_durable(market):
+    market.contract()
+    lead = market.lead()
+
+    assert engine._claim_accepted(str(lead.pk), timezone.now()) is not None
+
+    assert synchronous_commit() == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_of_its_own_commits_without_waiting_and_changes_no_later_commit(market):
+    market.contract()
+    lead = market.lead()
+
+    with CaptureQueriesContext(connection) as queries:
+        assert engine._claim_accepted(str(lead.pk), timezone.now()) is not None
+
+    assert "set_config('synchronous_commit', 'off', true)" in queries[0]["sql"]
+    assert synchronous_commit() == "on"
+    assert Lead.objects.get(pk=lead.pk).status == LeadStatus.ROUTING
+
+
+def test_breakers_read_with_the_claim_and_the_settlement_are_the_rows_the_orm_reads(
+    market, monkeypatch
+):
+    opened, probing, closed = (market.contract() for _ in range(3))
+    state = {"status": "open", "failures": 0, "opened_at": 1.5, "cool_down_s": 60.0}
+    ContractHealth.objects.create(contract=opened, status="open", reason="5 failures", state=state)
+    ContractHealth.objects.create(
+        contract=probing,
+        status="half_open",
+        reason="probe sent",
+        state=state | {"status": "half_open", "probe_started_at": 2.25},
+    )
+    ContractHealth.objects.create(contract=closed, status="closed", state={"failures": 2})
+    lead = market.lead()
+
+    run = engine._claim_accepted(str(lead.pk), timezone.now())
+
+    expected = health_states([opened.pk, probing.pk])
+    assert set(run.health) == {opened.pk, probing.pk}  # closed breakers keep nobody out
+    for contract_id, row in run.health.items():
+        assert field_values(row) == field_values(expected[contract_id])
+        assert not row._state.adding
+
+    run.observations = [
+        Observation(contract=contract, kind="ping", ok=True, latency_ms=10)
+        for contract in (opened, closed)
+    ]
+    expected = health_states([opened.pk, closed.pk])
+    counted = []
+    monkeypatch.setattr(engine, "health_record", lambda obs, *, rows: counted.append(rows))
+    engine._finish(run, note="no usable bid")
+
+    assert [{k: field_values(v) for k, v in rows.items()} for rows in counted] == [
+        {k: field_values(v) for k, v in expected.items()}
+    ]
+
+
+def test_a_run_that_heard_from_no_buyer_settles(market):
+    lead = market.lead()
+
+    assert lead_route(lead_id=str(lead.pk)) == "unsold: no eligible contract"
+    assert Auction.objects.get(lead=lead).status == AuctionStatus.UNSOLD
