@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time
@@ -20,10 +21,14 @@ from uuid import UUID
 
 from django.db import connection, models, transaction
 
+# PostgreSQL's text refuses NUL, and UTF-8 cannot carry a lone surrogate (which json.loads
+# makes of a buyer's "\ud800").
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
-def without_nul(text: str) -> str:
-    """Text PostgreSQL can store: its text types refuse NUL, which becomes U+FFFD."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+def storable_text(text: str) -> str:
+    """Text PostgreSQL can store, of the same length: NUL and lone surrogates become U+FFFD."""
+    return _UNSTORABLE_RE.sub("\ufffd", text)
 
 
 def quoted(name: str) -> str:
@@ -31,12 +36,18 @@ def quoted(name: str) -> str:
 
 
 def stored_fields(model: type[models.Model]) -> list[models.Field]:
-    """The columns an INSERT fills: every concrete field but the primary key and generated ones."""
-    return [
+    """The columns an INSERT fills: every concrete field but an auto primary key and generated
+    fields. A field with a database default is refused: the INSERT would override it."""
+    fields = [
         f
         for f in model._meta.concrete_fields
-        if not f.primary_key and not getattr(f, "generated", False)
+        if not (f.primary_key and isinstance(f, models.AutoField))
+        and not getattr(f, "generated", False)
     ]
+    for f in fields:
+        if f.db_default is not models.NOT_PROVIDED:
+            raise ValueError(f"{f} has a database default, which these INSERTs would override")
+    return fields
 
 
 def insert_values(
@@ -115,10 +126,23 @@ def json_rows(instances: Iterable[models.Model], fields: Sequence[models.Field])
     """Instances as a JSON array of {column: value} objects, for `jsonb_populate_recordset`.
 
     Values are the fields' Python values after `pre_save`; PostgreSQL reads each with its
-    column type's own input, so a date, a number or a UUID goes in as text.
+    column type's own input, so a date, a number or a UUID goes in as text. They skip
+    `get_db_prep_save`: only for models of plain fields (no encrypted field, no JSONField with
+    an encoder of its own), which `json_ready_fields` checks.
     """
     rows = [{f.column: f.pre_save(instance, add=True) for f in fields} for instance in instances]
     return json.dumps(rows, default=_json_value, ensure_ascii=False)
+
+
+def json_ready_fields(fields: Sequence[models.Field]) -> Sequence[models.Field]:
+    """Return the fields if json_rows stores each as the ORM would, else raise ValueError:
+    Django's own fields only (a custom one, such as an encrypted field, prepares its values
+    itself), and no JSONField with an encoder of its own."""
+    for f in fields:
+        custom = not type(f).__module__.startswith("django.db.models.")
+        if custom or (isinstance(f, models.JSONField) and f.encoder is not None):
+            raise ValueError(f"{f} prepares its values itself: json_rows would skip that")
+    return fields
 
 
 def _json_value(value: Any) -> Any:

@@ -41,8 +41,8 @@ from config.rows import (
     one_statement,
     quoted,
     select_list,
+    storable_text,
     stored_fields,
-    without_nul,
 )
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel, Source, Vertical
 from leads.outcomes import lead_outcome_publish
@@ -878,7 +878,7 @@ def _settle_post(run: Run, *, offer, reservation, request, result, attempts):
         auction=auction,
         price=price,
         payout=_sale_payout(run, price),
-        buyer_reference=without_nul(parsed.reference[:255]),
+        buyer_reference=storable_text(parsed.reference[:255]),
     )
     try:
         _sale_store(sale, reservation=reservation)

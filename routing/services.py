@@ -9,7 +9,7 @@ from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef
 
 from buyers.models import CapReservation, EndpointKind, ReservationStatus
-from config.rows import json_rows, quoted, stored_fields, without_nul
+from config.rows import json_ready_fields, json_rows, quoted, storable_text, stored_fields
 from leads.models import Lead, LeadStatus
 from leads.services import lead_transition, routing_enqueue
 from routing.models import Attempt, AttemptOutcome, Sale
@@ -17,20 +17,21 @@ from routing.models import Attempt, AttemptOutcome, Sale
 logger = logging.getLogger(__name__)
 
 # Every column but the id, in model order: what an attempt row is made of.
-_ATTEMPT_FIELDS = stored_fields(Attempt)
+_ATTEMPT_FIELDS = json_ready_fields(stored_fields(Attempt))
 _ATTEMPT_TEXT_FIELDS = [
     f for f in _ATTEMPT_FIELDS if isinstance(f, models.CharField | models.TextField)
 ]
 
 
-def _scrub_nul(attempts: Sequence[Attempt]) -> None:
-    # A buyer's answer may hold NUL bytes, which PostgreSQL's text refuses: the attempt is
-    # stored with U+FFFD in their place rather than the whole run failing to settle.
+def _scrub_unstorable(attempts: Sequence[Attempt]) -> None:
+    # A buyer's answer may hold NUL bytes or (parsed from JSON) lone surrogates, which
+    # PostgreSQL cannot store: the attempt is stored with U+FFFD in their place rather than the
+    # whole run failing to settle (and the lead going to that buyer again after it).
     for attempt in attempts:
         for field in _ATTEMPT_TEXT_FIELDS:
             value = getattr(attempt, field.attname)
             if value:
-                setattr(attempt, field.attname, without_nul(value))
+                setattr(attempt, field.attname, storable_text(value))
 
 
 def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
@@ -41,7 +42,7 @@ def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
     bulk_create's INSERT did, and the statement can ride in another (bench/auction.py). The rows
     get no ids back; nothing of a run needs them.
     """
-    _scrub_nul(attempts)
+    _scrub_unstorable(attempts)
     table = quoted(Attempt._meta.db_table)
     columns = ", ".join(quoted(f.column) for f in _ATTEMPT_FIELDS)
     sql = (
@@ -53,7 +54,7 @@ def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
 
 def attempts_insert(attempts: Sequence[Attempt]) -> None:
     """Store new attempts."""
-    _scrub_nul(attempts)
+    _scrub_unstorable(attempts)
     if connection.vendor != "postgresql":
         Attempt.objects.bulk_create(attempts)
         return

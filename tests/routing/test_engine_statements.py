@@ -7,15 +7,24 @@ written, and count the round trips a sold lead costs.
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from buyers.models import CapCounter, CapPeriod, CapReservation, ContractCap, ReservationStatus
-from buyers.services import cap_release, cap_reserve
+from buyers.models import (
+    BuyerCap,
+    CapCounter,
+    CapPeriod,
+    CapReservation,
+    ContractCap,
+    ReservationStatus,
+)
+from buyers.services import CapRefusal, cap_release, cap_reserve
 from leads.models import Lead, LeadStatus, Source, Vertical
 from routing import engine
 from routing.engine import lead_route
@@ -64,7 +73,10 @@ def test_attempts_read_back_as_they_were_built(market):
     contract = market.contract()
     lead = market.lead()
     auction = Auction.objects.create(lead=lead)
-    odd = 'quotes " and \\ backslashes, a\nnew line, a tab\t, “unicode” and a NUL \x00 byte'
+    odd = (
+        'quotes " and \\ backslashes, a\nnew line, a tab\t, “unicode”, a NUL \x00 byte and a '
+        "lone surrogate \ud800 (json.loads makes one of a buyer's escape)"
+    )
     built = [
         Attempt(
             auction=auction,
@@ -94,16 +106,20 @@ def test_attempts_read_back_as_they_were_built(market):
         ),
     ]
 
+    expected = [field_values(made) for made in built]
+
     attempts_insert(built)
 
     stored = list(Attempt.objects.filter(lead=lead).order_by("id"))
     assert len(stored) == 2
-    for made, row in zip(built, stored, strict=True):
-        expected = field_values(made) | {"id": row.id}
-        # PostgreSQL text cannot hold NUL: it is stored as the replacement character.
+    for values, made, row in zip(expected, built, stored, strict=True):
+        # created_at is set as the row is stored; PostgreSQL cannot hold NUL or a lone
+        # surrogate: each is stored as the replacement character.
+        values |= {"id": row.id, "created_at": made.created_at}
         for name in ("request_body", "response_body", "reason"):
-            expected[name] = expected[name].replace("\x00", "\ufffd")
-        assert field_values(row) == expected
+            values[name] = values[name].replace("\x00", "\ufffd").replace("\ud800", "\ufffd")
+        assert field_values(row) == values
+    assert "\ufffd byte and a lone surrogate \ufffd (json" in stored[0].response_body
 
 
 @pytest.mark.django_db(transaction=True)
@@ -131,14 +147,118 @@ def test_a_reservation_with_caps_is_charged_to_the_caps_it_read_in_its_first_sta
     ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=1)
     first, second = market.lead(), market.lead()
 
-    reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
+    with CaptureQueriesContext(connection) as queries:
+        reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
     refusal = cap_reserve(lead=second, contract=contract, price=Decimal("9.50"))
+
+    cap_reads = [q["sql"] for q in queries if "_contractcap" in q["sql"] or "_buyercap" in q["sql"]]
+    assert len(cap_reads) == 1, cap_reads
+    assert cap_reads[0].lstrip().startswith("WITH caps AS")
 
     counter = CapCounter.objects.get(contract=contract)
     assert (counter.leads, counter.spend) == (1, Decimal("9.50"))
     assert list(reservation.counters.all()) == [counter]
     assert refusal.reason == "daily cap 1/1 reached"
     assert CapReservation.objects.filter(lead=second).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_buyers_cap_is_charged_when_its_contract_has_none(market):
+    contract = market.contract()
+    BuyerCap.objects.create(buyer=contract.buyer, period=CapPeriod.DAY, max_budget=Decimal("10"))
+    first, second = market.lead(), market.lead()
+
+    reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
+    refusal = cap_reserve(lead=second, contract=contract, price=Decimal("9.50"))
+
+    counter = CapCounter.objects.get(buyer=contract.buyer)
+    assert (counter.leads, counter.spend) == (1, Decimal("9.50"))
+    assert list(reservation.counters.all()) == [counter]
+    assert isinstance(refusal, CapRefusal)
+    assert not CapReservation.objects.filter(lead=second).exists()
+
+
+def test_a_repeated_reservation_inside_a_callers_transaction_leaves_it_usable(market):
+    contract = market.contract()
+    lead = market.lead()
+
+    with transaction.atomic():
+        first = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+        again = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+        assert again.pk == first.pk
+        assert Lead.objects.filter(pk=lead.pk).exists()  # the transaction still answers
+
+
+def test_a_second_sale_to_one_buyer_is_refused_and_leaves_the_callers_transaction_usable(
+    market,
+):
+    contract = market.contract()
+    lead = market.lead()
+    run = engine._claim_accepted(str(lead.pk), timezone.now())
+
+    def sale():
+        return Sale(
+            lead=lead,
+            contract=contract,
+            buyer_id=contract.buyer_id,
+            auction=run.auction,
+            price=Decimal("9.50"),
+            payout=Decimal("4.00"),
+        )
+
+    with transaction.atomic():
+        reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+        engine._sale_store(sale(), reservation=reservation)
+        with pytest.raises(IntegrityError):
+            engine._sale_store(sale(), reservation=reservation)
+        assert Sale.objects.filter(lead=lead).count() == 1
+
+
+class _Surrogates(BaseHTTPRequestHandler):
+    """A buyer whose answers carry JSON escapes of a lone surrogate and of NUL."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = (
+            b'{"status": "bid", "price": "12.00"}'
+            if self.path.startswith("/ping")
+            else b'{"status": "accepted", "lead_id": "ab\\ud800cd", "reason": "ok\\u0000"}'
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_buyer_answering_a_lone_surrogate_or_nul_is_sold_to_and_recorded(market):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Surrogates)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        contract = market.contract()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for endpoint in contract.endpoints.all():
+            endpoint.url = f"{base}/{endpoint.kind}"
+            endpoint.save()
+        lead = market.lead()
+
+        assert lead_route(lead_id=str(lead.pk)).startswith("sold")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    sale = Sale.objects.get(lead=lead)
+    assert sale.buyer_reference == "ab\ufffdcd"
+    post = Attempt.objects.get(lead=lead, kind="post")
+    assert (post.outcome, post.buyer_reference, post.reason) == (
+        "accepted",
+        "ab\ufffdcd",
+        "ok\ufffd",
+    )
 
 
 def sold_run(market, *, contract_count: int = 3):
