@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -423,19 +423,21 @@ def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> 
     return True
 
 
-def cap_commit_sql(*, reservation: CapReservation, price: Decimal) -> tuple[str, list] | None:
-    """The UPDATE that commits a held reservation at the price it reserved, with its params, for
-    a caller to run inside a statement of its own (as a CTE, say: the sale and its charge in one
-    round trip). It returns the reservation's id when it was held. None when the price moved:
-    the counters must then be adjusted, by cap_commit."""
-    if price != reservation.price:
+def cap_commit_sql(
+    *, reservations: Sequence[tuple[CapReservation, Decimal]]
+) -> tuple[str, list] | None:
+    """The UPDATE that commits held reservations, each at the price it reserved, with its
+    params, for a caller to run inside a statement of its own (as a CTE, say: the sales and
+    their charges in one round trip). It returns the ids of those that were held. None when a
+    price moved: the counters must then be adjusted, by cap_commit."""
+    if any(price != reservation.price for reservation, price in reservations):
         return None
     table = quoted(CapReservation._meta.db_table)
-    sql = f"UPDATE {table} SET status = %s, updated_at = %s WHERE id = %s AND status = %s"  # noqa: S608
+    sql = f"UPDATE {table} SET status = %s, updated_at = %s WHERE id = ANY(%s) AND status = %s"  # noqa: S608
     return f"{sql} RETURNING id", [
         ReservationStatus.COMMITTED,
         timezone.now(),
-        reservation.pk,
+        [reservation.pk for reservation, _ in reservations],
         ReservationStatus.HELD,
     ]
 

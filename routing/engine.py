@@ -117,6 +117,9 @@ class Run:
     attempts: list[Attempt] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     sales: list[Sale] = field(default_factory=list)
+    # Sales accepted at the price reserved but not stored yet (PostgreSQL): they go with the
+    # run's next write, the settlement when no post follows, saving a round trip on each lead.
+    unstored: list[tuple[Sale, CapReservation]] = field(default_factory=list)
     # The breakers of the vertical that are not closed, read with the claim (None: not read).
     health: dict[int, ContractHealth] | None = None
     # The health rows of the contracts the run heard from, read with the settlement.
@@ -635,6 +638,7 @@ def _abandon(run: Run) -> None:
     A held reservation may stand for a post that went out: it is recorded as ambiguous, as after
     a lost worker. A sale already made is the buyer's: the lead stays sold to it.
     """
+    _store_unstored(run)  # a buyer that accepted has bought the lead, whatever failed after
     _release_held(run, reason="routing failed while this post was in flight: marked for review")
     run.sales = list(Sale.objects.filter(lead=run.lead, status=SaleStatus.SOLD))
     if run.sales:
@@ -696,7 +700,19 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
         rng=random.Random(),  # noqa: S311
     )
     plan = plan_sale(ranked, max_buyers=vertical.max_buyers)
-    by_contract = {o.contract.pk: o for o in offers}
+    note = _sell(
+        run,
+        plan,
+        offers={o.contract.pk: o for o in offers},
+        ping_fields=ping_fields,
+        run_deadline=run_deadline,
+    )
+    return _finish(run, note=note)
+
+
+def _sell(run: Run, plan, *, offers: dict[int, Offer], ping_fields, run_deadline: float) -> str:
+    """Post to the plan's candidates, falling back on failures, until sold, exhausted or out of
+    time; return the run's note."""
     sold: list[int] = []
     failed: list[int] = []
     out_of_time = False
@@ -704,12 +720,14 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
         candidates = plan.next_candidates(sold=sold, failed=failed)
         if not candidates:
             break
+        if not _store_before_more_posts(run, sold=sold, failed=failed):
+            continue
         if time.monotonic() >= run_deadline:
             out_of_time = True
             break
         offers_now = _reping_expired(
             run,
-            [by_contract[b.contract_id] for b in candidates],
+            [offers[b.contract_id] for b in candidates],
             ping_fields=ping_fields,
             failed=failed,
         )
@@ -723,7 +741,7 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
     note = _outcome_note(run.sales, failed=len(failed), plan_reason=plan.reason)
     if out_of_time and not run.sales:
         note = f"ran out of time after {len(failed)} failed posts"
-    return _finish(run, note=note)
+    return note
 
 
 def _outcome_note(sales: list[Sale], *, failed: int, plan_reason: str) -> str:
@@ -880,13 +898,48 @@ def _settle_post(run: Run, *, offer, reservation, request, result, attempts):
         payout=_sale_payout(run, price),
         buyer_reference=storable_text(parsed.reference[:255]),
     )
-    try:
-        _sale_store(sale, reservation=reservation)
-    except IntegrityError:
-        logger.error("a second sale to one buyer was refused", extra={"lead_id": str(lead.pk)})
+    if connection.vendor == "postgresql" and sale.price == reservation.price:
+        run.unstored.append((sale, reservation))
+        run.sales.append(sale)
+        return offer.bid, sale
+    if not _sale_store_or_refuse(run, sale, reservation):
         return offer.bid, None
     run.sales.append(sale)
     return offer.bid, sale
+
+
+def _sale_store_or_refuse(run: Run, sale: Sale, reservation: CapReservation) -> bool:
+    """Store the sale; return False when the database refuses it (the buyer has bought the lead
+    already), giving its reservation's room back."""
+    try:
+        _sale_store(sale, reservation=reservation)
+    except IntegrityError:
+        logger.error("a second sale to one buyer was refused", extra={"lead_id": str(run.lead.pk)})
+        cap_release(reservation=reservation)
+        return False
+    return True
+
+
+def _store_before_more_posts(run: Run, *, sold: list[int], failed: list[int]) -> bool:
+    """Store the run's sales so far before more posts go out. Return False when the database
+    refused one (its contract moves from sold to failed, and the plan must be asked again)."""
+    refused = _store_unstored(run)
+    for sale in refused:
+        sold.remove(sale.contract_id)
+        failed.append(sale.contract_id)
+    return not refused
+
+
+def _store_unstored(run: Run) -> list[Sale]:
+    """Store the run's unstored sales one by one; return those the database refused (a second
+    sale to one buyer), which leave run.sales."""
+    unstored, run.unstored = run.unstored, []
+    refused = []
+    for sale, reservation in unstored:
+        if not _sale_store_or_refuse(run, sale, reservation):
+            run.sales.remove(sale)
+            refused.append(sale)
+    return refused
 
 
 def _sale_store(sale: Sale, *, reservation: CapReservation) -> None:
@@ -896,7 +949,7 @@ def _sale_store(sale: Sale, *, reservation: CapReservation) -> None:
     transaction took four round trips.
     """
     commit = (
-        cap_commit_sql(reservation=reservation, price=sale.price)
+        cap_commit_sql(reservations=[(reservation, sale.price)])
         if connection.vendor == "postgresql"
         else None
     )
@@ -905,19 +958,44 @@ def _sale_store(sale: Sale, *, reservation: CapReservation) -> None:
             cap_commit(reservation=reservation, price=sale.price)
             sale.save(force_insert=True)
         return
-    commit_sql, params = commit
-    columns, placeholders, sale_params = insert_values(sale, stored_fields(Sale))
-    sql = (
-        f"WITH committed AS ({commit_sql}) "  # noqa: S608 - names of the models
-        f"INSERT INTO {quoted(Sale._meta.db_table)} ({columns}) VALUES ({placeholders}) "
-        "RETURNING id, (SELECT count(*) FROM committed)"
-    )
+    sql, params = _sales_sql([(sale, reservation)], commit)
     with one_statement(), connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *sale_params])
-        pk, committed = cursor.fetchone()
-    inserted(sale, pk)
-    if committed:
-        reservation.status = ReservationStatus.COMMITTED
+        cursor.execute(f"WITH {sql} SELECT {_SALES_STORED}", params)
+        _sales_stored([(sale, reservation)], cursor.fetchone())
+
+
+def _sales_sql(
+    sales: list[tuple[Sale, CapReservation]], commit: tuple[str, list]
+) -> tuple[str, list]:
+    """CTEs that commit the sales' reservations and insert the sales, with their params; the
+    statement that holds them selects _SALES_STORED for _sales_stored."""
+    commit_sql, params = commit
+    rows = []
+    for sale, _ in sales:
+        columns, placeholders, sale_params = insert_values(sale, stored_fields(Sale))
+        rows.append(f"({placeholders})")
+        params = [*params, *sale_params]
+    sql = (
+        f"committed AS ({commit_sql}), "  # noqa: S608 - names of the models
+        f"sold AS (INSERT INTO {quoted(Sale._meta.db_table)} ({columns}) "
+        f"VALUES {', '.join(rows)} RETURNING id, buyer_id)"
+    )
+    return sql, params
+
+
+_SALES_STORED = (
+    "(SELECT array_agg(ARRAY[id, buyer_id]) FROM sold), (SELECT array_agg(id) FROM committed)"
+)
+
+
+def _sales_stored(sales: list[tuple[Sale, CapReservation]], row) -> None:
+    """Mark the sales stored and their reservations committed, from _SALES_STORED's values."""
+    ids, committed = row
+    by_buyer = {buyer_id: pk for pk, buyer_id in ids}
+    for sale, reservation in sales:
+        inserted(sale, by_buyer[sale.buyer_id])
+        if reservation.pk in (committed or []):
+            reservation.status = ReservationStatus.COMMITTED
 
 
 def _sale_payout(run: Run, price: Decimal) -> Decimal:
@@ -937,7 +1015,39 @@ def _sale_payout(run: Run, price: Decimal) -> Decimal:
 
 def _finish(run: Run, *, note: str, status: str | None = None) -> str:
     """Settle the lead and its auction, with every attempt of the run, in one transaction."""
-    lead, sales = run.lead, run.sales
+    lead = run.lead
+    if connection.vendor == "postgresql":
+        try:
+            with one_statement():
+                settled, changes = _settle_in_one_statement(run, note=note, status=status)
+        except IntegrityError:
+            # A sale the database refuses (a second sale to one buyer): the sales go one by one
+            # and the lead settles with those that were stored.
+            refused = _store_unstored(run)
+            note = f"{note}; {plural(len(refused), 'second sale')} to one buyer refused"
+            with one_statement():
+                settled, changes = _settle_in_one_statement(run, note=note, status=status)
+    else:
+        with transaction.atomic():
+            changes, ending = _settlement(run, note=note, status=status)
+            _save_attempts(run)
+            settled = Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(**changes)
+            Auction.objects.filter(pk=run.auction.pk).update(**ending)
+    if settled:
+        for name, value in changes.items():
+            setattr(lead, name, value)
+    else:  # settled elsewhere (by hand, say): report what the lead really is
+        lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
+    # Now, or when a caller's transaction commits.
+    postback_schedule(lead=lead)
+    transaction.on_commit(lambda: lead_outcome_publish(lead.pk))
+    _record_health(run)
+    return f"{lead.status}: {note}"
+
+
+def _settlement(run: Run, *, note: str, status: str | None) -> tuple[dict, dict]:
+    """The changes that settle the lead (if still routing) and end its auction."""
+    sales = run.sales
     now = timezone.now()
     if sales:
         final = AuctionStatus.SOLD
@@ -958,28 +1068,7 @@ def _finish(run: Run, *, note: str, status: str | None = None) -> str:
         "explanation": run.auction.explanation,
         "eligible_count": run.auction.eligible_count,
     }
-    postgres = connection.vendor == "postgresql"
-    # On PostgreSQL one statement settles it all: it needs no transaction of its own.
-    with one_statement() if postgres else transaction.atomic():
-        if postgres:
-            settled = _settle_in_one_statement(
-                run, changes={"updated_at": now, **changes}, ending=ending
-            )
-        else:
-            _save_attempts(run)
-            settled = Lead.objects.filter(pk=lead.pk, status=LeadStatus.ROUTING).update(
-                updated_at=now, **changes
-            )
-            Auction.objects.filter(pk=run.auction.pk).update(**ending)
-        if settled:
-            for name, value in changes.items():
-                setattr(lead, name, value)
-        else:  # settled elsewhere (by hand, say): report what the lead really is
-            lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
-        postback_schedule(lead=lead)
-        transaction.on_commit(lambda: lead_outcome_publish(lead.pk))
-    _record_health(run)
-    return f"{lead.status}: {note}"
+    return {"updated_at": now, **changes}, ending
 
 
 def _assignments(model, values: dict) -> tuple[str, list]:
@@ -989,9 +1078,11 @@ def _assignments(model, values: dict) -> tuple[str, list]:
     return sql, [f.get_db_prep_save(values[f.name], connection) for f in fields]
 
 
-def _settle_in_one_statement(run: Run, *, changes: dict, ending: dict) -> int:
-    """Settle the lead (if still routing), end the auction and store the run's attempts, in one
-    statement: the ORM spent five round trips on it. Return 1 when the lead was settled."""
+def _settle_in_one_statement(run: Run, *, note: str, status: str | None) -> tuple[int, dict]:
+    """Store the run's unstored sales (committing their reservations), settle the lead (if
+    still routing), end the auction and store the run's attempts, in one statement: the ORM
+    spent nine round trips on it. Return 1 when the lead was settled, and the lead's changes."""
+    changes, ending = _settlement(run, note=note, status=status)
     lead_sets, lead_params = _assignments(Lead, changes)
     auction_sets, auction_params = _assignments(Auction, ending)
     sql = (
@@ -1000,18 +1091,28 @@ def _settle_in_one_statement(run: Run, *, changes: dict, ending: dict) -> int:
         f"ended AS (UPDATE {quoted(Auction._meta.db_table)} SET {auction_sets} WHERE id = %s)"
     )
     params = [*lead_params, run.lead.pk, LeadStatus.ROUTING, *auction_params, run.auction.pk]
-    attempts, run.attempts = run.attempts, []
-    if attempts:
-        insert, insert_params = attempts_insert_sql(attempts)
+    if run.attempts:
+        insert, insert_params = attempts_insert_sql(run.attempts)
         sql += f", recorded AS ({insert})"
         params += insert_params
+    unstored = run.unstored
+    stored = "NULL, NULL"
+    if unstored:
+        commit = cap_commit_sql(reservations=[(r, sale.price) for sale, r in unstored])
+        sales_sql, sales_params = _sales_sql(unstored, commit)
+        sql += f", {sales_sql}"
+        params += sales_params
+        stored = _SALES_STORED
     # The breakers the run's answers count towards, for _record_health to read no more.
     heard = sorted({o.contract.pk for o in run.observations})
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{sql} SELECT (SELECT count(*) FROM settled), {HEALTH_JSON_SQL}",  # noqa: S608
+            f"{sql} SELECT (SELECT count(*) FROM settled), {HEALTH_JSON_SQL}, {stored}",  # noqa: S608
             [*params, heard],
         )
-        settled, health = cursor.fetchone()
+        settled, health, *sales_stored = cursor.fetchone()
+    if unstored:
+        _sales_stored(unstored, sales_stored)
+    run.unstored, run.attempts = [], []
     run.health_after = health_states_from_json(health)
-    return settled
+    return settled, changes

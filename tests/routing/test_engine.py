@@ -817,8 +817,10 @@ def test_a_run_that_loses_its_database_is_taken_over_by_its_retry_not_failed(
     def database_gone(*args, **kwargs):
         raise OperationalError("terminating connection due to administrator command")
 
-    # The post to the best bidder went out; the database is lost before the sale is written.
+    # The post to the best bidder went out; the database is lost before the sale is written
+    # (on its own, or on PostgreSQL with the settlement).
     monkeypatch.setattr(engine, "_sale_store", database_gone)
+    monkeypatch.setattr(engine, "_settle_in_one_statement", database_gone)
     with pytest.raises(RunLostDatabase) as lost:
         lead_route(lead_id=str(lead.pk))
     monkeypatch.undo()

@@ -267,7 +267,7 @@ def sold_run(market, *, contract_count: int = 3):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sold_lead_costs_four_round_trips_to_the_database(market, settings):
+def test_a_sold_lead_costs_three_round_trips_to_the_database(market, settings):
     # As in production: compiled rules are kept between leads, their version read once a second.
     settings.ELIGIBILITY_RULES_TTL = 60
     settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
@@ -279,9 +279,9 @@ def test_a_sold_lead_costs_four_round_trips_to_the_database(market, settings):
 
     assert outcome.startswith("sold")
     statements = [q["sql"].split()[0:2] for q in queries]
-    # The claim (with the breakers), the reservation, the sale, the settlement (with the
-    # breakers again).
-    assert len(queries) == 4, statements
+    # The claim (with the breakers), the reservation, and the settlement (with the sale and
+    # the breakers again).
+    assert len(queries) == 3, statements
 
 
 def test_the_sale_and_its_reservation_commit_together(market):
@@ -411,3 +411,78 @@ def test_a_run_that_heard_from_no_buyer_settles(market):
 
     assert lead_route(lead_id=str(lead.pk)) == "unsold: no eligible contract"
     assert Auction.objects.get(lead=lead).status == AuctionStatus.UNSOLD
+
+
+def test_a_shared_lead_stores_its_sales_with_the_settlement_and_commits_their_reservations(
+    market,
+):
+    market.vertical.max_buyers = 3
+    market.vertical.save()
+    contracts = [market.contract(ping=f"bid={10 + n}", exclusive=False) for n in range(3)]
+    lead = market.lead()
+
+    assert lead_route(lead_id=str(lead.pk)).startswith("sold: sold to 3 buyers for $33.00")
+
+    stored = {sale.contract_id: sale for sale in Sale.objects.filter(lead=lead)}
+    assert set(stored) == {c.pk for c in contracts}
+    for sale in stored.values():
+        assert sale.buyer_id == sale.contract.buyer_id
+        reservation = CapReservation.objects.get(lead=lead, contract=sale.contract)
+        assert (reservation.status, reservation.price) == (ReservationStatus.COMMITTED, sale.price)
+    lead.refresh_from_db()
+    assert (lead.status, lead.sale_price) == (LeadStatus.SOLD, Decimal("33.00"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sale_is_stored_before_the_next_round_of_posts(market, settings):
+    settings.ELIGIBILITY_RULES_TTL = 60
+    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+    market.vertical.max_buyers = 2
+    market.vertical.save()
+    rejects = market.contract(ping="bid=30", post="accept=0", exclusive=False)
+    first = market.contract(ping="bid=20", exclusive=False)
+    fallback = market.contract(ping="bid=10", exclusive=False)
+    lead = market.lead()
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = lead_route(lead_id=str(lead.pk))
+
+    assert outcome.startswith("sold: sold to 2 buyers for $30.00 after 1 failed post")
+    assert set(Sale.objects.filter(lead=lead).values_list("contract_id", flat=True)) == {
+        first.pk,
+        fallback.pk,
+    }
+    # The first round's sale went on its own, before the fallback's reservation; the
+    # fallback's sale went with the settlement.
+    writes = [q["sql"] for q in queries if '"routing_sale"' in q["sql"]]
+    assert len(writes) == 2
+    assert writes[0].startswith("WITH committed AS")
+    assert writes[1].startswith("WITH settled AS")
+    statements = [q["sql"].lstrip() for q in queries]
+    reservations = [i for i, sql in enumerate(statements) if sql.startswith("WITH caps AS")]
+    assert len(reservations) == 3
+    assert reservations[1] < statements.index(writes[0]) < reservations[2]
+    assert CapReservation.objects.get(lead=lead, contract=rejects).status == "released"
+
+
+def test_a_sale_the_database_refuses_at_settlement_gives_its_room_back(market):
+    contract = market.contract(ping="bid=12")
+    lead = market.lead()
+    # The buyer has bought this lead already (by another way than this run): one sale each.
+    Sale.objects.create(
+        lead=lead,
+        contract=contract,
+        buyer=contract.buyer,
+        price=Decimal("5.00"),
+        payout=Decimal("0.00"),
+    )
+
+    outcome = lead_route(lead_id=str(lead.pk))
+
+    assert outcome.endswith("; 1 second sale to one buyer refused")
+    assert Sale.objects.filter(lead=lead).count() == 1
+    reservation = CapReservation.objects.get(lead=lead, contract=contract)
+    assert reservation.status == ReservationStatus.RELEASED
+    auction = Auction.objects.get(lead=lead)
+    assert auction.status == AuctionStatus.UNSOLD
+    assert Attempt.objects.filter(lead=lead, kind="post", outcome="accepted").count() == 1
