@@ -129,12 +129,6 @@ class Run:
 # Claim an accepted lead, open its auction, read the lead with its vertical and source and the
 # vertical's breakers that are not closed, in one statement (one round trip, atomic on its own):
 # the ORM took five round trips for the claim, and one each for the reads.
-#
-# Outside a caller's transaction the claim commits without waiting for its WAL to reach the
-# disk (synchronous_commit off for this transaction only): a crash may then lose the claim, but
-# never a write that followed it, since every later commit of the run (the cap reservation that
-# comes before any post, the sale, the settlement) waits for the WAL up to itself. A lost claim
-# puts the lead back to accepted before anything but pings went out, and it is routed again.
 _CLAIM_SQL = """
 WITH claimed AS (
     UPDATE {lead} SET status = %s, updated_at = %s WHERE id = %s AND status = %s RETURNING *
@@ -143,7 +137,7 @@ WITH claimed AS (
     SELECT id, %s, %s, 0, '[]', '' FROM claimed
     RETURNING id
 )
-SELECT {commit_mode}, opened.id,
+SELECT opened.id,
     (SELECT json_agg(h)::text FROM {health} h JOIN {contract} c ON c.id = h.contract_id
      WHERE c.vertical_id = claimed.vertical_id AND h.status <> %s),
     {lead_columns}, {vertical_columns}, {source_columns}
@@ -154,9 +148,8 @@ JOIN {source} s ON s.{source_pk} = claimed.source_id
 
 
 @functools.cache
-def _claim_sql(*, durable: bool) -> str:
+def _claim_sql() -> str:
     return _CLAIM_SQL.format(
-        commit_mode="NULL" if durable else "set_config('synchronous_commit', 'off', true)",
         lead=quoted(Lead._meta.db_table),
         auction=quoted(Auction._meta.db_table),
         health=quoted(ContractHealth._meta.db_table),
@@ -185,11 +178,9 @@ def _claimed_lead(row: tuple) -> Lead:
 
 def _claim_accepted(lead_id: str, now) -> Run | None:
     if connection.vendor == "postgresql":
-        # Inside a caller's transaction, its commit is the caller's to make, as it was.
-        sql = _claim_sql(durable=not connection.get_autocommit())
         with connection.cursor() as cursor:
             cursor.execute(
-                sql,
+                _claim_sql(),
                 [
                     LeadStatus.ROUTING,
                     now,
@@ -203,12 +194,12 @@ def _claim_accepted(lead_id: str, now) -> Run | None:
             row = cursor.fetchone()
         if row is None:
             return None
-        lead = _claimed_lead(row[3:])
+        lead = _claimed_lead(row[2:])
         auction = inserted(
             Auction(lead=lead, status=AuctionStatus.RUNNING, started_at=now, explanation=[]),
-            row[1],
+            row[0],
         )
-        return Run(lead=lead, auction=auction, health=health_states_from_json(row[2]))
+        return Run(lead=lead, auction=auction, health=health_states_from_json(row[1]))
     with transaction.atomic():
         claimed = Lead.objects.filter(pk=lead_id, status=LeadStatus.ACCEPTED).update(
             status=LeadStatus.ROUTING, updated_at=now
@@ -625,11 +616,32 @@ def lead_route(*, lead_id: str, lost_run: int | None = None) -> str:
             "routing run lost its database; it will be resumed",
             extra={"lead_id": str(lead.pk), "error": type(error).__name__},
         )
+        _store_unstored_if_possible(run)
         raise RunLostDatabase(run.auction.pk) from error
     except Exception:
         logger.exception("routing run failed", extra={"lead_id": str(lead.pk)})
-        _abandon(run)
+        try:
+            _abandon(run)
+        except DATABASE_LOST as error:
+            raise RunLostDatabase(run.auction.pk) from error
         raise
+
+
+def _store_unstored_if_possible(run: Run) -> None:
+    """A sale a buyer accepted is the buyer's: try once more to store it on a fresh connection
+    (the error may have been a lock or statement timeout, or a dropped connection). Otherwise
+    its held reservation makes the post ambiguous for the run that takes over."""
+    if not run.unstored or connection.in_atomic_block:  # a caller's transaction is broken
+        return
+    connection.close()
+    try:
+        _store_unstored(run)
+    except Exception:
+        logger.warning(
+            "an accepted sale could not be stored; its post will be marked ambiguous",
+            extra={"lead_id": str(run.lead.pk)},
+            exc_info=True,
+        )
 
 
 def _abandon(run: Run) -> None:
@@ -828,6 +840,9 @@ def _post_all(run: Run, offers: list[Offer], *, deadline: float) -> list[tuple[B
                         request=request,
                         result=result,
                         attempts=attempts,
+                        # With one post in the round, nothing but the settlement or the next
+                        # round's first write can come between its answer and its sale.
+                        defer=len(live) == 1,
                     )
                 )
             pending = retry
@@ -837,7 +852,7 @@ def _post_all(run: Run, offers: list[Offer], *, deadline: float) -> list[tuple[B
     return outcomes
 
 
-def _settle_post(run: Run, *, offer, reservation, request, result, attempts):
+def _settle_post(run: Run, *, offer, reservation, request, result, attempts, defer=False):
     lead, auction = run.lead, run.auction
     post = partial(_attempt, auction=auction, lead=lead, kind=EndpointKind.POST)
     contract = offer.contract
@@ -898,7 +913,7 @@ def _settle_post(run: Run, *, offer, reservation, request, result, attempts):
         payout=_sale_payout(run, price),
         buyer_reference=storable_text(parsed.reference[:255]),
     )
-    if connection.vendor == "postgresql" and sale.price == reservation.price:
+    if defer and connection.vendor == "postgresql" and sale.price == reservation.price:
         run.unstored.append((sale, reservation))
         run.sales.append(sale)
         return offer.bid, sale
@@ -933,10 +948,12 @@ def _store_before_more_posts(run: Run, *, sold: list[int], failed: list[int]) ->
 def _store_unstored(run: Run) -> list[Sale]:
     """Store the run's unstored sales one by one; return those the database refused (a second
     sale to one buyer), which leave run.sales."""
-    unstored, run.unstored = run.unstored, []
     refused = []
-    for sale, reservation in unstored:
-        if not _sale_store_or_refuse(run, sale, reservation):
+    while run.unstored:
+        sale, reservation = run.unstored[0]
+        stored = _sale_store_or_refuse(run, sale, reservation)
+        run.unstored.pop(0)  # only once it is stored or refused: a failure leaves it on the run
+        if not stored:
             run.sales.remove(sale)
             refused.append(sale)
     return refused
@@ -1021,10 +1038,17 @@ def _finish(run: Run, *, note: str, status: str | None = None) -> str:
             with one_statement():
                 settled, changes = _settle_in_one_statement(run, note=note, status=status)
         except IntegrityError:
-            # A sale the database refuses (a second sale to one buyer): the sales go one by one
-            # and the lead settles with those that were stored.
+            if not run.unstored:
+                raise
+            # A sale the database refuses (a second sale to one buyer): the sale goes on its
+            # own and the lead settles with what was stored.
             refused = _store_unstored(run)
-            note = f"{note}; {plural(len(refused), 'second sale')} to one buyer refused"
+            if refused:
+                note = (
+                    f"{note}; {plural(len(refused), 'second sale')} to one buyer refused"
+                    if run.sales
+                    else f"the buyer that accepted had bought the lead already ({note})"
+                )
             with one_statement():
                 settled, changes = _settle_in_one_statement(run, note=note, status=status)
     else:
@@ -1091,8 +1115,11 @@ def _settle_in_one_statement(run: Run, *, note: str, status: str | None) -> tupl
         f"ended AS (UPDATE {quoted(Auction._meta.db_table)} SET {auction_sets} WHERE id = %s)"
     )
     params = [*lead_params, run.lead.pk, LeadStatus.ROUTING, *auction_params, run.auction.pk]
-    if run.attempts:
-        insert, insert_params = attempts_insert_sql(run.attempts)
+    # Taken off the run before the statement runs: if it fails for their sake (a value the
+    # database refuses), the run is abandoned without them rather than failing again on them.
+    attempts, run.attempts = run.attempts, []
+    if attempts:
+        insert, insert_params = attempts_insert_sql(attempts)
         sql += f", recorded AS ({insert})"
         params += insert_params
     unstored = run.unstored
@@ -1105,14 +1132,19 @@ def _settle_in_one_statement(run: Run, *, note: str, status: str | None) -> tupl
         stored = _SALES_STORED
     # The breakers the run's answers count towards, for _record_health to read no more.
     heard = sorted({o.contract.pk for o in run.observations})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"{sql} SELECT (SELECT count(*) FROM settled), {HEALTH_JSON_SQL}, {stored}",  # noqa: S608
-            [*params, heard],
-        )
-        settled, health, *sales_stored = cursor.fetchone()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{sql} SELECT (SELECT count(*) FROM settled), {HEALTH_JSON_SQL}, {stored}",  # noqa: S608
+                [*params, heard],
+            )
+            settled, health, *sales_stored = cursor.fetchone()
+    except IntegrityError:
+        if unstored:  # a sale refused: the attempts go with the settlement that follows
+            run.attempts = attempts
+        raise
+    run.unstored = []
     if unstored:
         _sales_stored(unstored, sales_stored)
-    run.unstored, run.attempts = [], []
     run.health_after = health_states_from_json(health)
     return settled, changes

@@ -12,7 +12,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from buyers.models import (
 from buyers.services import CapRefusal, cap_release, cap_reserve
 from leads.models import Lead, LeadStatus, Source, Vertical
 from routing import engine
-from routing.engine import lead_route
+from routing.engine import RunLostDatabase, lead_route
 from routing.health import Observation, health_states
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, ContractHealth, Sale
 from routing.services import attempts_insert
@@ -341,34 +341,6 @@ def test_a_lead_settled_elsewhere_mid_run_keeps_that_status(market):
     assert (auction.status, auction.note) == (AuctionStatus.UNSOLD, "no eligible contract")
 
 
-def synchronous_commit() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0]
-
-
-def test_a_claim_inside_a_callers_transaction_leaves_its_commit_durable(market):
-    market.contract()
-    lead = market.lead()
-
-    assert engine._claim_accepted(str(lead.pk), timezone.now()) is not None
-
-    assert synchronous_commit() == "on"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_claim_of_its_own_commits_without_waiting_and_changes_no_later_commit(market):
-    market.contract()
-    lead = market.lead()
-
-    with CaptureQueriesContext(connection) as queries:
-        assert engine._claim_accepted(str(lead.pk), timezone.now()) is not None
-
-    assert "set_config('synchronous_commit', 'off', true)" in queries[0]["sql"]
-    assert synchronous_commit() == "on"
-    assert Lead.objects.get(pk=lead.pk).status == LeadStatus.ROUTING
-
-
 def test_breakers_read_with_the_claim_and_the_settlement_are_the_rows_the_orm_reads(
     market, monkeypatch
 ):
@@ -413,7 +385,7 @@ def test_a_run_that_heard_from_no_buyer_settles(market):
     assert Auction.objects.get(lead=lead).status == AuctionStatus.UNSOLD
 
 
-def test_a_shared_lead_stores_its_sales_with_the_settlement_and_commits_their_reservations(
+def test_a_shared_lead_posted_to_three_at_once_stores_each_sale_and_commits_its_reservation(
     market,
 ):
     market.vertical.max_buyers = 3
@@ -434,26 +406,27 @@ def test_a_shared_lead_stores_its_sales_with_the_settlement_and_commits_their_re
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sale_is_stored_before_the_next_round_of_posts(market, settings):
+def test_a_sale_left_for_the_settlement_is_stored_before_the_next_round_of_posts(market, settings):
     settings.ELIGIBILITY_RULES_TTL = 60
     settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
     market.vertical.max_buyers = 2
     market.vertical.save()
-    rejects = market.contract(ping="bid=30", post="accept=0", exclusive=False)
-    first = market.contract(ping="bid=20", exclusive=False)
+    first = market.contract(ping="bid=30", exclusive=False)
+    broken = market.contract(ping="bid=20", exclusive=False)
+    broken.endpoints.filter(kind="post").delete()  # not posted: the round has one post
     fallback = market.contract(ping="bid=10", exclusive=False)
     lead = market.lead()
 
     with CaptureQueriesContext(connection) as queries:
         outcome = lead_route(lead_id=str(lead.pk))
 
-    assert outcome.startswith("sold: sold to 2 buyers for $30.00 after 1 failed post")
+    assert outcome.startswith("sold: sold to 2 buyers for $40.00 after 1 failed post")
     assert set(Sale.objects.filter(lead=lead).values_list("contract_id", flat=True)) == {
         first.pk,
         fallback.pk,
     }
-    # The first round's sale went on its own, before the fallback's reservation; the
-    # fallback's sale went with the settlement.
+    # The first round's one sale waited for the run's next write: on its own, before the
+    # fallback's reservation. The fallback's sale went with the settlement.
     writes = [q["sql"] for q in queries if '"routing_sale"' in q["sql"]]
     assert len(writes) == 2
     assert writes[0].startswith("WITH committed AS")
@@ -462,7 +435,80 @@ def test_a_sale_is_stored_before_the_next_round_of_posts(market, settings):
     reservations = [i for i, sql in enumerate(statements) if sql.startswith("WITH caps AS")]
     assert len(reservations) == 3
     assert reservations[1] < statements.index(writes[0]) < reservations[2]
-    assert CapReservation.objects.get(lead=lead, contract=rejects).status == "released"
+    assert CapReservation.objects.get(lead=lead, contract=broken).status == "released"
+    for contract in (first, fallback):
+        reservation = CapReservation.objects.get(lead=lead, contract=contract)
+        assert reservation.status == ReservationStatus.COMMITTED
+
+
+def test_a_refused_sale_before_the_next_round_moves_its_contract_to_failed(market):
+    market.vertical.max_buyers = 2
+    market.vertical.save()
+    first = market.contract(ping="bid=30", exclusive=False)
+    broken = market.contract(ping="bid=20", exclusive=False)
+    broken.endpoints.filter(kind="post").delete()
+    fallback = market.contract(ping="bid=10", exclusive=False)
+    lead = market.lead()
+    Sale.objects.create(
+        lead=lead, contract=first, buyer=first.buyer, price=Decimal("5"), payout=Decimal("0")
+    )
+
+    outcome = lead_route(lead_id=str(lead.pk))
+
+    # first's buyer had the lead already: its sale is refused when stored, its room given
+    # back, and the plan goes on to the fallback, which takes the source's payout.
+    assert outcome.startswith("sold: sold to 1 buyer for $10.00 after 2 failed posts")
+    assert CapReservation.objects.get(lead=lead, contract=first).status == "released"
+    sale = Sale.objects.get(lead=lead, contract=fallback)
+    assert sale.payout == Decimal("4.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_at_settlement_keeps_the_accepted_sale(market, monkeypatch):
+    contract = market.contract(ping="bid=12")
+    lead = market.lead()
+    settle = engine._settle_in_one_statement
+    calls = []
+
+    def fails_once(run, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("canceling statement due to lock timeout")
+        return settle(run, **kwargs)
+
+    monkeypatch.setattr(engine, "_settle_in_one_statement", fails_once)
+    with pytest.raises(RunLostDatabase) as lost:
+        lead_route(lead_id=str(lead.pk))
+
+    # The sale was stored on its own before the run gave way to its retry.
+    sale = Sale.objects.get(lead=lead)
+    assert (sale.contract_id, sale.price) == (contract.pk, Decimal("12.00"))
+    assert CapReservation.objects.get(lead=lead).status == ReservationStatus.COMMITTED
+    outcome = lead_route(lead_id=str(lead.pk), lost_run=lost.value.auction_id)
+    assert outcome.startswith("sold: sold before the worker was lost")
+    assert Sale.objects.filter(lead=lead).count() == 1
+
+
+def test_a_value_the_database_refuses_in_an_attempt_fails_the_run_once(market, monkeypatch):
+    contract = market.contract(ping="bid=12")
+    lead = market.lead()
+    record = engine._record
+
+    def with_overflowing_price(run, attempts):
+        for attempt in attempts:
+            if attempt.kind == "ping":
+                attempt.price = Decimal("1000000000")  # over numeric(10, 2)
+        record(run, attempts)
+
+    monkeypatch.setattr(engine, "_record", with_overflowing_price)
+    with pytest.raises(DataError):
+        lead_route(lead_id=str(lead.pk))
+
+    # The accepted sale is kept; the run ends (without the attempts it could not store).
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.SOLD
+    assert Sale.objects.get(lead=lead).contract_id == contract.pk
+    assert Auction.objects.get(lead=lead).note == "internal error after a sale; needs review"
 
 
 def test_a_sale_the_database_refuses_at_settlement_gives_its_room_back(market):
@@ -479,7 +525,7 @@ def test_a_sale_the_database_refuses_at_settlement_gives_its_room_back(market):
 
     outcome = lead_route(lead_id=str(lead.pk))
 
-    assert outcome.endswith("; 1 second sale to one buyer refused")
+    assert outcome.startswith("unsold: the buyer that accepted had bought the lead already")
     assert Sale.objects.filter(lead=lead).count() == 1
     reservation = CapReservation.objects.get(lead=lead, contract=contract)
     assert reservation.status == ReservationStatus.RELEASED
