@@ -117,8 +117,9 @@ class Run:
     attempts: list[Attempt] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     sales: list[Sale] = field(default_factory=list)
-    # Sales accepted at the price reserved but not stored yet (PostgreSQL): they go with the
-    # run's next write, the settlement when no post follows, saving a round trip on each lead.
+    # The sale of a round's one post, accepted at the price reserved, not stored yet
+    # (PostgreSQL): it goes with the run's next write, the settlement when no post follows,
+    # saving a round trip on most leads.
     unstored: list[tuple[Sale, CapReservation]] = field(default_factory=list)
     # The breakers of the vertical that are not closed, read with the claim (None: not read).
     health: dict[int, ContractHealth] | None = None
@@ -165,7 +166,8 @@ def _claim_sql() -> str:
 
 
 def _claimed_lead(row: tuple) -> Lead:
-    """The lead, its vertical and its source from a row of _CLAIM_SQL (after the auction id)."""
+    """The lead, its vertical and its source from a row of _CLAIM_SQL (after the auction id and
+    the breakers)."""
     widths = [len(model._meta.concrete_fields) for model in (Lead, Vertical, Source)]
     lead_values = row[: widths[0]]
     vertical_values = row[widths[0] : widths[0] + widths[1]]
