@@ -40,6 +40,18 @@ pytestmark = [
 ]
 
 
+def new_sale(run, contract) -> Sale:
+    """A $9.50 sale of the run's lead to the contract's buyer, not stored yet."""
+    return Sale(
+        lead=run.lead,
+        contract=contract,
+        buyer_id=contract.buyer_id,
+        auction=run.auction,
+        price=Decimal("9.50"),
+        payout=Decimal("4.00"),
+    )
+
+
 def field_values(instance) -> dict:
     return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
 
@@ -196,21 +208,11 @@ def test_a_second_sale_to_one_buyer_is_refused_and_leaves_the_callers_transactio
     lead = market.lead()
     run = engine._claim_accepted(str(lead.pk), timezone.now())
 
-    def sale():
-        return Sale(
-            lead=lead,
-            contract=contract,
-            buyer_id=contract.buyer_id,
-            auction=run.auction,
-            price=Decimal("9.50"),
-            payout=Decimal("4.00"),
-        )
-
     with transaction.atomic():
         reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
-        engine._sale_store(sale(), reservation=reservation)
+        engine._sale_store(new_sale(run, contract), reservation=reservation)
         with pytest.raises(IntegrityError):
-            engine._sale_store(sale(), reservation=reservation)
+            engine._sale_store(new_sale(run, contract), reservation=reservation)
         assert Sale.objects.filter(lead=lead).count() == 1
 
 
@@ -310,14 +312,7 @@ def test_a_sale_is_kept_when_its_reservation_was_released_meanwhile(market):
     run = engine._claim_accepted(str(lead.pk), timezone.now())
     reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
     cap_release(reservation=reservation)
-    sale = Sale(
-        lead=lead,
-        contract=contract,
-        buyer_id=contract.buyer_id,
-        auction=run.auction,
-        price=Decimal("9.50"),
-        payout=Decimal("4.00"),
-    )
+    sale = new_sale(run, contract)
 
     engine._sale_store(sale, reservation=reservation)
 
