@@ -54,8 +54,8 @@ def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
 
 def attempts_insert(attempts: Sequence[Attempt]) -> None:
     """Store new attempts."""
-    _scrub_unstorable(attempts)
     if connection.vendor != "postgresql":
+        _scrub_unstorable(attempts)
         Attempt.objects.bulk_create(attempts)
         return
     sql, params = attempts_insert_sql(attempts)
