@@ -18,12 +18,10 @@ from buyers.models import (
     DeliveryEndpoint,
     FieldCriterion,
     SourceFilter,
-    Team,
     TerritoryKind,
     TerritoryRule,
     split_values,
 )
-from config.admin_display import StoredWebhookFormMixin
 from leads.models import US_STATES
 from leads.scoring import SCORE_FIELD, TIER_FIELD, Tier
 
@@ -448,49 +446,4 @@ class ContractZipsForm(forms.Form):
         if not self.errors and not zips:
             raise forms.ValidationError("Paste ZIP codes or upload a file of them.")
         cleaned["zips"] = list(dict.fromkeys(zips))
-        return cleaned
-
-
-class TeamForm(StoredWebhookFormMixin, forms.ModelForm):
-    """A team; its Slack webhook URL is a secret, typed in and never shown back.
-
-    Blank keeps the stored URL; "remove" drops it.
-    """
-
-    webhook_help = "The URL Slack gives for an incoming webhook of the team's channel"
-
-    slack_webhook_url = forms.CharField(
-        label="Slack webhook URL",
-        required=False,
-        max_length=1000,
-        widget=forms.TextInput(
-            attrs={
-                "autocomplete": "off",
-                "placeholder": "https://hooks.slack.com/services/…",
-                "size": 80,
-            }
-        ),
-    )
-    remove_slack_webhook = forms.BooleanField(
-        label="Remove the Slack webhook", required=False, help_text="Stop posting to Slack."
-    )
-
-    class Meta:
-        model = Team
-        fields = (
-            "name",
-            "weighted_by_capacity",
-            "existing_owner_days",
-            "claim_timeout_minutes",
-            "when_nobody_available",
-            "notify_by_email",
-            "slack_webhook_url",
-            "acknowledge_consumer",
-            "acknowledgement_text",
-        )
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        removed = cleaned.get("remove_slack_webhook")
-        cleaned["slack_webhook_url"] = "" if removed else self.webhook_typed_or_stored(cleaned)
         return cleaned

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "leads",
     "buyers",
     "routing",
+    "teams",
     "reporting",
 ]
 

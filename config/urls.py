@@ -31,7 +31,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("dashboard/", include("reporting.urls")),
-    path("teams/", include("routing.urls")),
+    # Team members' claim links, /teams/assignments/<id>/claim/: already sent, so they stay.
+    path("teams/", include("teams.urls")),
     *partner_api,
     *reporting_api,
     path("api/schema/", SpectacularAPIView.as_view(patterns=partner_api), name="schema"),

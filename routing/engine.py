@@ -47,7 +47,6 @@ from config.rows import (
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel, Source, Vertical
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
-from routing.assignments import TEAM_METHOD, TEAM_RULE, team_deliver, team_request
 from routing.breaker import BreakerStatus
 from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
 from routing.health import (
@@ -80,6 +79,7 @@ from routing.responses import parse_response, rule_from_model
 from routing.selection import Bid, TierFloor, filter_bids, money, plan_sale, rank
 from routing.selectors import delivery_setup, explain
 from routing.services import attempts_insert, attempts_insert_sql
+from routing.team_delivery import TEAM_METHOD, TEAM_RULE, team_deliver, team_request
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal("0.00")

@@ -58,7 +58,7 @@ from routing.models import (
     NotificationWindow,
     webhook_display,
 )
-from routing.teams import slack_escape
+from teams.rules import slack_escape
 
 logger = logging.getLogger(__name__)
 

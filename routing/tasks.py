@@ -17,7 +17,7 @@ from django.utils import timezone
 from config.locks import run_alone
 from leads.models import Lead, LeadStatus
 from leads.services import routing_enqueue
-from routing import assignments, notifications
+from routing import notifications
 from routing.models import Auction, AuctionStatus
 
 logger = logging.getLogger(__name__)
@@ -134,43 +134,3 @@ def sweep_notifications() -> dict[str, int]:
         if not alone:
             return {}
         return notifications.notifications_sweep()
-
-
-# --- Internal sales teams (routing/assignments.py) ----------------------------------------------
-
-
-@shared_task(name="routing.tasks.assign_queued_team_leads")
-def assign_queued_team_leads() -> int:
-    """Assign queued team leads to members whose working hours have opened (oldest first)."""
-    with run_alone("assign_queued_team_leads") as alone:
-        if not alone:
-            return 0
-        return assignments.assignments_assign_queued()
-
-
-@shared_task(name="routing.tasks.reassign_unclaimed_team_leads")
-def reassign_unclaimed_team_leads() -> dict[str, int]:
-    """Give team leads nobody claimed within the claim timeout to the next available member."""
-    with run_alone("reassign_unclaimed_team_leads") as alone:
-        if not alone:
-            return {}
-        counts = assignments.assignments_reassign_overdue()
-    return {"reassigned": counts.reassigned, "queued": counts.queued, "expired": counts.expired}
-
-
-@shared_task(name="routing.tasks.requeue_team_notifications")
-def requeue_team_notifications() -> int:
-    """Queue again team notifications whose task was lost (a broker restarted empty)."""
-    with run_alone("requeue_team_notifications") as alone:
-        return assignments.team_notifications_sweep() if alone else 0
-
-
-@shared_task(
-    name="routing.tasks.send_team_notification",
-    bind=True,
-    max_retries=assignments.NOTIFY_MAX_ATTEMPTS,
-)
-def send_team_notification(self, notification_id: int) -> str | Retry:
-    """Send one message about a team assignment (e-mail or Slack); retry transient failures."""
-    outcome = assignments.team_notification_send(notification_id=notification_id)
-    return outcome if outcome != "retry" else _notify_again_later(self)

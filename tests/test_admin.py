@@ -59,7 +59,6 @@ from leads.scoring import RuleKind
 from leads.services import source_api_key_create, suppression_list_add
 from reporting.rollup import rollup_refresh
 from reporting.services import buyer_api_key_create, sale_return
-from routing.assignments import assignment_create
 from routing.models import (
     Attempt,
     AttemptOutcome,
@@ -72,16 +71,16 @@ from routing.models import (
     NotificationSubscription,
     Sale,
 )
+from teams.services import assignment_create
 from tests.buyers.factories import (
     BuyerFactory,
     ContractCapFactory,
     ContractFactory,
     DeliveryEndpointFactory,
-    TeamFactory,
-    TeamMemberFactory,
 )
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
 from tests.routing.factories import AttemptFactory, AuctionFactory, SaleFactory
+from tests.teams.factories import TeamFactory, TeamMemberFactory
 
 pytestmark = pytest.mark.django_db
 

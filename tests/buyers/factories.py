@@ -13,8 +13,6 @@ from buyers.models import (
     DeliveryEndpoint,
     EndpointKind,
     PriceModel,
-    Team,
-    TeamMember,
 )
 from tests.leads.factories import VerticalFactory
 
@@ -54,25 +52,3 @@ class DeliveryEndpointFactory(DjangoModelFactory[DeliveryEndpoint]):
     contract = factory.SubFactory(ContractFactory)
     kind = EndpointKind.POST
     url = "http://127.0.0.1:9100/post?accept=1"
-
-
-class TeamFactory(DjangoModelFactory[Team]):
-    class Meta:
-        model = Team
-
-    name = factory.Sequence(lambda n: f"Inside sales {n}")
-    existing_owner_days = 90
-    claim_timeout_minutes = 15
-
-
-class TeamMemberFactory(DjangoModelFactory[TeamMember]):
-    """A member who works any time, with no quota and an equal share."""
-
-    class Meta:
-        model = TeamMember
-
-    team = factory.SubFactory(TeamFactory)
-    position = factory.Sequence(lambda n: n)
-    name = factory.Sequence(lambda n: f"Rep {n}")
-    email = factory.Sequence(lambda n: f"rep{n}@leadswitch.example")
-    time_zone = "America/Chicago"

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from buyers.models import Assignment, AssignmentStatus, Team
 from leads.models import Lead
-from routing.assignments import AssignOutcome, assignment_create
-from tests.buyers.factories import TeamFactory, TeamMemberFactory
+from teams.models import Assignment, AssignmentStatus, Team
+from teams.services import AssignOutcome, assignment_create
 from tests.leads.factories import LeadFactory
+from tests.teams.factories import TeamFactory, TeamMemberFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -53,8 +53,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buyers.caps import period_bounds
-from buyers.models import AssignmentReason, CapPeriod
+from buyers.models import CapPeriod
 from buyers.schedule import Schedule, describe_closed, is_open, next_opening, parse_hours
+from teams.models import AssignmentReason
 
 SLACK_FIELDS_MAX = 10
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing.views import assignment_claim_view
+from teams.views import assignment_claim_view
 
 urlpatterns = [
     path(

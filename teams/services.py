@@ -1,25 +1,22 @@
 """Internal sales teams: assign a lead to a member, queue it, notify, claim and reassign.
 
-Who gets a lead is decided by `routing.teams.choose_member` (pure); this module loads what it
-needs and records the outcome. Every change to a team's assignments that depends on counting
-them (quotas) or on the rotation's state happens under the team's row lock
+Who gets a lead is decided by `teams.rules.choose_member` (pure), from what `teams.selectors`
+loads; this module records the outcome. Every change to a team's assignments that depends on
+counting them (quotas) or on the rotation's state happens under the team's row lock
 (SELECT … FOR UPDATE), so concurrent leads queue on that one row: no member goes over quota and
 the rotation never skips or doubles. Claiming is a conditional update on the assignment alone
 (`assigned → claimed`), and so is closing it for a reassignment: of a claim and a reassignment
 racing for one assignment exactly one wins.
 
 Nothing here touches the network inside a transaction: notifications are rows
-(TeamNotification) sent by `routing.tasks.send_team_notification` once the assignment commits,
+(TeamNotification) sent by `teams.tasks.send_team_notification` once the assignment commits,
 with the ops notifications' senders (`routing.notifications.slack_message_send` and
 `email_message_send`) and bounded, jittered retries.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import statistics
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,18 +27,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from buyers.caps import period_bounds
-from buyers.models import (
+from leads.models import Lead
+
+# The senders, the result they return and the webhook's masked form are the ops
+# notifications' (routing's for now): teams reuses them rather than keep a second copy.
+from routing.http import HttpResult
+from routing.models import webhook_display
+from routing.notifications import email_message_send, slack_message_send
+from teams.models import (
     OPEN_ASSIGNMENT_STATUSES,
     Assignment,
     AssignmentReason,
     AssignmentStatus,
-    CapPeriod,
-    Contract,
     Team,
     TeamMember,
     TeamNotification,
@@ -50,16 +51,8 @@ from buyers.models import (
     TeamNotificationStatus,
     WhenNobodyAvailable,
 )
-from buyers.schedule import Schedule
-from leads.models import Lead
-from routing.http import HttpResult
-from routing.mapping import OutgoingRequest
-from routing.models import webhook_display
-from routing.notifications import email_message_send, slack_message_send
-from routing.responses import ParseRule
-from routing.teams import (
+from teams.rules import (
     Choice,
-    Member,
     choose_member,
     first_available,
     lead_facts,
@@ -70,19 +63,10 @@ from routing.teams import (
     unavailable_reason,
     when_words,
 )
+from teams.selectors import members_assigned_today, members_selection, team_members
 
 logger = logging.getLogger(__name__)
 
-# A team contract's "post" is the assignment: no network, recorded as a post attempt.
-TEAM_METHOD = "TEAM"
-TEAM_RULE = ParseRule(
-    success_path="",
-    success_values=(),
-    success_status_codes=(200, 202),  # assigned, queued
-    price_path="",
-    reason_path="reason",
-    reference_path="assignment_id",
-)
 CLAIM_SALT = "leadswitch.team-claim"
 CLAIM_LINK_MAX_AGE = timedelta(days=14)
 NOTIFY_MAX_ATTEMPTS = 6
@@ -90,64 +74,9 @@ NOTIFY_MAX_ATTEMPTS = 6
 NOTIFY_STALE_PENDING = timedelta(minutes=10)
 SWEEP_LIMIT = 200
 DEFAULT_TIME_ZONE = "America/New_York"
-NEVER_OPEN = Schedule(
-    tz=ZoneInfo("UTC"),
-    windows=((),) * 7,
-    closed_dates=frozenset(),
-    closed_notes=(),
-    always_open=False,
-)
 
 
-# --- Loading what the selection needs -----------------------------------------------------------
-
-
-def _members(team: Team) -> list[TeamMember]:
-    return list(team.members.select_related("user").order_by("position", "id"))
-
-
-def _assigned_today(members: Sequence[TeamMember], now: datetime) -> dict[int, int]:
-    """Count each member's assignments of their own day (from their local midnight), in one
-    query. Every assignment counts, claimed or not: a quota is what a member was given."""
-    if not members:
-        return {}
-    days = Q()
-    for member in members:
-        start, end = period_bounds(CapPeriod.DAY, now, ZoneInfo(member.time_zone))
-        days |= Q(member_id=member.pk, assigned_at__gte=start, assigned_at__lt=end)
-    rows = (
-        Assignment.objects.filter(days)
-        .values("member_id")
-        .annotate(count=Count("pk"))
-        .order_by()
-        .values_list("member_id", "count")
-    )
-    return dict(rows)
-
-
-def _selection(members: Sequence[TeamMember], counts: dict[int, int]) -> list[Member]:
-    selection = []
-    for member in members:
-        values = {
-            "id": member.pk,
-            "name": member.display_name,
-            "active": member.active,
-            "away": member.away,
-            "daily_quota": member.daily_quota,
-            "assigned_today": counts.get(member.pk, 0),
-            "capacity": member.capacity,
-        }
-        try:
-            selected = Member.build(
-                time_zone=member.time_zone, working_hours=member.working_hours, **values
-            )
-        except (ValueError, ZoneInfoNotFoundError):
-            # Saved past the form (a shell, an import): this member is never in hours until
-            # fixed, and the rest of the team keeps working.
-            logger.warning("a team member's hours cannot be read", extra={"member_id": member.pk})
-            selected = Member(schedule=NEVER_OPEN, **values)
-        selection.append(selected)
-    return selection
+# --- The choice's other inputs: the existing owner, who let it lapse, the rotation's credits ---
 
 
 def _existing_owner(team: Team, lead: Lead, now: datetime) -> int | None:
@@ -225,10 +154,10 @@ def assignment_create(
         ).first()
         if current is not None:
             return AssignOutcome(current)
-        members = _members(team)
+        members = team_members(team)
         if not any(m.active for m in members):
             return AssignOutcome(None, f"{team} has no active member")
-        selection = _selection(members, _assigned_today(members, now))
+        selection = members_selection(members, members_assigned_today(members, now))
         choice = choose_member(
             selection,
             now=now,
@@ -346,9 +275,9 @@ def _team_queue_drain(*, team_id: int, now: datetime, limit: int) -> int:
         team = Team.objects.select_for_update().filter(pk=team_id).first()
         if team is None:
             return 0
-        members = _members(team)
-        counts = _assigned_today(members, now)
-        selection = _selection(members, counts)
+        members = team_members(team)
+        counts = members_assigned_today(members, now)
+        selection = members_selection(members, counts)
         if all(unavailable_reason(m, now) for m in selection):
             return 0  # nobody may have a lead now: the queue waits
         by_id = {m.pk: m for m in members}
@@ -438,9 +367,9 @@ def _team_reassign(*, team_id: int, ids: list[int], now: datetime, why: str) -> 
     reassigned = queued = expired = 0
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team_id)
-        members = _members(team)
+        members = team_members(team)
         by_id = {m.pk: m for m in members}
-        selection = _selection(members, _assigned_today(members, now))
+        selection = members_selection(members, members_assigned_today(members, now))
         credits = _credits(team)
         lapsed_rows = (
             Assignment.objects.filter(pk__in=ids, status=AssignmentStatus.ASSIGNED)
@@ -583,17 +512,6 @@ def _hhmm(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def member_for_user(assignment: Assignment, user: Any) -> int | None:
-    """The member of the assignment's team that a signed-in user is, if any."""
-    if user is None or not user.is_authenticated:
-        return None
-    return (
-        TeamMember.objects.filter(team_id=assignment.team_id, user=user)
-        .values_list("pk", flat=True)
-        .first()
-    )
-
-
 # --- Notifications ------------------------------------------------------------------------------
 
 
@@ -686,7 +604,7 @@ def _notifications_record(rows: Iterable[TeamNotification]) -> list[TeamNotifica
 
 
 def _enqueue_notification(notification_id: int) -> None:
-    from routing.tasks import send_team_notification
+    from teams.tasks import send_team_notification
 
     try:
         send_team_notification.delay(notification_id)
@@ -803,146 +721,3 @@ def team_notifications_sweep(*, now: datetime | None = None, limit: int = SWEEP_
     for notification_id in stale:
         _enqueue_notification(notification_id)
     return len(stale)
-
-
-# --- The routing engine's delivery to a team ----------------------------------------------------
-
-
-def team_request(*, contract: Contract, lead: Lead, fields: dict[str, Any]) -> OutgoingRequest:
-    """Describe the delivery to the contract's team as a post, so that it is logged alike."""
-    address = f"team:{contract.team_id}"
-    headers = {"Lead": str(lead.pk), "Team": str(contract.team_id), "Contract": str(contract.pk)}
-    body = "".join(f"{name}: {value}\n" for name, value in fields.items())
-    return OutgoingRequest(
-        method=TEAM_METHOD,
-        url=address,
-        headers=headers,
-        body=body.encode(),
-        masked_url=address,
-        masked_headers=headers,
-    )
-
-
-def team_deliver(request: OutgoingRequest) -> HttpResult:
-    """Assign the lead to the team (no network): 200 assigned, 202 queued, 409 declined."""
-    started = time.monotonic()
-    try:
-        lead = Lead.objects.select_related("vertical").get(pk=request.headers["Lead"])
-        outcome = assignment_create(
-            lead=lead,
-            team_id=int(request.headers["Team"]),
-            contract_id=int(request.headers["Contract"]),
-        )
-    except Exception as exc:  # a failed assignment is a failed delivery, not a failed run
-        logger.exception("team assignment failed", extra={"lead_id": request.headers.get("Lead")})
-        return HttpResult(
-            latency_ms=_ms_since(started),
-            error=f"assignment failed: {type(exc).__name__}: {exc}"[:500],
-        )
-    assignment = outcome.assignment
-    if assignment is None:
-        answer, status = {"status": "declined", "reason": outcome.refusal}, 409
-    elif assignment.status == AssignmentStatus.QUEUED:
-        answer = {
-            "status": "queued",
-            "assignment_id": assignment.pk,
-            "reason": f"queued until a member is available ({assignment.note})",
-        }
-        status = 202
-    else:
-        member = assignment.member.display_name
-        label = AssignmentReason(assignment.reason).label.lower() if assignment.reason else ""
-        answer = {
-            "status": assignment.status,
-            "assignment_id": assignment.pk,
-            "member": member,
-            "reason": f"assigned to {member} ({label})",
-        }
-        status = 200
-    return HttpResult(status=status, body=json.dumps(answer), latency_ms=_ms_since(started))
-
-
-def _ms_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
-
-
-# --- Reading: what the admin reports ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TeamDay:
-    """A team's day so far (UTC): assigned, claimed, how fast, and what waits."""
-
-    assigned: int = 0
-    claimed: int = 0
-    median_to_claim: timedelta | None = None
-    queued: int = 0
-    awaiting_claim: int = 0
-
-
-def team_days(team_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, TeamDay]:
-    """Return each team's figures for today (UTC), in three queries whatever the number of teams."""
-    now = now or timezone.now()
-    ids = list(team_ids)
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = Assignment.objects.filter(
-        team_id__in=ids, assigned_at__gte=start, assigned_at__lte=now
-    ).values_list("team_id", "assigned_at", "claimed_at")
-    assigned: dict[int, int] = {}
-    waits: dict[int, list[float]] = {}
-    for team_id, assigned_at, claimed_at in rows:
-        assigned[team_id] = assigned.get(team_id, 0) + 1
-        if claimed_at is not None:
-            waits.setdefault(team_id, []).append((claimed_at - assigned_at).total_seconds())
-    waiting = dict(
-        Assignment.objects.filter(team_id__in=ids, status=AssignmentStatus.QUEUED)
-        .values("team_id")
-        .annotate(count=Count("pk"))
-        .order_by()
-        .values_list("team_id", "count")
-    )
-    awaiting = dict(
-        Assignment.objects.filter(team_id__in=ids, status=AssignmentStatus.ASSIGNED)
-        .values("team_id")
-        .annotate(count=Count("pk"))
-        .order_by()
-        .values_list("team_id", "count")
-    )
-    return {
-        team_id: TeamDay(
-            assigned=assigned.get(team_id, 0),
-            claimed=len(waits.get(team_id, [])),
-            median_to_claim=timedelta(seconds=statistics.median(waits[team_id]))
-            if waits.get(team_id)
-            else None,
-            queued=waiting.get(team_id, 0),
-            awaiting_claim=awaiting.get(team_id, 0),
-        )
-        for team_id in ids
-    }
-
-
-@dataclass(frozen=True)
-class MemberNow:
-    """A member as the rotation sees them now."""
-
-    member: TeamMember
-    assigned_today: int
-    unavailable: str
-    next_available: datetime | None
-
-
-def team_members_now(team: Team, *, now: datetime | None = None) -> list[MemberNow]:
-    """Return each member's availability now and what they were assigned today."""
-    now = now or timezone.now()
-    members = _members(team)
-    counts = _assigned_today(members, now)
-    return [
-        MemberNow(
-            member=member,
-            assigned_today=counts.get(member.pk, 0),
-            unavailable=unavailable_reason(selected, now),
-            next_available=next_available(selected, now),
-        )
-        for member, selected in zip(members, _selection(members, counts), strict=True)
-    ]

@@ -8,15 +8,15 @@ from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from buyers.models import Assignment, AssignmentStatus
-from routing.assignments import (
+from teams.models import Assignment, AssignmentStatus
+from teams.rules import lead_facts
+from teams.selectors import member_for_user
+from teams.services import (
     CLAIM_LINK_MAX_AGE,
     assignment_claim,
     claim_refusal,
     claim_token_member,
-    member_for_user,
 )
-from routing.teams import lead_facts
 
 
 def _page(request: HttpRequest, *, status: int = 200, **context) -> TemplateResponse:

@@ -19,7 +19,8 @@ from django.core import mail
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buyers.models import (
+from routing.selection import Bid, TierFloor, filter_bids
+from teams.models import (
     Assignment,
     AssignmentReason,
     AssignmentStatus,
@@ -28,17 +29,7 @@ from buyers.models import (
     TeamNotificationStatus,
     WhenNobodyAvailable,
 )
-from routing.assignments import (
-    assignment_claim,
-    assignment_create,
-    assignments_assign_queued,
-    assignments_reassign_now,
-    assignments_reassign_overdue,
-    team_days,
-    team_notification_send,
-)
-from routing.selection import Bid, TierFloor, filter_bids
-from routing.teams import (
+from teams.rules import (
     Member,
     choose_member,
     first_available,
@@ -46,8 +37,17 @@ from routing.teams import (
     rotate,
     unavailable_reason,
 )
-from tests.buyers.factories import TeamFactory, TeamMemberFactory
+from teams.selectors import team_days
+from teams.services import (
+    assignment_claim,
+    assignment_create,
+    assignments_assign_queued,
+    assignments_reassign_now,
+    assignments_reassign_overdue,
+    team_notification_send,
+)
 from tests.leads.factories import LeadFactory
+from tests.teams.factories import TeamFactory, TeamMemberFactory
 
 PROPERTY_SETTINGS = settings(deadline=None, derandomize=True, database=None, max_examples=150)
 MONDAY_NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

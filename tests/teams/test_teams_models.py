@@ -8,10 +8,12 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from buyers.forms import TeamForm
-from buyers.models import DeliveryMethod, PriceModel, Team
+from buyers.models import DeliveryMethod, PriceModel
 from buyers.schedule import parse_hours
-from tests.buyers.factories import ContractFactory, TeamFactory, TeamMemberFactory
+from teams.forms import TeamForm
+from teams.models import Team
+from tests.buyers.factories import ContractFactory
+from tests.teams.factories import TeamFactory, TeamMemberFactory
 
 pytestmark = pytest.mark.django_db
 

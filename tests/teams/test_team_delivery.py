@@ -16,35 +16,32 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from buyers.models import (
+from buyers.models import Contract, ContractStatus, DeliveryMethod, EndpointKind, PriceModel
+from leads.models import Lead, LeadStatus, Vertical
+from routing.engine import lead_route
+from routing.models import Attempt, AttemptOutcome, Sale
+from routing.tools import contract_request_preview
+from teams.models import (
     Assignment,
     AssignmentReason,
     AssignmentStatus,
-    Contract,
-    ContractStatus,
-    DeliveryMethod,
-    EndpointKind,
-    PriceModel,
     Team,
     TeamNotification,
     TeamNotificationChannel,
     TeamNotificationStatus,
     WhenNobodyAvailable,
 )
-from leads.models import Lead, LeadStatus, Vertical
-from routing.assignments import (
+from teams.services import (
     assignment_create,
     assignments_reassign_now,
     claim_token,
     team_notification_send,
 )
-from routing.engine import lead_route
-from routing.models import Attempt, AttemptOutcome, Sale
-from routing.tools import contract_request_preview
-from tests.buyers.factories import BuyerFactory, ContractFactory, TeamFactory, TeamMemberFactory
+from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import LeadFactory
 from tests.staff import staff_user
+from tests.teams.factories import TeamFactory, TeamMemberFactory
 
 SLACK_PATH = "/services/T0001/B0001/s3cr3tT0ken"
 
@@ -417,9 +414,9 @@ def test_without_a_link_an_outsider_is_sent_to_sign_in_or_refused(client, assign
 def test_ops_see_the_teams_day_and_members_now(client, assigned):
     client.force_login(staff_user("Ops"))
 
-    changelist = client.get("/admin/buyers/team/")
-    page = client.get(f"/admin/buyers/team/{assigned.team_id}/change/")
-    assignments = client.get("/admin/buyers/assignment/")
+    changelist = client.get("/admin/teams/team/")
+    page = client.get(f"/admin/teams/team/{assigned.team_id}/change/")
+    assignments = client.get("/admin/teams/assignment/")
 
     assert changelist.status_code == 200
     assert b"Median time to claim" in changelist.content
@@ -433,7 +430,7 @@ def test_ops_reassign_from_the_assignment_list(client, assigned):
     client.force_login(staff_user("Ops"))
 
     response = client.post(
-        "/admin/buyers/assignment/",
+        "/admin/teams/assignment/",
         {"action": "reassign_now", "_selected_action": [assigned.pk]},
         follow=True,
     )
@@ -445,8 +442,8 @@ def test_ops_reassign_from_the_assignment_list(client, assigned):
 def test_sales_see_assignments_but_not_the_messages_with_personal_data(client, assigned):
     client.force_login(staff_user("Sales"))
 
-    assert client.get("/admin/buyers/assignment/").status_code == 200
-    assert client.get("/admin/buyers/teamnotification/").status_code == 403
+    assert client.get("/admin/teams/assignment/").status_code == 200
+    assert client.get("/admin/teams/teamnotification/").status_code == 403
 
 
 def test_the_contract_form_offers_team_delivery_and_the_team_form_hides_the_webhook(
@@ -457,7 +454,7 @@ def test_the_contract_form_offers_team_delivery_and_the_team_form_hides_the_webh
     client.force_login(staff_user("Ops"))
 
     contract_form = client.get("/admin/buyers/contract/add/")
-    team_form = client.get(f"/admin/buyers/team/{team.pk}/change/")
+    team_form = client.get(f"/admin/teams/team/{team.pk}/change/")
 
     assert b"Internal sales team (assigned to a member)" in contract_form.content
     assert b'name="team"' in contract_form.content
@@ -471,7 +468,7 @@ def test_sales_may_view_a_team_but_never_read_its_webhook(client, db, start_rece
     team = TeamFactory(slack_webhook_url=slack.url)
     client.force_login(staff_user("Sales"))
 
-    page = client.get(f"/admin/buyers/team/{team.pk}/change/")
+    page = client.get(f"/admin/teams/team/{team.pk}/change/")
 
     assert page.status_code == 200
     assert SLACK_PATH.encode() not in page.content  # read-only, it used to be printed in clear
