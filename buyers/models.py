@@ -18,6 +18,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from buyers.fields import EncryptedTextField, mask
+from config.api_keys import ApiKey
 from leads.geo import zip_lookup
 from leads.models import US_STATES, HttpsAssumedUrlField, Vertical
 from routing.netguard import url_refusal
@@ -332,29 +333,18 @@ class Contract(models.Model):
         return [a.strip() for a in self.delivery_emails.split(",") if a.strip()]
 
 
-class BuyerApiKey(models.Model):
+class BuyerApiKey(ApiKey):
     """A buyer's API key (returns). Only its SHA-256 is stored; the key itself is shown once."""
 
+    owner_field = "buyer"
+    kind = "lbk_"
+
     buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=120, blank=True, help_text="What the key is for.")
-    prefix = models.CharField(max_length=16, unique=True, editable=False)
-    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords(excluded_fields=["hashed_key"])
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(ApiKey.Meta):
         verbose_name = "buyer API key"
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.buyer})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
 
 
 class CapPeriod(models.TextChoices):
@@ -374,6 +364,17 @@ class CapLimit(models.Model):
 
     class Meta:
         abstract = True
+        # Declared once for contract and buyer caps; %(class)s names each table's own.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_leads__isnull=False) | Q(max_budget__isnull=False),
+                name="%(class)s_has_a_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_budget__isnull=True) | Q(max_budget__gte=0),
+                name="%(class)s_budget_not_negative",
+            ),
+        ]
 
     def __str__(self) -> str:
         parts = []
@@ -397,18 +398,11 @@ class ContractCap(CapLimit):
 
     history = HistoricalRecords()
 
-    class Meta:
+    class Meta(CapLimit.Meta):
         ordering = ["contract", "period"]
         constraints = [
+            *CapLimit.Meta.constraints,
             models.UniqueConstraint(fields=["contract", "period"], name="one_cap_per_period"),
-            models.CheckConstraint(
-                condition=Q(max_leads__isnull=False) | Q(max_budget__isnull=False),
-                name="cap_has_a_limit",
-            ),
-            models.CheckConstraint(
-                condition=Q(max_budget__isnull=True) | Q(max_budget__gte=0),
-                name="cap_budget_not_negative",
-            ),
         ]
 
 
@@ -419,18 +413,11 @@ class BuyerCap(CapLimit):
 
     history = HistoricalRecords()
 
-    class Meta:
+    class Meta(CapLimit.Meta):
         ordering = ["buyer", "period"]
         constraints = [
+            *CapLimit.Meta.constraints,
             models.UniqueConstraint(fields=["buyer", "period"], name="one_buyer_cap_per_period"),
-            models.CheckConstraint(
-                condition=Q(max_leads__isnull=False) | Q(max_budget__isnull=False),
-                name="buyer_cap_has_a_limit",
-            ),
-            models.CheckConstraint(
-                condition=Q(max_budget__isnull=True) | Q(max_budget__gte=0),
-                name="buyer_cap_budget_not_negative",
-            ),
         ]
 
 

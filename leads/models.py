@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from config.api_keys import ApiKey
 from leads.scoring import (
     MAX_MULTIPLIER,
     MAX_POINTS,
@@ -478,29 +479,18 @@ class Source(models.Model):
         return self.payout_amount
 
 
-class SourceApiKey(models.Model):
+class SourceApiKey(ApiKey):
     """A partner's API key. Only its SHA-256 is stored; the key itself is shown once."""
 
+    owner_field = "source"
+    kind = "lsk_"
+
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=120, blank=True, help_text="What the key is for.")
-    prefix = models.CharField(max_length=16, unique=True, editable=False)
-    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords(excluded_fields=["hashed_key"])
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(ApiKey.Meta):
         verbose_name = "source API key"
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.source})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
 
 
 class LeadStatus(models.TextChoices):

@@ -13,7 +13,7 @@ from buyers.models import BuyerApiKey
 from config.admin_display import ReadOnlyAdminMixin
 from config.api_keys import api_key_mint
 from reporting.models import RollupState, SaleReturn
-from reporting.services import BUYER_KEY_PREFIX, buyer_api_key_revoke
+from reporting.services import buyer_api_key_revoke
 
 
 @admin.register(BuyerApiKey)
@@ -36,7 +36,7 @@ class BuyerApiKeyAdmin(SimpleHistoryAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        key = api_key_mint(BUYER_KEY_PREFIX)
+        key = api_key_mint(BuyerApiKey.kind)
         obj.prefix, obj.hashed_key = key.prefix, key.hashed
         super().save_model(request, obj, form, change)
         self.message_user(

@@ -8,17 +8,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from buyers.models import Buyer, BuyerApiKey, Contract
-from config.api_keys import api_key_hash, api_key_mint
+from config.api_keys import api_key_create, api_key_find, api_key_revoke
 from leads.models import Lead, LeadStatus
 from reporting.models import ReturnReason, SaleReturn
 from reporting.rollup import rollup_mark_dirty
 from routing.models import Sale, SaleStatus
 
-BUYER_KEY_PREFIX = "lbk_"
 # The period over which a contract's return rate is measured: its returns made in the last
 # RETURN_RATE_DAYS against its sales made in the same days.
 RETURN_RATE_DAYS = 30
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class ReturnRefused(Exception):
@@ -121,36 +119,14 @@ def sale_return(
 
 def buyer_api_key_create(*, buyer: Buyer, name: str = "") -> tuple[BuyerApiKey, str]:
     """Mint an API key for a buyer; return the row and the key, which is never stored."""
-    key = api_key_mint(BUYER_KEY_PREFIX)
-    api_key = BuyerApiKey.objects.create(
-        buyer=buyer, name=name, prefix=key.prefix, hashed_key=key.hashed
-    )
-    return api_key, key.raw
+    return api_key_create(model=BuyerApiKey, owner=buyer, name=name)
 
 
 def buyer_api_key_revoke(*, api_key: BuyerApiKey) -> bool:
     """Revoke a key; return False when it was already revoked."""
-    now = timezone.now()
-    updated = BuyerApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
-        revoked_at=now
-    )
-    if updated:
-        api_key.revoked_at = now
-    return bool(updated)
+    return api_key_revoke(api_key=api_key)
 
 
 def buyer_api_key_authenticate(*, raw_key: str) -> BuyerApiKey | None:
     """Return the live key matching raw_key (with its buyer), or None."""
-    if not raw_key.startswith(BUYER_KEY_PREFIX):
-        return None
-    api_key = (
-        BuyerApiKey.objects.select_related("buyer")
-        .filter(hashed_key=api_key_hash(raw_key), revoked_at__isnull=True)
-        .first()
-    )
-    if api_key is None:
-        return None
-    now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        BuyerApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    return api_key
+    return api_key_find(model=BuyerApiKey, raw_key=raw_key)

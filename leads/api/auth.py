@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.utils import timezone
-from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import BaseThrottle
 
+from config.api_keys import BearerKeyAuthentication
 from config.cache import CACHE_DOWN
 from leads.models import Source, SourceApiKey
 from leads.services import source_api_key_authenticate
@@ -53,31 +52,17 @@ def unauthenticated_count(hour: str) -> int:
     return cache.get(f"intake:unauthenticated:{hour}", 0)
 
 
-class SourceKeyAuthentication(BaseAuthentication):
+class SourceKeyAuthentication(BearerKeyAuthentication):
     """`Authorization: Bearer lsk_…` with a live key of a source."""
 
-    def authenticate(self, request):
-        header = get_authorization_header(request).split()
-        if not header:
-            count_unauthenticated("no credentials")
-            return None
-        if header[0].lower() != b"bearer" or len(header) != 2:
-            count_unauthenticated("not a bearer token")
-            raise exceptions.AuthenticationFailed(
-                "Send your API key as `Authorization: Bearer <key>`."
-            )
-        try:
-            raw_key = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raw_key = ""
-        api_key = source_api_key_authenticate(raw_key=raw_key) if raw_key else None
-        if api_key is None:
-            count_unauthenticated("unknown or revoked key")
-            raise exceptions.AuthenticationFailed("The API key is unknown or has been revoked.")
-        return SourcePrincipal(source=api_key.source, api_key=api_key), api_key
+    def find_key(self, raw_key: str) -> SourceApiKey | None:
+        return source_api_key_authenticate(raw_key=raw_key)
 
-    def authenticate_header(self, request) -> str:
-        return 'Bearer realm="api"'
+    def principal_for(self, api_key: SourceApiKey) -> SourcePrincipal:
+        return SourcePrincipal(source=api_key.source, api_key=api_key)
+
+    def refused(self, reason: str) -> None:
+        count_unauthenticated(reason)
 
 
 class IsSource(BasePermission):

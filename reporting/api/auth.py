@@ -6,15 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import exceptions
-from rest_framework.authentication import (
-    BaseAuthentication,
-    TokenAuthentication,
-    get_authorization_header,
-)
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import BasePermission
 
 from buyers.models import Buyer, BuyerApiKey
+from config.api_keys import BearerKeyAuthentication
 from reporting.services import buyer_api_key_authenticate
 
 DASHBOARD_PERMISSION = "reporting.view_dashboard"
@@ -59,28 +55,16 @@ class BuyerPrincipal:
         return self.buyer.pk
 
 
-class BuyerKeyAuthentication(BaseAuthentication):
+class BuyerKeyAuthentication(BearerKeyAuthentication):
     """`Authorization: Bearer lbk_…` with a live key of a buyer."""
 
-    def authenticate(self, request):
-        header = get_authorization_header(request).split()
-        if not header:
-            return None
-        if header[0].lower() != b"bearer" or len(header) != 2:
-            raise exceptions.AuthenticationFailed(
-                "Send your buyer API key as `Authorization: Bearer <key>`."
-            )
-        try:
-            raw_key = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raw_key = ""
-        api_key = buyer_api_key_authenticate(raw_key=raw_key) if raw_key else None
-        if api_key is None:
-            raise exceptions.AuthenticationFailed("The buyer API key is unknown or revoked.")
-        return BuyerPrincipal(buyer=api_key.buyer, api_key=api_key), api_key
+    what = "buyer API key"
 
-    def authenticate_header(self, request) -> str:
-        return 'Bearer realm="api"'
+    def find_key(self, raw_key: str) -> BuyerApiKey | None:
+        return buyer_api_key_authenticate(raw_key=raw_key)
+
+    def principal_for(self, api_key: BuyerApiKey) -> BuyerPrincipal:
+        return BuyerPrincipal(buyer=api_key.buyer, api_key=api_key)
 
 
 class IsActiveBuyer(BasePermission):
