@@ -199,7 +199,9 @@ SESSION_COOKIE_HTTPONLY = True
 # --- Celery. Unset CELERY_BROKER_URL: tasks run in-process, eagerly (the embedded default). ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-CELERY_TASK_EAGER_PROPAGATES = True
+# In-process, a task that fails is logged and left to the sweepers, as a worker would leave it:
+# the request that enqueued it (a partner's POST) gets the same answer as with a broker.
+CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -215,6 +217,9 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Without a broker there is no Celery beat: dashboards and reports bring the rollups up to date
+# as they are read (at most once a minute).
+ROLLUPS_REFRESH_ON_READ = _env_bool("ROLLUPS_REFRESH_ON_READ", default=not CELERY_BROKER_URL)
 # Intake publishes once, without Celery's retry loop: if the broker is down the lead is already
 # stored and the sweeper below re-enqueues it, so a partner is never kept waiting on the broker.
 CELERY_TASK_PUBLISH_RETRY = False

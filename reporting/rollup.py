@@ -336,6 +336,6 @@ def rollup_refresh_if_stale(*, max_age: timedelta = timedelta(seconds=60)) -> in
 
 
 def rollups_for_readers() -> None:
-    """Without a broker there is no Celery beat: the reports bring the rollups up to date."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    """Bring the rollups up to date where no Celery beat does it (ROLLUPS_REFRESH_ON_READ)."""
+    if settings.ROLLUPS_REFRESH_ON_READ:
         rollup_refresh_if_stale()

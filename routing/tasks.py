@@ -10,7 +10,7 @@ from datetime import timedelta
 from celery import shared_task
 from celery.exceptions import Retry
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -34,16 +34,14 @@ def route_lead(self, lead_id: str, lost_run: int | None = None) -> str:
     """Route one lead; a second delivery of the same lead finds it claimed and does nothing."""
     from routing.engine import DATABASE_LOST, RunLostDatabase, lead_route
 
-    if not self.request.is_eager:
+    if not connection.in_atomic_block:
         # Connections are reused across tasks (CELERY_DB_REUSE_MAX): drop one that broke (a
-        # restarted database) or outlived CONN_MAX_AGE before it fails this run. An eager
-        # task runs inside its caller's transaction, whose connection is not ours to close.
+        # restarted database) or outlived CONN_MAX_AGE before it fails this run. A run inside
+        # its caller's transaction (in-process tasks) uses a connection not ours to close.
         close_old_connections()
     try:
         return lead_route(lead_id=lead_id, lost_run=lost_run)
     except (RunLostDatabase, *DATABASE_LOST) as error:
-        if self.request.is_eager:
-            raise
         if isinstance(error, RunLostDatabase):
             lost_run = error.auction_id
         countdown = min(ROUTE_BACKOFF_CAP_S, 2.0**self.request.retries) * random.uniform(0.5, 1.0)  # noqa: S311

@@ -132,7 +132,7 @@ def test_hours_merge_into_runs_of_consecutive_hours():
 def test_without_a_broker_the_reports_refresh_stale_rollups_themselves(
     sales_client, world, settings
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default: no Celery beat
+    settings.ROLLUPS_REFRESH_ON_READ = True  # the embedded default: no Celery beat
     sale_return(
         sale=world.sales["A1"],
         reason="fraud",
