@@ -8,11 +8,12 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -20,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_display import plural
-from config.api_keys import api_key_hash, api_key_mint
+from config.api_keys import api_key_create, api_key_find, api_key_revoke
 from leads import intake_cache
 from leads.intake import normalise_fields, parse_submission
 from leads.models import (
@@ -36,6 +37,7 @@ from leads.models import (
     SuppressionList,
     Vertical,
 )
+from leads.outcomes import lead_outcome_wait
 from leads.scoring import score_lead
 from leads.selectors import (
     allowed_vertical_slugs,
@@ -46,11 +48,6 @@ from leads.selectors import (
 
 logger = logging.getLogger(__name__)
 
-API_KEY_PREFIX = "lsk_"
-# last_used_at is a hint for ops, not an audit log: refresh it at most this often per key so that
-# a busy partner does not turn every request into an extra UPDATE.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-
 
 class InvalidTransition(Exception):
     """A status change that the lead state machine does not allow."""
@@ -58,47 +55,33 @@ class InvalidTransition(Exception):
 
 def source_api_key_create(*, source: Source, name: str = "") -> tuple[SourceApiKey, str]:
     """Mint an API key for a source; return the row and the key, which is never stored."""
-    key = api_key_mint(API_KEY_PREFIX)
-    api_key = SourceApiKey.objects.create(
-        source=source, name=name, prefix=key.prefix, hashed_key=key.hashed
-    )
-    return api_key, key.raw
+    return api_key_create(model=SourceApiKey, owner=source, name=name)
 
 
 def source_api_key_revoke(*, api_key: SourceApiKey) -> bool:
     """Revoke a key; return False when it was already revoked."""
-    now = timezone.now()
-    updated = SourceApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
-        revoked_at=now
-    )
-    if updated:
-        api_key.revoked_at = now
+    revoked = api_key_revoke(api_key=api_key)
+    if revoked:
         intake_cache.invalidate()
-    return bool(updated)
+    return revoked
 
 
 def source_api_key_authenticate(*, raw_key: str) -> SourceApiKey | None:
     """Return the live key matching raw_key (with its source), or None."""
-    if not raw_key.startswith(API_KEY_PREFIX):
-        return None
-    hashed = api_key_hash(raw_key)
-    api_key = intake_cache.cached(
-        ("key", hashed),
-        intake_cache.generation(),
-        lambda: (
-            SourceApiKey.objects.select_related("source")
-            .filter(hashed_key=hashed, revoked_at__isnull=True)
-            .order_by()
-            .first()
-        ),
-    )
-    if api_key is None:
-        return None
-    now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        SourceApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
-    return api_key
+
+    def lookup(hashed: str) -> SourceApiKey | None:
+        return intake_cache.cached(
+            ("key", hashed),
+            intake_cache.generation(),
+            lambda: (
+                SourceApiKey.objects.select_related("source")
+                .filter(hashed_key=hashed, revoked_at__isnull=True)
+                .order_by()
+                .first()
+            ),
+        )
+
+    return api_key_find(model=SourceApiKey, raw_key=raw_key, lookup=lookup)
 
 
 def vertical_touch(*, vertical_id: int) -> None:
@@ -585,15 +568,13 @@ def routing_enqueue(lead_ids: list[Any]) -> int:
     global _broker_down_until  # noqa: PLW0603 - one flag per process, set and read here only
     from routing.tasks import route_lead
 
-    if time.monotonic() < _broker_down_until and not settings.CELERY_TASK_ALWAYS_EAGER:
+    if time.monotonic() < _broker_down_until:
         return 0
     sent = 0
     for lead_id in lead_ids:
         try:
             route_lead.delay(str(lead_id))
         except Exception:
-            if settings.CELERY_TASK_ALWAYS_EAGER:
-                raise
             _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
             logger.warning(
                 "routing enqueue failed; the sweeper will retry",
@@ -664,6 +645,90 @@ def idempotency_records_purge() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# The statuses a `Prefer: wait` request waits for: the routing run has settled the lead.
+OUTCOME_STATUSES = frozenset({LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAILED})
+
+
+class Answer(Protocol):
+    """An answer to a partner as it is sent and kept for replay: status, bytes and headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+AnswerT = TypeVar("AnswerT", bound=Answer)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A partner's request to submit one lead, as the API read it."""
+
+    source: Source
+    request_hash: str  # of the body's bytes: a replay must carry the very same body
+    idempotency_key: str | None = None
+    wait_seconds: int | None = None  # Prefer: wait=N
+
+
+@dataclass(frozen=True)
+class Submitted(Generic[AnswerT]):
+    """The answer to a submission, or the earlier answer to replay for its Idempotency-Key."""
+
+    answer: AnswerT | None = None
+    replay: IdempotencyRecord | None = None
+
+
+def lead_submit(
+    *,
+    submission: Submission,
+    ingest: Callable[[], tuple[AnswerT, Lead | None]],
+    key_reused: Callable[[], AnswerT],
+    outcome: Callable[[Lead], AnswerT],
+) -> Submitted[AnswerT]:
+    """Ingest a submission at most once per Idempotency-Key and answer it.
+
+    The caller renders: `ingest()` stores the lead and renders its answer, `key_reused()` the
+    refusal of a key sent before with another body, `outcome(lead)` the final answer that a
+    `Prefer: wait` request waits for. A key sent before with the same body replays the answer
+    kept for it; concurrent requests with one key are serialised by a lock on the key.
+    """
+    key = submission.idempotency_key
+    if key is None:
+        answer, lead = ingest()
+    else:
+        with transaction.atomic():
+            record = idempotency_lock_and_find(source=submission.source, key=key)
+            if record is not None:
+                if record.request_hash != submission.request_hash:
+                    return Submitted(answer=key_reused())
+                return Submitted(replay=record)
+            answer, lead = ingest()
+            idempotency_record_save(
+                source=submission.source,
+                key=key,
+                request_hash=submission.request_hash,
+                lead=lead,
+                status=answer.status,
+                body=answer.body,
+                headers=answer.headers,
+            )
+    # Wait only after the commit: the routing run that settles the lead needs to see it.
+    if submission.wait_seconds and answer.status == 202 and lead is not None:
+        status = lead_outcome_wait(lead.pk, seconds=submission.wait_seconds)
+        if status in OUTCOME_STATUSES:
+            lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
+            answer = outcome(lead)
+            if key is not None:
+                idempotency_record_update(
+                    source=submission.source,
+                    key=key,
+                    status=answer.status,
+                    body=answer.body,
+                    headers=answer.headers,
+                )
+    return Submitted(answer=answer)
 
 
 # --- Suppression lists ----------------------------------------------------------------------

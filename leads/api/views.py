@@ -7,13 +7,13 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import django_filters
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -34,24 +34,20 @@ from leads.api.serializers import (
     ProblemSerializer,
     VerticalSerializer,
 )
-from leads.models import Lead, LeadStatus
-from leads.outcomes import lead_outcome_wait
+from leads.models import IdempotencyRecord, Lead, LeadStatus
 from leads.selectors import leads_of_source, verticals_for_source
 from leads.services import (
     IngestResult,
     IntakeVerdict,
-    idempotency_lock_and_find,
-    idempotency_record_save,
-    idempotency_record_update,
+    Submission,
     lead_ingest,
     lead_reject_request,
+    lead_submit,
 )
 
 MIN_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-REPLAYED_HEADERS = ("Location",)
-OUTCOME_STATUSES = {LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAILED}
 # Text as a query filter takes it: anything but NUL, which no stored value holds.
 TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
 
@@ -434,76 +430,30 @@ class LeadListCreateView(GenericAPIView):
             )
             return rendered.response()
 
-        wait = parse_prefer_wait(http.headers.get("Prefer", ""))
-        if key is None:
-            rendered, lead = self._ingest(
+        submitted = lead_submit(
+            submission=Submission(
+                source=source,
+                request_hash=hashlib.sha256(body).hexdigest(),
+                idempotency_key=key,
+                wait_seconds=parse_prefer_wait(http.headers.get("Prefer", "")),
+            ),
+            ingest=partial(
+                self._ingest,
                 request,
                 source=source,
                 api_key=api_key,
                 body=body,
                 raw_text=raw_text,
                 remote_ip=remote_ip,
-            )
-        else:
-            request_hash = hashlib.sha256(body).hexdigest()
-            with transaction.atomic():
-                record = idempotency_lock_and_find(source=source, key=key)
-                if record is not None:
-                    if record.request_hash != request_hash:
-                        detail = (
-                            "This Idempotency-Key was used with a different body in the last "
-                            "24 hours."
-                        )
-                        rendered, _ = refuse(
-                            "idempotency-key-reused",
-                            detail,
-                            principal=principal,
-                            raw_body=raw_text,
-                            remote_ip=remote_ip,
-                            errors={"Idempotency-Key": [detail]},
-                            show_errors=False,
-                        )
-                        return rendered.response()
-                    replay = HttpResponse(
-                        bytes(record.response_body), status=record.response_status
-                    )
-                    for name, value in record.response_headers.items():
-                        replay[name] = value
-                    replay["Idempotent-Replayed"] = "true"
-                    replay["Vary"] = "Prefer"
-                    return replay
-                rendered, lead = self._ingest(
-                    request,
-                    source=source,
-                    api_key=api_key,
-                    body=body,
-                    raw_text=raw_text,
-                    remote_ip=remote_ip,
-                )
-                idempotency_record_save(
-                    source=source,
-                    key=key,
-                    request_hash=request_hash,
-                    lead=lead,
-                    status=rendered.status,
-                    body=rendered.body,
-                    headers=rendered.headers,
-                )
-
-        if wait and rendered.status == 202 and lead is not None:
-            status = lead_outcome_wait(lead.pk, seconds=wait)
-            if status in OUTCOME_STATUSES:
-                lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
-                rendered = render_outcome(request, lead)
-                if key is not None:
-                    idempotency_record_update(
-                        source=source,
-                        key=key,
-                        status=rendered.status,
-                        body=rendered.body,
-                        headers=rendered.headers,
-                    )
-        return rendered.response()
+            ),
+            key_reused=partial(
+                _refuse_reused_key, principal=principal, raw_body=raw_text, remote_ip=remote_ip
+            ),
+            outcome=partial(render_outcome, request),
+        )
+        if submitted.replay is not None:
+            return _replay(submitted.replay)
+        return submitted.answer.response()
 
     def _ingest(self, request, *, source, api_key, body, raw_text, remote_ip):
         try:
@@ -533,6 +483,30 @@ class LeadListCreateView(GenericAPIView):
             remote_ip=remote_ip,
         )
         return render_result(request, result), result.lead
+
+
+def _refuse_reused_key(*, principal: Any, raw_body: str, remote_ip: str | None) -> Rendered:
+    detail = "This Idempotency-Key was used with a different body in the last 24 hours."
+    rendered, _ = refuse(
+        "idempotency-key-reused",
+        detail,
+        principal=principal,
+        raw_body=raw_body,
+        remote_ip=remote_ip,
+        errors={"Idempotency-Key": [detail]},
+        show_errors=False,
+    )
+    return rendered
+
+
+def _replay(record: IdempotencyRecord) -> HttpResponse:
+    """The answer kept for an Idempotency-Key, byte for byte."""
+    response = HttpResponse(bytes(record.response_body), status=record.response_status)
+    for name, value in record.response_headers.items():
+        response[name] = value
+    response["Idempotent-Replayed"] = "true"
+    response["Vary"] = "Prefer"
+    return response
 
 
 def parse_prefer_wait(header: str) -> int | None:

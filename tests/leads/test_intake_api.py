@@ -245,6 +245,32 @@ def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("eager_celery", "buyer_contract")
+def test_in_process_an_error_inside_routing_still_answers_the_partner_202(
+    client, partner, monkeypatch
+):
+    # The embedded default runs routing inside the partner's request: a crash there must not
+    # become a 500 for a lead that is already stored (its retry would then get 409).
+    import routing.engine
+
+    def crash(**_: object) -> str:
+        raise RuntimeError("a bug inside routing")
+
+    monkeypatch.setattr(routing.engine, "lead_route", crash)
+    _, key = partner
+
+    response = submit(client, key, auto_lead(12))
+
+    assert response.status_code == 202, response.content
+    lead = Lead.objects.get()
+    assert response.json()["id"] == str(lead.pk)
+    assert lead.status == LeadStatus.ACCEPTED  # left for the sweeper, as a worker would leave it
+    # A failed task is not a broker that is down: the next lead is routed at once.
+    monkeypatch.undo()
+    assert submit(client, key, auto_lead(13), prefer="wait=5").status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("eager_celery", "buyer_contract")
 def test_a_revenue_share_source_is_paid_its_share_of_the_price(client, demo):
     source = SourceFactory(
         verticals=list(Vertical.objects.all()),
