@@ -1,6 +1,6 @@
 """Who sees a lead's personal data in the admin, and how it is masked for everyone else (Sales).
 
-The masks are reporting.masking's (e-mail `j***@example.com`, phone by its last four digits).
+The masks are config.masking's (e-mail `j***@example.com`, phone by its last four digits).
 Pages decide once per request: `pii_visible(request)`. Text that a buyer received (a post's
 body, in the buyer's own field names and formats) is masked by value: the lead's own personal
 values in every spelling the mappings produce, then anything else shaped like an e-mail address
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from reporting.masking import MASK, mask_email, mask_name, mask_phone
+from config.masking import MASK, mask_email, mask_name, mask_phone
 
 UNMASKED_PII_PERMISSION = "reporting.view_unmasked_pii"
 

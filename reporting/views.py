@@ -16,9 +16,9 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import render
 from django.utils import timezone
 
+from config.masking import mask_email, mask_phone
 from reporting.charts import bar_chart, sparkline_delta
 from reporting.filters import ReportFilter, ReportQuery, report_query
-from reporting.masking import mask_email, mask_phone
 from reporting.rollup import rollups_for_readers
 from reporting.selectors import (
     LEAD_EXPORT_FIELDS,

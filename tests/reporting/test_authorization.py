@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 
 from buyers.models import Contract
+from config.masking import mask_email
 from config.problems import PROBLEM_CONTENT_TYPE
 from reporting.api.urls import urlpatterns as reporting_api_routes
 from reporting.filters import PRESETS
-from reporting.masking import mask_email
 from reporting.models import ReturnReason, SaleReturn
 from reporting.services import buyer_api_key_create, buyer_api_key_revoke, sale_return
 from routing.models import Sale, SaleStatus

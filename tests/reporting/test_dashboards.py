@@ -8,7 +8,7 @@ import io
 import pytest
 from django.contrib.auth.models import Group
 
-from reporting.masking import mask_email, mask_name, mask_phone
+from config.masking import mask_email, mask_name, mask_phone
 from tests.reporting.conftest import PERIOD, staff_user
 
 pytestmark = pytest.mark.django_db

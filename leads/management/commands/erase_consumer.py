@@ -7,13 +7,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.admin_display import plural
+from config.masking import mask_email, mask_phone
 from leads.privacy import (
     SUPPRESSION_LIST_NAME,
     ConsumerBusy,
     InvalidConsumer,
     consumer_erase,
 )
-from reporting.masking import mask_email, mask_phone
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """Mask personal data for people who may see a lead but not its consumer (Sales).
 
-Pure functions on plain strings, no database: the exports use them, and so can any other
-surface that shows leads to Sales.
+Pure functions on plain strings, no database: the dashboards, exports, admin pages and erasure
+use them; they live in `config` so that every app may.
 """
 
 from __future__ import annotations
