@@ -3,6 +3,15 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from tests.status_guard import guard_install
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database refuses any lead status change the transition table does not allow."""
+    with django_db_blocker.unblock():
+        guard_install(connection)
+
 
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings):
