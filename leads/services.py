@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -559,6 +560,17 @@ BROKER_RETRY_AFTER_SECONDS = 5.0
 _broker_down_until = 0.0
 
 
+# How a lead is handed to routing, registered by the routing app when it loads (routing.apps):
+# intake knows that leads are routed, not who routes them, so leads imports no routing.
+_route: Callable[[str], object] | None = None
+
+
+def routing_handler_register(route: Callable[[str], object]) -> None:
+    """Make `route(lead_id)` the way accepted leads are handed to routing (one per process)."""
+    global _route  # noqa: PLW0603 - set once, when the routing app loads
+    _route = route
+
+
 def routing_enqueue(lead_ids: list[Any]) -> int:
     """Hand leads to the routing workers; return how many were handed over.
 
@@ -566,14 +578,14 @@ def routing_enqueue(lead_ids: list[Any]) -> int:
     let `sweep_waiting_leads` enqueue it again once the broker is back.
     """
     global _broker_down_until  # noqa: PLW0603 - one flag per process, set and read here only
-    from routing.tasks import route_lead
-
+    if _route is None:
+        raise ImproperlyConfigured("No routing handler: is the routing app installed?")
     if time.monotonic() < _broker_down_until:
         return 0
     sent = 0
     for lead_id in lead_ids:
         try:
-            route_lead.delay(str(lead_id))
+            _route(str(lead_id))
         except Exception:
             _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
             logger.warning(
