@@ -14,7 +14,7 @@ per N = 5, 20, 50 with N ping/post contracts whose pings answer after 50 ms
 1. One lead at a time: auction wall time p50/p99 and the overhead over the 50 ms physical
    bound; per phase (engine functions wrapped from here, not edited) the wall time, the CPU
    time of the routing thread and the queries (a pass of its own under CaptureQueriesContext);
-   the CPU of routing.http's event loop thread, and from both the one-core ceiling of a process.
+   the CPU of outbound.http's event loop thread, and from both the one-core ceiling of a process.
 2. Many leads in flight, N = 20: lead_route from a pool of threads (the Celery worker runs
    `--pool threads`), measured for a fixed time after a warm-up: leads/s, p50/p99 per lead, CPU
    per process, what PostgreSQL's backends wait on, commits per lead. Each thread keeps its
@@ -225,7 +225,7 @@ def phase_line(means: dict[str, list[float]], what: int) -> str:
 
 @dataclass
 class CpuSample:
-    """CPU seconds used so far: this process, its buyer-http loop thread, the simulators,
+    """CPU seconds used so far: this process, its outbound-http loop thread, the simulators,
     PostgreSQL (every client's backends), and the whole machine."""
 
     process: float
@@ -249,9 +249,9 @@ def _stat_cpu(path: str) -> float:
 
 
 def _loop_thread_cpu() -> float:
-    """CPU of routing.http's event loop thread, which parses every buyer's answer."""
+    """CPU of outbound.http's event loop thread, which parses every buyer's answer."""
     for thread in threading.enumerate():
-        if thread.name == "buyer-http" and thread.native_id is not None:
+        if thread.name == "outbound-http" and thread.native_id is not None:
             return _stat_cpu(f"/proc/self/task/{thread.native_id}/stat")
     return 0.0
 
@@ -307,7 +307,7 @@ def cpu_line(before: CpuSample, after: CpuSample, leads: int) -> str:
     others = max(0.0, busy - process - simulators - postgres)
     return (
         f"CPU (% of one core): bench process {process / wall:.0%} "
-        f"(buyer-http loop thread {(after.loop_thread - before.loop_thread) / wall:.0%}), "
+        f"(outbound-http loop thread {(after.loop_thread - before.loop_thread) / wall:.0%}), "
         f"simulators {simulators / wall:.0%}, PostgreSQL (all clients) {postgres / wall:.0%}, "
         f"other processes {others / wall:.0%}; machine {busy / total:.0%} busy of {cores} cores; "
         f"{process * 1000 / max(1, leads):.1f} ms bench CPU per lead"
@@ -324,7 +324,7 @@ def wait_for_quiet(limit_s: float, *, busy_below: float = 0.25) -> str:
 
 
 class LoopLag:
-    """How late routing.http's event loop wakes from a 10 ms sleep: the wait any buyer's answer
+    """How late outbound.http's event loop wakes from a 10 ms sleep: the wait any buyer's answer
     has before the loop reads it (GIL contention with the routing threads, or a busy loop)."""
 
     def __init__(self) -> None:
@@ -333,7 +333,7 @@ class LoopLag:
         self._future: Any = None
 
     def start(self) -> None:
-        from routing.http import client
+        from outbound.http import client
 
         async def watch() -> None:
             while self._running:
@@ -801,7 +801,7 @@ def single_leads(
     print(f"   queries/lead:                  {phase_line(mean_phases(query_samples), QUERIES)}")
     cpu = sum(values[CPU] for values in means.values()) + loop_cpu
     print(
-        f"   + {loop_cpu:.1f} ms CPU/lead in the buyer-http loop thread (read in 10 ms ticks): "
+        f"   + {loop_cpu:.1f} ms CPU/lead in the outbound-http loop thread (read in 10 ms ticks): "
         f"one process, held by the GIL to about one core, tops out near {1000 / cpu:.0f} leads/s"
     )
     print(f"   {lag_line}; {collections.line(len(ids))}")

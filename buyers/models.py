@@ -21,7 +21,7 @@ from buyers.fields import EncryptedTextField, mask
 from config.api_keys import ApiKey
 from leads.geo import zip_lookup
 from leads.models import US_STATES, HttpsAssumedUrlField, Vertical
-from routing.netguard import url_refusal
+from outbound.guard import url_refusal
 
 ZIP_RE = re.compile(r"^\d{5}$")
 # Header names that carry credentials: refused in the plain headers, masked in attempt logs.

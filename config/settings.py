@@ -372,7 +372,7 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 if not SITE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"SITE_URL must start with http:// or https://, not {SITE_URL!r}")
 
-# Buyer endpoints and postback URLs may only reach public addresses (routing/netguard.py), except
+# Buyer endpoints and postback URLs may only reach public addresses (outbound/guard.py), except
 # in these networks: e.g. 127.0.0.1/32 for the buyer simulator in development.
 OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
 for _network in OUTBOUND_ALLOWED_NETWORKS:

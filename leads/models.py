@@ -27,7 +27,7 @@ from leads.scoring import (
     rule_errors,
     tier_bounds_errors,
 )
-from routing.netguard import url_refusal
+from outbound.guard import url_refusal
 
 # The 50 states, DC and Puerto Rico.
 # fmt: off

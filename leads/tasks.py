@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 from datetime import timedelta
 
-import requests
 from celery import shared_task
 from celery.exceptions import Retry
 from django.conf import settings
@@ -23,16 +20,18 @@ from leads.services import (
     leads_sweep_waiting,
     postback_enqueue,
 )
+from outbound import http
+from outbound.rules import backoff, retryable
 from routing import notifications
-from routing.netguard import ForbiddenAddressError, check_resolved
 
 logger = logging.getLogger(__name__)
 POSTBACK_MAX_ATTEMPTS = 6
-POSTBACK_TIMEOUT = (2, 5)
-# The longest wait before a postback's retry. A retry waits in its worker unacknowledged: it
-# must be due before the broker's visibility timeout, or Redis hands it to a second worker.
+POSTBACK_TIMEOUT = (2.0, 5.0)  # connect, read (seconds)
+# Retries wait up to 2, 4, 8, 16 and 32 s (anywhere below; full jitter), never longer than this.
+# A retry waits in its worker unacknowledged: it must be due before the broker's visibility
+# timeout, or Redis hands it to a second worker.
+POSTBACK_BACKOFF_BASE_S = 2.0
 POSTBACK_BACKOFF_CAP_S = 300
-_session = requests.Session()
 
 
 @shared_task(name="leads.tasks.sweep_waiting_leads")
@@ -113,44 +112,34 @@ def send_postback(self, lead_id: str) -> str | Retry:
         request_body=body,
         status=PostbackStatus.PENDING,
     )
-    started = time.monotonic()
-    retry = False
-    try:
-        check_resolved(lead.source.postback_url)
-        response = _session.post(
-            lead.source.postback_url,
-            data=body,
-            headers={"Content-Type": "application/json", "User-Agent": "Leadswitch-Postback/1"},
-            timeout=POSTBACK_TIMEOUT,
-            allow_redirects=False,
-        )
-    except ForbiddenAddressError as exc:
-        record.error = f"refused: {exc}"[:500]  # never retried: it would be refused again
-    except requests.RequestException as exc:
-        record.error = f"{type(exc).__name__}: {exc}"[:500]
-        retry = True
+    # Through the outbound seam: the address guard checks the address it connects to, and a
+    # receiver that may have got it without answering is told again (it names the lead).
+    outcome = http.send(
+        "POST",
+        lead.source.postback_url,
+        body=body.encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "Leadswitch-Postback/1"},
+        timeout=POSTBACK_TIMEOUT,
+    )
+    record.response_status = outcome.status
+    record.response_body = outcome.body[:4096]
+    record.latency_ms = outcome.latency_ms
+    if outcome.status is not None and 200 <= outcome.status < 300:
+        record.status = PostbackStatus.DELIVERED
     else:
-        record.response_status = response.status_code
-        record.response_body = response.text[:4096]
-        if 200 <= response.status_code < 300:
-            record.status = PostbackStatus.DELIVERED
-        else:
-            # The partner's server erred or throttled: try again. Other 4xx will not improve.
-            retry = response.status_code >= 500 or response.status_code in {408, 429}
-            record.error = f"HTTP {response.status_code}"
-    record.latency_ms = round((time.monotonic() - started) * 1000)
-    if record.status != PostbackStatus.DELIVERED:
+        record.error = outcome.error or f"HTTP {outcome.status}"
         record.status = (
             PostbackStatus.PENDING
-            if retry and attempt < POSTBACK_MAX_ATTEMPTS
+            if retryable(outcome, idempotent=True) and attempt < POSTBACK_MAX_ATTEMPTS
             else PostbackStatus.FAILED
         )
     record.save()
     if record.status == PostbackStatus.FAILED:
         notifications.postback_failed(postback_id=record.pk)
     if record.status == PostbackStatus.PENDING:
-        # Exponential backoff with full jitter: 2, 4, 8 … s, capped at 5 minutes.
-        countdown = random.uniform(0, min(POSTBACK_BACKOFF_CAP_S, 2**attempt))  # noqa: S311
+        countdown = backoff(
+            attempt, base_s=POSTBACK_BACKOFF_BASE_S, cap_s=POSTBACK_BACKOFF_CAP_S, jitter="full"
+        )
         if self.request.is_eager:
             # In-process (no broker): Celery runs the retries at once, one after the other. A
             # raised Retry would escape through on_commit into the routing run and the

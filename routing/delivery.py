@@ -1,20 +1,17 @@
 """Delivery to buyers without a ping/post API: plain webhooks and e-mail.
 
 A webhook is an ordinary post whose answer is accepted when it is any 2xx: the buyer has no
-response format to read. An e-mail goes through Django's mail backend (SMTP in production); it
-is accepted once the backend has taken it. Both are recorded as post attempts like any other.
+response format to read. An e-mail goes through Django's mail backend (outbound.email); it is
+accepted once the backend has taken it. Both are recorded as post attempts like any other.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import EmailMessage
-
-from routing.http import HttpResult
+from outbound.email import email_send as outbound_email_send
+from outbound.rules import Outcome
 from routing.mapping import OutgoingRequest
 from routing.responses import ParseRule
 
@@ -57,23 +54,10 @@ def email_request(
     )
 
 
-def email_send(request: OutgoingRequest) -> HttpResult:
+def email_send(request: OutgoingRequest) -> Outcome:
     """Send the e-mail; an error from the mail backend is a failed delivery, not an exception."""
-    started = time.monotonic()
-    message = EmailMessage(
+    return outbound_email_send(
+        to=request.headers["To"].split(","),
         subject=request.headers["Subject"],
         body=request.body_text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[a.strip() for a in request.headers["To"].split(",")],
     )
-    try:
-        sent = message.send(fail_silently=False)
-    except Exception as exc:  # SMTP errors come in many classes; each one is a failed delivery
-        return HttpResult(
-            latency_ms=round((time.monotonic() - started) * 1000),
-            error=f"e-mail not sent: {type(exc).__name__}: {exc}"[:500],
-        )
-    latency = round((time.monotonic() - started) * 1000)
-    if not sent:
-        return HttpResult(latency_ms=latency, error="e-mail not sent: the backend refused it")
-    return HttpResult(status=250, body="sent", latency_ms=latency)

@@ -1,5 +1,5 @@
 """A lead's routing run: eligibility, parallel pings, selection, cap reservation, posts with
-fallback, and settlement. Synchronous ORM code; the HTTP goes through routing.http in parallel.
+fallback, and settlement. Synchronous ORM code; the HTTP goes through outbound.http in parallel.
 
 The run claims the lead with a conditional update (accepted -> routing), so of two deliveries of
 the same task only one routes. Every ping and post is an Attempt row; the eligibility
@@ -47,6 +47,8 @@ from config.rows import (
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel, Source, Vertical
 from leads.outcomes import lead_outcome_publish
 from leads.services import postback_schedule
+from outbound.http import send_all
+from outbound.rules import Outcome, backoff
 from routing.breaker import BreakerStatus
 from routing.delivery import EMAIL_METHOD, EMAIL_RULE, WEBHOOK_RULE, email_request, email_send
 from routing.health import (
@@ -56,7 +58,6 @@ from routing.health import (
     health_record,
     health_states_from_json,
 )
-from routing.http import HttpResult, send_all
 from routing.mapping import (
     MappingError,
     OutgoingRequest,
@@ -353,7 +354,7 @@ def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[s
     return prepared.request(fields) if prepared is not None else None
 
 
-def _deliver(requests: list[OutgoingRequest], *, deadline: float) -> list[HttpResult]:
+def _deliver(requests: list[OutgoingRequest], *, deadline: float) -> list[Outcome]:
     """Send posts: HTTP ones in parallel, e-mails through the mail backend, a team's by
     assigning the lead to a member (routing/assignments.py); results in order."""
     local = {EMAIL_METHOD: email_send, TEAM_METHOD: team_deliver}
@@ -370,7 +371,7 @@ def _attempt(
     kind: str,
     outcome: str,
     request: OutgoingRequest | None = None,
-    result: HttpResult | None = None,
+    result: Outcome | None = None,
     price: Decimal | None = None,
     reason: str = "",
     reference: str = "",
@@ -813,7 +814,7 @@ def _post_all(run: Run, offers: list[Offer], *, deadline: float) -> list[tuple[B
                 break
             if attempt_number:
                 # Exponential backoff with jitter between retries of transient failures.
-                time.sleep(random.uniform(0.5, 1.0) * 0.2 * 2 ** (attempt_number - 1))  # noqa: S311
+                time.sleep(backoff(attempt_number, base_s=0.2, cap_s=1.0))
             results = _deliver(
                 [r for _, _, r in pending],
                 deadline=min(

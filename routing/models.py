@@ -14,7 +14,7 @@ from django.db.models import Q
 from buyers.fields import EncryptedTextField
 from buyers.models import Buyer, Contract, EndpointKind
 from leads.models import Lead, Source
-from routing.netguard import webhook_url_refusal
+from outbound.guard import webhook_url_refusal
 
 
 class AuctionStatus(models.TextChoices):

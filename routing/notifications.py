@@ -45,9 +45,10 @@ from django.utils import timezone
 from buyers.caps import PERIOD_WORDS, CapLimitSpec, CapUsage, period_bounds
 from buyers.models import CapCounter, Contract
 from leads.models import Lead, LeadStatus, Postback, Source
+from outbound.http import send_all
+from outbound.rules import Outcome
 from routing.breaker import Transition
 from routing.delivery import EMAIL_METHOD, email_send
-from routing.http import HttpResult, send_all
 from routing.mapping import OutgoingRequest
 from routing.models import (
     DeliveryStatus,
@@ -675,7 +676,7 @@ def _enqueue_delivery(delivery_id: int) -> None:
         logger.exception("notification delivery not queued", extra={"delivery_id": delivery_id})
 
 
-def slack_message_send(*, webhook_url: str, payload: Mapping[str, Any]) -> HttpResult:
+def slack_message_send(*, webhook_url: str, payload: Mapping[str, Any]) -> Outcome:
     """POST a message to a Slack incoming webhook; return what happened, never raise.
 
     Through the buyers' HTTP seam (routing.http): the outbound guard refuses private addresses
@@ -696,10 +697,10 @@ def slack_message_send(*, webhook_url: str, payload: Mapping[str, Any]) -> HttpR
     try:
         return send_all([request], deadline=time.monotonic() + connect_s + read_s)[0]
     except Exception as exc:  # the HTTP loop itself failed: an attempt that got no answer
-        return HttpResult(error=f"{type(exc).__name__}: {exc}"[:500])
+        return Outcome(error=f"{type(exc).__name__}: {exc}"[:500])
 
 
-def email_message_send(*, to: Sequence[str], subject: str, body: str) -> HttpResult:
+def email_message_send(*, to: Sequence[str], subject: str, body: str) -> Outcome:
     """Send a plain-text e-mail through Django's mail backend; never raise (status 250 = taken)."""
     address = "mailto:" + ",".join(to)
     headers = {"Subject": " ".join(subject.split()), "To": ", ".join(to)}
@@ -714,7 +715,7 @@ def email_message_send(*, to: Sequence[str], subject: str, body: str) -> HttpRes
     return email_send(request)
 
 
-def _worth_retrying(result: HttpResult) -> bool:
+def _worth_retrying(result: Outcome) -> bool:
     """Network errors, timeouts, 5xx, 408 and 429 may pass later; a refusal or other 4xx won't.
 
     Unlike a buyer's post, a message whose answer was lost is sent again: a repeated
@@ -727,7 +728,7 @@ def _worth_retrying(result: HttpResult) -> bool:
     return result.status >= 500 or result.status in {408, 429}
 
 
-def _delivered(channel: str, result: HttpResult) -> bool:
+def _delivered(channel: str, result: Outcome) -> bool:
     if channel == NotificationChannel.EMAIL:
         return result.status == 250
     return result.status is not None and 200 <= result.status < 300
@@ -756,7 +757,7 @@ def delivery_send(*, delivery_id: int, retry: bool = True) -> str:
         return "skipped"
     subscription = delivery.subscription
     if subscription is None or not subscription.active:
-        result = HttpResult(error="the subscription was deleted or switched off", refused=True)
+        result = Outcome(error="the subscription was deleted or switched off", refused=True)
     elif delivery.channel == NotificationChannel.SLACK:
         result = slack_message_send(
             webhook_url=subscription.slack_webhook_url, payload=delivery.payload

@@ -14,7 +14,7 @@ from typing import Any
 
 from buyers.models import Contract
 from leads.models import Lead
-from routing.http import HttpResult
+from outbound.rules import Outcome
 from routing.mapping import OutgoingRequest
 from routing.responses import ParseRule
 from teams.models import AssignmentReason, AssignmentStatus
@@ -48,7 +48,7 @@ def team_request(*, contract: Contract, lead: Lead, fields: dict[str, Any]) -> O
     )
 
 
-def team_deliver(request: OutgoingRequest) -> HttpResult:
+def team_deliver(request: OutgoingRequest) -> Outcome:
     """Assign the lead to the team (no network): 200 assigned, 202 queued, 409 declined."""
     started = time.monotonic()
     try:
@@ -60,7 +60,7 @@ def team_deliver(request: OutgoingRequest) -> HttpResult:
         )
     except Exception as exc:  # a failed assignment is a failed delivery, not a failed run
         logger.exception("team assignment failed", extra={"lead_id": request.headers.get("Lead")})
-        return HttpResult(
+        return Outcome(
             latency_ms=_ms_since(started),
             error=f"assignment failed: {type(exc).__name__}: {exc}"[:500],
         )
@@ -84,7 +84,7 @@ def team_deliver(request: OutgoingRequest) -> HttpResult:
             "reason": f"assigned to {member} ({label})",
         }
         status = 200
-    return HttpResult(status=status, body=json.dumps(answer), latency_ms=_ms_since(started))
+    return Outcome(status=status, body=json.dumps(answer), latency_ms=_ms_since(started))
 
 
 def _ms_since(started: float) -> int:

@@ -1,6 +1,6 @@
 """Ops tools for one contract: preview its requests and send test pings and posts.
 
-A test goes through the same mapping, the same HTTP seam (routing.http.send_all) and the same
+A test goes through the same mapping, the same HTTP seam (outbound.http.send_all) and the same
 response rules as a routing run, so what ops see is what a buyer would get. Nothing else happens:
 no attempt, auction or sale is recorded, no cap is reserved or charged, no lead changes.
 """
@@ -16,8 +16,9 @@ from typing import Any
 
 from buyers.models import Contract, DeliveryMethod, EndpointKind
 from leads.models import FieldType, Lead, VerticalField
+from outbound.http import send_all
+from outbound.rules import Outcome
 from routing.delivery import EMAIL_METHOD, WEBHOOK_RULE, email_request
-from routing.http import HttpResult, send_all
 from routing.mapping import (
     MappingError,
     OutgoingRequest,
@@ -110,7 +111,7 @@ class TestSendResult:
     """What a test ping or post sent, what came back, and what the response rules made of it."""
 
     preview: RequestPreview
-    result: HttpResult | None = None
+    result: Outcome | None = None
     parsed: ParsedResponse | None = None
     note: str = ""
 

@@ -19,7 +19,7 @@ from simple_history.models import HistoricalRecords
 from buyers.fields import EncryptedTextField
 from buyers.models import Contract, validate_time_zone
 from buyers.schedule import parse_hours
-from routing.netguard import webhook_url_refusal
+from outbound.guard import webhook_url_refusal
 
 
 class WhenNobodyAvailable(models.TextChoices):

@@ -32,10 +32,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from leads.models import Lead
+from outbound.rules import Outcome
 
-# The senders, the result they return and the webhook's masked form are the ops
-# notifications' (routing's for now): teams reuses them rather than keep a second copy.
-from routing.http import HttpResult
+# The senders and the webhook's masked form are the ops notifications' (routing's for now):
+# teams reuses them rather than keep a second copy.
 from routing.models import webhook_display
 from routing.notifications import email_message_send, slack_message_send
 from teams.models import (
@@ -613,7 +613,7 @@ def _enqueue_notification(notification_id: int) -> None:
         logger.exception("team notification not queued", extra={"notification_id": notification_id})
 
 
-def _worth_retrying(result: HttpResult) -> bool:
+def _worth_retrying(result: Outcome) -> bool:
     if result.refused:
         return False
     if result.status is None:
@@ -649,7 +649,7 @@ def team_notification_send(*, notification_id: int) -> str:
         notification.purpose == TeamNotificationPurpose.ASSIGNED
         and assignment.status != AssignmentStatus.ASSIGNED
     ):
-        result = HttpResult(
+        result = Outcome(
             error=f"not sent: the lead is {assignment.get_status_display().lower()} meanwhile",
             refused=True,
         )
@@ -658,7 +658,7 @@ def team_notification_send(*, notification_id: int) -> str:
         result = (
             slack_message_send(webhook_url=url, payload=payload)
             if url
-            else HttpResult(error="the team's Slack webhook was removed", refused=True)
+            else Outcome(error="the team's Slack webhook was removed", refused=True)
         )
     else:
         result = email_message_send(

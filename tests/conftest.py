@@ -30,7 +30,7 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _simulator_reachable(settings):
-    # Buyers in tests are the simulator on 127.0.0.1, which routing/netguard.py otherwise
+    # Buyers in tests are the simulator on 127.0.0.1, which outbound/guard.py otherwise
     # refuses; the guard's own tests take this away again.
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
 

@@ -1,16 +1,17 @@
 """Where the platform may send HTTP: never to itself or the networks behind it (SSRF).
 
-A buyer's endpoint or a source's postback URL is typed in by staff, or by whoever got hold of a
-staff account: left unchecked, a URL such as http://169.254.169.254/ or http://127.0.0.1:6379/
-turns the routing worker into a proxy into the platform's own network. So every address must be
-globally routable (no loopback, private, link-local, shared, multicast, reserved or unspecified
-range, which includes the cloud metadata address), unless it lies in OUTBOUND_ALLOWED_NETWORKS
-(the buyer simulator's 127.0.0.1 in development and tests).
+A buyer's endpoint, a source's postback URL or a Slack webhook is typed in by staff, or by
+whoever got hold of a staff account: left unchecked, a URL such as http://169.254.169.254/ or
+http://127.0.0.1:6379/ turns a worker into a proxy into the platform's own network. So every
+address must be globally routable (no loopback, private, link-local, shared, multicast, reserved
+or unspecified range, which includes the cloud metadata address), unless it lies in
+OUTBOUND_ALLOWED_NETWORKS (the buyer simulator's 127.0.0.1 in development and tests).
 
 URLs are checked twice: when staff save them (a literal address, or a name that resolves now),
-and again at connect time against the address the name resolves to then, since DNS may answer
-differently later (rebinding). Redirects are never followed, so an allowed host cannot bounce a
-request elsewhere.
+and again when outbound.http connects. There a name is resolved once, by GuardedResolver, and
+aiohttp connects to the very addresses it checked: DNS answering differently a moment later
+(rebinding) cannot slip another address in. Redirects are never followed, so an allowed host
+cannot bounce a request elsewhere.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def url_refusal(url: str, *, resolve: bool = True) -> str:
 def check_outbound_url(url: str) -> None:
     """Refuse (ForbiddenAddressError) a URL whose host is a forbidden literal address.
 
-    Names are checked as they resolve, by GuardedResolver (aiohttp) or `check_resolved`.
+    Names are checked as they resolve, by GuardedResolver.
     """
     host = urlsplit(url).hostname or ""
     if _literal(host):
@@ -125,22 +126,17 @@ def check_outbound_url(url: str) -> None:
             raise ForbiddenAddressError(refusal)
 
 
-def check_resolved(url: str) -> None:
-    """Refuse (ForbiddenAddressError) a URL whose host is or resolves to a forbidden address."""
-    refusal = url_refusal(url)
-    if refusal:
-        raise ForbiddenAddressError(refusal)
-
-
 class GuardedResolver(AbstractResolver):
     """aiohttp resolver that refuses names resolving to a forbidden address.
 
-    aiohttp does not resolve literal addresses: `check_outbound_url` covers those before the
-    request starts.
+    It hands aiohttp the addresses it checked, and aiohttp connects to those (cached for the
+    connector's DNS TTL), never resolving the name again. A name is refused when any of its
+    addresses is forbidden, so no choice among them can reach one. aiohttp does not resolve
+    literal addresses: `check_outbound_url` covers those before the request starts.
     """
 
-    def __init__(self) -> None:
-        self._resolver = DefaultResolver()
+    def __init__(self, resolver: AbstractResolver | None = None) -> None:
+        self._resolver = resolver or DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET

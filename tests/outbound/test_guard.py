@@ -12,9 +12,9 @@ from django.urls import reverse
 from buyers.models import DeliveryEndpoint, EndpointKind
 from leads.models import LeadStatus, Postback, PostbackStatus
 from leads.tasks import send_postback
+from outbound.guard import address_refusal, url_refusal
 from routing.engine import lead_route
 from routing.models import Attempt, AttemptOutcome
-from routing.netguard import address_refusal, url_refusal
 from tests.buyers.factories import ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory
 

@@ -1,0 +1,88 @@
+"""Postbacks go through the outbound seam: a real socket on 127.0.0.1 plays the partner."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from celery.exceptions import Retry
+
+from leads.models import Lead, LeadStatus, Postback, PostbackStatus
+from leads.tasks import POSTBACK_BACKOFF_BASE_S, send_postback
+from tests.leads.factories import LeadFactory, SourceFactory
+from tests.outbound.receiver import receiving
+
+pytestmark = pytest.mark.django_db
+
+
+def settled_lead(url: str) -> Lead:
+    return LeadFactory(source=SourceFactory(postback_url=url), status=LeadStatus.SOLD)
+
+
+def test_a_postback_to_a_name_resolving_to_a_forbidden_address_is_refused_without_a_request(
+    settings,
+):
+    with receiving() as partner:
+        lead = settled_lead(partner.url("/outcome", host="localhost"))
+        settings.OUTBOUND_ALLOWED_NETWORKS = []  # the URL was saved while it was allowed
+
+        assert send_postback(str(lead.pk)) == PostbackStatus.FAILED
+
+    assert partner.received == []
+    (postback,) = Postback.objects.all()
+    assert (postback.status, postback.attempt, postback.response_status) == (
+        PostbackStatus.FAILED,
+        1,
+        None,
+    )
+    assert postback.error.startswith("refused: localhost resolves to ")
+    assert "loopback" in postback.error
+
+
+def test_a_postback_answered_503_is_retried_after_a_backoff():
+    with receiving(503) as partner:
+        lead = settled_lead(partner.url("/outcome"))
+        with (
+            mock.patch.object(send_postback, "retry", side_effect=Retry) as retry,
+            pytest.raises(Retry),
+        ):
+            send_postback(str(lead.pk))
+
+    assert len(partner.received) == 1
+    postback = Postback.objects.get()
+    assert (postback.status, postback.response_status, postback.error) == (
+        PostbackStatus.PENDING,
+        503,
+        "HTTP 503",
+    )
+    countdown = retry.call_args.kwargs["countdown"]
+    assert 0 <= countdown <= POSTBACK_BACKOFF_BASE_S  # after the first try: full jitter below 2 s
+
+
+def test_a_postback_answered_404_is_not_retried():
+    with receiving(404) as partner:
+        lead = settled_lead(partner.url("/outcome"))
+        with mock.patch.object(send_postback, "retry") as retry:
+            assert send_postback(str(lead.pk)) == PostbackStatus.FAILED
+
+    retry.assert_not_called()
+    assert len(partner.received) == 1
+    postback = Postback.objects.get()
+    assert (postback.status, postback.response_status, postback.error) == (
+        PostbackStatus.FAILED,
+        404,
+        "HTTP 404",
+    )
+
+
+def test_a_postback_that_got_no_answer_in_time_is_sent_again(monkeypatch):
+    # It names its lead: a partner told twice is better off than a partner never told.
+    monkeypatch.setattr("leads.tasks.POSTBACK_TIMEOUT", (0.5, 0.2))
+    with receiving(200, delay_s=1.5) as partner:
+        lead = settled_lead(partner.url("/outcome"))
+        with pytest.raises(Retry):
+            send_postback(str(lead.pk))
+
+    postback = Postback.objects.get()
+    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
+    assert postback.error.startswith("no answer in time")
