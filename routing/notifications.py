@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,11 +44,10 @@ from django.utils import timezone
 from buyers.caps import PERIOD_WORDS, CapLimitSpec, CapUsage, period_bounds
 from buyers.models import CapCounter, Contract
 from leads.models import Lead, LeadStatus, Postback, Source
-from outbound.http import send_all
-from outbound.rules import Outcome
+from outbound import http
+from outbound.email import email_send
+from outbound.rules import Outcome, retryable
 from routing.breaker import Transition
-from routing.delivery import EMAIL_METHOD, email_send
-from routing.mapping import OutgoingRequest
 from routing.models import (
     DeliveryStatus,
     NotificationChannel,
@@ -57,7 +55,6 @@ from routing.models import (
     NotificationKind,
     NotificationSubscription,
     NotificationWindow,
-    webhook_display,
 )
 from teams.rules import slack_escape
 
@@ -679,40 +676,17 @@ def _enqueue_delivery(delivery_id: int) -> None:
 def slack_message_send(*, webhook_url: str, payload: Mapping[str, Any]) -> Outcome:
     """POST a message to a Slack incoming webhook; return what happened, never raise.
 
-    Through the buyers' HTTP seam (routing.http): the outbound guard refuses private addresses
-    at connect time too, and redirects are not followed.
+    Through the outbound seam (outbound.http): the address guard checks the address it connects
+    to, and redirects are not followed.
     """
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Leadswitch/1"}
-    request = OutgoingRequest(
-        method="POST",
-        url=webhook_url,
-        headers=headers,
-        body=body,
-        masked_url=webhook_display(webhook_url),
-        masked_headers=headers,
-        timeout=SLACK_TIMEOUT,
-    )
-    connect_s, read_s = SLACK_TIMEOUT
-    try:
-        return send_all([request], deadline=time.monotonic() + connect_s + read_s)[0]
-    except Exception as exc:  # the HTTP loop itself failed: an attempt that got no answer
-        return Outcome(error=f"{type(exc).__name__}: {exc}"[:500])
+    return http.send("POST", webhook_url, body=body, headers=headers, timeout=SLACK_TIMEOUT)
 
 
 def email_message_send(*, to: Sequence[str], subject: str, body: str) -> Outcome:
     """Send a plain-text e-mail through Django's mail backend; never raise (status 250 = taken)."""
-    address = "mailto:" + ",".join(to)
-    headers = {"Subject": " ".join(subject.split()), "To": ", ".join(to)}
-    request = OutgoingRequest(
-        method=EMAIL_METHOD,
-        url=address,
-        headers=headers,
-        body=body.encode(),
-        masked_url=address,
-        masked_headers=headers,
-    )
-    return email_send(request)
+    return email_send(to=to, subject=subject, body=body)
 
 
 def _worth_retrying(result: Outcome) -> bool:
@@ -721,11 +695,7 @@ def _worth_retrying(result: Outcome) -> bool:
     Unlike a buyer's post, a message whose answer was lost is sent again: a repeated
     notification is better than a missing one.
     """
-    if result.refused:
-        return False
-    if result.status is None:
-        return True
-    return result.status >= 500 or result.status in {408, 429}
+    return retryable(result, idempotent=True)
 
 
 def _delivered(channel: str, result: Outcome) -> bool:

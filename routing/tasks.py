@@ -17,6 +17,7 @@ from django.utils import timezone
 from config.locks import run_alone
 from leads.models import Lead, LeadStatus
 from leads.services import routing_enqueue
+from outbound.rules import backoff
 from routing import notifications
 from routing.models import Auction, AuctionStatus
 
@@ -107,8 +108,7 @@ def send_notification(self, delivery_id: int) -> str | Retry:
 
 def _notify_again_later(task) -> Retry:
     """Retry a message send with exponential backoff and jitter (half fixed, half random)."""
-    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (task.request.retries + 1))
-    countdown = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
+    countdown = backoff(task.request.retries + 1, base_s=10, cap_s=NOTIFY_BACKOFF_CAP_S)
     if task.request.is_eager:
         # In-process (no broker) the retries run at once; a raised Retry would escape through
         # on_commit into whatever reported the event.

@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from leads.models import Lead
-from outbound.rules import Outcome
+from outbound.rules import Outcome, retryable
 
 # The senders and the webhook's masked form are the ops notifications' (routing's for now):
 # teams reuses them rather than keep a second copy.
@@ -614,11 +614,7 @@ def _enqueue_notification(notification_id: int) -> None:
 
 
 def _worth_retrying(result: Outcome) -> bool:
-    if result.refused:
-        return False
-    if result.status is None:
-        return True
-    return result.status >= 500 or result.status in {408, 429}
+    return retryable(result, idempotent=True)  # a repeated message beats a missing one
 
 
 def team_notification_send(*, notification_id: int) -> str:

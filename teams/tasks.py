@@ -7,12 +7,11 @@ beat schedule names them, and messages already queued carry them.
 
 from __future__ import annotations
 
-import random
-
 from celery import shared_task
 from celery.exceptions import Retry
 
 from config.locks import run_alone
+from outbound.rules import backoff
 from teams import services
 
 # Retries wait up to 10, 20, 40, 80 and 160 s (a random point in the upper half of each), never
@@ -60,8 +59,7 @@ def send_team_notification(self, notification_id: int) -> str | Retry:
 
 def _send_again_later(task) -> Retry:
     """Retry a message send with exponential backoff and jitter (half fixed, half random)."""
-    ceiling = min(NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (task.request.retries + 1))
-    countdown = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
+    countdown = backoff(task.request.retries + 1, base_s=10, cap_s=NOTIFY_BACKOFF_CAP_S)
     if task.request.is_eager:
         # In-process (no broker) the retries run at once; a raised Retry would escape through
         # on_commit into whatever assigned the lead.
