@@ -356,7 +356,7 @@ def _request(contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[s
 
 def _deliver(requests: list[OutgoingRequest], *, deadline: float) -> list[Outcome]:
     """Send posts: HTTP ones in parallel, e-mails through the mail backend, a team's by
-    assigning the lead to a member (routing/assignments.py); results in order."""
+    assigning the lead to a member (routing/team_delivery.py); results in order."""
     local = {EMAIL_METHOD: email_send, TEAM_METHOD: team_deliver}
     web = [r for r in requests if r.method not in local]
     web_results = iter(send_all(web, deadline=deadline))
