@@ -17,15 +17,20 @@ app.autodiscover_tasks()
 def _warm_up(**kwargs: object) -> None:
     """Load what every routing run reads, then take it out of the garbage collector's sight.
 
-    The offline ZIP table and Django's own objects are a few hundred thousand long-lived
-    objects; left to the collector, each full collection paused a worker for a quarter of a
-    second, which buyers' latency figures (and their circuit breakers) then counted.
+    Each app that has long-lived tables to load says so with a `warm_up()` method on its
+    AppConfig (the offline ZIP table, in leads). Those and Django's own objects are a few
+    hundred thousand long-lived objects; left to the collector, each full collection paused a
+    worker for a quarter of a second, which buyers' latency figures (and their circuit breakers)
+    then counted.
     """
     import gc
 
-    from leads.geo import zip_lookup
+    from django.apps import apps
 
-    zip_lookup("10001")
+    for app_config in apps.get_app_configs():
+        warm_up = getattr(app_config, "warm_up", None)
+        if callable(warm_up):
+            warm_up()
     gc.collect()
     gc.freeze()
 

@@ -13,3 +13,9 @@ class LeadsConfig(AppConfig):
         from leads.api import schema  # noqa: F401
 
         signals.connect()
+
+    def warm_up(self) -> None:
+        """Load the offline ZIP table before a worker takes its first lead (config.celery)."""
+        from leads.geo import zip_lookup
+
+        zip_lookup("10001")
