@@ -1,19 +1,72 @@
-"""Admin for buyer API keys (returns), the return records and the rollup state."""
+"""Admin for returns (the action on sales, the return records), buyer API keys (returns) and
+the rollup state."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import BuyerApiKey
 from config.admin_display import ReadOnlyAdminMixin
 from config.api_keys import api_key_mint
+from reporting.forms import ReturnSalesForm
 from reporting.models import RollupState, SaleReturn
-from reporting.services import buyer_api_key_revoke
+from reporting.services import ReturnRefused, buyer_api_key_revoke, sale_return
+from routing.admin import SaleAdmin
+from routing.models import Sale
+
+
+class ReturnableSaleAdmin(SaleAdmin):
+    """Routing's sale list with the one change ops may make to a sale: returning it."""
+
+    actions = ("return_sales",)
+
+    def has_return_permission(self, request: HttpRequest) -> bool:
+        # Sales are never edited by hand; returning one is the change ops may make.
+        return request.user.has_perm("routing.change_sale")
+
+    @admin.action(description="Return selected sales for their buyer", permissions=["return"])
+    def return_sales(self, request: HttpRequest, queryset: QuerySet[Sale]) -> HttpResponse | None:
+        """Ask for the reason on an intermediate page, then return each sale the rules allow."""
+        form = ReturnSalesForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            returned = 0
+            for sale in queryset.select_related("buyer"):
+                try:
+                    sale_return(
+                        sale=sale,
+                        reason=form.cleaned_data["reason"],
+                        note=form.cleaned_data["note"],
+                        returned_by=f"staff {request.user.get_username()}",
+                    )
+                except ReturnRefused as exc:
+                    self.message_user(request, f"{sale}: {exc}", messages.ERROR)
+                else:
+                    returned += 1
+                    self.log_change(request, sale, f"Returned: {form.cleaned_data['reason']}")
+            if returned:
+                self.message_user(request, f"Returned {returned} sale(s).", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Return sales",
+            "opts": self.opts,
+            "form": form,
+            "sales": queryset.select_related("buyer", "lead"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "reporting/admin_return_sales.html", context)
+
+
+# Returns live here, above routing: the sale page gains the action without routing knowing it.
+admin.site.unregister(Sale)
+admin.site.register(Sale, ReturnableSaleAdmin)
 
 
 @admin.register(BuyerApiKey)

@@ -8,10 +8,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import BooleanField, Q, QuerySet, Value
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from buyers.fields import mask
@@ -32,8 +30,6 @@ from config.admin_display import (
 )
 from config.admin_pii import lead_pii_values, mask_text, pii_visible
 from leads.selectors import personal_field_names
-from reporting.forms import ReturnSalesForm
-from reporting.services import ReturnRefused, sale_return
 from routing.models import (
     SUBSCRIBABLE_KINDS,
     Attempt,
@@ -441,46 +437,9 @@ class SaleAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "return_reason",
     )
     readonly_fields = ("price_display", "payout_display", "margin_display")
-    actions = ("return_sales",)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         return search_by_lead_or(queryset, search_term, "buyer_reference"), False
-
-    def has_return_permission(self, request: HttpRequest) -> bool:
-        # Sales are never edited by hand; returning one is the change ops may make.
-        return request.user.has_perm("routing.change_sale")
-
-    @admin.action(description="Return selected sales for their buyer", permissions=["return"])
-    def return_sales(self, request: HttpRequest, queryset: QuerySet[Sale]) -> HttpResponse | None:
-        """Ask for the reason on an intermediate page, then return each sale the rules allow."""
-        form = ReturnSalesForm(request.POST if "apply" in request.POST else None)
-        if form.is_valid():
-            returned = 0
-            for sale in queryset.select_related("buyer"):
-                try:
-                    sale_return(
-                        sale=sale,
-                        reason=form.cleaned_data["reason"],
-                        note=form.cleaned_data["note"],
-                        returned_by=f"staff {request.user.get_username()}",
-                    )
-                except ReturnRefused as exc:
-                    self.message_user(request, f"{sale}: {exc}", messages.ERROR)
-                else:
-                    returned += 1
-                    self.log_change(request, sale, f"Returned: {form.cleaned_data['reason']}")
-            if returned:
-                self.message_user(request, f"Returned {returned} sale(s).", messages.SUCCESS)
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Return sales",
-            "opts": self.opts,
-            "form": form,
-            "sales": queryset.select_related("buyer", "lead"),
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "reporting/admin_return_sales.html", context)
 
     @admin.display(description="Contract", ordering="contract__name")
     def contract_name(self, obj: Sale) -> str:
