@@ -14,7 +14,7 @@ from buyers.schedule import offset_change
 TOTAL_START = datetime(2000, 1, 1, tzinfo=UTC)
 TOTAL_END = datetime(9999, 1, 1, tzinfo=UTC)
 
-PERIOD_WORDS = {
+PERIOD_WORDS: dict[str, str] = {
     CapPeriod.HOUR: "hourly",
     CapPeriod.DAY: "daily",
     CapPeriod.WEEK: "weekly",
@@ -48,10 +48,10 @@ def _hour_bounds(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     local = now.astimezone(tz)
     into = timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
     start, end = now - into, now - into + timedelta(hours=1)
-    if start.astimezone(tz).utcoffset() != local.utcoffset():
-        start = offset_change(tz, start, now, start.astimezone(tz).utcoffset())
-    if end.astimezone(tz).utcoffset() != local.utcoffset():
-        end = offset_change(tz, now, end, local.utcoffset())
+    if _offset(start.astimezone(tz)) != _offset(local):
+        start = offset_change(tz, start, now, _offset(start.astimezone(tz)))
+    if _offset(end.astimezone(tz)) != _offset(local):
+        end = offset_change(tz, now, end, _offset(local))
     return start, end
 
 
@@ -127,3 +127,8 @@ class CapUsage:
             f"{who}{word} budget ${self.spend:,.2f} of ${self.limit.max_budget:,.2f} "
             f"spent, ${self.budget_left:,.2f} left"
         )
+
+
+def _offset(moment: datetime) -> timedelta:
+    """The UTC offset of an aware local time (zoneinfo always gives one)."""
+    return moment.utcoffset() or timedelta(0)

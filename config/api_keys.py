@@ -19,6 +19,7 @@ from django.db import models
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
 
 # last_used_at is a hint for ops, not an audit log: refresh it at most this often per key so that
 # a busy partner does not turn every request into an extra UPDATE.
@@ -80,7 +81,7 @@ KeyT = TypeVar("KeyT", bound=ApiKey)
 def api_key_create(*, model: type[KeyT], owner: models.Model, name: str = "") -> tuple[KeyT, str]:
     """Mint a key for owner; return the row and the key itself, which is never stored."""
     key = api_key_mint(model.kind)
-    api_key = model.objects.create(
+    api_key = model._default_manager.create(
         **{model.owner_field: owner}, name=name, prefix=key.prefix, hashed_key=key.hashed
     )
     return api_key, key.raw
@@ -89,9 +90,8 @@ def api_key_create(*, model: type[KeyT], owner: models.Model, name: str = "") ->
 def api_key_revoke(*, api_key: ApiKey) -> bool:
     """Revoke a key; return False when it was already revoked."""
     now = timezone.now()
-    updated = (
-        type(api_key).objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
-    )
+    keys = type(api_key)._default_manager.filter(pk=api_key.pk, revoked_at__isnull=True)
+    updated = keys.update(revoked_at=now)
     if updated:
         api_key.revoked_at = now
     return bool(updated)
@@ -112,7 +112,7 @@ def api_key_find(
     hashed = api_key_hash(raw_key)
     if lookup is None:
         api_key = (
-            model.objects.select_related(model.owner_field)
+            model._default_manager.select_related(model.owner_field)
             .filter(hashed_key=hashed, revoked_at__isnull=True)
             .order_by()
             .first()
@@ -123,7 +123,7 @@ def api_key_find(
         return None
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        type(api_key).objects.filter(pk=api_key.pk).update(last_used_at=now)
+        type(api_key)._default_manager.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
 
@@ -144,7 +144,7 @@ class BearerKeyAuthentication(BaseAuthentication):
     def refused(self, reason: str) -> None:
         """Called for each refused or credential-less request (e.g. to count them)."""
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
         header = get_authorization_header(request).split()
         if not header:
             self.refused("no credentials")
@@ -166,5 +166,5 @@ class BearerKeyAuthentication(BaseAuthentication):
             )
         return self.principal_for(api_key), api_key
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -97,12 +97,13 @@ class TierBounds:
 
     def span(self, tier: str) -> tuple[int, int]:
         """Return the lowest and highest score of a tier."""
-        return {
+        bounds: dict[str, tuple[int, int]] = {
             Tier.HOT: (self.hot, MAX_SCORE),
             Tier.WARM: (self.warm, self.hot - 1),
             Tier.QUALIFIED: (self.qualified, self.warm - 1),
             Tier.COLD: (MIN_SCORE, self.qualified - 1),
-        }[tier]
+        }
+        return bounds[tier]
 
     def describe(self, tier: str) -> str:
         low, high = self.span(tier)

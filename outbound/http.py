@@ -120,9 +120,12 @@ class _Client:
         )
         started = time.monotonic()
         sent = False
+        session = self._session
+        if session is None:  # closed (close()) while this request waited for the loop
+            return self._failed(started, "the outbound client is closed")
         try:
             check_outbound_url(request.url)
-            async with self._session.request(
+            async with session.request(
                 request.method,
                 # encoded=True: send the URL byte for byte as it was built and logged.
                 URL(request.url, encoded=True),
@@ -178,9 +181,20 @@ class _Client:
         return cls._failed(started, f"{type(exc).__name__}: {exc}", ambiguous=sent)
 
     @staticmethod
-    def _failed(started: float, error: str, **flags: bool) -> Outcome:
+    def _failed(
+        started: float,
+        error: str,
+        *,
+        ambiguous: bool = False,
+        timed_out: bool = False,
+        refused: bool = False,
+    ) -> Outcome:
         return Outcome(
-            latency_ms=round((time.monotonic() - started) * 1000), error=error[:500], **flags
+            latency_ms=round((time.monotonic() - started) * 1000),
+            error=error[:500],
+            ambiguous=ambiguous,
+            timed_out=timed_out,
+            refused=refused,
         )
 
     async def _send_all(self, requests: Sequence[Request], deadline: float) -> list[Outcome]:
@@ -191,7 +205,7 @@ class _Client:
         latest (a time.monotonic() value)."""
         if not requests:
             return []
-        future: Future = asyncio.run_coroutine_threadsafe(
+        future: Future[list[Outcome]] = asyncio.run_coroutine_threadsafe(
             self._send_all(requests, deadline), self.loop()
         )
         return future.result(timeout=max(0.0, deadline - time.monotonic()) + 5)

@@ -75,7 +75,7 @@ def backoff(attempt: int, *, base_s: float, cap_s: float, jitter: Jitter = "equa
     anywhere below the ceiling; equal jitter in its upper half, so a wait is never short. Either
     spreads the retries of many calls that failed together (a receiver's outage) apart.
     """
-    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    ceiling = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
     if jitter == "full":
         return random.uniform(0, ceiling)  # noqa: S311 - spreading retries, not a secret
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311

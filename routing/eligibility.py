@@ -11,7 +11,7 @@ schedule, lead age, territory, field criteria, consent, already bought, caps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -135,7 +135,7 @@ def compile_criterion(field_name: str, operator: str, value: str) -> Criterion:
         numbers = tuple(Decimal(v) for v in values)
     elif operator == CriterionOperator.REGEX:
         pattern = re.compile(value)
-    text = {
+    texts: dict[str, str] = {
         CriterionOperator.EQ: f"{field_name} = {value}",
         CriterionOperator.NE: f"{field_name} ≠ {value}",
         CriterionOperator.IN: f"{field_name} in {', '.join(values)}",
@@ -148,7 +148,8 @@ def compile_criterion(field_name: str, operator: str, value: str) -> Criterion:
         CriterionOperator.EXISTS: f"{field_name} present",
         CriterionOperator.MISSING: f"{field_name} missing",
         CriterionOperator.REGEX: f"{field_name} matching /{value}/",
-    }.get(operator, f"{field_name} {operator} {value}")
+    }
+    text = texts.get(operator, f"{field_name} {operator} {value}")
     return Criterion(
         field=field_name,
         operator=operator,
@@ -223,13 +224,14 @@ def check_criterion(criterion: Criterion, fields: Mapping[str, Any]) -> str:
         if number is None:
             return f"{criterion.field} is {_shown(value)}, not a number (needs {criterion.text})"
         bounds = criterion.numbers
-        ok = {
+        compare: dict[str, Callable[[], bool]] = {
             CriterionOperator.GT: lambda: number > bounds[0],
             CriterionOperator.GTE: lambda: number >= bounds[0],
             CriterionOperator.LT: lambda: number < bounds[0],
             CriterionOperator.LTE: lambda: number <= bounds[0],
             CriterionOperator.BETWEEN: lambda: bounds[0] <= number <= bounds[1],
-        }[op]()
+        }
+        ok = compare[op]()
     return "" if ok else f"{criterion.field} is {_shown(value)}, needs {criterion.text}"
 
 

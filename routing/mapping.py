@@ -471,7 +471,7 @@ def _auth(endpoint: EndpointSpec) -> tuple[tuple[str, str] | None, tuple[str, st
     return None, (endpoint.auth_param_name, secret), ""
 
 
-def _with_query(url_parts: Any, *extra: str) -> str:
+def _with_query(url_parts: SplitResult, *extra: str) -> str:
     query = "&".join(part for part in (url_parts.query, *extra) if part)
     return urlunsplit(url_parts._replace(query=query))
 
