@@ -42,7 +42,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from routing.simulator import run_event_loop
+from simulator.server import run_event_loop
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/9"

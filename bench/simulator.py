@@ -22,7 +22,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from routing.simulator import run, run_event_loop
+from simulator.server import run, run_event_loop
 
 
 def free_port() -> int:

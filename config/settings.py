@@ -93,6 +93,8 @@ INSTALLED_APPS = [
     "routing",
     "teams",
     "reporting",
+    # A development tool, not the product: `manage.py simulate_buyers` serves fake buyers.
+    "simulator",
 ]
 
 MIDDLEWARE = [

@@ -396,7 +396,7 @@ SOURCES: list[dict[str, Any]] = [
 
 # --- Buyers and contracts ----------------------------------------------------------------------
 # Endpoints are simulator query strings: `buyer` is a label the simulator ignores, the rest
-# decides how it answers (see routing/simulator.py).
+# decides how it answers (see simulator/server.py).
 
 BUSINESS_HOURS = [(day, time(8), time(18)) for day in range(5)]  # Mon-Fri, buyer's time zone
 INSTALLER_HOURS = [*((day, time(7), time(19)) for day in range(5)), (5, time(9), time(14))]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from leads.models import FINAL_STATUSES, Lead
-from routing.simulator import SimulatorThread
+from simulator.server import SimulatorThread
 
 
 @dataclass(frozen=True)

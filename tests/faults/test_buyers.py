@@ -14,7 +14,7 @@ import pytest
 
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
 from routing.models import Auction, ContractHealth, HealthEvent, HealthStatus, Sale
-from routing.simulator import SimulatorThread
+from simulator.server import SimulatorThread
 from tests.faults import invariants
 from tests.faults.conftest import PATIENT, submit
 from tests.faults.harness import free_port, wait_until

@@ -29,7 +29,7 @@ from django.db import connection
 from buyers.models import CapPeriod, ContractCap
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
 from routing.models import Auction, Sale, SaleStatus
-from routing.simulator import SimulatorThread
+from simulator.server import SimulatorThread
 from tests.faults import invariants
 from tests.faults.conftest import PATIENT, submission
 from tests.faults.harness import Stack, free_port, wait_until

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from leads.demo import demo_load
 from leads.models import Source, Vertical
 from leads.selectors import clear_field_specs_cache
-from routing.simulator import SimulatorThread
+from simulator.server import SimulatorThread
 from tests.leads.factories import SourceFactory, api_key_for
 
 

@@ -17,7 +17,7 @@ from buyers.models import Buyer, Contract, DeliveryEndpoint, EndpointKind, Price
 from config.celery import app as celery_app
 from leads.models import FieldType, Lead, Source, Vertical
 from leads.selectors import clear_field_specs_cache
-from routing.simulator import SimulatorThread
+from simulator.server import SimulatorThread
 from tests.buyers.factories import BuyerFactory, ContractFactory
 
 # The demo's partner and buyer, for leads submitted through the API.

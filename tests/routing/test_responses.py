@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from buyers.models import ResponseRule
 from routing.responses import DEFAULT_RULE, ParseRule, json_path, parse_response, rule_from_model
-from routing.simulator import SimulatorThread
+from simulator.server import SimulatorThread
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from routing import simulator
-from routing.simulator import REASONS, SimulatorThread
+from simulator import server
+from simulator.server import REASONS, SimulatorThread
 
 TIMEOUT = 5
 
@@ -272,7 +272,7 @@ def test_it_rejects_a_bad_parameter_with_problem_json_naming_it(
     assert response.status_code == 400
     assert response.headers["Content-Type"].startswith("application/problem+json")
     problem = response.json()
-    assert problem["type"] == simulator.INVALID_PARAMETERS_TYPE
+    assert problem["type"] == server.INVALID_PARAMETERS_TYPE
     assert problem["title"] == "Invalid query parameters"
     assert problem["status"] == 400
     assert problem["detail"].startswith(f"{field} ")
@@ -395,7 +395,7 @@ def test_the_command_prints_the_base_url_and_examples(monkeypatch: pytest.Monkey
         assert (host, port, seed) == ("::1", 9200, 5)
         on_started("http://[::1]:9200")
 
-    monkeypatch.setattr(simulator, "run", fake_run)
+    monkeypatch.setattr(server, "run", fake_run)
     out = StringIO()
 
     call_command("simulate_buyers", host="::1", port=9200, seed=5, stdout=out)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from routing import simulator
+from simulator import server
 
 
 class Command(BaseCommand):
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         host: str = options["host"]
         port: int = options["port"]
         seed: int | None = options["seed"]
-        if not simulator.is_loopback(host):
+        if not server.is_loopback(host):
             raise CommandError(
                 f"Refusing to listen on {host!r}: the buyer simulator only listens on loopback "
                 "addresses such as 127.0.0.1 or ::1."
@@ -66,7 +66,7 @@ class Command(BaseCommand):
             self.stdout.write("Press Ctrl-C to stop.")
 
         try:
-            simulator.run(host, port, seed=seed, on_started=announce)
+            server.run(host, port, seed=seed, on_started=announce)
         except OSError as exc:
             raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.stdout.write("Buyer simulator stopped.")
