@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from django.db import connection
 
@@ -43,6 +46,40 @@ def _fresh_eligibility_rules(settings):
     settings.ELIGIBILITY_RULES_TTL = 0
     settings.ELIGIBILITY_VERSION_RECHECK_MS = 0
     clear_rules_cache()
+
+
+@contextmanager
+def celery_eager(settings, eager: bool) -> Iterator[None]:
+    """Run tasks in-process (or through the broker), then leave Celery's setting as found.
+
+    Celery reads Django's CELERY_TASK_ALWAYS_EAGER live until its own `task_always_eager` is
+    set. So what is found is Celery's own value, read before Django's setting changes (read
+    after, it is the new value, and restoring it would pin that for the rest of the run), or
+    the absence of one, which is restored by deleting it.
+    """
+    from config.celery import app
+
+    conf = app.conf
+    own = "task_always_eager" in conf.changes
+    found = conf.changes.get("task_always_eager")
+    found_setting = settings.CELERY_TASK_ALWAYS_EAGER
+    settings.CELERY_TASK_ALWAYS_EAGER = eager
+    conf.task_always_eager = eager
+    try:
+        yield
+    finally:
+        settings.CELERY_TASK_ALWAYS_EAGER = found_setting
+        if own:
+            conf.task_always_eager = found
+        else:
+            conf.changes.pop("task_always_eager", None)
+
+
+@pytest.fixture
+def eager_celery(settings) -> Iterator[None]:
+    """Run tasks in-process, even when the suite was started with a broker."""
+    with celery_eager(settings, eager=True):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,8 +21,6 @@ from django.conf import settings as django_settings
 from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
-from config.celery import app as celery_app
-
 # The demo's vertical and a contract that always buys, on the simulator (as the leads tests).
 from tests.leads.conftest import buyer_contract, demo, partner, simulator  # noqa: F401
 from tests.staff import PASSWORD
@@ -48,17 +46,12 @@ def _skip_reason() -> str:
 
 
 @pytest.fixture
-def _live_settings(settings) -> Iterator[None]:
+def _live_settings(settings, eager_celery) -> None:
     """Plain HTTP on 127.0.0.1, cookies without TLS, routing inline in the server's thread."""
     settings.SECURE_SSL_REDIRECT = False
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = eager
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from leads.models import Lead, LeadStatus, Vertical
 from leads.services import source_api_key_revoke
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import LeadFactory, SourceFactory, api_key_for
-from tests.leads.test_intake_api import eager_celery  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 LEADS = "/api/v1/leads/"

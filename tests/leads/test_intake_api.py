@@ -93,18 +93,6 @@ def lead_url(lead_id: object) -> str:
 
 
 @pytest.fixture
-def eager_celery(settings) -> Iterator[None]:
-    """Run tasks in-process, even when the suite was started with a broker."""
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = saved
-
-
-@pytest.fixture
 def rival(demo) -> tuple[Source, str]:
     """Another partner allowed the same verticals."""
     source = SourceFactory(verticals=list(Vertical.objects.all()))

@@ -27,6 +27,7 @@ from leads.models import IdempotencyRecord, Lead, LeadStatus, Source, Vertical
 from leads.tasks import sweep_waiting_leads
 from routing.models import Sale
 from tests.buyers.test_cap_races import celery_queue, celery_worker  # noqa: F401 (fixtures)
+from tests.conftest import celery_eager
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import SourceFactory, api_key_for
 
@@ -71,18 +72,6 @@ def post(client: Client, key: str, body: str, **headers: str):
         HTTP_AUTHORIZATION=f"Bearer {key}",
         **extra,
     )
-
-
-@pytest.fixture
-def eager_celery(settings) -> Iterator[None]:
-    """Run tasks in-process, even when the suite was started with a broker."""
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = saved
 
 
 @pytest.fixture
@@ -160,20 +149,18 @@ def broker_down(settings) -> Iterator[None]:
     """Publish to a broker that refuses connections; restore the real one afterwards."""
     from config.celery import app
 
-    saved = app.conf.task_always_eager, app.conf.broker_write_url
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    app.conf.task_always_eager = False
-    # Publishing uses the write URL; CELERY_BROKER_URL in the environment would override
-    # broker_url itself.
-    app.conf.broker_write_url = f"redis://127.0.0.1:{closed_port()}/0"
-    app.amqp._producer_pool = None  # pools are per connection: drop the one to the real broker
-    try:
-        yield
-    finally:
-        settings.CELERY_TASK_ALWAYS_EAGER = True
-        app.conf.task_always_eager, app.conf.broker_write_url = saved
-        app.amqp._producer_pool = None
-        services._broker_down_until = 0.0  # this process may publish again at once
+    saved = app.conf.broker_write_url
+    with celery_eager(settings, eager=False):
+        # Publishing uses the write URL; CELERY_BROKER_URL in the environment would override
+        # broker_url itself.
+        app.conf.broker_write_url = f"redis://127.0.0.1:{closed_port()}/0"
+        app.amqp._producer_pool = None  # pools are per connection: drop the one to the broker
+        try:
+            yield
+        finally:
+            app.conf.broker_write_url = saved
+            app.amqp._producer_pool = None
+            services._broker_down_until = 0.0  # this process may publish again at once
 
 
 @pytest.mark.usefixtures("eager_celery")

@@ -14,7 +14,6 @@ import pytest
 from django.core.cache import cache
 
 from buyers.models import Buyer, Contract, DeliveryEndpoint, EndpointKind, PriceModel
-from config.celery import app as celery_app
 from leads.models import FieldType, Lead, Source, Vertical
 from leads.selectors import clear_field_specs_cache
 from simulator.server import SimulatorThread
@@ -28,17 +27,11 @@ SOURCE_PAYOUT = Decimal("4.00")
 
 
 @pytest.fixture(autouse=True)
-def _routing_runs_in_process(settings) -> Iterator[None]:
+def _routing_runs_in_process(settings, eager_celery) -> None:
     """Tasks run inline unless a test starts a worker; no state left over from other tests."""
     settings.SECURE_SSL_REDIRECT = False
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    # Celery copied the settings when it loaded them: tell the app itself too.
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
     cache.delete("lock:sweep_stuck_leads")
     clear_field_specs_cache()
-    yield
-    celery_app.conf.task_always_eager = eager
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ from leads.services import routing_enqueue
 from routing.engine import INTERRUPTED_NOTE
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
+from tests.conftest import celery_eager
 from tests.leads.factories import api_key_for
 from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
 
@@ -56,13 +57,12 @@ D = Decimal
 def routing_queue(settings) -> Iterator[str]:
     """Send routing to a queue of our own, through the broker, from this process."""
     name = f"routing-test-{uuid.uuid4().hex[:12]}"
-    settings.CELERY_TASK_ALWAYS_EAGER = False
     conf = celery_app.conf
-    saved = (conf.task_always_eager, conf.task_default_queue)
-    conf.task_always_eager = False
+    saved = conf.task_default_queue
     conf.task_default_queue = name
-    yield name
-    conf.task_always_eager, conf.task_default_queue = saved
+    with celery_eager(settings, eager=False):
+        yield name
+    conf.task_default_queue = saved
     client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
     # Only our keys: the broker may be shared. A killed worker's messages stay unacknowledged
     # (until the visibility timeout); drop them so that no later worker restores them.
