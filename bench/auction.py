@@ -21,6 +21,13 @@ per N = 5, 20, 50 with N ping/post contracts whose pings answer after 50 ms
    database connection (CONN_MAX_AGE, or Celery with CELERY_DB_REUSE_MAX); a last run at the
    best thread count closes it after every lead, as Celery 5.7's Django fix-up does by default.
 
+3. The yardstick, in the same run: a bare fan-out with aiohttp to the same simulators, with no
+   database and no Django: N pings in parallel (POST, a JSON body like the engine's), then one
+   post to the highest bid, one lead's worth of HTTP at a time and then as many in flight as
+   the thread pool had. The machine's speed moves by a third or more between hours and hosts:
+   the ratio of routed leads/s to bare fan-outs/s, and each one's overhead over the buyers'
+   50 ms, are the figures that travel.
+
 Both print the event loop's lag (how late it wakes from a 10 ms sleep: the wait every buyer's
 answer has before it is read) and the garbage collector's pauses, and say when a run opened
 contracts' circuit breakers (the model defaults: 10 pings over 200 ms, or 5 failures): then the
@@ -40,6 +47,7 @@ import contextlib
 import functools
 import gc
 import http.client
+import json
 import logging
 import math
 import os
@@ -741,6 +749,148 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             process.wait(5)
 
 
+# --- The bare fan-out: the same buyers' HTTP, no database, no Django ---------------------------
+
+BARE_PING = json.dumps(
+    {"zip_code": "60601", "state": "IL", "credit_rating": "good", "vehicle_year": 2019}
+).encode()
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass
+class BareResult:
+    concurrency: int
+    rate: float
+    p50: float
+    p99: float
+    cpu_ms: float  # this process's CPU per fan-out
+    errors: int
+
+
+async def _bare_request(session: Any, url: str, body: bytes) -> dict[str, Any]:
+    import aiohttp
+
+    # The vertical's auction timeout, as the engine gives each request.
+    timeout = aiohttp.ClientTimeout(total=1.0)
+    async with session.post(url, data=body, headers=JSON_HEADERS, timeout=timeout) as response:
+        return json.loads(await response.read())
+
+
+async def _bare_auction(session: Any, buyers: list[tuple[str, str]], serial: int) -> None:
+    """Ping every buyer at once, then post the lead to the highest bid."""
+    answers = await asyncio.gather(*(_bare_request(session, ping, BARE_PING) for ping, _ in buyers))
+    bids = [
+        (float(answer.get("price") or 0), post)
+        for answer, (_, post) in zip(answers, buyers, strict=True)
+        if answer.get("status") == "bid"
+    ]
+    if bids:
+        _, post = max(bids)
+        lead = {"email": f"bare.{serial}@example.com", "phone": "+13125550100", "zip": "60601"}
+        await _bare_request(session, post, json.dumps(lead).encode())
+
+
+async def _bare_run(
+    buyers: list[tuple[str, str]], *, concurrency: int, count: int, seconds: float, warmup: float
+) -> tuple[list[float], float, float, int]:
+    """Fan out `count` times one at a time, or for `seconds` with `concurrency` in flight.
+
+    Return the wall times (ms) in the measured window, its length, the CPU spent in it and
+    the errors.
+    """
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=200)
+    walls: list[float] = []
+    errors = 0
+    serial = 0
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
+
+        async def one() -> bool:
+            nonlocal errors, serial
+            serial += 1
+            try:
+                await _bare_auction(session, buyers, serial)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                errors += 1
+                return False
+            return True
+
+        if concurrency == 1:
+            for _ in range(5):
+                await one()
+            cpu, began = time.process_time(), time.perf_counter()
+            for _ in range(count):
+                started = time.perf_counter()
+                if await one():
+                    walls.append((time.perf_counter() - started) * 1000)
+            return walls, time.perf_counter() - began, time.process_time() - cpu, errors
+
+        window = {"start": time.perf_counter() + warmup}
+        window["end"] = window["start"] + seconds
+
+        async def loop() -> None:
+            while time.perf_counter() < window["end"]:
+                started = time.perf_counter()
+                ok = await one()
+                finished = time.perf_counter()
+                # Completions inside the window count, whenever they started (as for routing).
+                if ok and window["start"] <= finished <= window["end"]:
+                    walls.append((finished - started) * 1000)
+
+        tasks = [asyncio.ensure_future(loop()) for _ in range(concurrency)]
+        await asyncio.sleep(max(0.0, window["start"] - time.perf_counter()))
+        cpu = time.process_time()
+        await asyncio.sleep(max(0.0, window["end"] - time.perf_counter()))
+        cpu = time.process_time() - cpu
+        await asyncio.gather(*tasks)
+    return walls, seconds, cpu, errors
+
+
+def bare_fan_out(
+    vertical,
+    *,
+    concurrency: int = 1,
+    count: int = 0,
+    seconds: float = 0.0,
+    warmup: float = 0.0,
+    quiet_s: float,
+) -> BareResult:
+    """Measure the bare fan-out to the vertical's buyers' own endpoints; print a line."""
+    from buyers.models import EndpointKind
+    from simulator.server import run_event_loop
+
+    urls: dict[int, dict[str, str]] = defaultdict(dict)
+    for endpoint in vertical.contracts.values("pk", "endpoints__kind", "endpoints__url"):
+        urls[endpoint["pk"]][endpoint["endpoints__kind"]] = endpoint["endpoints__url"]
+    buyers = [(u[EndpointKind.PING], u[EndpointKind.POST]) for u in urls.values()]
+    quiet = wait_for_quiet(quiet_s)
+    walls, elapsed, cpu, errors = run_event_loop(
+        _bare_run(buyers, concurrency=concurrency, count=count, seconds=seconds, warmup=warmup)
+    )
+    if not walls:
+        print(f"   bare fan-out: nothing completed ({errors} errors)")
+        return BareResult(concurrency, 0.0, 0.0, 0.0, 0.0, errors)
+    result = BareResult(
+        concurrency,
+        rate=len(walls) / elapsed,
+        p50=percentile(walls, 0.5),
+        p99=percentile(walls, 0.99),
+        cpu_ms=cpu * 1000 / len(walls),
+        errors=errors,
+    )
+    label = "one at a time" if concurrency == 1 else f"{concurrency} in flight"
+    print(
+        f"   bare fan-out to the same {len(buyers)} buyers, {label}: {result.rate:6.1f}/s  "
+        f"p50 {result.p50:6.1f} ms  p99 {result.p99:6.1f} ms  overhead over {DELAY_MS} ms: "
+        f"p50 +{result.p50 - DELAY_MS:.1f} ms; {result.cpu_ms:.1f} ms CPU each, "
+        f"{errors} errors; {quiet}"
+    )
+    return result
+
+
 # --- The runs ---------------------------------------------------------------------------------
 
 
@@ -1031,8 +1181,11 @@ def main() -> None:
                 for n in BUYER_COUNTS
             }
 
-            print(f"\n1. One lead at a time ({leads} leads per N after {warmup_leads} warm-up)")
-            overhead = {}
+            print(
+                f"\n1. One lead at a time ({leads} leads per N after {warmup_leads} warm-up), "
+                "each N followed by the bare fan-out to the same buyers"
+            )
+            overhead, bare_single = {}, {}
             for n in BUYER_COUNTS:
                 overhead[n] = single_leads(
                     verticals[n],
@@ -1043,6 +1196,7 @@ def main() -> None:
                     gc_freeze=args.gc_freeze,
                 )
                 overhead[n] -= DELAY_MS
+                bare_single[n] = bare_fan_out(verticals[n], count=leads, quiet_s=args.wait_quiet)
 
             print(
                 f"\n2. Many leads in flight, N = {THROUGHPUT_N}, lead_route from a thread pool, "
@@ -1061,6 +1215,16 @@ def main() -> None:
                 )
                 for threads in thread_counts
             ]
+            bare_many = {
+                threads: bare_fan_out(
+                    verticals[THROUGHPUT_N],
+                    concurrency=threads,
+                    seconds=seconds,
+                    warmup=warmup_seconds,
+                    quiet_s=args.wait_quiet,
+                )
+                for threads in thread_counts
+            }
             valid = [r for r in results if not r.breakers_opened] or results
             best = max(valid, key=lambda r: r.sold_rate)
             many_in_flight(
@@ -1088,6 +1252,24 @@ def main() -> None:
                 f"(target ≥ {TARGET_RATE:g}): {'met' if met else 'MISSED'}"
                 + ("; every run opened breakers" if best.breakers_opened else "")
             )
+
+            print("\n4. Against the bare fan-out in the same run (the figures to compare)")
+            for n in BUYER_COUNTS:
+                bare = bare_single[n]
+                print(
+                    f"one lead at a time, N = {n:>2}: overhead over {DELAY_MS} ms at p50 routing "
+                    f"+{overhead[n]:.1f} ms, bare +{bare.p50 - DELAY_MS:.1f} ms, so routing adds "
+                    f"{overhead[n] + DELAY_MS - bare.p50:.1f} ms to the same HTTP"
+                )
+            for result in results:
+                bare = bare_many[result.threads]
+                share = f"{result.rate / bare.rate:.2f}" if bare.rate else "n/a"
+                print(
+                    f"N = {THROUGHPUT_N}, {result.threads} in flight: routed/bare {share} "
+                    f"({result.rate:.1f} leads/s against {bare.rate:.1f} fan-outs/s); overhead "
+                    f"over {DELAY_MS} ms at p50 routing +{result.p50 - DELAY_MS:.0f} ms, bare "
+                    f"+{bare.p50 - DELAY_MS:.0f} ms"
+                )
         finally:
             stop_processes(simulators)
             if not args.keep:

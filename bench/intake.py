@@ -1,6 +1,6 @@
 """Throughput and latency of partner intake, POST /api/v1/leads/, under gunicorn (issue 3).
 
-    .venv/bin/python bench/intake.py [--seconds 15] [--connections 16,64] [--workers 4]
+    .venv/bin/python bench/intake.py [--quick] [--seconds 15] [--connections 16,64] [--workers 4]
 
 Works in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/leadswitch_bench; its name must
 contain "bench", as its leads are truncated) and CELERY_BROKER_URL (default
@@ -10,6 +10,12 @@ without a rate limit, then starts gunicorn (sync workers, DEBUG off) on 127.0.0.
 from this process with a bare HTTP client on asyncio streams: N connections, each sending one
 unique lead after another, for a fixed time per connection count after a warm-up. No Celery
 worker runs: accepted leads stay queued in Redis, which is flushed at the end.
+
+The machine's speed moves by a third or more between hours and hosts, so each connection count
+also measures a yardstick in the same run: the same lead bodies, load generator and connections
+against a second gunicorn of the same workers serving bench/reference/, a plain Django view
+that does one INSERT into PostgreSQL and one Celery publish on commit. The ratio of intake's
+leads/s to the reference's requests/s is the figure that travels.
 
 On a small machine the load generator competes with gunicorn, PostgreSQL and Redis (and whatever
 else runs) for the same cores: each round prints the CPU every group of processes used.
@@ -122,13 +128,16 @@ def ensure_database(url: str) -> str:
 
 
 def prepare_data() -> str:
-    """Migrate, load the demo, truncate earlier leads; return a new key of the bench source."""
+    """Migrate, load the demo, empty earlier leads and the reference's table; return a new key
+    of the bench source."""
     import django
 
     django.setup()
     from django.core.management import call_command
     from django.db import connection
 
+    from bench.reference.urls import CREATE_TABLE
+    from bench.reference.urls import TABLE as REFERENCE_TABLE
     from leads.demo import DEFAULT_PASSWORD, demo_load
     from leads.models import Lead, Source, SourceApiKey, Vertical
     from leads.services import source_api_key_create, source_api_key_revoke, source_get_or_create
@@ -146,6 +155,8 @@ def prepare_data() -> str:
     # Every table that points at leads (sales, attempts, postbacks ...) goes with them.
     with connection.cursor() as cursor:
         cursor.execute(f'TRUNCATE "{Lead._meta.db_table}" CASCADE')
+        cursor.execute(CREATE_TABLE)
+        cursor.execute(f"TRUNCATE {REFERENCE_TABLE}")
     connection.close()
     return raw_key
 
@@ -177,12 +188,24 @@ def accepted_in_database() -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows}
 
 
-def queued_messages(redis_client: Any) -> int:
-    """Messages waiting in the broker's queues (Celery's Redis transport keeps lists)."""
-    return sum(
-        redis_client.llen(key)
-        for key in redis_client.scan_iter(count=1000)
-        if redis_client.type(key) == b"list"
+def reference_rows() -> int:
+    from django.db import connection
+
+    from bench.reference.urls import TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE}")  # noqa: S608 - a constant
+        return cursor.fetchone()[0]
+
+
+def queued_messages(redis_client: Any) -> Counter:
+    """Messages waiting in each of the broker's queues (Celery's Redis transport keeps lists)."""
+    return Counter(
+        {
+            key.decode(): redis_client.llen(key)
+            for key in redis_client.scan_iter(count=1000)
+            if redis_client.type(key) == b"list"
+        }
     )
 
 
@@ -208,12 +231,14 @@ class Server:
             return ""
 
 
-def start_gunicorn(workers: int, log_path: Path) -> Server:
+def start_gunicorn(
+    workers: int, log_path: Path, *, app: str = "config.wsgi", settings: str = "config.settings"
+) -> Server:
     port = free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [
         str(gunicorn),
-        "config.wsgi",
+        app,
         "--workers",
         str(workers),
         "--worker-class",
@@ -231,7 +256,11 @@ def start_gunicorn(workers: int, log_path: Path) -> Server:
             command,
             cwd=ROOT,
             # WhiteNoise warns once per worker that collectstatic has not run; nothing is served.
-            env={**os.environ, "PYTHONWARNINGS": "ignore:No directory at:UserWarning"},
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": settings,
+                "PYTHONWARNINGS": "ignore:No directory at:UserWarning",
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -254,8 +283,14 @@ def stop_gunicorn(server: Server) -> None:
         print(f"gunicorn (pid {process.pid}) did not exit", file=sys.stderr)
 
 
-async def wait_until_up(server: Server, api_key: str, timeout: float = 30.0) -> None:
-    url = f"{server.base_url}/api/v1/verticals/"
+async def wait_until_up(
+    server: Server,
+    api_key: str,
+    timeout: float = 30.0,
+    *,
+    path: str = "/api/v1/verticals/",
+) -> None:
+    url = f"{server.base_url}{path}"
     headers = {"Authorization": f"Bearer {api_key}"}
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -355,6 +390,7 @@ class LeadBodies:
 @dataclass
 class Round:
     connections: int
+    what: str = "intake"
     elapsed: float = 0.0
     statuses: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
@@ -379,9 +415,10 @@ async def drive(
     seconds: float,
     server_pgid: int,
     database: str,
+    what: str = "intake",
 ) -> Round:
     """Keep `connections` requests in flight, one after another each, for `seconds`."""
-    result = Round(connections=connections)
+    result = Round(connections=connections, what=what)
     address = urlsplit(url)
     host, port = address.hostname or "127.0.0.1", address.port or 80
     # A bare HTTP/1.1 client on asyncio streams: aiohttp spent twice the CPU per request, taken
@@ -485,71 +522,107 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 def report(result: Round) -> None:
     latencies = sorted(result.latencies)
     p50, p95, p99 = (percentile(latencies, f) * 1000 for f in (0.50, 0.95, 0.99))
+    unit = "accepted leads/s" if result.what == "intake" else "accepted requests/s"
     print(
-        f"{result.connections:>3} connections: {result.accepted / result.elapsed:7,.0f} "
-        f"accepted leads/s, latency p50 {p50:6.1f} ms, p95 {p95:6.1f} ms, p99 {p99:6.1f} ms, "
-        f"errors {result.errors}"
+        f"{result.connections:>3} connections, {result.what:>9}: "
+        f"{result.accepted / result.elapsed:7,.0f} {unit}, latency p50 {p50:6.1f} ms, "
+        f"p95 {p95:6.1f} ms, p99 {p99:6.1f} ms, errors {result.errors}"
     )
-    print(f"{'':17}{sum(result.statuses.values()):,} requests in {result.elapsed:.1f} s")
+    print(f"{'':5}{sum(result.statuses.values()):,} requests in {result.elapsed:.1f} s")
     if result.cpu:
         shares = ", ".join(
             f"{group} {result.cpu[group] / result.elapsed:.2f}" for group in CPU_GROUPS
         )
-        print(f"{'':17}CPU, in cores of {os.cpu_count()}: {shares}")
+        print(f"{'':5}CPU, in cores of {os.cpu_count()}: {shares}")
         if result.accepted:
             per_lead = ", ".join(
                 f"{group} {result.cpu[group] / result.accepted * 1000:.1f} ms"
                 for group in ("gunicorn", "PostgreSQL")
             )
-            print(f"{'':17}CPU per accepted lead: {per_lead}")
+            print(f"{'':5}CPU per 202: {per_lead}")
     if result.errors:
         wrong = ", ".join(
             f"{status}: {count}" for status, count in result.statuses.items() if status != 202
         )
-        print(f"{'':17}errors by status: {wrong}")
+        print(f"{'':5}errors by status: {wrong}")
+
+
+def latency_ms(result: Round, fraction: float) -> float:
+    return percentile(sorted(result.latencies), fraction) * 1000 if result.latencies else 0.0
+
+
+def rate(result: Round) -> float:
+    return result.accepted / result.elapsed if result.elapsed else 0.0
 
 
 async def benchmark(
     server: Server,
+    reference: Server,
     api_key: str,
     *,
     database: str,
     connection_counts: list[int],
     seconds: float,
     warmup: float,
-) -> tuple[int, list[Round]]:
-    """Measure every connection count; return all 202s answered (warm-ups too) and the rounds."""
+) -> tuple[int, list[tuple[Round, Round]]]:
+    """Measure intake, then the reference, at every connection count.
+
+    Return all 202s intake answered (warm-ups too) and a pair of rounds per count. Taking the
+    two in turn, minutes apart at most, puts them in the same hour of the same machine.
+    """
     await wait_until_up(server, api_key)
-    url = f"{server.base_url}/api/v1/leads/"
+    await wait_until_up(reference, api_key, path="/reference/up/")
     bodies = LeadBodies()
     accepted = 0
-    rounds = []
+    pairs = []
     for connections in connection_counts:
-        # Each worker builds its ZIP table (~1 s) and opens its connections on first use.
-        for phase_seconds in (warmup, seconds):
-            result = await drive(
-                url,
-                api_key,
-                bodies,
-                connections=connections,
-                seconds=phase_seconds,
-                server_pgid=server.process.pid,
-                database=database,
-            )
-            accepted += result.accepted
-        report(result)
-        rounds.append(result)
-    return accepted, rounds
+        measured = []
+        for what, target, path in (
+            ("intake", server, "/api/v1/leads/"),
+            ("reference", reference, "/reference/"),
+        ):
+            # Each worker builds its ZIP table (~1 s) and opens its connections on first use.
+            for phase_seconds in (warmup, seconds):
+                result = await drive(
+                    f"{target.base_url}{path}",
+                    api_key,
+                    bodies,
+                    connections=connections,
+                    seconds=phase_seconds,
+                    server_pgid=target.process.pid,
+                    database=database,
+                    what=what,
+                )
+                if what == "intake":
+                    accepted += result.accepted
+            report(result)
+            measured.append(result)
+        intake, yardstick = measured
+        print(
+            f"{'':5}intake / reference: {ratio(rate(intake), rate(yardstick))} of the throughput; "
+            f"p50 {latency_ms(intake, 0.5):.1f} / {latency_ms(yardstick, 0.5):.1f} ms, "
+            f"p99 {latency_ms(intake, 0.99):.1f} / {latency_ms(yardstick, 0.99):.1f} ms"
+        )
+        pairs.append((intake, yardstick))
+    return accepted, pairs
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}" if denominator else "n/a"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per count")
-    parser.add_argument("--connections", default="16,64", help="comma-separated counts")
+    parser.add_argument("--quick", action="store_true", help="16 connections, 5 s, 2 s warm-up")
+    parser.add_argument("--seconds", type=float, default=None, help="measured time per count (15)")
+    parser.add_argument("--connections", default=None, help="comma-separated counts (16,64)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each count")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds before each count (3)")
     args = parser.parse_args()
-    connection_counts = [int(n) for n in args.connections.split(",") if n.strip()]
+    seconds = args.seconds or (5.0 if args.quick else 15.0)
+    warmup = args.warmup if args.warmup is not None else (2.0 if args.quick else 3.0)
+    connections = args.connections or ("16" if args.quick else "16,64")
+    connection_counts = [int(n) for n in connections.split(",") if n.strip()]
 
     # Whatever else runs now will compete with the benchmark for the same cores.
     before = cpu_snapshot(server_pgid=-1)
@@ -563,11 +636,14 @@ def main() -> None:
 
     import redis
 
+    from bench.reference.urls import QUEUE as REFERENCE_QUEUE
+
     redis_client = redis.Redis.from_url(broker_url)
     redis_client.flushdb()
     print(
         f"intake benchmark: gunicorn {args.workers} sync workers, database {name}, "
-        f"broker {broker_url}, {args.seconds:g} s per count after {args.warmup:g} s warm-up"
+        f"broker {broker_url}, {seconds:g} s per count after {warmup:g} s warm-up; "
+        "reference: the same on bench/reference/ (one INSERT, one publish on commit)"
     )
     if busy > 0.1:
         print(
@@ -576,39 +652,61 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         server = start_gunicorn(args.workers, Path(tmp) / "gunicorn.log")
+        reference = start_gunicorn(
+            args.workers,
+            Path(tmp) / "reference.log",
+            app="bench.reference.wsgi",
+            settings="bench.reference.settings",
+        )
         try:
-            answered, rounds = run_event_loop(
+            answered, pairs = run_event_loop(
                 benchmark(
                     server,
+                    reference,
                     api_key,
                     database=name,
                     connection_counts=connection_counts,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
+                    seconds=seconds,
+                    warmup=warmup,
                 )
             )
             queued = queued_messages(redis_client)
         finally:
             stop_gunicorn(server)
+            stop_gunicorn(reference)
             log = server.log_tail()
+            reference_log = reference.log_tail()
             redis_client.flushdb()
     statuses = accepted_in_database()
+    reference_queued = queued.pop(REFERENCE_QUEUE, 0)
     print(
         f"cross-check: {statuses.get('accepted', 0):,} leads accepted in the database, "
-        f"{answered:,} answered 202 (warm-ups included), {queued:,} routing tasks queued in Redis"
+        f"{answered:,} answered 202 (warm-ups included), {queued.total():,} routing tasks "
+        f"queued in Redis; reference: {reference_rows():,} rows, {reference_queued:,} queued"
     )
     others = {status: n for status, n in statuses.items() if status != "accepted"}
     if others:
         print(f"             other lead statuses: {others}")
     if log.strip():
         print(f"gunicorn log (last lines):\n{log}")
+    if reference_log.strip():
+        print(f"reference gunicorn log (last lines):\n{reference_log}")
+    print("intake against the reference in the same run (the figure to compare across hosts):")
+    for intake, yardstick in pairs:
+        print(
+            f"  {intake.connections:>3} connections: intake/reference "
+            f"{ratio(rate(intake), rate(yardstick))} ({rate(intake):,.0f} leads/s against "
+            f"{rate(yardstick):,.0f} requests/s); p50 {latency_ms(intake, 0.5):.1f} against "
+            f"{latency_ms(yardstick, 0.5):.1f} ms, p99 {latency_ms(intake, 0.99):.1f} against "
+            f"{latency_ms(yardstick, 0.99):.1f} ms"
+        )
     print(TARGET)
-    for result in rounds:
-        if result.connections == 16:
-            rate = result.accepted / result.elapsed
-            p99 = percentile(sorted(result.latencies), 0.99) * 1000
-            met = rate >= 500 and p99 < 100 and not result.errors
-            print(f"        {'met' if met else 'NOT met'}: {rate:,.0f} leads/s, p99 {p99:.0f} ms")
+    for intake, _ in pairs:
+        if intake.connections == 16:
+            p99 = latency_ms(intake, 0.99)
+            met = rate(intake) >= 500 and p99 < 100 and not intake.errors
+            verdict = "met" if met else "NOT met"
+            print(f"        {verdict}: {rate(intake):,.0f} leads/s, p99 {p99:.0f} ms")
 
 
 if __name__ == "__main__":
