@@ -49,8 +49,8 @@ def address_refusal(address: str) -> str:
     return _address_refusal(address, tuple(settings.OUTBOUND_ALLOWED_NETWORKS))
 
 
-# Every ping and post asks about the same few buyer addresses: parsing them each time cost a
-# tenth of the HTTP thread's CPU (bench/auction.py).
+# Every ping and post asks about the same few buyer addresses: parse and check each one once per
+# process, not on every request from the HTTP thread.
 @lru_cache(maxsize=4096)
 def _address_refusal(address: str, networks: tuple[str, ...]) -> str:
     try:

@@ -2,8 +2,8 @@
 loop, behind the address guard.
 
 Routing code is synchronous (the ORM), but its pings must go out in parallel and cheaply:
-aiohttp costs about a fifth of the CPU per request of requests or httpx on this stack (see
-PERF-NOTES). So each process keeps one event loop in a daemon thread with one pooled session.
+aiohttp costs about a fifth of the CPU per request of requests or httpx on this stack (README,
+Benchmarks). So each process keeps one event loop in a daemon thread with one pooled session.
 `send_all` hands it a batch of requests (a routing run's pings or posts) and blocks the calling
 thread until every answer, error or deadline; `send` makes one request (a postback, a Slack
 message) the same way. Many threads can use it at once.

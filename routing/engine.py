@@ -129,8 +129,8 @@ class Run:
 
 
 # Claim an accepted lead, open its auction, read the lead with its vertical and source and the
-# vertical's breakers that are not closed, in one statement (one round trip, atomic on its own):
-# the ORM took five round trips for the claim, and one each for the reads.
+# vertical's breakers that are not closed, in one statement: one round trip, atomic on its own,
+# where the ORM needs a transaction around the claim and a query for each read.
 _CLAIM_SQL = """
 WITH claimed AS (
     UPDATE {lead} SET status = %s, updated_at = %s WHERE id = %s AND status = %s RETURNING *
@@ -965,8 +965,8 @@ def _store_unstored(run: Run) -> list[Sale]:
 def _sale_store(sale: Sale, *, reservation: CapReservation) -> None:
     """Store the sale and commit its cap reservation, both or neither.
 
-    On PostgreSQL, when the buyer paid the price reserved, one statement does both: the ORM's
-    transaction took four round trips.
+    On PostgreSQL, when the buyer paid the price reserved, one statement does both, atomic on
+    its own: no transaction to open and commit around them.
     """
     commit = (
         cap_commit_sql(reservations=[(reservation, sale.price)])
@@ -1107,8 +1107,8 @@ def _assignments(model, values: dict) -> tuple[str, list]:
 
 def _settle_in_one_statement(run: Run, *, note: str, status: str | None) -> tuple[int, dict]:
     """Store the run's unstored sales (committing their reservations), settle the lead (if
-    still routing), end the auction and store the run's attempts, in one statement: the ORM
-    spent nine round trips on it. Return 1 when the lead was settled, and the lead's changes."""
+    still routing), end the auction and store the run's attempts, in one statement, atomic on its
+    own. Return 1 when the lead was settled, and the lead's changes."""
     changes, ending = _settlement(run, note=note, status=status)
     lead_sets, lead_params = _assignments(Lead, changes)
     auction_sets, auction_params = _assignments(Auction, ending)

@@ -142,7 +142,7 @@ _cache_lock = threading.Lock()
 
 # A process trusts the version it last read for ELIGIBILITY_VERSION_RECHECK_MS before asking
 # again: a routing run asks twice (rules, then delivery set-up) and a busy worker routes dozens of
-# leads a second, so the aggregate was a tenth of a run's queries.
+# leads a second, each of which would otherwise run the aggregate twice.
 _versions: dict[int, tuple[float, tuple[Any, ...]]] = {}
 
 
@@ -298,8 +298,9 @@ def eligible_contracts(lead: Lead, *, now: datetime | None = None) -> list[Verdi
 
 
 # Delivery set-up of a vertical's contracts (endpoints with their decrypted credentials,
-# mappings, response rules) and its ping fields, kept per process like the compiled rules:
-# loading them per lead cost a routing run a quarter of its CPU (bench/auction.py).
+# mappings, response rules) and its ping fields, kept per process like the compiled rules: they
+# change when ops edit a contract, not per lead, and loading them (queries, decryption) would
+# otherwise be a large part of every routing run's CPU.
 _delivery_cache: dict[int, tuple[float, tuple[Any, ...], dict[int, Contract], frozenset[str]]] = {}
 
 

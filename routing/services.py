@@ -38,9 +38,9 @@ def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
     """The INSERT that stores new attempts (PostgreSQL), and its one parameter: the rows as JSON.
 
     A routing run writes one attempt per buyer pinged and posted. From JSON, PostgreSQL reads
-    each value with its column's own input; building the rows costs a tenth of what
-    bulk_create's INSERT did, and the statement can ride in another (bench/auction.py). The rows
-    get no ids back; nothing of a run needs them.
+    each value with its column's own input, so Python builds one string instead of a row of
+    parameters per attempt, and the statement can ride in another. The rows get no ids back;
+    nothing of a run needs them.
     """
     _scrub_unstorable(attempts)
     table = quoted(Attempt._meta.db_table)
