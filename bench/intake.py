@@ -128,8 +128,7 @@ def ensure_database(url: str) -> str:
 
 
 def prepare_data() -> str:
-    """Migrate, load the demo, empty earlier leads and the reference's table; return a new key
-    of the bench source."""
+    """Migrate, load the demo, empty earlier leads and reference rows; return a new bench key."""
     import django
 
     django.setup()
