@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-PRODUCT_APPS = ("config", "leads", "buyers", "routing", "reporting")
+PRODUCT_APPS = ("config", "leads", "buyers", "routing", "teams", "reporting")
 
 
 def imported_modules(path: Path) -> set[str]:
