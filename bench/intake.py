@@ -137,9 +137,9 @@ def prepare_data() -> str:
 
     from bench.reference.urls import CREATE_TABLE
     from bench.reference.urls import TABLE as REFERENCE_TABLE
-    from leads.demo import DEFAULT_PASSWORD, demo_load
     from leads.models import Lead, Source, SourceApiKey, Vertical
     from leads.services import source_api_key_create, source_api_key_revoke, source_get_or_create
+    from simulator.demo import DEFAULT_PASSWORD, demo_load
 
     call_command("migrate", verbosity=0)
     demo_load(simulator_url="http://127.0.0.1:9100", password=DEFAULT_PASSWORD)

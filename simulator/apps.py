@@ -4,6 +4,8 @@ from django.apps import AppConfig
 
 
 class SimulatorConfig(AppConfig):
-    """Installed only for its `simulate_buyers` command: it has no models."""
+    """Dev and test tools, installed for their commands: `simulate_buyers` (the buyer
+    simulator) and `load_demo` (the demo marketplace that points at it). No models; the
+    product never imports it."""
 
     name = "simulator"

@@ -7,7 +7,7 @@ and never removes a permission someone granted by hand.
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-# The same rule as `manage.py load_demo` (leads/demo.py), which leaves existing groups alone.
+# The same rule as `manage.py load_demo` (simulator/demo.py), which leaves existing groups alone.
 APPS = ("leads", "buyers", "routing")
 # Leads are evidence and auctions, attempts and sales the transaction log: never deleted.
 OPS_FORBIDDEN = {

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache import cache
 
-from leads.demo import demo_load
 from leads.models import Source, Vertical
 from leads.selectors import clear_field_specs_cache
+from simulator.demo import demo_load
 from simulator.server import SimulatorThread
 from tests.leads.factories import SourceFactory, api_key_for
 

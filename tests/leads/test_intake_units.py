@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from leads.demo import AUTO_FIELDS
 from leads.intake import (
     FieldError,
     FieldSpec,
@@ -22,6 +21,7 @@ from leads.intake import (
     parse_submission,
 )
 from leads.models import FieldType
+from simulator.demo import AUTO_FIELDS
 
 
 def spec_of(field: dict[str, Any]) -> FieldSpec:

@@ -884,7 +884,7 @@ def test_the_lead_list_shows_and_filters_by_tier(admin_client, client, partner_k
 
 
 def test_the_demo_verticals_come_with_scoring_rules(db):
-    from leads.demo import demo_load
+    from simulator.demo import demo_load
 
     demo_load(simulator_url="http://127.0.0.1:9555", password="pw-for-tests-only-1234")
 

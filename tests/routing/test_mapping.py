@@ -23,7 +23,6 @@ from buyers.models import (
     MappingApplies,
     Transform,
 )
-from leads.demo import SUNHARBOR_SOLAR_MAPPINGS
 from routing.mapping import (
     EndpointSpec,
     MappingError,
@@ -35,6 +34,7 @@ from routing.mapping import (
     map_fields,
     mapping_from_model,
 )
+from simulator.demo import SUNHARBOR_SOLAR_MAPPINGS
 
 LEAD = {
     "first_name": "Ana",

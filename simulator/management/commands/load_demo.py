@@ -10,8 +10,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leads.demo import DEFAULT_PASSWORD, DemoResult, demo_load
 from leads.models import PayoutModel, Source
+from simulator.demo import DEFAULT_PASSWORD, DemoResult, demo_load
 
 
 class Command(BaseCommand):

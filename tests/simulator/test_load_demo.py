@@ -20,9 +20,9 @@ from buyers.models import (
     TerritoryMode,
     TerritoryRule,
 )
-from leads.demo import AUTO, DEFAULT_PASSWORD, SOLAR
 from leads.models import DistributionMode, FieldType, Source, Vertical
 from leads.services import source_api_key_authenticate
+from simulator.demo import AUTO, DEFAULT_PASSWORD, SOLAR
 
 pytestmark = pytest.mark.django_db
 
