@@ -93,7 +93,9 @@ INSTALLED_APPS = [
     "routing",
     "teams",
     "reporting",
-    # A development tool, not the product: `manage.py simulate_buyers` serves fake buyers.
+    "privacy",
+    # Development tools, not the product: `manage.py simulate_buyers` serves fake buyers and
+    # `manage.py load_demo` a demo marketplace pointed at them.
     "simulator",
 ]
 

@@ -34,6 +34,7 @@ from config.admin_display import (
 )
 from config.admin_pii import lead_pii_values, mask_data, mask_text, mask_value, pii_visible
 from leads.models import (
+    CONSENT_PERSONAL_KEYS,
     FINAL_STATUSES,
     IdempotencyRecord,
     Lead,
@@ -47,7 +48,6 @@ from leads.models import (
     Vertical,
     VerticalField,
 )
-from leads.privacy import CONSENT_PERSONAL_KEYS
 from leads.scoring import KnownField, Tier, TierBounds, known_fields
 from leads.services import (
     source_api_key_create,

@@ -533,6 +533,10 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# The consent record's items that identify the consumer: hidden on the lead page, erased with them.
+CONSENT_PERSONAL_KEYS = ("ip", "user_agent", "page_url", "trustedform_cert_url", "jornaya_leadid")
+
+
 class Lead(models.Model):
     """A submitted lead, valid or not, with its raw request and what became of it."""
 

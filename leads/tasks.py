@@ -13,7 +13,6 @@ from django.conf import settings
 
 from config.locks import run_alone
 from leads.models import FINAL_STATUSES, Lead, Postback, PostbackStatus
-from leads.privacy import raw_bodies_purge
 from leads.services import (
     idempotency_records_purge,
     leads_missing_postbacks,
@@ -64,21 +63,6 @@ def sweep_missing_postbacks() -> int:
 @shared_task(name="leads.tasks.purge_idempotency_records")
 def purge_idempotency_records() -> int:
     return idempotency_records_purge()
-
-
-@shared_task(name="leads.tasks.purge_raw_bodies")
-def purge_raw_bodies() -> int:
-    """Empty the raw bodies of leads older than RAW_BODY_RETENTION_DAYS (0: keep them forever)."""
-    days = settings.RAW_BODY_RETENTION_DAYS
-    if not days:
-        return 0
-    # Daily, and bounded per run; never two at once (a backlog takes a few runs, not a race).
-    with run_alone("purge_raw_bodies") as alone:
-        if not alone:
-            return 0
-        count = raw_bodies_purge(older_than=timedelta(days=days))
-    logger.info("purged raw bodies past retention", extra={"count": count, "days": days})
-    return count
 
 
 def postback_payload(lead: Lead) -> dict:

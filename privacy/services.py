@@ -30,7 +30,14 @@ from django.utils import timezone
 
 from config.admin_pii import lead_pii_values
 from leads.intake import FieldError, FieldSpec, normalise_value
-from leads.models import FieldType, Lead, LeadStatus, Postback, SuppressionList
+from leads.models import (
+    CONSENT_PERSONAL_KEYS,
+    FieldType,
+    Lead,
+    LeadStatus,
+    Postback,
+    SuppressionList,
+)
 from leads.selectors import personal_field_names
 from leads.services import suppression_list_add
 from routing.models import Attempt
@@ -42,7 +49,6 @@ SUPPRESSION_LIST_NAME = "Erased consumers"
 # Consent evidence that identifies the consumer; the TCPA text, its time and the sellers named
 # stay (they say what was agreed, not who agreed), and so does the record's shape: reports count
 # leads without consent by an empty record.
-CONSENT_PERSONAL_KEYS = ("ip", "user_agent", "page_url", "trustedform_cert_url", "jornaya_leadid")
 # A routing run reads the lead's data: a lead in flight is not erased under a running buyer post.
 IN_FLIGHT = (LeadStatus.ACCEPTED, LeadStatus.ROUTING)
 # Bodies that carry the whole lead (or a buyer's or partner's answer to it) are emptied, not

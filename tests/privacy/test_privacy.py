@@ -27,7 +27,8 @@ from leads.models import (
     PostbackStatus,
     SuppressedContact,
 )
-from leads.privacy import (
+from leads.services import suppression_hash
+from privacy.services import (
     ERASED,
     SUPPRESSION_LIST_NAME,
     ConsumerBusy,
@@ -36,8 +37,7 @@ from leads.privacy import (
     lead_dependants,
     raw_bodies_purge,
 )
-from leads.services import suppression_hash
-from leads.tasks import purge_raw_bodies
+from privacy.tasks import purge_raw_bodies
 from reporting.models import LeadHour, RejectionHour, SaleHour, SaleReturn
 from reporting.rollup import floor_hour, rollup_rebuild
 from routing.models import Attempt, AttemptOutcome, Auction, Sale

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.admin_display import plural
 from config.masking import mask_email, mask_phone
-from leads.privacy import (
+from privacy.services import (
     SUPPRESSION_LIST_NAME,
     ConsumerBusy,
     InvalidConsumer,
