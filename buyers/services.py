@@ -41,7 +41,7 @@ from buyers.selectors import (
 from config.rows import insert_values, inserted, one_statement, quoted, stored_fields
 from leads.models import Lead, Vertical
 from leads.scoring import SCORE_FIELD, TIER_FIELD
-from routing import notifications
+from notifications import events as notify
 
 
 def _history_user():
@@ -534,7 +534,7 @@ def _cap_counters_charge(
             filled.append((counter, spec))
     for counter, spec in filled:
         # Told once the reservation commits (a rolled-back one tells nothing).
-        notifications.cap_reached(counter_id=counter.pk, contract_id=contract.pk, spec=spec)
+        notify.cap_reached(counter_id=counter.pk, contract_id=contract.pk, spec=spec)
     return [counter for counter, _ in charges]
 
 

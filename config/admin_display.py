@@ -140,7 +140,7 @@ class StoredWebhookFormMixin:
     webhook_help = "The URL Slack gives for an incoming webhook"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from routing.models import webhook_display
+        from notifications.channels import webhook_display
 
         super().__init__(*args, **kwargs)
         self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "leads",
     "buyers",
+    "notifications",
     "routing",
     "teams",
     "reporting",

@@ -19,9 +19,9 @@ from leads.services import (
     leads_sweep_waiting,
     postback_enqueue,
 )
+from notifications import events as notify
 from outbound import http
 from outbound.rules import backoff, retryable
-from routing import notifications
 
 logger = logging.getLogger(__name__)
 POSTBACK_MAX_ATTEMPTS = 6
@@ -119,7 +119,7 @@ def send_postback(self, lead_id: str) -> str | Retry:
         )
     record.save()
     if record.status == PostbackStatus.FAILED:
-        notifications.postback_failed(postback_id=record.pk)
+        notify.postback_failed(postback_id=record.pk)
     if record.status == PostbackStatus.PENDING:
         countdown = backoff(
             attempt, base_s=POSTBACK_BACKOFF_BASE_S, cap_s=POSTBACK_BACKOFF_CAP_S, jitter="full"

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from buyers.models import Contract
-from routing import notifications
+from notifications import events as notify
 from routing.breaker import (
     BreakerConfig,
     BreakerState,
@@ -141,7 +141,15 @@ def _save(contract: Contract, transition: Transition, *, actor: str = "") -> Non
             extra={"contract_id": contract.pk, "reason": transition.reason},
         )
         # Told once this transaction commits; a failing notifier never fails the caller.
-        notifications.breaker_changed(contract_id=contract.pk, transition=transition, actor=actor)
+        if transition.closed:
+            notify.breaker_closed(contract_id=contract.pk, reason=transition.reason, actor=actor)
+        else:
+            notify.breaker_opened(
+                contract_id=contract.pk,
+                reason=transition.reason,
+                cool_down_s=state.cool_down_s,
+                actor=actor,
+            )
 
 
 def health_record(

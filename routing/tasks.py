@@ -1,5 +1,5 @@
-"""Celery adapters for routing: the routing run of a lead, the sweeper of lost runs, and the
-notifications for ops."""
+"""Celery adapters for routing: the routing run of a lead and the sweeper of lost runs. (The ops
+notifications' tasks, registered under routing.tasks names, live in notifications.tasks.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import random
 from datetime import timedelta
 
 from celery import shared_task
-from celery.exceptions import Retry
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Exists, OuterRef
@@ -17,8 +16,7 @@ from django.utils import timezone
 from config.locks import run_alone
 from leads.models import Lead, LeadStatus
 from leads.services import routing_enqueue
-from outbound.rules import backoff
-from routing import notifications
+from notifications import events as notify
 from routing.models import Auction, AuctionStatus
 
 logger = logging.getLogger(__name__)
@@ -77,58 +75,5 @@ def sweep_stuck_leads() -> int:
         count = routing_enqueue(ids) if ids else 0
     if count:
         logger.warning("resuming routing runs whose worker was lost", extra={"count": count})
-        notifications.leads_stuck(lead_ids=ids)
+        notify.leads_stuck(lead_ids=ids)
     return count
-
-
-# --- Notifications for ops (routing/notifications.py) -------------------------------------------
-
-# Retries wait up to 10, 20, 40, 80 and 160 s (a random point in the upper half of each), never
-# longer than this: well below the broker's visibility timeout (600 s), past which Redis would
-# hand a retry still waiting in one worker to a second one.
-NOTIFY_BACKOFF_CAP_S = 300
-
-
-@shared_task(name="routing.tasks.dispatch_notification")
-def dispatch_notification(kind: str, params: dict) -> int:
-    """Tell every subscription that wants it of an event a part of the platform reported."""
-    return len(notifications.notification_dispatch(kind=kind, params=params))
-
-
-@shared_task(
-    name="routing.tasks.send_notification",
-    bind=True,
-    max_retries=notifications.MAX_ATTEMPTS,
-)
-def send_notification(self, delivery_id: int) -> str | Retry:
-    """Send one recorded notification (Slack or e-mail); retry transient failures."""
-    outcome = notifications.delivery_send(delivery_id=delivery_id)
-    return outcome if outcome != "retry" else _notify_again_later(self)
-
-
-def _notify_again_later(task) -> Retry:
-    """Retry a message send with exponential backoff and jitter (half fixed, half random)."""
-    countdown = backoff(task.request.retries + 1, base_s=10, cap_s=NOTIFY_BACKOFF_CAP_S)
-    if task.request.is_eager:
-        # In-process (no broker) the retries run at once; a raised Retry would escape through
-        # on_commit into whatever reported the event.
-        return task.retry(countdown=countdown, throw=False)
-    raise task.retry(countdown=countdown)
-
-
-@shared_task(name="routing.tasks.notify_source_rates")
-def notify_source_rates() -> int:
-    """Tell subscribers of sources whose error or duplicate rate reached their threshold."""
-    with run_alone("notify_source_rates") as alone:
-        if not alone:
-            return 0
-        return notifications.source_rates_check()
-
-
-@shared_task(name="routing.tasks.sweep_notifications")
-def sweep_notifications() -> dict[str, int]:
-    """Tell repeats held back by closed windows; queue deliveries whose task was lost."""
-    with run_alone("sweep_notifications") as alone:
-        if not alone:
-            return {}
-        return notifications.notifications_sweep()

@@ -22,7 +22,7 @@ from config.admin_display import (
     plural,
     pretty_json,
 )
-from routing.models import webhook_display
+from notifications.channels import webhook_display
 from teams.forms import TeamForm
 from teams.models import Assignment, AssignmentStatus, Team, TeamMember, TeamNotification
 from teams.selectors import TeamDay, team_days, team_members_now

@@ -10,7 +10,7 @@ racing for one assignment exactly one wins.
 
 Nothing here touches the network inside a transaction: notifications are rows
 (TeamNotification) sent by `teams.tasks.send_team_notification` once the assignment commits,
-with the ops notifications' senders (`routing.notifications.slack_message_send` and
+with the ops notifications' senders (`notifications.channels.slack_message_send` and
 `email_message_send`) and bounded, jittered retries.
 """
 
@@ -32,12 +32,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from leads.models import Lead
-from outbound.rules import Outcome, retryable
 
-# The senders and the webhook's masked form are the ops notifications' (routing's for now):
-# teams reuses them rather than keep a second copy.
-from routing.models import webhook_display
-from routing.notifications import email_message_send, slack_message_send
+# The senders and the webhook's masked form are the ops notifications' channels: teams reuses
+# them rather than keep a second copy.
+from notifications.channels import email_message_send, slack_message_send, webhook_display
+from outbound.rules import Outcome, retryable
 from teams.models import (
     OPEN_ASSIGNMENT_STATUSES,
     Assignment,

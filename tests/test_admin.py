@@ -57,6 +57,12 @@ from leads.models import (
 )
 from leads.scoring import RuleKind
 from leads.services import source_api_key_create, suppression_list_add
+from notifications.models import (
+    NotificationChannel,
+    NotificationDelivery,
+    NotificationKind,
+    NotificationSubscription,
+)
 from reporting.rollup import rollup_refresh
 from reporting.services import buyer_api_key_create, sale_return
 from routing.models import (
@@ -65,10 +71,6 @@ from routing.models import (
     ContractHealth,
     HealthEvent,
     HealthStatus,
-    NotificationChannel,
-    NotificationDelivery,
-    NotificationKind,
-    NotificationSubscription,
     Sale,
 )
 from teams.services import assignment_create
