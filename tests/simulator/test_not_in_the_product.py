@@ -7,7 +7,16 @@ from pathlib import Path
 
 from django.conf import settings
 
-PRODUCT_APPS = ("config", "leads", "buyers", "routing", "teams", "reporting", "outbound")
+PRODUCT_APPS = (
+    "config",
+    "leads",
+    "buyers",
+    "notifications",
+    "routing",
+    "teams",
+    "reporting",
+    "outbound",
+)
 
 
 def imported_modules(path: Path) -> set[str]:
