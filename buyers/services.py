@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,7 +37,6 @@ from buyers.selectors import (
     cap_limit_spec,
     consumer_purchases,
 )
-from config.rows import quoted
 from leads.models import Lead, Vertical
 from leads.scoring import SCORE_FIELD, TIER_FIELD
 from routing import notifications
@@ -369,25 +368,6 @@ def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> 
     reservation.status = ReservationStatus.COMMITTED
     reservation.price = price if price is not None else reserved
     return True
-
-
-def cap_commit_sql(
-    *, reservations: Sequence[tuple[CapReservation, Decimal]]
-) -> tuple[str, list] | None:
-    """The UPDATE that commits held reservations, each at the price it reserved, with its
-    params, for a caller to run inside a statement of its own (as a CTE, say: the sales and
-    their charges in one round trip). It returns the ids of those that were held. None when a
-    price moved: the counters must then be adjusted, by cap_commit."""
-    if any(price != reservation.price for reservation, price in reservations):
-        return None
-    table = quoted(CapReservation._meta.db_table)
-    sql = f"UPDATE {table} SET status = %s, updated_at = %s WHERE id = ANY(%s) AND status = %s"  # noqa: S608
-    return f"{sql} RETURNING id", [
-        ReservationStatus.COMMITTED,
-        timezone.now(),
-        [reservation.pk for reservation, _ in reservations],
-        ReservationStatus.HELD,
-    ]
 
 
 def _repeat_purchase(*, lead: Lead, contract: Contract, now: datetime) -> str:
