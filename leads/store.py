@@ -315,11 +315,3 @@ def _store_checked_postgres(lead: Lead, checks: IntakeChecks) -> Lead | None:
         )
         return lead.duplicate_of
     return None
-
-
-def statement_timeout_off() -> None:
-    """Inside a transaction: let its statements run as long as they need (PostgreSQL; SQLite
-    has no statement timeout)."""
-    if _on_postgres():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL statement_timeout = 0")

@@ -29,7 +29,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_pii import lead_pii_values
-from leads import store
 from leads.intake import FieldError, FieldSpec, normalise_value
 from leads.models import (
     CONSENT_PERSONAL_KEYS,
@@ -41,6 +40,7 @@ from leads.models import (
 )
 from leads.selectors import personal_field_names
 from leads.services import suppression_list_add
+from privacy import store
 from routing.models import Attempt
 
 logger = logging.getLogger(__name__)
