@@ -47,10 +47,12 @@ import contextlib
 import functools
 import gc
 import http.client
+import importlib
 import json
 import logging
 import math
 import os
+import pkgutil
 import signal
 import socket
 import subprocess
@@ -90,19 +92,19 @@ WARMUP_LIMIT_S = 30.0
 RELAXED_BREAKERS = {"breaker_failures": 1000, "latency_limit_ms": 60000, "latency_strikes": 1000}
 
 # Self time per phase of a routing run: engine functions wrapped from here, never edited.
-# send_all is split by its caller: inside _ping_all it is the ping round, else the posts.
+# send_all is split by its caller: inside ping_all it is the ping round, else the posts.
 PHASES = {
-    "_claim": "claim",
+    "claimed_run": "claim",
     "explain": "eligibility",
     "_contracts": "contracts+health",
     "health_admit": "contracts+health",
-    "_ping_all": "ping build/parse",
+    "ping_all": "ping build/parse",
     "cap_reserve": "cap reserve",
-    "_post_all": "post build",
+    "post_all": "post build",
     "_settle_post": "post settle",
     "_save_attempts": "attempts+health",
     "_record_health": "attempts+health",
-    "_finish": "finish",
+    "finish": "finish",
 }
 PING_HTTP, POST_HTTP, OTHER = "ping HTTP", "post HTTP", "other"
 PHASE_ORDER = (
@@ -167,7 +169,7 @@ class PhaseClock:
             if stack is None:
                 return function(*args, **kwargs)
             if name == "send_all":
-                inside_pings = bool(stack) and stack[-1][0] == PHASES["_ping_all"]
+                inside_pings = bool(stack) and stack[-1][0] == PHASES["ping_all"]
                 label = PING_HTTP if inside_pings else POST_HTTP
             else:
                 label = PHASES[name]
@@ -193,16 +195,21 @@ CLOCK = PhaseClock()
 
 
 def instrument_engine() -> list[str]:
-    """Wrap the engine's phases in CLOCK; return the names the engine no longer has."""
+    """Wrap the engine's phases in CLOCK in each of its modules that calls them (a call finds
+    the name in its own module); return the names the engine no longer has."""
     from routing import engine
 
+    modules = [
+        importlib.import_module(f"{engine.__name__}.{module.name}")
+        for module in pkgutil.iter_modules(engine.__path__)
+    ]
     missing = []
     for name in [*PHASES, "send_all"]:
-        function = getattr(engine, name, None)
-        if function is None:
+        holders = [module for module in modules if callable(getattr(module, name, None))]
+        if not holders:
             missing.append(name)
-            continue
-        setattr(engine, name, CLOCK.wrap(name, function))
+        for module in holders:
+            setattr(module, name, CLOCK.wrap(name, getattr(module, name)))
     return missing
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from buyers import store
 from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import (
     BoughtScope,
@@ -31,14 +31,12 @@ from buyers.models import (
 )
 from buyers.selectors import (
     BUYER_SCOPE,
-    CONTRACT_SCOPE,
     cap_counter_key,
     cap_counter_key_of,
     cap_counters_filter,
     cap_limit_spec,
     consumer_purchases,
 )
-from config.rows import insert_values, inserted, one_statement, quoted, stored_fields
 from leads.models import Lead, Vertical
 from leads.scoring import SCORE_FIELD, TIER_FIELD
 from notifications import events as notify
@@ -275,8 +273,17 @@ def cap_reserve(
     now = now or timezone.now()
     specs = None
     repeat_rule = contract.refuse_bought_within_days and (lead.email or lead.phone)
-    if connection.vendor == "postgresql" and not repeat_rule:
-        reservation, specs = _reserve_uncapped(lead=lead, contract=contract, price=price, now=now)
+    if not repeat_rule:
+        try:
+            reservation, specs = store.reservation_uncapped(
+                lead=lead, contract=contract, price=price, now=now
+            )
+        except IntegrityError:
+            # As below: the lead already holds room with this contract.
+            existing = _live_reservation(lead=lead, contract=contract)
+            if existing is None:
+                raise
+            return existing
         if reservation is not None:
             return reservation
     try:
@@ -311,66 +318,6 @@ def cap_reserve(
             raise
         return existing
     return reservation
-
-
-# The reservation of a lead with a contract whose contract and buyer have no cap, in one
-# statement that also reads the caps: when there are some, nothing is inserted, and the caller
-# charges them in a transaction of its own with the caps it was given here.
-_RESERVE_UNCAPPED_SQL = """
-WITH caps AS (
-    SELECT 'contract' AS scope, id, period, max_leads, max_budget
-    FROM {contract_cap} WHERE contract_id = %s
-    UNION ALL
-    SELECT 'buyer', id, period, max_leads, max_budget FROM {buyer_cap} WHERE buyer_id = %s
-), reserved AS (
-    INSERT INTO {reservation} ({columns}) SELECT {placeholders}
-    WHERE NOT EXISTS (SELECT 1 FROM caps)
-    RETURNING id
-)
-SELECT (SELECT id FROM reserved), caps.* FROM (SELECT 1) AS one LEFT JOIN caps ON true
-"""
-
-
-def _reserve_uncapped(
-    *, lead: Lead, contract: Contract, price: Decimal, now: datetime
-) -> tuple[CapReservation | None, list[CapLimitSpec]]:
-    """Reserve in one round trip when no cap applies; else return the caps that do.
-
-    Most contracts have no cap: their reservation is one INSERT, which needs neither a
-    transaction (BEGIN and COMMIT are two more round trips) nor the two queries for caps.
-    """
-    reservation = CapReservation(lead=lead, contract=contract, price=price, created_at=now)
-    columns, placeholders, params = insert_values(reservation, stored_fields(CapReservation))
-    sql = _RESERVE_UNCAPPED_SQL.format(
-        contract_cap=quoted(ContractCap._meta.db_table),
-        buyer_cap=quoted(BuyerCap._meta.db_table),
-        reservation=quoted(CapReservation._meta.db_table),
-        columns=columns,
-        placeholders=placeholders,
-    )
-    try:
-        with one_statement(), connection.cursor() as cursor:
-            cursor.execute(sql, [contract.pk, contract.buyer_id, *params])
-            rows = cursor.fetchall()
-    except IntegrityError:
-        # As in cap_reserve: the lead already holds room with this contract.
-        existing = _live_reservation(lead=lead, contract=contract)
-        if existing is None:
-            raise
-        return existing, []
-    if rows[0][0] is not None:
-        return inserted(reservation, rows[0][0]), []
-    specs = [
-        CapLimitSpec(
-            scope=CONTRACT_SCOPE if scope == "contract" else BUYER_SCOPE,
-            owner_id=contract.pk if scope == "contract" else contract.buyer_id,
-            period=period,
-            max_leads=max_leads,
-            max_budget=max_budget,
-        )
-        for _, scope, _, period, max_leads, max_budget in rows
-    ]
-    return None, specs
 
 
 def cap_release(*, reservation: CapReservation) -> bool:
@@ -423,29 +370,6 @@ def cap_commit(*, reservation: CapReservation, price: Decimal | None = None) -> 
     return True
 
 
-def cap_commit_sql(
-    *, reservations: Sequence[tuple[CapReservation, Decimal]]
-) -> tuple[str, list] | None:
-    """The UPDATE that commits held reservations, each at the price it reserved, with its
-    params, for a caller to run inside a statement of its own (as a CTE, say: the sales and
-    their charges in one round trip). It returns the ids of those that were held. None when a
-    price moved: the counters must then be adjusted, by cap_commit."""
-    if any(price != reservation.price for reservation, price in reservations):
-        return None
-    table = quoted(CapReservation._meta.db_table)
-    sql = f"UPDATE {table} SET status = %s, updated_at = %s WHERE id = ANY(%s) AND status = %s"  # noqa: S608
-    return f"{sql} RETURNING id", [
-        ReservationStatus.COMMITTED,
-        timezone.now(),
-        [reservation.pk for reservation, _ in reservations],
-        ReservationStatus.HELD,
-    ]
-
-
-def _advisory_lock_key(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
-
-
 def _repeat_purchase(*, lead: Lead, contract: Contract, now: datetime) -> str:
     """Return why the contract's already-bought rule refuses this consumer, or ''.
 
@@ -457,13 +381,7 @@ def _repeat_purchase(*, lead: Lead, contract: Contract, now: datetime) -> str:
     identities = [value for value in (lead.email, lead.phone) if value]
     if not days or not identities:
         return ""
-    if connection.vendor == "postgresql":
-        keys = sorted(
-            _advisory_lock_key(f"bought:{contract.buyer_id}:{value}") for value in identities
-        )
-        with connection.cursor() as cursor:
-            for key in keys:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    store.consumer_purchases_lock(buyer_id=contract.buyer_id, identities=identities)
     purchases = consumer_purchases(lead=lead, since=now - timedelta(days=days))
     for contract_id, buyer_id, _ in purchases:
         if contract.refuse_bought_scope == BoughtScope.CONTRACT and contract_id == contract.pk:

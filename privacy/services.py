@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,6 +40,7 @@ from leads.models import (
 )
 from leads.selectors import personal_field_names
 from leads.services import suppression_list_add
+from privacy import store
 from routing.models import Attempt
 
 logger = logging.getLogger(__name__)
@@ -119,18 +120,6 @@ def _phone_pattern(phone: str) -> str:
         rf"(^|[^0-9])(\+?1[^0-9]{{0,3}})?\(?{area}\)?[^0-9]{{0,3}}{exchange}[^0-9]{{0,3}}{line}"
         r"([^0-9]|$)"
     )
-
-
-def _without_statement_timeout() -> None:
-    """Inside a transaction: let its statements run as long as they need (PostgreSQL).
-
-    Finding the leads that only a raw body ties to a consumer reads every body, and the first
-    retention batch walks the leads already purged: on a big table, longer than the bound a
-    connection may carry for web requests and tasks.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL statement_timeout = 0")
 
 
 def _consumer_leads(email: str, phone: str) -> list[Lead]:
@@ -309,7 +298,9 @@ def consumer_erase(
     email, phone = consumer_normalise(email=email, phone=phone)
     now = timezone.now()
     with transaction.atomic():
-        _without_statement_timeout()
+        # Finding the leads that only a raw body ties to a consumer reads every body: on a big
+        # table, longer than the bound a connection carries for web requests and tasks.
+        store.statement_timeout_off()
         leads = _consumer_leads(email, phone)
         busy = [lead for lead in leads if lead.status in IN_FLIGHT]
         if busy:
@@ -389,7 +380,9 @@ def raw_bodies_purge(
     after = None
     for _ in range(max_batches):
         with transaction.atomic():
-            _without_statement_timeout()
+            # The first batch walks the leads already purged: on a big table, longer than the
+            # bound a connection carries for web requests and tasks.
+            store.statement_timeout_off()
             pending = Lead.objects.filter(received_at__lt=cutoff).exclude(raw_body="")
             if after is not None:
                 # Leads are purged oldest first: go on from the last batch rather than walk

@@ -3,8 +3,9 @@
 Counts and money come from the rollups (reporting.rollup): daily rows for periods of whole days,
 hourly rows otherwise, a handful of indexed aggregate queries per report whatever its size.
 Percentiles cannot be added up: for periods of up to two days they are exact, read from the
-period's sales and pings (PostgreSQL's percentile_cont, or in Python on SQLite); for longer
-periods they are estimated from the rollups' histograms (the right bucket, interpolated in it).
+period's sales and pings (reporting/store.py: PostgreSQL's percentile_cont, or in Python on
+SQLite); for longer periods they are estimated from the rollups' histograms (the right bucket,
+interpolated in it).
 Every figure is about the leads *received* in the period; test leads are left out.
 
 The buyer filter narrows what belongs to a buyer (sales, revenue, returns, pings and posts);
@@ -19,14 +20,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
 
-from buyers.models import Buyer, Contract, EndpointKind
+from buyers.models import Buyer, Contract
 from buyers.selectors import cap_usage_for_contracts
 from leads.models import Lead, Source
 from leads.scoring import TIERS, Tier
+from reporting import store
 from reporting.filters import ReportQuery
 from reporting.models import (
     PING_MS_BOUNDS,
@@ -42,7 +43,7 @@ from reporting.models import (
     SaleHour,
     bucket_names,
 )
-from routing.models import Attempt, ContractHealth, HealthStatus, Sale
+from routing.models import ContractHealth, HealthStatus
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -62,17 +63,6 @@ def money(total: Decimal | None, count: int = 1) -> Decimal | None:
     if not count:
         return None
     return (Decimal(total or 0) / count).quantize(CENT)
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 # --- Rollup querysets ------------------------------------------------------------------------
@@ -110,18 +100,6 @@ def _sums(rows: QuerySet, fields: Sequence[str]) -> dict[str, Any]:
 # --- Percentiles -------------------------------------------------------------------------------
 
 
-def _lead_conditions(q: ReportQuery, alias: str) -> tuple[list[str], list[Any]]:
-    where = [f"{alias}.received_at >= %s", f"{alias}.received_at < %s", f"NOT {alias}.is_test"]
-    params: list[Any] = [q.start, q.end]
-    if q.vertical_id:
-        where.append(f"{alias}.vertical_id = %s")
-        params.append(q.vertical_id)
-    if q.source_id:
-        where.append(f"{alias}.source_id = %s")
-        params.append(q.source_id)
-    return where, params
-
-
 def _pair(row: Sequence[Any] | None) -> tuple[float | None, float | None]:
     if not row or row[0] is None:
         return None, None
@@ -151,12 +129,6 @@ def _exact(q: ReportQuery) -> bool:
     return q.granularity == "hour"
 
 
-def _raw_sql(select: str, where: list[str], params: list[Any], group: str = "") -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(f"{select} WHERE {' AND '.join(where)}{group}", params)
-        return cursor.fetchall()
-
-
 def _estimates(counts: Sequence[int], bounds: Sequence[int]) -> tuple[float | None, ...]:
     return _pair(
         (histogram_percentile(counts, bounds, 0.5), histogram_percentile(counts, bounds, 0.95))
@@ -169,35 +141,7 @@ def submit_to_sold_seconds(q: ReportQuery) -> tuple[float | None, float | None]:
         names = bucket_names("sale_s", SALE_SECONDS_BOUNDS)
         totals = _sums(_rows("sale", q, by_buyer=True), names)
         return _estimates([totals[name] for name in names], SALE_SECONDS_BOUNDS)
-    if connection.vendor == "postgresql":
-        where, params = _lead_conditions(q, "l")
-        if q.buyer_id:
-            where.append("s.buyer_id = %s")
-            params.append(q.buyer_id)
-        x = "EXTRACT(EPOCH FROM s.sold_at - l.received_at)"
-        rows = _raw_sql(
-            # Table names come from the models; every value is a bound parameter.
-            f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {x}),"  # noqa: S608
-            f" percentile_cont(0.95) WITHIN GROUP (ORDER BY {x})"
-            f" FROM {Sale._meta.db_table} s JOIN {Lead._meta.db_table} l ON l.id = s.lead_id",
-            where,
-            params,
-        )
-        return _pair(rows[0])
-    sales = Sale.objects.filter(
-        lead__received_at__gte=q.start, lead__received_at__lt=q.end, lead__is_test=False
-    )
-    if q.vertical_id:
-        sales = sales.filter(lead__vertical_id=q.vertical_id)
-    if q.source_id:
-        sales = sales.filter(lead__source_id=q.source_id)
-    if q.buyer_id:
-        sales = sales.filter(buyer_id=q.buyer_id)
-    seconds = [
-        (sold - received).total_seconds()
-        for sold, received in sales.values_list("sold_at", "lead__received_at")
-    ]
-    return _pair((percentile(seconds, 0.5), percentile(seconds, 0.95)))
+    return _pair(store.sale_seconds_percentiles(q))
 
 
 def ping_latency_by_buyer(q: ReportQuery) -> dict[int, tuple[float | None, float | None]]:
@@ -213,44 +157,9 @@ def ping_latency_by_buyer(q: ReportQuery) -> dict[int, tuple[float | None, float
             row["buyer_id"]: _estimates([row[name] or 0 for name in names], PING_MS_BOUNDS)
             for row in rows
         }
-    if connection.vendor == "postgresql":
-        where, params = _lead_conditions(q, "l")
-        where += ["a.kind = %s", "a.latency_ms IS NOT NULL"]
-        params.append(EndpointKind.PING)
-        if q.buyer_id:
-            where.append("c.buyer_id = %s")
-            params.append(q.buyer_id)
-        rows = _raw_sql(
-            # Table names come from the models; every value is a bound parameter.
-            "SELECT c.buyer_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY a.latency_ms),"  # noqa: S608
-            " percentile_cont(0.95) WITHIN GROUP (ORDER BY a.latency_ms)"
-            f" FROM {Lead._meta.db_table} l"
-            f" JOIN {Attempt._meta.db_table} a ON a.lead_id = l.id"
-            f" JOIN {Contract._meta.db_table} c ON c.id = a.contract_id",
-            where,
-            params,
-            " GROUP BY c.buyer_id",
-        )
-        return {row[0]: _pair(row[1:]) for row in rows}
-    pings = Attempt.objects.filter(
-        kind=EndpointKind.PING,
-        latency_ms__isnull=False,
-        lead__received_at__gte=q.start,
-        lead__received_at__lt=q.end,
-        lead__is_test=False,
-    )
-    if q.vertical_id:
-        pings = pings.filter(lead__vertical_id=q.vertical_id)
-    if q.source_id:
-        pings = pings.filter(lead__source_id=q.source_id)
-    if q.buyer_id:
-        pings = pings.filter(contract__buyer_id=q.buyer_id)
-    latencies: dict[int, list[float]] = defaultdict(list)
-    for buyer_id, latency in pings.values_list("contract__buyer_id", "latency_ms"):
-        latencies[buyer_id].append(float(latency))
     return {
-        buyer_id: _pair((percentile(values, 0.5), percentile(values, 0.95)))
-        for buyer_id, values in latencies.items()
+        buyer_id: _pair(pair)
+        for buyer_id, pair in store.ping_latency_percentiles_by_buyer(q).items()
     }
 
 

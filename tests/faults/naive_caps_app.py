@@ -15,7 +15,8 @@ django.setup()  # the engine's models must be loaded before it can be patched
 
 from buyers.models import CapReservation, ContractCap  # noqa: E402
 from buyers.services import CapRefusal  # noqa: E402
-from routing import engine, selectors  # noqa: E402
+from routing import selectors  # noqa: E402
+from routing.engine import posts  # noqa: E402
 from routing.models import Sale, SaleStatus  # noqa: E402
 
 __all__ = ["app"]
@@ -30,5 +31,5 @@ def naive_cap_reserve(*, lead, contract, price, now=None):
     return CapReservation.objects.create(lead=lead, contract=contract, price=price)
 
 
-engine.cap_reserve = naive_cap_reserve
+posts.cap_reserve = naive_cap_reserve
 selectors.cap_usage_for_plans = lambda *, plans, now: {}  # no counters, no usage to see

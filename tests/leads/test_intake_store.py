@@ -1,8 +1,10 @@
-"""Intake's store on PostgreSQL (one round trip) against the ORM store used on SQLite.
+"""Intake's store (leads/store.py): the one-message PostgreSQL store against its ORM twin.
 
-Both decide the same verdict (suppressed, duplicate of which lead, or accepted) for the same lead;
-the PostgreSQL one also opens and closes its own transaction when it needs locks outside one, and
-leaves the connection usable when the database refuses the lead.
+Both decide the same verdict (suppressed, duplicate of which lead, or accepted) for the same
+lead, open and close their own transaction when outside one, and leave the connection usable
+when the database refuses the lead. The ORM twin runs on whichever backend the suite runs on
+(it is SQLite's store, and PostgreSQL's with server-side binding); the PostgreSQL store on
+PostgreSQL; both against the same expected values.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from leads.models import (
     SuppressedContact,
     SuppressionList,
 )
-from leads.services import (
+from leads.store import (
     SUPPRESSED_REASON,
     IntakeChecks,
     _one_message_store,
@@ -31,10 +33,11 @@ from leads.services import (
 )
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL: set DATABASE_URL"
-)
 STORES = {"orm": _store_checked_orm, "postgres": _store_checked_postgres}
+# Each test that takes a store runs once per store its backend has.
+EACH_STORE = pytest.mark.parametrize(
+    "store_name", ["orm", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 
 
 def new_lead(vertical, source, *, email="mary@example.com", phone="+13125550101", **fields):
@@ -106,7 +109,7 @@ SCENARIOS = {
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("store_name", STORES)
+@EACH_STORE
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_both_stores_reach_the_same_verdict(store_name, scenario):
     earlier_options, new_fields, expected = SCENARIOS[scenario]
@@ -138,7 +141,7 @@ def test_both_stores_reach_the_same_verdict(store_name, scenario):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("store_name", STORES)
+@EACH_STORE
 def test_both_stores_point_a_duplicate_at_the_earliest_lead_and_check_suppression_first(
     store_name,
 ):
@@ -164,21 +167,23 @@ def test_both_stores_point_a_duplicate_at_the_earliest_lead_and_check_suppressio
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_the_postgres_store_commits_its_own_and_survives_a_refusal():
+@EACH_STORE
+def test_outside_a_transaction_each_store_commits_its_own_and_survives_a_refusal(store_name):
     vertical, source = VerticalFactory(duplicate_lookback_days=30), SourceFactory()
-    assert verdict("postgres", vertical, source)[0] == LeadStatus.ACCEPTED
-    assert verdict("postgres", vertical, source)[0] == LeadStatus.DUPLICATE
+    assert verdict(store_name, vertical, source)[0] == LeadStatus.ACCEPTED
+    assert verdict(store_name, vertical, source)[0] == LeadStatus.DUPLICATE
 
     refused = new_lead(vertical, source, email="new@example.com", phone="+13125550177")
     refused.score = 101  # the database's check constraint refuses it inside the transaction
     with pytest.raises(DatabaseError):
-        _store_checked_postgres(refused, IntakeChecks.of(refused, vertical=vertical))
+        STORES[store_name](refused, IntakeChecks.of(refused, vertical=vertical))
     # The failed transaction was rolled back: the connection takes the next lead at once.
     assert not Lead.objects.filter(pk=refused.pk).exists()
-    status = verdict("postgres", vertical, source, email="new@example.com", phone="+13125550177")
+    status = verdict(store_name, vertical, source, email="new@example.com", phone="+13125550177")
     assert status[0] == LeadStatus.ACCEPTED
 
 
+@pytest.mark.postgres
 def test_with_server_side_binding_intake_falls_back_to_the_orm_store(monkeypatch):
     # Server-side binding cannot send several statements with parameters in one message.
     assert _one_message_store()

@@ -11,12 +11,12 @@ from django.core.exceptions import ValidationError
 from reporting.filters import ReportQuery, report_query
 from reporting.selectors import (
     histogram_percentile,
-    percentile,
     report_buyers,
     report_sources,
     report_summary,
     report_timeseries,
 )
+from reporting.store import percentile
 from tests.reporting.conftest import PERIOD, VerticalFactory, make_lead
 
 pytestmark = pytest.mark.django_db

@@ -34,7 +34,6 @@ from buyers.models import (
 )
 from buyers.services import cap_reserve, contract_touch
 from leads.models import DistributionMode, Lead, LeadStatus, PayoutModel
-from routing import engine
 from routing.engine import (
     DATABASE_LOST_NOTE,
     INTERRUPTED_NOTE,
@@ -42,7 +41,10 @@ from routing.engine import (
     POST_RETRIES,
     RunLostDatabase,
     lead_route,
+    selection,
+    store,
 )
+from routing.engine import posts as engine_posts
 from routing.models import (
     Attempt,
     AttemptOutcome,
@@ -205,9 +207,7 @@ def test_round_robin_rotates_across_leads_whatever_the_bids(market):
 def test_weighted_distribution_spreads_leads_by_weight(market, monkeypatch):
     # A seeded draw makes the run reproducible; the engine otherwise draws unseeded.
     seeded = random.Random(20240501)
-    monkeypatch.setattr(
-        engine, "random", SimpleNamespace(Random=lambda: seeded, uniform=seeded.uniform)
-    )
+    monkeypatch.setattr(selection, "random", SimpleNamespace(Random=lambda: seeded))
     market.vertical.distribution_mode = DistributionMode.WEIGHTED
     market.vertical.save()
     heavy = market.contract(ping="bid=10", weight=4)
@@ -819,8 +819,8 @@ def test_a_run_that_loses_its_database_is_taken_over_by_its_retry_not_failed(
 
     # The post to the best bidder went out; the database is lost before the sale is written
     # (on its own, or on PostgreSQL with the settlement).
-    monkeypatch.setattr(engine, "_sale_store", database_gone)
-    monkeypatch.setattr(engine, "_settle_in_one_statement", database_gone)
+    monkeypatch.setattr(store, "sale_store", database_gone)
+    monkeypatch.setattr(store, "run_settle", database_gone)
     with pytest.raises(RunLostDatabase) as lost:
         lead_route(lead_id=str(lead.pk))
     monkeypatch.undo()
@@ -990,7 +990,7 @@ def test_pings_slower_than_the_latency_limit_open_the_breaker_after_the_strikes(
 
 def fail_on_accepted_posts(monkeypatch, *, after: int = 0) -> None:
     """Make reading the buyers' acceptances blow up, after `after` of them went through."""
-    parse = engine.parse_response
+    parse = engine_posts.parse_response
     seen = []
 
     def parse_or_fail(rule, status, body):
@@ -1000,7 +1000,7 @@ def fail_on_accepted_posts(monkeypatch, *, after: int = 0) -> None:
                 raise RuntimeError("a bug while reading the answer")
         return parse(rule, status, body)
 
-    monkeypatch.setattr(engine, "parse_response", parse_or_fail)
+    monkeypatch.setattr(engine_posts, "parse_response", parse_or_fail)
 
 
 def test_an_internal_error_fails_the_lead_and_gives_back_the_cap_room_it_held(market, monkeypatch):

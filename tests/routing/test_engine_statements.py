@@ -1,8 +1,10 @@
-"""Routing's one-statement writes on PostgreSQL: the same rows and objects as the ORM's.
+"""Routing's store (routing/engine/store.py, buyers/store.py): each write of a run as one
+PostgreSQL statement, and its ORM twin, to the same rows.
 
-A routing run claims, reserves, sells and settles with one statement each (routing/engine.py,
-buyers/services.py, config/rows.py). These tests hold them to what the ORM would have read and
-written, and count the round trips a sold lead costs.
+The parity tests run on whichever backend the suite runs on, against the same expected values:
+the ORM twins on SQLite (the embedded default), the statements on PostgreSQL. The tests marked
+`postgres` hold what only the statements have: how many round trips they take, in what order,
+and what PostgreSQL itself refuses.
 """
 
 from __future__ import annotations
@@ -26,18 +28,11 @@ from buyers.models import (
 )
 from buyers.services import CapRefusal, cap_release, cap_reserve
 from leads.models import Lead, LeadStatus, Source, Vertical
-from routing import engine
-from routing.engine import RunLostDatabase, lead_route
+from routing.engine import RunLostDatabase, lead_route, route, settlement, store
 from routing.health import Observation, health_states
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, ContractHealth, Sale
-from routing.services import attempts_insert
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL: set DATABASE_URL"
-    ),
-]
+pytestmark = pytest.mark.django_db
 
 
 def new_sale(run, contract) -> Sale:
@@ -63,7 +58,7 @@ def test_the_claim_reads_the_lead_its_vertical_and_source_as_the_orm_does(market
         consent={"text": "I agree", "at": "2026-11-24T10:00:00Z"},
     )
 
-    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    run = store.claim_accepted(str(lead.pk), timezone.now())
 
     stored = Lead.objects.select_related("vertical", "source").get(pk=lead.pk)
     assert stored.status == LeadStatus.ROUTING
@@ -77,7 +72,7 @@ def test_the_claim_reads_the_lead_its_vertical_and_source_as_the_orm_does(market
     assert (run.auction.pk, auction.status) == (auction.pk, AuctionStatus.RUNNING)
     assert not run.auction._state.adding
     # A second claim of the same lead finds it routing already.
-    assert engine._claim_accepted(str(lead.pk), timezone.now()) is None
+    assert store.claim_accepted(str(lead.pk), timezone.now()) is None
     assert Auction.objects.filter(lead=lead).count() == 1
 
 
@@ -120,13 +115,13 @@ def test_attempts_read_back_as_they_were_built(market):
 
     expected = [field_values(made) for made in built]
 
-    attempts_insert(built)
+    store.attempts_insert(built)
 
     stored = list(Attempt.objects.filter(lead=lead).order_by("id"))
     assert len(stored) == 2
     for values, made, row in zip(expected, built, stored, strict=True):
-        # created_at is set as the row is stored; PostgreSQL cannot hold NUL or a lone
-        # surrogate: each is stored as the replacement character.
+        # created_at is set as the row is stored. PostgreSQL cannot hold NUL or a lone
+        # surrogate: both stores keep the replacement character in their place.
         values |= {"id": row.id, "created_at": made.created_at}
         for name in ("request_body", "response_body", "reason"):
             values[name] = values[name].replace("\x00", "\ufffd").replace("\ud800", "\ufffd")
@@ -134,14 +129,26 @@ def test_attempts_read_back_as_they_were_built(market):
     assert "\ufffd byte and a lone surrogate \ufffd (json" in stored[0].response_body
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_reservation_without_caps_is_one_statement_and_a_second_call_gets_it_back(market):
+def test_a_reservation_without_caps_is_one_statement(market):
     contract = market.contract()
     lead = market.lead()
 
     with CaptureQueriesContext(connection) as queries:
         reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+
     assert len(queries) == 1, [q["sql"] for q in queries]
+    assert CapReservation.objects.get(pk=reservation.pk).status == ReservationStatus.HELD
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_without_caps_is_stored_and_a_second_call_gets_it_back(market):
+    contract = market.contract()
+    lead = market.lead()
+
+    reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
+
     stored = CapReservation.objects.get(pk=reservation.pk)
     assert field_values(stored) == field_values(reservation)
     assert (stored.status, stored.price) == (ReservationStatus.HELD, Decimal("9.50"))
@@ -153,19 +160,28 @@ def test_a_reservation_without_caps_is_one_statement_and_a_second_call_gets_it_b
     assert cap_reserve(lead=lead, contract=contract, price=Decimal("9.50")).pk != reservation.pk
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_reservation_with_caps_is_charged_to_the_caps_it_read_in_its_first_statement(market):
+def test_a_reservation_with_caps_reads_them_once_in_its_first_statement(market):
     contract = market.contract()
     ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=1)
-    first, second = market.lead(), market.lead()
 
     with CaptureQueriesContext(connection) as queries:
-        reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
-    refusal = cap_reserve(lead=second, contract=contract, price=Decimal("9.50"))
+        cap_reserve(lead=market.lead(), contract=contract, price=Decimal("9.50"))
 
     cap_reads = [q["sql"] for q in queries if "_contractcap" in q["sql"] or "_buyercap" in q["sql"]]
     assert len(cap_reads) == 1, cap_reads
     assert cap_reads[0].lstrip().startswith("WITH caps AS")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_with_caps_is_charged_to_them(market):
+    contract = market.contract()
+    ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=1)
+    first, second = market.lead(), market.lead()
+
+    reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
+    refusal = cap_reserve(lead=second, contract=contract, price=Decimal("9.50"))
 
     counter = CapCounter.objects.get(contract=contract)
     assert (counter.leads, counter.spend) == (1, Decimal("9.50"))
@@ -206,13 +222,13 @@ def test_a_second_sale_to_one_buyer_is_refused_and_leaves_the_callers_transactio
 ):
     contract = market.contract()
     lead = market.lead()
-    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    run = store.claim_accepted(str(lead.pk), timezone.now())
 
     with transaction.atomic():
         reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
-        engine._sale_store(new_sale(run, contract), reservation=reservation)
+        store.sale_store(new_sale(run, contract), reservation=reservation)
         with pytest.raises(IntegrityError):
-            engine._sale_store(new_sale(run, contract), reservation=reservation)
+            store.sale_store(new_sale(run, contract), reservation=reservation)
         assert Sale.objects.filter(lead=lead).count() == 1
 
 
@@ -268,6 +284,7 @@ def sold_run(market, *, contract_count: int = 3):
     return contracts, market.lead()
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_sold_lead_costs_three_round_trips_to_the_database(market, settings):
     # As in production: compiled rules are kept between leads, their version read once a second.
@@ -309,12 +326,12 @@ def test_a_sale_is_kept_when_its_reservation_was_released_meanwhile(market):
     """As the ORM path did: the buyer accepted, so the sale stands; the room stays given back."""
     contract = market.contract()
     lead = market.lead()
-    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    run = store.claim_accepted(str(lead.pk), timezone.now())
     reservation = cap_reserve(lead=lead, contract=contract, price=Decimal("9.50"))
     cap_release(reservation=reservation)
     sale = new_sale(run, contract)
 
-    engine._sale_store(sale, reservation=reservation)
+    store.sale_store(sale, reservation=reservation)
 
     assert Sale.objects.get(pk=sale.pk).price == Decimal("9.50")
     assert not sale._state.adding
@@ -325,10 +342,10 @@ def test_a_sale_is_kept_when_its_reservation_was_released_meanwhile(market):
 def test_a_lead_settled_elsewhere_mid_run_keeps_that_status(market):
     market.contract()
     lead = market.lead()
-    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    run = store.claim_accepted(str(lead.pk), timezone.now())
     Lead.objects.filter(pk=lead.pk).update(status=LeadStatus.FAILED)
 
-    outcome = engine._finish(run, note="no eligible contract")
+    outcome = settlement.finish(run, note="no eligible contract")
 
     assert outcome.startswith("failed")
     assert Lead.objects.get(pk=lead.pk).status == LeadStatus.FAILED
@@ -336,6 +353,7 @@ def test_a_lead_settled_elsewhere_mid_run_keeps_that_status(market):
     assert (auction.status, auction.note) == (AuctionStatus.UNSOLD, "no eligible contract")
 
 
+@pytest.mark.postgres
 def test_breakers_read_with_the_claim_and_the_settlement_are_the_rows_the_orm_reads(
     market, monkeypatch
 ):
@@ -351,7 +369,7 @@ def test_breakers_read_with_the_claim_and_the_settlement_are_the_rows_the_orm_re
     ContractHealth.objects.create(contract=closed, status="closed", state={"failures": 2})
     lead = market.lead()
 
-    run = engine._claim_accepted(str(lead.pk), timezone.now())
+    run = store.claim_accepted(str(lead.pk), timezone.now())
 
     expected = health_states([opened.pk, probing.pk])
     assert set(run.health) == {opened.pk, probing.pk}  # closed breakers keep nobody out
@@ -365,8 +383,8 @@ def test_breakers_read_with_the_claim_and_the_settlement_are_the_rows_the_orm_re
     ]
     expected = health_states([opened.pk, closed.pk])
     counted = []
-    monkeypatch.setattr(engine, "health_record", lambda obs, *, rows: counted.append(rows))
-    engine._finish(run, note="no usable bid")
+    monkeypatch.setattr(settlement, "health_record", lambda obs, *, rows: counted.append(rows))
+    settlement.finish(run, note="no usable bid")
 
     assert [{k: field_values(v) for k, v in rows.items()} for rows in counted] == [
         {k: field_values(v) for k, v in expected.items()}
@@ -400,26 +418,46 @@ def test_a_shared_lead_posted_to_three_at_once_stores_each_sale_and_commits_its_
     assert (lead.status, lead.sale_price) == (LeadStatus.SOLD, Decimal("33.00"))
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_sale_left_for_the_settlement_is_stored_before_the_next_round_of_posts(market, settings):
-    settings.ELIGIBILITY_RULES_TTL = 60
-    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+def two_rounds_of_posts(market):
+    """A shared lead whose first round posts once (its other contract has no post endpoint)
+    and sells, and whose second round sells to the fallback; return the lead and contracts."""
     market.vertical.max_buyers = 2
     market.vertical.save()
     first = market.contract(ping="bid=30", exclusive=False)
     broken = market.contract(ping="bid=20", exclusive=False)
     broken.endpoints.filter(kind="post").delete()  # not posted: the round has one post
     fallback = market.contract(ping="bid=10", exclusive=False)
-    lead = market.lead()
+    return market.lead(), (first, broken, fallback)
 
-    with CaptureQueriesContext(connection) as queries:
-        outcome = lead_route(lead_id=str(lead.pk))
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sale_of_a_rounds_one_post_is_stored_and_the_next_round_sells_too(market):
+    lead, (first, broken, fallback) = two_rounds_of_posts(market)
+
+    outcome = lead_route(lead_id=str(lead.pk))
 
     assert outcome.startswith("sold: sold to 2 buyers for $40.00 after 1 failed post")
     assert set(Sale.objects.filter(lead=lead).values_list("contract_id", flat=True)) == {
         first.pk,
         fallback.pk,
     }
+    assert CapReservation.objects.get(lead=lead, contract=broken).status == "released"
+    for contract in (first, fallback):
+        reservation = CapReservation.objects.get(lead=lead, contract=contract)
+        assert reservation.status == ReservationStatus.COMMITTED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_sale_left_for_the_settlement_is_stored_before_the_next_round_of_posts(market, settings):
+    settings.ELIGIBILITY_RULES_TTL = 60
+    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+    lead, _ = two_rounds_of_posts(market)
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = lead_route(lead_id=str(lead.pk))
+
+    assert outcome.startswith("sold: sold to 2 buyers")
     # The first round's one sale waited for the run's next write: on its own, before the
     # fallback's reservation. The fallback's sale went with the settlement.
     writes = [q["sql"] for q in queries if '"routing_sale"' in q["sql"]]
@@ -430,10 +468,6 @@ def test_a_sale_left_for_the_settlement_is_stored_before_the_next_round_of_posts
     reservations = [i for i, sql in enumerate(statements) if sql.startswith("WITH caps AS")]
     assert len(reservations) == 3
     assert reservations[1] < statements.index(writes[0]) < reservations[2]
-    assert CapReservation.objects.get(lead=lead, contract=broken).status == "released"
-    for contract in (first, fallback):
-        reservation = CapReservation.objects.get(lead=lead, contract=contract)
-        assert reservation.status == ReservationStatus.COMMITTED
 
 
 def test_a_refused_sale_before_the_next_round_moves_its_contract_to_failed(market):
@@ -462,7 +496,7 @@ def test_a_refused_sale_before_the_next_round_moves_its_contract_to_failed(marke
 def test_a_database_error_at_settlement_keeps_the_accepted_sale(market, monkeypatch):
     contract = market.contract(ping="bid=12")
     lead = market.lead()
-    settle = engine._settle_in_one_statement
+    settle = store.run_settle
     calls = []
 
     def fails_once(run, **kwargs):
@@ -471,11 +505,12 @@ def test_a_database_error_at_settlement_keeps_the_accepted_sale(market, monkeypa
             raise OperationalError("canceling statement due to lock timeout")
         return settle(run, **kwargs)
 
-    monkeypatch.setattr(engine, "_settle_in_one_statement", fails_once)
+    monkeypatch.setattr(store, "run_settle", fails_once)
     with pytest.raises(RunLostDatabase) as lost:
         lead_route(lead_id=str(lead.pk))
 
-    # The sale was stored on its own before the run gave way to its retry.
+    # The sale was stored (on PostgreSQL on its own, after the settlement failed) before the
+    # run gave way to its retry.
     sale = Sale.objects.get(lead=lead)
     assert (sale.contract_id, sale.price) == (contract.pk, Decimal("12.00"))
     assert CapReservation.objects.get(lead=lead).status == ReservationStatus.COMMITTED
@@ -484,10 +519,12 @@ def test_a_database_error_at_settlement_keeps_the_accepted_sale(market, monkeypa
     assert Sale.objects.filter(lead=lead).count() == 1
 
 
+# SQLite keeps any number in a numeric column: only PostgreSQL refuses the value.
+@pytest.mark.postgres
 def test_a_value_the_database_refuses_in_an_attempt_fails_the_run_once(market, monkeypatch):
     contract = market.contract(ping="bid=12")
     lead = market.lead()
-    record = engine._record
+    record = route.record_round
 
     def with_overflowing_price(run, attempts):
         for attempt in attempts:
@@ -495,7 +532,7 @@ def test_a_value_the_database_refuses_in_an_attempt_fails_the_run_once(market, m
                 attempt.price = Decimal("1000000000")  # over numeric(10, 2)
         record(run, attempts)
 
-    monkeypatch.setattr(engine, "_record", with_overflowing_price)
+    monkeypatch.setattr(route, "record_round", with_overflowing_price)
     with pytest.raises(DataError):
         lead_route(lead_id=str(lead.pk))
 
@@ -506,10 +543,10 @@ def test_a_value_the_database_refuses_in_an_attempt_fails_the_run_once(market, m
     assert Auction.objects.get(lead=lead).note == "internal error after a sale; needs review"
 
 
-def test_a_sale_the_database_refuses_at_settlement_gives_its_room_back(market):
+def bought_already(market):
+    """A lead whose one bidder has bought it already (by another way than this run)."""
     contract = market.contract(ping="bid=12")
     lead = market.lead()
-    # The buyer has bought this lead already (by another way than this run): one sale each.
     Sale.objects.create(
         lead=lead,
         contract=contract,
@@ -517,13 +554,28 @@ def test_a_sale_the_database_refuses_at_settlement_gives_its_room_back(market):
         price=Decimal("5.00"),
         payout=Decimal("0.00"),
     )
+    return lead, contract
+
+
+def test_a_sale_the_database_refuses_gives_its_room_back(market):
+    lead, contract = bought_already(market)
 
     outcome = lead_route(lead_id=str(lead.pk))
 
-    assert outcome.startswith("unsold: the buyer that accepted had bought the lead already")
+    assert outcome.startswith("unsold: ")
     assert Sale.objects.filter(lead=lead).count() == 1
     reservation = CapReservation.objects.get(lead=lead, contract=contract)
     assert reservation.status == ReservationStatus.RELEASED
     auction = Auction.objects.get(lead=lead)
     assert auction.status == AuctionStatus.UNSOLD
     assert Attempt.objects.filter(lead=lead, kind="post", outcome="accepted").count() == 1
+
+
+@pytest.mark.postgres
+def test_a_sale_the_database_refuses_at_settlement_says_so(market):
+    lead, _ = bought_already(market)
+
+    outcome = lead_route(lead_id=str(lead.pk))
+
+    # The sale waited for the settlement, which the database refused: it went on its own.
+    assert outcome.startswith("unsold: the buyer that accepted had bought the lead already")

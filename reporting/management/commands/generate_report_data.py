@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from buyers.models import Buyer, CapPeriod, Contract, ContractCap, PriceModel
 from leads.models import Source, Vertical
+from reporting import store
 from reporting.models import DirtyHour, RollupState
 from reporting.rollup import ROLLUP_MODELS, floor_hour, rollup_rebuild
 from routing.models import ContractHealth, HealthStatus
@@ -203,7 +204,7 @@ JOIN bench_contracts c ON c.vertical_id = l.vertical_id
 
 def refuse_unless_bench_database() -> None:
     name = connection.settings_dict.get("NAME") or ""
-    if connection.vendor != "postgresql":
+    if not store.bulk_load_supported():
         raise CommandError("The reporting data set is generated in PostgreSQL only.")
     if "bench" not in name:
         raise CommandError(

@@ -1,0 +1,82 @@
+"""The run's use of routing/mapping.py and routing/responses.py: a contract's ping or post made
+from the lead, and the rule its answers are read by, worked out once per cached contract."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from buyers.models import Contract, DeliveryMethod, EndpointKind
+from leads.models import Lead
+from routing.delivery import EMAIL_RULE, WEBHOOK_RULE, email_request
+from routing.mapping import (
+    OutgoingRequest,
+    PreparedEndpoint,
+    endpoint_from_model,
+    map_fields,
+    mapping_from_model,
+    prepare_endpoint,
+)
+from routing.responses import rule_from_model
+from routing.team_delivery import TEAM_RULE, team_request
+
+
+def _memo(contract: Contract, key: object, build):
+    """What `build` makes of the contract, made once per contract instance.
+
+    Routing's contracts are the instances delivery_setup keeps while their vertical's version
+    is unchanged (a saved contract, endpoint, mapping or rule changes it), so what is derived
+    from them here lives exactly as long. What fails to build (a MappingError) is not kept.
+    """
+    memo = contract.__dict__.setdefault("_routing_memo", {})
+    try:
+        return memo[key]
+    except KeyError:
+        value = memo[key] = build()
+        return value
+
+
+def _endpoint(contract: Contract, kind: str):
+    return next((e for e in contract.endpoints.all() if e.kind == kind), None)
+
+
+def _prepared_endpoint(contract: Contract, kind: str) -> PreparedEndpoint | None:
+    endpoint = _endpoint(contract, kind)
+    return prepare_endpoint(endpoint_from_model(endpoint)) if endpoint is not None else None
+
+
+def rule_for(contract: Contract, kind: str):
+    """The rule the contract's answers to a ping or a post are read by."""
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.WEBHOOK:
+        return WEBHOOK_RULE
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
+        return EMAIL_RULE
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
+        return TEAM_RULE
+    return _memo(
+        contract,
+        ("rule", kind),
+        lambda: rule_from_model(
+            next((r for r in contract.response_rules.all() if r.kind == kind), None)
+        ),
+    )
+
+
+def request_for(
+    contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[str]
+) -> OutgoingRequest | None:
+    """The contract's ping or post of the lead (None without such an endpoint); raise
+    MappingError when the lead cannot be mapped to it."""
+    mappings = _memo(
+        contract, "mappings", lambda: [mapping_from_model(m) for m in contract.mappings.all()]
+    )
+    fields = map_fields(kind, lead.data, mappings, ping_fields)
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
+        return email_request(
+            recipients=contract.delivery_email_list,
+            subject=f"New {lead.vertical.name} lead {lead.pk}",
+            fields=fields,
+        )
+    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
+        return team_request(contract=contract, lead=lead, fields=fields)
+    prepared = _memo(contract, ("endpoint", kind), partial(_prepared_endpoint, contract, kind))
+    return prepared.request(fields) if prepared is not None else None
