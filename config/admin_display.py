@@ -16,6 +16,8 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
+from config.masking import webhook_display
+
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -140,8 +142,6 @@ class StoredWebhookFormMixin:
     webhook_help = "The URL Slack gives for an incoming webhook"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from notifications.channels import webhook_display
-
         super().__init__(*args, **kwargs)
         self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
         # model_to_dict put the URL into initial; nothing that renders may see it.

@@ -6,6 +6,8 @@ use them; they live in `config` so that every app may.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 MASK = "***"
 
 
@@ -30,3 +32,14 @@ def mask_phone(phone: str) -> str:
 def mask_name(name: str) -> str:
     """Keep the initial: J***."""
     return f"{name[:1]}{MASK}" if name else ""
+
+
+def webhook_display(url: str) -> str:
+    """Return a webhook URL with its secret path hidden: 'hooks.slack.com/services/T0…/••••'."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    shown = "/".join(segments[:2]) if len(segments) > 2 else ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{host}/{shown}/••••" if shown else f"{host}/••••"

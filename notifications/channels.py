@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from outbound import http
 from outbound.email import email_send
@@ -25,7 +24,6 @@ __all__ = [
     "email_message_send",
     "slack_escape",
     "slack_message_send",
-    "webhook_display",
     "webhook_url_refusal",
 ]
 
@@ -36,17 +34,6 @@ def slack_escape(text: str) -> str:
     # Slack reads &, < and > as markup (links, mentions): a consumer named "<!channel>" must
     # not page the whole channel.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def webhook_display(url: str) -> str:
-    """Return a webhook URL with its secret path hidden: 'hooks.slack.com/services/T0…/••••'."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    segments = [s for s in parts.path.split("/") if s]
-    shown = "/".join(segments[:2]) if len(segments) > 2 else ""
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{host}/{shown}/••••" if shown else f"{host}/••••"
 
 
 def slack_message_send(*, webhook_url: str, payload: Mapping[str, Any]) -> Outcome:

@@ -13,8 +13,9 @@ from django.db.models import Q
 
 from buyers.fields import EncryptedTextField
 from buyers.models import Buyer, Contract
+from config.masking import webhook_display
 from leads.models import Source
-from notifications.channels import webhook_display, webhook_url_refusal
+from notifications.channels import webhook_url_refusal
 
 
 class NotificationKind(models.TextChoices):

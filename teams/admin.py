@@ -22,7 +22,7 @@ from config.admin_display import (
     plural,
     pretty_json,
 )
-from notifications.channels import webhook_display
+from config.masking import webhook_display
 from teams.forms import TeamForm
 from teams.models import Assignment, AssignmentStatus, Team, TeamMember, TeamNotification
 from teams.selectors import TeamDay, team_days, team_members_now

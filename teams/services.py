@@ -31,11 +31,11 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from leads.models import Lead
-
 # The senders and the webhook's masked form are the ops notifications' channels: teams reuses
 # them rather than keep a second copy.
-from notifications.channels import email_message_send, slack_message_send, webhook_display
+from config.masking import webhook_display
+from leads.models import Lead
+from notifications.channels import email_message_send, slack_message_send
 from outbound.rules import Outcome, retryable
 from teams.models import (
     OPEN_ASSIGNMENT_STATUSES,

@@ -73,3 +73,10 @@ def test_the_check_finds_a_backend_check(tmp_path):
         '    return getattr(connection, "vendor", "") != "sqlite"\n'
     )
     assert backend_checks(module) == [4, 7]
+
+
+def test_each_app_imports_only_the_apps_below_it():
+    # The contracts are in pyproject.toml ([tool.importlinter]); ./dev lint runs them too.
+    import importlinter.cli
+
+    assert importlinter.cli.lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
