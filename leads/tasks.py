@@ -124,10 +124,5 @@ def send_postback(self, lead_id: str) -> str | Retry:
         countdown = backoff(
             attempt, base_s=POSTBACK_BACKOFF_BASE_S, cap_s=POSTBACK_BACKOFF_CAP_S, jitter="full"
         )
-        if self.request.is_eager:
-            # In-process (no broker): Celery runs the retries at once, one after the other. A
-            # raised Retry would escape through on_commit into the routing run and the
-            # partner's request.
-            return self.retry(countdown=countdown, throw=False)
         raise self.retry(countdown=countdown)
     return record.status

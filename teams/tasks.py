@@ -60,8 +60,4 @@ def send_team_notification(self, notification_id: int) -> str | Retry:
 def _send_again_later(task) -> Retry:
     """Retry a message send with exponential backoff and jitter (half fixed, half random)."""
     countdown = backoff(task.request.retries + 1, base_s=10, cap_s=NOTIFY_BACKOFF_CAP_S)
-    if task.request.is_eager:
-        # In-process (no broker) the retries run at once; a raised Retry would escape through
-        # on_commit into whatever assigned the lead.
-        return task.retry(countdown=countdown, throw=False)
     raise task.retry(countdown=countdown)
