@@ -27,6 +27,9 @@ ZIP_RE = re.compile(r"^\d{5}$")
 # Header names that carry credentials: refused in the plain headers, masked in attempt logs.
 SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "signature", "cookie")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+# A template naming one of the contract's secrets: {{ secrets.api_key }}.
+SECRET_REFERENCE_RE = re.compile(r"\bsecrets\s*(\.|\[)")
+SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def validate_time_zone(value: str) -> None:
@@ -240,6 +243,11 @@ class Contract(models.Model):
     )
     max_lead_age_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Only leads younger than this (real-time contracts)."
+    )
+    preset = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The integration preset this contract's delivery was filled from, if any.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -757,8 +765,23 @@ class DeliveryEndpoint(models.Model):
     body_format = models.CharField(
         max_length=4, choices=BodyFormat.choices, default=BodyFormat.JSON
     )
+    body_template = models.TextField(
+        blank=True,
+        help_text="The request body as a template (the power path; see 'Connecting a buyer'). "
+        "JSON: a JSON document whose strings may hold {{ }}; form: a JSON object of form "
+        "fields; XML: the XML text. Blank: the field mappings build the body.",
+    )
+    query = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Query parameters added to the URL, values may be templates: "
+        '{"key": "{{ secrets.api_key }}", "src": "leadswitch"}.',
+    )
     headers = models.JSONField(
-        default=dict, blank=True, help_text='Extra non-secret headers: {"X-Partner": "acme"}.'
+        default=dict,
+        blank=True,
+        help_text='Extra headers, values may be templates: {"X-Partner": "acme", '
+        '"X-Api-Key": "{{ secrets.api_key }}"}.',
     )
     auth_type = models.CharField(max_length=6, choices=AuthType.choices, default=AuthType.NONE)
     auth_username = models.CharField(max_length=255, blank=True, help_text="Basic auth user name.")
@@ -772,7 +795,9 @@ class DeliveryEndpoint(models.Model):
         default=1000, validators=[MinValueValidator(10), MaxValueValidator(30000)]
     )
     read_timeout_ms = models.PositiveIntegerField(
-        default=3000, validators=[MinValueValidator(10), MaxValueValidator(120000)]
+        default=3000,
+        validators=[MinValueValidator(10), MaxValueValidator(120000)],
+        help_text="How long to wait for the answer once the request is sent.",
     )
 
     history = HistoricalRecords(excluded_fields=["auth_secret"])
@@ -800,11 +825,22 @@ class DeliveryEndpoint(models.Model):
             bad = [k for k in self.headers if not HEADER_NAME_RE.match(k)]
             if bad:
                 errors["headers"] = f"Not valid header names: {', '.join(bad)}."
-            elif any(word in k.lower() for k in self.headers for word in SECRET_HEADER_WORDS):
+            elif any(
+                word in k.lower() and not SECRET_REFERENCE_RE.search(v)
+                for k, v in self.headers.items()
+                for word in SECRET_HEADER_WORDS
+            ):
                 errors["headers"] = (
                     "Put credentials (authorization, keys, tokens, secrets, passwords) in the "
-                    "auth fields, where they are encrypted."
+                    "contract's secrets, where they are encrypted, and name them here: "
+                    '{"X-Api-Key": "{{ secrets.api_key }}"}.'
                 )
+        if not isinstance(self.query, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in self.query.items()
+        ):
+            errors["query"] = 'Give an object of parameter names to text values: {"src": "ls"}.'
+        if self.body_template.strip() and self.method == HttpMethod.GET:
+            errors["body_template"] = "A GET sends no body: put its values in the query."
         if self.auth_type != AuthType.NONE and not self.auth_secret:
             errors["auth_secret"] = "This authentication type needs a secret."  # noqa: S105
         if self.auth_type == AuthType.BASIC and not self.auth_username:
@@ -816,6 +852,40 @@ class DeliveryEndpoint(models.Model):
             errors["url"] = f"The platform may not call this address: {refusal}."
         if errors:
             raise ValidationError(errors)
+
+
+class ContractSecret(models.Model):
+    """A named credential a buyer's spec wants somewhere in the request (body, query or a
+    header), written there as {{ secrets.<name> }}; stored encrypted, masked wherever shown."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(
+        max_length=64, help_text="Letters, digits and _; templates write {{ secrets.<name> }}."
+    )
+    value = EncryptedTextField(help_text="Stored encrypted, never shown again.")
+
+    history = HistoricalRecords(excluded_fields=["value"])
+
+    class Meta:
+        ordering = ["contract", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "name"], name="one_secret_per_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"secret {self.name}"
+
+    @property
+    def masked_value(self) -> str:
+        return mask(self.value)
+
+    def clean(self) -> None:
+        if not SECRET_NAME_RE.match(self.name or ""):
+            raise ValidationError(
+                {"name": "Use letters, digits and _ (not first), as templates name it."}
+            )
+        if not self.value:
+            raise ValidationError({"value": "Give the secret's value."})
 
 
 class Transform(models.TextChoices):
@@ -897,6 +967,12 @@ class FieldMapping(models.Model):
             raise ValidationError({"value_map": 'Give an object of values: {"ours": "theirs"}.'})
 
 
+class AnswerFormat(models.TextChoices):
+    JSON = "json", "JSON"
+    XML = "xml", "XML"
+    TEXT = "text", "Text (read by status code or regex)"
+
+
 class ResponseRule(models.Model):
     """How to read a buyer's answer. The defaults read the buyer simulator's JSON."""
 
@@ -930,6 +1006,23 @@ class ResponseRule(models.Model):
         blank=True,
         help_text="Buyer's id for the lead (post) or bid (ping); a|b reads the first present.",
     )
+    answer_format = models.CharField(
+        max_length=4,
+        choices=AnswerFormat.choices,
+        default=AnswerFormat.JSON,
+        help_text="How the buyer answers: paths are JSON paths (dotted or $-JSONPath), XPaths "
+        "for XML, and re:<regex> for any format. Also sets the Accept header.",
+    )
+    namespaces = models.TextField(
+        blank=True,
+        help_text="XML namespaces the XPaths use, one prefix=uri per line.",
+    )
+    captures = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Values to keep from the answer, by name and path: {"ping_id": "ping_id"}. '
+        "A ping's captures reach the post's template and mappings as ping.<name>.",
+    )
 
     history = HistoricalRecords()
 
@@ -961,3 +1054,39 @@ class ResponseRule(models.Model):
             )
         if not (self.success_path or self.success_regex or codes):
             raise ValidationError("Say how an accepted answer is recognised.")
+        self._clean_captures_and_paths()
+
+    def _clean_captures_and_paths(self) -> None:
+        if not isinstance(self.captures, dict) or not all(
+            isinstance(name, str) and isinstance(path, str) and path.strip()
+            for name, path in self.captures.items()
+        ):
+            raise ValidationError(
+                {"captures": 'Give an object of names to paths: {"bid_id": "id"}.'}
+            )
+        bad = [name for name in self.captures if not SECRET_NAME_RE.match(name)]
+        if bad:
+            raise ValidationError(
+                {"captures": f"Name captures with letters, digits and _: {', '.join(bad)}."}
+            )
+        for line in self.namespaces.splitlines():
+            prefix, equals, uri = line.strip().partition("=")
+            if line.strip() and (not equals or not SECRET_NAME_RE.match(prefix) or not uri):
+                raise ValidationError(
+                    {"namespaces": f"Write one prefix=uri per line, not {line.strip()!r}."}
+                )
+        paths = [
+            ("success_path", self.success_path),
+            ("price_path", self.price_path),
+            ("reason_path", self.reason_path),
+            ("reference_path", self.reference_path),
+            *(("captures", path) for path in self.captures.values()),
+        ]
+        for name, path in paths:
+            if path.startswith("re:"):
+                try:
+                    re.compile(path[3:])
+                except re.error as exc:
+                    raise ValidationError(
+                        {name: f"Not a valid regular expression after re: {exc}."}
+                    ) from None

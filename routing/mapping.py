@@ -32,6 +32,7 @@ from buyers.models import (
     MappingApplies,
     Transform,
 )
+from routing.context import context_value, is_context_path
 
 USER_AGENT = "Leadswitch/1"
 MASK = "••••"
@@ -295,10 +296,19 @@ def _value_map_lookup(value_map: Mapping[str, Any], value: Any) -> Any:
     return value
 
 
-def _mapped_value(mapping: MappingSpec, data: Mapping[str, Any]) -> Any:
+def _source_value(name: str, data: Mapping[str, Any], context: Mapping[str, Any] | None) -> Any:
+    if context is not None and is_context_path(name):
+        return context_value(context, name)
+    return data.get(name)
+
+
+def _mapped_value(
+    mapping: MappingSpec, data: Mapping[str, Any], context: Mapping[str, Any] | None
+) -> Any:
     if not mapping.source_fields:
         return mapping.static_value or _MISSING
-    present = [data[name] for name in mapping.source_fields if not _is_missing(data.get(name))]
+    values = [_source_value(name, data, context) for name in mapping.source_fields]
+    present = [value for value in values if not _is_missing(value)]
     if not present:
         return _MISSING
     if len(mapping.source_fields) == 1:
@@ -317,13 +327,16 @@ def map_fields(
     data: Mapping[str, Any],
     mappings: Sequence[MappingSpec],
     ping_fields: AbstractSet[str],
+    context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the fields of a ping or post, named and formatted as the buyer expects.
 
     Without mappings for this kind the lead's own fields go as they are (a ping: only
     `ping_fields`). A ping never carries a lead field outside `ping_fields`, whatever the
     mappings say: such a mapping is skipped for pings. Where a target has a mapping for this
-    kind only, that mapping replaces the one for both kinds.
+    kind only, that mapping replaces the one for both kinds. A source written as a dotted path
+    (`lead.id`, `consent.trustedform_cert_url`, `ping.bid_id`) reads the lead's `context`
+    (routing/context.py), which for a ping holds nothing personal.
     """
     if kind not in (EndpointKind.PING, EndpointKind.POST):
         raise ValueError(f"kind must be 'ping' or 'post', not {kind!r}")
@@ -340,9 +353,12 @@ def map_fields(
             continue
         # The PII guard: a ping is anonymous, so a mapping that reads any non-ping field is
         # dropped as a whole (its default too), never sent with the PII part left out.
-        if kind == EndpointKind.PING and not all(f in ping_fields for f in mapping.source_fields):
+        if kind == EndpointKind.PING and not all(
+            f in ping_fields or (context is not None and is_context_path(f))
+            for f in mapping.source_fields
+        ):
             continue
-        value = _mapped_value(mapping, data)
+        value = _mapped_value(mapping, data, context)
         if value is _MISSING:
             if mapping.default_value:
                 fields[mapping.target_field] = mapping.default_value

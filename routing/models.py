@@ -74,6 +74,12 @@ class Attempt(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     reason = models.CharField(max_length=500, blank=True)
     buyer_reference = models.CharField(max_length=255, blank=True)
+    captures = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the response rule's captures read from the answer; a ping's reach "
+        "the post.",
+    )
     error = models.TextField(blank=True)
 
     class Meta:
