@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,6 +23,7 @@ from buyers.forms import (
     ContractCloneForm,
     ContractForm,
     ContractReasonForm,
+    ContractSecretForm,
     ContractTestForm,
     ContractZipsForm,
     DeliveryEndpointForm,
@@ -38,6 +40,7 @@ from buyers.models import (
     ClosedDate,
     Contract,
     ContractCap,
+    ContractSecret,
     ContractStatus,
     DeliveryEndpoint,
     FieldCriterion,
@@ -46,6 +49,11 @@ from buyers.models import (
     ResponseRule,
     ScheduleWindow,
     TerritoryRule,
+)
+from buyers.readiness import (
+    ContractCannotDeliver,
+    EndpointSketch,
+    delivery_problems,
 )
 from buyers.schedule import describe_hours
 from buyers.selectors import cap_usage, contract_part_changes, contract_schedule
@@ -276,13 +284,73 @@ class FieldCriterionInline(OwnedPartInlineMixin, admin.TabularInline):
     extra = 0
 
 
+class DeliveryReadinessFormSet(BaseInlineFormSet):
+    """A contract's endpoints as edited on its page, refused when the contract is to be live
+    and could not deliver a lead with them (buyers/readiness.py)."""
+
+    # The secrets formset of the same page, set by ContractAdmin._create_formsets.
+    secret_formsets: list[BaseInlineFormSet] = []
+
+    def clean(self) -> None:
+        super().clean()
+        contract = self.instance
+        if contract.status != ContractStatus.ACTIVE:
+            return
+        kept = [f.cleaned_data for f in self.forms if _kept(f)]
+        endpoints = [
+            EndpointSketch(
+                kind=data["kind"],
+                body_template=data.get("body_template") or "",
+                query=data.get("query") or {},
+                headers=data.get("headers") or {},
+            )
+            for data in kept
+            if data.get("kind")
+        ]
+        if self.secret_formsets:
+            names = [
+                f.cleaned_data["name"]
+                for formset in self.secret_formsets
+                for f in formset.forms
+                if _kept(f) and f.cleaned_data.get("name")
+            ]
+        else:
+            names = list(contract.secrets.values_list("name", flat=True)) if contract.pk else []
+        problems = delivery_problems(
+            price_model=contract.price_model,
+            delivery_method=contract.delivery_method,
+            endpoints=endpoints,
+            secret_names=names,
+        )
+        if problems:
+            raise ValidationError(
+                [f"An active contract must be able to deliver. {p}" for p in problems]
+            )
+
+
+def _kept(form: Any) -> bool:
+    """Whether an inline form holds a row that stays: filled in, valid, not marked deleted."""
+    data = getattr(form, "cleaned_data", None)
+    return bool(data) and not data.get("DELETE")
+
+
+class ContractSecretInline(OwnedPartInlineMixin, admin.TabularInline):
+    model = ContractSecret
+    form = ContractSecretForm
+    extra = 0
+    verbose_name = "secret"
+    verbose_name_plural = "Secrets: credentials templates name as {{ secrets.<name> }}"
+
+
 class DeliveryEndpointInline(OwnedPartInlineMixin, admin.StackedInline):
     model = DeliveryEndpoint
     form = DeliveryEndpointForm
+    formset = DeliveryReadinessFormSet
     extra = 0
     max_num = 2  # one ping, one post
     fieldsets = (
-        (None, {"fields": ("kind", "url", "method", "body_format", "headers")}),
+        (None, {"fields": ("kind", "url", "method", "body_format", "headers", "query")}),
+        ("Request template (the power path)", {"fields": ("body_template",)}),
         (
             "Authentication",
             {
@@ -360,6 +428,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         ClosedDateInline,
         TerritoryRuleInline,
         FieldCriterionInline,
+        ContractSecretInline,
         DeliveryEndpointInline,
         FieldMappingInline,
         ResponseRuleInline,
@@ -380,6 +449,14 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         cap_counters_seed(caps=form.instance.caps.select_related("contract__buyer"))
+
+    def _create_formsets(self, request: HttpRequest, obj: Any, change: bool) -> Any:
+        formsets, inline_instances = super()._create_formsets(request, obj, change)
+        secrets = [f for f in formsets if f.model is ContractSecret]
+        for formset in formsets:
+            if isinstance(formset, DeliveryReadinessFormSet):
+                formset.secret_formsets = secrets
+        return formsets, inline_instances
 
     # --- Who may see what: a contract's page is for those who configure it ---
 
@@ -508,12 +585,22 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         form = ContractReasonForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
-            if contract_resume(contract=contract, reason=reason):
+            try:
+                resumed = contract_resume(contract=contract, reason=reason)
+            except ContractCannotDeliver as exc:
+                form.add_error(None, f"{contract} cannot deliver a lead: {exc}")
+                return self._resume_page(request, contract, form)
+            if resumed:
                 self.log_change(request, contract, f"Resumed: {reason}")
                 self.message_user(request, f"Resumed {contract}: {reason}.", messages.SUCCESS)
             else:
                 self.message_user(request, f"{contract} was not paused.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:buyers_contract_change", args=[contract.pk]))
+        return self._resume_page(request, contract, form)
+
+    def _resume_page(
+        self, request: HttpRequest, contract: Contract, form: ContractReasonForm
+    ) -> HttpResponse:
         return self._tool_page(
             request,
             contract,
@@ -768,9 +855,14 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
     def resume_contracts(self, request: HttpRequest, queryset: QuerySet[Contract]) -> None:
         resumed = 0
         for contract in queryset:
-            if contract_resume(contract=contract):
-                resumed += 1
-                self.log_change(request, contract, "Resumed")
+            try:
+                if contract_resume(contract=contract):
+                    resumed += 1
+                    self.log_change(request, contract, "Resumed")
+            except ContractCannotDeliver as exc:
+                self.message_user(
+                    request, f"{contract} stays paused: it cannot deliver: {exc}", messages.ERROR
+                )
         self._report(request, "Resumed", resumed, len(queryset) - resumed, "paused")
 
     def _report(self, request: HttpRequest, verb: str, done: int, skipped: int, state: str) -> None:
@@ -891,6 +983,13 @@ class FieldMappingAdmin(ContractPartAdmin):
     )
     list_filter = ("transform", "applies_to")
     search_fields = ("source_field", "target_field", *ContractPartAdmin.search_fields)
+
+
+@admin.register(ContractSecret)
+class ContractSecretAdmin(ContractPartAdmin):
+    form = ContractSecretForm
+    list_display = ("contract", "name", "masked_value")
+    search_fields = ("name", "contract__name", "contract__buyer__company")
 
 
 @admin.register(ResponseRule)

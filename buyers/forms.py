@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import UploadedFile
 from buyers.models import (
     NUMERIC_OPERATORS,
     Contract,
+    ContractSecret,
     CriterionOperator,
     DeliveryEndpoint,
     FieldCriterion,
@@ -165,6 +166,8 @@ class DeliveryEndpointForm(forms.ModelForm):
             "method",
             "body_format",
             "headers",
+            "query",
+            "body_template",
             "auth_type",
             "auth_username",
             "auth_param_name",
@@ -195,6 +198,34 @@ class DeliveryEndpointForm(forms.ModelForm):
             # Keep the stored secret. It goes back into cleaned_data so that the instance carries
             # it when the model's clean() checks that this auth type has a secret.
             cleaned["auth_secret"] = self._stored_secret
+        return cleaned
+
+
+class ContractSecretForm(forms.ModelForm):
+    """Edit a named secret without ever rendering its value back: blank keeps the stored one."""
+
+    value = forms.CharField(
+        label="Value",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = ContractSecret
+        fields = ("contract", "name", "value")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored = self.instance.value if self.instance.pk else ""
+        self.initial.pop("value", None)
+        hint = self.instance.masked_value if self._stored else "not set"
+        self.fields["value"].help_text = f"Stored: {hint}. Leave blank to keep it."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not cleaned.get("value"):
+            # The stored value goes back so that the model's clean() sees the secret it keeps.
+            cleaned["value"] = self._stored
         return cleaned
 
 

@@ -29,6 +29,7 @@ from buyers.models import (
     TerritoryKind,
     TerritoryRule,
 )
+from buyers.readiness import ContractCannotDeliver, contract_delivery_problems
 from buyers.selectors import (
     BUYER_SCOPE,
     cap_counter_key,
@@ -79,7 +80,14 @@ def contract_pause(*, contract: Contract, reason: str) -> bool:
 
 
 def contract_resume(*, contract: Contract, reason: str = "") -> bool:
-    """Resume a paused contract (saying why, in its history); return False when not paused."""
+    """Resume a paused contract (saying why, in its history); return False when not paused.
+
+    Raise ContractCannotDeliver, and leave it paused, when it could not deliver a lead.
+    """
+    if contract.status == ContractStatus.PAUSED:
+        problems = contract_delivery_problems(contract)
+        if problems:
+            raise ContractCannotDeliver(problems)
     updated = Contract.objects.filter(pk=contract.pk, status=ContractStatus.PAUSED).update(
         status=ContractStatus.ACTIVE, paused_reason="", paused_at=None, updated_at=timezone.now()
     )
@@ -122,6 +130,7 @@ CONTRACT_PARTS = (
     "closed_dates",
     "territory",
     "criteria",
+    "secrets",
     "endpoints",
     "mappings",
     "response_rules",

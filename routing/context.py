@@ -32,6 +32,8 @@ CONSENT_KEYS = (
 )
 # What a ping may carry of the consent record: it proves consent without naming the consumer.
 PING_CONSENT_KEYS = frozenset({"text", "timestamp", "trustedform_cert_url", "jornaya_leadid"})
+# Paths into the context that hold personal data beyond the vertical's personal fields.
+PERSONAL_CONTEXT_PATHS = frozenset({"consent.ip", "consent.user_agent"})
 _MISSING = object()
 
 

@@ -509,15 +509,26 @@ class PreparedEndpoint:
     url: str
     masked_url: str
 
-    def request(self, fields: Mapping[str, Any]) -> OutgoingRequest:
-        """Encode the lead's mapped fields into a request to this endpoint."""
+    def request(
+        self, fields: Mapping[str, Any], *, personal: AbstractSet[str] = frozenset()
+    ) -> OutgoingRequest:
+        """Encode the lead's mapped fields into a request to this endpoint.
+
+        `personal` names the fields that carry personal data: a GET sends them in its query,
+        and the URL kept on record shows them masked.
+        """
         body = b""
         url, masked_url = self.url, self.masked_url
         if self.method == HttpMethod.GET:
-            field_query = urlencode(
-                [(name, _as_text(value)) for name, value in fields.items()], errors="replace"
+            pairs = [(name, _as_text(value)) for name, value in fields.items()]
+            masked = [(name, MASK if name in personal else value) for name, value in pairs]
+            url, masked_url = _urls(
+                self.url_parts,
+                urlencode(pairs, errors="replace"),
+                urlencode(masked, errors="replace"),
+                self.auth_query,
+                self.spellings,
             )
-            url, masked_url = _urls(self.url_parts, field_query, self.auth_query, self.spellings)
         else:
             body, _ = _encode_body(self.body_format, fields)
         return OutgoingRequest(
@@ -534,6 +545,7 @@ class PreparedEndpoint:
 def _urls(
     url_parts: SplitResult,
     field_query: str,
+    masked_field_query: str,
     auth_query: tuple[str, str] | None,
     spellings: Sequence[str],
 ) -> tuple[str, str]:
@@ -541,9 +553,10 @@ def _urls(
     if auth_query:
         param = quote_plus(auth_query[0])
         url = _with_query(url_parts, field_query, f"{param}={quote_plus(auth_query[1])}")
-        masked_url = _with_query(url_parts, field_query, f"{param}={mask(auth_query[1])}")
+        masked_url = _with_query(url_parts, masked_field_query, f"{param}={mask(auth_query[1])}")
     else:
-        url = masked_url = _with_query(url_parts, field_query)
+        url = _with_query(url_parts, field_query)
+        masked_url = _with_query(url_parts, masked_field_query)
     return url, _scrub(masked_url, spellings)
 
 
@@ -582,7 +595,7 @@ def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
         name: _scrub(mask(secret) if name == auth_header_name else _masked(name, value), spellings)
         for name, value in headers.items()
     }
-    url, masked_url = _urls(url_parts, "", auth_query, spellings)
+    url, masked_url = _urls(url_parts, "", "", auth_query, spellings)
     return PreparedEndpoint(
         method=method,
         url_parts=url_parts,

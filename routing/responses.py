@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,6 +34,7 @@ class ParsedResponse:
     price: Decimal | None = None
     reason: str = ""
     reference: str = ""
+    captures: dict[str, str] = field(default_factory=dict)
 
 
 def json_path(document: Any, path: str) -> Any:

@@ -311,7 +311,7 @@ def _load_delivery(vertical_id: int, ids: Iterable[int] | None) -> dict[int, Con
     return {
         c.pk: c
         for c in contracts.select_related("buyer").prefetch_related(
-            "endpoints", "mappings", "response_rules"
+            "endpoints", "mappings", "response_rules", "secrets"
         )
     }
 

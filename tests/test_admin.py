@@ -30,6 +30,7 @@ from buyers.models import (
     CapReservation,
     ClosedDate,
     Contract,
+    ContractSecret,
     ContractStatus,
     CriterionOperator,
     DeliveryEndpoint,
@@ -207,6 +208,10 @@ def every_model(admin_user) -> dict[str, Model]:
     endpoint = DeliveryEndpointFactory(
         contract=contract, auth_type=AuthType.BEARER, auth_secret=SECRET
     )
+    DeliveryEndpointFactory(
+        contract=contract, kind=EndpointKind.PING, url="http://127.0.0.1:9100/ping"
+    )
+    ContractSecret.objects.create(contract=contract, name="api_key", value=SECRET)
     FieldMapping.objects.create(contract=contract, source_field="email", target_field="Email")
     ResponseRule.objects.create(contract=contract, kind=EndpointKind.POST)
     lead = LeadFactory(
@@ -457,7 +462,7 @@ def test_the_pause_action_refuses_a_blank_reason(admin_client):
 
 
 def test_the_resume_action_resumes_paused_contracts(admin_client):
-    paused, active = ContractFactory.create_batch(2)
+    paused, active = ContractFactory.create_batch(2, deliverable=True)
     contract_pause(contract=paused, reason="maintenance")
 
     response = admin_client.post(
@@ -503,7 +508,12 @@ def test_an_endpoint_secret_is_never_rendered(admin_client, every_model):
 def save_contract_page(admin_client, contract: Contract, **changes: Any):
     page = admin_client.get(url(contract, "change", contract.pk))
     data = change_form_data(page)
-    prefix = inline_prefix(data, "auth_type")
+    # The contract's post endpoint (it has a ping endpoint too).
+    (prefix,) = [
+        k.rsplit("-", 1)[0]
+        for k, v in data.items()
+        if k.startswith("endpoints-") and k.endswith("-kind") and v == "post"
+    ]
     data.update({f"{prefix}-{name}": value for name, value in changes.items()})
     return admin_client.post(url(contract, "change", contract.pk), data)
 

@@ -3,12 +3,18 @@ from the lead, and the rule its answers are read by, worked out once per cached 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from buyers.models import Contract, DeliveryMethod, EndpointKind
 from leads.models import Lead
+from leads.selectors import personal_field_names
+from routing.context import PERSONAL_CONTEXT_PATHS, lead_context
 from routing.delivery import EMAIL_RULE, WEBHOOK_RULE, email_request
 from routing.mapping import (
+    MappingSpec,
     OutgoingRequest,
     PreparedEndpoint,
     endpoint_from_model,
@@ -61,15 +67,49 @@ def rule_for(contract: Contract, kind: str):
     )
 
 
+def _secrets(contract: Contract) -> dict[str, str]:
+    return _memo(contract, "secrets", lambda: {s.name: s.value for s in contract.secrets.all()})
+
+
+def _personal_targets(contract: Contract, mappings: list[MappingSpec]) -> frozenset[str]:
+    """The names, in the buyer's request, of the fields that carry personal data."""
+    personal = personal_field_names([contract.vertical_id])[contract.vertical_id]
+    personal |= {f"fields.{name}" for name in personal} | PERSONAL_CONTEXT_PATHS
+    if not mappings:
+        return frozenset(personal)
+    return frozenset(
+        m.target_field for m in mappings if any(name in personal for name in m.source_fields)
+    )
+
+
 def request_for(
-    contract: Contract, kind: str, lead: Lead, ping_fields: frozenset[str]
+    contract: Contract,
+    kind: str,
+    lead: Lead,
+    ping_fields: frozenset[str],
+    *,
+    bid: Decimal | None = None,
+    ping: Mapping[str, Any] | None = None,
 ) -> OutgoingRequest | None:
     """The contract's ping or post of the lead (None without such an endpoint); raise
-    MappingError when the lead cannot be mapped to it."""
+    MappingError when the lead cannot be mapped to it.
+
+    A post's `bid` is what the contract bid (or its fixed price) and `ping` what its response
+    rule captured from the buyer's answer to the ping (routing/context.py).
+    """
     mappings = _memo(
         contract, "mappings", lambda: [mapping_from_model(m) for m in contract.mappings.all()]
     )
-    fields = map_fields(kind, lead.data, mappings, ping_fields)
+    context = lead_context(
+        lead,
+        kind=kind,
+        ping_fields=ping_fields,
+        bid=bid,
+        floor=contract.floor_price,
+        ping=ping,
+        secrets=_secrets(contract),
+    )
+    fields = map_fields(kind, lead.data, mappings, ping_fields, context)
     if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
         return email_request(
             recipients=contract.delivery_email_list,
@@ -79,4 +119,7 @@ def request_for(
     if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
         return team_request(contract=contract, lead=lead, fields=fields)
     prepared = _memo(contract, ("endpoint", kind), partial(_prepared_endpoint, contract, kind))
-    return prepared.request(fields) if prepared is not None else None
+    if prepared is None:
+        return None
+    personal = _memo(contract, "personal", partial(_personal_targets, contract, mappings))
+    return prepared.request(fields, personal=personal)

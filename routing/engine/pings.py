@@ -68,7 +68,11 @@ def ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
         parsed = parse_response(rule_for(contract, EndpointKind.PING), result.status, result.body)
         if parsed.accepted and parsed.price is not None:
             offer.bid = _bid(contract, parsed.price, pinged=True)
-            offer.bid_reference = parsed.reference
+            offer.ping_answer = {
+                "reference": parsed.reference,
+                "price": parsed.price,
+                **parsed.captures,
+            }
             outcome = AttemptOutcome.BID
         else:
             outcome = AttemptOutcome.DECLINED
@@ -84,6 +88,7 @@ def ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
                 price=parsed.price,
                 reason=reason,
                 reference=parsed.reference,
+                captures=parsed.captures,
             )
         )
     return attempts

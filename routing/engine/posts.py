@@ -60,7 +60,14 @@ def post_all(run: Run, offers: list[Offer], *, deadline: float) -> list[tuple[Bi
             outcomes.append((offer.bid, None))
             continue
         try:
-            request = request_for(contract, EndpointKind.POST, lead, frozenset())
+            request = request_for(
+                contract,
+                EndpointKind.POST,
+                lead,
+                frozenset(),
+                bid=offer.bid.price,
+                ping=offer.ping_answer,
+            )
             if request is None:
                 raise MappingError("The contract has no post endpoint.")
         except MappingError as exc:
@@ -158,6 +165,7 @@ def _settle_post(run: Run, *, offer, reservation, request, result, attempts, def
                 outcome=AttemptOutcome.ERROR if result.transient else AttemptOutcome.REJECTED,
                 reason=parsed.reason,
                 reference=parsed.reference,
+                captures=parsed.captures,
             )
         )
         return offer.bid, None
@@ -174,6 +182,7 @@ def _settle_post(run: Run, *, offer, reservation, request, result, attempts, def
             price=price,
             reason=parsed.reason,
             reference=parsed.reference,
+            captures=parsed.captures,
         )
     )
     sale = Sale(

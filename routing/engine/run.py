@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from buyers.models import CapReservation, Contract, EndpointKind
 from leads.models import Lead
@@ -24,7 +25,8 @@ class Offer:
     contract: Contract
     ping: OutgoingRequest | None = None
     bid: Bid | None = None
-    bid_reference: str = ""
+    # What the contract's ping rule read from the buyer's answer: the post may carry it back.
+    ping_answer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +62,7 @@ def new_attempt(
     price: Decimal | None = None,
     reason: str = "",
     reference: str = "",
+    captures: dict[str, str] | None = None,
 ) -> Attempt:
     return Attempt(
         auction=auction,
@@ -77,6 +80,7 @@ def new_attempt(
         price=price,
         reason=reason[:500],
         buyer_reference=reference[:255],
+        captures=captures or {},
         error=result.error if result else "",
     )
 

@@ -35,6 +35,20 @@ class ContractFactory(DjangoModelFactory[Contract]):
     price_model = PriceModel.PING_POST
     floor_price = Decimal("5.00")
 
+    class Params:
+        # With a ping and a post endpoint: a contract that may go live (buyers/readiness.py).
+        deliverable = factory.Trait(
+            ping_endpoint=factory.RelatedFactory(
+                "tests.buyers.factories.DeliveryEndpointFactory",
+                "contract",
+                kind=EndpointKind.PING,
+                url="http://127.0.0.1:9100/ping",
+            ),
+            post_endpoint=factory.RelatedFactory(
+                "tests.buyers.factories.DeliveryEndpointFactory", "contract"
+            ),
+        )
+
 
 class ContractCapFactory(DjangoModelFactory[ContractCap]):
     class Meta:

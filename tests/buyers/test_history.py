@@ -68,7 +68,7 @@ def test_a_part_saved_in_the_admin_is_recorded_with_its_author_and_its_changes()
 
 
 def test_pausing_and_resuming_a_contract_are_recorded_with_the_reason():
-    contract = ContractFactory()
+    contract = ContractFactory(deliverable=True)
 
     assert contract_pause(contract=contract, reason="invoice overdue")
     assert contract_resume(contract=contract)
@@ -81,7 +81,7 @@ def test_pausing_and_resuming_a_contract_are_recorded_with_the_reason():
 
 def test_a_resume_from_the_contract_page_keeps_its_reason_in_the_history():
     client, ops = logged_in("Ops", "olga")
-    contract = ContractFactory()
+    contract = ContractFactory(deliverable=True)
     contract_pause(contract=contract, reason="invoice overdue")
 
     response = client.post(

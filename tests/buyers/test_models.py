@@ -71,7 +71,7 @@ def test_it_requires_a_price_on_fixed_contracts_in_the_database_too():
 
 
 def test_it_pauses_with_a_reason_and_resumes():
-    contract = ContractFactory()
+    contract = ContractFactory(deliverable=True)
     with pytest.raises(ValueError, match="reason"):
         contract_pause(contract=contract, reason="  ")
     assert contract_pause(contract=contract, reason="Buyer asked: budget review")

@@ -153,14 +153,14 @@ PINGS_SQL = """
 INSERT INTO routing_attempt (
     auction_id, lead_id, contract_id, kind, created_at, url, method, request_headers,
     request_body, response_status, response_body, latency_ms, outcome, price, reason,
-    buyer_reference, error
+    buyer_reference, error, captures
 )
 SELECT a.id, l.id, c.id, 'ping', a.started_at + interval '200 milliseconds',
     'http://127.0.0.1:9100/ping', 'POST', '{}'::jsonb, '', 200, '',
     CASE WHEN o.outcome = 'timeout' THEN 1500 ELSE 20 + hh.h % 280 END,
     o.outcome,
     CASE WHEN o.outcome = 'bid' THEN 10 + (hh.h % 4000) / 100.0 END,
-    '', '', ''
+    '', '', '', '{}'::jsonb
 FROM routing_auction a
 JOIN leads_lead l ON l.id = a.lead_id
 JOIN bench_vcount vc ON vc.vertical_id = l.vertical_id
@@ -183,7 +183,7 @@ POSTS_SQL = """
 INSERT INTO routing_attempt (
     auction_id, lead_id, contract_id, kind, created_at, url, method, request_headers,
     request_body, response_status, response_body, latency_ms, outcome, price, reason,
-    buyer_reference, error
+    buyer_reference, error, captures
 )
 SELECT a.id, l.id, c.id, 'post', a.started_at + interval '600 milliseconds',
     'http://127.0.0.1:9100/post', 'POST', '{}'::jsonb, '', 200, '',
@@ -193,7 +193,7 @@ SELECT a.id, l.id, c.id, 'post', a.started_at + interval '600 milliseconds',
     CASE WHEN l.status IN ('sold', 'returned') THEN ''
          ELSE (ARRAY['Duplicate lead', 'Out of area', 'Lead too old', 'Invalid phone'])
              [1 + abs(hashtextextended(l.id::text, 11)) % 4] END,
-    '', ''
+    '', '', '{}'::jsonb
 FROM routing_auction a
 JOIN leads_lead l ON l.id = a.lead_id
 JOIN bench_vcount vc ON vc.vertical_id = l.vertical_id
