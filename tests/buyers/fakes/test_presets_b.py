@@ -1,7 +1,9 @@
 """The presets written alongside the `_b` fake buyers are well-formed, and each platform preset
-makes requests its fake buyer accepts and reads that buyer's answers: rendered here the way
-DESIGN-18 describes templates (typed JSON leaves, XML auto-escaping, XML inside form fields),
-with the few filters the presets use, and read the way it describes response rules."""
+makes requests its fake buyer accepts and reads that buyer's answers. The presets are rendered
+here the way issue 18's design specifies templates (a JSON leaf that is one expression keeps
+its type, XML is auto-escaped, a form field may hold an XML document), with the few filters they
+use, and read the way it specifies response rules, so they are proven against the fakes
+whatever engine renders them."""
 
 from __future__ import annotations
 
