@@ -2,7 +2,8 @@
 
 Spec followed (DoublePositive, "InsertLeads" web service, operation InsertLead, SOAP 1.1):
 http://apps.doublepositive.com/Suppliers/WebServices/InsertLeads.asmx?op=InsertLead
-and, for faults, SOAP 1.1 itself: https://www.w3.org/TR/2000/NOTE-SOAP-20000508/#_Toc478383507
+and, for faults, SOAP 1.1 itself (section 4.4, SOAP Fault):
+https://www.w3.org/TR/2000/NOTE-SOAP-20000508/
 
 What the spec says, and what this fake therefore enforces:
 - `POST /Suppliers/WebServices/InsertLeads.asmx` with `Content-Type: text/xml; charset=utf-8`
