@@ -1,0 +1,204 @@
+"""A buyer on a boberdoo lead portal: the pingPostLead API, where the post must carry back the
+Lead_ID the ping answered with.
+
+Written from boberdoo's published material (cited, not copied):
+
+- the pingPostLead function spec, https://example.leadprosper.tech/boberdoo-ping-post (a
+  boberdoo-generated spec page): `Key`, `API_Action=pingPostLead`, `Mode` (ping, post or full),
+  `Format` (XML by default, or JSON), `Cost`, and `Lead_ID`, "Lead ID number received in
+  response of ping mode", required on the post; the other inputs depend on the lead type;
+- https://www.boberdoo.com/ping-post-lead-log: the ping answer, whose example this fake gives by
+  default (`<response><status>Matched</status><lead_id>21777961</lead_id><price>6.66</price>`);
+- https://www.boberdoo.com/lead-posting-responses: the short response, XML by default, holding
+  `status`, `lead_id` and, on a failed submission only, `error`;
+- https://www.boberdoo.com/ping-post-specifications-video: `Test_Lead=1` is validated and
+  answered but not kept, and a test lead matches only with `Zip=99999`;
+- https://inquirly.com/l: a boberdoo spec's example ping, a GET to `/new_api/api.php` with
+  `Key`, `API_Action`, `Mode=ping`, `SRC`, `TYPE`, `Landing_Page`, `IP_Address` and `Zip`.
+
+The lead type is this fake's own (a solar lead type with boberdoo's field naming): the specs
+show that the fields depend on the lead type, not what a solar lead type holds. The error texts
+are this fake's too: the pages show where a failure's reason goes (`error`), not the list of
+reasons. The JSON answer (`Format=JSON`) holds the same names under `response`.
+
+Behaviour per test: `price` (the bid), `decline` (answer pings Unmatched; boberdoo's short
+response gives no reason for that), `reject_post` (refuse posts with this error text).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from tests.buyers.fakes.fake_server import (
+    EMAIL_RE,
+    FORM,
+    PHONE10_RE,
+    URL_RE,
+    US_STATES,
+    ZIP5_RE,
+    Answer,
+    FakeBuyer,
+    FieldRule,
+    PingBook,
+    Request,
+    is_ip,
+    is_number,
+    money,
+)
+
+PATH = "/new_api/api.php"
+MODES = ("ping", "post", "full")
+TEST_MATCH_ZIP = "99999"
+
+
+def _matches(pattern: Any, what: str) -> Callable[[Any], str | None]:
+    return lambda value: None if pattern.match(value) else f"must be {what}"
+
+
+def _positive(value: str) -> str | None:
+    return None if is_number(value) and Decimal(value) > 0 else "must be a number above 0"
+
+
+def _non_negative(value: str) -> str | None:
+    return None if is_number(value) and Decimal(value) >= 0 else "must be a number"
+
+
+# This fake's solar lead type. Ping fields describe the lead without naming the consumer.
+LEAD_TYPE_FIELDS = (
+    FieldRule("Zip", ping=True, post=True, check=_matches(ZIP5_RE, "5 digits")),
+    FieldRule("Homeowner", ping=True, post=True, choices=("Yes", "No")),
+    FieldRule("Electric_Bill", ping=True, post=True, check=_non_negative),
+    FieldRule("Utility_Provider"),
+    FieldRule("State", post=True, check=lambda v: None if v in US_STATES else "not a US state"),
+    FieldRule("City"),
+    FieldRule("First_Name", post=True),
+    FieldRule("Last_Name", post=True),
+    FieldRule("Address", post=True),
+    FieldRule("Email", post=True, check=_matches(EMAIL_RE, "an e-mail address")),
+    FieldRule("Primary_Phone", post=True, check=_matches(PHONE10_RE, "10 digits")),
+    FieldRule("IP_Address", post=True, check=lambda v: None if is_ip(v) else "not an IP address"),
+    FieldRule("Landing_Page", post=True, check=_matches(URL_RE, "a URL")),
+    FieldRule("TCPA_Consent", choices=("Yes", "No")),
+    FieldRule("Trusted_Form_URL", check=_matches(URL_RE, "a URL")),
+)
+
+
+class BoberdooFake(FakeBuyer):
+    """A boberdoo portal buying one lead type by ping/post; see the module docstring."""
+
+    name = "boberdoo-fake"
+
+    def __init__(
+        self,
+        *,
+        key: str = "bbd-4f1c2a",
+        lead_type: str = "12",
+        price: Decimal = Decimal("6.66"),
+        decline: bool = False,
+        reject_post: str | None = None,
+        ping_ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        first_lead_id: int = 21777961,
+    ) -> None:
+        super().__init__()
+        self.key = key
+        self.lead_type = lead_type
+        self.price = price
+        self.decline = decline
+        self.reject_post = reject_post
+        self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
+        self.first_lead_id = first_lead_id
+        self.test_leads: list[str] = []
+
+    def lead_id(self) -> str:
+        return str(self.first_lead_id + self.next_number() - 1)
+
+    def handle(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
+        if request.path != PATH:
+            return Answer("Not Found", "text/plain", 404)
+        params = _params(request)
+        answer_format = params.get("Format", "XML").upper()
+        if answer_format not in ("XML", "JSON"):
+            return _answer("XML", status="Error", error="Invalid Format")
+        if request.method not in ("GET", "POST"):
+            return _answer(answer_format, status="Error", error="Unsupported request method")
+        if request.method == "POST" and request.body and request.content_type != FORM:
+            return _answer(answer_format, status="Error", error="Unsupported Content-Type")
+        error = self._check(params)
+        if error:
+            return _answer(answer_format, status="Error", error=error)
+        mode = params["Mode"]
+        if params.get("Test_Lead") == "1":
+            self.test_leads.append(mode)
+        if mode == "post":
+            return self._post(params, answer_format)
+        if self.decline or (params.get("Test_Lead") == "1" and params["Zip"] != TEST_MATCH_ZIP):
+            return _answer(answer_format, status="Unmatched")
+        if mode == "full" and self.reject_post:
+            return _answer(answer_format, status="Error", error=self.reject_post)
+        lead_id = self.lead_id()
+        if mode == "ping":
+            self.pings.issue(lead_id, price=self.price)
+        return _answer(answer_format, status="Matched", lead_id=lead_id, price=money(self.price))
+
+    def _check(self, params: Mapping[str, str]) -> str | None:  # noqa: PLR0911
+        """Return the first thing wrong with a request, in the order the portal checks them."""
+        if params.get("Key") != self.key:
+            return "Invalid API Key"
+        if params.get("API_Action") != "pingPostLead":
+            return "Invalid API_Action"
+        mode = params.get("Mode")
+        if mode not in MODES:
+            return "Invalid Mode"
+        if params.get("TYPE") != self.lead_type:
+            return "Invalid TYPE"
+        if not params.get("SRC"):
+            return "Missing required field: SRC"
+        if params.get("Test_Lead", "0") not in ("0", "1"):
+            return "Invalid value for field: Test_Lead"
+        if "Cost" in params and _positive(params["Cost"]):
+            return "Invalid value for field: Cost"
+        if mode == "post" and not params.get("Lead_ID"):
+            return "Missing required field: Lead_ID"
+        kinds = ("ping", "post") if mode == "full" else (mode,)
+        for rule in LEAD_TYPE_FIELDS:
+            value = params.get(rule.name, "")
+            if value == "":
+                if any(rule.required_for(kind) for kind in kinds):
+                    return f"Missing required field: {rule.name}"
+                continue
+            if rule.problem(value):
+                return f"Invalid value for field: {rule.name}"
+        return None
+
+    def _post(self, params: Mapping[str, str], answer_format: str) -> Answer:
+        lead_id = params["Lead_ID"]
+        state, facts = self.pings.redeem(lead_id)
+        if state != "ok":
+            error = {
+                "unknown": "Invalid Lead_ID",
+                "expired": "Lead_ID has expired",
+                "used": "Lead_ID already posted",
+            }[state]
+            return _answer(answer_format, status="Error", error=error)
+        if self.reject_post:
+            return _answer(answer_format, status="Error", lead_id=lead_id, error=self.reject_post)
+        return _answer(
+            answer_format, status="Matched", lead_id=lead_id, price=money(facts["price"])
+        )
+
+
+def _params(request: Request) -> dict[str, str]:
+    """The request's fields: the query's, then a form body's (the portal reads both)."""
+    merged = {**request.query, **request.form()}
+    return {name: values[0] for name, values in merged.items()}
+
+
+def _answer(answer_format: str, **elements: Any) -> Answer:
+    """The short response: status, then lead_id, price and error where there are any."""
+    if answer_format == "JSON":
+        return Answer.as_json({"response": elements})
+    return Answer.as_xml("response", elements)

@@ -1,0 +1,302 @@
+"""What every fake buyer shares: a real HTTP server on 127.0.0.1 in a thread, a record of what it
+received, the ping ids it issued, and the plain format checks buyers' specs ask for.
+
+A fake is a `FakeBuyer` subclass that turns a `Request` into an `Answer`; it runs for the length
+of a `with` block, on a port of its own:
+
+    with LeadProsperFake() as buyer:
+        requests.post(buyer.url("/ping"), json={...})
+        assert buyer.received[0].answer_status == 200
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+# The 50 states and DC, as buyers' specs list them.
+# fmt: off
+US_STATES = frozenset((
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID",
+    "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO",
+    "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA",
+    "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+))
+# fmt: on
+ZIP5_RE = re.compile(r"^\d{5}$")
+PHONE10_RE = re.compile(r"^\d{10}$")
+# A North American number: neither the area code nor the exchange starts with 0 or 1.
+NANP_RE = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+URL_RE = re.compile(r"^https?://[^\s/]+\.[^\s]+$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the body, without parameters, in lower case."""
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def form(self) -> dict[str, list[str]]:
+        """Return the body's form fields (empty when the body is not a form)."""
+        if self.content_type != FORM:
+            return {}
+        return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def json(self) -> Any:
+        """Return the body parsed as JSON; ValueError when it is not JSON."""
+        return json.loads(self.body.decode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the fake sends back."""
+
+    body: str
+    content_type: str
+    status: int = 200
+
+    @classmethod
+    def as_json(cls, value: Any, status: int = 200) -> Answer:
+        return cls(json.dumps(value), f"{JSON}; charset=utf-8", status)
+
+    @classmethod
+    def as_xml(cls, root: str, elements: Mapping[str, Any], status: int = 200) -> Answer:
+        """An XML answer: one element per item under `root`, in order; None leaves it out."""
+        return cls(xml_document(root, elements), "application/xml; charset=utf-8", status)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One exchange: the request and the answer the fake gave it."""
+
+    request: Request
+    answer: Answer
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def answer_status(self) -> int:
+        return self.answer.status
+
+    @property
+    def answer_body(self) -> str:
+        return self.answer.body
+
+
+def xml_document(root: str, elements: Mapping[str, Any]) -> str:
+    """Return `<?xml ...?><root><name>value</name>...</root>`; a dict value nests, None is left
+    out, a list repeats its element."""
+
+    def render(name: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return "".join(render(name, item) for item in value)
+        if isinstance(value, Mapping):
+            inner = "".join(render(key, item) for key, item in value.items())
+            return f"<{name}>{inner}</{name}>"
+        return f"<{name}>{escape(str(value))}</{name}>"
+
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + render(root, dict(elements)) + "\n"
+
+
+def money(value: Decimal) -> str:
+    """A price as buyers write it: two decimals."""
+    return f"{value.quantize(Decimal('0.01'))}"
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_number(value: Any) -> bool:
+    """Whether a JSON value or a form text is a number (a bool is not)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and bool(NUMBER_RE.match(value))
+
+
+class PingBook:
+    """The ping ids a fake issued: each one may be posted once, within `ttl_s` seconds.
+
+    `clock` is injectable so tests can expire an id without sleeping.
+    """
+
+    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._issued: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+
+    def issue(self, ping_id: str, **facts: Any) -> str:
+        """Record a new ping id with what the fake wants to remember of it (its price...)."""
+        with self._lock:
+            self._issued[ping_id] = (self.clock(), facts)
+        return ping_id
+
+    def redeem(self, ping_id: str) -> tuple[str, dict[str, Any]]:
+        """Spend a ping id: return ("ok", facts), or ("unknown" | "expired" | "used", {})."""
+        with self._lock:
+            if ping_id not in self._issued:
+                return "unknown", {}
+            if ping_id in self._used:
+                return "used", {}
+            issued_at, facts = self._issued[ping_id]
+            if self.clock() - issued_at > self.ttl_s:
+                return "expired", {}
+            self._used.add(ping_id)
+            return "ok", facts
+
+    @property
+    def issued(self) -> list[str]:
+        with self._lock:
+            return list(self._issued)
+
+
+class FakeBuyer:
+    """A buyer's endpoint on 127.0.0.1: subclasses answer in `handle`. Use as a context
+    manager; `received` lists every exchange in arrival order."""
+
+    name = "fake-buyer"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ids = itertools.count(1)
+
+    def handle(self, request: Request) -> Answer:
+        raise NotImplementedError
+
+    def next_number(self) -> int:
+        """A number no other answer of this fake has used (for lead and ping ids)."""
+        with self._lock:
+            return next(self._ids)
+
+    def url(self, path: str = "/", *, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def __enter__(self) -> Self:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                split = urlsplit(self.path)
+                request = Request(
+                    method=self.command,
+                    path=split.path,
+                    query=parse_qs(split.query, keep_blank_values=True),
+                    headers={name.lower(): value for name, value in self.headers.items()},
+                    body=body,
+                )
+                answer = fake.handle(request)
+                with fake._lock:
+                    fake.received.append(Received(request, answer))
+                payload = answer.body.encode("utf-8")
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        # A short poll keeps shutdown (which waits for the next poll) from slowing every test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name=self.name
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        assert self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def requests_to(self, path: str) -> list[Received]:
+        """The exchanges at one path, in order."""
+        with self._lock:
+            return [exchange for exchange in self.received if exchange.path == path]
+
+
+@dataclass
+class FieldRule:
+    """One field of a buyer's campaign: when it is required, and what a value must look like.
+
+    `check` returns an error text for a bad value, or None.
+    """
+
+    name: str
+    ping: bool = False
+    post: bool = False
+    check: Callable[[Any], str | None] | None = None
+    choices: tuple[str, ...] = field(default_factory=tuple)
+
+    def required_for(self, kind: str) -> bool:
+        return self.ping if kind == "ping" else self.post
+
+    def problem(self, value: Any) -> str | None:
+        """Return what is wrong with a present value, or None."""
+        if self.choices and value not in self.choices:
+            return "not an allowed value"
+        return self.check(value) if self.check else None
