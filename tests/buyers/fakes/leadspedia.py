@@ -1,0 +1,222 @@
+"""A buyer on LeadsPedia: ping.do and post.do, where a seller may send everything as a GET query
+string, its campaign key included, and the post carries the ping's `lp_ping_id`.
+
+Written from LeadsPedia posting instructions a buyer published (cited, not copied):
+
+- https://ll.media/solar_posting/ (LL Media's solar campaign on LeadsPedia): the ping URL
+  `.../ping.do` and post URL `.../post.do`; "POST or GET are supported"; the fields and their
+  Ping/Post Required columns and data types: `lp_campaign_id` and `lp_campaign_key` ("provided
+  to you") on both, `lp_s1` (sub affiliate, required here), `lp_test` ("1 for Test Post"),
+  `lp_response` ("Response back XML or JSON"), `lp_ping_id` ("Returned Ping ID from the Ping
+  Post", required on the post), US Phone, US State, US Zip Code, E-Mail Address, IP, lists
+  (average_utility_bill, residence_ownership, shade, credit_score), utility_company,
+  universal_lead_id (Jornaya), vendor_lead_id;
+- https://ll.media/mortgage_refi_posting/ (the same buyer's other campaign): dates as
+  YYYY-MM-DD and booleans as 1 or 0.
+
+Two things are this fake's own. The published page takes `ip_address` on the ping too; a
+Leadswitch ping is anonymous, so this campaign asks for it on the post only. And the stored
+copy of the page stops before its list values and its answer section, so the list values are
+this campaign's, and the answer follows what published LeadsPedia client integrations read:
+`result` (success or failed), `msg`, `errors` (`field`, `error`), a ping's `ping_id` and `price`,
+a post's `lead_id` and `price`; XML (the default) with the same names under `response`, or JSON
+when `lp_response=JSON`.
+
+Behaviour per test: `price` (the bid), `decline` (fail pings with this msg), `reject_post`
+(fail posts with this msg); a post whose phone or e-mail was already accepted fails as
+"Duplicate Lead".
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from tests.buyers.fakes.fake_server import (
+    EMAIL_RE,
+    FORM,
+    NANP_RE,
+    US_STATES,
+    ZIP5_RE,
+    Answer,
+    FakeBuyer,
+    FieldRule,
+    PingBook,
+    Request,
+    is_ip,
+    money,
+)
+
+
+def _pattern(pattern: Any, error: str) -> Callable[[str], str | None]:
+    return lambda value: None if pattern.match(value) else error
+
+
+def _state(value: str) -> str | None:
+    return None if value in US_STATES else "Invalid State"
+
+
+def _ip(value: str) -> str | None:
+    return None if is_ip(value) else "Invalid IP Address"
+
+
+CAMPAIGN_FIELDS = (
+    FieldRule("lp_s1", ping=True, post=True),
+    FieldRule("lp_test", choices=("0", "1")),
+    FieldRule("first_name", post=True),
+    FieldRule("last_name", post=True),
+    FieldRule("phone_home", post=True, check=_pattern(NANP_RE, "Invalid Phone Number")),
+    FieldRule("address", post=True),
+    FieldRule("city", post=True),
+    FieldRule("state", ping=True, post=True, check=_state),
+    FieldRule("zip_code", ping=True, post=True, check=_pattern(ZIP5_RE, "Invalid Zip Code")),
+    FieldRule("email_address", post=True, check=_pattern(EMAIL_RE, "Invalid E-Mail Address")),
+    FieldRule("ip_address", post=True, check=_ip),
+    FieldRule(
+        "average_utility_bill",
+        ping=True,
+        post=True,
+        choices=("$0-$100", "$101-$150", "$151-$200", "$201-$300", "$301-$400", "$401+"),
+    ),
+    FieldRule("residence_ownership", ping=True, post=True, choices=("Own", "Rent")),
+    FieldRule("shade", ping=True, post=True, choices=("No Shade", "Partial Shade", "Full Shade")),
+    FieldRule("utility_company", ping=True, post=True),
+    FieldRule("credit_score", choices=("Excellent", "Good", "Fair", "Poor")),
+    FieldRule("universal_lead_id"),
+    FieldRule("vendor_lead_id", post=True),
+)
+
+
+class LeadsPediaFake(FakeBuyer):
+    """A LeadsPedia ping/post campaign taking GET or POST; see the module docstring."""
+
+    name = "leadspedia-fake"
+
+    def __init__(
+        self,
+        *,
+        campaign_id: str = "64c9a3f1b2e7d",
+        campaign_key: str = "Q7vXk2LmP9sRt4WyZb8N",
+        price: Decimal = Decimal("18.50"),
+        decline: str | None = None,
+        reject_post: str | None = None,
+        ping_ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.campaign_id = campaign_id
+        self.campaign_key = campaign_key
+        self.price = price
+        self.decline = decline
+        self.reject_post = reject_post
+        self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
+        self.accepted: list[dict[str, str]] = []
+        self.test_posts: list[dict[str, str]] = []
+        self._seen_lock = threading.Lock()
+
+    def handle(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
+        kind = {"/ping.do": "ping", "/post.do": "post"}.get(request.path)
+        if kind is None:
+            return Answer("Not Found", "text/plain", 404)
+        params = _params(request)
+        answer_format = "JSON" if params.get("lp_response", "").upper() == "JSON" else "XML"
+        if request.method not in ("GET", "POST"):
+            return _failed(answer_format, "Method Not Allowed", status=405)
+        if request.method == "POST" and request.body and request.content_type != FORM:
+            return _failed(answer_format, "Unsupported Content-Type")
+        if params.get("lp_response", "XML").upper() not in ("XML", "JSON"):
+            return _failed(answer_format, "Invalid lp_response")
+        if params.get("lp_campaign_id") != self.campaign_id:
+            return _failed(answer_format, "Invalid Campaign ID")
+        if params.get("lp_campaign_key") != self.campaign_key:
+            return _failed(answer_format, "Invalid Campaign Key")
+        errors = _field_errors(params, kind)
+        if errors:
+            return _failed(answer_format, "Invalid Data", errors=errors)
+        if kind == "ping":
+            return self._ping(answer_format)
+        return self._post(params, answer_format)
+
+    def _ping(self, answer_format: str) -> Answer:
+        if self.decline:
+            return _failed(answer_format, self.decline)
+        ping_id = self.pings.issue(secrets.token_hex(12), price=self.price)
+        return _answer(
+            answer_format, result="success", msg="", ping_id=ping_id, price=money(self.price)
+        )
+
+    def _post(self, params: Mapping[str, str], answer_format: str) -> Answer:
+        if not params.get("lp_ping_id"):
+            return _failed(
+                answer_format,
+                "Invalid Data",
+                errors=[{"field": "lp_ping_id", "error": "Missing Ping ID"}],
+            )
+        state, facts = self.pings.redeem(params["lp_ping_id"])
+        if state != "ok":
+            msg = {
+                "unknown": "Invalid Ping ID",
+                "expired": "Ping ID Expired",
+                "used": "Ping ID Already Used",
+            }[state]
+            return _failed(answer_format, msg)
+        if self.reject_post:
+            return _failed(answer_format, self.reject_post)
+        with self._seen_lock:
+            if any(
+                lead["phone_home"] == params["phone_home"]
+                or lead["email_address"] == params["email_address"]
+                for lead in self.accepted
+            ):
+                return _failed(answer_format, "Duplicate Lead")
+            if params.get("lp_test") == "1":
+                self.test_posts.append(dict(params))
+            else:
+                self.accepted.append(dict(params))
+        return _answer(
+            answer_format,
+            result="success",
+            msg="Lead Accepted",
+            lead_id=secrets.token_hex(8).upper(),
+            price=money(facts["price"]),
+        )
+
+
+def _params(request: Request) -> dict[str, str]:
+    """The request's fields: the query string's, and on a POST the form body's too."""
+    merged = {**request.query, **(request.form() if request.method == "POST" else {})}
+    return {name: values[0] for name, values in merged.items()}
+
+
+def _field_errors(params: Mapping[str, str], kind: str) -> list[dict[str, str]]:
+    errors = []
+    for rule in CAMPAIGN_FIELDS:
+        value = params.get(rule.name, "")
+        if value == "":
+            if rule.required_for(kind):
+                errors.append({"field": rule.name, "error": "Missing Required Field"})
+            continue
+        why = rule.problem(value)
+        if why:
+            error = "Invalid Value" if why == "not an allowed value" else why
+            errors.append({"field": rule.name, "error": error})
+    return errors
+
+
+def _failed(
+    answer_format: str, msg: str, *, errors: list[dict[str, str]] | None = None, status: int = 200
+) -> Answer:
+    return _answer(answer_format, status=status, result="failed", msg=msg, errors=errors)
+
+
+def _answer(answer_format: str, *, status: int = 200, **elements: Any) -> Answer:
+    if answer_format == "JSON":
+        return Answer.as_json({k: v for k, v in elements.items() if v is not None}, status)
+    xml_elements = dict(elements)
+    if xml_elements.get("errors"):
+        xml_elements["errors"] = {"error": xml_elements["errors"]}
+    return Answer.as_xml("response", xml_elements, status)
