@@ -22,6 +22,7 @@ from buyers.caps import CapUsage
 from buyers.forms import (
     ContractCloneForm,
     ContractForm,
+    ContractPresetForm,
     ContractReasonForm,
     ContractSecretForm,
     ContractTestForm,
@@ -50,6 +51,7 @@ from buyers.models import (
     ScheduleWindow,
     TerritoryRule,
 )
+from buyers.presets import PresetError, preset_apply, presets
 from buyers.readiness import (
     ContractCannotDeliver,
     EndpointSketch,
@@ -415,6 +417,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         "status",
         "paused_reason",
         "paused_at",
+        "preset",
         "created_at",
         "updated_at",
         "cap_usage_display",
@@ -480,6 +483,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
             ("pause", self.pause_view),
             ("resume", self.resume_view),
             ("clone", self.clone_view),
+            ("preset", self.preset_view),
             ("zips", self.zips_view),
         ]
         urls = [
@@ -557,6 +561,40 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
             form=form,
             preview=preview,
             outcome=outcome,
+        )
+
+    def preset_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Fill the contract's delivery from the integration catalogue (buyers/presets/)."""
+        contract = self._tool_contract(request, object_id)
+        form = ContractPresetForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                applied = preset_apply(contract=contract, slug=form.cleaned_data["preset"])
+            except PresetError as exc:
+                form.add_error("preset", str(exc))
+            else:
+                name = applied.preset.name
+                self.log_change(request, contract, f"Delivery filled from the preset {name}")
+                self.message_user(request, f"Filled from the preset {name}.", messages.SUCCESS)
+                if applied.problems:
+                    paused = contract.status == ContractStatus.PAUSED
+                    until = " The contract is paused until then." if paused else ""
+                    finish = " ".join(applied.problems)
+                    self.message_user(request, f"To finish: {finish}{until}", messages.WARNING)
+                return HttpResponseRedirect(
+                    reverse("admin:buyers_contract_change", args=[contract.pk])
+                )
+        return self._tool_page(
+            request,
+            contract,
+            "preset.html",
+            title=f"Fill {contract} from a preset",
+            form=form,
+            intro="A preset is a ready-made integration for a buyer-side platform or format. "
+            "It replaces this contract's endpoints, field mappings and response rules; you then "
+            "add the secrets it names and check its URLs and fields.",
+            submit="Apply the preset",
+            presets=sorted(presets().values(), key=lambda p: p.name),
         )
 
     def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -962,7 +1000,10 @@ class DeliveryEndpointAdmin(SecretFormMixin, ContractPartAdmin):
     list_filter = ("kind", "method", "auth_type")
     search_fields = ("url", *ContractPartAdmin.search_fields)
     fieldsets = (
-        (None, {"fields": ("contract", "kind", "url", "method", "body_format", "headers")}),
+        (
+            None,
+            {"fields": ("contract", "kind", "url", "method", "body_format", "headers", "query")},
+        ),
         *DeliveryEndpointInline.fieldsets[1:],
     )
 

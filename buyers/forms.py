@@ -395,6 +395,18 @@ class ContractReasonForm(forms.Form):
     )
 
 
+class ContractPresetForm(forms.Form):
+    preset = forms.ChoiceField(
+        help_text="Replaces the contract's endpoints, field mappings and response rules."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from buyers.presets import preset_choices
+
+        super().__init__(*args, **kwargs)
+        self.fields["preset"].choices = [("", "---------"), *preset_choices()]
+
+
 class ContractCloneForm(forms.Form):
     name = forms.CharField(max_length=160)
     buyer = forms.ModelChoiceField(queryset=None, help_text="The buyer the copy is for.")
