@@ -45,7 +45,8 @@ def test_it_never_accepts_a_server_error_even_with_an_accepting_body():
 
 def test_it_names_the_http_status_when_a_failure_gives_no_reason():
     assert parse_response(DEFAULT_RULE, 503, "<html>down</html>").reason == "HTTP 503"
-    assert parse_response(DEFAULT_RULE, 200, "OK").reason == "not accepted"
+    assert parse_response(DEFAULT_RULE, 503, "").reason == "HTTP 503"
+    assert parse_response(DEFAULT_RULE, 200, "").reason == "not accepted"
 
 
 def test_it_reads_nested_paths_and_list_indexes():
