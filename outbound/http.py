@@ -11,6 +11,11 @@ message) the same way. Many threads can use it at once.
 Every name is resolved once, by the guard (outbound.guard.GuardedResolver), and aiohttp connects
 to the very addresses the guard checked; redirects are never followed. Neither call raises: what
 happened is an Outcome (outbound.rules), which also says whether another try may help.
+
+A request's timeouts are the endpoint's as configured: getting a connection (pool, name, TCP,
+TLS) is bounded by the connect timeout, and the wait for the whole answer (status, headers and
+body) by the read timeout alone, counted from the moment the request has its connection and is
+written. The batch's deadline bounds both.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from outbound.guard import ForbiddenAddressError, GuardedResolver, check_outbound_url
@@ -63,6 +72,54 @@ def _text(raw: bytes, charset: str | None) -> str:
         return raw.decode(charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return raw.decode("utf-8", errors="replace")
+
+
+@dataclass
+class _AnswerClock:
+    """The wait for one request's answer: read seconds from when it has its connection, never
+    past the batch's deadline. Until then no timer runs: aiohttp's connect timeout bounds that."""
+
+    deadline: asyncio.Timeout
+    read_s: float
+    latest: float  # the batch's deadline, in the loop's time
+    by_batch: bool = False  # the batch's deadline comes before the read timeout
+
+    def start(self, now: float) -> None:
+        self.by_batch = self.latest < now + self.read_s
+        self.deadline.reschedule(min(self.latest, now + self.read_s))
+
+
+# The clock of the request the current task is making (each request of a batch is a task).
+_answer_clock: ContextVar[_AnswerClock | None] = ContextVar("answer_clock", default=None)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """Starts the wait for the answer when a request has its connection, new or pooled.
+
+    aiohttp's own timeouts cannot say this: `total` counts the connecting too, and `sock_read`
+    bounds each pause between bytes, not the whole answer. The request is written right after
+    (a buyer's request is small), so this is when the buyer has it.
+    """
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        clock = _answer_clock.get()
+        if clock is not None:
+            clock.start(asyncio.get_running_loop().time())
+        return connection
+
+
+async def _read_body(content: aiohttp.StreamReader) -> bytes:
+    """The answer's body up to MAX_BODY_BYTES (a read gives only what has arrived so far)."""
+    body = await content.read(MAX_BODY_BYTES)
+    while not content.at_eof() and len(body) < MAX_BODY_BYTES:
+        chunk = await content.read(MAX_BODY_BYTES - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -105,7 +162,7 @@ class _Client:
         loop.close()  # stopped by close()
 
     async def _open(self) -> None:
-        connector = aiohttp.TCPConnector(
+        connector = _Connector(
             limit=0, limit_per_host=200, ttl_dns_cache=300, resolver=self._resolver()
         )
         self._session = aiohttp.ClientSession(
@@ -114,44 +171,60 @@ class _Client:
 
     async def _send(self, request: Request, deadline: float) -> Outcome:
         connect_s, read_s = request.timeout
+        loop = asyncio.get_running_loop()
         budget = max(0.001, deadline - time.monotonic())
-        timeout = aiohttp.ClientTimeout(
-            total=min(budget, connect_s + read_s), sock_connect=min(connect_s, budget)
-        )
+        latest = loop.time() + budget  # the loop's clock (uvloop keeps its own)
+        # Getting a connection (pool, name, TCP, TLS): aiohttp's connect timeout, by the batch's
+        # deadline at the latest. No total: the answer clock bounds the rest.
+        connect = min(connect_s, budget)
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
         started = time.monotonic()
         sent = False
+        clock: _AnswerClock | None = None
         session = self._session
         if session is None:  # closed (close()) while this request waited for the loop
             return self._failed(started, "the outbound client is closed")
         try:
             check_outbound_url(request.url)
-            async with session.request(
-                request.method,
-                # encoded=True: send the URL byte for byte as it was built and logged.
-                URL(request.url, encoded=True),
-                data=request.body or None,
-                headers=request.headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                sent = True
-                raw = await response.content.read(MAX_BODY_BYTES)
-                return Outcome(
-                    status=response.status,
-                    body=_text(raw, response.charset),
-                    latency_ms=round((time.monotonic() - started) * 1000),
-                )
+            async with asyncio.timeout_at(None) as limit:  # _Connector starts it
+                clock = _AnswerClock(deadline=limit, read_s=read_s, latest=latest)
+                _answer_clock.set(clock)
+                async with session.request(
+                    request.method,
+                    # encoded=True: send the URL byte for byte as it was built and logged.
+                    URL(request.url, encoded=True),
+                    data=request.body or None,
+                    headers=request.headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as response:
+                    sent = True
+                    raw = await _read_body(response.content)
+                    return Outcome(
+                        status=response.status,
+                        body=_text(raw, response.charset),
+                        latency_ms=round((time.monotonic() - started) * 1000),
+                    )
         except aiohttp.ConnectionTimeoutError as exc:
             return self._failed(started, f"connect timeout: {exc}", timed_out=True)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            # The request went out (or may have): the other side may have acted on it.
-            return self._failed(
-                started, f"no answer in time: {exc or 'timeout'}", ambiguous=True, timed_out=True
-            )
+            by_batch = clock is not None and clock.by_batch
+            return self._timed_out(started, exc, read_s=read_s, by_batch=by_batch)
         except (ForbiddenAddressError, aiohttp.ClientConnectorError) as exc:
             return self._not_connected(started, exc)
         except (aiohttp.ClientError, ValueError) as exc:
             return self._client_error(started, exc, sent=sent)
+
+    @classmethod
+    def _timed_out(
+        cls, started: float, exc: TimeoutError, *, read_s: float, by_batch: bool
+    ) -> Outcome:
+        # The request had its connection and went out (or may have): the other side may have
+        # acted on it.
+        bound = "the deadline" if by_batch else f"the read timeout ({read_s:g} s)"
+        return cls._failed(
+            started, f"no answer in time: {str(exc) or bound}", ambiguous=True, timed_out=True
+        )
 
     @classmethod
     def _not_connected(

@@ -83,7 +83,6 @@ def test_a_closed_port_is_a_transient_connect_error():
 
 def test_no_answer_in_time_is_ambiguous_and_only_an_idempotent_call_tries_again():
     with receiving(200, delay_s=1.0) as receiver:
-        # Today's semantics: connect and read add up to the request's whole budget.
         outcome = http.send("POST", receiver.url(), timeout=(0.2, 0.2))
 
     assert outcome.status is None
