@@ -12,14 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import SplitResult, quote, quote_plus, urlencode, urlsplit, urlunsplit
-from xml.sax.saxutils import escape as xml_escape
 
 from buyers.fields import mask
 from buyers.models import (
@@ -33,31 +31,39 @@ from buyers.models import (
     Transform,
 )
 from routing.context import context_value, is_context_path
+from routing.formats import (
+    MASK,
+    MappingError,
+    apply_transform,
+    as_text,
+    header_value_problem,
+    is_missing,
+    lookup,
+    scrub,
+    xml_text,
+)
+
+# MASK, MappingError and apply_transform moved to routing/formats.py and stay names of this module.
+__all__ = [
+    "MASK",
+    "USER_AGENT",
+    "EndpointSpec",
+    "MappingError",
+    "MappingSpec",
+    "OutgoingRequest",
+    "PreparedEndpoint",
+    "apply_transform",
+    "build_request",
+    "endpoint_from_model",
+    "map_fields",
+    "mapping_from_model",
+    "prepare_endpoint",
+]
 
 USER_AGENT = "Leadswitch/1"
-MASK = "••••"
 
 _MISSING = object()
-_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "on"})
-_FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off"})
-# Characters a phone number may be written with; anything else (letters, "ext") is not a phone.
-_PHONE_RE = re.compile(r"^\+?[0-9\s().\-]+$")
-_ISO_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$")
-_US_DATE_RE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
-# str.title() capitalises after digits and apostrophes ("3Rd", "It'S"): start words only.
-_WORD_START_RE = re.compile(r"(^|[\s\-/])(\w)")
 _XML_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9._\-]*$")
-# XML 1.0 cannot carry these at all, not even as character references.
-_XML_INVALID_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-class MappingError(ValueError):
-    """A lead value a buyer's mapping cannot format, or an endpoint a request cannot be built for.
-
-    The message is plain enough to show ops on a test post, and never repeats the value (PII) or
-    a secret. Retrying does not help: the lead or the configuration has to change.
-    """
 
 
 @dataclass(frozen=True)
@@ -141,159 +147,7 @@ def endpoint_from_model(model: Any) -> EndpointSpec:
     )
 
 
-# --- Transforms -------------------------------------------------------------------------------
-
-
-class _Unusable(Exception):
-    """The value cannot take this transform; the argument says why, in words."""
-
-
-def _as_text(value: Any) -> str:
-    """Return the text a buyer sees for a value in a form, a query, XML or a joined field."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    return str(value)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, dict | list):
-        raise _Unusable("is not text")
-    return _as_text(value)
-
-
-def _title(value: Any) -> str:
-    return _WORD_START_RE.sub(lambda m: m[1] + m[2].upper(), _text(value).lower())
-
-
-def _digits(value: Any) -> str:
-    digits = re.sub(r"[^0-9]", "", _text(value))
-    if not digits:
-        raise _Unusable("has no digits")
-    return digits
-
-
-def _us_phone(value: Any) -> str:
-    """Return the 10 digits of a US phone number written as E.164, 10 or 11 digits, or formatted."""
-    text = _text(value).strip()
-    digits = re.sub(r"[^0-9]", "", text)
-    if len(digits) == 11 and digits.startswith("1"):
-        digits = digits[1:]
-    if not _PHONE_RE.match(text) or len(digits) != 10:
-        raise _Unusable("is not a US phone number (10 digits, optionally after +1)")
-    return digits
-
-
-def _dashed_phone(value: Any) -> str:
-    digits = _us_phone(value)
-    return f"{digits[:3]}-{digits[3:6]}-{digits[6:]}"
-
-
-def _date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = _text(value).strip()
-    match = _ISO_DATE_RE.match(text)
-    try:
-        if match:
-            return date(int(match[1]), int(match[2]), int(match[3]))
-        match = _US_DATE_RE.match(text)
-        if match:
-            return date(int(match[3]), int(match[1]), int(match[2]))
-    except ValueError:
-        pass
-    raise _Unusable("is not a date (YYYY-MM-DD or MM/DD/YYYY)")
-
-
-def _us_date(value: Any) -> str:
-    day = _date(value)
-    # strftime drops the zero padding of years before 1000 on some platforms.
-    return f"{day.month:02d}/{day.day:02d}/{day.year:04d}"
-
-
-def _yes(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float | Decimal) and value in (0, 1):
-        return value == 1
-    word = value.strip().lower() if isinstance(value, str) else None
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    raise _Unusable("is not a yes/no value (true/false, yes/no, 1/0)")
-
-
-def _first_word(value: Any) -> str:
-    words = _text(value).split()
-    return words[0] if words else ""
-
-
-def _last_words(value: Any) -> str:
-    return " ".join(_text(value).split()[1:])
-
-
-_TRANSFORMS: dict[str, Callable[[Any], Any]] = {
-    Transform.NONE: lambda value: value,
-    Transform.UPPER: lambda value: _text(value).upper(),
-    Transform.LOWER: lambda value: _text(value).lower(),
-    Transform.TITLE: _title,
-    Transform.DIGITS: _digits,
-    Transform.PHONE_E164: lambda value: "+1" + _us_phone(value),
-    Transform.PHONE_10: _us_phone,
-    Transform.PHONE_DASHED: _dashed_phone,
-    Transform.PHONE_AREA_CODE: lambda value: _us_phone(value)[:3],
-    Transform.PHONE_LOCAL: lambda value: _us_phone(value)[3:],
-    Transform.DATE_US: _us_date,
-    Transform.DATE_ISO: lambda value: _date(value).isoformat(),
-    Transform.FIRST_WORD: _first_word,
-    Transform.LAST_WORDS: _last_words,
-    Transform.BOOL_YN: lambda value: "Y" if _yes(value) else "N",
-    Transform.BOOL_10: lambda value: "1" if _yes(value) else "0",
-}
-
-
-def apply_transform(transform: str, value: Any, *, field: str = "The value") -> Any:
-    """Return the value in the transform's format; raise MappingError naming `field` if it can't.
-
-    Every transform but "none" returns text. A name with nothing left to take (the last words of
-    a one-word name) comes back as "", which map_fields treats as missing.
-    """
-    function = _TRANSFORMS.get(transform)
-    if function is None:
-        raise MappingError(f"{field} uses an unknown transform {transform!r}.")
-    if value is None and transform != Transform.NONE:
-        raise MappingError(f"{field} has no value.")
-    try:
-        return function(value)
-    except _Unusable as exc:
-        raise MappingError(f"{field} {exc.args[0]}.") from None
-
-
 # --- Mapping ----------------------------------------------------------------------------------
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _value_map_lookup(value_map: Mapping[str, Any], value: Any) -> Any:
-    if not value_map:
-        return value
-    key = _as_text(value)
-    if key in value_map:
-        return value_map[key]
-    # JSON spells booleans true/false; ops may type them as Python prints them.
-    if isinstance(value, bool) and str(value) in value_map:
-        return value_map[str(value)]
-    return value
 
 
 def _source_value(name: str, data: Mapping[str, Any], context: Mapping[str, Any] | None) -> Any:
@@ -308,18 +162,18 @@ def _mapped_value(
     if not mapping.source_fields:
         return mapping.static_value or _MISSING
     values = [_source_value(name, data, context) for name in mapping.source_fields]
-    present = [value for value in values if not _is_missing(value)]
+    present = [value for value in values if not is_missing(value)]
     if not present:
         return _MISSING
     if len(mapping.source_fields) == 1:
         value = present[0]
     else:
-        value = " ".join(_as_text(part).strip() for part in present)
+        value = " ".join(as_text(part).strip() for part in present)
     label = f"Field {'+'.join(mapping.source_fields)} (sent as {mapping.target_field})"
     value = apply_transform(mapping.transform, value, field=label)
-    if _is_missing(value):
+    if is_missing(value):
         return _MISSING
-    return _value_map_lookup(mapping.value_map, value)
+    return lookup(value, mapping.value_map)
 
 
 def map_fields(
@@ -388,12 +242,6 @@ def _xml_name(name: str) -> str:
     return cleaned
 
 
-def _xml_text(value: Any) -> str:
-    text = _XML_INVALID_RE.sub("", _as_text(value))
-    # A raw CR is read back as LF by every parser; a character reference keeps it.
-    return xml_escape(text, {"\r": "&#13;"})
-
-
 def _encode_body(body_format: str, fields: Mapping[str, Any]) -> tuple[bytes, str]:
     if body_format == BodyFormat.JSON:
         try:
@@ -412,12 +260,12 @@ def _encode_body(body_format: str, fields: Mapping[str, Any]) -> tuple[bytes, st
         # surrogate is exactly JSON's escape for it: the body stays valid instead of failing.
         return text.encode("utf-8", "backslashreplace"), "application/json"
     if body_format == BodyFormat.FORM:
-        pairs = [(name, _as_text(value)) for name, value in fields.items()]
+        pairs = [(name, as_text(value)) for name, value in fields.items()]
         body = urlencode(pairs, encoding="utf-8", errors="replace").encode("ascii")
         return body, "application/x-www-form-urlencoded"
     if body_format == BodyFormat.XML:
         elements = "".join(
-            f"<{tag}>{_xml_text(value)}</{tag}>"
+            f"<{tag}>{xml_text(value)}</{tag}>"
             for tag, value in ((_xml_name(name), value) for name, value in fields.items())
         )
         text = f'<?xml version="1.0" encoding="UTF-8"?><lead>{elements}</lead>'
@@ -435,24 +283,10 @@ def _set_header(headers: dict[str, str], name: str, value: str) -> None:
 def _check_header(name: str, value: str) -> None:
     if not HEADER_NAME_RE.match(name):
         raise MappingError(f"{name!r} is not a valid HTTP header name.")
-    # HTTP clients refuse line breaks (header injection) and some refuse leading white space;
-    # header bytes are Latin-1 on the wire. Fail here, in words an ops test post can show,
-    # rather than as an exception from deep inside the HTTP client.
-    if _HEADER_VALUE_BAD_RE.search(value) or value[:1].isspace():
-        raise MappingError(f"Header {name} has a line break, control character or leading space.")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise MappingError(f"Header {name} has characters HTTP headers cannot carry.") from None
-
-
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    """Remove every spelling of the secret that slipped into text meant to be stored."""
-    # Every replacement shortens the text, so this ends even when removing one spelling forms
-    # another; a short secret may blot out innocent text, which is the safe way to fail.
-    while found := next((s for s in secrets if s and s in text), None):
-        text = text.replace(found, MASK if len(found) > len(MASK) else "")
-    return text
+    problem = header_value_problem(value)
+    if problem:
+        # In words an ops test post can show, rather than from deep inside the HTTP client.
+        raise MappingError(f"Header {name} {problem}.")
 
 
 def _masked(name: str, value: str) -> str:
@@ -520,7 +354,7 @@ class PreparedEndpoint:
         body = b""
         url, masked_url = self.url, self.masked_url
         if self.method == HttpMethod.GET:
-            pairs = [(name, _as_text(value)) for name, value in fields.items()]
+            pairs = [(name, as_text(value)) for name, value in fields.items()]
             masked = [(name, MASK if name in personal else value) for name, value in pairs]
             url, masked_url = _urls(
                 self.url_parts,
@@ -557,7 +391,7 @@ def _urls(
     else:
         url = _with_query(url_parts, field_query)
         masked_url = _with_query(url_parts, masked_field_query)
-    return url, _scrub(masked_url, spellings)
+    return url, scrub(masked_url, spellings)
 
 
 def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
@@ -592,7 +426,7 @@ def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
     )
     auth_header_name = auth_header[0] if auth_header else None
     masked_headers = {
-        name: _scrub(mask(secret) if name == auth_header_name else _masked(name, value), spellings)
+        name: scrub(mask(secret) if name == auth_header_name else _masked(name, value), spellings)
         for name, value in headers.items()
     }
     url, masked_url = _urls(url_parts, "", "", auth_query, spellings)
