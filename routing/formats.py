@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, quote_plus
+from zoneinfo import ZoneInfo
 
 from markupsafe import escape as markup_escape
 
@@ -48,6 +49,11 @@ _XML_ESCAPES = str.maketrans(
     }
 )
 _HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_WHOLE_RE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+_ZIP_RE = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+# Longer digit strings are no lead's number (and int() refuses very long ones outright).
+_MAX_NUMBER_LENGTH = 40
 
 
 class MappingError(ValueError):
@@ -61,6 +67,11 @@ class MappingError(ValueError):
 class Unusable(ValueError):
     """The value cannot take this format; the message says why ("is not a date ..."), in words
     that follow the value's name, and never repeats the value."""
+
+
+class BadFormat(ValueError):
+    """A format's argument (a phone style, a strftime format, a time zone) cannot be used; the
+    message is a whole sentence."""
 
 
 # --- Reading values ---------------------------------------------------------------------------
@@ -115,10 +126,32 @@ def us_phone(value: Any) -> str:
     return number
 
 
-def dashed_phone(value: Any) -> str:
-    """Return a US phone number as 555-123-4567."""
-    number = us_phone(value)
-    return f"{number[:3]}-{number[3:6]}-{number[6:]}"
+PHONE_STYLES: dict[str, Callable[[str], str]] = {
+    "e164": lambda d: "+1" + d,
+    "10": lambda d: d,
+    "dashed": lambda d: f"{d[:3]}-{d[3:6]}-{d[6:]}",
+    "dotted": lambda d: f"{d[:3]}.{d[3:6]}.{d[6:]}",
+    "paren": lambda d: f"({d[:3]}) {d[3:6]}-{d[6:]}",
+}
+
+
+def phone(value: Any, style: str | int = "10") -> str:
+    """Return a US phone number as e164 (+15551234567), 10 (5551234567), dashed (555-123-4567),
+    dotted (555.123.4567) or paren ((555) 123-4567)."""
+    write = PHONE_STYLES.get(str(style))
+    if write is None:
+        raise BadFormat(f"Unknown phone style {style!r}; use one of {', '.join(PHONE_STYLES)}.")
+    return write(us_phone(value))
+
+
+def zip5(value: Any) -> str:
+    """Return the 5-digit US ZIP code of a ZIP or ZIP+4; a number lost its leading zeros."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 99999:
+        return f"{value:05d}"
+    match = _ZIP_RE.match(text(value).strip())
+    if not match:
+        raise Unusable("is not a US ZIP code")
+    return match[1]
 
 
 def to_date(value: Any) -> date:
@@ -145,6 +178,84 @@ def us_date(value: Any) -> str:
     day = to_date(value)
     # strftime drops the zero padding of years before 1000 on some platforms.
     return f"{day.month:02d}/{day.day:02d}/{day.year:04d}"
+
+
+def to_datetime(value: Any) -> datetime:
+    """Return the datetime of a datetime, a date (midnight), or ISO 8601 or MM/DD/YYYY text."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time())
+    try:
+        return datetime.fromisoformat(text(value).strip())
+    except ValueError:
+        pass
+    try:
+        return datetime.combine(to_date(value), time())
+    except Unusable:
+        raise Unusable("is not a date or time (ISO 8601 or MM/DD/YYYY)") from None
+
+
+def strftime(moment: date, fmt: str) -> str:
+    """Return a date or datetime written with strftime's format."""
+    try:
+        return moment.strftime(str(fmt))
+    except ValueError:
+        raise BadFormat(f"The format {fmt!r} cannot be used.") from None
+
+
+def in_zone(moment: datetime, zone_name: str) -> datetime:
+    """Return the time in an IANA time zone (America/New_York); a time without one is UTC."""
+    try:
+        zone = ZoneInfo(str(zone_name))
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise BadFormat(f"Unknown time zone {zone_name!r}.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(zone)
+    except OverflowError:
+        raise Unusable("is out of range") from None
+
+
+def epoch_seconds(value: Any) -> int:
+    """Return the seconds since 1970-01-01 UTC of a time; a time without a zone is UTC."""
+    moment = to_datetime(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def number(value: Any) -> int | Decimal:
+    """Return the number a value holds: an int, or a Decimal when it has a fraction."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal | float):
+        found = Decimal(str(value)) if isinstance(value, float) else value
+        if not found.is_finite():
+            raise Unusable("is not a finite number")
+        return found
+    written = text(value).strip()
+    if len(written) > _MAX_NUMBER_LENGTH or not _NUMBER_RE.match(written):
+        raise Unusable("is not a number")
+    if "." not in written:
+        return int(written)
+    return Decimal(written)
+
+
+def whole_number(value: Any) -> int:
+    """Return the whole number a value holds: 12.0 is 12, 12.5 is refused."""
+    written = value.strip() if isinstance(value, str) else None
+    if written is not None and len(written) <= _MAX_NUMBER_LENGTH and _WHOLE_RE.match(written):
+        return int(written.partition(".")[0])
+    found = number(value)
+    if isinstance(found, Decimal):
+        if found != found.to_integral_value():
+            raise Unusable("is not a whole number")
+        return int(found)
+    return found
 
 
 def yes(value: Any) -> bool:
@@ -195,7 +306,12 @@ def xml_text(value: Any) -> str:
     Characters XML 1.0 cannot carry at all (NUL, most control characters, lone surrogates) are
     dropped: no parser would read them back.
     """
-    return _XML_INVALID_RE.sub("", as_text(value)).translate(_XML_ESCAPES)
+    return drop_xml_invalid(as_text(value)).translate(_XML_ESCAPES)
+
+
+def drop_xml_invalid(text: str) -> str:
+    """Return the text without the characters XML 1.0 cannot carry."""
+    return _XML_INVALID_RE.sub("", text)
 
 
 def header_value_problem(value: str) -> str | None:
@@ -255,7 +371,7 @@ _TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     Transform.DIGITS: digits,
     Transform.PHONE_E164: lambda value: "+1" + us_phone(value),
     Transform.PHONE_10: us_phone,
-    Transform.PHONE_DASHED: dashed_phone,
+    Transform.PHONE_DASHED: lambda value: phone(value, "dashed"),
     Transform.PHONE_AREA_CODE: lambda value: us_phone(value)[:3],
     Transform.PHONE_LOCAL: lambda value: us_phone(value)[3:],
     Transform.DATE_US: us_date,
