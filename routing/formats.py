@@ -252,17 +252,24 @@ def whole_number(value: Any) -> int:
         return int(written.partition(".")[0])
     found = number(value)
     if isinstance(found, Decimal):
+        if found.adjusted() >= _MAX_NUMBER_LENGTH:
+            raise Unusable("is not a number")
         if found != found.to_integral_value():
             raise Unusable("is not a whole number")
         return int(found)
     return found
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, Decimal) and value.is_nan()
+
+
 def yes(value: Any) -> bool:
     """Return the truth of a yes/no value: a bool, 1/0, or a word such as yes, no, true, off."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | float | Decimal) and value in (0, 1):
+    # A signalling NaN refuses even to be compared.
+    if isinstance(value, int | float | Decimal) and not _is_nan(value) and value in (0, 1):
         return value == 1
     word = value.strip().lower() if isinstance(value, str) else None
     if word in _TRUE_WORDS:

@@ -355,9 +355,11 @@ class _Compiler:
         """Return a text part: constant text, or a slot rendering it."""
         return self._part(source, where, line, xml=xml, in_json=False, typed=False)
 
-    def json_leaf(self, source: str, where: str, line: int, *, xml: bool = False) -> Any:
+    def json_leaf(
+        self, source: str, where: str, line: int, *, xml: bool = False, typed: bool = True
+    ) -> str | _Slot:
         """Return a JSON string leaf: constant text, or a slot (typed when one expression)."""
-        return self._part(source, where, line, xml=xml, in_json=True, typed=not xml)
+        return self._part(source, where, line, xml=xml, in_json=True, typed=typed and not xml)
 
     def json_document(self, source: str, where: str) -> tuple[Any, Iterator[int]]:
         """Return a JSON template as its structure, its templated leaves slots."""
@@ -399,12 +401,8 @@ class _Compiler:
         tree.set_environment(self.env)
         try:
             return self.env.from_string(tree)
-        except JinjaSyntaxError as exc:
-            raise self.error(exc.message or "syntax error", exc.lineno) from None
-
-    def error(self, message: str, lineno: int | None) -> TemplateError:
-        """Return a TemplateError placed at a line of the compiled template."""
-        return _error_at(self.slots, message, lineno)
+        except JinjaSyntaxError as exc:  # an unknown filter, for one
+            raise _error_at(self.slots, exc.message or "syntax error", exc.lineno) from None
 
     def _part(
         self, source: str, where: str, line: int, *, xml: bool, in_json: bool, typed: bool
@@ -456,6 +454,7 @@ def _only_expression(tree: nodes.Template) -> nodes.Expr | None:
 
 
 def _error_at(slots: list[_Slot], message: str, lineno: int | None) -> TemplateError:
+    """Return a TemplateError placed at the part and line of a compiled template's line."""
     if lineno is None or not slots:
         return TemplateError(message)
     index = max(bisect.bisect([slot.base for slot in slots], lineno) - 1, 0)
@@ -753,10 +752,14 @@ def _compile(
 
 
 def _source(value: Any) -> str:
+    # A template read from TOML or JSON may give a number where text was meant.
     return value if isinstance(value, str) else as_text(value)
 
 
-def _form(compiler: _Compiler, source: str, form_json: set[str], form_xml: set[str]) -> Any:
+def _form(
+    compiler: _Compiler, source: str, form_json: set[str], form_xml: set[str]
+) -> tuple[tuple[str, Any], ...]:
+    """Return a form template's (field, part) pairs, noting the JSON and XML fields."""
     document, lines = compiler.json_document(source, "body")
     if not isinstance(document, _JsonObject):
         raise TemplateError("A form body is a JSON object {field: value}.", 1, "body")
@@ -772,7 +775,8 @@ def _form(compiler: _Compiler, source: str, form_json: set[str], form_xml: set[s
             if xml:
                 form_xml.add(name)
             source = value.strip() if xml else value
-            fields.append((name, compiler.json_leaf(source, "body", next(lines), xml=xml)))
+            leaf = compiler.json_leaf(source, "body", next(lines), xml=xml, typed=False)
+            fields.append((name, leaf))
         elif isinstance(value, list):
             form_json.add(name)
             fields.append((name, compiler.json_value(value, lines, "body")))
@@ -809,17 +813,17 @@ def check_request(
     render: such values cannot hold markup, and the filters would refuse anything else.
     """
     template = _compile(_STRICT, body_format, body_template, query, headers)
-    _check_documents(template, template.render(sample), "")
-    unusual = _adversarial(sample)
-    rendered = template._finish(template._run(unusual), check_headers=False)
-    _check_documents(
-        template,
-        rendered,
-        "With unusual values (quotes, ampersands, angle brackets, unicode, NUL), ",
-    )
+    _check_documents(template, template.render(sample))
+    # Headers are left out: a lead value with a line break fails its post at run time, in words.
+    try:
+        rendered = template._finish(template._run(_adversarial(sample)), check_headers=False)
+        _check_documents(template, rendered)
+    except TemplateError as exc:
+        message = f"With unusual values (quotes, ampersands, angle brackets, NUL): {exc.message}"
+        raise TemplateError(message, exc.line, exc.where) from exc
 
 
-def _check_documents(template: RequestTemplate, rendered: RenderedRequest, prefix: str) -> None:
+def _check_documents(template: RequestTemplate, rendered: RenderedRequest) -> None:
     body = rendered.body
     if body is None:
         return
@@ -827,28 +831,23 @@ def _check_documents(template: RequestTemplate, rendered: RenderedRequest, prefi
         try:
             json.loads(body)
         except ValueError as exc:
-            raise TemplateError(
-                f"{prefix}the body is not valid JSON: {exc}.", None, "body"
-            ) from exc
+            raise TemplateError(f"The body is not valid JSON: {exc}.", None, "body") from exc
     elif template.body_format == BodyFormat.XML:
-        _check_xml(body, prefix, None, template._body_line)
+        _check_xml(body, "The rendered XML", template._body_line)
     elif template.body_format == BodyFormat.FORM:
         fields = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True))
         for name in template._form_xml:
-            _check_xml(fields[name].encode("utf-8"), prefix, name, None)
+            _check_xml(fields[name].encode("utf-8"), f"The XML of field {name}", None)
 
 
-def _check_xml(
-    document: bytes, prefix: str, form_field: str | None, first_line: int | None
-) -> None:
+def _check_xml(document: bytes, what: str, first_line: int | None) -> None:
     try:
         SafeElementTree.fromstring(document)
     except Exception as exc:  # ParseError, or defusedxml's refusal of entities
         position = getattr(exc, "position", None)
         # The rendered document's lines are the template's unless a loop or a block added some.
         line = first_line + position[0] - 1 if position and first_line else None
-        what = f"the XML of field {form_field}" if form_field else "the rendered XML"
-        raise TemplateError(f"{prefix}{what} is not well-formed: {exc}.", line, "body") from None
+        raise TemplateError(f"{what} is not well-formed: {exc}.", line, "body") from None
 
 
 def _adversarial(value: Any) -> Any:
