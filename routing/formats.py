@@ -118,15 +118,15 @@ def digits(value: Any) -> str:
 def us_phone(value: Any) -> str:
     """Return the 10 digits of a US phone number written as E.164, 10 or 11 digits, or formatted."""
     written = text(value).strip()
-    number = re.sub(r"[^0-9]", "", written)
-    if len(number) == 11 and number.startswith("1"):
-        number = number[1:]
-    if not _PHONE_RE.match(written) or len(number) != 10:
+    found = re.sub(r"[^0-9]", "", written)
+    if len(found) == 11 and found.startswith("1"):
+        found = found[1:]
+    if not _PHONE_RE.match(written) or len(found) != 10:
         raise Unusable("is not a US phone number (10 digits, optionally after +1)")
-    return number
+    return found
 
 
-PHONE_STYLES: dict[str, Callable[[str], str]] = {
+_PHONE_STYLES: dict[str, Callable[[str], str]] = {
     "e164": lambda d: "+1" + d,
     "10": lambda d: d,
     "dashed": lambda d: f"{d[:3]}-{d[3:6]}-{d[6:]}",
@@ -138,9 +138,9 @@ PHONE_STYLES: dict[str, Callable[[str], str]] = {
 def phone(value: Any, style: str | int = "10") -> str:
     """Return a US phone number as e164 (+15551234567), 10 (5551234567), dashed (555-123-4567),
     dotted (555.123.4567) or paren ((555) 123-4567)."""
-    write = PHONE_STYLES.get(str(style))
+    write = _PHONE_STYLES.get(str(style))
     if write is None:
-        raise BadFormat(f"Unknown phone style {style!r}; use one of {', '.join(PHONE_STYLES)}.")
+        raise BadFormat(f"Unknown phone style {style!r}; use one of {', '.join(_PHONE_STYLES)}.")
     return write(us_phone(value))
 
 
@@ -253,7 +253,7 @@ def whole_number(value: Any) -> int:
     found = number(value)
     if isinstance(found, Decimal):
         if found.adjusted() >= _MAX_NUMBER_LENGTH:
-            raise Unusable("is not a number")
+            raise Unusable("is too large")
         if found != found.to_integral_value():
             raise Unusable("is not a whole number")
         return int(found)
@@ -316,9 +316,9 @@ def xml_text(value: Any) -> str:
     return drop_xml_invalid(as_text(value)).translate(_XML_ESCAPES)
 
 
-def drop_xml_invalid(text: str) -> str:
+def drop_xml_invalid(written: str) -> str:
     """Return the text without the characters XML 1.0 cannot carry."""
-    return _XML_INVALID_RE.sub("", text)
+    return _XML_INVALID_RE.sub("", written)
 
 
 def header_value_problem(value: str) -> str | None:

@@ -790,7 +790,7 @@ def _form(
 # Everything that breaks a document built by pasting text: quotes, ampersands, angle brackets,
 # a CDATA end, a comment's "--", backslashes, template syntax, unicode beyond the BMP, line and
 # paragraph separators, control characters, NUL and a lone surrogate.
-ADVERSARIAL_TEXT = (
+_UNUSUAL_TEXT = (
     "O'Brien \"&amp; <b>&</b> ]]> -- \\ {{ x }} {% y %} é 中文 😀 \u2028\u2029 "
     "\x00\x01\x0b\x1f\x7f \r\n\t \ud800 end"
 )
@@ -816,7 +816,7 @@ def check_request(
     _check_documents(template, template.render(sample))
     # Headers are left out: a lead value with a line break fails its post at run time, in words.
     try:
-        rendered = template._finish(template._run(_adversarial(sample)), check_headers=False)
+        rendered = template._finish(template._run(_unusual(sample)), check_headers=False)
         _check_documents(template, rendered)
     except TemplateError as exc:
         message = f"With unusual values (quotes, ampersands, angle brackets, NUL): {exc.message}"
@@ -850,14 +850,14 @@ def _check_xml(document: bytes, what: str, first_line: int | None) -> None:
         raise TemplateError(f"{what} is not well-formed: {exc}.", line, "body") from None
 
 
-def _adversarial(value: Any) -> Any:
-    """Return a copy of the sample with each free-text value replaced by ADVERSARIAL_TEXT."""
+def _unusual(value: Any) -> Any:
+    """Return a copy of the sample with each free-text value replaced by _UNUSUAL_TEXT."""
     if isinstance(value, Mapping):
-        return {key: _adversarial(item) for key, item in value.items()}
+        return {key: _unusual(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_adversarial(item) for item in value]
+        return [_unusual(item) for item in value]
     if isinstance(value, str) and not is_missing(value) and not _formatted(value):
-        return ADVERSARIAL_TEXT
+        return _UNUSUAL_TEXT
     return value
 
 
