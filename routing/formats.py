@@ -49,7 +49,6 @@ _XML_ESCAPES = str.maketrans(
     }
 )
 _HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_WHOLE_RE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
 _NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
 _ZIP_RE = re.compile(r"^(\d{5})(?:-?\d{4})?$")
 # Longer digit strings are no lead's number (and int() refuses very long ones outright).
@@ -246,16 +245,11 @@ def number(value: Any) -> int | Decimal:
 
 
 def whole_number(value: Any) -> int:
-    """Return the whole number a value holds: 12.0 is 12, 12.5 is refused."""
-    written = value.strip() if isinstance(value, str) else None
-    if written is not None and len(written) <= _MAX_NUMBER_LENGTH and _WHOLE_RE.match(written):
-        return int(written.partition(".")[0])
+    """Return the whole part of the number a value holds, as Python's int() does (12.7 is 12)."""
     found = number(value)
     if isinstance(found, Decimal):
         if found.adjusted() >= _MAX_NUMBER_LENGTH:
             raise Unusable("is too large")
-        if found != found.to_integral_value():
-            raise Unusable("is not a whole number")
         return int(found)
     return found
 

@@ -214,7 +214,7 @@ _FILTER_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "title_words": title_words,
     "first_word": first_word,
     "last_words": last_words,
-    "int": whole_number,
+    "int": whole_number,  # the whole part: 12.7 is 12
     "number": number,  # int, or Decimal (a JSON number) with a fraction
     "bool": yes,
     "yn": lambda value: "Y" if yes(value) else "N",
@@ -299,6 +299,8 @@ _FORBIDDEN_NODES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport
 # JSON strings in a valid JSON document, in the order written (keys and values alike).
 _JSON_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
 _LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# The parts of the lead context that hold personal data.
+_PERSONAL_SECTIONS = ("fields", "consent")
 
 
 # --- Compiling --------------------------------------------------------------------------------
@@ -487,7 +489,7 @@ class RequestTemplate:
     """An endpoint's compiled templates, made once per contract version and used per lead.
 
     `uses_secrets`: some part reads `secrets`, so the stored copy must be rendered masked.
-    `uses_pii_in_url`: a query value reads the lead's `fields`, which may be PII.
+    `uses_pii_in_url`: a query value reads the lead's `fields` or `consent`, which may be PII.
     """
 
     body_format: str
@@ -655,24 +657,37 @@ def _secret_spellings(context: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _pii_spellings(context: Mapping[str, Any], pii: frozenset[str]) -> tuple[str, ...]:
-    fields = context.get("fields")
-    if not isinstance(fields, Mapping):
-        return ()
-    return tuple(s for name in pii if name in fields for s in spellings(fields[name]))
+    return tuple(
+        s
+        for section, key in _pii_paths(pii)
+        if isinstance(part := context.get(section), Mapping) and key in part
+        for s in spellings(part[key])
+    )
+
+
+def _pii_paths(pii: frozenset[str]) -> list[tuple[str, str]]:
+    """Return the (section, key) of each PII name: a dotted path (`consent.ip`, `fields.email`)
+    or a bare field name (`email`)."""
+    paths = []
+    for name in pii:
+        section, dot, key = name.partition(".")
+        paths.append((section, key) if dot else ("fields", name))
+    return paths
 
 
 def masked_context(context: Mapping[str, Any], *, pii: frozenset[str]) -> dict[str, Any]:
-    """Return a copy of the lead context with every secret, and the `pii` fields, masked."""
+    """Return a copy of the lead context with every secret, and the `pii` values, masked.
+
+    `pii` names fields (`email`) or paths into the context (`consent.ip`, `fields.email`).
+    """
     masked = dict(context)
     secrets = context.get("secrets")
     if isinstance(secrets, Mapping):
         masked["secrets"] = dict.fromkeys(secrets, MASKED)
-    fields = context.get("fields")
-    if pii and isinstance(fields, Mapping):
-        masked["fields"] = {
-            name: MASKED if name in pii and not is_missing(value) else value
-            for name, value in fields.items()
-        }
+    for section, key in _pii_paths(pii):
+        part = masked.get(section)
+        if isinstance(part, Mapping) and not is_missing(part.get(key)):
+            masked[section] = {**part, key: MASKED}
     return masked
 
 
@@ -738,7 +753,7 @@ def _compile(
     return RequestTemplate(
         body_format=body_format,
         uses_secrets=_reads(compiler.statements, "secrets"),
-        uses_pii_in_url=_reads(query_statements, "fields"),
+        uses_pii_in_url=any(_reads(query_statements, name) for name in _PERSONAL_SECTIONS),
         _template=compiler.template(),
         _slots=compiler.slots,
         _body=None if body is None else _builder(body),

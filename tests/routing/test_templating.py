@@ -174,6 +174,8 @@ def test_date_filters_write_dates_and_times_in_the_buyers_format(template, expec
         ("fields.zip_code | int", 60614),
         ("'00601' | int", 601),
         ("'12.0' | int", 12),
+        ("'182.5' | int", 182),
+        ("'-7.9' | int", -7),
         ("fields.monthly_electric_bill | number", 180),
         ("'180.25' | number", 180.25),
         ("auction.bid | number", 42.5),
@@ -201,7 +203,7 @@ def test_an_exact_json_leaf_keeps_the_type_of_its_expression(expression, expecte
 @pytest.mark.parametrize(
     ("expression", "words"),
     [
-        ("'12.5' | int", "Filter int: the value is not a whole number."),
+        ("'12 1/2' | int", "Filter int: the value is not a number."),
         ("'twelve' | number", "Filter number: the value is not a number."),
         ("'maybe' | yn", "Filter yn: the value is not a yes/no value (true/false, yes/no, 1/0)."),
         ("'July 9' | date", "Filter date: the value is not a date (YYYY-MM-DD or MM/DD/YYYY)."),
@@ -626,16 +628,27 @@ def test_when_masked_values_break_the_render_the_real_one_is_scrubbed_of_every_s
     assert "9182736456" in parse_xml(masked.body).attrib["n"]
 
 
-def test_masked_context_masks_secrets_and_the_pii_fields_given_and_leaves_the_lead_alone():
+def test_masked_context_masks_secrets_and_the_pii_given_and_leaves_the_lead_alone():
     context = lead_context()
     original = copy.deepcopy(context)
-    masked = masked_context(context, pii=frozenset({"email", "not_given"}))
+    pii = frozenset({"email", "fields.phone", "consent.ip", "not_given", "lead.nothing"})
+    masked = masked_context(context, pii=pii)
     assert masked["secrets"] == {"api_key": "••••", "campaign": "••••"}
     assert isinstance(masked["secrets"]["api_key"], Masked)
-    assert masked["fields"]["email"] == "••••"
+    assert masked["fields"]["email"] == masked["fields"]["phone"] == "••••"
+    assert masked["consent"]["ip"] == "••••"
     assert "not_given" not in masked["fields"]
+    assert "nothing" not in masked["lead"]
     assert masked["fields"]["city"] == "Chicago"
+    assert masked["consent"]["page_url"] == original["consent"]["page_url"]
     assert context == original
+
+
+def test_a_consent_value_named_personal_is_masked_in_the_url_too():
+    template = compile_request("json", "", {"ip": "{{ consent.ip }}", "id": "{{ lead.id }}"}, {})
+    assert template.uses_pii_in_url
+    masked = template.render_masked(lead_context(), pii=frozenset({"consent.ip"}))
+    assert masked.query == [("ip", "••••"), ("id", "4711")]
 
 
 # --- Checking when saved ----------------------------------------------------------------------
