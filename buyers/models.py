@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from buyers.delivery_checks import delivery_check
 from buyers.fields import EncryptedTextField, mask
 from config.api_keys import ApiKey
 from leads.geo import zip_lookup
@@ -850,6 +851,8 @@ class DeliveryEndpoint(models.Model):
         refusal = url_refusal(self.url) if self.url else ""
         if refusal:
             errors["url"] = f"The platform may not call this address: {refusal}."
+        if not errors:
+            errors.update(delivery_check("endpoint", self))
         if errors:
             raise ValidationError(errors)
 
@@ -1069,24 +1072,6 @@ class ResponseRule(models.Model):
             raise ValidationError(
                 {"captures": f"Name captures with letters, digits and _: {', '.join(bad)}."}
             )
-        for line in self.namespaces.splitlines():
-            prefix, equals, uri = line.strip().partition("=")
-            if line.strip() and (not equals or not SECRET_NAME_RE.match(prefix) or not uri):
-                raise ValidationError(
-                    {"namespaces": f"Write one prefix=uri per line, not {line.strip()!r}."}
-                )
-        paths = [
-            ("success_path", self.success_path),
-            ("price_path", self.price_path),
-            ("reason_path", self.reason_path),
-            ("reference_path", self.reference_path),
-            *(("captures", path) for path in self.captures.values()),
-        ]
-        for name, path in paths:
-            if path.startswith("re:"):
-                try:
-                    re.compile(path[3:])
-                except re.error as exc:
-                    raise ValidationError(
-                        {name: f"Not a valid regular expression after re: {exc}."}
-                    ) from None
+        problems = delivery_check("rule", self)
+        if problems:
+            raise ValidationError(problems)

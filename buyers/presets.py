@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from buyers.delivery_checks import delivery_checks_deferred
 from buyers.models import (
     Contract,
     ContractStatus,
@@ -32,7 +33,7 @@ from buyers.services import contract_pause
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 _PRESET_KEYS = frozenset(
-    {"slug", "name", "spec", "description", "price_model", "secrets"}
+    {"slug", "name", "spec", "description", "price_model", "vertical", "secrets"}
     | {"endpoints", "mappings", "response_rules"}
 )
 _PARTS = (
@@ -59,6 +60,8 @@ class Preset:
     spec: str
     description: str
     price_model: str
+    # The kind of vertical its templates read the fields of (the demo's "auto" or "solar").
+    vertical: str
     secrets: tuple[SecretNeed, ...]
     # Rows of each contract part, as the TOML gives them: {"endpoints": (row, ...), ...}.
     parts: dict[str, tuple[dict[str, Any], ...]]
@@ -85,6 +88,7 @@ def _read(path: Path) -> Preset:
         spec=data["spec"],
         description=data.get("description", "").strip(),
         price_model=data["price_model"],
+        vertical=data.get("vertical", ""),
         secrets=tuple(
             SecretNeed(name=s["name"], help=s.get("help", "")) for s in data.get("secrets", [])
         ),
@@ -115,8 +119,10 @@ def preset_apply(*, contract: Contract, slug: str) -> PresetApplied:
 
     The contract becomes a buyer-API contract with the preset's price model; a fixed-price
     preset keeps the contract's price, which must be set. Every row is checked by its model's
-    own validation: a preset that does not pass raises PresetError and changes nothing. A live
-    contract that cannot deliver yet (the preset's secrets not added) is paused, saying why.
+    own validation: a preset that does not pass raises PresetError and changes nothing, but for
+    templates that read fields this vertical does not have, which are saved for ops to fit. A
+    live contract that cannot deliver yet (a secret not added, a template not fitted) is paused,
+    saying why.
     """
     preset = presets().get(slug)
     if preset is None:
@@ -132,17 +138,19 @@ def preset_apply(*, contract: Contract, slug: str) -> PresetApplied:
         except ValidationError as exc:
             raise PresetError(_words(exc)) from None
         contract.save()
-        for name, model in _PARTS:
-            getattr(contract, name).all().delete()
-            for number, row in enumerate(preset.parts[name], start=1):
-                part = model(contract=contract, **row)
-                try:
-                    part.full_clean()
-                except (ValidationError, TypeError) as exc:
-                    raise PresetError(
-                        f"{preset.name}: {name} row {number}: {_words(exc)}"
-                    ) from None
-                part.save()
+        with delivery_checks_deferred():
+            for name, model in _PARTS:
+                getattr(contract, name).all().delete()
+                for number, row in enumerate(preset.parts[name], start=1):
+                    try:
+                        part = model(contract=contract, **row)
+                        part.full_clean()
+                    except (ValidationError, TypeError) as exc:
+                        raise PresetError(
+                            f"{preset.name}: {name} row {number}: {_words(exc)}"
+                        ) from None
+                    part.save()
+        # Templates naming fields this vertical lacks are saved, and listed here to be fitted.
         problems = contract_delivery_problems(contract)
         if problems and contract.status == ContractStatus.ACTIVE:
             contract_pause(

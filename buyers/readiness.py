@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from buyers.delivery_checks import delivery_check
 from buyers.models import DeliveryMethod, EndpointKind, PriceModel
 
 # {{ secrets.api_key }}, {{ secrets["api_key"] }}, {{ secrets['api_key'] }}.
@@ -67,7 +69,10 @@ def delivery_problems(
 
 
 def contract_delivery_problems(contract) -> list[str]:
-    """The delivery problems of a saved contract, read from its saved parts."""
+    """The delivery problems of a saved contract, read from its saved parts: those above, and
+    templates or answer paths that do not check out (buyers/delivery_checks.py)."""
+    endpoints = list(contract.endpoints.all())
+    rules = list(contract.response_rules.all())
     return delivery_problems(
         price_model=contract.price_model,
         delivery_method=contract.delivery_method,
@@ -75,10 +80,21 @@ def contract_delivery_problems(contract) -> list[str]:
             EndpointSketch(
                 kind=e.kind, body_template=e.body_template, query=e.query, headers=e.headers
             )
-            for e in contract.endpoints.all()
+            for e in endpoints
         ],
         secret_names=[s.name for s in contract.secrets.all()],
-    )
+    ) + [
+        part_problem(row, problems)
+        for kind, rows in (("endpoint", endpoints), ("rule", rules))
+        for row in rows
+        if (problems := delivery_check(kind, row))
+    ]
+
+
+def part_problem(row: Any, problems: dict[str, str]) -> str:
+    """One line for ops: which endpoint or rule, and what is wrong with it."""
+    what = f"Its {row.kind} {'endpoint' if hasattr(row, 'body_template') else 'response rule'}"
+    return f"{what}: " + "; ".join(f"{name}: {text}" for name, text in problems.items())
 
 
 class ContractCannotDeliver(ValueError):

@@ -42,6 +42,7 @@ from routing.formats import (
     scrub,
     xml_text,
 )
+from routing.templating import RequestTemplate, TemplateError, compile_request
 
 # MASK, MappingError and apply_transform moved to routing/formats.py and stay names of this module.
 __all__ = [
@@ -94,6 +95,9 @@ class EndpointSpec:
     auth_secret: str = ""
     connect_timeout_s: float = 1.0
     read_timeout_s: float = 3.0
+    body_template: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    accept: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,14 @@ class OutgoingRequest:
     masked_url: str
     masked_headers: dict[str, str]
     timeout: tuple[float, float] = (1.0, 3.0)
+    # The body to store when it differs from the one sent (a template put a secret in it).
+    masked_body: bytes | None = None
 
     @property
     def body_text(self) -> str:
-        """Return the body as text, for the attempt log."""
-        return self.body.decode("utf-8", errors="replace")
+        """Return the body as stored and shown: as sent, but for secrets masked."""
+        body = self.body if self.masked_body is None else self.masked_body
+        return body.decode("utf-8", errors="replace")
 
 
 def mapping_from_model(model: Any) -> MappingSpec:
@@ -129,8 +136,9 @@ def mapping_from_model(model: Any) -> MappingSpec:
     )
 
 
-def endpoint_from_model(model: Any) -> EndpointSpec:
-    """Build an EndpointSpec from a buyers.DeliveryEndpoint row (secret already decrypted)."""
+def endpoint_from_model(model: Any, *, accept: str = "application/json") -> EndpointSpec:
+    """Build an EndpointSpec from a buyers.DeliveryEndpoint row (secret already decrypted);
+    `accept` is the Accept header of the answer format its response rule reads."""
     headers = model.headers if isinstance(model.headers, dict) else {}
     return EndpointSpec(
         kind=str(model.kind),
@@ -144,6 +152,9 @@ def endpoint_from_model(model: Any) -> EndpointSpec:
         auth_secret=model.auth_secret or "",
         connect_timeout_s=model.connect_timeout_ms / 1000,
         read_timeout_s=model.read_timeout_ms / 1000,
+        body_template=model.body_template or "",
+        query={str(name): str(value) for name, value in (model.query or {}).items()},
+        accept=accept,
     )
 
 
@@ -329,7 +340,8 @@ def _with_query(url_parts: SplitResult, *extra: str) -> str:
 @dataclass(frozen=True)
 class PreparedEndpoint:
     """An endpoint with everything that does not depend on the lead worked out once: its
-    method, URL, headers and authentication, checked, and their masked twins."""
+    method, URL, headers and authentication, checked, their masked twins, and its compiled
+    request template, if any."""
 
     method: str
     url_parts: SplitResult
@@ -342,37 +354,70 @@ class PreparedEndpoint:
     # The URLs when they do not carry the fields (anything but GET).
     url: str
     masked_url: str
+    template: RequestTemplate | None = None
 
     def request(
-        self, fields: Mapping[str, Any], *, personal: AbstractSet[str] = frozenset()
+        self,
+        fields: Mapping[str, Any],
+        *,
+        personal: AbstractSet[str] = frozenset(),
+        context: Mapping[str, Any] | None = None,
+        personal_fields: frozenset[str] = frozenset(),
     ) -> OutgoingRequest:
-        """Encode the lead's mapped fields into a request to this endpoint.
+        """Encode the lead's mapped fields, or render its template, into a request.
 
-        `personal` names the fields that carry personal data: a GET sends them in its query,
-        and the URL kept on record shows them masked.
+        `personal` names the mapped fields that carry personal data: a GET sends them in its
+        query, and the URL kept on record shows them masked. A template renders the lead's
+        `context` (routing/context.py); its stored copy never holds a secret, nor in the URL
+        a value of the vertical's `personal_fields`.
         """
+        rendered = masked = None
+        if self.template is not None:
+            context = context if context is not None else {}
+            try:
+                rendered = self.template.render(context)
+                masked = self.template.render_masked(context, pii=personal_fields)
+            except TemplateError as exc:
+                raise MappingError(str(exc)) from None
         body = b""
-        url, masked_url = self.url, self.masked_url
-        if self.method == HttpMethod.GET:
+        pairs: list[tuple[str, str]] = []
+        masked_pairs: list[tuple[str, str]] = []
+        if rendered is not None and rendered.body is not None:
+            body = rendered.body
+        elif self.method == HttpMethod.GET:
             pairs = [(name, as_text(value)) for name, value in fields.items()]
-            masked = [(name, MASK if name in personal else value) for name, value in pairs]
+            masked_pairs = [(name, MASK if name in personal else value) for name, value in pairs]
+        else:
+            body, _ = _encode_body(self.body_format, fields)
+        headers, masked_headers = dict(self.headers), dict(self.masked_headers)
+        masked_body = None
+        if rendered is not None and masked is not None:
+            pairs += rendered.query
+            masked_pairs += masked.query
+            for name, value in rendered.headers.items():
+                _set_header(headers, name, value)
+            for name, value in masked.headers.items():
+                _set_header(masked_headers, name, _masked(name, value))
+            if masked.body is not None and masked.body != body:
+                masked_body = masked.body
+        url, masked_url = self.url, self.masked_url
+        if pairs:
             url, masked_url = _urls(
                 self.url_parts,
                 urlencode(pairs, errors="replace"),
-                urlencode(masked, errors="replace"),
+                urlencode(masked_pairs, errors="replace"),
                 self.auth_query,
                 self.spellings,
             )
-        else:
-            body, _ = _encode_body(self.body_format, fields)
         return OutgoingRequest(
             method=self.method,
             url=url,
-            headers=dict(self.headers),
+            headers=headers,
             body=body,
             masked_url=masked_url,
-            masked_headers=dict(self.masked_headers),
+            masked_headers=masked_headers,
             timeout=self.timeout,
+            masked_body=masked_body,
         )
 
 
@@ -407,12 +452,23 @@ def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
     if url_parts.scheme not in ("http", "https") or not url_parts.hostname:
         raise MappingError("The endpoint URL must be an http:// or https:// address.")
 
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    headers = {"User-Agent": USER_AGENT, "Accept": endpoint.accept}
     if method != HttpMethod.GET:
         _, content_type = _encode_body(endpoint.body_format, {})
         headers["Content-Type"] = content_type
+    # Header values that are templates are rendered per lead; the others are set once here.
+    templated = {n: v for n, v in endpoint.headers.items() if any(m in v for m in ("{{", "{%"))}
     for name, value in endpoint.headers.items():
-        _set_header(headers, name, value)
+        if name not in templated:
+            _set_header(headers, name, value)
+    template = None
+    if endpoint.body_template.strip() or endpoint.query or templated:
+        try:
+            template = compile_request(
+                endpoint.body_format, endpoint.body_template, endpoint.query, templated
+            )
+        except TemplateError as exc:
+            raise MappingError(str(exc)) from None
 
     auth_header, auth_query, basic_token = _auth(endpoint)
     if auth_header:
@@ -441,6 +497,7 @@ def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
         timeout=(endpoint.connect_timeout_s, endpoint.read_timeout_s),
         url=url,
         masked_url=masked_url,
+        template=template,
     )
 
 

@@ -70,7 +70,10 @@ def _sample_value(spec: VerticalField) -> Any:
             value = low
         if high is not None and value > high:
             value = high
-        return int(value) if spec.field_type == FieldType.INTEGER else f"{value:.2f}"
+        # As intake stores it: a JSON number, whole values as integers.
+        if spec.field_type == FieldType.INTEGER or value == value.to_integral_value():
+            return int(value)
+        return float(value)
     if spec.field_type == FieldType.STRING and spec.name in _SAMPLE_BY_NAME:
         value = str(_SAMPLE_BY_NAME[spec.name])
     else:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from buyers.models import Contract, DeliveryMethod, EndpointKind
+from buyers.models import AnswerFormat, Contract, DeliveryMethod, EndpointKind
 from leads.models import Lead
 from leads.selectors import personal_field_names
 from routing.context import PERSONAL_CONTEXT_PATHS, lead_context
@@ -22,7 +22,7 @@ from routing.mapping import (
     mapping_from_model,
     prepare_endpoint,
 )
-from routing.responses import rule_from_model
+from routing.responses import accept_header, rule_from_model
 from routing.team_delivery import TEAM_RULE, team_request
 
 
@@ -47,7 +47,11 @@ def _endpoint(contract: Contract, kind: str):
 
 def _prepared_endpoint(contract: Contract, kind: str) -> PreparedEndpoint | None:
     endpoint = _endpoint(contract, kind)
-    return prepare_endpoint(endpoint_from_model(endpoint)) if endpoint is not None else None
+    if endpoint is None:
+        return None
+    rule = next((r for r in contract.response_rules.all() if r.kind == kind), None)
+    accept = accept_header(rule.answer_format if rule is not None else AnswerFormat.JSON)
+    return prepare_endpoint(endpoint_from_model(endpoint, accept=accept))
 
 
 def rule_for(contract: Contract, kind: str):
@@ -71,10 +75,15 @@ def _secrets(contract: Contract) -> dict[str, str]:
     return _memo(contract, "secrets", lambda: {s.name: s.value for s in contract.secrets.all()})
 
 
+def _personal_fields(contract: Contract) -> frozenset[str]:
+    """The names of the contract's vertical's fields that carry personal data."""
+    return frozenset(personal_field_names([contract.vertical_id])[contract.vertical_id])
+
+
 def _personal_targets(contract: Contract, mappings: list[MappingSpec]) -> frozenset[str]:
-    """The names, in the buyer's request, of the fields that carry personal data."""
-    personal = personal_field_names([contract.vertical_id])[contract.vertical_id]
-    personal |= {f"fields.{name}" for name in personal} | PERSONAL_CONTEXT_PATHS
+    """The names, in the buyer's request, of the mapped fields that carry personal data."""
+    names = _memo(contract, "personal_fields", partial(_personal_fields, contract))
+    personal = names | {f"fields.{name}" for name in names} | PERSONAL_CONTEXT_PATHS
     if not mappings:
         return frozenset(personal)
     return frozenset(
@@ -122,4 +131,7 @@ def request_for(
     if prepared is None:
         return None
     personal = _memo(contract, "personal", partial(_personal_targets, contract, mappings))
-    return prepared.request(fields, personal=personal)
+    personal_fields = _memo(contract, "personal_fields", partial(_personal_fields, contract))
+    return prepared.request(
+        fields, personal=personal, context=context, personal_fields=personal_fields
+    )

@@ -12,6 +12,7 @@ from django.urls import reverse
 from buyers.models import ContractSecret, ContractStatus, DeliveryMethod, EndpointKind, PriceModel
 from buyers.presets import PRESETS_DIR, PresetError, _read, preset_apply, presets
 from buyers.readiness import contract_delivery_problems
+from simulator.demo import VERTICALS, _vertical_get_or_create
 from tests.buyers.factories import ContractFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,10 +34,22 @@ def test_the_catalogue_holds_the_generic_formats_and_names_a_spec_for_each():
         assert preset.parts["endpoints"], preset.slug
 
 
+# Fields a preset reads that the demo vertical lacks: its description tells ops to add them.
+FIELDS_OPS_ADD = {"novo-partner-lead": "months_at_residence"}
+
+
+def demo_vertical(slug: str):
+    """The demo marketplace's vertical a preset's templates are written for."""
+    (spec,) = [v for v in VERTICALS if v["slug"] == slug]
+    return _vertical_get_or_create(spec).vertical
+
+
 @pytest.mark.parametrize("slug", sorted(presets()))
 def test_each_preset_applies_and_lists_what_ops_must_still_add(slug):
     preset = presets()[slug]
-    contract = ContractFactory(fixed_price=Decimal("20.00"))
+    contract = ContractFactory(
+        vertical=demo_vertical(preset.vertical), fixed_price=Decimal("20.00")
+    )
 
     applied = preset_apply(contract=contract, slug=slug)
 
@@ -51,17 +64,34 @@ def test_each_preset_applies_and_lists_what_ops_must_still_add(slug):
     assert contract.mappings.count() == len(preset.parts["mappings"])
     assert contract.response_rules.count() == len(preset.parts["response_rules"])
     needed = {s.name for s in preset.secrets}
+    # On the vertical it is written for, only the secrets (and the fields the preset says ops
+    # must add) are left.
+    gap = FIELDS_OPS_ADD.get(slug, "\0")
+    left = [p for p in applied.problems if "does not hold" not in p and gap not in p]
+    assert left == [], applied.problems
     if needed:
-        assert applied.problems
         assert contract.status == ContractStatus.PAUSED
         assert all(name in contract.paused_reason for name in needed)
     for name in needed:
-        ContractSecret.objects.create(contract=contract, name=name, value="k-123")
-    assert contract_delivery_problems(contract) == []
+        ContractSecret.objects.create(contract=contract, name=name, value="1234567890")
+    assert all(gap in p for p in contract_delivery_problems(contract))
+
+
+def test_a_preset_for_another_verticals_fields_is_saved_and_the_contract_paused_to_fit_it():
+    contract = ContractFactory()  # a vertical without the fields the preset reads
+    ContractSecret.objects.create(contract=contract, name="api_key", value="k-123")
+
+    applied = preset_apply(contract=contract, slug="generic-json-ping-post")
+
+    contract.refresh_from_db()
+    assert contract.endpoints.count() == 2
+    assert contract.status == ContractStatus.PAUSED
+    assert any("has no attribute 'zip_code'" in p for p in applied.problems), applied.problems
+    assert "line" in contract.paused_reason
 
 
 def test_applying_replaces_the_contracts_delivery_and_keeps_a_live_contract_live():
-    contract = ContractFactory(deliverable=True)
+    contract = ContractFactory(deliverable=True, vertical=demo_vertical("auto-insurance"))
     ContractSecret.objects.create(contract=contract, name="api_key", value="k-123")
 
     applied = preset_apply(contract=contract, slug="generic-json-ping-post")
@@ -98,7 +128,7 @@ def test_a_preset_file_with_unknown_keys_or_a_wrong_slug_is_refused(tmp_path: Pa
 
 def test_ops_fill_a_contract_from_the_contract_page(admin_client, settings):
     settings.SECURE_SSL_REDIRECT = False
-    contract = ContractFactory()
+    contract = ContractFactory(vertical=demo_vertical("auto-insurance"))
     page = reverse("admin:buyers_contract_preset", args=[contract.pk])
 
     listing = admin_client.get(page).content.decode()

@@ -25,7 +25,6 @@ from defusedxml.ElementTree import fromstring
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from buyers.models import DeliveryEndpoint, ResponseRule
 from routing.context import lead_context
 from tests.buyers.fakes.boberdoo import BoberdooFake
 from tests.buyers.fakes.fake_server import FakeBuyer
@@ -197,25 +196,6 @@ def test_a_preset_says_what_it_follows_and_what_ops_fill_in(slug: str) -> None:
     assert preset["price_model"] == "ping_post"
     assert sorted(e["kind"] for e in preset["endpoints"]) == ["ping", "post"]
     assert sorted(r["kind"] for r in preset["response_rules"]) == ["ping", "post"]
-
-
-@pytest.mark.parametrize("slug", SLUGS)
-def test_a_presets_rows_pass_the_models_own_checks(
-    slug: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The placeholder hosts are not looked up: the address guard has its own tests.
-    monkeypatch.setattr("buyers.models.url_refusal", lambda url, **options: "")
-    preset = load(slug)
-
-    for values in preset["endpoints"]:
-        endpoint = DeliveryEndpoint(**values)
-        endpoint.clean_fields(exclude=["contract"])
-        endpoint.clean()
-        assert endpoint.url.startswith("https://")
-    for values in preset["response_rules"]:
-        rule = ResponseRule(**values)
-        rule.clean_fields(exclude=["contract"])
-        rule.clean()
 
 
 @pytest.mark.parametrize("slug", SLUGS)

@@ -1,0 +1,158 @@
+"""The save-time checks of a contract's delivery, and the sample lead they render.
+
+Registered with buyers (buyers/delivery_checks.py) when routing loads: an endpoint whose
+templates do not render, or render an invalid JSON/XML document, and a response rule whose paths
+cannot be read, are refused when saved, saying where (the template's line) and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from buyers.readiness import secrets_named
+from leads.models import Vertical, VerticalField
+from routing.context import CONSENT_KEYS, PING_CONSENT_KEYS
+from routing.responses import check_path, parse_namespaces
+from routing.templating import TemplateError, check_request
+
+# What the ZIP enrichment adds to every lead's fields.
+ENRICHMENT_SAMPLE = {
+    "city": "New York",
+    "county": "New York",
+    "state": "NY",
+    "time_zone": "America/New_York",
+}
+SAMPLE_CONSENT = {
+    "text": "By clicking Submit I agree to be contacted by Sample Insurance at the number I gave.",
+    "timestamp": "2026-01-15T14:03:00+00:00",
+    "ip": "203.0.113.7",
+    "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
+    "jornaya_leadid": "01234567-89AB-CDEF-0123-456789ABCDEF",
+    "page_url": "https://quotes.example/auto",
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Sample/1.0",
+    "sellers": ["Sample Insurance"],
+}
+assert set(SAMPLE_CONSENT) == set(CONSENT_KEYS)  # noqa: S101 - kept in step with intake's keys
+
+
+# {{ ping.bid_id }}, {{ ping["bid_id"] }}: the captures of the ping's answer a post reads.
+_PING_NAMED_RE = re.compile(r"""\bping\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*["']([^"']+)["']\s*\])""")
+
+
+def _ping_sample(templates: tuple[str, ...]) -> dict[str, Any]:
+    """A ping's answer as a sample: a value for every capture the templates read, so that a
+    post may read a capture its ping rule is given in the same save."""
+    named = {a or b for text in templates for a, b in _PING_NAMED_RE.findall(text)}
+    answer: dict[str, Any] = {name: f"sample-{name}" for name in named}
+    answer.update(reference="sample-reference", price=Decimal("12.50"))
+    return answer
+
+
+def sample_context(
+    *,
+    vertical: Vertical | None,
+    kind: str,
+    data: Mapping[str, Any] | None = None,
+    templates: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The context of a made-up lead of the vertical (routing/context.py), for previews and
+    save-time checks: a value for each of its fields, its enrichment, a full consent record, a
+    bid and the ping's answer (posts only), and a stand-in for each secret the templates name."""
+    from routing.tools import sample_lead_data
+
+    fields = dict(ENRICHMENT_SAMPLE)
+    if data is not None:
+        fields.update(data)
+    elif vertical is not None:
+        fields.update(sample_lead_data(vertical_id=vertical.pk))
+    # Digits: buyers' ids (campaign, supplier) go through |int as often as keys go as text.
+    secrets = {name: "1234567890" for text in templates for name in secrets_named(text)}
+    return {
+        "fields": fields,
+        "lead": {
+            "id": "00000000-0000-4000-8000-000000000000",
+            "created": datetime(2026, 1, 15, 14, 3, tzinfo=UTC).isoformat(),
+            "sub_id": "sample-sub",
+            "source": {"id": 1, "name": "Sample source"},
+            "vertical": vertical.slug if vertical is not None else "sample",
+            "test": True,
+            "score": 72,
+            "tier": "warm",
+        },
+        "consent": dict(SAMPLE_CONSENT),
+        "auction": {"bid": Decimal("12.50"), "floor": Decimal("5.00")},
+        "ping": _ping_sample(templates) if kind == "post" else {},
+        "secrets": secrets,
+    }
+
+
+def _field_of(where: str) -> str:
+    """The endpoint field a template error belongs to: 'body', 'query x', 'header X'."""
+    if where.startswith("query"):
+        return "query"
+    if where.startswith("header"):
+        return "headers"
+    return "body_template"
+
+
+def check_endpoint(endpoint: Any) -> dict[str, str]:
+    """Whether the endpoint's templates render valid requests for a sample lead of its
+    vertical, strictly (an unknown name is an error)."""
+    headers = endpoint.headers if isinstance(endpoint.headers, dict) else {}
+    query = endpoint.query if isinstance(endpoint.query, dict) else {}
+    templated = {n: v for n, v in headers.items() if "{{" in str(v) or "{%" in str(v)}
+    if not (endpoint.body_template or "").strip() and not query and not templated:
+        return {}
+    contract = getattr(endpoint, "contract", None) if endpoint.contract_id else None
+    vertical = contract.vertical if contract is not None else None
+    texts = (endpoint.body_template or "", *map(str, query.values()), *templated.values())
+    sample = sample_context(vertical=vertical, kind=endpoint.kind, templates=texts)
+    if endpoint.kind == "ping" and vertical is not None:
+        in_ping = set(
+            VerticalField.objects.filter(vertical=vertical, in_ping=True).values_list(
+                "name", flat=True
+            )
+        )
+        sample["fields"] = {n: v for n, v in sample["fields"].items() if n in in_ping}
+    if endpoint.kind == "ping":
+        sample["consent"] = {k: v for k, v in sample["consent"].items() if k in PING_CONSENT_KEYS}
+    try:
+        check_request(
+            endpoint.body_format, endpoint.body_template or "", query, templated, sample=sample
+        )
+    except TemplateError as exc:
+        return {_field_of(exc.where): str(exc)}
+    return {}
+
+
+_RULE_PATHS = ("success_path", "price_path", "reason_path", "reference_path")
+
+
+def check_rule(rule: Any) -> dict[str, str]:
+    """Whether every path of the response rule can be read in its answer format."""
+    try:
+        namespaces = parse_namespaces(rule.namespaces or "", strict=True)
+    except ValueError as exc:
+        return {"namespaces": str(exc)}
+    problems: dict[str, str] = {}
+    # The success path is not read when status codes or a regex say what accepted means.
+    decided = bool((rule.success_status_codes or "").strip() or rule.success_regex)
+    paths = [
+        (name, getattr(rule, name) or "")
+        for name in _RULE_PATHS
+        if not (name == "success_path" and decided)
+    ]
+    captures = rule.captures if isinstance(rule.captures, dict) else {}
+    paths += [("captures", str(path)) for path in captures.values()]
+    for name, path in paths:
+        if not path.strip() or name in problems:
+            continue
+        try:
+            check_path(path, answer_format=rule.answer_format, namespaces=namespaces)
+        except ValueError as exc:
+            problems[name] = f"{path!r}: {exc}"
+    return problems
