@@ -182,6 +182,13 @@ def contract_clone(
         copy.sources.set(original.sources.all())
         for relation in CONTRACT_PARTS:
             rows = list(getattr(original, relation).all())
+            if relation == "secrets" and buyer.pk != original.buyer_id and rows:
+                # A buyer's credentials are its own: another buyer's copy names what it needs.
+                warnings.append(
+                    f"The secrets {', '.join(r.name for r in rows)} were not copied to another "
+                    "buyer: add them before resuming."
+                )
+                continue
             for row in rows:
                 row.pk = row.id = None
                 row._state.adding = True

@@ -23,6 +23,7 @@ from buyers.models import (
     ClosedDate,
     Contract,
     ContractCap,
+    ContractSecret,
     ContractStatus,
     DeliveryEndpoint,
     EndpointKind,
@@ -246,6 +247,7 @@ def fill_every_part(contract: Contract) -> None:
     )
     FieldCriterion.objects.create(contract=contract, field="state", operator="in", value="IL,NY")
     ResponseRule.objects.create(contract=contract, kind=EndpointKind.POST, success_path="status")
+    ContractSecret.objects.create(contract=contract, name="api_key", value=SECRET)
 
 
 def test_a_clone_copies_every_part_and_starts_paused(contract, market):
@@ -264,15 +266,18 @@ def test_a_clone_copies_every_part_and_starts_paused(contract, market):
         "endpoints",
         "mappings",
         "response_rules",
+        "secrets",
         "sources",
     ):
         assert getattr(copy, relation).count() == getattr(contract, relation).count() > 0, relation
     # The same buyer keeps its credentials.
     assert copy.endpoints.get(kind="post").auth_secret == SECRET
+    assert copy.secrets.get().value == SECRET
     assert contract.endpoints.count() == 2  # the original is untouched
 
 
 def test_a_clone_for_another_buyer_and_vertical_drops_credentials_and_warns(contract):
+    ContractSecret.objects.create(contract=contract, name="api_key", value=SECRET)
     other_buyer = BuyerFactory()
     other_vertical = VerticalFactory()
     VerticalFieldFactory(vertical=other_vertical, name="zip_code", field_type=FieldType.ZIP)
@@ -285,8 +290,10 @@ def test_a_clone_for_another_buyer_and_vertical_drops_credentials_and_warns(cont
     copy = Contract.objects.get(name="For another")
     assert (copy.buyer, copy.vertical) == (other_buyer, other_vertical)
     assert all(not endpoint.auth_secret for endpoint in copy.endpoints.all())
+    assert not copy.secrets.exists()
     html = response.content.decode()
     assert "credentials were not copied" in html
+    assert "secrets api_key were not copied" in html
     assert "has no field phone" in html
 
 
