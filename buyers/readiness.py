@@ -68,7 +68,7 @@ def delivery_problems(
     return problems
 
 
-def contract_delivery_problems(contract) -> list[str]:
+def contract_delivery_problems(contract: Any) -> list[str]:
     """The delivery problems of a saved contract, read from its saved parts: those above, and
     templates or answer paths that do not check out (buyers/delivery_checks.py)."""
     endpoints = list(contract.endpoints.all())
