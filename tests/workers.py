@@ -1,16 +1,36 @@
-"""What the tests that start a real Celery worker subprocess share."""
+"""What the tests that start a real Celery worker subprocess share: the test database's URL, a
+routing queue of the test's own on the broker, and workers started on it and stopped whatever
+happens.
+
+A test module uses the fixtures by importing them (`from tests.workers import routing_queue,
+start_worker`); it needs PostgreSQL, a transactional database and CELERY_BROKER_URL.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
+from config.celery import app as celery_app
+from tests.conftest import celery_eager
+
 BASE_DIR = Path(settings.BASE_DIR)
 CELERY = Path(sys.executable).with_name("celery")
+STALE_SECONDS = 3
 
 
 def database_url_of_this_test() -> str:
@@ -24,3 +44,117 @@ def database_url_of_this_test() -> str:
     if db["PORT"]:
         host += f":{db['PORT']}"
     return f"postgres://{host}/{db['NAME']}"
+
+
+@pytest.fixture
+def routing_queue(settings) -> Iterator[str]:
+    """Send routing to a queue of our own, through the broker, from this process."""
+    name = f"routing-test-{uuid.uuid4().hex[:12]}"
+    conf = celery_app.conf
+    saved = conf.task_default_queue
+    conf.task_default_queue = name
+    with celery_eager(settings, eager=False):
+        yield name
+    conf.task_default_queue = saved
+    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    # Only our keys: the broker may be shared. A killed worker's messages stay unacknowledged
+    # (until the visibility timeout); drop them so that no later worker restores them.
+    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+    for tag, payload in client.hgetall("unacked").items():
+        with contextlib.suppress(ValueError, IndexError, TypeError):
+            if json.loads(payload)[2] == name:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    client.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable[[], Worker]]:
+    """Start real routing workers on the test database; stop every one whatever happens."""
+    workers: list[Worker] = []
+
+    def start() -> Worker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_of_this_test(),
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # buyers in tests are on 127.0.0.1
+            "PYTHONPATH": str(BASE_DIR),
+            "LOG_FORMAT": "text",
+            "ROUTING_STALE_SECONDS": str(STALE_SECONDS),
+        }
+        command = [
+            str(CELERY),
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "8",
+            "-Q",
+            routing_queue,
+            "-n",
+            f"{routing_queue}-{len(workers)}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ]
+        with log.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 (our own command line)
+                command,
+                cwd=BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, to kill as a whole
+            )
+        worker = Worker(process, log)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+class Worker:
+    """A worker subprocess and its log."""
+
+    def __init__(self, process: subprocess.Popen, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wait_until(condition: Callable[[], bool], *, seconds: float, worker: Worker, what: str):
+    """Poll `condition` until it holds; fail with the worker's log when it does not in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert worker.alive(), f"the worker died:\n{worker.output()}"
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {seconds} s; worker log:\n{worker.output()}")

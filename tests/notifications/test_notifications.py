@@ -55,9 +55,15 @@ from routing.models import Auction, ContractHealth, HealthStatus
 from tests.buyers.factories import ContractFactory
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import LeadFactory, SourceFactory
-from tests.routing.test_engine_worker import Worker, routing_queue, wait_until  # noqa: F401
 from tests.staff import staff_user
-from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
+from tests.workers import (  # routing_queue: a fixture
+    BASE_DIR,
+    CELERY,
+    Worker,
+    database_url_of_this_test,
+    routing_queue,  # noqa: F401
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -22,6 +22,7 @@ from tests.buyers.factories import BuyerFactory, ContractFactory
 # The demo's partner and buyer, for leads submitted through the API.
 from tests.leads.conftest import buyer_contract, demo, partner  # noqa: F401
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
+from tests.workers import routing_queue, start_worker  # noqa: F401 - fixtures
 
 SOURCE_PAYOUT = Decimal("4.00")
 

@@ -7,20 +7,11 @@ lead without posting any of them twice to one buyer.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import subprocess
-import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-import redis
 from django.core.cache import cache
 
 from buyers.models import (
@@ -30,15 +21,13 @@ from buyers.models import (
     TerritoryKind,
     TerritoryRule,
 )
-from config.celery import app as celery_app
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
 from leads.services import routing_enqueue
 from routing.engine import INTERRUPTED_NOTE
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
-from tests.conftest import celery_eager
 from tests.leads.factories import api_key_for
-from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
+from tests.workers import STALE_SECONDS, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -49,121 +38,7 @@ pytestmark = [
     ),
 ]
 
-STALE_SECONDS = 3
 D = Decimal
-
-
-@pytest.fixture
-def routing_queue(settings) -> Iterator[str]:
-    """Send routing to a queue of our own, through the broker, from this process."""
-    name = f"routing-test-{uuid.uuid4().hex[:12]}"
-    conf = celery_app.conf
-    saved = conf.task_default_queue
-    conf.task_default_queue = name
-    with celery_eager(settings, eager=False):
-        yield name
-    conf.task_default_queue = saved
-    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
-    # Only our keys: the broker may be shared. A killed worker's messages stay unacknowledged
-    # (until the visibility timeout); drop them so that no later worker restores them.
-    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-    for tag, payload in client.hgetall("unacked").items():
-        with contextlib.suppress(ValueError, IndexError, TypeError):
-            if json.loads(payload)[2] == name:
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-    client.close()
-
-
-@pytest.fixture
-def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable[[], Worker]]:
-    """Start real routing workers on the test database; stop every one whatever happens."""
-    workers: list[Worker] = []
-
-    def start() -> Worker:
-        log = tmp_path / f"worker-{len(workers)}.log"
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url_of_this_test(),
-            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # the simulator
-            "PYTHONPATH": str(BASE_DIR),
-            "LOG_FORMAT": "text",
-            "ROUTING_STALE_SECONDS": str(STALE_SECONDS),
-        }
-        command = [
-            str(CELERY),
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "8",
-            "-Q",
-            routing_queue,
-            "-n",
-            f"{routing_queue}-{len(workers)}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ]
-        with log.open("wb") as output:
-            process = subprocess.Popen(  # noqa: S603 (our own command line)
-                command,
-                cwd=BASE_DIR,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, to kill as a whole
-            )
-        worker = Worker(process, log)
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
-
-
-class Worker:
-    """A worker subprocess and its log."""
-
-    def __init__(self, process: subprocess.Popen, log: Path) -> None:
-        self.process = process
-        self.log = log
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-
-def wait_until(condition: Callable[[], bool], *, seconds: float, worker: Worker, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        assert worker.alive(), f"the worker died:\n{worker.output()}"
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {seconds} s; worker log:\n{worker.output()}")
 
 
 def final_count(lead_ids) -> int:
