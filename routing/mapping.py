@@ -53,6 +53,7 @@ __all__ = [
     "MappingSpec",
     "OutgoingRequest",
     "PreparedEndpoint",
+    "applicable_mappings",
     "apply_transform",
     "build_request",
     "endpoint_from_model",
@@ -187,6 +188,11 @@ def _mapped_value(
     return lookup(value, mapping.value_map)
 
 
+def applicable_mappings(kind: str, mappings: Sequence[MappingSpec]) -> list[MappingSpec]:
+    """The mappings that build a ping (`kind="ping"`) or a post."""
+    return [m for m in mappings if m.applies_to in (MappingApplies.BOTH, kind)]
+
+
 def map_fields(
     kind: str,
     data: Mapping[str, Any],
@@ -205,7 +211,7 @@ def map_fields(
     """
     if kind not in (EndpointKind.PING, EndpointKind.POST):
         raise ValueError(f"kind must be 'ping' or 'post', not {kind!r}")
-    applicable = [m for m in mappings if m.applies_to in (MappingApplies.BOTH, kind)]
+    applicable = applicable_mappings(kind, mappings)
     if not applicable:
         if kind == EndpointKind.PING:
             return {name: value for name, value in data.items() if name in ping_fields}
@@ -356,6 +362,16 @@ class PreparedEndpoint:
     masked_url: str
     template: RequestTemplate | None = None
 
+    @property
+    def query_is_templated(self) -> bool:
+        """A GET whose query parameters are templates: the template writes the lead's fields
+        where a POST's body template would."""
+        return (
+            self.method == HttpMethod.GET
+            and self.template is not None
+            and self.template.writes_query
+        )
+
     def request(
         self,
         fields: Mapping[str, Any],
@@ -369,7 +385,8 @@ class PreparedEndpoint:
         `personal` names the mapped fields that carry personal data: a GET sends them in its
         query, and the URL kept on record shows them masked. A template renders the lead's
         `context` (routing/context.py); its stored copy never holds a secret, nor in the URL
-        a value of the vertical's `personal_fields`.
+        a value of the `personal_fields`: field names (`email`) or paths into the context
+        (`consent.ip`).
         """
         rendered = masked = None
         if self.template is not None:

@@ -505,6 +505,11 @@ class RequestTemplate:
     _headers: list[tuple[str, str | _Slot]] = field(repr=False)
     _globals: dict[str, Any] = field(repr=False)
 
+    @property
+    def writes_query(self) -> bool:
+        """Whether the endpoint's query string has parameters of its own."""
+        return bool(self._query)
+
     def render(self, context: Mapping[str, Any]) -> RenderedRequest:
         """Render the lead's request; raise TemplateError when a part cannot be rendered."""
         return self._finish(self._run(context))

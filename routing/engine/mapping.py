@@ -17,6 +17,7 @@ from routing.mapping import (
     MappingSpec,
     OutgoingRequest,
     PreparedEndpoint,
+    applicable_mappings,
     endpoint_from_model,
     map_fields,
     mapping_from_model,
@@ -80,6 +81,13 @@ def _personal_fields(contract: Contract) -> frozenset[str]:
     return frozenset(personal_field_names([contract.vertical_id])[contract.vertical_id])
 
 
+def _personal_paths(contract: Contract) -> frozenset[str]:
+    """What a template's query may not show on record: the vertical's personal fields, and the
+    consent record's personal parts (the consumer's IP address and browser)."""
+    names = _memo(contract, "personal_fields", partial(_personal_fields, contract))
+    return names | PERSONAL_CONTEXT_PATHS
+
+
 def _personal_targets(contract: Contract, mappings: list[MappingSpec]) -> frozenset[str]:
     """The names, in the buyer's request, of the mapped fields that carry personal data."""
     names = _memo(contract, "personal_fields", partial(_personal_fields, contract))
@@ -130,8 +138,12 @@ def request_for(
     prepared = _memo(contract, ("endpoint", kind), partial(_prepared_endpoint, contract, kind))
     if prepared is None:
         return None
+    if prepared.query_is_templated and not applicable_mappings(kind, mappings):
+        # Its template writes the request: without mappings, the lead's own fields would go
+        # beside it, every one of them, raw, some under the template's own names.
+        fields = {}
     personal = _memo(contract, "personal", partial(_personal_targets, contract, mappings))
-    personal_fields = _memo(contract, "personal_fields", partial(_personal_fields, contract))
+    personal_paths = _memo(contract, "personal_paths", partial(_personal_paths, contract))
     return prepared.request(
-        fields, personal=personal, context=context, personal_fields=personal_fields
+        fields, personal=personal, context=context, personal_fields=personal_paths
     )

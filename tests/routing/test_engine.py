@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.core import mail
@@ -29,6 +30,8 @@ from buyers.models import (
     EndpointKind,
     FieldCriterion,
     FieldMapping,
+    HttpMethod,
+    MappingApplies,
     PriceModel,
     ReservationStatus,
 )
@@ -604,6 +607,39 @@ def test_pings_carry_only_the_ping_fields_and_never_pii(market):
         assert secret not in ping.url
     post = Attempt.objects.get(lead=lead, kind=EndpointKind.POST)
     assert json.loads(post.request_body)["email"] == "private.person@example.com"
+
+
+def test_a_get_whose_query_is_a_template_sends_what_it_writes_and_mapped_fields_only(market):
+    contract = market.contract(ping="bid=10")
+    query = {"zip": "{{ fields.zip_code }}", "mail": "{{ fields.email }}", "ip": "{{ consent.ip }}"}
+    contract.endpoints.update(method=HttpMethod.GET, query=query)
+    FieldMapping.objects.create(
+        contract=contract, source_field="state", target_field="st", applies_to=MappingApplies.POST
+    )
+    lead = market.lead(email="private.person@example.com", consent={"ip": "198.51.100.23"})
+
+    route(lead)
+
+    # The ping has no mapping: the template's query alone, not the lead's fields beside it (and
+    # nothing personal: a ping's context holds none of it). PostgreSQL's jsonb keeps the query's
+    # names in an order of its own.
+    ping = Attempt.objects.get(lead=lead, kind=EndpointKind.PING)
+    assert sorted(parse_qsl(urlsplit(ping.url).query, keep_blank_values=True)) == [
+        ("bid", "10"),
+        ("ip", ""),
+        ("mail", ""),
+        ("zip", "60601"),
+    ]
+    # The post's mapping is sent, and the template's query with it; on record, the e-mail and
+    # the consumer's IP address are masked.
+    post = Attempt.objects.get(lead=lead, kind=EndpointKind.POST)
+    assert post.outcome == ACCEPTED
+    assert sorted(parse_qsl(urlsplit(post.url).query)) == [
+        ("ip", "••••"),
+        ("mail", "••••"),
+        ("st", "IL"),
+        ("zip", "60601"),
+    ]
 
 
 def test_a_test_lead_goes_only_to_contracts_that_take_test_leads_at_price_zero(market):
