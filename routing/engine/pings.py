@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from buyers.models import Contract, EndpointKind, PriceModel
 from outbound.http import send_all
@@ -13,7 +14,7 @@ from routing.engine.mapping import request_for, rule_for
 from routing.engine.run import Offer, Run, new_attempt
 from routing.mapping import MappingError
 from routing.models import Attempt, AttemptOutcome
-from routing.responses import parse_response
+from routing.responses import ParsedResponse, parse_response
 from routing.selection import Bid
 
 
@@ -68,11 +69,7 @@ def ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
         parsed = parse_response(rule_for(contract, EndpointKind.PING), result.status, result.body)
         if parsed.accepted and parsed.price is not None:
             offer.bid = _bid(contract, parsed.price, pinged=True)
-            offer.ping_answer = {
-                "reference": parsed.reference,
-                "price": parsed.price,
-                **parsed.captures,
-            }
+            offer.ping_answer = ping_answer(parsed)
             outcome = AttemptOutcome.BID
         else:
             outcome = AttemptOutcome.DECLINED
@@ -92,6 +89,12 @@ def ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
             )
         )
     return attempts
+
+
+def ping_answer(parsed: ParsedResponse) -> dict[str, Any]:
+    """What the post's context reads of the buyer's answer to the ping (`ping.<name>`): its
+    reference, its price and every capture its response rule named."""
+    return {"reference": parsed.reference, "price": parsed.price, **parsed.captures}
 
 
 def _bid(contract: Contract, price: Decimal, *, pinged: bool = False) -> Bid:
