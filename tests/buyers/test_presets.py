@@ -12,8 +12,7 @@ from django.urls import reverse
 from buyers.models import ContractSecret, ContractStatus, DeliveryMethod, EndpointKind, PriceModel
 from buyers.presets import PRESETS_DIR, PresetError, _read, preset_apply, presets
 from buyers.readiness import contract_delivery_problems
-from simulator.demo import VERTICALS, _vertical_get_or_create
-from tests.buyers.factories import ContractFactory
+from tests.buyers.factories import ContractFactory, demo_vertical
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +35,6 @@ def test_the_catalogue_holds_the_generic_formats_and_names_a_spec_for_each():
 
 # Fields a preset reads that the demo vertical lacks: its description tells ops to add them.
 FIELDS_OPS_ADD = {"novo-partner-lead": "months_at_residence"}
-
-
-def demo_vertical(slug: str):
-    """The demo marketplace's vertical a preset's templates are written for."""
-    (spec,) = [v for v in VERTICALS if v["slug"] == slug]
-    return _vertical_get_or_create(spec).vertical
 
 
 @pytest.mark.parametrize("slug", sorted(presets()))
