@@ -55,6 +55,7 @@ from buyers.presets import PresetError, preset_apply, presets
 from buyers.readiness import (
     ContractCannotDeliver,
     EndpointSketch,
+    contract_delivery_problems,
     delivery_problems,
 )
 from buyers.schedule import describe_hours
@@ -296,7 +297,9 @@ class DeliveryReadinessFormSet(BaseInlineFormSet):
     def clean(self) -> None:
         super().clean()
         contract = self.instance
-        if contract.status != ContractStatus.ACTIVE:
+        # A new contract is built up in steps (its endpoints, a preset, its secrets): it is
+        # saved paused until it can deliver (ContractAdmin.save_related), not refused.
+        if contract.status != ContractStatus.ACTIVE or contract._state.adding:
             return
         kept = [f.cleaned_data for f in self.forms if _kept(f)]
         endpoints = [
@@ -451,7 +454,19 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        cap_counters_seed(caps=form.instance.caps.select_related("contract__buyer"))
+        contract = form.instance
+        cap_counters_seed(caps=contract.caps.select_related("contract__buyer"))
+        if not change:
+            problems = contract_delivery_problems(contract)
+            if problems and contract_pause(
+                contract=contract, reason=f"New; to finish: {' '.join(problems)}"
+            ):
+                self.message_user(
+                    request,
+                    f"{contract} is paused until it can deliver a lead: {' '.join(problems)} "
+                    "Fill it from a preset or add its endpoints, then resume it.",
+                    messages.WARNING,
+                )
 
     def _create_formsets(self, request: HttpRequest, obj: Any, change: bool) -> Any:
         formsets, inline_instances = super()._create_formsets(request, obj, change)

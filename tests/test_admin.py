@@ -18,6 +18,7 @@ from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from rest_framework.authtoken.models import Token
 
 from buyers.forms import territory_values_from_csv
@@ -796,6 +797,97 @@ def test_the_model_s_own_checks_show_as_form_errors(admin_client, every_model):
         "max_lead_age_minutes": ["The youngest age must be below the oldest."]
     }
     assert "The youngest age must be below the oldest." in response.content.decode()
+
+
+def endpoint_form_errors(response) -> list[dict[str, list[str]]]:
+    (formset,) = [
+        inline.formset
+        for inline in response.context["inline_admin_formsets"]
+        if inline.formset.model is DeliveryEndpoint
+    ]
+    return [dict(form.errors) for form in formset.forms if form.errors]
+
+
+def json_body(*lines: str) -> dict[str, str]:
+    """A JSON body template of these lines, between the braces on lines 1 and last."""
+    return {"body_template": "\n".join(("{", *lines, "}"))}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        # A filter left without its name, on the body's third line.
+        (
+            json_body('  "email": "{{ fields.email }}",', '  "tel": "{{ fields.phone | }}"'),
+            "body_template",
+            "body, line 3: ",
+        ),
+        # A name the vertical does not have, on line 3.
+        (
+            json_body('  "email": "{{ fields.email }}",', '  "name": "{{ fields.frist }}"'),
+            "body_template",
+            "body, line 3: ",
+        ),
+        # Not JSON: the comma missing at the end of line 2.
+        (
+            json_body('  "email": "{{ fields.email }}"', '  "tel": "{{ fields.phone }}"'),
+            "body_template",
+            "line 3",
+        ),
+        ({"query": '{"key": "{{ secrets.api_key | nope }}"}'}, "query", "query key"),
+        ({"headers": '{"X-Key": "{{ secrets.api_key "}'}, "headers", "header X-Key"),
+    ],
+)
+def test_a_template_error_shows_at_its_field_with_the_templates_line(
+    admin_client, every_model, changes, field, words
+):
+    endpoint = every_model["endpoint"]
+
+    response = save_contract_page(admin_client, every_model["contract"], **changes)
+
+    assert response.status_code == 200
+    ((errors),) = endpoint_form_errors(response)
+    assert list(errors) == [field]
+    (message,) = errors[field]
+    assert words in message
+    # Shown in the field's own row of the endpoint's form on the contract page.
+    row = rf'field-{field}">\s*<ul class="errorlist"[^>]*><li>{re.escape(escape(message))}</li>'
+    assert re.search(row, response.content.decode())
+    endpoint.refresh_from_db()
+    assert (endpoint.body_template, endpoint.query) == ("", {})
+
+
+def test_a_new_contract_that_cannot_deliver_yet_is_saved_paused_saying_why(admin_client):
+    buyer, vertical = BuyerFactory(), VerticalFactory()
+    add = url(Contract, "add")
+    data = change_form_data(admin_client.get(f"{add}?buyer={buyer.pk}&vertical={vertical.pk}"))
+    data.update(name="To be filled from a preset", price_model="ping_post", floor_price="1.00")
+
+    response = admin_client.post(add, data, follow=True)
+
+    contract = Contract.objects.get(name="To be filled from a preset")
+    assert contract.status == ContractStatus.PAUSED
+    assert contract.paused_reason.startswith("New; to finish: ")
+    assert "post endpoint" in contract.paused_reason
+    assert "is paused until it can deliver a lead" in response.content.decode()
+
+
+def test_a_live_contract_cannot_lose_what_it_delivers_with(admin_client, every_model):
+    contract = every_model["contract"]
+    page = admin_client.get(url(contract, "change", contract.pk))
+    data = change_form_data(page)
+    (prefix,) = [
+        k.rsplit("-", 1)[0]
+        for k, v in data.items()
+        if k.startswith("endpoints-") and k.endswith("-kind") and v == "post"
+    ]
+    data[f"{prefix}-DELETE"] = "on"
+
+    response = admin_client.post(url(contract, "change", contract.pk), data)
+
+    assert response.status_code == 200
+    assert "An active contract must be able to deliver." in response.content.decode()
+    assert contract.endpoints.filter(kind=EndpointKind.POST).exists()
 
 
 def test_closed_dates_are_saved_through_the_contract_page(admin_client, every_model):
