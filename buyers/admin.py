@@ -20,6 +20,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.caps import CapUsage
 from buyers.forms import (
+    ContractAnswerForm,
     ContractCloneForm,
     ContractForm,
     ContractPresetForm,
@@ -83,7 +84,12 @@ from config.admin_pii import pii_visible
 from leads.models import Lead
 from routing.health import health_force
 from routing.models import ContractHealth, HealthEvent
-from routing.tools import TestSendResult, contract_request_preview, contract_test_send
+from routing.tools import (
+    TestSendResult,
+    contract_answer_read,
+    contract_request_preview,
+    contract_test_send,
+)
 
 
 class CachedVerticalChoicesMixin:
@@ -495,6 +501,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
     def get_urls(self):
         tools = [
             ("test", self.test_view),
+            ("answer", self.answer_view),
             ("pause", self.pause_view),
             ("resume", self.resume_view),
             ("clone", self.clone_view),
@@ -576,6 +583,36 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
             form=form,
             preview=preview,
             outcome=outcome,
+        )
+
+    def answer_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """'Try this answer': read a pasted buyer's answer by the contract's rules of today;
+        nothing is sent or recorded."""
+        contract = self._tool_contract(request, object_id)
+        initial = {"kind": request.GET.get("kind")} if request.GET.get("kind") else None
+        form = ContractAnswerForm(
+            request.POST if request.method == "POST" else None, initial=initial
+        )
+        reading = None
+        if form.is_valid():
+            reading = contract_answer_read(
+                contract=contract,
+                kind=form.cleaned_data["kind"],
+                status=form.cleaned_data["status"],
+                body=form.cleaned_data["body"],
+            )
+        return self._tool_page(
+            request,
+            contract,
+            "answer.html",
+            title=f"Try an answer on {contract}",
+            form=form,
+            intro="Paste a buyer's answer to see how this contract's response rules read it "
+            "today: accepted or not, price, reason, reference and every capture. Nothing is "
+            "sent or recorded.",
+            submit="Read it",
+            reading=reading,
+            test_url=reverse("admin:buyers_contract_test", args=[contract.pk]),
         )
 
     def preset_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

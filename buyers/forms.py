@@ -387,6 +387,36 @@ class ContractTestForm(forms.Form):
     )
 
 
+class ContractAnswerForm(forms.Form):
+    """A buyer's answer to read by the contract's rules: 'Try this answer'."""
+
+    kind = forms.ChoiceField(
+        choices=[("ping", "Ping"), ("post", "Post")],
+        initial="post",
+        widget=forms.RadioSelect,
+        label="An answer to a",
+    )
+    status = forms.IntegerField(
+        initial=200,
+        min_value=100,
+        max_value=599,
+        label="HTTP status",
+        error_messages={
+            "invalid": "An HTTP status is a number from 100 to 599.",
+            "min_value": "An HTTP status is a number from 100 to 599.",
+            "max_value": "An HTTP status is a number from 100 to 599.",
+        },
+        widget=forms.NumberInput(attrs={"style": "width: 6em"}),
+    )
+    body = forms.CharField(
+        required=False,
+        strip=False,
+        label="Answer",
+        help_text="The body of the buyer's answer, as the buyer's spec shows it or as it came.",
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "spellcheck": "false"}),
+    )
+
+
 class ContractReasonForm(forms.Form):
     reason = forms.CharField(
         max_length=255,

@@ -4,11 +4,13 @@ and contract health."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import BooleanField, Q, QuerySet, Value
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.utils.html import format_html
 
 from buyers.fields import mask
@@ -26,7 +28,8 @@ from config.admin_display import (
 )
 from config.admin_pii import lead_pii_values, mask_text, pii_visible
 from leads.selectors import personal_field_names
-from routing.models import Attempt, Auction, ContractHealth, HealthEvent, Sale
+from routing.models import Attempt, AttemptOutcome, Auction, ContractHealth, HealthEvent, Sale
+from routing.tools import attempt_answer_replay
 
 # Header names that carry credentials. The engine records attempts with secrets masked already;
 # masking again here keeps a slip there from reaching the screen.
@@ -323,8 +326,17 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "Response",
             {"fields": ("response_status", "latency_ms", "response_body_display")},
         ),
+        (
+            "Read by today's rules",
+            {
+                "fields": ("replay_display",),
+                "description": "The stored answer read again by the contract's response rules "
+                "as they are now, beside what was recorded: check a rule fix here.",
+            },
+        ),
     )
     readonly_fields = (
+        "replay_display",
         "created_at_precise",
         "price_display",
         "reason_display",
@@ -385,6 +397,52 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Response body")
     def response_body_display(self, obj: Attempt) -> str:
         return preformatted(self._masked(obj, obj.response_body))
+
+    @admin.display(description="Recorded, and read today")
+    def replay_display(self, obj: Attempt) -> str:
+        if obj.pk is None:
+            return "-"
+        if obj.response_status is None:
+            return "The buyer never answered: there is no answer to read again."
+        try:
+            reading = attempt_answer_replay(attempt=obj)
+        except ValueError as exc:
+            return f"The contract's {obj.kind} rule cannot be read: {exc}"
+        if reading is None:
+            return "-"
+        parsed = reading.parsed
+        text = partial(self._masked, obj)
+        recorded_captures = obj.captures if isinstance(obj.captures, dict) else {}
+        accepted_then = obj.outcome in (AttemptOutcome.BID, AttemptOutcome.ACCEPTED)
+        rows = [
+            (
+                "Accepted",
+                f"{'yes' if accepted_then else 'no'} ({obj.get_outcome_display()})",
+                "yes" if parsed.accepted else "no",
+                accepted_then == parsed.accepted,
+            ),
+            ("Price", money(obj.price), money(parsed.price), obj.price == parsed.price),
+            ("Reason", text(obj.reason), text(parsed.reason), obj.reason == parsed.reason),
+            (
+                "Reference",
+                text(obj.buyer_reference),
+                text(parsed.reference),
+                obj.buyer_reference == parsed.reference,
+            ),
+        ]
+        for name in sorted(set(recorded_captures) | set(parsed.captures)):
+            then, now = recorded_captures.get(name), parsed.captures.get(name)
+            rows.append(
+                (
+                    f"Capture {name}",
+                    "-" if then is None else text(str(then)),
+                    "-" if now is None else text(str(now)),
+                    then == now,
+                )
+            )
+        return render_to_string(
+            "admin/routing/attempt/replay.html", {"rows": rows, "note": reading.note}
+        )
 
 
 @admin.register(Sale)

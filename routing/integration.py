@@ -43,9 +43,10 @@ assert set(SAMPLE_CONSENT) == set(CONSENT_KEYS)  # noqa: S101 - kept in step wit
 _PING_NAMED_RE = re.compile(r"""\bping\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*["']([^"']+)["']\s*\])""")
 
 
-def _ping_sample(templates: tuple[str, ...]) -> dict[str, Any]:
-    """A ping's answer as a sample: a value for every capture the templates read, so that a
-    post may read a capture its ping rule is given in the same save."""
+def sample_ping_answer(templates: tuple[str, ...]) -> dict[str, Any]:
+    """A ping's answer as a sample: a value for every capture the templates (or a mapping's
+    `ping.<name>` source) read, so that a post may read a capture its ping rule is given in
+    the same save, and a test post of the sample lead carries one."""
     named = {a or b for text in templates for a, b in _PING_NAMED_RE.findall(text)}
     answer: dict[str, Any] = {name: f"sample-{name}" for name in named}
     answer.update(reference="sample-reference", price=Decimal("12.50"))
@@ -85,7 +86,7 @@ def sample_context(
         },
         "consent": dict(SAMPLE_CONSENT),
         "auction": {"bid": Decimal("12.50"), "floor": Decimal("5.00")},
-        "ping": _ping_sample(templates) if kind == "post" else {},
+        "ping": sample_ping_answer(templates) if kind == "post" else {},
         "secrets": secrets,
     }
 
