@@ -21,6 +21,8 @@ from buyers.models import (
     ContractSecret,
     DeliveryEndpoint,
     EndpointKind,
+    FieldMapping,
+    MappingApplies,
     PriceModel,
     ResponseRule,
 )
@@ -248,6 +250,46 @@ def test_a_fixed_price_post_is_given_the_price_as_its_bid_and_no_ping_answer(sim
         "ping": None,
     }
     assert "test-ping-answer" not in page.content.decode()
+
+
+def test_a_sample_post_gives_a_field_mapping_the_ping_capture_it_names(simulator):
+    contract = ContractFactory(deliverable=True)
+    FieldMapping.objects.create(
+        contract=contract,
+        source_field="ping.bid_id",
+        target_field="BidId",
+        applies_to=MappingApplies.POST,
+    )
+    FieldMapping.objects.create(contract=contract, source_field="lead.id", target_field="LeadId")
+
+    page = logged_in("Ops").get(tool_url(contract, "test"), {"kind": "post"})
+
+    assert shown_body(page) == {
+        "BidId": "sample-bid_id",
+        "LeadId": "00000000-0000-4000-8000-000000000000",
+    }
+
+
+def test_a_key_in_the_query_string_is_masked_in_the_url_shown(simulator):
+    contract = ContractFactory(price_model=PriceModel.FIXED, fixed_price=Decimal("20.00"))
+    ContractSecret.objects.create(contract=contract, name="campaign_key", value="ck-0042-secret")
+    DeliveryEndpoint.objects.create(
+        contract=contract,
+        kind=EndpointKind.POST,
+        method="GET",
+        url=f"{simulator.base_url}/post",
+        query={"key": "{{ secrets.campaign_key }}", "sub": "{{ lead.sub_id }}"},
+    )
+
+    page = logged_in("Ops").get(tool_url(contract, "test"), {"kind": "post"})
+
+    request = page.context["preview"].request
+    assert "key=ck-0042-secret" in request.url
+    html = page.content.decode()
+    assert "ck-0042-secret" not in html
+    assert f"GET {request.masked_url}" in html.replace("&amp;", "&")
+    assert "key=%E2%80%A2%E2%80%A2%E2%80%A2%E2%80%A2" in request.masked_url
+    assert "sub=sample-sub" in request.masked_url
 
 
 # --- Try this answer -----------------------------------------------------------------------------
