@@ -628,11 +628,12 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
                 name = applied.preset.name
                 self.log_change(request, contract, f"Delivery filled from the preset {name}")
                 self.message_user(request, f"Filled from the preset {name}.", messages.SUCCESS)
-                if applied.problems:
-                    paused = contract.status == ContractStatus.PAUSED
-                    until = " The contract is paused until then." if paused else ""
-                    finish = " ".join(applied.problems)
-                    self.message_user(request, f"To finish: {finish}{until}", messages.WARNING)
+                finish = " ".join(
+                    [*applied.problems, "Check the buyer's URLs and fields, then resume."]
+                )
+                self.message_user(
+                    request, f"The contract is paused. To finish: {finish}", messages.WARNING
+                )
                 return HttpResponseRedirect(
                     reverse("admin:buyers_contract_change", args=[contract.pk])
                 )
@@ -971,17 +972,34 @@ class ContractPartAdmin(SimpleHistoryAdmin):
     # saved on its own page must say that its contract changed.
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        contract_touch(contract_id=obj.contract_id)
+        self._changed(request, obj.contract_id)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         super().delete_model(request, obj)
-        contract_touch(contract_id=obj.contract_id)
+        self._changed(request, obj.contract_id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         contract_ids = list(queryset.values_list("contract_id", flat=True).distinct())
         super().delete_queryset(request, queryset)
         for contract_id in contract_ids:
-            contract_touch(contract_id=contract_id)
+            self._changed(request, contract_id)
+
+    def _changed(self, request: HttpRequest, contract_id: int) -> None:
+        """Say the contract changed; a live one that cannot deliver any more (its post endpoint
+        or a secret its templates read deleted here) is paused, saying why."""
+        contract_touch(contract_id=contract_id)
+        contract = Contract.objects.get(pk=contract_id)
+        if contract.status != ContractStatus.ACTIVE:
+            return
+        problems = contract_delivery_problems(contract)
+        if problems and contract_pause(
+            contract=contract, reason=f"Cannot deliver: {' '.join(problems)}"
+        ):
+            self.message_user(
+                request,
+                f"{contract} is paused: it cannot deliver: {' '.join(problems)}",
+                messages.WARNING,
+            )
 
     list_select_related = ("contract__buyer",)
     autocomplete_fields = ("contract",)

@@ -756,6 +756,16 @@ class BuyerUrlField(HttpsAssumedUrlField):
     """A buyer's endpoint URL (its own class: migrations name it)."""
 
 
+def _literal_credential(values: dict[str, str]) -> bool:
+    """Whether a header or query parameter named like a credential is given as literal text
+    instead of one of the contract's secrets."""
+    return any(
+        word in name.lower() and not SECRET_REFERENCE_RE.search(value)
+        for name, value in values.items()
+        for word in SECRET_HEADER_WORDS
+    )
+
+
 class DeliveryEndpoint(models.Model):
     """Where and how pings or posts of a contract are sent."""
 
@@ -816,7 +826,7 @@ class DeliveryEndpoint(models.Model):
     def masked_secret(self) -> str:
         return mask(self.auth_secret)
 
-    def clean(self) -> None:
+    def _header_and_query_errors(self) -> dict[str, str]:
         errors: dict[str, str] = {}
         if not isinstance(self.headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
@@ -826,11 +836,7 @@ class DeliveryEndpoint(models.Model):
             bad = [k for k in self.headers if not HEADER_NAME_RE.match(k)]
             if bad:
                 errors["headers"] = f"Not valid header names: {', '.join(bad)}."
-            elif any(
-                word in k.lower() and not SECRET_REFERENCE_RE.search(v)
-                for k, v in self.headers.items()
-                for word in SECRET_HEADER_WORDS
-            ):
+            elif _literal_credential(self.headers):
                 errors["headers"] = (
                     "Put credentials (authorization, keys, tokens, secrets, passwords) in the "
                     "contract's secrets, where they are encrypted, and name them here: "
@@ -840,6 +846,15 @@ class DeliveryEndpoint(models.Model):
             isinstance(k, str) and k and isinstance(v, str) for k, v in self.query.items()
         ):
             errors["query"] = 'Give an object of parameter names to text values: {"src": "ls"}.'
+        elif _literal_credential(self.query):
+            errors["query"] = (
+                "Put credentials in the contract's secrets, where they are encrypted, and name "
+                'them here: {"api_key": "{{ secrets.api_key }}"}.'
+            )
+        return errors
+
+    def clean(self) -> None:
+        errors = self._header_and_query_errors()
         if self.body_template.strip() and self.method == HttpMethod.GET:
             errors["body_template"] = "A GET sends no body: put its values in the query."
         if self.auth_type != AuthType.NONE and not self.auth_secret:

@@ -121,8 +121,8 @@ def preset_apply(*, contract: Contract, slug: str) -> PresetApplied:
     preset keeps the contract's price, which must be set. Every row is checked by its model's
     own validation: a preset that does not pass raises PresetError and changes nothing, but for
     templates that read fields this vertical does not have, which are saved for ops to fit. A
-    live contract that cannot deliver yet (a secret not added, a template not fitted) is paused,
-    saying why.
+    live contract is paused, saying what is left (a secret to add, a template to fit) and that
+    the buyer's URLs are to be checked: a preset's URLs are placeholders.
     """
     preset = presets().get(slug)
     if preset is None:
@@ -152,10 +152,11 @@ def preset_apply(*, contract: Contract, slug: str) -> PresetApplied:
                     part.save()
         # Templates naming fields this vertical lacks are saved, and listed here to be fitted.
         problems = contract_delivery_problems(contract)
-        if problems and contract.status == ContractStatus.ACTIVE:
+        # Never live on a preset's placeholder URLs: ops check the buyer's URLs, then resume.
+        if contract.status == ContractStatus.ACTIVE:
+            finish = " ".join([*problems, "Check the buyer's URLs and fields, then resume."])
             contract_pause(
-                contract=contract,
-                reason=f"Set up from the preset {preset.name}; to finish: {' '.join(problems)}",
+                contract=contract, reason=f"Set up from the preset {preset.name}; {finish}"
             )
     return PresetApplied(preset=preset, problems=problems)
 

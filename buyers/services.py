@@ -207,7 +207,8 @@ def contract_clone(
                 part.strip()
                 for mapping in copy.mappings.all()
                 for part in mapping.source_field.split("+")
-                if part.strip()
+                # A dotted source (lead.id, consent.ip) reads the lead's context, every vertical's.
+                if part.strip() and "." not in part
             } | set(copy.criteria.values_list("field", flat=True))
             # Criteria may name enrichments (county, time zone) that no schema lists: only warn.
             # The lead's score and tier are every vertical's.

@@ -127,6 +127,9 @@ def check_endpoint(endpoint: Any) -> dict[str, str]:
         )
     except TemplateError as exc:
         return {_field_of(exc.where): str(exc)}
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+        # Outside Jinja, as serialising a dict with tuple keys: refused, not a server error.
+        return {"body_template": f"The template cannot be rendered ({type(exc).__name__})."}
     return {}
 
 

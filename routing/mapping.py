@@ -30,6 +30,7 @@ from buyers.models import (
     MappingApplies,
     Transform,
 )
+from buyers.readiness import secrets_named
 from routing.context import context_value, is_context_path
 from routing.formats import (
     MASK,
@@ -40,9 +41,15 @@ from routing.formats import (
     is_missing,
     lookup,
     scrub,
+    spellings,
     xml_text,
 )
-from routing.templating import RequestTemplate, TemplateError, compile_request
+from routing.templating import (
+    RenderedRequest,
+    RequestTemplate,
+    TemplateError,
+    compile_request,
+)
 
 # MASK, MappingError and apply_transform moved to routing/formats.py and stay names of this module.
 __all__ = [
@@ -306,9 +313,14 @@ def _check_header(name: str, value: str) -> None:
         raise MappingError(f"Header {name} {problem}.")
 
 
+def _secret_name(name: str) -> bool:
+    """Whether a header or query parameter is named like a credential (api_key, X-Token)."""
+    return any(word in name.lower() for word in SECRET_HEADER_WORDS)
+
+
 def _masked(name: str, value: str) -> str:
     # Refused by DeliveryEndpoint.clean; masked anyway for rows saved before that rule.
-    if any(word in name.lower() for word in SECRET_HEADER_WORDS):
+    if _secret_name(name):
         return mask(value)
     return value
 
@@ -361,6 +373,8 @@ class PreparedEndpoint:
     url: str
     masked_url: str
     template: RequestTemplate | None = None
+    # The secrets the template reads: a request without one of them is refused.
+    secret_names: frozenset[str] = frozenset()
 
     @property
     def query_is_templated(self) -> bool:
@@ -371,6 +385,30 @@ class PreparedEndpoint:
             and self.template is not None
             and self.template.writes_query
         )
+
+    def _render(
+        self, context: Mapping[str, Any], secrets: Mapping[str, str], personal: frozenset[str]
+    ) -> tuple[RenderedRequest | None, RenderedRequest | None]:
+        """The template's request for the lead, and its copy to store; none without one."""
+        if self.template is None:
+            return None, None
+        missing = sorted(self.secret_names - set(secrets))
+        if missing:
+            raise MappingError(
+                f"The endpoint reads the secret {', '.join(missing)}, which the contract does "
+                "not hold."
+            )
+        try:
+            return (
+                self.template.render(context),
+                self.template.render_masked(context, pii=personal),
+            )
+        except TemplateError as exc:
+            raise MappingError(str(exc)) from None
+        except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            # Staff-written: a template may still fail outside Jinja (say, a dict with tuple
+            # keys to serialise). Named by its kind only: its text may quote a lead's value.
+            raise MappingError(f"The template cannot be rendered ({type(exc).__name__}).") from None
 
     def request(
         self,
@@ -388,14 +426,9 @@ class PreparedEndpoint:
         a value of the `personal_fields`: field names (`email`) or paths into the context
         (`consent.ip`).
         """
-        rendered = masked = None
-        if self.template is not None:
-            context = context if context is not None else {}
-            try:
-                rendered = self.template.render(context)
-                masked = self.template.render_masked(context, pii=personal_fields)
-            except TemplateError as exc:
-                raise MappingError(str(exc)) from None
+        context = context if context is not None else {}
+        secrets = context.get("secrets") or {}
+        rendered, masked = self._render(context, secrets, personal_fields)
         body = b""
         pairs: list[tuple[str, str]] = []
         masked_pairs: list[tuple[str, str]] = []
@@ -403,7 +436,10 @@ class PreparedEndpoint:
             body = rendered.body
         elif self.method == HttpMethod.GET:
             pairs = [(name, as_text(value)) for name, value in fields.items()]
-            masked_pairs = [(name, MASK if name in personal else value) for name, value in pairs]
+            masked_pairs = [
+                (name, MASK if name in personal or _secret_name(name) else value)
+                for name, value in pairs
+            ]
         else:
             body, _ = _encode_body(self.body_format, fields)
         headers, masked_headers = dict(self.headers), dict(self.masked_headers)
@@ -426,6 +462,15 @@ class PreparedEndpoint:
                 self.auth_query,
                 self.spellings,
             )
+        if secrets:
+            # A mapping may read a secret too (`secrets.api_key`): never on record.
+            written = tuple(w for value in secrets.values() for w in spellings(value))
+            masked_url = scrub(masked_url, written)
+            stored = (masked_body if masked_body is not None else body).decode(
+                "utf-8", errors="replace"
+            )
+            if (clean := scrub(stored, written)) != stored:
+                masked_body = clean.encode("utf-8")
         return OutgoingRequest(
             method=self.method,
             url=url,
@@ -515,6 +560,11 @@ def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
         url=url,
         masked_url=masked_url,
         template=template,
+        secret_names=frozenset(
+            name
+            for text in (endpoint.body_template, *endpoint.query.values(), *templated.values())
+            for name in secrets_named(text)
+        ),
     )
 
 

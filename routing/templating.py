@@ -41,6 +41,7 @@ from jinja2 import ChainableUndefined, StrictUndefined, Undefined, nodes, pass_e
 from jinja2 import TemplateError as JinjaError
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.environment import Template
+from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -242,8 +243,30 @@ FILTERS: dict[str, Callable[..., Any]] = {
 # --- Environments -----------------------------------------------------------------------------
 
 
+# The longest text or list `*` may make, and the largest power `**` may raise to: a template
+# runs in the worker for every lead (and in the admin when saved), so `"x" * 10**9` is refused.
+_MAX_REPEAT = 100_000
+_MAX_EXPONENT = 64
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """Jinja's sandbox that also keeps templates from changing the lead context's dicts."""
+    """Jinja's sandbox that also keeps templates from changing the lead context's dicts, and
+    from making huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"A power above {_MAX_EXPONENT} is refused.")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > _MAX_REPEAT
+                ):
+                    raise SecurityError(f"Repeating past {_MAX_REPEAT} items is refused.")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # The lead context is plain dicts: `fields.items` is the field named "items", not the
@@ -553,8 +576,12 @@ class RequestTemplate:
             message = exc.message
         elif isinstance(exc, JinjaError):
             message = exc.message or type(exc).__name__
+        elif isinstance(exc, TypeError):
+            # Says which types met ("'<=' not supported between 'str' and 'int'"), not values.
+            message = f"TypeError: {exc}"
         else:
-            message = f"{type(exc).__name__}: {exc}"
+            # Other errors may quote the value they failed on: a lead's, never repeated.
+            message = f"{type(exc).__name__} (a value the expression could not use)"
         return _error_at(self._slots, message, _template_line(exc.__traceback__, template))
 
     def _finish(self, values: Mapping[str, Any], *, check_headers: bool = True) -> RenderedRequest:

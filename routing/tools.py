@@ -26,7 +26,7 @@ from routing.delivery import EMAIL_METHOD
 from routing.engine.mapping import request_for, rule_for
 from routing.integration import sample_context, sample_ping_answer
 from routing.mapping import MappingError, OutgoingRequest
-from routing.models import Attempt
+from routing.models import Attempt, AttemptOutcome
 from routing.responses import ParsedResponse, parse_response
 from routing.team_delivery import TEAM_METHOD
 
@@ -157,7 +157,10 @@ def _ping_answer(contract: Contract, lead: Lead | None) -> PingAnswer | None:
             values=sample_ping_answer(_post_templates(contract)), source="a sample ping answer"
         )
     attempt = (
-        Attempt.objects.filter(lead=lead, contract=contract, kind=EndpointKind.PING)
+        # Only a bid's answer reaches a post, as in routing.
+        Attempt.objects.filter(
+            lead=lead, contract=contract, kind=EndpointKind.PING, outcome=AttemptOutcome.BID
+        )
         .order_by("-created_at", "-id")
         .first()
     )

@@ -88,14 +88,17 @@ def _personal_paths(contract: Contract) -> frozenset[str]:
     return names | PERSONAL_CONTEXT_PATHS
 
 
-def _personal_targets(contract: Contract, mappings: list[MappingSpec]) -> frozenset[str]:
-    """The names, in the buyer's request, of the mapped fields that carry personal data."""
+def _personal_targets(contract: Contract, kind: str, mappings: list[MappingSpec]) -> frozenset[str]:
+    """The names, in the contract's ping or post, of the fields that carry personal data: the
+    targets of the mappings for that kind that read one, or without such mappings (the lead's
+    fields go as they are) the personal fields' own names."""
     names = _memo(contract, "personal_fields", partial(_personal_fields, contract))
     personal = names | {f"fields.{name}" for name in names} | PERSONAL_CONTEXT_PATHS
-    if not mappings:
+    applicable = applicable_mappings(kind, mappings)
+    if not applicable:
         return frozenset(personal)
     return frozenset(
-        m.target_field for m in mappings if any(name in personal for name in m.source_fields)
+        m.target_field for m in applicable if any(name in personal for name in m.source_fields)
     )
 
 
@@ -142,7 +145,9 @@ def request_for(
         # Its template writes the request: without mappings, the lead's own fields would go
         # beside it, every one of them, raw, some under the template's own names.
         fields = {}
-    personal = _memo(contract, "personal", partial(_personal_targets, contract, mappings))
+    personal = _memo(
+        contract, ("personal", kind), partial(_personal_targets, contract, kind, mappings)
+    )
     personal_paths = _memo(contract, "personal_paths", partial(_personal_paths, contract))
     return prepared.request(
         fields, personal=personal, context=context, personal_fields=personal_paths

@@ -12,6 +12,7 @@ from django.urls import reverse
 from buyers.models import ContractSecret, ContractStatus, DeliveryMethod, EndpointKind, PriceModel
 from buyers.presets import PRESETS_DIR, PresetError, _read, preset_apply, presets
 from buyers.readiness import contract_delivery_problems
+from buyers.services import contract_resume
 from tests.buyers.factories import ContractFactory, demo_vertical
 
 pytestmark = pytest.mark.django_db
@@ -62,9 +63,8 @@ def test_each_preset_applies_and_lists_what_ops_must_still_add(slug):
     gap = FIELDS_OPS_ADD.get(slug, "\0")
     left = [p for p in applied.problems if "does not hold" not in p and gap not in p]
     assert left == [], applied.problems
-    if needed:
-        assert contract.status == ContractStatus.PAUSED
-        assert all(name in contract.paused_reason for name in needed)
+    assert contract.status == ContractStatus.PAUSED
+    assert all(name in contract.paused_reason for name in needed)
     for name in needed:
         ContractSecret.objects.create(contract=contract, name=name, value="1234567890")
     assert all(gap in p for p in contract_delivery_problems(contract))
@@ -83,7 +83,7 @@ def test_a_preset_for_another_verticals_fields_is_saved_and_the_contract_paused_
     assert "line" in contract.paused_reason
 
 
-def test_applying_replaces_the_contracts_delivery_and_keeps_a_live_contract_live():
+def test_applying_replaces_the_contracts_delivery_and_pauses_it_for_its_urls_to_be_checked():
     contract = ContractFactory(deliverable=True, vertical=demo_vertical("auto-insurance"))
     ContractSecret.objects.create(contract=contract, name="api_key", value="k-123")
 
@@ -91,11 +91,14 @@ def test_applying_replaces_the_contracts_delivery_and_keeps_a_live_contract_live
 
     contract.refresh_from_db()
     assert applied.problems == []
-    assert contract.status == ContractStatus.ACTIVE
     assert {e.url for e in contract.endpoints.all()} == {
         "https://buyer.example/api/ping",
         "https://buyer.example/api/post",
     }
+    # A preset's URLs are placeholders: never live on them.
+    assert contract.status == ContractStatus.PAUSED
+    assert "Check the buyer's URLs" in contract.paused_reason
+    assert contract_resume(contract=contract)
 
 
 def test_a_fixed_price_preset_wants_the_contracts_price_first():

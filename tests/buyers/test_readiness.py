@@ -136,3 +136,31 @@ def test_the_contract_page_refuses_to_keep_a_live_contract_without_its_endpoints
     assert response.status_code == 200
     assert "An active contract must be able to deliver" in response.content.decode()
     assert contract.endpoints.count() == 2
+
+
+def test_a_credential_written_into_the_query_is_refused():
+    contract = ContractFactory()
+    endpoint = DeliveryEndpoint(
+        contract=contract,
+        kind=EndpointKind.POST,
+        url="http://127.0.0.1:9100/post",
+        query={"api_key": "sk-live-123456"},
+    )
+    with pytest.raises(ValidationError) as refused:
+        endpoint.full_clean()
+    assert "secrets" in refused.value.message_dict["query"][0]
+
+    endpoint.query = {"api_key": "{{ secrets.api_key }}"}
+    endpoint.full_clean()
+
+
+def test_a_template_failing_outside_jinja_is_a_form_error_not_a_server_error():
+    endpoint = DeliveryEndpoint(
+        contract=ContractFactory(),
+        kind=EndpointKind.POST,
+        url="http://127.0.0.1:9100/post",
+        body_template='{"a": "{{ {(1, 2): 3} }}"}',
+    )
+    with pytest.raises(ValidationError) as refused:
+        endpoint.full_clean()
+    assert "TypeError" in refused.value.message_dict["body_template"][0]

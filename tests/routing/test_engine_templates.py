@@ -194,3 +194,48 @@ def test_an_xml_post_is_rendered_escaped_and_sent_as_xml(market):
     (received,) = receiver.received
     assert received["headers"]["Content-Type"].startswith("application/xml")
     assert "<Name>O&quot;Neil &amp; &lt;Sons&gt;</Name>" in received["body"]
+
+
+def test_a_get_post_without_post_mappings_masks_every_personal_field_it_sends(market):
+    with receiving(200) as receiver:
+        contract = template_contract(market, receiver, method=HttpMethod.GET, body_template="")
+        # A mapping for the ping only: the post sends the lead's fields as they are.
+        FieldMapping.objects.create(
+            contract=contract, source_field="zip_code", target_field="Zip", applies_to="ping"
+        )
+        lead = market.lead()
+
+        assert lead_route(lead_id=str(lead.pk)).startswith(LeadStatus.SOLD)
+
+    stored = Attempt.objects.get(lead=lead, kind=EndpointKind.POST).url
+    for name in ("first_name", "last_name", "email", "phone"):
+        assert lead.data[name] not in stored, name
+    assert parse_qs(urlsplit(stored).query)["email"] == ["••••"]
+
+
+def test_a_post_reading_a_secret_the_contract_lost_is_an_error_not_an_empty_key(market):
+    with receiving(200) as receiver:
+        contract = template_contract(market, receiver)
+        contract.secrets.all().delete()
+        lead = market.lead()
+
+        assert lead_route(lead_id=str(lead.pk)).startswith(LeadStatus.UNSOLD)
+
+    assert receiver.received == []
+    post = Attempt.objects.get(lead=lead, kind=EndpointKind.POST)
+    assert post.outcome == AttemptOutcome.ERROR
+    assert "api_key, which the contract does not hold" in post.reason
+
+
+def test_a_template_failing_outside_jinja_is_an_error_attempt_not_a_crash(market):
+    with receiving(200) as receiver:
+        template_contract(market, receiver, body_template='{"a": "{{ {(1, 2): 3} }}"}')
+        lead = market.lead()
+
+        assert lead_route(lead_id=str(lead.pk)).startswith(LeadStatus.UNSOLD)
+
+    post = Attempt.objects.get(lead=lead, kind=EndpointKind.POST)
+    assert (post.outcome, post.reason) == (
+        AttemptOutcome.ERROR,
+        "The template cannot be rendered (TypeError).",
+    )
