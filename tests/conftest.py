@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from django.db import connection
 
+from tests.outbound.receiver import Receiver, receiving
 from tests.status_guard import guard_install
 
 
@@ -80,6 +81,14 @@ def eager_celery(settings) -> Iterator[None]:
     """Run tasks in-process, even when the suite was started with a broker."""
     with celery_eager(settings, eager=True):
         yield
+
+
+@pytest.fixture
+def start_receiver() -> Iterator[Callable[..., Receiver]]:
+    """Start partners' endpoints on 127.0.0.1 (`receiving`'s arguments) that answer until the
+    test ends."""
+    with ExitStack() as stack:
+        yield lambda *statuses, **options: stack.enter_context(receiving(*statuses, **options))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,17 +9,13 @@ eager Celery, whatever broker the suite was started with.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery.exceptions import Retry
 from django.test import Client
 from django.utils import timezone
 
@@ -40,11 +36,12 @@ from leads.models import (
     Vertical,
 )
 from leads.services import source_api_key_create, source_api_key_revoke, suppression_list_add
-from leads.tasks import POSTBACK_MAX_ATTEMPTS, send_postback
+from leads.tasks import POSTBACK_MAX_ATTEMPTS
 from routing.models import Attempt, Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.conftest import auto_lead
-from tests.leads.factories import LeadFactory, SourceFactory, api_key_for
+from tests.leads.factories import SourceFactory, api_key_for
+from tests.outbound.receiver import Receiver, receiving
 
 LEADS = "/api/v1/leads/"
 PROBLEM = "application/problem+json"
@@ -1085,46 +1082,14 @@ def test_one_vertical_is_readable_only_when_the_source_may_submit_to_it(client, 
 # --- Postbacks -------------------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A partner's postback endpoint on 127.0.0.1 that records what it receives."""
-
-    url: str = ""
-    status: int = 200
-    received: list[dict[str, Any]] = field(default_factory=list)
+POSTBACK_PATH = "/leadswitch/outcome"
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.received.append(
-                {"path": self.path, "headers": dict(self.headers), "body": body.decode()}
-            )
-            # No body with a 204: HTTP forbids one, and the client reads it as a broken answer.
-            answer = b"" if state.status == 204 else b"ok"
-            self.send_response(state.status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="postback-receiver", daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/leadswitch/outcome"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    """A partner's postback endpoint on 127.0.0.1."""
+    with receiving() as partner:
+        yield partner
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1133,7 +1098,7 @@ def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
     client, partner, buyer_contract, receiver
 ):
     source, key = partner
-    Source.objects.filter(pk=source.pk).update(postback_url=receiver.url)
+    Source.objects.filter(pk=source.pk).update(postback_url=receiver.url(POSTBACK_PATH))
 
     response = submit(client, key, auto_lead(130), prefer="wait=5")
 
@@ -1141,7 +1106,7 @@ def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
     lead = Lead.objects.get()
     assert len(receiver.received) == 1
     request = receiver.received[0]
-    assert request["path"] == "/leadswitch/outcome"
+    assert request["path"] == POSTBACK_PATH
     assert request["headers"]["Content-Type"] == "application/json"
     assert json.loads(request["body"]) == {
         "id": str(lead.pk),
@@ -1162,106 +1127,11 @@ def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
         200,
     )
     assert (postback.url, postback.lead_status, postback.request_body) == (
-        receiver.url,
+        receiver.url(POSTBACK_PATH),
         "sold",
         request["body"],
     )
     assert postback.latency_ms is not None
-
-
-@pytest.fixture
-def sold_lead(db, receiver) -> Lead:
-    source = SourceFactory(postback_url=receiver.url)
-    return LeadFactory(
-        source=source,
-        status=LeadStatus.SOLD,
-        sale_price=Decimal("12.50"),
-        payout=Decimal("8.00"),
-        sold_at=timezone.now(),
-    )
-
-
-def test_a_postback_answered_500_is_recorded_and_retried(sold_lead, receiver):
-    receiver.status = 500
-
-    with pytest.raises(Retry):
-        send_postback(str(sold_lead.pk))
-
-    postback = Postback.objects.get()
-    assert (postback.attempt, postback.status, postback.response_status, postback.error) == (
-        1,
-        PostbackStatus.PENDING,
-        500,
-        "HTTP 500",
-    )
-    assert postback.response_body == "ok"
-    assert len(receiver.received) == 1
-
-
-def test_a_postback_that_keeps_failing_is_given_up_after_its_last_attempt(sold_lead, receiver):
-    receiver.status = 503
-
-    # Applied in-process, the retries run at once, one after the other.
-    result = send_postback.apply(args=[str(sold_lead.pk)])
-
-    assert result.get() == PostbackStatus.FAILED
-    attempts = list(Postback.objects.order_by("attempt").values_list("attempt", "status"))
-    assert attempts == [
-        *((n, PostbackStatus.PENDING) for n in range(1, POSTBACK_MAX_ATTEMPTS)),
-        (POSTBACK_MAX_ATTEMPTS, PostbackStatus.FAILED),
-    ]
-    assert len(receiver.received) == POSTBACK_MAX_ATTEMPTS
-
-
-def test_a_postback_that_succeeds_on_retry_stops_retrying(sold_lead, receiver):
-    receiver.status = 502
-    with pytest.raises(Retry):
-        send_postback(str(sold_lead.pk))
-    receiver.status = 204
-
-    assert send_postback.apply(args=[str(sold_lead.pk)], retries=1).get() == (
-        PostbackStatus.DELIVERED
-    )
-
-    assert list(Postback.objects.values_list("attempt", "status", "response_status")) == [
-        (1, PostbackStatus.PENDING, 502),
-        (2, PostbackStatus.DELIVERED, 204),
-    ]
-
-
-def test_a_postback_refused_with_a_4xx_is_not_retried(sold_lead, receiver):
-    receiver.status = 404
-
-    assert send_postback(str(sold_lead.pk)) == PostbackStatus.FAILED
-
-    postback = Postback.objects.get()
-    assert (postback.status, postback.response_status, postback.error) == (
-        PostbackStatus.FAILED,
-        404,
-        "HTTP 404",
-    )
-
-
-def test_an_unreachable_postback_url_is_retried(db):
-    closed = SourceFactory(postback_url="http://127.0.0.1:9/outcome")  # discard: nobody listens
-    lead = LeadFactory(source=closed, status=LeadStatus.UNSOLD)
-
-    with pytest.raises(Retry):
-        send_postback(str(lead.pk))
-
-    postback = Postback.objects.get()
-    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
-    assert postback.error.startswith("cannot connect: ")
-
-
-def test_no_postback_is_sent_for_a_lead_still_in_flight_or_without_a_url(db, receiver):
-    waiting = LeadFactory(source=SourceFactory(postback_url=receiver.url))
-    silent = LeadFactory(source=SourceFactory(), status=LeadStatus.SOLD)
-
-    assert send_postback(str(waiting.pk)) == "skipped"
-    assert send_postback(str(silent.pk)) == "skipped"
-    assert not Postback.objects.exists()
-    assert receiver.received == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1271,8 +1141,8 @@ def test_a_failing_postback_receiver_never_fails_the_partners_submission(
 ):
     # In-process (eager) tasks: the retries run at once, none escapes into routing or intake.
     source, key = partner
-    Source.objects.filter(pk=source.pk).update(postback_url=receiver.url)
-    receiver.status = 500
+    Source.objects.filter(pk=source.pk).update(postback_url=receiver.url(POSTBACK_PATH))
+    receiver.statuses = [500]
 
     response = submit(client, key, auto_lead(131), prefer="wait=5")
 

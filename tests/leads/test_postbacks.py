@@ -8,7 +8,7 @@ import pytest
 from celery.exceptions import Retry
 
 from leads.models import Lead, LeadStatus, Postback, PostbackStatus
-from leads.tasks import POSTBACK_BACKOFF_BASE_S, send_postback
+from leads.tasks import POSTBACK_BACKOFF_BASE_S, POSTBACK_MAX_ATTEMPTS, send_postback
 from tests.leads.factories import LeadFactory, SourceFactory
 from tests.outbound.receiver import receiving
 
@@ -50,11 +50,13 @@ def test_a_postback_answered_503_is_retried_after_a_backoff():
 
     assert len(partner.received) == 1
     postback = Postback.objects.get()
-    assert (postback.status, postback.response_status, postback.error) == (
+    assert (postback.attempt, postback.status, postback.response_status, postback.error) == (
+        1,
         PostbackStatus.PENDING,
         503,
         "HTTP 503",
     )
+    assert postback.response_body == "ok"
     countdown = retry.call_args.kwargs["countdown"]
     assert 0 <= countdown <= POSTBACK_BACKOFF_BASE_S  # after the first try: full jitter below 2 s
 
@@ -86,3 +88,57 @@ def test_a_postback_that_got_no_answer_in_time_is_sent_again(monkeypatch):
     postback = Postback.objects.get()
     assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
     assert postback.error.startswith("no answer in time")
+
+
+def test_a_postback_that_keeps_failing_is_given_up_after_its_last_attempt():
+    with receiving(503) as partner:
+        lead = settled_lead(partner.url("/outcome"))
+        # Applied in-process, the retries run at once, one after the other.
+        result = send_postback.apply(args=[str(lead.pk)])
+
+    assert result.get() == PostbackStatus.FAILED
+    attempts = list(Postback.objects.order_by("attempt").values_list("attempt", "status"))
+    assert attempts == [
+        *((n, PostbackStatus.PENDING) for n in range(1, POSTBACK_MAX_ATTEMPTS)),
+        (POSTBACK_MAX_ATTEMPTS, PostbackStatus.FAILED),
+    ]
+    assert len(partner.received) == POSTBACK_MAX_ATTEMPTS
+
+
+def test_a_postback_that_succeeds_on_retry_stops_retrying():
+    with receiving(502, 204) as partner:
+        lead = settled_lead(partner.url("/outcome"))
+        with pytest.raises(Retry):
+            send_postback(str(lead.pk))
+
+        assert send_postback.apply(args=[str(lead.pk)], retries=1).get() == (
+            PostbackStatus.DELIVERED
+        )
+
+    assert list(Postback.objects.values_list("attempt", "status", "response_status")) == [
+        (1, PostbackStatus.PENDING, 502),
+        (2, PostbackStatus.DELIVERED, 204),
+    ]
+
+
+def test_an_unreachable_postback_url_is_retried():
+    lead = settled_lead("http://127.0.0.1:9/outcome")  # discard: nobody listens
+
+    with pytest.raises(Retry):
+        send_postback(str(lead.pk))
+
+    postback = Postback.objects.get()
+    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
+    assert postback.error.startswith("cannot connect: ")
+
+
+def test_no_postback_is_sent_for_a_lead_still_in_flight_or_without_a_url():
+    with receiving() as partner:
+        waiting = LeadFactory(source=SourceFactory(postback_url=partner.url("/outcome")))
+        silent = LeadFactory(source=SourceFactory(), status=LeadStatus.SOLD)
+
+        assert send_postback(str(waiting.pk)) == "skipped"
+        assert send_postback(str(silent.pk)) == "skipped"
+
+    assert not Postback.objects.exists()
+    assert partner.received == []

@@ -13,11 +13,9 @@ import logging
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from unittest import mock
 
@@ -55,6 +53,7 @@ from routing.models import Auction, ContractHealth, HealthStatus
 from tests.buyers.factories import ContractFactory
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import LeadFactory, SourceFactory
+from tests.outbound.receiver import Receiver
 from tests.staff import staff_user
 from tests.workers import (  # routing_queue: a fixture
     BASE_DIR,
@@ -76,75 +75,20 @@ def _site_url(settings):
     settings.SITE_URL = SITE
 
 
-# --- A Slack incoming webhook on 127.0.0.1 ------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """An HTTP endpoint that answers with `statuses` in turn (the last one repeats)."""
-
-    url: str = ""
-    statuses: list[int] = field(default_factory=lambda: [200])
-    bodies: list[bytes] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for body in self.bodies]
-
-    def answer(self, body: bytes, headers: dict[str, str]) -> int:
-        with self.lock:
-            self.bodies.append(body)
-            self.headers.append(headers)
-            return self.statuses[min(len(self.bodies), len(self.statuses)) - 1]
-
-
-@pytest.fixture
-def start_receiver() -> Iterator[Callable[..., Receiver]]:
-    servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
-
-    def start(*statuses: int, path: str = "/services/T0001/B0001/s3cr3tT0ken") -> Receiver:
-        state = Receiver(statuses=list(statuses or [200]))
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = state.answer(body, dict(self.headers))
-                answer = b"ok" if status < 400 else b"no_service"
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, name="slack", daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        state.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-        return state
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+SLACK_PATH = "/services/T0001/B0001/s3cr3tT0ken"
 
 
 @pytest.fixture
 def slack(start_receiver) -> Receiver:
-    return start_receiver()
+    """A Slack incoming webhook on 127.0.0.1."""
+    return start_receiver(error_body="no_service")
 
 
 def slack_subscription(receiver: Receiver, *kinds: str, **fields: Any) -> NotificationSubscription:
     fields.setdefault("name", "Ops on-call")
     return NotificationSubscription.objects.create(
         channel=NotificationChannel.SLACK,
-        slack_webhook_url=receiver.url,
+        slack_webhook_url=receiver.url(SLACK_PATH),
         kinds=list(kinds or SUBSCRIBABLE_KINDS),
         **fields,
     )
@@ -393,7 +337,7 @@ def test_a_breaker_opened_by_a_failing_buyer_is_posted_to_slack_with_its_facts_a
         "Probe": "one lead after 1 minute",
     }
     assert button_url(message) == f"{SITE}/admin/buyers/contract/{broken.pk}/change/"
-    assert slack.headers[0]["Content-Type"] == "application/json; charset=utf-8"
+    assert slack.received[0]["headers"]["Content-Type"] == "application/json; charset=utf-8"
     delivery = NotificationDelivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.response_status) == (
         DeliveryStatus.SENT,
@@ -532,8 +476,10 @@ def test_leads_the_sweeper_finds_stuck_in_routing_are_told(
 def test_a_postback_given_up_after_its_retries_is_told_without_its_secrets(
     slack, start_receiver, django_capture_on_commit_callbacks
 ):
-    partner = start_receiver(503, path="/outcome")
-    source = SourceFactory(name="Acme Media", postback_url=f"{partner.url}?token=partner-secret")
+    partner = start_receiver(503)
+    source = SourceFactory(
+        name="Acme Media", postback_url=f"{partner.url('/outcome')}?token=partner-secret"
+    )
     lead = LeadFactory(source=source, status=LeadStatus.SOLD)
     slack_subscription(slack, Kind.POSTBACK_FAILED)
 
@@ -546,7 +492,7 @@ def test_a_postback_given_up_after_its_retries_is_told_without_its_secrets(
         f"Postback given up: Acme Media was not told the outcome of lead {lead.pk}: HTTP 503"
     )
     facts = section_fields(message)
-    assert (facts["URL"], facts["Attempts"]) == (partner.url, "6")
+    assert (facts["URL"], facts["Attempts"]) == (partner.url("/outcome"), "6")
     assert "partner-secret" not in json.dumps(message)
 
 
@@ -629,7 +575,7 @@ def test_a_receiver_answering_500_then_200_gets_it_on_the_retry(start_receiver):
 
 
 def test_a_webhook_slack_refuses_is_not_retried(start_receiver):
-    receiver = start_receiver(404)
+    receiver = start_receiver(404, error_body="no_service")
     delivery = recorded(receiver)
 
     assert tasks.send_notification.apply(args=[delivery.pk]).get() == "failed"
@@ -947,7 +893,9 @@ def test_the_admin_says_what_an_email_subscription_lacks(admin_client, fields, e
 
 
 def test_the_admin_keeps_a_webhook_encrypted_and_never_shows_it_back(admin_client, slack):
-    response = admin_client.post(reverse(ADD_URL), subscription_form(slack_webhook_url=slack.url))
+    response = admin_client.post(
+        reverse(ADD_URL), subscription_form(slack_webhook_url=slack.url(SLACK_PATH))
+    )
     assert response.status_code == 302
     subscription = NotificationSubscription.objects.get()
     change_url = reverse(
@@ -968,7 +916,7 @@ def test_the_admin_keeps_a_webhook_encrypted_and_never_shows_it_back(admin_clien
     data = subscription_form(name="Renamed")
     assert admin_client.post(change_url, data).status_code == 302
     subscription.refresh_from_db()
-    assert (subscription.name, subscription.slack_webhook_url) == ("Renamed", slack.url)
+    assert (subscription.name, subscription.slack_webhook_url) == ("Renamed", slack.url(SLACK_PATH))
 
 
 def test_the_admin_test_action_posts_to_the_webhook_and_says_how_it_went(admin_client, slack):

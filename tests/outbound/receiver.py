@@ -1,8 +1,13 @@
 """A partner's endpoint on 127.0.0.1 (a postback receiver, a Slack webhook): answers each request
-with the next status it is given, and records what it received."""
+with the next status it is given, and records what it received.
+
+`receiving()` runs one for the length of a block; the `start_receiver` fixture (tests/conftest.py)
+runs any number until the test ends.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,21 +21,34 @@ from typing import Any
 class Receiver:
     statuses: list[int] = field(default_factory=lambda: [200])
     delay_s: float = 0.0
+    # The body of an answer of 400 or more (Slack answers a removed webhook with "no_service").
+    error_body: str = "ok"
     port: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def bodies(self) -> list[str]:
+        return [request["body"] for request in self.received]
+
+    @property
+    def messages(self) -> list[Any]:
+        """The JSON documents received (a Slack webhook's messages), in order."""
+        return [json.loads(body) for body in self.bodies]
 
     def url(self, path: str = "/hook", *, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
     def next_status(self) -> int:
         # The last status repeats once the others are used up.
-        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        with self.lock:
+            return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
 
 
 @contextmanager
-def receiving(*statuses: int, delay_s: float = 0.0) -> Iterator[Receiver]:
+def receiving(*statuses: int, delay_s: float = 0.0, error_body: str = "ok") -> Iterator[Receiver]:
     """Run a receiver answering `statuses` in turn (200 by default) until the block ends."""
-    state = Receiver(statuses=list(statuses or (200,)), delay_s=delay_s)
+    state = Receiver(statuses=list(statuses or (200,)), delay_s=delay_s, error_body=error_body)
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -45,7 +63,10 @@ def receiving(*statuses: int, delay_s: float = 0.0) -> Iterator[Receiver]:
             )
             time.sleep(state.delay_s)
             status = state.next_status()
-            answer = b"" if status in (204, 304) else b"ok"  # HTTP forbids a body with these
+            text = state.error_body if status >= 400 else "ok"
+            answer = (
+                b"" if status in (204, 304) else text.encode()
+            )  # HTTP forbids a body with these
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(answer)))

@@ -4,13 +4,8 @@ lead submitted through the API, routed to a team contract, assigned, notified an
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -40,56 +35,11 @@ from teams.services import (
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import LeadFactory
+from tests.outbound.receiver import Receiver
 from tests.staff import staff_user
 from tests.teams.factories import TeamFactory, TeamMemberFactory
 
 SLACK_PATH = "/services/T0001/B0001/s3cr3tT0ken"
-
-
-@dataclass
-class Receiver:
-    """A Slack incoming webhook on 127.0.0.1: what it was sent, and what it answers."""
-
-    statuses: list[int]
-    url: str = ""
-    bodies: list[dict] = field(default_factory=list)
-
-    def answer(self, body: bytes) -> int:
-        self.bodies.append(json.loads(body))
-        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-
-
-@pytest.fixture
-def start_receiver() -> Iterator:
-    servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
-
-    def start(*statuses: int) -> Receiver:
-        state = Receiver(statuses=list(statuses or (200,)))
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                status = state.answer(self.rfile.read(int(self.headers["Content-Length"])))
-                answer = b"ok" if status < 400 else b"no_service"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, name="slack", daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        state.url = f"http://127.0.0.1:{server.server_address[1]}{SLACK_PATH}"
-        return state
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def team_contract(vertical: Vertical, team: Team, *, price: str = "0.00", **fields) -> Contract:
@@ -211,7 +161,9 @@ def test_the_member_is_told_on_slack_with_the_leads_key_facts_and_a_claim_button
 ):
     settings.SITE_URL = "https://leads.example.com"
     slack = start_receiver(200)
-    team = TeamFactory(name="Inside sales", slack_webhook_url=slack.url, notify_by_email=False)
+    team = TeamFactory(
+        name="Inside sales", slack_webhook_url=slack.url(SLACK_PATH), notify_by_email=False
+    )
     TeamMemberFactory(team=team, name="Ana Reyes", slack_user_id="U012AB3CD")
     lead = LeadFactory(
         status=LeadStatus.ACCEPTED,
@@ -226,7 +178,7 @@ def test_the_member_is_told_on_slack_with_the_leads_key_facts_and_a_claim_button
     with django_capture_on_commit_callbacks(execute=True):
         assignment = assignment_create(lead=lead, team_id=team.pk).assignment
 
-    [payload] = slack.bodies
+    [payload] = slack.messages
     assert payload["text"].startswith(
         "New Auto insurance lead for Ana Reyes: Pat &lt;!channel&gt; Doe. Claim by "
     )
@@ -274,7 +226,7 @@ def test_a_slack_failure_is_retried_and_a_refusal_is_not(db, start_receiver):
 
 
 def notify_one_via(receiver: Receiver) -> TeamNotification:
-    team = TeamFactory(slack_webhook_url=receiver.url, notify_by_email=False)
+    team = TeamFactory(slack_webhook_url=receiver.url(SLACK_PATH), notify_by_email=False)
     TeamMemberFactory(team=team)
     assignment_create(lead=LeadFactory(), team_id=team.pk)
     return TeamNotification.objects.get(assignment__team=team)
@@ -450,7 +402,7 @@ def test_the_contract_form_offers_team_delivery_and_the_team_form_hides_the_webh
     client, db, start_receiver
 ):
     slack = start_receiver()
-    team = TeamFactory(slack_webhook_url=slack.url)
+    team = TeamFactory(slack_webhook_url=slack.url(SLACK_PATH))
     client.force_login(staff_user("Ops"))
 
     contract_form = client.get("/admin/buyers/contract/add/")
@@ -465,7 +417,7 @@ def test_the_contract_form_offers_team_delivery_and_the_team_form_hides_the_webh
 
 def test_sales_may_view_a_team_but_never_read_its_webhook(client, db, start_receiver):
     slack = start_receiver()
-    team = TeamFactory(slack_webhook_url=slack.url)
+    team = TeamFactory(slack_webhook_url=slack.url(SLACK_PATH))
     client.force_login(staff_user("Sales"))
 
     page = client.get(f"/admin/teams/team/{team.pk}/change/")
