@@ -6,7 +6,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
@@ -75,7 +74,9 @@ from config.admin_display import (
     LeadLinkMixin,
     ReadOnlyAdminMixin,
     SecretFormMixin,
+    action_confirmation,
     admin_link,
+    admin_page,
     money,
     parse_uuid,
     plural,
@@ -532,17 +533,14 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
     def _tool_page(
         self, request: HttpRequest, contract: Contract, template: str, **context: Any
     ) -> TemplateResponse:
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             f"admin/buyers/contract/{template}",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "original": contract,
-                "contract": contract,
-                "change_url": reverse("admin:buyers_contract_change", args=[contract.pk]),
-                **context,
-            },
+            original=contract,
+            contract=contract,
+            change_url=reverse("admin:buyers_contract_change", args=[contract.pk]),
+            **context,
         )
 
     def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -931,16 +929,16 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
                     self.log_change(request, contract, f"Paused: {reason}")
             self._report(request, "Paused", paused, len(queryset) - paused, "active")
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Pause contracts",
-            "opts": self.opts,
-            "form": form,
-            "contracts": queryset.select_related("buyer", "vertical"),
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        return TemplateResponse(request, "admin/buyers/contract/pause_contracts.html", context)
+        return action_confirmation(
+            self,
+            request,
+            "admin/buyers/contract/pause_contracts.html",
+            action="pause_contracts",
+            selected=queryset.select_related("buyer", "vertical"),
+            title="Pause contracts",
+            form=form,
+            media=self.media,
+        )
 
     @admin.action(description="Resume selected contracts", permissions=["change"])
     def resume_contracts(self, request: HttpRequest, queryset: QuerySet[Contract]) -> None:

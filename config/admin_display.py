@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -95,6 +99,40 @@ def admin_link_by_id(app_label: str, model_name: str, pk: Any, text: Any) -> str
         return str(text or "")
     url = reverse(f"admin:{app_label}_{model_name}_change", args=[pk])
     return format_html('<a href="{}">{}</a>', url, text or pk)
+
+
+def admin_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, template: str, **context: Any
+) -> TemplateResponse:
+    """Render a page of a model's admin that is not one of Django's own (templates extending
+    admin/tool_page.html), with the site's context and the model's options."""
+    return TemplateResponse(
+        request,
+        template,
+        {**model_admin.admin_site.each_context(request), "opts": model_admin.opts, **context},
+    )
+
+
+def action_confirmation(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    template: str,
+    *,
+    action: str,
+    selected: Iterable[Model],
+    **context: Any,
+) -> TemplateResponse:
+    """Render an action's intermediate page (templates extending admin/action_confirmation.html),
+    which posts the `selected` rows back to `action` with "apply" (no `action`: to itself)."""
+    return admin_page(
+        model_admin,
+        request,
+        template,
+        action=action,
+        selected=selected,
+        action_checkbox_name=ACTION_CHECKBOX_NAME,
+        **context,
+    )
 
 
 def parse_uuid(term: str) -> uuid.UUID | None:

@@ -7,14 +7,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import BooleanField, Count, Q, QuerySet, Value
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -23,7 +21,9 @@ from simple_history.admin import SimpleHistoryAdmin
 from buyers.models import Contract
 from config.admin_display import (
     ReadOnlyAdminMixin,
+    action_confirmation,
     admin_link_by_id,
+    admin_page,
     explanation_table,
     money,
     parse_uuid,
@@ -424,15 +424,15 @@ class SourceAdmin(SimpleHistoryAdmin):
         form = MintKeyForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             return self._mint_and_show(request, [source], name=form.cleaned_data["name"])
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Mint an API key for {source}",
-            "opts": self.opts,
-            "original": source,
-            "form": form,
-            "has_view_permission": self.has_view_permission(request, source),
-        }
-        return TemplateResponse(request, "admin/leads/source/mint_key.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/leads/source/mint_key.html",
+            title=f"Mint an API key for {source}",
+            original=source,
+            form=form,
+            has_view_permission=self.has_view_permission(request, source),
+        )
 
     @admin.action(description="Mint an API key for each selected source", permissions=["change"])
     def mint_keys(self, request: HttpRequest, queryset: QuerySet[Source]) -> HttpResponse:
@@ -448,15 +448,13 @@ class SourceAdmin(SimpleHistoryAdmin):
             api_key, raw_key = source_api_key_create(source=source, name=name)
             self.log_change(request, source, f"Minted API key {api_key.prefix}…")
             minted.append({"source": source, "api_key": api_key, "raw_key": raw_key})
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Copy the new API key now"
-            if len(minted) == 1
-            else "Copy the new API keys now",
-            "opts": self.opts,
-            "minted": minted,
-        }
-        return TemplateResponse(request, "admin/leads/source/minted_keys.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/leads/source/minted_keys.html",
+            title="Copy the new API key now" if len(minted) == 1 else "Copy the new API keys now",
+            minted=minted,
+        )
 
 
 class KeyStatusFilter(admin.SimpleListFilter):
@@ -753,16 +751,16 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return self._confirm_reroute(request, leads, single=False)
 
     def _confirm_reroute(self, request: HttpRequest, leads: list[Lead], *, single: bool):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Re-route leads" if not single else "Re-route this lead",
-            "opts": self.opts,
-            "leads": leads,
-            "routable": [lead for lead in leads if lead.status in REROUTABLE_STATUSES],
-            "single": single,
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/leads/lead/reroute.html", context)
+        return action_confirmation(
+            self,
+            request,
+            "admin/leads/lead/reroute.html",
+            # One lead's own page posts back to itself; the action posts the selection.
+            action="" if single else "reroute_leads",
+            selected=leads,
+            title="Re-route leads" if not single else "Re-route this lead",
+            routable=[lead for lead in leads if lead.status in REROUTABLE_STATUSES],
+        )
 
     def _reroute(self, request: HttpRequest, leads: list[Lead]) -> None:
         done = 0

@@ -6,14 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import BuyerApiKey
-from config.admin_display import ReadOnlyAdminMixin
+from config.admin_display import ReadOnlyAdminMixin, action_confirmation
 from config.api_keys import api_key_mint
 from reporting.forms import ReturnSalesForm
 from reporting.models import RollupState, SaleReturn
@@ -53,15 +51,15 @@ class ReturnableSaleAdmin(SaleAdmin):
             if returned:
                 self.message_user(request, f"Returned {returned} sale(s).", messages.SUCCESS)
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Return sales",
-            "opts": self.opts,
-            "form": form,
-            "sales": queryset.select_related("buyer", "lead"),
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "reporting/admin_return_sales.html", context)
+        return action_confirmation(
+            self,
+            request,
+            "reporting/admin_return_sales.html",
+            action="return_sales",
+            selected=queryset.select_related("buyer", "lead"),
+            title="Return sales",
+            form=form,
+        )
 
 
 # Returns live here, above routing: the sale page gains the action without routing knowing it.
