@@ -5,29 +5,51 @@
 sales teams send through them. Both go through the platform's outbound seam: Slack through its
 HTTP client (the address guard checks the address it connects to; redirects are not followed),
 e-mail through its door to Django's mail backend.
+
+Both kinds of message are recorded before they are sent (NotificationDelivery, TeamNotification)
+and sent by a task: `message_send` sends a recorded one by its channel, `message_verdict` says
+what an attempt came to and whether to try again; the tasks wait between tries as
+`RETRY_BACKOFF_…` says.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from outbound import http
 from outbound.email import email_send
 from outbound.guard import webhook_url_refusal
-from outbound.rules import Outcome
+from outbound.rules import Outcome, retryable
 
 __all__ = [
+    "EMAIL",
+    "RETRY_BACKOFF_BASE_S",
+    "RETRY_BACKOFF_CAP_S",
+    "SLACK",
     "SLACK_TIMEOUT",
     "Outcome",
+    "Verdict",
     "email_message_send",
+    "message_send",
+    "message_verdict",
     "slack_escape",
     "slack_message_send",
     "webhook_url_refusal",
 ]
 
 SLACK_TIMEOUT = (2.0, 5.0)  # connect, read (seconds)
+# The channels' names as the recorded messages store them.
+EMAIL = "email"
+SLACK = "slack"
+# Retries wait up to 10, 20, 40, 80 and 160 s (a random point in the upper half of each), never
+# longer than the cap: well below the broker's visibility timeout (600 s), past which Redis would
+# hand a retry still waiting in one worker to a second one.
+RETRY_BACKOFF_BASE_S = 10
+RETRY_BACKOFF_CAP_S = 300
 
 
 def slack_escape(text: str) -> str:
@@ -46,3 +68,71 @@ def slack_message_send(*, webhook_url: str, payload: Mapping[str, Any]) -> Outco
 def email_message_send(*, to: Sequence[str], subject: str, body: str) -> Outcome:
     """Send a plain-text e-mail through Django's mail backend; never raise (status 250 = taken)."""
     return email_send(to=to, subject=subject, body=body)
+
+
+def message_send(
+    *, channel: str, webhook_url: str, payload: Mapping[str, Any], recipient: str, subject: str
+) -> Outcome:
+    """Send a recorded message by its channel: the Slack message to `webhook_url`, or the e-mail
+    to the recipients it names (else `recipient`) under its subject (else `subject`)."""
+    if channel == SLACK:
+        return slack_message_send(webhook_url=webhook_url, payload=payload)
+    return email_message_send(
+        to=payload.get("to") or [recipient],
+        subject=payload.get("subject", subject),
+        body=payload.get("body", ""),
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one attempt at a message came to: "sent", "pending" (to be tried again) or "failed",
+    why it was not sent, and the attempt's entry for the message's log."""
+
+    status: str
+    error: str
+    log_entry: dict[str, Any]
+
+    @property
+    def sent(self) -> bool:
+        return self.status == "sent"
+
+    @property
+    def task_result(self) -> str:
+        """The sending task's answer: "sent", "retry" or "failed"."""
+        return {"sent": "sent", "pending": "retry"}.get(self.status, "failed")
+
+
+def message_verdict(
+    channel: str,
+    result: Outcome,
+    *,
+    attempt: int,
+    max_attempts: int,
+    started_at: datetime,
+    retry: bool = True,
+) -> Verdict:
+    """Judge the `attempt`-th try at a message: Slack takes it with any 2xx, the mail backend with
+    250. A failure another try may fix (network errors, timeouts, 5xx, 408, 429) is tried again
+    while attempts are left, unless `retry` is off; a refusal or other 4xx never is. Unlike a
+    buyer's post, a message whose answer was lost is sent again: a repeated notification is
+    better than a missing one."""
+    if channel == EMAIL:
+        sent = result.status == 250
+    else:
+        sent = result.status is not None and 200 <= result.status < 300
+    error = result.error or ("" if sent else f"HTTP {result.status}")
+    if sent:
+        status = "sent"
+    elif retry and retryable(result, idempotent=True) and attempt < max_attempts:
+        status = "pending"
+    else:
+        status = "failed"
+    log_entry = {
+        "attempt": attempt,
+        "at": started_at.isoformat(),
+        "status": result.status,
+        "error": error,
+        "latency_ms": result.latency_ms,
+    }
+    return Verdict(status=status, error=error, log_entry=log_entry)

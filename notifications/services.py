@@ -40,7 +40,7 @@ from notifications.models import (
     NotificationSubscription,
     NotificationWindow,
 )
-from outbound.rules import Outcome, retryable
+from outbound.rules import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -211,21 +211,6 @@ def _enqueue_delivery(delivery_id: int) -> None:
         logger.exception("notification delivery not queued", extra={"delivery_id": delivery_id})
 
 
-def _worth_retrying(result: Outcome) -> bool:
-    """Network errors, timeouts, 5xx, 408 and 429 may pass later; a refusal or other 4xx won't.
-
-    Unlike a buyer's post, a message whose answer was lost is sent again: a repeated
-    notification is better than a missing one.
-    """
-    return retryable(result, idempotent=True)
-
-
-def _delivered(channel: str, result: Outcome) -> bool:
-    if channel == NotificationChannel.EMAIL:
-        return result.status == 250
-    return result.status is not None and 200 <= result.status < 300
-
-
 def delivery_send(*, delivery_id: int, retry: bool = True) -> str:
     """Make the next attempt at a pending delivery and record it.
 
@@ -250,46 +235,37 @@ def delivery_send(*, delivery_id: int, retry: bool = True) -> str:
     subscription = delivery.subscription
     if subscription is None or not subscription.active:
         result = Outcome(error="the subscription was deleted or switched off", refused=True)
-    elif delivery.channel == NotificationChannel.SLACK:
-        result = channels.slack_message_send(
-            webhook_url=subscription.slack_webhook_url, payload=delivery.payload
-        )
     else:
-        result = channels.email_message_send(
-            to=delivery.payload.get("to") or [delivery.recipient],
-            subject=delivery.payload.get("subject", delivery.subject),
-            body=delivery.payload.get("body", ""),
+        result = channels.message_send(
+            channel=delivery.channel,
+            webhook_url=subscription.slack_webhook_url,
+            payload=delivery.payload,
+            recipient=delivery.recipient,
+            subject=delivery.subject,
         )
-    sent = _delivered(delivery.channel, result)
-    error = result.error or ("" if sent else f"HTTP {result.status}")
-    if sent:
-        status = DeliveryStatus.SENT
-    elif retry and _worth_retrying(result) and attempt < MAX_ATTEMPTS:
-        status = DeliveryStatus.PENDING
-    else:
-        status = DeliveryStatus.FAILED
-    log_entry = {
-        "attempt": attempt,
-        "at": started_at.isoformat(),
-        "status": result.status,
-        "error": error,
-        "latency_ms": result.latency_ms,
-    }
+    verdict = channels.message_verdict(
+        delivery.channel,
+        result,
+        attempt=attempt,
+        max_attempts=MAX_ATTEMPTS,
+        started_at=started_at,
+        retry=retry,
+    )
     NotificationDelivery.objects.filter(pk=delivery.pk).update(
-        status=status,
+        status=verdict.status,
         response_status=result.status,
         response_body=result.body[:4096],
-        error=error[:500],
+        error=verdict.error[:500],
         latency_ms=result.latency_ms,
-        attempt_log=[*delivery.attempt_log, log_entry],
-        sent_at=timezone.now() if sent else None,
+        attempt_log=[*delivery.attempt_log, verdict.log_entry],
+        sent_at=timezone.now() if verdict.sent else None,
     )
-    if status == DeliveryStatus.FAILED:
+    if verdict.status == DeliveryStatus.FAILED:
         logger.warning(
             "notification not delivered",
-            extra={"delivery_id": delivery.pk, "attempts": attempt, "error": error},
+            extra={"delivery_id": delivery.pk, "attempts": attempt, "error": verdict.error},
         )
-    return {DeliveryStatus.SENT: "sent", DeliveryStatus.PENDING: "retry"}.get(status, "failed")
+    return verdict.task_result
 
 
 def delivery_resend(*, delivery: NotificationDelivery) -> NotificationDelivery | None:

@@ -55,6 +55,7 @@ from zoneinfo import ZoneInfo
 from buyers.caps import period_bounds
 from buyers.models import CapPeriod
 from buyers.schedule import Schedule, describe_closed, is_open, next_opening, parse_hours
+from notifications.channels import slack_escape
 from teams.models import AssignmentReason
 
 SLACK_FIELDS_MAX = 10
@@ -270,12 +271,6 @@ def lead_facts(lead: Any) -> LeadFacts:
         tier=str(getattr(lead, "tier", "") or ""),
         received_at=received.strftime("%Y-%m-%d %H:%M UTC") if received else "",
     )
-
-
-def slack_escape(text: str) -> str:
-    # Slack reads &, < and > as markup (links, mentions): a consumer named "<!channel>" must
-    # not page the whole channel.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _due_words(due_by: datetime, time_zone: str) -> str:

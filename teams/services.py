@@ -35,8 +35,8 @@ from django.utils import timezone
 # them rather than keep a second copy.
 from config.masking import webhook_display
 from leads.models import Lead
-from notifications.channels import email_message_send, slack_message_send
-from outbound.rules import Outcome, retryable
+from notifications.channels import message_send, message_verdict
+from outbound.rules import Outcome
 from teams.models import (
     OPEN_ASSIGNMENT_STATUSES,
     Assignment,
@@ -612,10 +612,6 @@ def _enqueue_notification(notification_id: int) -> None:
         logger.exception("team notification not queued", extra={"notification_id": notification_id})
 
 
-def _worth_retrying(result: Outcome) -> bool:
-    return retryable(result, idempotent=True)  # a repeated message beats a missing one
-
-
 def team_notification_send(*, notification_id: int) -> str:
     """Make the next attempt at a pending notification and record it.
 
@@ -639,7 +635,7 @@ def team_notification_send(*, notification_id: int) -> str:
     ).update(attempts=attempt, last_attempt_at=started_at):
         return "skipped"
     assignment = notification.assignment
-    payload = notification.payload
+    team = assignment.team
     if (
         notification.purpose == TeamNotificationPurpose.ASSIGNED
         and assignment.status != AssignmentStatus.ASSIGNED
@@ -648,56 +644,40 @@ def team_notification_send(*, notification_id: int) -> str:
             error=f"not sent: the lead is {assignment.get_status_display().lower()} meanwhile",
             refused=True,
         )
-    elif notification.channel == TeamNotificationChannel.SLACK:
-        url = assignment.team.slack_webhook_url
-        result = (
-            slack_message_send(webhook_url=url, payload=payload)
-            if url
-            else Outcome(error="the team's Slack webhook was removed", refused=True)
+    elif notification.channel == TeamNotificationChannel.SLACK and not team.slack_webhook_url:
+        result = Outcome(error="the team's Slack webhook was removed", refused=True)
+    else:
+        result = message_send(
+            channel=notification.channel,
+            webhook_url=team.slack_webhook_url,
+            payload=notification.payload,
+            recipient=notification.recipient,
+            subject="",
         )
-    else:
-        result = email_message_send(
-            to=payload.get("to") or [notification.recipient],
-            subject=payload.get("subject", ""),
-            body=payload.get("body", ""),
-        )
-    if notification.channel == TeamNotificationChannel.EMAIL:
-        sent = result.status == 250
-    else:
-        sent = result.status is not None and 200 <= result.status < 300
-    error = result.error or ("" if sent else f"HTTP {result.status}")
-    if sent:
-        status = TeamNotificationStatus.SENT
-    elif _worth_retrying(result) and attempt < NOTIFY_MAX_ATTEMPTS:
-        status = TeamNotificationStatus.PENDING
-    else:
-        status = TeamNotificationStatus.FAILED
+    verdict = message_verdict(
+        notification.channel,
+        result,
+        attempt=attempt,
+        max_attempts=NOTIFY_MAX_ATTEMPTS,
+        started_at=started_at,
+    )
     TeamNotification.objects.filter(pk=notification.pk).update(
-        status=status,
+        status=verdict.status,
         response_status=result.status,
-        error=error[:500],
+        error=verdict.error[:500],
         latency_ms=result.latency_ms,
         attempt_log=[
             *notification.attempt_log,
-            {
-                "attempt": attempt,
-                "at": started_at.isoformat(),
-                "status": result.status,
-                "error": error,
-                "latency_ms": result.latency_ms,
-                "answer": result.body[:500],
-            },
+            {**verdict.log_entry, "answer": result.body[:500]},
         ],
-        sent_at=timezone.now() if sent else None,
+        sent_at=timezone.now() if verdict.sent else None,
     )
-    if status == TeamNotificationStatus.FAILED:
+    if verdict.status == TeamNotificationStatus.FAILED:
         logger.warning(
             "team notification not delivered",
-            extra={"notification_id": notification.pk, "attempts": attempt, "error": error},
+            extra={"notification_id": notification.pk, "attempts": attempt, "error": verdict.error},
         )
-    return {TeamNotificationStatus.SENT: "sent", TeamNotificationStatus.PENDING: "retry"}.get(
-        status, "failed"
-    )
+    return verdict.task_result
 
 
 def team_notifications_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> int:

@@ -33,7 +33,7 @@ from buyers.services import cap_reserve
 from leads.models import Lead, LeadStatus, PostbackStatus
 from leads.services import routing_enqueue
 from leads.tasks import send_postback
-from notifications import events, messages, services, tasks
+from notifications import channels, events, messages, services, tasks
 from notifications.messages import Event
 from notifications.models import (
     SUBSCRIBABLE_KINDS,
@@ -609,7 +609,7 @@ def test_the_backoff_grows_and_stays_below_the_broker_visibility_timeout(
         tasks.send_notification.apply(args=[delivery.pk], retries=retries)
 
     countdown = retry.call_args.kwargs["countdown"]
-    ceiling = min(tasks.NOTIFY_BACKOFF_CAP_S, 5 * 2 ** (retries + 1))
+    ceiling = min(channels.RETRY_BACKOFF_CAP_S, 5 * 2 ** (retries + 1))
     assert ceiling / 2 <= countdown <= ceiling
     assert countdown < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
 
