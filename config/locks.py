@@ -8,13 +8,18 @@ releasing it frees the lock when it expires.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
 
 MARGIN_S = 30
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -28,3 +33,18 @@ def run_alone(name: str) -> Iterator[bool]:
         yield True
     finally:
         cache.delete(key)
+
+
+def one_at_a_time(*, skipped: T) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Run the decorated periodic task under `run_alone`, its lock named after the function; a
+    run that finds the lock held does nothing and returns `skipped`."""
+
+    def decorate(func: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> T:
+            with run_alone(func.__name__) as alone:
+                return func(*args, **kwargs) if alone else skipped
+
+        return run
+
+    return decorate

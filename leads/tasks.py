@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.exceptions import Retry
 from django.conf import settings
 
-from config.locks import run_alone
+from config.locks import one_at_a_time
 from leads.models import FINAL_STATUSES, Lead, Postback, PostbackStatus
 from leads.services import (
     idempotency_records_purge,
@@ -34,27 +34,20 @@ POSTBACK_BACKOFF_CAP_S = 300
 
 
 @shared_task(name="leads.tasks.sweep_waiting_leads")
+@one_at_a_time(skipped=0)  # it runs every 15 s: a slow run must not double every enqueue
 def sweep_waiting_leads() -> int:
     """Re-enqueue accepted leads no routing run picked up (broker down at intake, lost task)."""
-    # Runs every 15 s; never two at once (a slow run must not double every enqueue).
-    with run_alone("sweep_waiting_leads") as alone:
-        if not alone:
-            return 0
-        count = leads_sweep_waiting(
-            older_than=timedelta(seconds=settings.ROUTING_SWEEP_AFTER_SECONDS)
-        )
+    count = leads_sweep_waiting(older_than=timedelta(seconds=settings.ROUTING_SWEEP_AFTER_SECONDS))
     if count:
         logger.info("re-enqueued waiting leads", extra={"count": count})
     return count
 
 
 @shared_task(name="leads.tasks.sweep_missing_postbacks")
+@one_at_a_time(skipped=0)
 def sweep_missing_postbacks() -> int:
     """Queue the postbacks that never got queued (the broker was down when the lead settled)."""
-    with run_alone("sweep_missing_postbacks") as alone:
-        if not alone:
-            return 0
-        sent = sum(postback_enqueue(lead_id) for lead_id in leads_missing_postbacks())
+    sent = sum(postback_enqueue(lead_id) for lead_id in leads_missing_postbacks())
     if sent:
         logger.info("queued missing postbacks", extra={"count": sent})
     return sent

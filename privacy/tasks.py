@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from config.locks import run_alone
+from config.locks import one_at_a_time
 from privacy.services import raw_bodies_purge
 
 logger = logging.getLogger(__name__)
@@ -16,15 +16,12 @@ logger = logging.getLogger(__name__)
 
 # Registered under its first name: the beat schedule and messages in flight keep working.
 @shared_task(name="leads.tasks.purge_raw_bodies")
+@one_at_a_time(skipped=0)  # daily, bounded per run: a backlog takes a few runs, not a race
 def purge_raw_bodies() -> int:
     """Empty the raw bodies of leads older than RAW_BODY_RETENTION_DAYS (0: keep them forever)."""
     days = settings.RAW_BODY_RETENTION_DAYS
     if not days:
         return 0
-    # Daily, and bounded per run; never two at once (a backlog takes a few runs, not a race).
-    with run_alone("purge_raw_bodies") as alone:
-        if not alone:
-            return 0
-        count = raw_bodies_purge(older_than=timedelta(days=days))
+    count = raw_bodies_purge(older_than=timedelta(days=days))
     logger.info("purged raw bodies past retention", extra={"count": count, "days": days})
     return count

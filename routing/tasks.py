@@ -13,7 +13,7 @@ from django.db import close_old_connections, connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from config.locks import run_alone
+from config.locks import one_at_a_time
 from leads.models import Lead, LeadStatus
 from leads.services import routing_enqueue
 from notifications import events as notify
@@ -66,13 +66,11 @@ def leads_stuck_in_routing(*, limit: int = 500) -> list:
 
 
 @shared_task(name="routing.tasks.sweep_stuck_leads")
+@one_at_a_time(skipped=0)
 def sweep_stuck_leads() -> int:
     """Hand runs whose worker was lost (SIGKILL, OOM, a dead host) to a live worker."""
-    with run_alone("sweep_stuck_leads") as alone:
-        if not alone:
-            return 0
-        ids = leads_stuck_in_routing()
-        count = routing_enqueue(ids) if ids else 0
+    ids = leads_stuck_in_routing()
+    count = routing_enqueue(ids) if ids else 0
     if count:
         logger.warning("resuming routing runs whose worker was lost", extra={"count": count})
         notify.leads_stuck(lead_ids=ids)
