@@ -54,7 +54,6 @@ import math
 import os
 import pkgutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -78,6 +77,8 @@ os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
 os.environ.setdefault("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.1/32")
 
 import django
+
+from bench.common import database_create, free_port, percentile
 
 SLUG_PREFIX = "bench-auction"
 DELAY_MS = 50
@@ -211,11 +212,6 @@ def instrument_engine() -> list[str]:
         for module in holders:
             setattr(module, name, CLOCK.wrap(name, getattr(module, name)))
     return missing
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 WALL, CPU, QUERIES = 0, 1, 2
@@ -498,23 +494,8 @@ def ensure_database() -> str:
     url = os.environ["DATABASE_URL"]
     if not url.startswith(("postgres://", "postgresql://")):
         return url
-    import psycopg
-    from psycopg import sql
-
-    config = environ.Env.db_url_config(url)
-    params = {
-        "host": config["HOST"] or None,
-        "port": config["PORT"] or None,
-        "user": config["USER"] or None,
-        "password": config["PASSWORD"] or None,
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (config["NAME"],)
-        ).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
-    return f"PostgreSQL database {config['NAME']} on {config['HOST'] or 'localhost'}"
+    host = environ.Env.db_url_config(url)["HOST"] or "localhost"
+    return f"PostgreSQL database {database_create(url)} on {host}"
 
 
 def delete_bench_data() -> None:
@@ -699,12 +680,6 @@ def breaker_report(vertical) -> str:
 
 
 # --- Simulators -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_simulator(log) -> tuple[subprocess.Popen, str]:

@@ -23,6 +23,9 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import database_create
+
 os.environ.setdefault("DEBUG", "1")
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
@@ -34,21 +37,7 @@ def isolate_database() -> str:
         path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
         os.environ["DATABASE_URL"] = f"sqlite:///{path}"
         return f"SQLite {path}"
-    import environ
-    import psycopg
-    from psycopg import sql
-
-    config = environ.Env.db_url_config(url)
-    name = f"{config['NAME']}_bench_explain"
-    params = {
-        "host": config["HOST"] or None,
-        "port": config["PORT"] or None,
-        "user": config["USER"] or None,
-        "password": config["PASSWORD"] or None,
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    name = database_create(url, suffix="_bench_explain", replace=True)
     os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
     return f"PostgreSQL database {name}"
 

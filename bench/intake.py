@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import database_create, free_port, percentile
 from simulator.server import run_event_loop
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench"
@@ -104,27 +104,6 @@ def configure_environment() -> tuple[str, str]:
 def redis_db_number(url: str) -> int:
     path = url.split("://", 1)[1].partition("/")[2].split("?")[0]
     return int(path) if path.isdigit() else 0
-
-
-def ensure_database(url: str) -> str:
-    """Create the database if it does not exist; return its name."""
-    import environ
-    import psycopg
-    from psycopg import sql
-
-    config = environ.Env.db_url_config(url)
-    name = config["NAME"]
-    params = {
-        "host": config["HOST"] or None,
-        "port": config["PORT"] or None,
-        "user": config["USER"] or None,
-        "password": config["PASSWORD"] or None,
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
 
 
 def prepare_data() -> str:
@@ -209,12 +188,6 @@ def queued_messages(redis_client: Any) -> Counter:
 
 
 # --- The server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -514,10 +487,6 @@ def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, f
     return used
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
-
-
 def report(result: Round) -> None:
     latencies = sorted(result.latencies)
     p50, p95, p99 = (percentile(latencies, f) * 1000 for f in (0.50, 0.95, 0.99))
@@ -629,7 +598,7 @@ def main() -> None:
     busy = sum(cpu_used(before, cpu_snapshot(server_pgid=-1)).values())
 
     database_url, broker_url = configure_environment()
-    name = ensure_database(database_url)
+    name = database_create(database_url)
     api_key = prepare_data()
     check_generated_data()
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import database_create
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench_reporting"
 TARGET_MS = 500
 PRESETS = ("today", "last_7_days", "last_30_days")
@@ -49,27 +51,6 @@ def configure_environment() -> str:
     )
     os.environ.setdefault("SECRET_KEY", "bench-reporting-" + secrets.token_urlsafe(40))
     return database_url
-
-
-def ensure_database(url: str) -> str:
-    """Create the database if it does not exist; return its name."""
-    import environ
-    import psycopg
-    from psycopg import sql
-
-    config = environ.Env.db_url_config(url)
-    name = config["NAME"]
-    params = {
-        "host": config["HOST"] or None,
-        "port": config["PORT"] or None,
-        "user": config["USER"] or None,
-        "password": config["PASSWORD"] or None,
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
 
 
 def pages(source_id: int, buyer_id: int) -> list[tuple[str, str, dict]]:
@@ -121,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database_url = configure_environment()
-    name = ensure_database(database_url)
+    name = database_create(database_url)
     import django
 
     django.setup()

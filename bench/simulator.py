@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import statistics
 import sys
 import time
@@ -22,13 +21,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import free_port, percentile
 from simulator.server import run, run_event_loop
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(port: int) -> None:
@@ -71,11 +65,6 @@ async def drive(url: str, *, concurrency: int, seconds: float) -> tuple[int, lis
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return len(latencies), latencies, errors
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> None:
