@@ -11,11 +11,8 @@ timeouts. Settings are read once, at import, so variants are read in fresh inter
 from __future__ import annotations
 
 import inspect
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -23,8 +20,8 @@ from django.db import connection
 
 from config.celery import app
 from routing import engine
+from tests.config.probe import probed, settings_probe
 
-ROOT = Path(__file__).resolve().parents[2]
 # Tasks the platform relies on; any task added later is checked as well.
 OUR_TASKS = {
     "routing.tasks.route_lead",
@@ -179,26 +176,11 @@ CONFIG_VARS = (
 
 
 def read_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update(
-        {"DJANGO_SETTINGS_MODULE": "config.settings", "ENV_FILE": "", "SECRET_KEY": "x" * 50}
-    )
-    env.update(overrides)
-    return subprocess.run(  # noqa: S603 - our own interpreter and probe
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return settings_probe(PROBE, unset=CONFIG_VARS, **{"SECRET_KEY": "x" * 50, **overrides})
 
 
 def settings_with(**overrides: str) -> dict:
-    result = read_settings(**overrides)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return probed(read_settings(**overrides))
 
 
 def test_throttles_count_in_the_brokers_redis_with_fast_failing_sockets():

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.config.probe import ROOT, probed, settings_probe
+
 PROBE = """
 import json
 import django
@@ -38,23 +37,11 @@ CONFIG_VARS = (
 
 
 def run_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "ENV_FILE": "", **overrides})
-    return subprocess.run(  # noqa: S603 - our own interpreter and probe
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return settings_probe(PROBE, unset=CONFIG_VARS, **overrides)
 
 
 def settings_with(**overrides: str) -> dict:
-    result = run_settings(**overrides)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return probed(run_settings(**overrides))
 
 
 def test_it_defaults_to_an_embedded_sqlite_file_and_in_process_tasks():
