@@ -1,6 +1,6 @@
 """What the tests that start a real Celery worker subprocess share: the test database's URL, a
-routing queue of the test's own on the broker, and workers started on it and stopped whatever
-happens.
+routing queue of the test's own on the broker, workers started on it and stopped whatever
+happens, and the process with its log (`Service`) that the fault harness starts too.
 
 A test module uses the fixtures by importing them (`from tests.workers import routing_queue,
 start_worker`); it needs PostgreSQL, a transactional database and CELERY_BROKER_URL.
@@ -69,49 +69,17 @@ def routing_queue(settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable[[], Worker]]:
+def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable[[], Service]]:
     """Start real routing workers on the test database; stop every one whatever happens."""
-    workers: list[Worker] = []
+    workers: list[Service] = []
 
-    def start() -> Worker:
-        log = tmp_path / f"worker-{len(workers)}.log"
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url_of_this_test(),
-            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # buyers in tests are on 127.0.0.1
-            "PYTHONPATH": str(BASE_DIR),
-            "LOG_FORMAT": "text",
-            "ROUTING_STALE_SECONDS": str(STALE_SECONDS),
-        }
-        command = [
-            str(CELERY),
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "8",
-            "-Q",
-            routing_queue,
-            "-n",
-            f"{routing_queue}-{len(workers)}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ]
-        with log.open("wb") as output:
-            process = subprocess.Popen(  # noqa: S603 (our own command line)
-                command,
-                cwd=BASE_DIR,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, to kill as a whole
-            )
-        worker = Worker(process, log)
+    def start() -> Service:
+        worker = worker_start(
+            tmp_path / f"worker-{len(workers)}.log",
+            name=f"{routing_queue}-{len(workers)}@%h",
+            queues=routing_queue,
+            env={"ROUTING_STALE_SECONDS": str(STALE_SECONDS)},
+        )
         workers.append(worker)
         return worker
 
@@ -120,12 +88,25 @@ def start_worker(transactional_db, routing_queue, tmp_path) -> Iterator[Callable
         worker.stop()
 
 
-class Worker:
-    """A worker subprocess and its log."""
+class Service:
+    """One process (and its process group) with its log."""
 
-    def __init__(self, process: subprocess.Popen, log: Path) -> None:
-        self.process = process
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
         self.log = log
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(  # noqa: S603 - our own command lines
+                command,
+                cwd=BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -133,23 +114,92 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def children(self) -> list[int]:
+        """The pids whose parent is this process (a prefork pool's children)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    found.append(int(entry.name))
+        return found
+
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float = 20) -> None:
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace)
+        self.kill()
 
 
-def wait_until(condition: Callable[[], bool], *, seconds: float, worker: Worker, what: str):
+def worker_command(
+    *,
+    name: str,
+    queues: str = "",
+    pool: str = "threads",
+    concurrency: int = 8,
+    app: str = "config",
+    include: str = "",
+    loglevel: str = "WARNING",
+) -> list[str]:
+    """A Celery worker's command line, named `name`, consuming `queues` (else the default one);
+    without gossip, mingle or heartbeat, which only slow a worker's start and stop."""
+    return [
+        str(CELERY),
+        "-A",
+        app,
+        "worker",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        *(("-Q", queues) if queues else ()),
+        "-n",
+        name,
+        *(("--include", include) if include else ()),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        loglevel,
+    ]
+
+
+def worker_start(
+    log: Path,
+    *,
+    name: str,
+    queues: str,
+    pool: str = "threads",
+    concurrency: int = 8,
+    include: str = "",
+    env: dict[str, str] | None = None,
+) -> Service:
+    """Start a worker (see `worker_command`) on this test's database, logging to `log`; its
+    buyers are the simulator on 127.0.0.1. `env` adds to its environment."""
+    command = worker_command(
+        name=name, queues=queues, pool=pool, concurrency=concurrency, include=include
+    )
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_this_test(),
+        "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "PYTHONPATH": str(BASE_DIR),
+        "LOG_FORMAT": "text",
+        **(env or {}),
+    }
+    return Service("worker", command, environment, log)
+
+
+def wait_until(condition: Callable[[], bool], *, seconds: float, worker: Service, what: str):
     """Poll `condition` until it holds; fail with the worker's log when it does not in time."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -7,13 +7,11 @@ many as they allow.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -34,7 +32,7 @@ from leads.models import Lead, LeadStatus
 from routing.models import Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory
-from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
+from tests.workers import Service, worker_start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -198,60 +196,22 @@ def celery_queue():
 
 
 @pytest.fixture
-def celery_worker(transactional_db, celery_queue, tmp_path):
+def celery_worker(transactional_db, celery_queue, tmp_path) -> Iterator[Service]:
     """Start a real prefork worker on the test database; stop it whatever happens."""
-    log = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_this_test(),
-        "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",  # the simulator
-        "PYTHONPATH": str(BASE_DIR),
-        "LOG_FORMAT": "text",
-    }
-    command = [
-        str(CELERY),
-        "-A",
-        "config",
-        "worker",
-        "--pool",
-        "prefork",
-        "--concurrency",
-        "4",
-        "-Q",
-        celery_queue,
-        "-n",
-        f"{celery_queue}@%h",
-        "--include",
-        "tests.buyers.celery_tasks",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "--loglevel",
-        "WARNING",
-    ]
-    with log.open("wb") as output:
-        worker = subprocess.Popen(  # noqa: S603 (our own command line)
-            command,
-            cwd=BASE_DIR,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the children go down with it
-        )
+    worker = worker_start(
+        tmp_path / "worker.log",
+        name=f"{celery_queue}@%h",
+        queues=celery_queue,
+        pool="prefork",
+        concurrency=4,
+        include="tests.buyers.celery_tasks",
+    )
     try:
-        yield worker, log
+        yield worker
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)  # warm shutdown: finish the running tasks
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
         # Prefork children outlive a parent that died; they must not keep the test database
-        # open. The group id stays ours while any of them is alive.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
+        # open. The group id stays ours while any of them is alive: stop kills the group.
+        worker.stop()
 
 
 @pytest.mark.skipif(
@@ -263,7 +223,7 @@ def test_fifty_routings_through_celery_sell_exactly_ten_under_a_cap_of_ten(
     from config.celery import app
     from tests.buyers.celery_tasks import RESERVE_AND_SELL
 
-    worker, log = celery_worker
+    worker = celery_worker
     contract = ContractFactory()
     ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=CAP)
     lead_ids = [lead_id for lead_id, _ in leads_for(contract)]
@@ -281,9 +241,9 @@ def test_fifty_routings_through_celery_sell_exactly_ten_under_a_cap_of_ten(
         ).count()
         if finished == ATTEMPTS:
             break
-        assert worker.poll() is None, f"the worker died:\n{log.read_text()}"
+        assert worker.alive(), f"the worker died:\n{worker.output()}"
         time.sleep(0.2)
-    assert finished == ATTEMPTS, f"{finished}/{ATTEMPTS} routed in 60 s:\n{log.read_text()}"
+    assert finished == ATTEMPTS, f"{finished}/{ATTEMPTS} routed in 60 s:\n{worker.output()}"
 
     sales = Sale.objects.filter(contract=contract)
     assert sales.count() == CAP

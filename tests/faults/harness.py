@@ -8,11 +8,9 @@ when the scenario ends, whatever happens.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +24,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from tests.workers import BASE_DIR, CELERY, database_url_of_this_test
+from tests.workers import BASE_DIR, CELERY, Service, database_url_of_this_test, worker_command
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 STALE_SECONDS = 3
@@ -36,58 +34,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class Service:
-    """One process (and its process group) with its log."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.log = log
-        with log.open("ab") as output:
-            self.process = subprocess.Popen(  # noqa: S603 - our own command lines
-                command,
-                cwd=BASE_DIR,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        """The pids whose parent is this process (a prefork pool's children)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.pid:
-                    found.append(int(entry.name))
-        return found
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no shutdown, no acknowledgement, nothing."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self, *, grace: float = 20) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=grace)
-        self.kill()
 
 
 class Stack:
@@ -205,25 +151,12 @@ class Stack:
             self._supervise(service, again)
             return service
         number = sum(s.name == "worker" for s in self.services)
+        name = f"fault-{number}-{self.redis_port}@%h"
         return self._start(
             "worker",
-            [
-                str(CELERY),
-                "-A",
-                app,
-                "worker",
-                "--pool",
-                pool,
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"fault-{number}-{self.redis_port}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                self.log_level,
-            ],
+            worker_command(
+                name=name, pool=pool, concurrency=concurrency, app=app, loglevel=self.log_level
+            ),
         )
 
     def start_beat(self) -> Service:

@@ -233,16 +233,16 @@ def routing_worker(celery_worker, celery_queue, monkeypatch):  # noqa: F811 (imp
     """A real worker taking the routing runs, from a queue of its own, ready to work."""
     from config.celery import app
 
-    worker, log = celery_worker
     route_lead = app.tasks["routing.tasks.route_lead"]
     monkeypatch.setattr(route_lead, "queue", celery_queue, raising=False)
     monkeypatch.setattr(route_lead, "_exec_options", None)  # Celery caches the task's options
     name = f"{celery_queue}@{socket.gethostname()}"
     deadline = time.monotonic() + 60
     while not app.control.ping(destination=[name], timeout=0.5):
-        assert worker.poll() is None, f"the worker died:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"the worker is not up after 60 s:\n{log.read_text()}"
-    return worker, log
+        assert celery_worker.alive(), f"the worker died:\n{celery_worker.output()}"
+        up = time.monotonic() < deadline
+        assert up, f"the worker is not up after 60 s:\n{celery_worker.output()}"
+    return celery_worker
 
 
 @pytest.mark.skipif(
@@ -251,14 +251,13 @@ def routing_worker(celery_worker, celery_queue, monkeypatch):  # noqa: F811 (imp
 def test_prefer_wait_is_answered_when_a_real_worker_sells_the_lead(
     client, partner, buyer_contract, routing_worker
 ):
-    _, log = routing_worker
     _, key = partner
 
     started = time.monotonic()
     response = post(client, key, json.dumps(auto_lead(5)), prefer="wait=10")
     took = time.monotonic() - started
 
-    assert response.status_code == 201, f"{response.content!r}\n{log.read_text()}"
+    assert response.status_code == 201, f"{response.content!r}\n{routing_worker.output()}"
     lead = Lead.objects.get()
     assert response.json() == {
         "id": str(lead.pk),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -56,12 +55,10 @@ from tests.leads.factories import LeadFactory, SourceFactory
 from tests.outbound.receiver import Receiver
 from tests.staff import staff_user
 from tests.workers import (  # routing_queue: a fixture
-    BASE_DIR,
-    CELERY,
-    Worker,
-    database_url_of_this_test,
+    Service,
     routing_queue,  # noqa: F401
     wait_until,
+    worker_start,
 )
 
 pytestmark = pytest.mark.django_db
@@ -679,34 +676,17 @@ def test_slack_markup_in_a_name_is_escaped_so_nobody_pages_the_channel(slack):
 
 
 @pytest.fixture
-def worker_on_both_queues(request, tmp_path) -> Iterator[Worker]:
+def worker_on_both_queues(request, tmp_path) -> Iterator[Service]:
     """A real worker that routes (the test's own queue) and sends notifications (Celery's
     default queue, where a worker's own tasks go)."""
     queue = request.getfixturevalue("routing_queue")
-    log = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_this_test(),
-        "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",
-        "PYTHONPATH": str(BASE_DIR),
-        "LOG_FORMAT": "text",
-        "SITE_URL": SITE,
-    }
-    command = [
-        str(CELERY), "-A", "config", "worker", "--pool", "threads", "--concurrency", "4",
-        "-Q", f"{queue},celery", "-n", f"{queue}-notify@%h", "--without-gossip", "--without-mingle",
-        "--without-heartbeat", "--loglevel", "WARNING",
-    ]  # fmt: skip
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 (our own command line)
-            command,
-            cwd=BASE_DIR,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(process, log)
+    worker = worker_start(
+        tmp_path / "worker.log",
+        name=f"{queue}-notify@%h",
+        queues=f"{queue},celery",
+        concurrency=4,
+        env={"SITE_URL": SITE},
+    )
     yield worker
     worker.stop()
 

@@ -41,7 +41,7 @@ from tests.buyers.fakes.novo_b import NovoPartnerLead
 from tests.buyers.fakes.product import preset_contract
 from tests.buyers.fakes.zoho_crm_b import ZohoCrmInsertRecords
 from tests.leads.factories import SourceFactory, VerticalFieldFactory, api_key_for
-from tests.workers import Worker, wait_until
+from tests.workers import Service, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -125,7 +125,7 @@ class Marketplace:
     filled from presets, and a routing worker."""
 
     client: Client
-    worker: Worker
+    worker: Service
 
     def vertical(self, slug: str) -> Vertical:
         return demo_vertical(slug)
