@@ -8,7 +8,6 @@ many as they allow.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from decimal import Decimal
 
 import pytest
 import redis
-from django.db import connection
 
 from buyers.models import (
     BuyerCap,
@@ -32,6 +30,7 @@ from leads.models import Lead, LeadStatus
 from routing.models import Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory
+from tests.threads import Go, all_at_once
 from tests.workers import Service, worker_start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -43,37 +42,18 @@ PRICE = Decimal("10.00")
 
 def race(lead_and_contract_ids: list[tuple[object, int]], *, then_release: bool = False):
     """Reserve for every lead at once, one thread and connection each; return the outcomes."""
-    barrier = threading.Barrier(len(lead_and_contract_ids))
-    outcomes: list[CapReservation | CapRefusal] = []
-    errors: list[BaseException] = []
 
-    def attempt(lead_id: object, contract_id: int) -> None:
-        try:
-            lead = Lead.objects.get(pk=lead_id)
-            contract = Contract.objects.select_related("buyer").get(pk=contract_id)
-            barrier.wait(timeout=30)  # connected and loaded: now all at once
-            outcome = cap_reserve(lead=lead, contract=contract, price=PRICE)
-            if then_release and isinstance(outcome, CapReservation):
-                assert cap_release(reservation=outcome)
-            outcomes.append(outcome)
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
+    def attempt(n: int, go: Go) -> CapReservation | CapRefusal:
+        lead_id, contract_id = lead_and_contract_ids[n]
+        lead = Lead.objects.get(pk=lead_id)
+        contract = Contract.objects.select_related("buyer").get(pk=contract_id)
+        go()  # connected and loaded: now all at once
+        outcome = cap_reserve(lead=lead, contract=contract, price=PRICE)
+        if then_release and isinstance(outcome, CapReservation):
+            assert cap_release(reservation=outcome)
+        return outcome
 
-    threads = [
-        threading.Thread(target=attempt, args=pair, name=f"router-{number}")
-        for number, pair in enumerate(lead_and_contract_ids)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    assert not any(thread.is_alive() for thread in threads), "a router hung (deadlock?)"
-    assert errors == []
-    assert len(outcomes) == len(lead_and_contract_ids)
-    return outcomes
+    return all_at_once(len(lead_and_contract_ids), attempt, who="a router")
 
 
 def leads_for(*contracts: Contract, count: int = ATTEMPTS) -> list[tuple[object, int]]:

@@ -11,14 +11,12 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from buyers.models import Contract, ContractStatus
@@ -30,37 +28,22 @@ from tests.buyers.test_cap_races import celery_queue, celery_worker  # noqa: F40
 from tests.conftest import celery_eager
 from tests.leads.conftest import auto_lead
 from tests.leads.factories import SourceFactory, api_key_for
+from tests.threads import Go, all_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 LEADS = "/api/v1/leads/"
 
 
-def all_at_once(count: int, request: Callable[[Client], Any]) -> list[Any]:
+def together(count: int, request: Callable[[Client], Any]) -> list[Any]:
     """Run `request` from `count` threads released together, one client and connection each."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
 
-    def run(index: int) -> None:
-        try:
-            client = Client()
-            barrier.wait(timeout=30)
-            results[index] = request(client)
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
+    def run(n: int, go: Go) -> Any:
+        client = Client()
+        go()
+        return request(client)
 
-    threads = [threading.Thread(target=run, args=(n,), name=f"partner-{n}") for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    assert not any(thread.is_alive() for thread in threads), "a request hung (deadlock?)"
-    assert errors == []
-    return results
+    return all_at_once(count, run, who="a request")
 
 
 def post(client: Client, key: str, body: str, **headers: str):
@@ -92,7 +75,7 @@ def test_identical_leads_submitted_at_the_same_moment_are_accepted_exactly_once(
     _, key = partner
     body = json.dumps(auto_lead(1))
 
-    answers = all_at_once(count, lambda client: post(client, key, body))
+    answers = together(count, lambda client: post(client, key, body))
 
     statuses = sorted(answer.status_code for answer in answers)
     assert statuses == [202] + [409] * (count - 1)
@@ -112,7 +95,7 @@ def test_leads_sharing_only_a_phone_racing_from_two_sources_are_accepted_once(pa
         for n, key in enumerate([partner[1], rival[1]] * 5)
     ]
 
-    answers = all_at_once(len(bodies), lambda client: post(client, *bodies.pop()))
+    answers = together(len(bodies), lambda client: post(client, *bodies.pop()))
 
     assert sorted(a.status_code for a in answers) == [202] + [409] * 9
     assert Lead.objects.filter(status=LeadStatus.DUPLICATE).count() == 9
@@ -123,7 +106,7 @@ def test_one_idempotency_key_sent_twenty_times_at_once_makes_one_lead_and_one_an
     _, key = partner
     body = json.dumps(auto_lead(3))
 
-    answers = all_at_once(20, lambda client: post(client, key, body, idempotency_key="order-3"))
+    answers = together(20, lambda client: post(client, key, body, idempotency_key="order-3"))
 
     assert {a.status_code for a in answers} == {202}
     assert len({a.content for a in answers}) == 1

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 
 from leads.models import (
     FINAL_STATUSES,
@@ -31,6 +30,7 @@ from tests.leads.factories import (
     VerticalFactory,
     VerticalFieldFactory,
 )
+from tests.threads import Go, all_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -86,22 +86,13 @@ def test_it_records_fields_with_the_transition():
 @pytest.mark.django_db(transaction=True)
 def test_it_lets_exactly_one_of_many_concurrent_workers_claim_a_lead():
     lead = LeadFactory(status=LeadStatus.ACCEPTED)
-    barrier = threading.Barrier(8)
-    wins: list[bool] = []
 
-    def claim() -> None:
-        try:
-            barrier.wait()
-            with transaction.atomic():
-                wins.append(lead_transition(lead=Lead(pk=lead.pk), to=LeadStatus.ROUTING))
-        finally:
-            connections.close_all()
+    def claim(n: int, go: Go) -> bool:
+        go()
+        with transaction.atomic():
+            return lead_transition(lead=Lead(pk=lead.pk), to=LeadStatus.ROUTING)
 
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    wins = all_at_once(8, claim)
     assert sorted(wins) == [False] * 7 + [True]
 
 

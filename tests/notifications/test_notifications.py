@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -54,6 +53,7 @@ from tests.leads.conftest import auto_lead
 from tests.leads.factories import LeadFactory, SourceFactory
 from tests.outbound.receiver import Receiver
 from tests.staff import staff_user
+from tests.threads import Go, all_at_once
 from tests.workers import (  # routing_queue: a fixture
     Service,
     routing_queue,  # noqa: F401
@@ -273,27 +273,13 @@ def test_a_window_that_closes_on_repeats_nobody_heard_of_tells_the_latest_once(s
 def test_identical_events_racing_on_real_connections_make_exactly_one_delivery(slack):
     subscription = slack_subscription(slack, dedup_minutes=60)
     racers = 12
-    barrier = threading.Barrier(racers)
-    told: list[int] = []
-    errors: list[BaseException] = []
 
-    def dispatch() -> None:
-        try:
-            barrier.wait(timeout=30)
-            told.append(len(event_dispatch(an_event(), subscriptions=[subscription])))
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
+    def dispatch(n: int, go: Go) -> int:
+        go()
+        return len(event_dispatch(an_event(), subscriptions=[subscription]))
 
-    threads = [threading.Thread(target=dispatch) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    told = all_at_once(racers, dispatch)
 
-    assert errors == []
     assert sorted(told) == [0] * (racers - 1) + [1]
     assert NotificationDelivery.objects.count() == 1
     assert NotificationWindow.objects.get().suppressed == racers - 1

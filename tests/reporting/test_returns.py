@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from leads.models import Lead, LeadStatus
@@ -17,6 +15,7 @@ from routing.models import Sale, SaleStatus
 from tests.buyers.factories import ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory, api_key_for
 from tests.routing.factories import SaleFactory
+from tests.threads import Go, all_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -179,26 +178,15 @@ def test_returns_need_a_live_buyer_key(client, kind):
 
 
 def _race(calls) -> list[str]:
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[str] = []
-
-    def run(call):
+    def run(n: int, go: Go) -> str:
+        go()
         try:
-            barrier.wait()
-            call()
-            outcomes.append("returned")
+            calls[n]()
         except ReturnRefused:
-            outcomes.append("refused")
-        finally:
-            close_old_connections()
-            connection.close()
+            return "refused"
+        return "returned"
 
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sorted(outcomes)
+    return sorted(all_at_once(len(calls), run))
 
 
 @pytest.mark.postgres

@@ -9,18 +9,17 @@ opted-out members receive nothing.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
 
 from leads.models import Lead
 from teams.models import Assignment, AssignmentStatus, Team
 from teams.services import AssignOutcome, assignment_create
 from tests.leads.factories import LeadFactory
 from tests.teams.factories import TeamFactory, TeamMemberFactory
+from tests.threads import Go, all_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -31,33 +30,13 @@ NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 def race(team: Team, count: int = LEADS) -> list[AssignOutcome]:
     """Assign `count` fresh leads to the team at once, one thread and connection each."""
     lead_ids = [LeadFactory().pk for _ in range(count)]
-    barrier = threading.Barrier(count)
-    outcomes: list[AssignOutcome] = []
-    errors: list[BaseException] = []
 
-    def assign(lead_id: object) -> None:
-        try:
-            lead = Lead.objects.get(pk=lead_id)
-            barrier.wait(timeout=30)  # connected and loaded: now all at once
-            outcomes.append(assignment_create(lead=lead, team_id=team.pk, now=NOW))
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
+    def assign(n: int, go: Go) -> AssignOutcome:
+        lead = Lead.objects.get(pk=lead_ids[n])
+        go()  # connected and loaded: now all at once
+        return assignment_create(lead=lead, team_id=team.pk, now=NOW)
 
-    threads = [
-        threading.Thread(target=assign, args=(lead_id,), name=f"lead-{n}")
-        for n, lead_id in enumerate(lead_ids)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    assert not any(thread.is_alive() for thread in threads), "an assignment hung (deadlock?)"
-    assert errors == []
-    assert len(outcomes) == count
-    return outcomes
+    return all_at_once(count, assign, who="an assignment")
 
 
 def received(team: Team) -> Counter[int | None]:
@@ -102,27 +81,14 @@ def test_the_same_lead_assigned_concurrently_is_assigned_once():
     TeamMemberFactory(team=team)
     TeamMemberFactory(team=team)
     lead = LeadFactory()
-    barrier = threading.Barrier(8)
-    outcomes: list[AssignOutcome] = []
-    errors: list[BaseException] = []
 
-    def assign() -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes.append(assignment_create(lead=lead, team_id=team.pk, now=NOW))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def assign(n: int, go: Go) -> AssignOutcome:
+        go()
+        return assignment_create(lead=lead, team_id=team.pk, now=NOW)
 
-    threads = [threading.Thread(target=assign) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes = all_at_once(8, assign, who="an assignment")
 
     # Every redelivery gets the one assignment back; none fails on the database's constraint.
-    assert errors == []
     assert len(outcomes) == 8
     assert len({o.assignment.pk for o in outcomes}) == 1
     assert Assignment.objects.filter(lead=lead).count() == 1
