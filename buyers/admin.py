@@ -78,8 +78,8 @@ from config.admin_display import (
     admin_link,
     admin_page,
     money,
-    parse_uuid,
     plural,
+    search_by_lead_or,
 )
 from config.admin_pii import pii_visible
 from leads.models import Lead
@@ -1183,16 +1183,8 @@ class CapReservationAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[CapReservation], search_term: str
     ) -> tuple[QuerySet[CapReservation], bool]:
-        # One row per lead and contract tried: exact lookups only, never a LIKE scan.
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        lead_id = parse_uuid(term)
-        if lead_id is not None:
-            return queryset.filter(lead_id=lead_id), False
-        if term.isascii() and term.isdigit() and len(term) < 19:  # fits a bigint
-            return queryset.filter(pk=int(term)), False
-        return queryset.none(), False
+        # One row per lead and contract tried.
+        return search_by_lead_or(queryset, search_term), False
 
     @admin.display(description="Price", ordering="price")
     def price_display(self, obj: CapReservation) -> str | None:

@@ -9,9 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Model
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -142,6 +143,26 @@ def parse_uuid(term: str) -> uuid.UUID | None:
         return None
 
 
+def search_by_lead_or(queryset: QuerySet, term: str, *exact_fields: str) -> QuerySet:
+    """Find a lead's rows by its id, or the row by its number, or match the term exactly on
+    exact_fields.
+
+    These tables grow with every lead: only exact lookups on indexed columns, never LIKE.
+    """
+    term = term.strip()
+    if not term:
+        return queryset
+    lead_id = parse_uuid(term)
+    if lead_id is not None:
+        return queryset.filter(lead_id=lead_id)
+    condition = Q()
+    for field in exact_fields:
+        condition |= Q(**{field: term})
+    if term.isascii() and term.isdigit() and len(term) < 19:  # fits a bigint
+        condition |= Q(pk=int(term))
+    return queryset.filter(condition) if condition else queryset.none()
+
+
 class ReadOnlyAdminMixin:
     """Rows written by the engine, never typed: viewable, not addable, editable or deletable."""
 
@@ -172,10 +193,27 @@ class SecretFormMixin:
         return super().changeform_view(*args, **kwargs)
 
 
+def webhook_url_field() -> forms.CharField:
+    """The field a form's `slack_webhook_url` is typed into (see StoredWebhookFormMixin)."""
+    return forms.CharField(
+        label="Slack webhook URL",
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "placeholder": "https://hooks.slack.com/services/…",
+                "size": 80,
+            }
+        ),
+    )
+
+
 class StoredWebhookFormMixin:
-    """A model form's `slack_webhook_url`: kept encrypted and never rendered back (the form's
-    initial data loses it), with the stored one described masked. `webhook_typed_or_stored`
-    gives what clean() should save: what was typed, or else the stored URL."""
+    """A model form's `slack_webhook_url` (a `webhook_url_field`): kept encrypted and never
+    rendered back (the form's initial data loses it), with the stored one described masked.
+    `webhook_typed_or_stored` gives what clean() should save: what was typed, or else the stored
+    URL."""
 
     webhook_help = "The URL Slack gives for an incoming webhook"
 

@@ -20,6 +20,7 @@ from config.admin_display import (
     precise_time,
     preformatted,
     pretty_json,
+    webhook_url_field,
 )
 from notifications import services
 from notifications.models import (
@@ -44,18 +45,7 @@ class NotificationSubscriptionForm(StoredWebhookFormMixin, forms.ModelForm):
         choices=[(kind.value, kind.label) for kind in SUBSCRIBABLE_KINDS],
         widget=forms.CheckboxSelectMultiple,
     )
-    slack_webhook_url = forms.CharField(
-        label="Slack webhook URL",
-        required=False,
-        max_length=1000,
-        widget=forms.TextInput(
-            attrs={
-                "autocomplete": "off",
-                "placeholder": "https://hooks.slack.com/services/…",
-                "size": 80,
-            }
-        ),
-    )
+    slack_webhook_url = webhook_url_field()
 
     class Meta:
         model = NotificationSubscription

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import BooleanField, Q, QuerySet, Value
+from django.db.models import BooleanField, QuerySet, Value
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
@@ -21,10 +21,10 @@ from config.admin_display import (
     admin_link,
     explanation_table,
     money,
-    parse_uuid,
     precise_time,
     preformatted,
     pretty_json,
+    search_by_lead_or,
 )
 from config.admin_pii import lead_pii_values, mask_text, pii_visible
 from leads.selectors import personal_field_names
@@ -211,25 +211,6 @@ class AuctionAttemptInline(LeadAttemptInline):
 
     fk_name = "auction"
     verbose_name_plural = "Pings and posts of this run, oldest first"
-
-
-def search_by_lead_or(queryset: QuerySet, term: str, *exact_fields: str) -> QuerySet:
-    """Find a lead's rows by its id, or match the term exactly on exact_fields.
-
-    These tables grow with every lead: only exact lookups on indexed columns, never LIKE.
-    """
-    term = term.strip()
-    if not term:
-        return queryset
-    lead_id = parse_uuid(term)
-    if lead_id is not None:
-        return queryset.filter(lead_id=lead_id)
-    condition = Q()
-    for field in exact_fields:
-        condition |= Q(**{field: term})
-    if term.isdigit():
-        condition |= Q(pk=int(term))
-    return queryset.filter(condition) if condition else queryset.none()
 
 
 @admin.register(Auction)

@@ -18,9 +18,9 @@ from config.admin_display import (
     ReadOnlyAdminMixin,
     SecretFormMixin,
     admin_link,
-    parse_uuid,
     plural,
     pretty_json,
+    search_by_lead_or,
 )
 from config.masking import webhook_display
 from teams.forms import TeamForm
@@ -281,15 +281,7 @@ class AssignmentAdmin(LeadLinkMixin, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Assignment], search_term: str
     ) -> tuple[QuerySet[Assignment], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        lead_id = parse_uuid(term)
-        if lead_id is not None:
-            return queryset.filter(lead_id=lead_id), False
-        if term.isascii() and term.isdigit() and len(term) < 19:
-            return queryset.filter(pk=int(term)), False
-        return queryset.none(), False
+        return search_by_lead_or(queryset, search_term), False
 
     @admin.display(description="Time to claim")
     def time_to_claim_display(self, obj: Assignment) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from config.admin_display import StoredWebhookFormMixin
+from config.admin_display import StoredWebhookFormMixin, webhook_url_field
 from teams.models import Team
 
 
@@ -18,18 +18,7 @@ class TeamForm(StoredWebhookFormMixin, forms.ModelForm):
 
     webhook_help = "The URL Slack gives for an incoming webhook of the team's channel"
 
-    slack_webhook_url = forms.CharField(
-        label="Slack webhook URL",
-        required=False,
-        max_length=1000,
-        widget=forms.TextInput(
-            attrs={
-                "autocomplete": "off",
-                "placeholder": "https://hooks.slack.com/services/…",
-                "size": 80,
-            }
-        ),
-    )
+    slack_webhook_url = webhook_url_field()
     remove_slack_webhook = forms.BooleanField(
         label="Remove the Slack webhook", required=False, help_text="Stop posting to Slack."
     )
