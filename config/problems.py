@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/api/problems/"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}  # its schema in an OpenAPI document
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,30 @@ _TYPES = [
 UNAVAILABLE_RETRY_AFTER_S = 5
 PROBLEM_TYPES: dict[str, ProblemType] = {t.slug: t for t in _TYPES}
 _BY_STATUS = {t.status: t for t in reversed(_TYPES)}  # the first type of a status is its default
+
+
+def problems_document(
+    result: dict[str, Any],
+    *,
+    common: dict[str, str],
+    headers: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Document every operation's problem answers in an OpenAPI document (drf-spectacular's
+    `result`): each operation gains the `common` problems (status -> description) its API's
+    base may answer, every 4xx and 5xx is application/problem+json, and a status in `headers`
+    is described with those headers."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in common.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    # The exception handler answers every error with a problem document.
+                    response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
+                if status in headers:
+                    response["headers"] = {**headers[status], **response.get("headers", {})}
+    return result
 
 
 def problem_body(slug: str, detail: str, **extensions: Any) -> dict[str, Any]:

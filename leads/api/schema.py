@@ -10,10 +10,8 @@ from typing import Any
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
-from config.problems import PROBLEM_CONTENT_TYPE
+from config.problems import problems_document
 from leads.models import FieldType, Vertical
-
-PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 # What the one base of every partner endpoint (authentication, permission, content negotiation,
 # throttling; see REST_FRAMEWORK) may answer, whatever the endpoint.
@@ -196,21 +194,7 @@ def document_problems(result: dict) -> dict:
     Each operation gains the problems the common API base may answer; the headers that go
     with a status (Location, WWW-Authenticate, Retry-After) are described where it appears.
     """
-    for path_item in result.get("paths", {}).values():
-        for operation in path_item.values():
-            responses = operation.setdefault("responses", {})
-            for status, description in COMMON_PROBLEMS.items():
-                responses.setdefault(status, {"description": description})
-            for status, response in responses.items():
-                if status.startswith(("4", "5")):
-                    # The exception handler answers every error with a problem document.
-                    response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
-                if status in RESPONSE_HEADERS:
-                    response["headers"] = {
-                        **RESPONSE_HEADERS[status],
-                        **response.get("headers", {}),
-                    }
-    return result
+    return problems_document(result, common=COMMON_PROBLEMS, headers=RESPONSE_HEADERS)
 
 
 def link_responses(result: dict) -> dict:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.problems import PROBLEM_CONTENT_TYPE
+from config.problems import problems_document
 
-PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 COMMON_PROBLEMS = {"406": "The Accept header rules out JSON."}
+RESPONSE_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "schema": {"type": "string"},
+            "required": True,
+            "description": "The scheme to authenticate with: Bearer.",
+        }
+    }
+}
 
 
 def document_problems(result: dict, generator: Any, request: Any, public: bool) -> dict:
@@ -34,20 +42,4 @@ def document_problems(result: dict, generator: Any, request: Any, public: bool) 
     # A return refuses, by name, any member it does not have (ReturnRequestSerializer).
     if "ReturnRequest" in schemas:
         schemas["ReturnRequest"]["additionalProperties"] = False
-    for path_item in result.get("paths", {}).values():
-        for operation in path_item.values():
-            responses = operation.setdefault("responses", {})
-            for status, description in COMMON_PROBLEMS.items():
-                responses.setdefault(status, {"description": description})
-            for status, response in responses.items():
-                if status.startswith(("4", "5")):
-                    response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_REF}}
-                if status == "401":
-                    response["headers"] = {
-                        "WWW-Authenticate": {
-                            "schema": {"type": "string"},
-                            "required": True,
-                            "description": "The scheme to authenticate with: Bearer.",
-                        }
-                    }
-    return result
+    return problems_document(result, common=COMMON_PROBLEMS, headers=RESPONSE_HEADERS)
