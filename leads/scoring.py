@@ -137,7 +137,8 @@ def split_values(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in (text or "").split(",") if v.strip())
 
 
-def _number(value: Any) -> Decimal | None:
+def as_number(value: Any) -> Decimal | None:
+    """Read a lead's value as a finite number (a yes/no is not one), or None."""
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -152,7 +153,7 @@ def _words(value: Any) -> frozenset[str]:
     if isinstance(value, bool):
         return TRUE_WORDS if value else FALSE_WORDS
     words = {str(value).strip().casefold()}
-    number = _number(value)
+    number = as_number(value)
     if number is not None:
         words.add(f"{number.normalize():f}")
     return frozenset(words)
@@ -269,7 +270,7 @@ def _values_problem(field_name: str, known: KnownField, listed: tuple[str, ...])
         if unknown:
             return f"{', '.join(unknown)}: {field_name} is yes/no; give true or false."
     elif known.field_type in NUMBER_TYPES:
-        unknown = [v for v in listed if _number(v) is None]
+        unknown = [v for v in listed if as_number(v) is None]
         if unknown:
             return f"{', '.join(unknown)}: {field_name} is a number field."
     return ""
@@ -389,7 +390,7 @@ class LeadScore:
 
 
 def _in_range(rule: Rule, value: Any) -> str | None:
-    number = _number(value)
+    number = as_number(value)
     if number is None:
         return None
     if (rule.low is not None and number < rule.low) or (

@@ -14,14 +14,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from buyers.caps import CapUsage
 from buyers.models import NUMERIC_OPERATORS, BoughtScope, CriterionOperator, SourceFilter
 from buyers.schedule import Schedule, describe_closed, is_open
 from leads.geo import distance_miles
-from leads.scoring import SCORE_FIELD, TIER_FIELD
+from leads.scoring import SCORE_FIELD, TIER_FIELD, as_number
 
 MISSING_WORDS = "is missing"
 
@@ -167,23 +167,13 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
 
 
-def _as_number(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
-
-
 def _same(value: Any, wanted: str) -> bool:
     """Compare a lead value with a criterion's text: as numbers when both are, else as words."""
     if isinstance(value, bool):
         return wanted.casefold() in (
             {"true", "yes", "1", "y"} if value else {"false", "no", "0", "n"}
         )
-    number, wanted_number = _as_number(value), _as_number(wanted)
+    number, wanted_number = as_number(value), as_number(wanted)
     if number is not None and wanted_number is not None:
         return number == wanted_number
     return str(value).strip().casefold() == wanted.casefold()
@@ -220,7 +210,7 @@ def check_criterion(criterion: Criterion, fields: Mapping[str, Any]) -> str:
     elif op == CriterionOperator.REGEX:
         ok = criterion.pattern is not None and criterion.pattern.search(str(value)) is not None
     else:
-        number = _as_number(value)
+        number = as_number(value)
         if number is None:
             return f"{criterion.field} is {_shown(value)}, not a number (needs {criterion.text})"
         bounds = criterion.numbers
