@@ -72,6 +72,7 @@ from buyers.services import (
 )
 from config.admin_display import (
     LeadLinkMixin,
+    OwnedPartInlineMixin,
     ReadOnlyAdminMixin,
     SecretFormMixin,
     action_confirmation,
@@ -115,29 +116,11 @@ def _test_summary(outcome: TestSendResult) -> str:
     return f"Test {preview.kind} ({preview.lead_label}): {what}"
 
 
-class OwnedPartInlineMixin:
-    """Rows edited on their owner's page: whoever may change the owner may change them.
-
-    Ops are given the permissions of buyers and contracts, not of each of their parts; without
-    this the contract page would show Ops no endpoints, mappings or caps to edit.
-    """
+class ContractPartInlineMixin(OwnedPartInlineMixin):
+    """A contract's part (caps, schedule, territory, endpoints, ...): whoever may change the
+    contract may change it."""
 
     owner_perm = "buyers.%s_contract"
-
-    def _may(self, request: HttpRequest, action: str) -> bool:
-        return request.user.has_perm(self.owner_perm % action)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "view") or self._may(request, "change")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "change" if obj is not None else "add")
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "change" if obj is not None else "add")
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "change" if obj is not None else "add")
 
 
 # --- Buyers ---
@@ -257,25 +240,25 @@ class BuyerAdmin(SimpleHistoryAdmin):
 # --- Contracts and everything they own ---
 
 
-class ContractCapInline(OwnedPartInlineMixin, admin.TabularInline):
+class ContractCapInline(ContractPartInlineMixin, admin.TabularInline):
     model = ContractCap
     extra = 0
 
 
-class ScheduleWindowInline(OwnedPartInlineMixin, admin.TabularInline):
+class ScheduleWindowInline(ContractPartInlineMixin, admin.TabularInline):
     model = ScheduleWindow
     extra = 0
     verbose_name_plural = "Schedule (buyer's time zone; no windows means always open)"
 
 
-class ClosedDateInline(OwnedPartInlineMixin, admin.TabularInline):
+class ClosedDateInline(ContractPartInlineMixin, admin.TabularInline):
     model = ClosedDate
     extra = 0
     fields = ("date", "note")
     verbose_name_plural = "Closed dates (buyer's time zone; holidays and other days off)"
 
 
-class TerritoryRuleInline(OwnedPartInlineMixin, admin.TabularInline):
+class TerritoryRuleInline(ContractPartInlineMixin, admin.TabularInline):
     model = TerritoryRule
     form = TerritoryRuleForm
     extra = 0
@@ -288,7 +271,7 @@ class TerritoryRuleInline(OwnedPartInlineMixin, admin.TabularInline):
         return len(obj.value_list) if obj.pk else None
 
 
-class FieldCriterionInline(OwnedPartInlineMixin, admin.TabularInline):
+class FieldCriterionInline(ContractPartInlineMixin, admin.TabularInline):
     model = FieldCriterion
     form = FieldCriterionForm
     extra = 0
@@ -346,7 +329,7 @@ def _kept(form: Any) -> bool:
     return bool(data) and not data.get("DELETE")
 
 
-class ContractSecretInline(OwnedPartInlineMixin, admin.TabularInline):
+class ContractSecretInline(ContractPartInlineMixin, admin.TabularInline):
     model = ContractSecret
     form = ContractSecretForm
     extra = 0
@@ -354,7 +337,7 @@ class ContractSecretInline(OwnedPartInlineMixin, admin.TabularInline):
     verbose_name_plural = "Secrets: credentials templates name as {{ secrets.<name> }}"
 
 
-class DeliveryEndpointInline(OwnedPartInlineMixin, admin.StackedInline):
+class DeliveryEndpointInline(ContractPartInlineMixin, admin.StackedInline):
     model = DeliveryEndpoint
     form = DeliveryEndpointForm
     formset = DeliveryReadinessFormSet
@@ -379,7 +362,7 @@ class DeliveryEndpointInline(OwnedPartInlineMixin, admin.StackedInline):
     )
 
 
-class FieldMappingInline(OwnedPartInlineMixin, admin.TabularInline):
+class FieldMappingInline(ContractPartInlineMixin, admin.TabularInline):
     model = FieldMapping
     extra = 0
     fields = (
@@ -397,7 +380,7 @@ class FieldMappingInline(OwnedPartInlineMixin, admin.TabularInline):
         return super().get_queryset(request).order_by("position", "id")
 
 
-class ResponseRuleInline(OwnedPartInlineMixin, admin.StackedInline):
+class ResponseRuleInline(ContractPartInlineMixin, admin.StackedInline):
     model = ResponseRule
     extra = 0
     max_num = 2  # one for pings, one for posts

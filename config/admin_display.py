@@ -176,6 +176,32 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class OwnedPartInlineMixin:
+    """Rows edited on their owner's page: whoever may change the owner may change them.
+
+    Ops are given the permissions of the owners (buyers, contracts, verticals), not of each of
+    their parts; without this the contract page would show Ops no endpoints, mappings or caps to
+    edit. `owner_perm` names the owner's permission, "%s" standing for the action.
+    """
+
+    owner_perm: str
+
+    def _may(self, request: HttpRequest, action: str) -> bool:
+        return request.user.has_perm(self.owner_perm % action)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "view") or self._may(request, "change")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change" if obj is not None else "add")
+
+
 class LeadLinkMixin:
     """A short link to the row's lead, built from lead_id: no join just to print an id."""
 

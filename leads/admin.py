@@ -20,6 +20,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import Contract
 from config.admin_display import (
+    OwnedPartInlineMixin,
     ReadOnlyAdminMixin,
     action_confirmation,
     admin_link_by_id,
@@ -143,7 +144,9 @@ class ScoringRuleFormSet(BaseInlineFormSet):
         return form
 
 
-class ScoringRuleInline(admin.TabularInline):
+class ScoringRuleInline(OwnedPartInlineMixin, admin.TabularInline):
+    # Rules are part of their vertical: whoever may change the vertical may change its rules.
+    owner_perm = "leads.%s_vertical"
     model = ScoringRule
     formset = ScoringRuleFormSet
     extra = 0
@@ -173,22 +176,6 @@ class ScoringRuleInline(admin.TabularInline):
             .select_related("vertical", "source")
             .order_by("position", "id")
         )
-
-    # Rules are part of their vertical: whoever may change the vertical may change its rules.
-    def _may(self, request: HttpRequest, action: str) -> bool:
-        return request.user.has_perm(f"leads.{action}_vertical")
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "view") or self._may(request, "change")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "change" if obj is not None else "add")
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "change" if obj is not None else "add")
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may(request, "change" if obj is not None else "add")
 
 
 SCORING_DESCRIPTION = (

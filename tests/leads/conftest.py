@@ -21,6 +21,7 @@ def _fresh_intake_state(settings):
 
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[SimulatorThread]:
+    """The buyers on 127.0.0.1 whose traffic no test counts."""
     with SimulatorThread(seed=7) as running:
         yield running
 

@@ -19,8 +19,9 @@ from leads.selectors import clear_field_specs_cache
 from simulator.server import SimulatorThread
 from tests.buyers.factories import BuyerFactory, ContractFactory
 
-# The demo's partner and buyer, for leads submitted through the API.
-from tests.leads.conftest import buyer_contract, demo, partner  # noqa: F401
+# The demo's partner and buyer, for leads submitted through the API; the simulator that the
+# buyers whose traffic no test counts share.
+from tests.leads.conftest import buyer_contract, demo, partner, simulator  # noqa: F401
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
 from tests.workers import routing_queue, start_worker  # noqa: F401 - fixtures
 
@@ -33,13 +34,6 @@ def _routing_runs_in_process(settings, eager_celery) -> None:
     settings.SECURE_SSL_REDIRECT = False
     cache.delete("lock:sweep_stuck_leads")
     clear_field_specs_cache()
-
-
-@pytest.fixture(scope="session")
-def simulator() -> Iterator[SimulatorThread]:
-    """The buyers whose traffic no test counts share this one."""
-    with SimulatorThread(seed=7) as running:
-        yield running
 
 
 @pytest.fixture
@@ -97,7 +91,7 @@ class Market:
 
 
 @pytest.fixture
-def market(db, simulator) -> Iterator[Market]:
+def market(db, simulator) -> Iterator[Market]:  # noqa: F811 (an imported fixture)
     """A fresh vertical (auction, exclusive, no margin) and its source, without buyers."""
     vertical = VerticalFactory()
     for name, field_type, in_ping, is_pii in (
