@@ -35,6 +35,7 @@ from buyers.models import (
 )
 from buyers.schedule import Schedule
 from leads.models import Lead
+from leads.selectors import same_consumer
 from routing.models import Sale, SaleStatus
 
 CONTRACT_SCOPE = "contract"
@@ -241,16 +242,12 @@ def consumer_purchases(*, lead: Lead, since: datetime) -> list[tuple[int, int, d
     The consumer is the lead's email or phone; a purchase is a sale that stands (not returned)
     or a reservation still held while its post is in flight. The lead itself is left out.
     """
-    same_consumer = Q()
-    if lead.email:
-        same_consumer |= Q(email=lead.email)
-    if lead.phone:
-        same_consumer |= Q(phone=lead.phone)
-    if not same_consumer:
+    consumer = same_consumer(lead)
+    if consumer is None:
         return []
     # The consumer's other leads first (two indexed lookups), then their sales: an OR across
     # the join would make PostgreSQL scan the sales.
-    leads = Lead.objects.filter(same_consumer).exclude(pk=lead.pk).values("pk")
+    leads = Lead.objects.filter(consumer).exclude(pk=lead.pk).values("pk")
     sold = (
         Sale.objects.filter(lead_id__in=leads, status=SaleStatus.SOLD, sold_at__gte=since)
         .order_by()

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from leads import intake_cache
 from leads.intake import NAME_FIELDS, FieldSpec, specs_from_models
@@ -118,6 +118,18 @@ def verticals_for_source(*, source: Source) -> QuerySet[Vertical]:
             Prefetch("fields", queryset=VerticalField.objects.order_by("position", "id"))
         )
     )
+
+
+def same_consumer(lead: Lead, *, via: str = "") -> Q | None:
+    """Match the leads of the lead's consumer (the same e-mail or phone), or the rows of those
+    leads through the relation `via` ("lead"); None when the lead has neither."""
+    prefix = f"{via}__" if via else ""
+    condition = Q()
+    if lead.email:
+        condition |= Q(**{f"{prefix}email": lead.email})
+    if lead.phone:
+        condition |= Q(**{f"{prefix}phone": lead.phone})
+    return condition or None
 
 
 def leads_of_source(*, source: Source) -> QuerySet[Lead]:

@@ -35,6 +35,7 @@ from django.utils import timezone
 # them rather than keep a second copy.
 from config.masking import webhook_display
 from leads.models import Lead
+from leads.selectors import same_consumer
 from notifications.channels import message_send, message_verdict
 from outbound.rules import Outcome
 from teams.models import (
@@ -82,12 +83,8 @@ def _existing_owner(team: Team, lead: Lead, now: datetime) -> int | None:
     """The member who last had this consumer (same e-mail or phone) in this team, if recent."""
     if team.existing_owner_days is None:
         return None
-    same = Q()
-    if lead.email:
-        same |= Q(lead__email=lead.email)
-    if lead.phone:
-        same |= Q(lead__phone=lead.phone)
-    if not same:
+    same = same_consumer(lead, via="lead")
+    if same is None:
         return None
     return (
         Assignment.objects.filter(
