@@ -106,7 +106,7 @@ class TeamDay:
 
 
 def team_days(team_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, TeamDay]:
-    """Return each team's figures for today (UTC), in three queries whatever the number of teams."""
+    """Return each team's figures for today (UTC), in two queries whatever the number of teams."""
     now = now or timezone.now()
     ids = list(team_ids)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -119,20 +119,16 @@ def team_days(team_ids: Iterable[int], *, now: datetime | None = None) -> dict[i
         assigned[team_id] = assigned.get(team_id, 0) + 1
         if claimed_at is not None:
             waits.setdefault(team_id, []).append((claimed_at - assigned_at).total_seconds())
-    waiting = dict(
-        Assignment.objects.filter(team_id__in=ids, status=AssignmentStatus.QUEUED)
-        .values("team_id")
+    open_now = {
+        (team_id, status): count
+        for team_id, status, count in Assignment.objects.filter(
+            team_id__in=ids, status__in=(AssignmentStatus.QUEUED, AssignmentStatus.ASSIGNED)
+        )
+        .values("team_id", "status")
         .annotate(count=Count("pk"))
         .order_by()
-        .values_list("team_id", "count")
-    )
-    awaiting = dict(
-        Assignment.objects.filter(team_id__in=ids, status=AssignmentStatus.ASSIGNED)
-        .values("team_id")
-        .annotate(count=Count("pk"))
-        .order_by()
-        .values_list("team_id", "count")
-    )
+        .values_list("team_id", "status", "count")
+    }
     return {
         team_id: TeamDay(
             assigned=assigned.get(team_id, 0),
@@ -140,8 +136,8 @@ def team_days(team_ids: Iterable[int], *, now: datetime | None = None) -> dict[i
             median_to_claim=timedelta(seconds=statistics.median(waits[team_id]))
             if waits.get(team_id)
             else None,
-            queued=waiting.get(team_id, 0),
-            awaiting_claim=awaiting.get(team_id, 0),
+            queued=open_now.get((team_id, AssignmentStatus.QUEUED), 0),
+            awaiting_claim=open_now.get((team_id, AssignmentStatus.ASSIGNED), 0),
         )
         for team_id in ids
     }
