@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
 from buyers.models import Contract, EndpointKind
 from leads.models import Lead
@@ -49,6 +50,19 @@ def _lead_conditions(q: ReportQuery, alias: str) -> tuple[list[str], list[Any]]:
     return where, params
 
 
+def _lead_filter(q: ReportQuery, *, buyer: str) -> Q:
+    """The ORM twin of `_lead_conditions`, for rows of the period's leads (through `lead`), and
+    of the query's buyer (through `buyer`)."""
+    condition = Q(lead__received_at__gte=q.start, lead__received_at__lt=q.end, lead__is_test=False)
+    if q.vertical_id:
+        condition &= Q(lead__vertical_id=q.vertical_id)
+    if q.source_id:
+        condition &= Q(lead__source_id=q.source_id)
+    if q.buyer_id:
+        condition &= Q(**{buyer: q.buyer_id})
+    return condition
+
+
 def _raw_sql(select: str, where: list[str], params: list[Any], group: str = "") -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(f"{select} WHERE {' AND '.join(where)}{group}", params)
@@ -73,15 +87,7 @@ def sale_seconds_percentiles(q: ReportQuery) -> Pair:
             params,
         )
         return rows[0]
-    sales = Sale.objects.filter(
-        lead__received_at__gte=q.start, lead__received_at__lt=q.end, lead__is_test=False
-    )
-    if q.vertical_id:
-        sales = sales.filter(lead__vertical_id=q.vertical_id)
-    if q.source_id:
-        sales = sales.filter(lead__source_id=q.source_id)
-    if q.buyer_id:
-        sales = sales.filter(buyer_id=q.buyer_id)
+    sales = Sale.objects.filter(_lead_filter(q, buyer="buyer_id"))
     seconds = [
         (sold - received).total_seconds()
         for sold, received in sales.values_list("sold_at", "lead__received_at")
@@ -112,18 +118,10 @@ def ping_latency_percentiles_by_buyer(q: ReportQuery) -> dict[int, Pair]:
         )
         return {row[0]: (row[1], row[2]) for row in rows}
     pings = Attempt.objects.filter(
+        _lead_filter(q, buyer="contract__buyer_id"),
         kind=EndpointKind.PING,
         latency_ms__isnull=False,
-        lead__received_at__gte=q.start,
-        lead__received_at__lt=q.end,
-        lead__is_test=False,
     )
-    if q.vertical_id:
-        pings = pings.filter(lead__vertical_id=q.vertical_id)
-    if q.source_id:
-        pings = pings.filter(lead__source_id=q.source_id)
-    if q.buyer_id:
-        pings = pings.filter(contract__buyer_id=q.buyer_id)
     latencies: dict[int, list[float]] = defaultdict(list)
     for buyer_id, latency in pings.values_list("contract__buyer_id", "latency_ms"):
         latencies[buyer_id].append(float(latency))
