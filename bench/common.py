@@ -1,10 +1,20 @@
-"""What the benchmark scripts share: a PostgreSQL database to work in, a free port on 127.0.0.1,
-and percentiles. Each script puts the repository root on sys.path and imports this as
-`bench.common`."""
+"""What the benchmark scripts share: a PostgreSQL database to work in (and the check that it is
+one they may empty), a free port on 127.0.0.1, and percentiles. Each script puts the repository
+root on sys.path and imports this as `bench.common`."""
 
 from __future__ import annotations
 
 import socket
+
+
+def bench_database_require(url: str) -> None:
+    """Stop unless `url` is a PostgreSQL database named for benchmarks: they empty its leads."""
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit(f"DATABASE_URL must point at PostgreSQL, not {url!r}")
+    if "bench" not in url.rsplit("/", 1)[-1]:
+        raise SystemExit(
+            "DATABASE_URL's database name must contain 'bench': this script truncates its leads"
+        )
 
 
 def database_create(url: str, *, suffix: str = "", replace: bool = False) -> str:

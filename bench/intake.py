@@ -47,7 +47,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import database_create, free_port, percentile
+from bench.common import bench_database_require, database_create, free_port, percentile
 from simulator.server import run_event_loop
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench"
@@ -74,12 +74,7 @@ def configure_environment() -> tuple[str, str]:
     """Fill in the settings both this process and gunicorn read; return the two URLs."""
     database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     broker_url = os.environ.setdefault("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit(f"DATABASE_URL must point at PostgreSQL, not {database_url!r}")
-    if "bench" not in database_url.rsplit("/", 1)[-1]:
-        raise SystemExit(
-            "DATABASE_URL's database name must contain 'bench': this script truncates its leads"
-        )
+    bench_database_require(database_url)
     if not broker_url.startswith("redis://"):
         raise SystemExit(f"CELERY_BROKER_URL must point at Redis, not {broker_url!r}")
     if redis_db_number(broker_url) == 0:

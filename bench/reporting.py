@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import database_create
+from bench.common import bench_database_require, database_create
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench_reporting"
 TARGET_MS = 500
@@ -30,12 +30,7 @@ PRESETS = ("today", "last_7_days", "last_30_days")
 
 def configure_environment() -> str:
     database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit(f"DATABASE_URL must point at PostgreSQL, not {database_url!r}")
-    if "bench" not in database_url.rsplit("/", 1)[-1]:
-        raise SystemExit(
-            "DATABASE_URL's database name must contain 'bench': this script truncates its leads"
-        )
+    bench_database_require(database_url)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
