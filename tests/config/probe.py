@@ -12,21 +12,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def settings_probe(
-    probe: str, *, unset: Iterable[str], **overrides: str
+def python_run(
+    *args: str, unset: Iterable[str], timeout: float = 60, **overrides: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run the Python `probe` with the project's settings, in an environment without the `unset`
-    variables (nor a developer's .env) and with `overrides`."""
+    """Run our interpreter with `args` (`-c` and a probe, manage.py and a command) in the
+    repository, with the project's settings, in an environment without the `unset` variables
+    (nor a developer's .env) and with `overrides`."""
     hidden = set(unset)
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "ENV_FILE": "", **overrides})
-    return subprocess.run(  # noqa: S603 - our own interpreter and probe
-        [sys.executable, "-c", probe],
+    return subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 

@@ -20,7 +20,7 @@ from django.db import connection
 
 from config.celery import app
 from routing import engine
-from tests.config.probe import probed, settings_probe
+from tests.config.probe import probed, python_run
 
 # Tasks the platform relies on; any task added later is checked as well.
 OUR_TASKS = {
@@ -176,7 +176,7 @@ CONFIG_VARS = (
 
 
 def read_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    return settings_probe(PROBE, unset=CONFIG_VARS, **{"SECRET_KEY": "x" * 50, **overrides})
+    return python_run("-c", PROBE, unset=CONFIG_VARS, **{"SECRET_KEY": "x" * 50, **overrides})
 
 
 def settings_with(**overrides: str) -> dict:

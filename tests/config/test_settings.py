@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.config.probe import ROOT, probed, settings_probe
+from tests.config.probe import ROOT, probed, python_run
 
 PROBE = """
 import json
@@ -37,7 +35,7 @@ CONFIG_VARS = (
 
 
 def run_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    return settings_probe(PROBE, unset=CONFIG_VARS, **overrides)
+    return python_run("-c", PROBE, unset=CONFIG_VARS, **overrides)
 
 
 def settings_with(**overrides: str) -> dict:
@@ -107,16 +105,15 @@ def test_it_reads_a_dotenv_file_without_overriding_the_environment(tmp_path):
 
 
 def test_it_reports_nothing_for_check_deploy_with_production_settings():
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    env.update(SECRET_KEY="p" * 30 + "-Zq8#x" * 6, ALLOWED_HOSTS="leads.example.com", ENV_FILE="")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = python_run(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level=WARNING",
+        unset=CONFIG_VARS,
         timeout=120,
-        check=False,
+        SECRET_KEY="p" * 30 + "-Zq8#x" * 6,
+        ALLOWED_HOSTS="leads.example.com",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
