@@ -284,12 +284,17 @@ def sold_run(market, *, contract_count: int = 3):
     return contracts, market.lead()
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_sold_lead_costs_three_round_trips_to_the_database(market, settings):
-    # As in production: compiled rules are kept between leads, their version read once a second.
+@pytest.fixture
+def rules_cached_as_in_production(settings):
+    """Compiled rules are kept between leads, their version read once a second."""
     settings.ELIGIBILITY_RULES_TTL = 60
     settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("rules_cached_as_in_production")
+def test_a_sold_lead_costs_three_round_trips_to_the_database(market):
     _, lead = sold_run(market)
     lead_route(lead_id=str(market.lead().pk))  # warm the per-process caches
 
@@ -449,9 +454,8 @@ def test_a_sale_of_a_rounds_one_post_is_stored_and_the_next_round_sells_too(mark
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_sale_left_for_the_settlement_is_stored_before_the_next_round_of_posts(market, settings):
-    settings.ELIGIBILITY_RULES_TTL = 60
-    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+@pytest.mark.usefixtures("rules_cached_as_in_production")
+def test_a_sale_left_for_the_settlement_is_stored_before_the_next_round_of_posts(market):
     lead, _ = two_rounds_of_posts(market)
 
     with CaptureQueriesContext(connection) as queries:
