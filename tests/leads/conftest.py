@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from leads.models import Source, Vertical
 from leads.selectors import clear_field_specs_cache
 from simulator.demo import demo_load
 from simulator.server import SimulatorThread
 from tests.leads.factories import SourceFactory, api_key_for
+
+LEADS = "/api/v1/leads/"
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +41,24 @@ def demo(db, simulator):
 def partner(demo) -> tuple[Source, str]:
     source = SourceFactory(verticals=list(Vertical.objects.all()), payout_amount="5.00")
     return source, api_key_for(source)
+
+
+def submit(
+    client: Client,
+    key: str | None,
+    body: Any,
+    *,
+    content_type: str = "application/json",
+    **headers: str,
+):
+    """POST a submission; `body` is sent as JSON unless it is already text or bytes."""
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    extra = {f"HTTP_{name.upper()}": value for name, value in headers.items()}
+    # The test client leaves the content type out of an empty body; a real client sends it.
+    extra["CONTENT_TYPE"] = content_type
+    if key is not None:
+        extra["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client.post(LEADS, data=data, content_type=content_type, **extra)
 
 
 def auto_lead(n: int = 0, **fields) -> dict:

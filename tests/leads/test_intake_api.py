@@ -39,30 +39,11 @@ from leads.services import source_api_key_create, source_api_key_revoke, suppres
 from leads.tasks import POSTBACK_MAX_ATTEMPTS
 from routing.models import Attempt, Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
-from tests.leads.conftest import auto_lead
+from tests.leads.conftest import LEADS, auto_lead, submit
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.outbound.receiver import Receiver, receiving
 
-LEADS = "/api/v1/leads/"
 PROBLEM = "application/problem+json"
-
-
-def submit(
-    client: Client,
-    key: str | None,
-    body: Any,
-    *,
-    content_type: str = "application/json",
-    **headers: str,
-):
-    """POST a submission; `body` is sent as JSON unless it is already text or bytes."""
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    extra = {f"HTTP_{name.upper()}": value for name, value in headers.items()}
-    # The test client leaves the content type out of an empty body; a real client sends it.
-    extra["CONTENT_TYPE"] = content_type
-    if key is not None:
-        extra["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    return client.post(LEADS, data=data, content_type=content_type, **extra)
 
 
 def get(client: Client, key: str, path: str, **params: str):

@@ -26,13 +26,11 @@ from leads.tasks import sweep_waiting_leads
 from routing.models import Sale
 from tests.buyers.test_cap_races import celery_queue, celery_worker  # noqa: F401 (fixtures)
 from tests.conftest import celery_eager
-from tests.leads.conftest import auto_lead
+from tests.leads.conftest import LEADS, auto_lead, submit
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.threads import Go, all_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-LEADS = "/api/v1/leads/"
 
 
 def together(count: int, request: Callable[[Client], Any]) -> list[Any]:
@@ -44,17 +42,6 @@ def together(count: int, request: Callable[[Client], Any]) -> list[Any]:
         return request(client)
 
     return all_at_once(count, run, who="a request")
-
-
-def post(client: Client, key: str, body: str, **headers: str):
-    extra = {f"HTTP_{name.upper()}": value for name, value in headers.items()}
-    return client.post(
-        LEADS,
-        data=body,
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-        **extra,
-    )
 
 
 @pytest.fixture
@@ -75,7 +62,7 @@ def test_identical_leads_submitted_at_the_same_moment_are_accepted_exactly_once(
     _, key = partner
     body = json.dumps(auto_lead(1))
 
-    answers = together(count, lambda client: post(client, key, body))
+    answers = together(count, lambda client: submit(client, key, body))
 
     statuses = sorted(answer.status_code for answer in answers)
     assert statuses == [202] + [409] * (count - 1)
@@ -95,7 +82,7 @@ def test_leads_sharing_only_a_phone_racing_from_two_sources_are_accepted_once(pa
         for n, key in enumerate([partner[1], rival[1]] * 5)
     ]
 
-    answers = together(len(bodies), lambda client: post(client, *bodies.pop()))
+    answers = together(len(bodies), lambda client: submit(client, *bodies.pop()))
 
     assert sorted(a.status_code for a in answers) == [202] + [409] * 9
     assert Lead.objects.filter(status=LeadStatus.DUPLICATE).count() == 9
@@ -106,7 +93,7 @@ def test_one_idempotency_key_sent_twenty_times_at_once_makes_one_lead_and_one_an
     _, key = partner
     body = json.dumps(auto_lead(3))
 
-    answers = together(20, lambda client: post(client, key, body, idempotency_key="order-3"))
+    answers = together(20, lambda client: submit(client, key, body, idempotency_key="order-3"))
 
     assert {a.status_code for a in answers} == {202}
     assert len({a.content for a in answers}) == 1
@@ -154,7 +141,7 @@ def test_with_the_broker_down_a_lead_is_accepted_and_the_sweeper_routes_it_later
 
     with broker_down(settings), caplog.at_level(logging.WARNING, logger="leads.services"):
         started = time.monotonic()
-        response = post(client, key, json.dumps(auto_lead(4)))
+        response = submit(client, key, auto_lead(4))
         took = time.monotonic() - started
 
     assert response.status_code == 202, response.content
@@ -193,9 +180,9 @@ def test_after_a_failed_publish_intake_leaves_routing_to_the_sweeper_for_a_few_s
     _, key = partner
 
     with broker_down(settings), caplog.at_level(logging.WARNING, logger="leads.services"):
-        first = post(client, key, json.dumps(auto_lead(5)))
+        first = submit(client, key, auto_lead(5))
         started = time.monotonic()
-        second = post(client, key, json.dumps(auto_lead(6)))
+        second = submit(client, key, auto_lead(6))
         took = time.monotonic() - started
 
     assert (first.status_code, second.status_code) == (202, 202)
@@ -237,7 +224,7 @@ def test_prefer_wait_is_answered_when_a_real_worker_sells_the_lead(
     _, key = partner
 
     started = time.monotonic()
-    response = post(client, key, json.dumps(auto_lead(5)), prefer="wait=10")
+    response = submit(client, key, auto_lead(5), prefer="wait=10")
     took = time.monotonic() - started
 
     assert response.status_code == 201, f"{response.content!r}\n{routing_worker.output()}"

@@ -60,7 +60,7 @@ from routing.models import (
 )
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
 from tests.buyers.factories import BuyerFactory
-from tests.leads.conftest import auto_lead
+from tests.leads.conftest import auto_lead, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -694,12 +694,7 @@ def test_a_lead_submitted_through_the_api_is_routed_and_sold(
     _source, api_key = partner
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            "/api/v1/leads/",
-            data=auto_lead(1),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {api_key}",
-        )
+        response = submit(client, api_key, auto_lead(1))
 
     assert response.status_code == 202, response.content
     lead = Lead.objects.get(pk=response.json()["id"])

@@ -33,7 +33,7 @@ from teams.services import (
     team_notification_send,
 )
 from tests.buyers.factories import BuyerFactory, ContractFactory
-from tests.leads.conftest import auto_lead
+from tests.leads.conftest import auto_lead, submit
 from tests.leads.factories import LeadFactory
 from tests.outbound.receiver import Receiver
 from tests.staff import staff_user
@@ -440,12 +440,7 @@ def test_a_lead_from_the_api_reaches_a_team_member_who_claims_it(
     contract = team_contract(Vertical.objects.get(slug="auto-insurance"), team)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            "/api/v1/leads/",
-            data=auto_lead(7),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {api_key}",
-        )
+        response = submit(client, api_key, auto_lead(7))
 
     assert response.status_code == 202, response.content
     lead = Lead.objects.get(pk=response.json()["id"])
