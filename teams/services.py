@@ -17,7 +17,7 @@ with the ops notifications' senders (`notifications.channels.slack_message_send`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -53,6 +53,7 @@ from teams.models import (
 )
 from teams.rules import (
     Choice,
+    Member,
     choose_member,
     first_available,
     lead_facts,
@@ -120,6 +121,34 @@ def _save_credits(team: Team, credits: dict[int, int]) -> None:
     Team.objects.filter(pk=team.pk).update(rotation={str(k): v for k, v in credits.items()})
 
 
+def _choose(
+    team: Team,
+    selection: Sequence[Member],
+    *,
+    lead: Lead,
+    now: datetime,
+    credits: dict[int, int],
+    exclude: Collection[int],
+) -> Choice:
+    """Choose who of the team gets the lead: its consumer's recent owner, else the rotation."""
+    return choose_member(
+        selection,
+        now=now,
+        credits=credits,
+        weighted=team.weighted_by_capacity,
+        owner_id=_existing_owner(team, lead, now),
+        exclude=exclude,
+    )
+
+
+def _one_more_today(selection: Sequence[Member], member_id: int) -> list[Member]:
+    """The selection once the member was given one more lead today."""
+    return [
+        replace(m, assigned_today=m.assigned_today + 1) if m.id == member_id else m
+        for m in selection
+    ]
+
+
 # --- Assigning ------------------------------------------------------------------------------------
 
 
@@ -154,12 +183,12 @@ def assignment_create(
         if not any(m.active for m in members):
             return AssignOutcome(None, f"{team} has no active member")
         selection = members_selection(members, members_assigned_today(members, now))
-        choice = choose_member(
+        choice = _choose(
+            team,
             selection,
+            lead=lead,
             now=now,
             credits=_credits(team),
-            weighted=team.weighted_by_capacity,
-            owner_id=_existing_owner(team, lead, now),
             exclude=_lapsed(lead.pk, team),
         )
         if choice.member_id is None:
@@ -285,12 +314,12 @@ def _team_queue_drain(*, team_id: int, now: datetime, limit: int) -> int:
         )
         assigned = 0
         for assignment in queued:
-            choice = choose_member(
+            choice = _choose(
+                team,
                 selection,
+                lead=assignment.lead,
                 now=now,
                 credits=credits,
-                weighted=team.weighted_by_capacity,
-                owner_id=_existing_owner(team, assignment.lead, now),
                 exclude=_lapsed(assignment.lead_id, team),
             )
             if choice.member_id is None:
@@ -302,10 +331,7 @@ def _team_queue_drain(*, team_id: int, now: datetime, limit: int) -> int:
                 continue
             assigned += 1
             credits = choice.credits
-            selection = [
-                replace(m, assigned_today=m.assigned_today + 1) if m.id == member.pk else m
-                for m in selection
-            ]
+            selection = _one_more_today(selection, member.pk)
         _save_credits(team, credits)
     return assigned
 
@@ -374,13 +400,8 @@ def _team_reassign(*, team_id: int, ids: list[int], now: datetime, why: str) -> 
         )
         for lapsed in lapsed_rows:
             exclude = _lapsed(lapsed.lead_id, team) | {lapsed.member_id}
-            choice = choose_member(
-                selection,
-                now=now,
-                credits=credits,
-                weighted=team.weighted_by_capacity,
-                owner_id=_existing_owner(team, lapsed.lead, now),
-                exclude=exclude,
+            choice = _choose(
+                team, selection, lead=lapsed.lead, now=now, credits=credits, exclude=exclude
             )
             later = [m for m in selection if m.id not in exclude and next_available(m, now)]
             gone = choice.member_id is None and not later
@@ -428,10 +449,7 @@ def _team_reassign(*, team_id: int, ids: list[int], now: datetime, why: str) -> 
             )
             reassigned += 1
             credits = choice.credits
-            selection = [
-                replace(m, assigned_today=m.assigned_today + 1) if m.id == member.pk else m
-                for m in selection
-            ]
+            selection = _one_more_today(selection, member.pk)
         _save_credits(team, credits)
     return ReassignCounts(reassigned, queued, expired)
 
