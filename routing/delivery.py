@@ -44,14 +44,7 @@ def email_request(
     body = "\n".join(_line(name, value) for name, value in fields.items()) + "\n"
     address = "mailto:" + ",".join(recipients)
     headers = {"Subject": subject, "To": ", ".join(recipients)}
-    return OutgoingRequest(
-        method=EMAIL_METHOD,
-        url=address,
-        headers=headers,
-        body=body.encode(),
-        masked_url=address,
-        masked_headers=headers,
-    )
+    return OutgoingRequest.unmasked(EMAIL_METHOD, address, headers, body)
 
 
 def email_send(request: OutgoingRequest) -> Outcome:

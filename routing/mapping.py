@@ -128,6 +128,21 @@ class OutgoingRequest:
         body = self.body if self.masked_body is None else self.masked_body
         return body.decode("utf-8", errors="replace")
 
+    @classmethod
+    def unmasked(
+        cls, method: str, address: str, headers: dict[str, str], body: str
+    ) -> OutgoingRequest:
+        """Describe a delivery that is no HTTP call (an e-mail, a team's assignment) as a
+        request, so that it is logged like a post; it holds no secret to mask."""
+        return cls(
+            method=method,
+            url=address,
+            headers=headers,
+            body=body.encode(),
+            masked_url=address,
+            masked_headers=headers,
+        )
+
 
 def mapping_from_model(model: Any) -> MappingSpec:
     """Build a MappingSpec from a buyers.FieldMapping row."""

@@ -38,14 +38,7 @@ def team_request(*, contract: Contract, lead: Lead, fields: dict[str, Any]) -> O
     address = f"team:{contract.team_id}"
     headers = {"Lead": str(lead.pk), "Team": str(contract.team_id), "Contract": str(contract.pk)}
     body = "".join(f"{name}: {value}\n" for name, value in fields.items())
-    return OutgoingRequest(
-        method=TEAM_METHOD,
-        url=address,
-        headers=headers,
-        body=body.encode(),
-        masked_url=address,
-        masked_headers=headers,
-    )
+    return OutgoingRequest.unmasked(TEAM_METHOD, address, headers, body)
 
 
 def team_deliver(request: OutgoingRequest) -> Outcome:
