@@ -19,6 +19,15 @@ def settled_lead(url: str) -> Lead:
     return LeadFactory(source=SourceFactory(postback_url=url), status=LeadStatus.SOLD)
 
 
+def sent_without_an_answer(lead: Lead) -> Postback:
+    """Try the lead's postback once; no answer came, so it is kept pending for a retry."""
+    with pytest.raises(Retry):
+        send_postback(str(lead.pk))
+    postback = Postback.objects.get()
+    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
+    return postback
+
+
 def test_a_postback_to_a_name_resolving_to_a_forbidden_address_is_refused_without_a_request(
     settings,
 ):
@@ -81,12 +90,8 @@ def test_a_postback_that_got_no_answer_in_time_is_sent_again(monkeypatch):
     # It names its lead: a partner told twice is better off than a partner never told.
     monkeypatch.setattr("leads.tasks.POSTBACK_TIMEOUT", (0.5, 0.2))
     with receiving(200, delay_s=1.5) as partner:
-        lead = settled_lead(partner.url("/outcome"))
-        with pytest.raises(Retry):
-            send_postback(str(lead.pk))
+        postback = sent_without_an_answer(settled_lead(partner.url("/outcome")))
 
-    postback = Postback.objects.get()
-    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
     assert postback.error.startswith("no answer in time")
 
 
@@ -124,11 +129,8 @@ def test_a_postback_that_succeeds_on_retry_stops_retrying():
 def test_an_unreachable_postback_url_is_retried():
     lead = settled_lead("http://127.0.0.1:9/outcome")  # discard: nobody listens
 
-    with pytest.raises(Retry):
-        send_postback(str(lead.pk))
+    postback = sent_without_an_answer(lead)
 
-    postback = Postback.objects.get()
-    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
     assert postback.error.startswith("cannot connect: ")
 
 
