@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from leads.models import Source, Vertical
+from leads.models import Lead, Source, Vertical
 from leads.selectors import clear_field_specs_cache
 from simulator.demo import demo_load
 from simulator.server import SimulatorThread
@@ -59,6 +59,23 @@ def submit(
     if key is not None:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     return client.post(LEADS, data=data, content_type=content_type, **extra)
+
+
+def lead_url(lead_id: object) -> str:
+    return f"http://testserver{LEADS}{lead_id}/"
+
+
+def sold_answer(lead: Lead) -> dict[str, Any]:
+    """The answer about a lead the demo's buyer bought at $12.50 (its partner is paid $5)."""
+    return {
+        "id": str(lead.pk),
+        "status": "sold",
+        "price": "12.50",
+        "payout": "5.00",
+        "score": lead.score,
+        "tier": lead.tier,
+        "url": lead_url(lead.pk),
+    }
 
 
 def auto_lead(n: int = 0, **fields) -> dict:

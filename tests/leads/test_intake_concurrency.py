@@ -26,7 +26,7 @@ from leads.tasks import sweep_waiting_leads
 from routing.models import Sale
 from tests.buyers.test_cap_races import celery_queue, celery_worker  # noqa: F401 (fixtures)
 from tests.conftest import celery_eager
-from tests.leads.conftest import LEADS, auto_lead, submit
+from tests.leads.conftest import LEADS, auto_lead, sold_answer, submit
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.threads import Go, all_at_once
 
@@ -229,15 +229,7 @@ def test_prefer_wait_is_answered_when_a_real_worker_sells_the_lead(
 
     assert response.status_code == 201, f"{response.content!r}\n{routing_worker.output()}"
     lead = Lead.objects.get()
-    assert response.json() == {
-        "id": str(lead.pk),
-        "status": "sold",
-        "price": "12.50",
-        "payout": "5.00",
-        "score": lead.score,
-        "tier": lead.tier,
-        "url": f"http://testserver{LEADS}{lead.pk}/",
-    }
+    assert response.json() == sold_answer(lead)
     # Woken by the worker's outcome message, not by the deadline.
     assert took < 5
     assert Sale.objects.get(lead=lead).contract == buyer_contract
