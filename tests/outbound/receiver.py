@@ -46,11 +46,16 @@ class Receiver:
 
 
 @contextmanager
-def receiving(*statuses: int, delay_s: float = 0.0, error_body: str = "ok") -> Iterator[Receiver]:
-    """Run a receiver answering `statuses` in turn (200 by default) until the block ends."""
+def receiving(
+    *statuses: int, delay_s: float = 0.0, error_body: str = "ok", keep_alive: bool = False
+) -> Iterator[Receiver]:
+    """Run a receiver answering `statuses` in turn (200 by default) until the block ends;
+    `keep_alive` keeps each connection open for the client's next request (HTTP/1.1)."""
     state = Receiver(statuses=list(statuses or (200,)), delay_s=delay_s, error_body=error_body)
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             state.received.append(
@@ -59,6 +64,7 @@ def receiving(*statuses: int, delay_s: float = 0.0, error_body: str = "ok") -> I
                     "path": self.path,
                     "headers": dict(self.headers),
                     "body": body.decode(),
+                    "peer": self.client_address[1],  # the client's port: one per connection
                 }
             )
             time.sleep(state.delay_s)
@@ -67,11 +73,14 @@ def receiving(*statuses: int, delay_s: float = 0.0, error_body: str = "ok") -> I
             answer = (
                 b"" if status in (204, 304) else text.encode()
             )  # HTTP forbids a body with these
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+            except OSError:  # the client gave up waiting (a test of timeouts)
+                self.close_connection = True
 
         do_GET = do_POST = _answer
 

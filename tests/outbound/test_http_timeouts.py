@@ -9,60 +9,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from outbound import http
 from tests.outbound.receiver import receiving
-
-
-@dataclass
-class SlowServer:
-    """An HTTP/1.1 server that keeps connections open and answers after `delay_s`."""
-
-    delay_s: float = 0.0
-    port: int = 0
-    peers: list[int] = field(default_factory=list)  # the client port of each request
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/lead"
-
-
-@contextmanager
-def slow_server() -> Iterator[SlowServer]:
-    state = SlowServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: a pooled connection is reused
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.peers.append(self.client_address[1])
-            time.sleep(state.delay_s)
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-            except OSError:  # the client gave up waiting, as it should
-                self.close_connection = True
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextmanager
@@ -138,13 +87,14 @@ def test_an_answer_within_the_read_timeout_is_read():
 
 
 def test_a_pooled_connection_is_bounded_by_the_read_timeout_too():
-    with slow_server() as server:
-        first, _ = timed_send(server.url, timeout=(1.0, 0.3))
-        server.delay_s = 1.0
-        second, elapsed = timed_send(server.url, timeout=(1.0, 0.3))
+    with receiving(200, keep_alive=True) as receiver:
+        first, _ = timed_send(receiver.url(), timeout=(1.0, 0.3))
+        receiver.delay_s = 1.0
+        second, elapsed = timed_send(receiver.url(), timeout=(1.0, 0.3))
 
     assert first.status == 200
-    assert server.peers[0] == server.peers[1]  # the second request reused the connection
+    # The second request reused the connection.
+    assert receiver.received[0]["peer"] == receiver.received[1]["peer"]
     assert (second.status, second.timed_out, second.ambiguous) == (None, True, True)
     assert elapsed < 0.8
 
