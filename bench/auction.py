@@ -1,7 +1,8 @@
 """Routing engine against the buyer simulator: auction wall time and routed leads/s (issue 5).
 
     .venv/bin/python bench/auction.py [--quick] [--threads 4,16,32,64] [--relax-breakers]
-        [--no-gc-freeze] [--simulators 1] [--wait-quiet 30] [--keep]
+        [--delivery plain|mapping|template] [--no-gc-freeze] [--simulators 1] [--wait-quiet 30]
+        [--keep]
 
 Works in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/leadswitch_bench_auction,
 created if missing and migrated). Everything it creates hangs off verticals named
@@ -9,7 +10,13 @@ created if missing and migrated). Everything it creates hangs off verticals name
 Starts `manage.py simulate_buyers` in --simulators processes on 127.0.0.1, builds one vertical
 per N = 5, 20, 50 with N ping/post contracts whose pings answer after 50 ms
 (`/ping?bid=5-30&delay_ms=50`) and whose posts accept (`/post`), then calls
-`routing.engine.lead_route` in this process on accepted leads made with the ORM:
+`routing.engine.lead_route` in this process on accepted leads made with the ORM.
+
+--delivery says how the contracts build their requests: `plain` sends the lead's fields as they
+are (a ping only the ping fields); `mapping` gives each contract flat field mappings for ping and
+post (the buyer's names, transforms, a value map and the ping's bid id in the post); `template`
+sends the same fields with the same formats from JSON body templates, nested a little, with
+filters. The two send equivalent requests, so their runs compare a flat mapping with a template.
 
 1. One lead at a time: auction wall time p50/p99 and the overhead over the 50 ms physical
    bound; per phase (engine functions wrapped from here, not edited) the wall time, the CPU
@@ -88,6 +95,59 @@ THROUGHPUT_N = 20
 TARGET_OVERHEAD_MS = 15.0
 TARGET_RATE = 100.0
 WARMUP_LIMIT_S = 30.0
+DELIVERIES = ("plain", "mapping", "template")
+# --delivery mapping: the buyer's names and formats for the vertical's fields, by flat mappings.
+CREDIT_CODES = {"excellent": "A", "good": "B", "fair": "C", "poor": "D"}
+BENCH_MAPPINGS = (
+    {"source_field": "zip_code", "target_field": "zip", "transform": "digits"},
+    {"source_field": "state", "target_field": "state", "transform": "upper"},
+    {"source_field": "credit_rating", "target_field": "credit", "value_map": CREDIT_CODES},
+    {"source_field": "vehicle_year", "target_field": "vehicle_year"},
+    {
+        "source_field": "first_name",
+        "target_field": "first_name",
+        "transform": "title",
+        "applies_to": "post",
+    },
+    {
+        "source_field": "last_name",
+        "target_field": "last_name",
+        "transform": "title",
+        "applies_to": "post",
+    },
+    {"source_field": "email", "target_field": "email", "transform": "lower", "applies_to": "post"},
+    {
+        "source_field": "phone",
+        "target_field": "phone",
+        "transform": "phone_10",
+        "applies_to": "post",
+    },
+    {"source_field": "ping.reference", "target_field": "bid_id", "applies_to": "post"},
+)
+# --delivery template: the same fields in the same formats, nested, from JSON body templates.
+_CREDIT_LOOKUP = "lookup({" + ", ".join(f"'{k}': '{v}'" for k, v in CREDIT_CODES.items()) + "})"
+_PING_LEAD = {
+    "zip": "{{ fields.zip_code | digits }}",
+    "state": "{{ fields.state | upper }}",
+    "credit": "{{ fields.credit_rating | " + _CREDIT_LOOKUP + " }}",
+    "vehicle": {"year": "{{ fields.vehicle_year }}"},
+}
+PING_TEMPLATE = json.dumps({"lead": _PING_LEAD}, indent=2)
+POST_TEMPLATE = json.dumps(
+    {
+        "lead": {
+            **_PING_LEAD,
+            "contact": {
+                "first_name": "{{ fields.first_name | title_words }}",
+                "last_name": "{{ fields.last_name | title_words }}",
+                "email": "{{ fields.email | lower }}",
+                "phone": "{{ fields.phone | phone('10') }}",
+            },
+        },
+        "bid_id": "{{ ping.reference }}",
+    },
+    indent=2,
+)
 # --relax-breakers: limits no run reaches, to measure the engine alone when the defaults (5
 # failures, 10 pings over 200 ms) would pause every contract halfway through a run.
 RELAXED_BREAKERS = {"breaker_failures": 1000, "latency_limit_ms": 60000, "latency_strikes": 1000}
@@ -498,13 +558,13 @@ def ensure_database() -> str:
     return f"PostgreSQL database {database_create(url)} on {host}"
 
 
-def delete_bench_data() -> None:
+def delete_bench_data(prefix: str = SLUG_PREFIX) -> None:
     """Delete every row this benchmark made (its verticals and what hangs off them)."""
     from buyers.models import Buyer, CapReservation, Contract
     from leads.models import Lead, Source, Vertical
     from routing.models import Attempt, Auction, ContractHealth, HealthEvent, Sale
 
-    verticals = Vertical.objects.filter(slug__startswith=SLUG_PREFIX)
+    verticals = Vertical.objects.filter(slug__startswith=prefix)
     leads = Lead.objects.filter(vertical__in=verticals)
     contracts = Contract.objects.filter(vertical__in=verticals)
     # Children first: sales protect leads and contracts.
@@ -522,17 +582,33 @@ def delete_bench_data() -> None:
     contracts.delete()
     Buyer.objects.filter(pk__in=buyer_ids).delete()
     verticals.delete()
-    Source.objects.filter(name__startswith=SLUG_PREFIX).delete()
+    Source.objects.filter(name__startswith=prefix).delete()
 
 
-def build_vertical(count: int, simulator_urls: list[str], source, *, relax_breakers: bool) -> Any:
-    """A vertical with a few fields and `count` ping/post contracts, one buyer each."""
-    from buyers.models import Buyer, Contract, DeliveryEndpoint, EndpointKind, PriceModel
+def build_vertical(
+    count: int,
+    simulator_urls: list[str],
+    source,
+    *,
+    relax_breakers: bool,
+    delivery: str = "plain",
+    slug: str = "",
+) -> Any:
+    """A vertical with a few fields and `count` ping/post contracts, one buyer each, whose
+    requests are made as `delivery` says (DELIVERIES)."""
+    from buyers.models import (
+        Buyer,
+        Contract,
+        DeliveryEndpoint,
+        EndpointKind,
+        FieldMapping,
+        PriceModel,
+    )
     from leads.models import DistributionMode, FieldType, Vertical, VerticalField
 
     vertical = Vertical.objects.create(
-        slug=f"{SLUG_PREFIX}-n{count}",
-        name=f"Bench auction, {count} buyers",
+        slug=slug or f"{SLUG_PREFIX}-n{count}",
+        name=f"{slug}, {count} buyers" if slug else f"Bench auction, {count} buyers",
         distribution_mode=DistributionMode.AUCTION,
         auction_timeout_ms=1000,
         max_buyers=1,
@@ -565,7 +641,7 @@ def build_vertical(count: int, simulator_urls: list[str], source, *, relax_break
     )
     source.verticals.add(vertical)
     buyers = Buyer.objects.bulk_create(
-        Buyer(company=f"{SLUG_PREFIX} n{count} buyer {number}") for number in range(count)
+        Buyer(company=f"{vertical.slug} buyer {number}") for number in range(count)
     )
     contracts = Contract.objects.bulk_create(
         Contract(
@@ -578,6 +654,7 @@ def build_vertical(count: int, simulator_urls: list[str], source, *, relax_break
         )
         for number, buyer in enumerate(buyers)
     )
+    templated = delivery == "template"
     endpoints = []
     for number, contract in enumerate(contracts):
         base = simulator_urls[number % len(simulator_urls)]
@@ -586,12 +663,26 @@ def build_vertical(count: int, simulator_urls: list[str], source, *, relax_break
                 contract=contract,
                 kind=EndpointKind.PING,
                 url=f"{base}/ping?{PING_QUERY}&buyer={number}",
+                body_template=PING_TEMPLATE if templated else "",
             ),
             DeliveryEndpoint(
-                contract=contract, kind=EndpointKind.POST, url=f"{base}/post?buyer={number}"
+                contract=contract,
+                kind=EndpointKind.POST,
+                url=f"{base}/post?buyer={number}",
+                body_template=POST_TEMPLATE if templated else "",
             ),
         ]
+    if templated:
+        # The check a template passes when saved (it renders, strictly, a valid document).
+        for endpoint in endpoints[:2]:
+            endpoint.full_clean()
     DeliveryEndpoint.objects.bulk_create(endpoints)
+    if delivery == "mapping":
+        FieldMapping.objects.bulk_create(
+            FieldMapping(contract=contract, position=position, **spec)
+            for contract in contracts
+            for position, spec in enumerate(BENCH_MAPPINGS)
+        )
     return vertical
 
 
@@ -603,6 +694,15 @@ class LeadMaker:
         self.serial = 0
 
     def make(self, vertical, count: int) -> list[str]:
+        """Write `count` leads; return their ids."""
+        from leads.models import Lead
+
+        leads = self.build(vertical, count)
+        Lead.objects.bulk_create(leads, batch_size=1000)
+        return [str(lead.pk) for lead in leads]
+
+    def build(self, vertical, count: int) -> list[Any]:
+        """Return `count` leads, not yet written."""
         from leads.models import Lead, LeadStatus
 
         leads = []
@@ -631,8 +731,7 @@ class LeadMaker:
                     },
                 )
             )
-        Lead.objects.bulk_create(leads, batch_size=1000)
-        return [str(lead.pk) for lead in leads]
+        return leads
 
 
 def outcome_counts(lead_ids: list[str]) -> Counter[str]:
@@ -1074,6 +1173,13 @@ def main() -> None:
     parser.add_argument("--simulators", type=int, default=1, help="simulator processes (1)")
     parser.add_argument("--keep", action="store_true", help="keep the bench rows afterwards")
     parser.add_argument(
+        "--delivery",
+        choices=DELIVERIES,
+        default="plain",
+        help="the contracts' requests: the lead's fields as they are (plain), flat field "
+        "mappings, or JSON body templates sending the same fields (default plain)",
+    )
+    parser.add_argument(
         "--relax-breakers",
         action="store_true",
         help="give the contracts breaker limits no run reaches (default: the model defaults)",
@@ -1131,14 +1237,19 @@ def main() -> None:
     settings.DEBUG = False  # no query log while timing; CaptureQueriesContext turns it on
     missing = instrument_engine()
 
-    print(f"auction bench: {label}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"auction bench: {label}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"load average {load}"
+    )
     db = settings.DATABASES["default"]
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval / 1000)
     print(
         f"CONN_MAX_AGE {db.get('CONN_MAX_AGE')}, cache {settings.CACHES['default']['BACKEND']}, "
         f"{args.simulators} simulator process(es), pings answer after {DELAY_MS} ms, "
-        f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms, breakers "
+        f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms, {args.delivery} "
+        "requests, breakers "
         + ("relaxed" if args.relax_breakers else "at the model defaults")
         + (", gc.freeze() after the first leads" if args.gc_freeze else "")
     )
@@ -1159,7 +1270,13 @@ def main() -> None:
             source = Source.objects.create(name=f"{SLUG_PREFIX} source")
             maker = LeadMaker(source)
             verticals = {
-                n: build_vertical(n, urls, source, relax_breakers=args.relax_breakers)
+                n: build_vertical(
+                    n,
+                    urls,
+                    source,
+                    relax_breakers=args.relax_breakers,
+                    delivery=args.delivery,
+                )
                 for n in BUYER_COUNTS
             }
 
@@ -1252,6 +1369,8 @@ def main() -> None:
                     f"over {DELAY_MS} ms at p50 routing +{result.p50 - DELAY_MS:.0f} ms, bare "
                     f"+{bare.p50 - DELAY_MS:.0f} ms"
                 )
+            load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+            print(f"load average at the end: {load}")
         finally:
             stop_processes(simulators)
             if not args.keep:
