@@ -981,6 +981,36 @@ def route(lead_id: str) -> str:
     return lead_route(lead_id=lead_id)
 
 
+def prepare_requests(vertical, maker: LeadMaker) -> None:
+    """Build every contract's ping and post once, as a worker has done after its first leads.
+
+    The engine works out a contract's requests (a template compiled) when it first uses them,
+    and keeps them while it keeps the contract: a post when the contract first wins, which a few
+    warm-up leads leave undone for most of N contracts. bench/delivery.py times that set-up.
+    """
+    from buyers.models import EndpointKind
+    from leads.models import Vertical
+    from routing.engine.mapping import request_for
+    from routing.selectors import delivery_setup
+
+    # As the claim reads it: the contracts are kept per version of the vertical's row.
+    vertical = Vertical.objects.get(pk=vertical.pk)
+    contracts, ping_fields = delivery_setup(
+        vertical, vertical.contracts.values_list("pk", flat=True)
+    )
+    lead = maker.build(vertical, 1)[0]
+    for contract in contracts.values():
+        request_for(contract, EndpointKind.PING, lead, ping_fields)
+        request_for(
+            contract,
+            EndpointKind.POST,
+            lead,
+            frozenset(),
+            bid=Decimal("10.00"),
+            ping={"reference": "warm-up"},
+        )
+
+
 def single_leads(
     vertical, maker: LeadMaker, *, leads: int, warmup: int, quiet_s: float, gc_freeze: bool
 ) -> float:
@@ -991,6 +1021,7 @@ def single_leads(
     count = vertical.contracts.count()
     for lead_id in maker.make(vertical, warmup):
         route(lead_id)
+    prepare_requests(vertical, maker)
     if gc_freeze:
         # What is loaded by now (the ZIP table, compiled rules, Django) stays for the process's
         # life: leave it out of every later collection.

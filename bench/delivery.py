@@ -17,7 +17,10 @@ by this thread's CPU time. The yardstick, timed in the same rounds: `json.dumps`
 fields (what any JSON post costs at the least). Printed: medians over the rounds, per post, the
 ratios to the yardstick, and the template's cost over the mapping's (the median of the rounds'
 differences). The goal (issue 18): a template costs no more than a few tenths of a millisecond
-over a flat mapping per post. The machine is shared: each run first waits (up to --wait-quiet
+over a flat mapping per post. Then, in rounds of their own, what each variant's post costs to
+work out before its first use (mappings read, endpoint checked, template compiled): routing does
+it once per cached contract, so again after a change in the vertical or when the cache expires
+(ELIGIBILITY_RULES_TTL). The machine is shared: each run first waits (up to --wait-quiet
 seconds) for it to be quiet and says how busy it was.
 """
 
@@ -55,6 +58,7 @@ SLUG_PREFIX = "bench-delivery"
 YARDSTICK = "json.dumps"
 BID = Decimal("12.50")
 PING_ANSWER = {"reference": "bid_0123456789abcdef", "price": BID}
+SETUPS = 50  # a contract's post worked out afresh, per variant and round
 
 
 def contracts_by_delivery(source, leads: int) -> dict[str, tuple[Any, list[Any]]]:
@@ -108,6 +112,33 @@ def post_builders(made: dict[str, tuple[Any, list[Any]]]) -> dict[str, Callable[
         return None
 
     return {YARDSTICK: dumps} | {name: posts(*made[name]) for name in DELIVERIES}
+
+
+def setup_builders(
+    made: dict[str, tuple[Any, list[Any]]], count: int
+) -> dict[str, Callable[[], object]]:
+    """Return, per variant, a function that works out its contract's post `count` times.
+
+    That is what the engine does at a contract's first post and keeps while it keeps the
+    contract (routing/engine/mapping.py): its mappings read, its endpoint checked and its
+    template, if any, compiled.
+    """
+    from buyers.models import EndpointKind
+    from routing.mapping import endpoint_from_model, mapping_from_model, prepare_endpoint
+
+    def setup(contract: Any) -> Callable[[], object]:
+        endpoint = next(e for e in contract.endpoints.all() if e.kind == EndpointKind.POST)
+        rows = list(contract.mappings.all())
+
+        def run() -> object:
+            for _ in range(count):
+                [mapping_from_model(row) for row in rows]
+                prepare_endpoint(endpoint_from_model(endpoint))
+            return None
+
+        return run
+
+    return {name: setup(made[name][0]) for name in DELIVERIES}
 
 
 def show_requests(made: dict[str, tuple[Any, list[Any]]]) -> None:
@@ -176,6 +207,7 @@ def main() -> None:
         started = time.perf_counter()
         seconds = run_rounds(builders, args.rounds)
         elapsed = time.perf_counter() - started
+        setups = run_rounds(setup_builders(made, SETUPS), args.rounds)
         busy = machine_busy(0.5)
         load_after = os.getloadavg()
     finally:
@@ -207,6 +239,12 @@ def main() -> None:
         f"(rounds {min(over) / 1000:+.3f} to {max(over) / 1000:+.3f} ms), "
         f"template / mapping {statistics.median(ratio):.2f}; "
         f"mapping over plain: +{(medians['mapping'] - medians['plain']) / 1000:.3f} ms"
+    )
+    setup_ms = {name: statistics.median(values) * 1000 / SETUPS for name, values in setups.items()}
+    print(
+        "a contract's post worked out (once per cached contract: at its first post, again "
+        "after a change or when the cache expires), CPU, median over the rounds: "
+        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in setup_ms.items())
     )
 
 
