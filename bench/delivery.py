@@ -38,13 +38,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault(
     "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/leadswitch_bench_delivery"
 )
 
 import django
-from auction import (
+
+from bench.auction import (
     DELIVERIES,
     LeadMaker,
     build_vertical,
