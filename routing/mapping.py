@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import SplitResult, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
@@ -516,6 +517,19 @@ def _urls(
     return url, scrub(masked_url, spellings)
 
 
+@lru_cache(maxsize=2048)
+def _compiled(
+    body_format: str,
+    body_template: str,
+    query: tuple[tuple[str, str], ...],
+    headers: tuple[tuple[str, str], ...],
+) -> RequestTemplate:
+    """An endpoint's templates compiled once per process and text: routing reloads its cached
+    contracts after any change and every ELIGIBILITY_RULES_TTL, and would compile them again.
+    A compiled template holds no state of a lead, so threads share it."""
+    return compile_request(body_format, body_template, dict(query), dict(headers))
+
+
 def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
     """Check the endpoint and work out all of its requests have in common.
 
@@ -541,8 +555,11 @@ def prepare_endpoint(endpoint: EndpointSpec) -> PreparedEndpoint:
     template = None
     if endpoint.body_template.strip() or endpoint.query or templated:
         try:
-            template = compile_request(
-                endpoint.body_format, endpoint.body_template, endpoint.query, templated
+            template = _compiled(
+                endpoint.body_format,
+                endpoint.body_template,
+                tuple(endpoint.query.items()),
+                tuple(templated.items()),
             )
         except TemplateError as exc:
             raise MappingError(str(exc)) from None
