@@ -10,6 +10,8 @@ import base64
 import hashlib
 import ipaddress
 import os
+import secrets
+import sys
 from pathlib import Path
 
 import environ
@@ -53,14 +55,21 @@ def _env_int(name: str, *, default: int, minimum: int = 0) -> int:
 
 DEBUG = _env_bool("DEBUG", default=False)
 
+# Commands that read only the code's models and migrations: they sign and decrypt nothing, so
+# a checkout can run them (`makemigrations --check` in a hook) without the deployment's key.
+_KEYLESS_COMMANDS = frozenset({"makemigrations", "showmigrations"})
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG:
+    if not DEBUG and sys.argv[1:2] and sys.argv[1] in _KEYLESS_COMMANDS:
+        SECRET_KEY = secrets.token_urlsafe(50)  # for this process only: nothing is signed
+    elif not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG is off: set it to a long random string "
             "(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
-    SECRET_KEY = "django-insecure-leadswitch-development-key-do-not-use-in-production"  # noqa: S105
+    else:
+        SECRET_KEY = "django-insecure-leadswitch-development-key-do-not-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -75,6 +75,15 @@ def test_it_runs_without_a_secret_key_only_in_debug():
     assert "SECRET_KEY is required when DEBUG is off" in result.stderr
 
 
+def test_migrations_are_checked_without_a_secret_key_and_nothing_else_runs_keyless():
+    checked = python_run("manage.py", "makemigrations", "--check", "--dry-run", unset=CONFIG_VARS)
+    assert checked.returncode == 0, checked.stderr
+    assert "No changes detected" in checked.stdout
+    refused = python_run("manage.py", "check", unset=CONFIG_VARS)
+    assert refused.returncode != 0
+    assert "SECRET_KEY is required when DEBUG is off" in refused.stderr
+
+
 def test_it_is_strict_about_https_outside_debug():
     assert settings_with(SECRET_KEY="x" * 50)["ssl_redirect"] is True
     assert settings_with(DEBUG="1")["ssl_redirect"] is False
