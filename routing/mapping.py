@@ -414,11 +414,14 @@ class PreparedEndpoint:
                 f"The endpoint reads the secret {', '.join(missing)}, which the contract does "
                 "not hold."
             )
+        template = self.template
         try:
-            return (
-                self.template.render(context),
-                self.template.render_masked(context, pii=personal),
-            )
+            rendered = template.render(context)
+            # The copy on record differs only where a secret, or a personal value in the
+            # query, was written: otherwise it is the request itself, rendered once.
+            if template.uses_secrets or (template.uses_pii_in_url and personal):
+                return rendered, template.render_masked(context, pii=personal)
+            return rendered, rendered
         except TemplateError as exc:
             raise MappingError(str(exc)) from None
         except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:

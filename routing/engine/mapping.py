@@ -11,7 +11,7 @@ from typing import Any
 from buyers.models import AnswerFormat, Contract, DeliveryMethod, EndpointKind
 from leads.models import Lead
 from leads.selectors import personal_field_names
-from routing.context import PERSONAL_CONTEXT_PATHS, lead_context
+from routing.context import PERSONAL_CONTEXT_PATHS, is_context_path, lead_context
 from routing.delivery import EMAIL_RULE, WEBHOOK_RULE, email_request
 from routing.mapping import (
     MappingSpec,
@@ -102,6 +102,17 @@ def _personal_targets(contract: Contract, kind: str, mappings: list[MappingSpec]
     )
 
 
+LOCAL_DELIVERIES = frozenset({DeliveryMethod.EMAIL, DeliveryMethod.TEAM})
+
+
+def _mappings_read_context(kind: str, mappings: list[MappingSpec]) -> bool:
+    return any(
+        is_context_path(name)
+        for mapping in applicable_mappings(kind, mappings)
+        for name in mapping.source_fields
+    )
+
+
 def request_for(
     contract: Contract,
     kind: str,
@@ -120,27 +131,40 @@ def request_for(
     mappings = _memo(
         contract, "mappings", lambda: [mapping_from_model(m) for m in contract.mappings.all()]
     )
-    context = lead_context(
-        lead,
-        kind=kind,
-        ping_fields=ping_fields,
-        bid=bid,
-        floor=contract.floor_price,
-        ping=ping,
-        secrets=_secrets(contract),
+    local = kind == EndpointKind.POST and contract.delivery_method in LOCAL_DELIVERIES
+    prepared = None
+    if not local:
+        prepared = _memo(contract, ("endpoint", kind), partial(_prepared_endpoint, contract, kind))
+        if prepared is None:
+            return None
+    # The lead's context is built only for a request that reads it: a template, or a mapping
+    # of a dotted source (most contracts send the lead's fields and need none).
+    reads_context = (prepared is not None and prepared.template is not None) or _memo(
+        contract, ("reads_context", kind), partial(_mappings_read_context, kind, mappings)
+    )
+    context = (
+        lead_context(
+            lead,
+            kind=kind,
+            ping_fields=ping_fields,
+            bid=bid,
+            floor=contract.floor_price,
+            ping=ping,
+            secrets=_secrets(contract),
+        )
+        if reads_context
+        else None
     )
     fields = map_fields(kind, lead.data, mappings, ping_fields, context)
-    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.EMAIL:
+    if contract.delivery_method == DeliveryMethod.EMAIL and local:
         return email_request(
             recipients=contract.delivery_email_list,
             subject=f"New {lead.vertical.name} lead {lead.pk}",
             fields=fields,
         )
-    if kind == EndpointKind.POST and contract.delivery_method == DeliveryMethod.TEAM:
+    if local:
         return team_request(contract=contract, lead=lead, fields=fields)
-    prepared = _memo(contract, ("endpoint", kind), partial(_prepared_endpoint, contract, kind))
-    if prepared is None:
-        return None
+    assert prepared is not None  # noqa: S101 - not local: it was returned above when missing
     if prepared.query_is_templated and not applicable_mappings(kind, mappings):
         # Its template writes the request: without mappings, the lead's own fields would go
         # beside it, every one of them, raw, some under the template's own names.
