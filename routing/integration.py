@@ -8,14 +8,15 @@ cannot be read, are refused when saved, saying where (the template's line) and w
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from buyers.readiness import secrets_named
-from leads.models import Vertical, VerticalField
-from routing.context import CONSENT_KEYS, PING_CONSENT_KEYS
+from leads.models import FieldType, Lead, Source, Vertical, VerticalField
+from routing.context import CONSENT_KEYS, lead_context
 from routing.responses import check_path, parse_namespaces
 from routing.templating import TemplateError, check_request
 
@@ -53,42 +54,114 @@ def sample_ping_answer(templates: tuple[str, ...]) -> dict[str, Any]:
     return answer
 
 
-def sample_context(
-    *,
-    vertical: Vertical | None,
-    kind: str,
-    data: Mapping[str, Any] | None = None,
-    templates: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """The context of a made-up lead of the vertical (routing/context.py), for previews and
-    save-time checks: a value for each of its fields, its enrichment, a full consent record, a
-    bid and the ping's answer (posts only), and a stand-in for each secret the templates name."""
-    from routing.tools import sample_lead_data
+# Plausible values for the usual field names; anything else gets a value of its field's type.
+_SAMPLE_BY_NAME: dict[str, Any] = {
+    "first_name": "Jane",
+    "last_name": "Sample",
+    "full_name": "Jane Sample",
+    "name": "Jane Sample",
+    "street_address": "1 Test Street",
+    "address": "1 Test Street",
+    "city": "New York",
+    "county": "New York",
+    "date_of_birth": "1980-04-02",
+    "vehicle_year": 2019,
+    "vehicle_make": "Toyota",
+    "vehicle_model": "Camry",
+}
+_SAMPLE_BY_TYPE: dict[str, Any] = {
+    FieldType.STRING: "sample",
+    FieldType.EMAIL: "jane.sample@example.com",
+    FieldType.PHONE: "+12025550143",
+    FieldType.ZIP: "10001",
+    FieldType.STATE: "NY",
+    FieldType.INTEGER: 1,
+    FieldType.DECIMAL: "100.00",
+    FieldType.BOOLEAN: True,
+    FieldType.DATE: "1980-04-02",
+}
 
+
+def _sample_value(spec: VerticalField) -> Any:
+    if spec.field_type == FieldType.CHOICE:
+        return spec.choices[0] if spec.choices else ""
+    if spec.field_type in (FieldType.INTEGER, FieldType.DECIMAL):
+        number = _SAMPLE_BY_NAME.get(spec.name, _SAMPLE_BY_TYPE[spec.field_type])
+        low, high = spec.min_value, spec.max_value
+        value = Decimal(str(number))
+        if low is not None and value < low:
+            value = low
+        if high is not None and value > high:
+            value = high
+        # As intake stores it: a JSON number, whole values as integers.
+        if spec.field_type == FieldType.INTEGER or value == value.to_integral_value():
+            return int(value)
+        return float(value)
+    if spec.field_type == FieldType.STRING and spec.name in _SAMPLE_BY_NAME:
+        value = str(_SAMPLE_BY_NAME[spec.name])
+    else:
+        value = _SAMPLE_BY_TYPE.get(spec.field_type, "sample")
+    if spec.field_type == FieldType.DATE and spec.name not in _SAMPLE_BY_NAME:
+        value = date(1980, 4, 2).isoformat()
+    if isinstance(value, str) and spec.max_length:
+        value = value[: spec.max_length]
+    return value
+
+
+def sample_lead_data(*, vertical_id: int) -> dict[str, Any]:
+    """Return a made-up lead of the vertical: one plausible value for every field of its schema.
+
+    ZIP and state agree (10001 is in NY), so territory rules and mappings see a real place.
+    """
+    fields = VerticalField.objects.filter(vertical_id=vertical_id).order_by("position", "id")
+    return {spec.name: _sample_value(spec) for spec in fields}
+
+
+def sample_lead(vertical: Vertical | None, *, data: Mapping[str, Any] | None = None) -> Lead:
+    """Return a made-up lead of the vertical, unsaved, for previews and save-time checks: a
+    value for each of its fields (or `data`) and the ZIP's enrichment, a full consent record, a
+    sample source, marked as a test."""
     fields = dict(ENRICHMENT_SAMPLE)
     if data is not None:
         fields.update(data)
     elif vertical is not None:
         fields.update(sample_lead_data(vertical_id=vertical.pk))
+    return Lead(
+        id=uuid.UUID("00000000-0000-4000-8000-000000000000"),
+        # Never saved: the check of an endpoint not yet on a contract names no real vertical.
+        vertical=vertical if vertical is not None else Vertical(slug="sample", name="Sample"),
+        source=Source(id=1, name="Sample source"),
+        sub_id="sample-sub",
+        is_test=True,
+        score=72,
+        tier="warm",
+        received_at=datetime(2026, 1, 15, 14, 3, tzinfo=UTC),
+        data=fields,
+        consent=dict(SAMPLE_CONSENT),
+    )
+
+
+def sample_context(
+    *,
+    vertical: Vertical | None,
+    kind: str,
+    ping_fields: frozenset[str] = frozenset(),
+    templates: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The context (routing/context.py, the one routing builds) of the sample lead's ping or
+    post: with a bid, the ping's answer (posts only), and a stand-in for each secret the
+    templates name."""
     # Digits: buyers' ids (campaign, supplier) go through |int as often as keys go as text.
     secrets = {name: "1234567890" for text in templates for name in secrets_named(text)}
-    return {
-        "fields": fields,
-        "lead": {
-            "id": "00000000-0000-4000-8000-000000000000",
-            "created": datetime(2026, 1, 15, 14, 3, tzinfo=UTC).isoformat(),
-            "sub_id": "sample-sub",
-            "source": {"id": 1, "name": "Sample source"},
-            "vertical": vertical.slug if vertical is not None else "sample",
-            "test": True,
-            "score": 72,
-            "tier": "warm",
-        },
-        "consent": dict(SAMPLE_CONSENT),
-        "auction": {"bid": Decimal("12.50"), "floor": Decimal("5.00")},
-        "ping": sample_ping_answer(templates) if kind == "post" else {},
-        "secrets": secrets,
-    }
+    return lead_context(
+        sample_lead(vertical),
+        kind=kind,
+        ping_fields=ping_fields,
+        bid=Decimal("12.50"),
+        floor=Decimal("5.00"),
+        ping=sample_ping_answer(templates) if kind == "post" else None,
+        secrets=secrets,
+    )
 
 
 def _field_of(where: str) -> str:
@@ -111,16 +184,16 @@ def check_endpoint(endpoint: Any) -> dict[str, str]:
     contract = getattr(endpoint, "contract", None) if endpoint.contract_id else None
     vertical = contract.vertical if contract is not None else None
     texts = (endpoint.body_template or "", *map(str, query.values()), *templated.values())
-    sample = sample_context(vertical=vertical, kind=endpoint.kind, templates=texts)
+    ping_fields: frozenset[str] = frozenset()
     if endpoint.kind == "ping" and vertical is not None:
-        in_ping = set(
+        ping_fields = frozenset(
             VerticalField.objects.filter(vertical=vertical, in_ping=True).values_list(
                 "name", flat=True
             )
         )
-        sample["fields"] = {n: v for n, v in sample["fields"].items() if n in in_ping}
-    if endpoint.kind == "ping":
-        sample["consent"] = {k: v for k, v in sample["consent"].items() if k in PING_CONSENT_KEYS}
+    sample = sample_context(
+        vertical=vertical, kind=endpoint.kind, ping_fields=ping_fields, templates=texts
+    )
     try:
         check_request(
             endpoint.body_format, endpoint.body_template or "", query, templated, sample=sample

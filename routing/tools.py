@@ -12,87 +12,24 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from buyers.models import Contract, EndpointKind, PriceModel
-from leads.models import FieldType, Lead, Source, VerticalField
+from leads.models import Lead, VerticalField
 from outbound.http import send_all
 from outbound.rules import Outcome
 from routing.delivery import EMAIL_METHOD
 from routing.engine.mapping import request_for, rule_for
-from routing.integration import sample_context, sample_ping_answer
+from routing.integration import sample_lead as integration_sample_lead
+from routing.integration import sample_ping_answer
 from routing.mapping import MappingError, OutgoingRequest
 from routing.models import Attempt, AttemptOutcome
 from routing.responses import ParsedResponse, parse_response
 from routing.team_delivery import TEAM_METHOD
 
 logger = logging.getLogger(__name__)
-
-# Plausible values for the usual field names; anything else gets a value of its field's type.
-_SAMPLE_BY_NAME: dict[str, Any] = {
-    "first_name": "Jane",
-    "last_name": "Sample",
-    "full_name": "Jane Sample",
-    "name": "Jane Sample",
-    "street_address": "1 Test Street",
-    "address": "1 Test Street",
-    "city": "New York",
-    "county": "New York",
-    "date_of_birth": "1980-04-02",
-    "vehicle_year": 2019,
-    "vehicle_make": "Toyota",
-    "vehicle_model": "Camry",
-}
-_SAMPLE_BY_TYPE: dict[str, Any] = {
-    FieldType.STRING: "sample",
-    FieldType.EMAIL: "jane.sample@example.com",
-    FieldType.PHONE: "+12025550143",
-    FieldType.ZIP: "10001",
-    FieldType.STATE: "NY",
-    FieldType.INTEGER: 1,
-    FieldType.DECIMAL: "100.00",
-    FieldType.BOOLEAN: True,
-    FieldType.DATE: "1980-04-02",
-}
-
-
-def _sample_value(spec: VerticalField) -> Any:
-    if spec.field_type == FieldType.CHOICE:
-        return spec.choices[0] if spec.choices else ""
-    if spec.field_type in (FieldType.INTEGER, FieldType.DECIMAL):
-        number = _SAMPLE_BY_NAME.get(spec.name, _SAMPLE_BY_TYPE[spec.field_type])
-        low, high = spec.min_value, spec.max_value
-        value = Decimal(str(number))
-        if low is not None and value < low:
-            value = low
-        if high is not None and value > high:
-            value = high
-        # As intake stores it: a JSON number, whole values as integers.
-        if spec.field_type == FieldType.INTEGER or value == value.to_integral_value():
-            return int(value)
-        return float(value)
-    if spec.field_type == FieldType.STRING and spec.name in _SAMPLE_BY_NAME:
-        value = str(_SAMPLE_BY_NAME[spec.name])
-    else:
-        value = _SAMPLE_BY_TYPE.get(spec.field_type, "sample")
-    if spec.field_type == FieldType.DATE and spec.name not in _SAMPLE_BY_NAME:
-        value = date(1980, 4, 2).isoformat()
-    if isinstance(value, str) and spec.max_length:
-        value = value[: spec.max_length]
-    return value
-
-
-def sample_lead_data(*, vertical_id: int) -> dict[str, Any]:
-    """Return a made-up lead of the vertical: one plausible value for every field of its schema.
-
-    ZIP and state agree (10001 is in NY), so territory rules and mappings see a real place.
-    """
-    fields = VerticalField.objects.filter(vertical_id=vertical_id).order_by("position", "id")
-    return {spec.name: _sample_value(spec) for spec in fields}
 
 
 def _ping_fields(vertical_id: int) -> frozenset[str]:
@@ -104,24 +41,8 @@ def _ping_fields(vertical_id: int) -> frozenset[str]:
 
 
 def sample_lead(*, contract: Contract) -> Lead:
-    """Return the vertical's sample lead, unsaved: the made-up lead the save-time checks render
-    (routing.integration.sample_context): a value for every field and its enrichment, a full
-    consent record, a sample source, marked as a test."""
-    context = sample_context(vertical=contract.vertical, kind=EndpointKind.POST)
-    about = context["lead"]
-    return Lead(
-        id=uuid.UUID(about["id"]),
-        vertical=contract.vertical,
-        # Never saved: it names the sample source for the request, as the checks' context does.
-        source=Source(id=about["source"]["id"], name=about["source"]["name"]),
-        sub_id=about["sub_id"],
-        is_test=about["test"],
-        score=about["score"],
-        tier=about["tier"],
-        received_at=datetime.fromisoformat(about["created"]),
-        data=context["fields"],
-        consent=context["consent"],
-    )
+    """Return the vertical's sample lead, unsaved (routing.integration.sample_lead)."""
+    return integration_sample_lead(contract.vertical)
 
 
 def _post_templates(contract: Contract) -> tuple[str, ...]:

@@ -40,8 +40,9 @@ from buyers.models import (
 )
 from buyers.services import contract_clone
 from leads.models import FieldType
+from routing.integration import sample_lead_data
 from routing.models import Attempt, Auction, Sale
-from routing.tools import contract_test_send, sample_lead_data
+from routing.tools import contract_test_send
 from tests.buyers.factories import BuyerFactory
 from tests.leads.factories import VerticalFactory, VerticalFieldFactory
 from tests.staff import staff_user
