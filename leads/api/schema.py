@@ -60,8 +60,10 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 
+# A URL's optional port, as urlsplit reads one: empty, or a number up to 65535.
+URL_PORT = "(:0*([0-9]{0,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
 # A URL's host name (no brackets: intake cannot read a bracketed host) and optional port.
-URL_HOST = "[^/?#\\[\\]@:]+(:[0-9]*)?([/?#]|$)"
+URL_HOST = f"[^/?#\\[\\]@:]+{URL_PORT}([/?#]|$)"
 # Consent as intake reads it (leads/intake.py, normalise_consent): every member optional, an empty
 # or null one taken as absent, nothing else allowed.
 CONSENT_SCHEMA: dict[str, Any] = {
@@ -90,7 +92,7 @@ CONSENT_SCHEMA: dict[str, Any] = {
                 {
                     "type": "string",
                     "maxLength": 1000,
-                    "pattern": "^https?://([^/?#\\[\\]@:]+[.])?trustedform[.]com(:[0-9]*)?([/?#]|$)",
+                    "pattern": f"^https?://([^/?#\\[\\]@:]+[.])?trustedform[.]com{URL_PORT}([/?#]|$)",
                 },
                 {"enum": ["", None]},
             ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from leads.intake import (
     parse_prefer_wait,
     parse_submission,
 )
+from leads.api.schema import CONSENT_SCHEMA
 from leads.models import FieldType
 from simulator.demo import AUTO_FIELDS
 
@@ -527,6 +529,17 @@ def test_consent_is_normalised():
 )
 def test_consent_errors_name_the_member_at_fault(consent, errors):
     assert normalise_consent(consent) == ({}, errors)
+
+
+@pytest.mark.parametrize("key", ["trustedform_cert_url", "page_url"])
+@pytest.mark.parametrize("port", ["", ":", ":0", ":443", ":00080", ":65535", ":65536", ":8331071"])
+def test_the_schema_allows_a_consent_url_port_exactly_when_intake_does(key, port):
+    """A port over 65535 is no URL to intake; the schema's pattern must say so, or a lead the
+    schema allows is refused for its envelope (schemathesis found one)."""
+    url = f"https://cert.trustedform.com{port}/abc"
+    pattern = CONSENT_SCHEMA["properties"][key]["anyOf"][0]["pattern"]
+    accepted, errors = normalise_consent({key: url})
+    assert bool(re.search(pattern, url)) == (key in accepted), errors
 
 
 # --- Prefer: wait ----------------------------------------------------------------------------
