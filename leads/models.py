@@ -436,6 +436,11 @@ class Source(models.Model):
         blank=True,
         help_text="Where each lead's final outcome is POSTed as JSON (optional).",
     )
+    sees_buyer_price = models.BooleanField(
+        default=False,
+        help_text="Answers, the lead status API and postbacks show the buyer's price beside the "
+        "payout. Off: the source sees only what it is paid.",
+    )
     contact_name = models.CharField(max_length=120, blank=True)
     contact_email = models.EmailField(blank=True)
     notes = models.TextField(blank=True)
@@ -477,6 +482,92 @@ class Source(models.Model):
         if self.payout_model == PayoutModel.REVENUE_SHARE:
             return (sale_price * self.revenue_share_percent / 100).quantize(Decimal("0.01"))
         return self.payout_amount
+
+
+class PostingFormat(models.TextChoices):
+    ENVELOPE = "envelope", "JSON envelope (vertical, fields, consent)"
+    FLAT_JSON = "flat_json", "Flat JSON (fields at the top level)"
+    FORM = "form", "Form-encoded POST"
+    QUERY = "query", "GET with a query string"
+    XML = "xml", "XML"
+
+
+class KeyLocation(models.TextChoices):
+    BEARER = "bearer", "Authorization: Bearer <key>"
+    HEADER = "header", "A header of its own (e.g. X-API-Key)"
+    PARAMETER = "parameter", "A body or query parameter (e.g. key)"
+
+
+class UnknownFieldPolicy(models.TextChoices):
+    REFUSE = "refuse", "Refuse the lead, naming each unknown field"
+    KEEP = "keep", "Keep them as the lead's extra data"
+
+
+class AnswerFormat(models.TextChoices):
+    JSON = "json", "JSON (problem+json for errors)"
+    XML = "xml", "XML"
+    TEXT = "text", "key=value text, one pair a line"
+
+
+class PostingProfile(models.Model):
+    """How one source posts to us: its format, where its key is, its field names and values.
+
+    A source without one posts the JSON envelope with a Bearer key and is answered in JSON.
+    """
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, related_name="posting_profile")
+    format = models.CharField(
+        max_length=12, choices=PostingFormat.choices, default=PostingFormat.ENVELOPE
+    )
+    default_vertical = models.ForeignKey(
+        Vertical,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The vertical of a flat post that names none (its `vertical` parameter).",
+    )
+    key_location = models.CharField(
+        max_length=12, choices=KeyLocation.choices, default=KeyLocation.BEARER
+    )
+    key_name = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The header or parameter that carries the key (e.g. X-API-Key, key, api_key).",
+    )
+    aliases = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='The seller\'s names for our fields and reserved parameters, e.g. {"Zip": '
+        '"zip_code", "TrustedForm": "trustedform_cert_url", "SubID": "sub_id"}.',
+    )
+    value_maps = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Per field of ours, the seller\'s values and what they mean, e.g. {"homeowner": '
+        '{"Yes": true, "No": false}}.',
+    )
+    unknown_fields = models.CharField(
+        max_length=8, choices=UnknownFieldPolicy.choices, default=UnknownFieldPolicy.REFUSE
+    )
+    answer_format = models.CharField(
+        max_length=8, choices=AnswerFormat.choices, default=AnswerFormat.JSON
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(key_location__in=["header", "parameter"]) | ~Q(key_name=""),
+                name="posting_profile_key_named",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.get_format_display()}"
 
 
 class SourceApiKey(ApiKey):
@@ -565,6 +656,12 @@ class Lead(models.Model):
     is_test = models.BooleanField(default=False)
     sub_id = models.CharField(max_length=255, blank=True)
     data = models.JSONField(default=dict, blank=True, help_text="Normalised and enriched fields.")
+    extra = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Fields the source sent that the vertical does not know, kept under its "
+        "posting profile's policy.",
+    )
     raw_body = models.TextField(blank=True, help_text="The request body exactly as received.")
     errors = models.JSONField(
         default=dict, blank=True, help_text="Why the lead was rejected, per field."
