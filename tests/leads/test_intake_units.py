@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from leads.api.schema import CONSENT_SCHEMA
 from leads.intake import (
     FieldError,
     FieldSpec,
@@ -21,7 +22,6 @@ from leads.intake import (
     parse_prefer_wait,
     parse_submission,
 )
-from leads.api.schema import CONSENT_SCHEMA
 from leads.models import FieldType
 from simulator.demo import AUTO_FIELDS
 
