@@ -134,4 +134,4 @@ def same_consumer(lead: Lead, *, via: str = "") -> Q | None:
 
 def leads_of_source(*, source: Source) -> QuerySet[Lead]:
     """Every lead a source submitted; never another source's."""
-    return Lead.objects.filter(source=source).select_related("vertical", "duplicate_of")
+    return Lead.objects.filter(source=source).select_related("source", "vertical", "duplicate_of")

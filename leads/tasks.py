@@ -13,6 +13,7 @@ from django.conf import settings
 
 from config.locks import one_at_a_time
 from leads.models import FINAL_STATUSES, Lead, Postback, PostbackStatus
+from leads.prices import prices_shown
 from leads.services import (
     idempotency_records_purge,
     leads_missing_postbacks,
@@ -59,6 +60,7 @@ def purge_idempotency_records() -> int:
 
 
 def postback_payload(lead: Lead) -> dict:
+    """The outcome a source is told: its payout, and the buyer's price only if it may see it."""
     return {
         "id": str(lead.pk),
         "status": "rejected" if lead.status == "suppressed" else lead.status,
@@ -66,8 +68,7 @@ def postback_payload(lead: Lead) -> dict:
         "sub_id": lead.sub_id,
         "vertical": lead.vertical.slug if lead.vertical_id else None,
         "received_at": lead.received_at.isoformat(),
-        "price": str(lead.sale_price) if lead.sale_price is not None else None,
-        "payout": str(lead.payout) if lead.payout is not None else None,
+        **prices_shown(source=lead.source, payout=lead.payout, buyer_price=lead.sale_price),
         "score": lead.score,
         "tier": lead.tier or None,
     }

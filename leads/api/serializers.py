@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from config.problems import PROBLEM_TYPES
 from leads.models import FieldType, Lead, LeadStatus, Vertical, VerticalField
+from leads.prices import prices_placed, prices_shown
 from leads.scoring import Tier
 
 # Partners are told a suppressed lead was rejected, never which list matched.
@@ -14,6 +15,11 @@ PARTNER_STATUS = {LeadStatus.SUPPRESSED: "rejected"}
 PARTNER_STATUSES = sorted({PARTNER_STATUS.get(s, s) for s in LeadStatus.values})
 SCORE_HELP = "0-100, from the vertical's scoring rules at intake; null when not scored."
 TIER_HELP = "The score's tier (hot, warm, qualified, cold); null when not scored."
+PAYOUT_HELP = "What your source is paid for this lead, in dollars; null until it is sold."
+BUYER_PRICE_HELP = (
+    "What the buyer paid, in dollars; null until it is sold. Present only for a source set to "
+    "see buyers' prices."
+)
 
 FORMAT_HINTS = {
     "string": "Text; surrounding and repeated spaces are removed.",
@@ -95,6 +101,18 @@ class LeadSerializer(serializers.ModelSerializer):
         read_only=True, allow_null=True, min_value=0, max_value=100, help_text=SCORE_HELP
     )
     tier = serializers.SerializerMethodField(help_text=TIER_HELP)
+    payout = serializers.DecimalField(
+        max_digits=10, decimal_places=2, allow_null=True, help_text=PAYOUT_HELP
+    )
+    # Not read-only, so that the schema does not call it required: most sources never see it.
+    buyer_price = serializers.DecimalField(
+        source="sale_price",
+        max_digits=10,
+        decimal_places=2,
+        allow_null=True,
+        required=False,
+        help_text=BUYER_PRICE_HELP,
+    )
 
     class Meta:
         model = Lead
@@ -108,15 +126,23 @@ class LeadSerializer(serializers.ModelSerializer):
             "received_at",
             "updated_at",
             "sold_at",
-            "price",
             "payout",
+            "buyer_price",
             "score",
             "tier",
             "reason",
             "errors",
             "duplicate_of",
         ]
-        extra_kwargs = {"price": {"source": "sale_price"}}
+
+    def to_representation(self, instance: Lead) -> dict:
+        data = super().to_representation(instance)
+        return prices_placed(
+            data,
+            prices_shown(
+                source=instance.source, payout=instance.payout, buyer_price=instance.sale_price
+            ),
+        )
 
     @extend_schema_field(serializers.ChoiceField(choices=PARTNER_STATUSES))
     def get_status(self, obj: Lead) -> str:
@@ -169,11 +195,15 @@ class LeadOutcomeSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["sold", "unsold", "failed", "rejected"])
     # A rejected (suppressed) lead is answered at once, with a reason and neither amount.
-    price = serializers.DecimalField(
-        max_digits=10, decimal_places=2, allow_null=True, required=False
-    )
     payout = serializers.DecimalField(
-        max_digits=10, decimal_places=2, allow_null=True, required=False
+        max_digits=10, decimal_places=2, allow_null=True, required=False, help_text=PAYOUT_HELP
+    )
+    buyer_price = serializers.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        allow_null=True,
+        required=False,
+        help_text=BUYER_PRICE_HELP,
     )
     score = serializers.IntegerField(
         min_value=0, max_value=100, allow_null=True, required=False, help_text=SCORE_HELP

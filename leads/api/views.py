@@ -34,7 +34,8 @@ from leads.api.serializers import (
     ProblemSerializer,
     VerticalSerializer,
 )
-from leads.models import IdempotencyRecord, Lead, LeadStatus
+from leads.models import IdempotencyRecord, Lead, LeadStatus, Source
+from leads.prices import prices_shown, stored_answer_shown
 from leads.selectors import leads_of_source, verticals_for_source
 from leads.services import (
     IngestResult,
@@ -199,10 +200,6 @@ def refuse(
     return Rendered.problem(slug, detail, id=str(lead.pk), errors=shown), lead
 
 
-def _money(value: Any) -> str | None:
-    return None if value is None else f"{value:.2f}"
-
-
 def render_result(request: Request, result: IngestResult) -> Rendered:
     lead = result.lead
     url = request.build_absolute_uri(reverse("api:lead-detail", args=[lead.pk]))
@@ -246,8 +243,7 @@ def render_outcome(request: Request, lead: Lead) -> Rendered:
         {
             "id": str(lead.pk),
             "status": lead.status,
-            "price": _money(lead.sale_price),
-            "payout": _money(lead.payout),
+            **prices_shown(source=lead.source, payout=lead.payout, buyer_price=lead.sale_price),
             "score": lead.score,
             "tier": lead.tier or None,
             "url": url,
@@ -452,7 +448,7 @@ class LeadListCreateView(GenericAPIView):
             outcome=partial(render_outcome, request),
         )
         if submitted.replay is not None:
-            return _replay(submitted.replay)
+            return _replay(submitted.replay, source=source)
         return submitted.answer.response()
 
     def _ingest(self, request, *, source, api_key, body, raw_text, remote_ip):
@@ -499,9 +495,11 @@ def _refuse_reused_key(*, principal: Any, raw_body: str, remote_ip: str | None) 
     return rendered
 
 
-def _replay(record: IdempotencyRecord) -> HttpResponse:
-    """The answer kept for an Idempotency-Key, byte for byte."""
-    response = HttpResponse(bytes(record.response_body), status=record.response_status)
+def _replay(record: IdempotencyRecord, *, source: Source) -> HttpResponse:
+    """The answer kept for an Idempotency-Key, byte for byte (less what the source may no
+    longer see)."""
+    body = stored_answer_shown(bytes(record.response_body), source=source)
+    response = HttpResponse(body, status=record.response_status)
     for name, value in record.response_headers.items():
         response[name] = value
     response["Idempotent-Replayed"] = "true"

@@ -66,11 +66,11 @@ def lead_url(lead_id: object) -> str:
 
 
 def sold_answer(lead: Lead) -> dict[str, Any]:
-    """The answer about a lead the demo's buyer bought at $12.50 (its partner is paid $5)."""
+    """The answer about a lead the demo's buyer bought at $12.50 (its partner is paid $5): the
+    partner, not set to see buyers' prices, is told only its payout."""
     return {
         "id": str(lead.pk),
         "status": "sold",
-        "price": "12.50",
         "payout": "5.00",
         "score": lead.score,
         "tier": lead.tier,

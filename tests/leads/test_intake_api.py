@@ -194,7 +194,8 @@ def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
         Decimal("5.00"),
     )
     detail = get(client, key, lead_url(lead.pk)).json()
-    assert (detail["status"], detail["price"], detail["payout"]) == ("sold", "12.50", "5.00")
+    assert (detail["status"], detail["payout"]) == ("sold", "5.00")
+    assert "buyer_price" not in detail
     assert detail["sold_at"] is not None
 
 
@@ -236,7 +237,8 @@ def test_a_revenue_share_source_is_paid_its_share_of_the_price(client, demo):
     response = submit(client, api_key_for(source), auto_lead(11), prefer="wait=5")
 
     assert response.status_code == 201, response.content
-    assert (response.json()["price"], response.json()["payout"]) == ("12.50", "3.75")
+    assert response.json()["payout"] == "3.75"
+    assert Lead.objects.get().sale_price == Decimal("12.50")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -254,7 +256,6 @@ def test_with_prefer_wait_a_lead_no_contract_may_buy_is_answered_201_unsold(
     assert response.json() == {
         "id": str(lead.pk),
         "status": "unsold",
-        "price": None,
         "payout": None,
         "score": 25,
         "tier": "cold",
@@ -304,11 +305,7 @@ def test_a_test_lead_goes_only_to_contracts_that_take_test_leads_and_costs_nothi
     response = submit(client, key, {**auto_lead(20), "test": True}, prefer="wait=5")
 
     assert response.status_code == 201, response.content
-    assert (response.json()["status"], response.json()["price"], response.json()["payout"]) == (
-        "sold",
-        "0.00",
-        "0.00",
-    )
+    assert (response.json()["status"], response.json()["payout"]) == ("sold", "0.00")
     lead = Lead.objects.get()
     assert lead.is_test
     sale = Sale.objects.get(lead=lead)
@@ -326,8 +323,8 @@ def test_the_same_lead_not_marked_test_goes_to_the_highest_bidder_at_its_price(
     response = submit(client, key, auto_lead(21), prefer="wait=5")
 
     assert response.status_code == 201, response.content
-    assert (response.json()["price"], response.json()["payout"]) == ("40.00", "5.00")
-    assert Sale.objects.get().contract == big_spender
+    assert response.json()["payout"] == "5.00"
+    assert (Sale.objects.get().contract, Sale.objects.get().price) == (big_spender, Decimal(40))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -936,12 +933,8 @@ def test_a_source_sees_its_own_lead_through_any_of_its_keys(client, partner):
             "spring",
             False,
         )
-        assert (body["price"], body["payout"], body["reason"], body["errors"]) == (
-            None,
-            None,
-            "",
-            {},
-        )
+        assert (body["payout"], body["reason"], body["errors"]) == (None, "", {})
+        assert "buyer_price" not in body
         assert body["url"] == lead_url(lead.pk)
 
 
@@ -1085,7 +1078,6 @@ def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
         "sub_id": "spring",
         "vertical": "auto-insurance",
         "received_at": lead.received_at.isoformat(),
-        "price": "12.50",
         "payout": "5.00",
         "score": 25,
         "tier": "cold",
