@@ -338,7 +338,7 @@ class SourceAdmin(SimpleHistoryAdmin):
         "vertical_list",
         "active_key_count",
     )
-    list_filter = ("active", "payout_model", "verticals")
+    list_filter = ("active", "payout_model", "sees_buyer_price", "verticals")
     search_fields = ("name", "contact_name", "contact_email")
     filter_horizontal = ("verticals",)
     readonly_fields = ("created_at", "updated_at")
@@ -355,6 +355,7 @@ class SourceAdmin(SimpleHistoryAdmin):
                     "payout_amount",
                     "revenue_share_percent",
                     "payout_reversed_on_return",
+                    "sees_buyer_price",
                 )
             },
         ),

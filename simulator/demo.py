@@ -379,9 +379,11 @@ SOURCES: list[dict[str, Any]] = [
         "verticals": [AUTO],
         "payout_model": PayoutModel.REVENUE_SHARE,
         "revenue_share_percent": Decimal("60.00"),
+        # Paid a share of the sale, it is shown the price it is a share of.
+        "sees_buyer_price": True,
         "contact_name": "Marcus Hale",
         "contact_email": "marcus@clickriver.example",
-        "notes": "Affiliate network paid 60% of the sale price.",
+        "notes": "Affiliate network paid 60% of the sale price; sees the buyer's price.",
     },
     {
         "name": "Keystone Contact Center",

@@ -312,6 +312,31 @@ def test_every_admin_page_of_every_registered_model_opens(admin_client, every_mo
         assert admin_client.get(url(model, "add")).status_code == 200
 
 
+# --- Margin privacy ---
+
+
+def test_ops_let_a_source_see_buyers_prices_from_its_page_and_filter_sources_by_it(
+    admin_client, every_model
+):
+    source = every_model["source"]
+    private = SourceFactory(name="Private Partner")
+    page = admin_client.get(url(source, "change", source.pk))
+    assert "sees_buyer_price" in page.context["adminform"].form.fields
+
+    response = admin_client.post(
+        url(source, "change", source.pk), {**change_form_data(page), "sees_buyer_price": "on"}
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    source.refresh_from_db()
+    assert source.sees_buyer_price
+    listed = admin_client.get(url(Source, "changelist"), {"sees_buyer_price__exact": "1"})
+    assert list(listed.context["cl"].result_list) == [source]
+    hidden = admin_client.get(url(Source, "changelist"), {"sees_buyer_price__exact": "0"})
+    assert private in hidden.context["cl"].result_list
+    assert source not in hidden.context["cl"].result_list
+
+
 # --- API keys ---
 
 

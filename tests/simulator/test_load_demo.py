@@ -20,7 +20,7 @@ from buyers.models import (
     TerritoryMode,
     TerritoryRule,
 )
-from leads.models import DistributionMode, FieldType, Source, Vertical
+from leads.models import DistributionMode, FieldType, PayoutModel, Source, Vertical
 from leads.services import source_api_key_authenticate
 from simulator.demo import AUTO, DEFAULT_PASSWORD, SOLAR
 
@@ -167,6 +167,14 @@ def test_it_prints_each_source_key_once_and_the_keys_work():
         assert key[:12] in second
     assert "Mint API key" in second
     assert "create_source" in second
+
+
+def test_only_the_revenue_share_source_sees_the_buyers_price_it_is_paid_a_share_of():
+    load_demo()
+
+    assert list(
+        Source.objects.filter(sees_buyer_price=True).values_list("name", "payout_model")
+    ) == [("ClickRiver Affiliates", PayoutModel.REVENUE_SHARE)]
 
 
 def test_running_it_twice_creates_nothing_new():
