@@ -253,8 +253,13 @@ def test_the_stateful_phase_reads_back_each_lead_it_submits(api_schema):
     assert followed
 
 
-def test_leads_of_every_status_read_as_documented(api_schema, partner, partner_key):
+@pytest.mark.parametrize("sees_buyer_price", [False, True], ids=["private", "sees-price"])
+def test_leads_of_every_status_read_as_documented(
+    api_schema, partner, partner_key, sees_buyer_price
+):
     source, _ = partner
+    source.sees_buyer_price = sees_buyer_price
+    source.save(update_fields=["sees_buyer_price"])
     vertical = Vertical.objects.get(slug="auto-insurance")
     first = LeadFactory(source=source, vertical=vertical, status=LeadStatus.ACCEPTED)
     for status in LeadStatus:
@@ -275,6 +280,7 @@ def test_leads_of_every_status_read_as_documented(api_schema, partner, partner_k
 
     listed = call(api_schema, "GET", LEADS, key=partner_key, query={"page_size": 200}).json()
     assert len(listed["results"]) == len(LeadStatus) + 2
+    assert {"buyer_price" in lead for lead in listed["results"]} == {sees_buyer_price}
     for lead in listed["results"]:
         read = call(api_schema, "GET", LEAD, key=partner_key, path_parameters={"id": lead["id"]})
         assert read.status_code == 200
