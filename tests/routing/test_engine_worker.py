@@ -7,6 +7,7 @@ lead without posting any of them twice to one buyer.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from decimal import Decimal
@@ -21,13 +22,14 @@ from buyers.models import (
     TerritoryKind,
     TerritoryRule,
 )
-from leads.models import FINAL_STATUSES, Lead, LeadStatus
+from leads.models import FINAL_STATUSES, Lead, LeadStatus, PayoutModel
 from leads.services import routing_enqueue
 from routing.engine import INTERRUPTED_NOTE
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
-from tests.leads.factories import api_key_for
-from tests.workers import STALE_SECONDS, wait_until
+from tests.leads.factories import SourceFactory, api_key_for
+from tests.outbound.receiver import receiving
+from tests.workers import STALE_SECONDS, wait_until, worker_start
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,6 +41,7 @@ pytestmark = [
 ]
 
 D = Decimal
+CELERY_DEFAULT_QUEUE = "celery"  # no setting names another
 
 
 def final_count(lead_ids) -> int:
@@ -110,6 +113,57 @@ def test_fifty_leads_submitted_through_the_api_are_routed_by_a_worker_to_the_rig
     assert national_buyer.ledger.requests == {"ping": 50, "post": 25}
     assert Auction.objects.filter(lead__in=lead_ids).count() == 50
     assert not CapReservation.objects.filter(status=ReservationStatus.HELD).exists()
+
+
+def test_a_worker_tells_each_source_by_postback_only_the_money_it_may_see(
+    client, market, start_simulator, routing_queue, tmp_path
+):
+    market.contract(sim=start_simulator(), ping="bid=20")
+    private = market.source
+    open_book = SourceFactory(
+        verticals=[market.vertical],
+        payout_model=PayoutModel.REVENUE_SHARE,
+        revenue_share_percent=D("30.00"),
+        sees_buyer_price=True,
+    )
+    with receiving() as partner:
+        for number, source in enumerate((private, open_book)):
+            source.postback_url = partner.url(f"/outcome/{source.pk}")
+            source.save()
+            response = client.post(
+                "/api/v1/leads/",
+                data=submission(
+                    900 + number, vertical=market.vertical.slug, zip_code="60601", state="IL"
+                ),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {api_key_for(source)}",
+            )
+            assert response.status_code == 202, response.content
+        # The worker routes, and queues each postback from its own process on Celery's default
+        # queue (routing_queue renames the default only in this process).
+        worker = worker_start(
+            tmp_path / "worker.log",
+            name=f"{routing_queue}-postbacks@%h",
+            queues=f"{routing_queue},{CELERY_DEFAULT_QUEUE}",
+        )
+        try:
+            wait_until(
+                lambda: len(partner.received) == 2, seconds=60, worker=worker, what="2 postbacks"
+            )
+        finally:
+            worker.stop()
+
+    told = {request["path"]: json.loads(request["body"]) for request in partner.received}
+    assert {path: body["status"] for path, body in told.items()} == {
+        f"/outcome/{private.pk}": "sold",
+        f"/outcome/{open_book.pk}": "sold",
+    }
+    assert "buyer_price" not in told[f"/outcome/{private.pk}"]
+    assert told[f"/outcome/{private.pk}"]["payout"] == "4.00"
+    assert (
+        told[f"/outcome/{open_book.pk}"]["payout"],
+        told[f"/outcome/{open_book.pk}"]["buyer_price"],
+    ) == ("6.00", "20.00")
 
 
 def test_a_worker_killed_mid_post_loses_no_lead_and_posts_none_twice_to_one_buyer(
