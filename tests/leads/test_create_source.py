@@ -38,6 +38,16 @@ def test_it_creates_a_source_and_prints_a_working_key_once(verticals):
     assert not SourceApiKey.objects.filter(hashed_key=raw_key).exists()
 
 
+def test_a_source_sees_only_its_payout_unless_created_to_see_the_buyers_price(verticals):
+    create_source("Private Media", "--verticals", "solar")
+    create_source("Open Media", "--verticals", "solar", "--sees-buyer-price")
+
+    assert dict(Source.objects.values_list("name", "sees_buyer_price")) == {
+        "Private Media": False,
+        "Open Media": True,
+    }
+
+
 def test_it_mints_a_fresh_key_for_an_existing_source_and_adds_verticals(verticals):
     source = SourceFactory(name="Acme Media", verticals=[verticals[0]])
     first = create_source("Acme Media", "--verticals", "solar").strip().splitlines()[-1]

@@ -48,6 +48,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--revenue-share", default="0", help="Percent of the sale price under revenue_share."
         )
+        parser.add_argument(
+            "--sees-buyer-price",
+            action="store_true",
+            help="Show it the buyer's price beside its payout (only used when it is created).",
+        )
         parser.add_argument("--key-name", default="", help="What the key is for, e.g. 'web form'.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -72,6 +77,7 @@ class Command(BaseCommand):
                     payout_model=options["payout_model"],
                     payout_amount=_amount(options["payout"]),
                     revenue_share_percent=_amount(options["revenue_share"]),
+                    sees_buyer_price=options["sees_buyer_price"],
                 )
                 api_key, raw_key = source_api_key_create(source=source, name=options["key_name"])
         except ValidationError as exc:
