@@ -127,6 +127,46 @@ _TYPES = [
         "Too many requests",
         "Your source sent more requests per second than its limit. Wait `Retry-After` seconds.",
     ),
+    ProblemType(
+        "invalid-ping",
+        400,
+        "Invalid ping",
+        "An inbound ping carries only its vertical's ping fields: never personal data, which "
+        "goes with the post. `errors` names every field at fault.",
+    ),
+    ProblemType(
+        "ping-not-found",
+        404,
+        "Unknown ping",
+        "No ping of your source has this `ping_id`. The post is stored as invalid under `id`.",
+    ),
+    ProblemType(
+        "ping-fields-changed",
+        409,
+        "Pinged fields changed",
+        "The post's values of the fields sent in the ping differ from the ping's: the bids were "
+        "made on the ping's. `errors` names each changed field. Ping again with the new values.",
+    ),
+    ProblemType(
+        "ping-already-posted",
+        409,
+        "Ping already posted",
+        "This ping was taken up by an earlier post that is still being answered. Retry: the "
+        "first post's answer is then replayed.",
+    ),
+    ProblemType(
+        "ping-expired",
+        410,
+        "Ping expired",
+        "The ping's bids are no longer held (its `expires_at` has passed). Ping again.",
+    ),
+    ProblemType(
+        "ping-without-bid",
+        422,
+        "Ping got no bid",
+        "The ping was answered `no_bid`: there is no price to take up. Post the lead without "
+        "`ping_id` to have it routed as any lead, or ping again later.",
+    ),
     ProblemType("server-error", 500, "Server error", "Something went wrong on our side."),
     ProblemType(
         "unavailable",

@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "notifications",
     "routing",
     "teams",
+    "exchange",
     "reporting",
     "privacy",
     # Development tools, not the product: `manage.py simulate_buyers` serves fake buyers and
@@ -356,6 +357,8 @@ INTAKE_MAX_BODY_BYTES = _env_int("INTAKE_MAX_BODY_BYTES", default=64 * 1024, min
 # Prefer: wait=N is honoured up to this many seconds.
 INTAKE_MAX_WAIT_SECONDS = _env_int("INTAKE_MAX_WAIT_SECONDS", default=10, minimum=0)
 IDEMPOTENCY_KEY_HOURS = 24
+# Inbound pings (exchange/): the longest a ping's price is held, whatever its bids' validity.
+PING_MAX_VALID_SECONDS = _env_int("PING_MAX_VALID_SECONDS", default=120, minimum=1)
 # A lead still waiting for routing this long after it was stored is enqueued again.
 ROUTING_SWEEP_AFTER_SECONDS = _env_int("ROUTING_SWEEP_AFTER_SECONDS", default=30, minimum=1)
 # A routing run older than this is taken to have lost its worker (it must exceed the task's hard

@@ -14,7 +14,10 @@ admin.site.index_title = "Lead distribution console"
 
 # The partner API and the staff/buyer API (reports, returns) are described in two schemas: each
 # audience reads only the contract it holds.
-partner_api = [path("api/v1/", include("leads.api.urls"))]
+partner_api = [
+    path("api/v1/", include("leads.api.urls")),
+    path("api/v1/", include("exchange.api.urls")),
+]
 reporting_api = [path("api/v1/", include("reporting.api.urls"))]
 REPORTING_SCHEMA = {
     "TITLE": "Leadswitch reporting and returns API",

@@ -27,7 +27,9 @@ from leads.models import US_STATES, FieldType
 
 Errors = dict[str, list[str]]
 
-ENVELOPE_KEYS = ("vertical", "fields", "sub_id", "consent", "test")
+ENVELOPE_KEYS = ("vertical", "fields", "sub_id", "consent", "test", "ping_id")
+# An inbound ping's id (exchange/) names the ping whose bids the posted lead takes up.
+MAX_PING_ID = 64
 CONSENT_KEYS = (
     "text",
     "timestamp",
@@ -89,6 +91,7 @@ class Submission:
     sub_id: str = ""
     consent: dict[str, Any] = field(default_factory=dict)
     test: bool = False
+    ping_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,9 @@ def parse_submission(document: Any) -> tuple[Submission | None, Errors]:  # noqa
         test = False
     elif not isinstance(test, bool):
         errors["test"] = [f"Give true or false, not {_type_name(test)}."]
+    ping_id = envelope_ping_id(document)
+    if document.get("ping_id") is not None and not ping_id:
+        errors["ping_id"] = [f"Give the ping id as text of 1 to {MAX_PING_ID} characters."]
     consent, consent_errors = normalise_consent(document.get("consent"))
     errors.update(consent_errors)
     if errors:
@@ -181,9 +187,18 @@ def parse_submission(document: Any) -> tuple[Submission | None, Errors]:  # noqa
             sub_id=sub_id.strip(),
             consent=consent,
             test=test,
+            ping_id=ping_id,
         ),
         {},
     )
+
+
+def envelope_ping_id(document: Any) -> str:
+    """The envelope's `ping_id` (an inbound ping's, for a post that takes up its bids), or ''."""
+    value = document.get("ping_id") if isinstance(document, dict) else None
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= MAX_PING_ID:
+        return ""
+    return value.strip()
 
 
 def normalise_consent(consent: Any) -> tuple[dict[str, Any], Errors]:

@@ -128,6 +128,7 @@ class IntakeVerdict(StrEnum):
     DUPLICATE = "duplicate"
     SUPPRESSED = "suppressed"
     FORBIDDEN = "forbidden"
+    PING_REFUSED = "ping_refused"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,42 @@ class IngestResult:
     detail: str = ""
     errors: dict[str, list[str]] = field(default_factory=dict)
     duplicate_of: Lead | None = None
+    problem: str = ""  # a refused ping post's problem type (config.problems)
+
+
+@dataclass(frozen=True)
+class PingRefusal:
+    """Why a post may not take up the ping it names: a problem type's slug, and its words."""
+
+    problem: str
+    detail: str
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+class PingPosts(Protocol):
+    """How intake checks a post that names an inbound ping and hands the ping its lead."""
+
+    def check(
+        self, *, source: Source, vertical: Vertical, ping_id: str, data: dict[str, Any], test: bool
+    ) -> PingRefusal | None: ...
+
+    def attach(self, *, ping_id: str, lead: Lead) -> None: ...
+
+
+# Registered by the exchange app when it loads (exchange.apps): intake knows that a post may
+# take up an inbound ping, not who keeps pings, so leads imports no exchange.
+_ping_posts: PingPosts | None = None
+
+
+def ping_posts_register(handler: PingPosts) -> None:
+    """Make `handler` the way posts naming a ping are checked and tied to it (one per process)."""
+    global _ping_posts  # noqa: PLW0603 - set once, when the exchange app loads
+    _ping_posts = handler
+
+
+def ping_answer_key(ping_id: str) -> str:
+    """The key under which the answer to a ping's post is kept for replay (IdempotencyRecord)."""
+    return f"ping:{ping_id}"
 
 
 def _reject(
@@ -150,6 +187,7 @@ def _reject(
     remote_ip: str | None,
     detail: str,
     errors: dict[str, list[str]] | None = None,
+    problem: str = "",
     **fields: Any,
 ) -> IngestResult:
     lead = Lead.objects.create(
@@ -169,6 +207,7 @@ def _reject(
         detail=detail,
         errors=errors or {},
         duplicate_of=fields.get("duplicate_of"),
+        problem=problem,
     )
 
 
@@ -195,7 +234,7 @@ def lead_reject_request(
     ).lead
 
 
-def lead_ingest(
+def lead_ingest(  # noqa: PLR0911 - one return per verdict
     *,
     source: Source,
     api_key: SourceApiKey | None,
@@ -253,6 +292,29 @@ def lead_ingest(
             **lead_fields,
             **common,
         )
+    if submission.ping_id:
+        refusal = (
+            PingRefusal("unknown-ping", "This platform takes no inbound pings.")
+            if _ping_posts is None
+            else _ping_posts.check(
+                source=source,
+                vertical=vertical,
+                ping_id=submission.ping_id,
+                data=normalised.data,
+                test=submission.test,
+            )
+        )
+        if refusal is not None:
+            return _reject(
+                verdict=IntakeVerdict.PING_REFUSED,
+                status=LeadStatus.INVALID,
+                vertical=vertical,
+                detail=refusal.detail,
+                errors=refusal.errors,
+                problem=refusal.problem,
+                **lead_fields,
+                **common,
+            )
     lead_fields.update(
         data=normalised.data,
         email=normalised.email,
@@ -267,6 +329,9 @@ def lead_ingest(
     lead = Lead(vertical=vertical, status=LeadStatus.ACCEPTED, **lead_fields, **common)
     earlier = store.lead_store_checked(lead, IntakeChecks.of(lead, vertical=vertical))
     if lead.status == LeadStatus.ACCEPTED:
+        if submission.ping_id and _ping_posts is not None:
+            # Before routing is enqueued: the run finds the ping's bids through the lead.
+            _ping_posts.attach(ping_id=submission.ping_id, lead=lead)
         # Outside a transaction the lead is committed already and this runs at once.
         transaction.on_commit(partial(routing_enqueue, [lead.pk]))
         return IngestResult(verdict=IntakeVerdict.ACCEPTED, lead=lead)
@@ -338,9 +403,16 @@ def leads_sweep_waiting(*, older_than: timedelta, limit: int = 1000) -> int:
 
 def idempotency_lock_and_find(*, source: Source, key: str) -> IdempotencyRecord | None:
     """Inside a transaction: serialise requests with this key and return a live earlier record."""
-    store.advisory_locks([f"idem:{source.pk}:{key}"])
+    return idempotency_locks_and_find(source=source, keys=[key]).get(key)
+
+
+def idempotency_locks_and_find(*, source: Source, keys: list[str]) -> dict[str, IdempotencyRecord]:
+    """Inside a transaction: serialise requests sharing any of these keys (locks taken in one
+    order, no deadlock) and return the live earlier records by key."""
+    store.advisory_locks([f"idem:{source.pk}:{key}" for key in keys])
     since = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
-    return IdempotencyRecord.objects.filter(source=source, key=key, created_at__gte=since).first()
+    records = IdempotencyRecord.objects.filter(source=source, key__in=keys, created_at__gte=since)
+    return {record.key: record for record in records}
 
 
 def idempotency_record_save(
@@ -406,6 +478,9 @@ class Submission:
     request_hash: str  # of the body's bytes: a replay must carry the very same body
     idempotency_key: str | None = None
     wait_seconds: int | None = None  # Prefer: wait=N
+    # The inbound ping the body names: single-use, its post's first answer is replayed to any
+    # later post naming it, whatever that post carries.
+    ping_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -431,35 +506,45 @@ def lead_submit(
     kept for it; concurrent requests with one key are serialised by a lock on the key.
     """
     key = submission.idempotency_key
-    if key is None:
+    ping_key = ping_answer_key(submission.ping_id) if submission.ping_id else None
+    kept = [k for k in (key, ping_key) if k is not None]
+    if not kept:
         answer, lead = ingest()
     else:
         with transaction.atomic():
-            record = idempotency_lock_and_find(source=submission.source, key=key)
+            records = idempotency_locks_and_find(source=submission.source, keys=kept)
+            if ping_key in records:
+                return Submitted(replay=records[ping_key])
+            record = records.get(key) if key is not None else None
             if record is not None:
                 if record.request_hash != submission.request_hash:
                     return Submitted(answer=key_reused())
                 return Submitted(replay=record)
             answer, lead = ingest()
-            idempotency_record_save(
-                source=submission.source,
-                key=key,
-                request_hash=submission.request_hash,
-                lead=lead,
-                status=answer.status,
-                body=answer.body,
-                headers=answer.headers,
-            )
+            # A ping is taken up only by a post that was accepted: a refused one may be fixed.
+            taken_up = ping_key is not None and 200 <= answer.status < 300
+            for kept_key in (key, ping_key if taken_up else None):
+                if kept_key is None:
+                    continue
+                idempotency_record_save(
+                    source=submission.source,
+                    key=kept_key,
+                    request_hash=submission.request_hash,
+                    lead=lead,
+                    status=answer.status,
+                    body=answer.body,
+                    headers=answer.headers,
+                )
     # Wait only after the commit: the routing run that settles the lead needs to see it.
     if submission.wait_seconds and answer.status == 202 and lead is not None:
         status = lead_outcome_wait(lead.pk, seconds=submission.wait_seconds)
         if status in OUTCOME_STATUSES:
             lead.refresh_from_db(fields=["status", "sale_price", "payout", "sold_at"])
             answer = outcome(lead)
-            if key is not None:
+            for kept_key in kept:
                 idempotency_record_update(
                     source=submission.source,
-                    key=key,
+                    key=kept_key,
                     status=answer.status,
                     body=answer.body,
                     headers=answer.headers,

@@ -92,6 +92,10 @@ class LeadFacts:
     lat: float | None = None
     lon: float | None = None
     consent: Mapping[str, Any] = field(default_factory=dict)
+    # An inbound ping (exchange/): the fields and consent the seller has not sent yet. Their
+    # rules are left to the post, where the full lead is checked again.
+    pending_fields: frozenset[str] = frozenset()
+    consent_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -353,10 +357,12 @@ def evaluate(
     if reason:
         return no("territory", reason)
     for criterion in rules.criteria:
+        if criterion.field in lead.pending_fields:
+            continue
         reason = check_criterion(criterion, lead.fields)
         if reason:
             return no("criteria", reason)
-    reason = check_consent(rules, lead)
+    reason = "" if lead.consent_pending else check_consent(rules, lead)
     if reason:
         return no("consent", reason)
     reason = check_bought(rules, past_sales, now)

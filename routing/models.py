@@ -55,12 +55,10 @@ class AttemptOutcome(models.TextChoices):
     AMBIGUOUS = "ambiguous", "Ambiguous (sent, no answer)"
 
 
-class Attempt(models.Model):
-    """One ping or post sent to a buyer, as sent (secrets masked) and as answered."""
+class AttemptRecord(models.Model):
+    """A ping or post sent to a buyer, as sent (secrets masked) and as answered: a routing run's
+    (Attempt) or an inbound ping's (exchange.PingAttempt), shown by one timeline."""
 
-    auction = models.ForeignKey(Auction, on_delete=models.CASCADE, related_name="attempts")
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="attempts")
-    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="attempts")
     kind = models.CharField(max_length=4, choices=EndpointKind.choices)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     url = models.CharField(max_length=1000, help_text="Query-string secrets masked.")
@@ -81,6 +79,17 @@ class Attempt(models.Model):
         "the post.",
     )
     error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Attempt(AttemptRecord):
+    """One ping or post of a routing run."""
+
+    auction = models.ForeignKey(Auction, on_delete=models.CASCADE, related_name="attempts")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="attempts")
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="attempts")
 
     class Meta:
         ordering = ["created_at", "id"]

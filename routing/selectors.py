@@ -215,8 +215,12 @@ def clear_rules_cache() -> None:
         _versions.clear()
 
 
-def lead_facts(lead: Lead) -> LeadFacts:
-    """Reduce a lead to what the rules look at, enriched from its ZIP code."""
+def lead_facts(lead: Lead, *, pending: frozenset[str] | None = None) -> LeadFacts:
+    """Reduce a lead to what the rules look at, enriched from its ZIP code.
+
+    `pending`, for an inbound ping, names the fields not sent yet: their criteria and the
+    consent rule wait for the post.
+    """
     fields = dict(lead.data or {})
     zip_code = lead.zip_code or str(fields.get("zip_code") or "")
     info = zip_lookup(zip_code) if zip_code else None
@@ -244,6 +248,8 @@ def lead_facts(lead: Lead) -> LeadFacts:
         lat=info.lat if info else None,
         lon=info.lon if info else None,
         consent=lead.consent or {},
+        pending_fields=pending or frozenset(),
+        consent_pending=pending is not None,
     )
 
 
@@ -260,8 +266,12 @@ def past_sales_of_consumer(
     ]
 
 
-def explain(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:
+def explain(
+    lead: Lead, *, now: datetime | None = None, pending: frozenset[str] | None = None
+) -> list[Verdict]:
     """Return, for every contract of the lead's vertical, eligible or the rule that excluded it.
+
+    `pending` (an inbound ping) names the fields the seller has not sent yet (lead_facts).
 
     A fixed number of queries whatever the number of contracts: the vertical's version (and its
     compiled rules when they changed), the consumer's earlier purchases, and the current cap
@@ -272,7 +282,7 @@ def explain(lead: Lead, *, now: datetime | None = None) -> list[Verdict]:
     loaded = vertical_rules(lead.vertical_id)
     verdicts = evaluate_all(
         loaded.rules,
-        lead_facts(lead),
+        lead_facts(lead, pending=pending),
         now=now,
         past_sales=past_sales_of_consumer(lead, loaded.rules, now=now),
     )

@@ -183,6 +183,12 @@ class LeadSubmissionSerializer(serializers.Serializer):
     test = serializers.BooleanField(
         required=False, default=False, help_text="Route only to test buyers; nothing is paid."
     )
+    ping_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="The ping_id of your inbound ping (POST /api/v1/pings/): the lead is posted to "
+        "the bids the ping holds, at the price it was answered.",
+    )
 
 
 class LeadAcceptedSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -34,6 +35,7 @@ from leads.api.serializers import (
     ProblemSerializer,
     VerticalSerializer,
 )
+from leads.intake import envelope_ping_id
 from leads.models import IdempotencyRecord, Lead, LeadStatus, Source
 from leads.prices import prices_shown, stored_answer_shown
 from leads.selectors import leads_of_source, verticals_for_source
@@ -172,9 +174,32 @@ class Rendered:
         return response
 
 
-def _text_of(body: bytes) -> str:
+def body_text(body: bytes) -> str:
     """The body as storable text: PostgreSQL refuses NUL, so it becomes U+FFFD like bad UTF-8."""
     return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+Refusal = tuple[str, str, dict[str, list[str]] | None]  # a problem's slug, detail and errors
+
+
+def request_body_refusal(http: Any, *, limit: int) -> tuple[bytes, Refusal | None]:
+    """The request's body, or its first KiB and why it is refused unread (size, media type)."""
+    try:
+        length = int(http.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        return http.read(1024), (
+            "payload-too-large",
+            f"The body is {length} bytes; the limit is {limit}.",
+            None,
+        )
+    body = http.body
+    content_type = http.content_type or ""
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        detail = f"Send JSON with Content-Type: application/json, not {content_type or 'nothing'}."
+        return body, ("unsupported-media-type", detail, None)
+    return body, None
 
 
 def refuse(
@@ -228,6 +253,10 @@ def render_result(request: Request, result: IngestResult) -> Rendered:
         )
     if result.verdict == IntakeVerdict.FORBIDDEN:
         return Rendered.problem("forbidden", result.detail, id=str(lead.pk))
+    if result.verdict == IntakeVerdict.PING_REFUSED:
+        return Rendered.problem(
+            result.problem, result.detail, id=str(lead.pk), errors=result.errors or None
+        )
     slug = (
         "invalid-lead"
         if any(k.startswith("fields.") for k in result.errors)
@@ -380,36 +409,12 @@ class LeadListCreateView(GenericAPIView):
         source, api_key = principal.source, principal.api_key
         http = request._request
         remote_ip = http.META.get("REMOTE_ADDR") or None
-        limit = settings.INTAKE_MAX_BODY_BYTES
-        try:
-            length = int(http.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
-            prefix = _text_of(http.read(1024))
-            detail = f"The body is {length} bytes; the limit is {limit}."
+        body, refusal = request_body_refusal(http, limit=settings.INTAKE_MAX_BODY_BYTES)
+        raw_text = body_text(body)
+        if refusal is not None:
+            slug, detail, _ = refusal
             rendered, _ = refuse(
-                "payload-too-large",
-                detail,
-                principal=principal,
-                raw_body=prefix,
-                remote_ip=remote_ip,
-            )
-            return rendered.response()
-
-        body = http.body
-        raw_text = _text_of(body)
-        content_type = http.content_type or ""
-        if content_type != "application/json" and not content_type.endswith("+json"):
-            detail = (
-                f"Send JSON with Content-Type: application/json, not {content_type or 'nothing'}."
-            )
-            rendered, _ = refuse(
-                "unsupported-media-type",
-                detail,
-                principal=principal,
-                raw_body=raw_text,
-                remote_ip=remote_ip,
+                slug, detail, principal=principal, raw_body=raw_text, remote_ip=remote_ip
             )
             return rendered.response()
 
@@ -426,19 +431,21 @@ class LeadListCreateView(GenericAPIView):
             )
             return rendered.response()
 
+        document = read_json(body)
         submitted = lead_submit(
             submission=Submission(
                 source=source,
                 request_hash=hashlib.sha256(body).hexdigest(),
                 idempotency_key=key,
                 wait_seconds=parse_prefer_wait(http.headers.get("Prefer", "")),
+                ping_id=envelope_ping_id(document),
             ),
             ingest=partial(
                 self._ingest,
                 request,
                 source=source,
                 api_key=api_key,
-                body=body,
+                document=document,
                 raw_text=raw_text,
                 remote_ip=remote_ip,
             ),
@@ -451,25 +458,15 @@ class LeadListCreateView(GenericAPIView):
             return _replay(submitted.replay, source=source)
         return submitted.answer.response()
 
-    def _ingest(self, request, *, source, api_key, body, raw_text, remote_ip):
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            if not body.strip():
-                message = "The body is empty; send the lead as a JSON object."
-            elif isinstance(exc, UnicodeDecodeError):
-                message = "Not valid UTF-8 JSON."
-            elif isinstance(exc, RecursionError):  # "[[[[…": the parser's stack ran out
-                message = "Nested too deeply to read."
-            else:
-                message = f"Not valid JSON: {exc}"
+    def _ingest(self, request, *, source, api_key, document, raw_text, remote_ip):
+        if isinstance(document, Unreadable):
             return refuse(
                 "malformed-request",
-                message,
+                document.message,
                 principal=request.user,
                 raw_body=raw_text,
                 remote_ip=remote_ip,
-                errors={"_": [message]},
+                errors={"_": [document.message]},
             )
         result = lead_ingest(
             source=source,
@@ -479,6 +476,29 @@ class LeadListCreateView(GenericAPIView):
             remote_ip=remote_ip,
         )
         return render_result(request, result), result.lead
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A body that is not JSON, and why, in the words the partner is shown."""
+
+    message: str
+
+
+def read_json(body: bytes) -> Any:
+    """The body's JSON document, or Unreadable saying why there is none."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        if not body.strip():
+            message = "The body is empty; send the lead as a JSON object."
+        elif isinstance(exc, UnicodeDecodeError):
+            message = "Not valid UTF-8 JSON."
+        elif isinstance(exc, RecursionError):  # "[[[[…": the parser's stack ran out
+            message = "Nested too deeply to read."
+        else:
+            message = f"Not valid JSON: {exc}"
+        return Unreadable(message)
 
 
 def _refuse_reused_key(*, principal: Any, raw_body: str, remote_ip: str | None) -> Rendered:

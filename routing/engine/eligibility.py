@@ -11,13 +11,17 @@ from routing.selectors import delivery_setup, explain
 
 
 def eligible_offers(
-    run: Run, *, excluded_buyers: frozenset[int] | set[int]
+    run: Run,
+    *,
+    excluded_buyers: frozenset[int] | set[int],
+    pending: frozenset[str] | None = None,
 ) -> tuple[list[Offer], frozenset[str]]:
     """Return an offer for each contract that may receive the lead, and the vertical's ping
     fields. Every verdict, with the breakers' and the excluded buyers' refusals, goes on the
-    run's auction (its explanation and eligible count)."""
+    run's auction (its explanation and eligible count). `pending`: an inbound ping's unsent
+    fields (routing.selectors.explain)."""
     lead, auction = run.lead, run.auction
-    verdicts = explain(lead)
+    verdicts = explain(lead, pending=pending)
     contracts, ping_fields = delivery_setup(
         lead.vertical, [v.contract_id for v in verdicts if v.eligible]
     )

@@ -16,11 +16,13 @@ from routing.engine.claim import (
     release_held,
 )
 from routing.engine.eligibility import eligible_offers
+from routing.engine.held import held_bids, held_offers
 from routing.engine.pings import ping_all
 from routing.engine.run import Run, record_round
 from routing.engine.selection import sale_plan, sell, usable_bids
 from routing.engine.settlement import finish, store_unstored
 from routing.models import Auction, AuctionStatus, Sale, SaleStatus
+from routing.selection import SalePlan, plan_sale
 
 logger = logging.getLogger(__name__)
 # A run must end before the task's soft time limit (60 s), fallbacks and retries included.
@@ -122,16 +124,32 @@ def _route(run: Run, *, excluded_buyers: frozenset[int] | set[int] = frozenset()
     if not run.auction.eligible_count:
         return finish(run, note="no eligible contract")
 
-    attempts = ping_all(run, offers, ping_fields)
-    kept, dropped = usable_bids(run, offers)
-    record_round(run, attempts)
+    held = held_bids(run.lead)
+    if held is None:
+        attempts = ping_all(run, offers, ping_fields)
+        kept, dropped = usable_bids(run, offers)
+        record_round(run, attempts)
+    else:
+        # An inbound ping's bids: its buyers are not pinged again, and are posted to in the
+        # order the ping ranked them (re-pinged only when a bid expires, as in any run).
+        offers, ranked = held_offers(offers, held)
+        kept, dropped = usable_bids(run, offers)
+        if not offers:
+            return finish(run, note="no contract that bid on the ping is eligible for the lead")
     if not kept:
         reasons = "; ".join(dropped.values())
         return finish(run, note=f"no usable bid{': ' + reasons if reasons else ''}")
 
+    plan: SalePlan
+    if held is None:
+        plan = sale_plan(run, kept)
+    else:
+        usable = {bid.contract_id for bid in kept}
+        ranked = [bid for bid in ranked if bid.contract_id in usable]
+        plan = plan_sale(ranked, max_buyers=run.lead.vertical.max_buyers)
     note = sell(
         run,
-        sale_plan(run, kept),
+        plan,
         offers={o.contract.pk: o for o in offers},
         ping_fields=ping_fields,
         run_deadline=run_deadline,

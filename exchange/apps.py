@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ExchangeConfig(AppConfig):
+    name = "exchange"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from exchange.services import PING_POSTS, ping_held_bids
+        from leads.services import ping_posts_register
+        from routing.engine.held import held_bids_register
+
+        ping_posts_register(PING_POSTS)
+        held_bids_register(ping_held_bids)

@@ -1,0 +1,210 @@
+"""The inbound ping and its post through the URL router and real partner keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from buyers.models import CapPeriod, ContractCap
+from exchange.models import InboundPing, PingStatus
+from leads.models import Lead, LeadStatus
+from routing.models import Attempt, Sale
+from tests.exchange.conftest import Seller, sha256
+from tests.leads.factories import SourceFactory, api_key_for
+
+
+def test_a_ping_is_answered_with_its_id_the_sellers_payout_and_an_expiry(seller, market):
+    market.contract(ping="bid=12.50", bid_valid_seconds=30)
+    market.contract(ping="bid=9")
+
+    response = seller.ping()
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["status"] == "bid"
+    assert answer["price"] == "4.00"  # the source's fixed CPL, never the buyer's $12.50
+    assert "buyer_price" not in answer
+    ping = InboundPing.objects.get(pk=answer["ping_id"])
+    assert [Decimal(b["price"]) for b in ping.held_bids] == [Decimal("12.50"), Decimal("9.00")]
+    assert ping.expires_at <= ping.received_at + timedelta(seconds=31)
+    assert ping.attempts.count() == 2
+    assert ping.eligible_count == 2
+
+
+def test_a_source_set_to_see_the_buyers_price_sees_it_beside_its_payout(seller, market):
+    market.source.sees_buyer_price = True
+    market.source.save()
+    market.contract(ping="bid=12.50")
+
+    assert seller.ping().json()["buyer_price"] == "12.50"
+
+
+def test_a_ping_without_any_eligible_buyer_is_answered_no_bid(seller, market):
+    answer = seller.ping().json()
+
+    assert answer == {
+        "ping_id": answer["ping_id"],
+        "status": "no_bid",
+        "price": None,
+        "expires_at": None,
+    }
+
+
+def test_a_ping_carrying_personal_data_is_refused_naming_the_field_and_not_kept(seller, market):
+    market.contract()
+
+    response = seller.ping({"zip_code": "10001", "email": "mary@example.com"})
+
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["type"].endswith("/invalid-ping")
+    assert "Personal data is never pinged" in problem["errors"]["fields.email"][0]
+    ping = InboundPing.objects.get(pk=problem["id"])
+    assert ping.status == PingStatus.INVALID
+    assert "mary@example.com" not in ping.raw_body
+
+
+def test_a_ping_carrying_a_field_that_is_not_pinged_is_refused_naming_it(seller, market):
+    market.vertical.fields.filter(name="state").update(in_ping=False)
+
+    response = seller.ping({"zip_code": "10001", "state": "NY"})
+
+    assert response.status_code == 400
+    assert "Not a ping field" in response.json()["errors"]["fields.state"][0]
+
+
+def test_a_ping_carrying_a_consent_record_is_refused_and_kept_without_it(seller, market):
+    response = seller.ping(consent={"ip": "203.0.113.7"})
+
+    assert response.status_code == 400
+    assert "consent" in response.json()["errors"]
+    kept = InboundPing.objects.get(pk=response.json()["id"])
+    assert "203.0.113.7" not in kept.raw_body
+
+
+def test_a_ping_whose_hashed_email_matches_a_recent_lead_is_a_duplicate(seller, market):
+    market.vertical.duplicate_fields = ["email"]
+    market.vertical.save()
+    market.lead(email="mary@example.com", data={"email": "mary@example.com"})
+    market.contract()
+
+    response = seller.ping(email_sha256=sha256("mary@example.com"))
+
+    assert response.status_code == 409
+    assert response.json()["type"].endswith("/duplicate-lead")
+    assert seller.ping(email_sha256=sha256("other@example.com")).status_code == 200
+
+
+def test_a_contract_whose_cap_is_full_does_not_bid_on_a_ping(seller, market):
+    full = market.contract(ping="bid=30")
+    ContractCap.objects.create(contract=full, period=CapPeriod.DAY, max_leads=0)
+    market.contract(ping="bid=10")
+
+    ping = InboundPing.objects.get(pk=seller.ping().json()["ping_id"])
+
+    assert [b["contract_id"] for b in ping.held_bids] != [full.pk]
+    assert full.pk not in [b["contract_id"] for b in ping.held_bids]
+    refused = next(row for row in ping.explanation if row["contract_id"] == full.pk)
+    assert refused["rule"] == "cap"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_post_of_a_ping_is_sold_to_the_held_bid_without_pinging_again(seller, market):
+    contract = market.contract(ping="bid=12.50")
+    ping_id = seller.ping().json()["ping_id"]
+
+    response = seller.post(ping_id, headers={"Prefer": "wait=5"})
+
+    assert response.status_code == 201, response.content
+    lead = Lead.objects.get(pk=response.json()["id"])
+    assert lead.status == LeadStatus.SOLD
+    assert Sale.objects.get(lead=lead).contract == contract
+    assert not Attempt.objects.filter(lead=lead, kind="ping").exists()
+    assert InboundPing.objects.get(pk=ping_id).lead == lead
+
+
+def test_a_second_post_with_the_same_ping_id_gets_the_first_answer_again(seller, market):
+    market.contract(ping="bid=12.50")
+    ping_id = seller.ping().json()["ping_id"]
+    first = seller.post(ping_id)
+
+    again = seller.post(ping_id, number=2)
+
+    assert first.status_code == 202
+    assert again.status_code == 202
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert Lead.objects.filter(source=market.source).count() == 1
+
+
+def test_an_unknown_ping_id_is_a_404_and_the_post_is_stored_as_refused(seller, market):
+    response = seller.post("6b0e2f3c-0000-4000-8000-000000000000")
+
+    assert response.status_code == 404
+    problem = response.json()
+    assert problem["type"].endswith("/ping-not-found")
+    refused = Lead.objects.get(pk=problem["id"])
+    assert refused.status == LeadStatus.INVALID
+    assert "ping_id" in refused.raw_body
+
+
+def test_another_partners_ping_id_is_a_404(seller, market, client):
+    market.contract(ping="bid=12.50")
+    ping_id = seller.ping().json()["ping_id"]
+    outsider = SourceFactory(verticals=[market.vertical], rate_limit_per_second=1000)
+    other = Seller(client, api_key_for(outsider), market.vertical.slug)
+
+    response = other.post(ping_id)
+
+    assert response.status_code == 404
+    assert InboundPing.objects.get(pk=ping_id).lead is None
+
+
+def test_an_expired_ping_is_a_410(seller, market):
+    market.contract(ping="bid=12.50")
+    ping_id = seller.ping().json()["ping_id"]
+    InboundPing.objects.filter(pk=ping_id).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    response = seller.post(ping_id)
+
+    assert response.status_code == 410
+    assert response.json()["type"].endswith("/ping-expired")
+
+
+def test_a_post_that_changed_a_pinged_field_is_a_409_naming_it(seller, market):
+    market.contract(ping="bid=12.50")
+    ping_id = seller.ping({"zip_code": "10001", "state": "NY"}).json()["ping_id"]
+
+    response = seller.post(ping_id, zip_code="60601", state="IL")
+
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["type"].endswith("/ping-fields-changed")
+    assert set(problem["errors"]) == {"fields.zip_code", "fields.state"}
+    assert problem["errors"]["fields.zip_code"] == ['Pinged as "10001", posted as "60601".']
+    # The refusal does not use the ping up: the seller may post the lead as pinged.
+    assert seller.post(ping_id).status_code == 202
+
+
+def test_the_post_of_a_ping_that_got_no_bid_is_a_422(seller, market):
+    ping_id = seller.ping().json()["ping_id"]
+
+    response = seller.post(ping_id)
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/ping-without-bid")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cap_filled_between_ping_and_post_is_enforced_at_the_post(seller, market):
+    contract = market.contract(ping="bid=12.50")
+    ping_id = seller.ping().json()["ping_id"]
+    ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=0)
+
+    response = seller.post(ping_id, headers={"Prefer": "wait=5"})
+
+    assert response.json()["status"] == "unsold"
+    assert not Sale.objects.filter(contract=contract).exists()
