@@ -199,8 +199,14 @@ class Server:
 
 
 def start_gunicorn(
-    workers: int, log_path: Path, *, app: str = "config.wsgi", settings: str = "config.settings"
+    workers: int,
+    log_path: Path,
+    *,
+    app: str = "config.wsgi",
+    settings: str = "config.settings",
+    threads: int = 1,
 ) -> Server:
+    """Start gunicorn: sync workers, or with `threads` > 1 threaded ones (as ./dev run does)."""
     port = free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [
@@ -209,7 +215,9 @@ def start_gunicorn(
         "--workers",
         str(workers),
         "--worker-class",
-        "sync",
+        "sync" if threads == 1 else "gthread",
+        "--threads",
+        str(threads),
         "--bind",
         f"127.0.0.1:{port}",
         "--graceful-timeout",

@@ -761,7 +761,7 @@ BUYERS: list[dict[str, Any]] = [
 
 OPS = "Ops"
 SALES = "Sales"
-PERMISSION_APPS = ("leads", "buyers", "notifications", "routing", "teams")
+PERMISSION_APPS = ("leads", "buyers", "notifications", "routing", "teams", "exchange")
 # Leads are evidence (raw request, consent) and auctions, attempts and sales are the transaction
 # log: ops may work with them but never delete them.
 OPS_FORBIDDEN = {

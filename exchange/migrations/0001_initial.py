@@ -2,7 +2,27 @@
 
 import django.db.models.deletion
 import uuid
+from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
+
+# Pings are the exchange's transaction log, written by the engine: staff view them, no one edits
+# or deletes them (the admin is read-only).
+VIEW = {"view_inboundping", "view_pingattempt"}
+
+
+def grant_permissions(apps, schema_editor):
+    """Give the staff groups (reporting's 0002) a view of pings."""
+    app_config = apps.get_app_config("exchange")
+    app_config.models_module = True
+    create_permissions(app_config, apps=apps, verbosity=0)
+    app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    view = Permission.objects.filter(content_type__app_label="exchange", codename__in=VIEW)
+    for name in ("Ops", "Sales", "Admin"):
+        group = Group.objects.filter(name=name).first()
+        if group is not None:
+            group.permissions.add(*view)
 
 
 class Migration(migrations.Migration):
@@ -10,6 +30,8 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
+        # The staff groups exist by then: the permissions below are added to them.
+        ("reporting", "0002_staff_groups"),
         ('buyers', '0012_buyer_integrations'),
         ('leads', '0009_posting_profiles'),
     ]
@@ -89,4 +111,5 @@ class Migration(migrations.Migration):
             model_name='pingattempt',
             index=models.Index(fields=['ping', 'created_at'], name='ping_attempt_ping_created'),
         ),
+        migrations.RunPython(grant_permissions, migrations.RunPython.noop),
     ]

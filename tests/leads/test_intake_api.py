@@ -411,7 +411,9 @@ def test_envelope_errors_are_400_with_per_member_errors(client, partner):
     answer = problem(response, 400, "malformed-request")
     assert answer["detail"] == "The body has 2 errors; see errors."
     assert answer["errors"] == {
-        "colour": ["Unknown member; the body has vertical, fields, sub_id, consent, test."],
+        "colour": [
+            "Unknown member; the body has vertical, fields, sub_id, consent, test, ping_id."
+        ],
         "fields": ["Give an object of field names to values, not a list."],
     }
     lead = stored(response)

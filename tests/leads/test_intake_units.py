@@ -414,7 +414,9 @@ def test_a_submission_envelope_is_read_and_trimmed():
         (
             {"vertical": 3, "fields": [], "sub_id": 7, "test": "yes", "extra": 1},
             {
-                "extra": ["Unknown member; the body has vertical, fields, sub_id, consent, test."],
+                "extra": [
+                    "Unknown member; the body has vertical, fields, sub_id, consent, test, ping_id."
+                ],
                 "vertical": ["Give the vertical's slug as text, not a number."],
                 "fields": ["Give an object of field names to values, not a list."],
                 "sub_id": ["Give the sub-id as text, not a number."],
