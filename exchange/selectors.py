@@ -12,6 +12,20 @@ from config.admin_display import plural
 from leads.models import DuplicateScope, Lead, Source, Vertical
 from leads.store import INTAKE_ACCEPTED_STATES
 
+
+class Sha256Hex(SHA256):
+    """A text's SHA-256 in lower-case hex. PostgreSQL computes it with its built-in sha256()
+    (Django's SHA256 there needs the pgcrypto extension); SQLite with Django's own function."""
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(
+            compiler,
+            connection,
+            template="encode(sha256(convert_to(%(expressions)s, 'UTF8')), 'hex')",
+            **extra,
+        )
+
+
 # The denormalised columns intake fills with the normalised e-mail and E.164 phone.
 HASHED_COLUMNS = {"email_sha256": "email", "phone_sha256": "phone"}
 
@@ -49,7 +63,7 @@ def consumer_seen(
     )
     if vertical.duplicate_scope == DuplicateScope.SOURCE:
         earlier = earlier.filter(source=source)
-    earlier = earlier.annotate(**{f"{column}_hash": SHA256(column) for column in named}).filter(
+    earlier = earlier.annotate(**{f"{column}_hash": Sha256Hex(column) for column in named}).filter(
         match
     )
     if not earlier.exists():
