@@ -51,7 +51,13 @@ from bench.auction import (
     wait_until_up,
 )
 from bench.common import percentile
-from bench.intake import configure_environment, start_gunicorn, stop_gunicorn
+from bench.intake import (
+    configure_environment,
+    cpu_snapshot,
+    cpu_used,
+    start_gunicorn,
+    stop_gunicorn,
+)
 from bench.intake import wait_until_up as wait_until_web_up
 from simulator.server import run_event_loop
 
@@ -92,9 +98,9 @@ async def _load(
     send, *, in_flight: int, seconds: float, warmup: float
 ) -> tuple[list[float], dict[str, int]]:
     """Run `send()` from `in_flight` loops; return the wall times (ms) of the completions inside
-    the measured window, and the count of each outcome."""
+    the measured window, and the count of each outcome (`all`: every completion, warm-up too)."""
     walls: list[float] = []
-    outcomes: dict[str, int] = {}
+    outcomes: dict[str, int] = {"all": 0}
     start = time.perf_counter() + warmup
     end = start + seconds
 
@@ -106,6 +112,7 @@ async def _load(
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:
                 outcome = type(error).__name__
             finished = time.perf_counter()
+            outcomes["all"] += 1
             if start <= finished <= end:
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 walls.append((finished - began) * 1000)
@@ -145,12 +152,25 @@ async def bare(urls: list[str], **load) -> tuple[list[float], dict]:
         return await _load(send, **load)
 
 
+async def one_ping(base_url: str, key: str, vertical: str) -> tuple[int, str]:
+    """One ping, to check the set-up before the load: its status and answer."""
+    body = {"vertical": vertical, "fields": PING_FIELDS}
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base_url}/api/v1/pings/", json=body, headers=headers) as response,
+    ):
+        return response.status, (await response.text())[:300]
+
+
 def line(
     label: str, walls: list[float], outcomes: dict, seconds: float
 ) -> tuple[float, float, float]:
+    if not walls:
+        raise SystemExit(f"{label}: nothing completed in the window ({outcomes})")
     rate = len(walls) / seconds
     p50, p99 = percentile(walls, 0.5), percentile(walls, 0.99)
-    shown = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+    shown = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()) if o != "all")
     print(
         f"  {label:<44} {rate:7.1f}/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
         f"(over {DELAY_MS} ms: +{p50 - DELAY_MS:.1f} / +{p99 - DELAY_MS:.1f})  [{shown}]"
@@ -186,11 +206,21 @@ def main() -> None:
             f"N = {args.buyers} buyers answering in {DELAY_MS} ms, {args.in_flight} in flight, "
             f"gunicorn {args.workers} workers x {args.threads} threads, {seconds:.0f} s windows"
         )
+        status, answer = run_event_loop(one_ping(server.base_url, key, vertical.slug))
+        if status != 200:
+            raise SystemExit(f"a ping answered {status}: {answer}\n{server.log_tail()}")
+        print(f"  first ping: {answer}")
         load = {"in_flight": args.in_flight, "seconds": seconds, "warmup": warmup}
-        rate, p50, p99 = line(
-            "inbound pings (POST /api/v1/pings/)",
-            *run_event_loop(pings(server.base_url, key, vertical.slug, **load)),
-            seconds,
+        database = connection.settings_dict["NAME"]
+        before = cpu_snapshot(server.process.pid, database)
+        walls, outcomes = run_event_loop(pings(server.base_url, key, vertical.slug, **load))
+        used = cpu_used(before, cpu_snapshot(server.process.pid, database))
+        rate, p50, p99 = line("inbound pings (POST /api/v1/pings/)", walls, outcomes, seconds)
+        print(
+            f"  per ping: {used['gunicorn'] * 1000 / outcomes['all']:.1f} ms of gunicorn CPU, "
+            f"{used['PostgreSQL'] * 1000 / outcomes['all']:.1f} ms of PostgreSQL; other "
+            f"processes on the machine used {used['other processes'] / (seconds + warmup):.2f} "
+            "of its cores meanwhile"
         )
         urls = list(
             vertical.contracts.filter(endpoints__kind="ping").values_list(

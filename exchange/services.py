@@ -33,9 +33,9 @@ from leads.intake import normalise_fields
 from leads.models import Lead, LeadStatus, Source, SourceApiKey, Vertical
 from leads.selectors import (
     allowed_vertical_slugs,
-    personal_field_names,
     vertical_field_specs,
     vertical_for_source,
+    vertical_personal_fields,
 )
 from leads.services import PingRefusal
 from routing.engine.eligibility import eligible_offers
@@ -43,6 +43,7 @@ from routing.engine.held import HeldBid
 from routing.engine.pings import ping_all
 from routing.engine.run import Run, record_round
 from routing.engine.selection import sale_plan, usable_bids
+from routing.engine.store import attempts_insert
 from routing.health import health_record
 from routing.models import Attempt, Auction
 from routing.selectors import delivery_setup
@@ -103,7 +104,7 @@ def ping_answer(
         return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=raw_body, **common)
     specs = vertical_field_specs(vertical)
     _, ping_fields = delivery_setup(vertical, [])
-    personal = frozenset(personal_field_names([vertical.pk])[vertical.pk])
+    personal = vertical_personal_fields(vertical)
     kept_body = storable_ping_body(document, raw_body, personal)
     errors = ping_field_errors(
         specs, submission.fields, ping_fields=ping_fields - personal, personal=personal
@@ -200,17 +201,20 @@ def _refused(
 
 
 def _store(ping: InboundPing, *, started: float, attempts: list[Attempt] = ()) -> None:
+    """Store the ping and its buyers' attempts (the engine's rows, as a ping's timeline)."""
     ping.duration_ms = round((time.monotonic() - started) * 1000)
+    rows = [
+        PingAttempt(
+            ping=ping,
+            contract=attempt.contract,
+            **{name: getattr(attempt, name) for name in ATTEMPT_FIELDS},
+        )
+        for attempt in attempts
+    ]
     with transaction.atomic():
         ping.save(force_insert=True)
-        PingAttempt.objects.bulk_create(
-            PingAttempt(
-                ping=ping,
-                contract=attempt.contract,
-                **{name: getattr(attempt, name) for name in ATTEMPT_FIELDS},
-            )
-            for attempt in attempts
-        )
+        if rows:
+            attempts_insert(rows, model=PingAttempt)
 
 
 def _record_health(run: Run) -> None:

@@ -102,11 +102,27 @@ def vertical_scorecard(vertical: Vertical) -> Scorecard | None:
     return card
 
 
+_personal: dict[int, tuple[Any, frozenset[str]]] = {}
+
+
+def vertical_personal_fields(vertical: Vertical) -> frozenset[str]:
+    """personal_field_names of one vertical, kept per process like its schema."""
+    with _specs_lock:
+        cached = _personal.get(vertical.pk)
+    if cached is not None and cached[0] == vertical.updated_at:
+        return cached[1]
+    names = frozenset(personal_field_names([vertical.pk])[vertical.pk])
+    with _specs_lock:
+        _personal[vertical.pk] = (vertical.updated_at, names)
+    return names
+
+
 def clear_field_specs_cache() -> None:
-    """Forget every vertical's cached schema and scoring rules."""
+    """Forget every vertical's cached schema, personal fields and scoring rules."""
     with _specs_lock:
         _specs.clear()
         _scorecards.clear()
+        _personal.clear()
 
 
 def verticals_for_source(*, source: Source) -> QuerySet[Vertical]:

@@ -145,25 +145,34 @@ def _claim_accepted_orm(lead_id: str, now: datetime) -> Run | None:
 
 # --- Attempts ---------------------------------------------------------------------------------
 
-# Every column but the id, in model order: what an attempt row is made of.
-_ATTEMPT_FIELDS = json_ready_fields(stored_fields(Attempt))
-_ATTEMPT_TEXT_FIELDS = [
-    f for f in _ATTEMPT_FIELDS if isinstance(f, models.CharField | models.TextField)
-]
+# Every column but the id, in model order, of each kind of attempt row (a run's Attempt, or an
+# inbound ping's exchange.PingAttempt: both made by the engine's ping and post code).
+_attempt_fields: dict[type[models.Model], tuple[list[models.Field], list[models.Field]]] = {}
 
 
-def _scrub_unstorable(attempts: Sequence[Attempt]) -> None:
+def _fields_of(model: type[models.Model]) -> tuple[list[models.Field], list[models.Field]]:
+    """The model's stored fields, and its text fields among them."""
+    if model not in _attempt_fields:
+        fields = list(json_ready_fields(stored_fields(model)))
+        text = [f for f in fields if isinstance(f, models.CharField | models.TextField)]
+        _attempt_fields[model] = (fields, text)
+    return _attempt_fields[model]
+
+
+def _scrub_unstorable(attempts: Sequence[models.Model], model: type[models.Model]) -> None:
     # A buyer's answer may hold NUL bytes or (parsed from JSON) lone surrogates, which
     # PostgreSQL cannot store: the attempt is stored with U+FFFD in their place rather than the
     # whole run failing to settle (and the lead going to that buyer again after it).
     for attempt in attempts:
-        for field in _ATTEMPT_TEXT_FIELDS:
+        for field in _fields_of(model)[1]:
             value = getattr(attempt, field.attname)
             if value:
                 setattr(attempt, field.attname, storable_text(value))
 
 
-def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
+def attempts_insert_sql(
+    attempts: Sequence[models.Model], *, model: type[models.Model] = Attempt
+) -> tuple[str, list[str]]:
     """The INSERT that stores new attempts (PostgreSQL), and its one parameter: the rows as JSON.
 
     A routing run writes one attempt per buyer pinged and posted. From JSON, PostgreSQL reads
@@ -171,23 +180,26 @@ def attempts_insert_sql(attempts: Sequence[Attempt]) -> tuple[str, list[str]]:
     parameters per attempt, and the statement can ride in another (the settlement's). The rows
     get no ids back; nothing of a run needs them.
     """
-    _scrub_unstorable(attempts)
-    table = quoted(Attempt._meta.db_table)
-    columns = ", ".join(quoted(f.column) for f in _ATTEMPT_FIELDS)
+    _scrub_unstorable(attempts, model)
+    fields = _fields_of(model)[0]
+    table = quoted(model._meta.db_table)
+    columns = ", ".join(quoted(f.column) for f in fields)
     sql = (
         f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 - names of the model
         f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
     )
-    return sql, [json_rows(attempts, _ATTEMPT_FIELDS)]
+    return sql, [json_rows(attempts, fields)]
 
 
-def attempts_insert(attempts: Sequence[Attempt]) -> None:
-    """Store new attempts."""
+def attempts_insert(
+    attempts: Sequence[models.Model], *, model: type[models.Model] = Attempt
+) -> None:
+    """Store new attempts (rows of `model`: a run's, or an inbound ping's)."""
     if not _on_postgres():
-        _scrub_unstorable(attempts)
-        Attempt.objects.bulk_create(attempts)
+        _scrub_unstorable(attempts, model)
+        model.objects.bulk_create(attempts)
         return
-    sql, params = attempts_insert_sql(attempts)
+    sql, params = attempts_insert_sql(attempts, model=model)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
