@@ -165,6 +165,17 @@ class RejectionFigures(Dimensions):
         abstract = True
 
 
+class PingFigures(Dimensions):
+    """Inbound pings (exchange/) from one source in one vertical: received, bid, posted."""
+
+    pings = models.PositiveIntegerField(default=0, help_text="Pings received, refused ones too.")
+    bids = models.PositiveIntegerField(default=0, help_text="Pings answered with a price.")
+    posted = models.PositiveIntegerField(default=0, help_text="Pings whose lead was posted.")
+
+    class Meta:
+        abstract = True
+
+
 # Hourly rows serve periods of a few hours or days; daily rows (sums of the hourly ones) serve
 # periods of whole days, with 24 times fewer rows to add up.
 
@@ -244,6 +255,26 @@ class RejectionDay(RejectionFigures):
 
     class Meta:
         indexes = [models.Index(fields=["day"], name="rejectionday_day")]
+
+    def __str__(self) -> str:
+        return describe(self, self.day)
+
+
+class PingHour(PingFigures):
+    hour = models.DateTimeField(help_text="The hour the pings were received (UTC).")
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="pinghour_hour")]
+
+    def __str__(self) -> str:
+        return describe(self, self.hour)
+
+
+class PingDay(PingFigures):
+    day = models.DateTimeField(help_text="00:00 UTC of the day.")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="pingday_day")]
 
     def __str__(self) -> str:
         return describe(self, self.day)

@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
 from buyers.models import EndpointKind
+from exchange.models import InboundPing, PingStatus
 from leads.models import Lead, LeadStatus
 from reporting.models import (
     PING_MS_BOUNDS,
@@ -30,6 +31,8 @@ from reporting.models import (
     DirtyHour,
     LeadDay,
     LeadHour,
+    PingDay,
+    PingHour,
     RejectionDay,
     RejectionHour,
     RollupState,
@@ -47,7 +50,7 @@ SOLD_STATUSES = (LeadStatus.SOLD, LeadStatus.RETURNED)
 UNSOLD_STATUSES = (LeadStatus.UNSOLD, LeadStatus.FAILED)
 FAILED_OUTCOMES = (AttemptOutcome.ERROR, AttemptOutcome.TIMEOUT, AttemptOutcome.AMBIGUOUS)
 HOURLY_TO_DAILY = ((LeadHour, LeadDay), (SaleHour, SaleDay), (AttemptHour, AttemptDay))
-HOURLY_TO_DAILY += ((RejectionHour, RejectionDay),)
+HOURLY_TO_DAILY += ((RejectionHour, RejectionDay), (PingHour, PingDay))
 ROLLUP_MODELS = tuple(model for pair in HOURLY_TO_DAILY for model in pair)
 KEYS = ("vertical", "source", "buyer", "tier", "reason")
 
@@ -226,6 +229,23 @@ def _rejection_rows(start: datetime, end: datetime) -> int:
     return _insert_select(RejectionHour, rows, columns)
 
 
+def _ping_rows(start: datetime, end: datetime) -> int:
+    """Inbound pings by the hour they were received: a later post changes that hour's row."""
+    rows = (
+        InboundPing.objects.filter(received_at__gte=start, received_at__lt=end, is_test=False)
+        .annotate(h=TruncHour("received_at", tzinfo=UTC))
+        .values("h", "vertical_id", "source_id")
+        .annotate(
+            pings=Count("id"),
+            bids=Count("id", filter=Q(status=PingStatus.BID)),
+            posted=Count("id", filter=Q(lead__isnull=False)),
+        )
+        .order_by()
+    )
+    columns = {"hour": "h", "vertical_id": "vertical_id", "source_id": "source_id"}
+    return _insert_select(PingHour, rows, columns | {n: n for n in ("pings", "bids", "posted")})
+
+
 def _day_rows(hourly, daily, start: datetime, end: datetime) -> int:
     """Sum the hourly rows of the days in [start, end) into the daily table."""
     fields = [f for f in daily._meta.concrete_fields if f.name not in ("id", "day")]
@@ -259,6 +279,7 @@ def rollup_rebuild(*, start: datetime, end: datetime) -> int:
             + _sale_rows(start, end)
             + _attempt_rows(start, end)
             + _rejection_rows(start, end)
+            + _ping_rows(start, end)
         )
         for hourly, daily in HOURLY_TO_DAILY:
             _day_rows(hourly, daily, first_day, last_day)
@@ -285,6 +306,21 @@ def _changed_hours(since: datetime | None) -> set[datetime]:
         hours |= set(
             Attempt.objects.filter(created_at__gte=since)
             .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
+            .order_by()
+            .values_list("h", flat=True)
+            .distinct()
+        )
+        # Pings received, or posted, since: their hour's ping figures changed.
+        hours |= set(
+            InboundPing.objects.filter(Q(received_at__gte=since) | Q(posted_at__gte=since))
+            .annotate(h=TruncHour("received_at", tzinfo=UTC))
+            .order_by()
+            .values_list("h", flat=True)
+            .distinct()
+        )
+    else:
+        hours |= set(
+            InboundPing.objects.annotate(h=TruncHour("received_at", tzinfo=UTC))
             .order_by()
             .values_list("h", flat=True)
             .distinct()

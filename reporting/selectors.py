@@ -36,6 +36,8 @@ from reporting.models import (
     AttemptHour,
     LeadDay,
     LeadHour,
+    PingDay,
+    PingHour,
     RejectionDay,
     RejectionHour,
     RollupState,
@@ -70,6 +72,8 @@ def money(total: Decimal | None, count: int = 1) -> Decimal | None:
 
 HOURLY = {"lead": LeadHour, "sale": SaleHour, "attempt": AttemptHour, "rejection": RejectionHour}
 DAILY = {"lead": LeadDay, "sale": SaleDay, "attempt": AttemptDay, "rejection": RejectionDay}
+HOURLY["ping"], DAILY["ping"] = PingHour, PingDay
+PING_FIELDS = ("pings", "bids", "posted")
 
 
 def whole_days(q: ReportQuery) -> bool:
@@ -374,12 +378,19 @@ def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
         .values("source_id")
         .annotate(**{name: Sum(name) for name in SALE_FIELDS})
     }
-    ids = sorted(set(leads) | set(sales))
+    pings = {
+        row["source_id"]: row
+        for row in _rows("ping", q, by_buyer=False)
+        .values("source_id")
+        .annotate(**{name: Sum(name) for name in PING_FIELDS})
+    }
+    ids = sorted(set(leads) | set(sales) | set(pings))
     names = dict(Source.objects.filter(pk__in=ids).values_list("pk", "name"))
     rows = []
     for source_id in ids:
         lead = leads.get(source_id, {})
         sale = sales.get(source_id, {})
+        ping = dict.fromkeys(PING_FIELDS, 0) | pings.get(source_id, {})
         accepted = lead.get("accepted") or 0
         sold = (sale.get("sales") or 0) if q.buyer_id else (lead.get("sold") or 0)
         revenue = Decimal(sale.get("revenue") or 0).quantize(CENT)
@@ -400,6 +411,11 @@ def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
                 "returns": sale.get("returns") or 0,
                 "missing_sub_id": lead.get("missing_sub_id") or 0,
                 "missing_consent": lead.get("missing_consent") or 0,
+                # Inbound pings (exchange/): how many, how many got a price, and of those how
+                # many the seller posted.
+                "pings": ping["pings"],
+                "ping_bid_rate": ratio(ping["bids"], ping["pings"]),
+                "ping_to_post": ratio(ping["posted"], ping["bids"]),
             }
         )
     rows.sort(key=lambda row: (-row["revenue"], row["source"]))

@@ -95,6 +95,9 @@ SOURCE_COLUMNS = [
     "returns",
     "missing_sub_id",
     "missing_consent",
+    "pings",
+    "ping_bid_rate",
+    "ping_to_post",
 ]
 
 

@@ -105,6 +105,13 @@ class SourceRowSerializer(serializers.Serializer):
     returns = serializers.IntegerField()
     missing_sub_id = serializers.IntegerField()
     missing_consent = serializers.IntegerField()
+    pings = serializers.IntegerField(help_text="Inbound pings received.")
+    ping_bid_rate = serializers.FloatField(
+        allow_null=True, help_text="Share of the pings answered with a price."
+    )
+    ping_to_post = serializers.FloatField(
+        allow_null=True, help_text="Share of the priced pings whose lead was posted."
+    )
 
 
 # A report's tiers: lead scoring's, and the leads it did not score.

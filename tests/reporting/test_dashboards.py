@@ -121,6 +121,10 @@ def test_the_sources_csv_holds_the_tables_figures(sales_client, world):
         "1",
         "0",
         "0",
+        # No inbound pings: none counted, no rate.
+        "0",
+        "",
+        "",
     ]
     assert b[0] == "Source B"
 

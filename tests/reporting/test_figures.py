@@ -203,6 +203,9 @@ def test_the_sources_table_matches_the_hand_computed_day(world):
         "returns": 1,
         "missing_sub_id": 0,
         "missing_consent": 0,
+        "pings": 0,
+        "ping_bid_rate": None,
+        "ping_to_post": None,
     }
     assert {k: b[k] for k in b if k != "source_id"} == {
         "source": "Source B",
@@ -218,6 +221,9 @@ def test_the_sources_table_matches_the_hand_computed_day(world):
         "returns": 1,
         "missing_sub_id": 1,
         "missing_consent": 1,
+        "pings": 0,
+        "ping_bid_rate": None,
+        "ping_to_post": None,
     }
 
 
