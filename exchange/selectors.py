@@ -9,7 +9,8 @@ from django.db.models.functions import SHA256
 from django.utils import timezone
 
 from config.admin_display import plural
-from leads.models import DuplicateScope, Lead, Source, Vertical
+from exchange.models import InboundPing
+from leads.models import DuplicateScope, Lead
 from leads.store import INTAKE_ACCEPTED_STATES
 
 
@@ -30,23 +31,17 @@ class Sha256Hex(SHA256):
 HASHED_COLUMNS = {"email_sha256": "email", "phone_sha256": "phone"}
 
 
-def consumer_seen(
-    *,
-    vertical: Vertical,
-    source: Source,
-    is_test: bool,
-    email_sha256: str = "",
-    phone_sha256: str = "",
-) -> str:
-    """Say why a ping's consumer duplicates an earlier lead by the vertical's duplicate rules
-    (its fields, look-back and scope), matched by the hashes; '' when it does not.
+def consumer_seen(ping: InboundPing) -> str:
+    """Say why a ping's consumer duplicates an earlier lead by its vertical's duplicate rules
+    (fields, look-back and scope), matched by the ping's hashes; '' when it does not.
 
     Only the vertical's `email` and `phone` duplicate fields can be matched by hash. The hash
     is computed by the database over the vertical's leads of the look-back window (the index on
     vertical and received time bounds the scan).
     """
+    vertical, source, is_test = ping.vertical, ping.source, ping.is_test
     days = vertical.duplicate_lookback_days
-    wanted = {"email_sha256": email_sha256, "phone_sha256": phone_sha256}
+    wanted = {"email_sha256": ping.email_sha256, "phone_sha256": ping.phone_sha256}
     match = Q()
     named = []
     for key, column in HASHED_COLUMNS.items():

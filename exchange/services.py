@@ -31,13 +31,8 @@ from exchange.rules import (
 from exchange.selectors import consumer_seen
 from leads.intake import normalise_fields
 from leads.models import Lead, LeadStatus, Source, SourceApiKey, Vertical
-from leads.selectors import (
-    allowed_vertical_slugs,
-    vertical_field_specs,
-    vertical_for_source,
-    vertical_personal_fields,
-)
-from leads.services import PingRefusal
+from leads.selectors import vertical_field_specs, vertical_personal_fields
+from leads.services import PingRefusal, source_vertical
 from routing.engine.eligibility import eligible_offers
 from routing.engine.held import HeldBid
 from routing.engine.pings import ping_all
@@ -93,14 +88,8 @@ def ping_answer(
             **common,
         )
     submission = envelope.submission
-    vertical = vertical_for_source(source=source, slug=submission.vertical)
-    if not source.active or vertical is None:
-        detail = (
-            "This source is inactive; ask your account manager to reactivate it."
-            if not source.active
-            else f"This source may not ping {submission.vertical!r}; its verticals are "
-            f"{', '.join(allowed_vertical_slugs(source=source)) or 'none'}."
-        )
+    vertical, detail = source_vertical(source=source, slug=submission.vertical, verb="ping")
+    if detail or vertical is None:
         return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=raw_body, **common)
     specs = vertical_field_specs(vertical)
     _, ping_fields = delivery_setup(vertical, [])
@@ -134,13 +123,7 @@ def ping_answer(
         raw_body=kept_body,
         **common,
     )
-    earlier = consumer_seen(
-        vertical=vertical,
-        source=source,
-        is_test=submission.test,
-        email_sha256=envelope.email_sha256,
-        phone_sha256=envelope.phone_sha256,
-    )
+    earlier = consumer_seen(ping)
     if earlier:
         ping.status, ping.reason = PingStatus.DUPLICATE, earlier
         _store(ping, started=started)

@@ -234,6 +234,20 @@ def lead_reject_request(
     ).lead
 
 
+def source_vertical(
+    *, source: Source, slug: str, verb: str = "submit to"
+) -> tuple[Vertical | None, str]:
+    """The active vertical `slug` if the source may use it, and why the source may not send to
+    it ('' when it may): the source is inactive, or the vertical is not one of its own."""
+    vertical = vertical_for_source(source=source, slug=slug)
+    if not source.active:
+        return vertical, "This source is inactive; ask your account manager to reactivate it."
+    if vertical is None:
+        allowed = ", ".join(allowed_vertical_slugs(source=source)) or "none"
+        return None, f"This source may not {verb} {slug!r}; its verticals are {allowed}."
+    return vertical, ""
+
+
 def lead_ingest(  # noqa: PLR0911 - one return per verdict
     *,
     source: Source,
@@ -264,14 +278,8 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
         "sub_id": submission.sub_id,
         "consent": submission.consent,
     }
-    vertical = vertical_for_source(source=source, slug=submission.vertical)
-    if not source.active or vertical is None:
-        detail = (
-            "This source is inactive; ask your account manager to reactivate it."
-            if not source.active
-            else f"This source may not submit to {submission.vertical!r}; its verticals "
-            f"are {', '.join(allowed_vertical_slugs(source=source)) or 'none'}."
-        )
+    vertical, detail = source_vertical(source=source, slug=submission.vertical)
+    if detail:
         known = vertical or Vertical.objects.filter(slug=submission.vertical).first()
         return _reject(
             verdict=IntakeVerdict.FORBIDDEN,

@@ -33,6 +33,18 @@ CELERY = Path(sys.executable).with_name("celery")
 STALE_SECONDS = 3
 
 
+# The marks of a test module whose flows go through a real worker: PostgreSQL, a transactional
+# database, a bound on time, and a broker.
+WORKER_FLOW = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
+    ),
+]
+
+
 def database_url_of_this_test() -> str:
     """Return a DATABASE_URL for the database this test runs on (pytest-django's test copy)."""
     db = connection.settings_dict

@@ -3,26 +3,16 @@ Redis) to the bids the pings hold, buyers on the simulator."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from decimal import Decimal
-
-import pytest
 
 from buyers.models import EndpointKind, PriceModel
 from exchange.models import InboundPing
 from leads.models import FINAL_STATUSES, Lead, LeadStatus
 from routing.models import Attempt, AttemptOutcome, Sale
-from tests.workers import wait_until
+from tests.workers import WORKER_FLOW, wait_until
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-    ),
-]
+pytestmark = WORKER_FLOW
 
 
 def test_pings_then_posts_are_sold_by_a_worker_to_the_held_bids_in_order_without_a_second_ping(

@@ -8,11 +8,9 @@ lead without posting any of them twice to one buyer.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from decimal import Decimal
 
-import pytest
 from django.core.cache import cache
 
 from buyers.models import (
@@ -29,16 +27,9 @@ from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.outbound.receiver import receiving
-from tests.workers import STALE_SECONDS, wait_until, worker_start
+from tests.workers import STALE_SECONDS, WORKER_FLOW, wait_until, worker_start
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-    ),
-]
+pytestmark = WORKER_FLOW
 
 D = Decimal
 CELERY_DEFAULT_QUEUE = "celery"  # no setting names another
