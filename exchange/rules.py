@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -135,11 +135,11 @@ def _shown(value: Any) -> str:
 
 
 def offered_price(
-    chosen: Iterable[Bid], *, payout_model: str, payout_for, is_test: bool = False
+    chosen: Iterable[Bid], *, payout_model: str, payout_for: Callable[[Decimal], Decimal]
 ) -> Decimal | None:
     """What the seller is paid if the post sells to the chosen bids (None: no bid): a revenue
-    share of each sale, or the fixed price per lead once. Test pings are quoted as real ones."""
-    del is_test  # quoted alike: a seller testing its integration sees the price it would get
+    share of each sale, or the fixed price per lead once. Test pings are quoted as real ones:
+    a seller testing its integration sees the price it would get."""
     bids = list(chosen)
     if not bids:
         return None
@@ -199,7 +199,8 @@ def storable_ping_body(document: Any, raw_body: str, personal: frozenset[str]) -
     if not isinstance(document, dict):
         return raw_body
     fields = document.get("fields")
-    leaks = isinstance(fields, dict) and any(name in personal for name in fields)
+    fields = fields if isinstance(fields, dict) else {}
+    leaks = any(name in personal for name in fields)
     if not leaks and "consent" not in document:
         return raw_body
     cleaned = dict(document)
