@@ -130,7 +130,10 @@ def ping_answer(
         return PingResult(ping=ping, problem="duplicate-lead", detail=earlier)
 
     now = timezone.now()
+    # Unsaved: what eligibility and the buyers' pings read. A ping that shows a lead id shows
+    # the ping's.
     lead = Lead(
+        id=ping.pk,
         vertical=vertical,
         source=source,
         status=LeadStatus.ACCEPTED,

@@ -14,6 +14,7 @@ the request and response bodies of their attempts and postbacks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -29,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_pii import lead_pii_values
+from exchange.models import InboundPing
 from leads.intake import FieldError, FieldSpec, normalise_value
 from leads.models import (
     CONSENT_PERSONAL_KEYS,
@@ -327,6 +329,8 @@ def consumer_erase(
             )  # fmt: skip
             counts[Lead._meta.label] = len(leads)
             counts.update(_erase_dependants([lead.pk for lead in leads], scrub))
+        # Inbound pings keep the consumer only as the seller's hashes (exchange/): forgotten too.
+        counts.update(ping_hashes_forget(email=email, phone=phone))
         suppressed = 0
         if suppress:
             suppression_list, _ = SuppressionList.objects.get_or_create(
@@ -355,6 +359,18 @@ def consumer_erase(
             extra={"leads": len(leads), "rows": report.total, "suppressed": suppressed},
         )
     return report
+
+
+def ping_hashes_forget(*, email: str, phone: str) -> Counter[str]:
+    """Clear the hashed e-mail and phone of the consumer's inbound pings; count the pings."""
+    counts: Counter[str] = Counter()
+    for column, value in (("email_sha256", email), ("phone_sha256", phone)):
+        if value:
+            digest = hashlib.sha256(value.encode()).hexdigest()
+            cleared = InboundPing.objects.filter(**{column: digest}).update(**{column: ""})
+            if cleared:
+                counts[InboundPing._meta.label] += cleared
+    return counts
 
 
 # --- Retention ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.utils import timezone
 from buyers.models import CapPeriod, ContractCap
 from exchange.models import InboundPing, PingStatus
 from leads.models import Lead, LeadStatus
+from privacy.services import consumer_erase
 from routing.models import Attempt, Sale
 from tests.exchange.conftest import Seller, sha256
 from tests.leads.factories import SourceFactory, api_key_for
@@ -208,3 +209,12 @@ def test_a_cap_filled_between_ping_and_post_is_enforced_at_the_post(seller, mark
 
     assert response.json()["status"] == "unsold"
     assert not Sale.objects.filter(contract=contract).exists()
+
+
+def test_erasing_a_consumer_forgets_the_hashes_their_pings_carried(seller, market):
+    ping_id = seller.ping(email_sha256=sha256("mary@example.com")).json()["ping_id"]
+
+    report = consumer_erase(email="Mary@Example.com")
+
+    assert InboundPing.objects.get(pk=ping_id).email_sha256 == ""
+    assert report.counts["exchange.InboundPing"] == 1
