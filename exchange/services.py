@@ -286,6 +286,7 @@ def ping_post_refusal(
 def ping_held_bids(lead: Lead) -> list[HeldBid] | None:
     """The bids the lead holds from the ping it took up (routing.engine.held), or None."""
     records = InboundPing.objects.filter(lead_id=lead.pk).values_list("held_bids", flat=True)
+    # lead.ping_id says the lead took a ping up (intake set it); the ping row says which.
     for held in records:
         return [held_bid_from_record(record) for record in held]
     return None

@@ -670,6 +670,11 @@ class Lead(models.Model):
         default=dict, blank=True, help_text="TCPA text, timestamp, IP and certificate URLs."
     )
     remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    ping_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The inbound ping (exchange/) whose bids the post of this lead takes up.",
+    )
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
     )

@@ -277,6 +277,7 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
         "is_test": submission.test,
         "sub_id": submission.sub_id,
         "consent": submission.consent,
+        "ping_id": submission.ping_id,
     }
     vertical, detail = source_vertical(source=source, slug=submission.vertical)
     if detail:

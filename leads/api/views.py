@@ -286,11 +286,15 @@ PROBLEMS = {
     400: OpenApiResponse(ProblemSerializer, description="Malformed body or invalid lead."),
     401: OpenApiResponse(ProblemSerializer, description="Missing, unknown or revoked key."),
     403: OpenApiResponse(ProblemSerializer, description="Inactive source or vertical not allowed."),
-    409: OpenApiResponse(ProblemSerializer, description="Duplicate of an earlier lead."),
+    409: OpenApiResponse(
+        ProblemSerializer,
+        description="Duplicate of an earlier lead, or a post that changed its ping's fields.",
+    ),
     413: OpenApiResponse(ProblemSerializer, description="Body over the size limit."),
     415: OpenApiResponse(ProblemSerializer, description="Body not sent as JSON."),
     422: OpenApiResponse(
-        ProblemSerializer, description="Idempotency key reused with another body."
+        ProblemSerializer,
+        description="Idempotency key reused with another body, or a ping that got no bid.",
     ),
     429: OpenApiResponse(ProblemSerializer, description="Over the source's rate limit."),
 }
@@ -374,6 +378,8 @@ class LeadListCreateView(GenericAPIView):
             201: OpenApiResponse(LeadOutcomeSerializer, description="Routed (with Prefer: wait)."),
             202: OpenApiResponse(LeadAcceptedSerializer, description="Accepted for routing."),
             **PROBLEMS,
+            404: OpenApiResponse(ProblemSerializer, description="No ping of yours has `ping_id`."),
+            410: OpenApiResponse(ProblemSerializer, description="The ping has expired."),
         },
         examples=[
             OpenApiExample(

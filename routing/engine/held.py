@@ -35,8 +35,11 @@ def held_bids_register(find: Callable[[Lead], list[HeldBid] | None]) -> None:
 
 
 def held_bids(lead: Lead) -> list[HeldBid] | None:
-    """The bids the lead holds, best first, or None for a lead routed as always."""
-    return _find(lead) if _find is not None else None
+    """The bids the lead holds, best first, or None for a lead routed as always. Only a lead
+    posted with a ping id is looked up: the others cost a run no query."""
+    if not lead.ping_id or _find is None:
+        return None
+    return _find(lead)
 
 
 def held_offers(offers: list[Offer], held: list[HeldBid]) -> tuple[list[Offer], list[Bid]]:

@@ -24,8 +24,10 @@ PARTNER_OPERATIONS = {
     ("get", "/api/v1/leads/{id}/"),
     ("get", "/api/v1/verticals/"),
     ("get", "/api/v1/verticals/{slug}/"),
+    ("post", "/api/v1/pings/"),
 }
-INTAKE_STATUSES = ["201", "202", "400", "401", "403", "409", "413", "415", "422", "429"]
+INTAKE_STATUSES = ["201", "202", "400", "401", "403", "404", "409", "410", "413", "415", "422"]
+INTAKE_STATUSES += ["429"]
 
 
 @pytest.fixture
