@@ -23,6 +23,7 @@ from leads.api.views import (
     read_json,
     request_body_refusal,
 )
+from leads.prices import BUYER_PRICE, money, prices_shown
 
 EXAMPLE_SHA256 = hashlib.sha256(b"mary.major@example.com").hexdigest()
 PING_PROBLEMS = {
@@ -31,10 +32,6 @@ PING_PROBLEMS = {
         ProblemSerializer, description="Malformed, or carries a field a ping may not carry."
     ),
 }
-
-
-def _money(value) -> str | None:
-    return None if value is None else f"{value:.2f}"
 
 
 def render_ping(result: PingResult) -> Rendered:
@@ -46,13 +43,15 @@ def render_ping(result: PingResult) -> Rendered:
     answer = {
         "ping_id": str(ping.pk),
         "status": ping.status,
-        "price": _money(ping.price),
+        # The seller's payout, as `price`: a ping's answer names what the seller is offered.
+        "price": money(ping.price),
         "expires_at": ping.expires_at.isoformat().replace("+00:00", "Z")
         if ping.expires_at
         else None,
     }
-    if ping.source.sees_buyer_price and ping.status == PingStatus.BID:
-        answer["buyer_price"] = _money(ping.buyer_price)
+    if ping.status == PingStatus.BID:
+        shown = prices_shown(source=ping.source, payout=ping.price, buyer_price=ping.buyer_price)
+        answer.update({k: v for k, v in shown.items() if k == BUYER_PRICE})
     return Rendered(200, answer, "application/json")
 
 
