@@ -27,10 +27,9 @@ response gives no reason for that), `reject_post` (refuse posts with this error 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.buyers.fakes.fake_server import (
     EMAIL_RE,
@@ -40,14 +39,18 @@ from tests.buyers.fakes.fake_server import (
     US_STATES,
     ZIP5_RE,
     Answer,
-    FakeBuyer,
     FieldRule,
-    PingBook,
+    PingPostBehaviour,
+    PingPostFake,
     Request,
+    first_values,
     is_ip,
     is_number,
     money,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 PATH = "/new_api/api.php"
 MODES = ("ping", "post", "full")
@@ -86,7 +89,7 @@ LEAD_TYPE_FIELDS = (
 )
 
 
-class BoberdooFake(FakeBuyer):
+class BoberdooFake(PingPostFake):
     """A boberdoo portal buying one lead type by ping/post; see the module docstring."""
 
     name = "boberdoo-fake"
@@ -97,19 +100,12 @@ class BoberdooFake(FakeBuyer):
         key: str = "bbd-4f1c2a",
         lead_type: str = "12",
         price: Decimal = Decimal("6.66"),
-        decline: bool = False,
-        reject_post: str | None = None,
-        ping_ttl_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
         first_lead_id: int = 21777961,
+        **behaviour: Unpack[PingPostBehaviour],
     ) -> None:
-        super().__init__()
+        super().__init__(price=price, **behaviour)
         self.key = key
         self.lead_type = lead_type
-        self.price = price
-        self.decline = decline
-        self.reject_post = reject_post
-        self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
         self.first_lead_id = first_lead_id
         self.test_leads: list[str] = []
 
@@ -193,8 +189,7 @@ class BoberdooFake(FakeBuyer):
 
 def _params(request: Request) -> dict[str, str]:
     """The request's fields: the query's, then a form body's (the portal reads both)."""
-    merged = {**request.query, **request.form()}
-    return {name: values[0] for name, values in merged.items()}
+    return first_values({**request.query, **request.form()})
 
 
 def _answer(answer_format: str, **elements: Any) -> Answer:

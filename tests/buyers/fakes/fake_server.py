@@ -22,9 +22,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypedDict
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+import requests
+from defusedxml import ElementTree
+
+if TYPE_CHECKING:
+    pass
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -277,6 +283,75 @@ class FakeBuyer:
         """The exchanges at one path, in order."""
         with self._lock:
             return [exchange for exchange in self.received if exchange.path == path]
+
+
+class PingPostBehaviour(TypedDict, total=False):
+    """What a test may ask of any ping/post fake besides its price (see `PingPostFake`)."""
+
+    decline: bool | str | None
+    reject_post: str | None
+    ping_ttl_s: float
+    clock: Callable[[], float]
+
+
+class PingPostFake(FakeBuyer):
+    """A ping/post buyer's behaviour per test: its bid (`price`), `decline` (refuse pings; a
+    text where the buyer gives a reason), `reject_post` (refuse posts with this text), the ping
+    ids it issued, valid for `ping_ttl_s` by `clock`, and the leads it bought (a post whose phone
+    or e-mail one of them has is a duplicate, for the buyers that say so)."""
+
+    def __init__(
+        self,
+        *,
+        price: Decimal,
+        decline: bool | str | None = None,
+        reject_post: str | None = None,
+        ping_ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.price = price
+        self.decline = decline
+        self.reject_post = reject_post
+        self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
+        self.accepted: list[dict[str, Any]] = []
+        self._seen_lock = threading.Lock()
+
+    def accept_unless_duplicate(
+        self, fields: Mapping[str, Any], *, phone: str, email: str, keep: bool = True
+    ) -> bool:
+        """Record a bought lead (when `keep`); False when an earlier one has its phone or e-mail."""
+        with self._seen_lock:
+            if any(
+                lead[phone] == fields[phone] or lead[email] == fields[email]
+                for lead in self.accepted
+            ):
+                return False
+            if keep:
+                self.accepted.append(dict(fields))
+            return True
+
+
+class ManualClock:
+    """A fake's clock that a test moves on, to expire its ping ids without sleeping."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def xml_fields(response: requests.Response) -> dict[str, str]:
+    """The elements of an XML `<response>` answer, by tag (a flat one, as portals give)."""
+    root = ElementTree.fromstring(response.content)
+    assert root.tag == "response"
+    return {child.tag: child.text or "" for child in root}
+
+
+def first_values(fields: Mapping[str, list[str]]) -> dict[str, str]:
+    """Each field's first value, as the portals read a repeated field."""
+    return {name: values[0] for name, values in fields.items()}
 
 
 @dataclass

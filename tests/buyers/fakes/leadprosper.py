@@ -36,11 +36,9 @@ accepted is DUPLICATED.
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.buyers.fakes.fake_server import (
     DATE_RE,
@@ -52,13 +50,17 @@ from tests.buyers.fakes.fake_server import (
     US_STATES,
     ZIP5_RE,
     Answer,
-    FakeBuyer,
     FieldRule,
-    PingBook,
+    PingPostBehaviour,
+    PingPostFake,
     Request,
+    first_values,
     is_ip,
     is_number,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 MISSING, INVALID, CREDENTIALS, PING_ID, NOT_BOUGHT, DUPLICATE = 1001, 1002, 1003, 1004, 1005, 1006
 
@@ -141,7 +143,7 @@ CAMPAIGN_FIELDS = (
 )
 
 
-class LeadProsperFake(FakeBuyer):
+class LeadProsperFake(PingPostFake):
     """A Lead Prosper ping/post campaign; see the module docstring."""
 
     name = "leadprosper-fake"
@@ -154,24 +156,15 @@ class LeadProsperFake(FakeBuyer):
         key: str = "yq0h0jphvp5",
         post_type: str = "json",
         price: Decimal = Decimal("25.00"),
-        decline: str | None = None,
-        reject_post: str | None = None,
-        ping_ttl_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
+        **behaviour: Unpack[PingPostBehaviour],
     ) -> None:
-        super().__init__()
         if post_type not in ("json", "form"):
             raise ValueError("post_type is json or form")
+        super().__init__(price=price, **behaviour)
         self.campaign_id = campaign_id
         self.supplier_id = supplier_id
         self.key = key
         self.post_type = post_type
-        self.price = price
-        self.decline = decline
-        self.reject_post = reject_post
-        self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
-        self.accepted: list[dict[str, Any]] = []
-        self._seen_lock = threading.Lock()
 
     def handle(self, request: Request) -> Answer:
         kind = {"/ping": "ping", "/post": "post"}.get(request.path)
@@ -195,7 +188,7 @@ class LeadProsperFake(FakeBuyer):
         if request.content_type != wanted:
             return _error(INVALID, f"Content-Type must be {wanted}")
         if self.post_type == "form":
-            return {name: values[0] for name, values in request.form().items()}
+            return first_values(request.form())
         try:
             body = request.json()
         except ValueError:
@@ -253,20 +246,15 @@ class LeadProsperFake(FakeBuyer):
         lead_id = secrets.token_urlsafe(15)
         if self.reject_post:
             return _error(NOT_BOUGHT, self.reject_post, lead_id=lead_id)
-        with self._seen_lock:
-            if any(
-                lead["phone"] == fields["phone"] or lead["email"] == fields["email"]
-                for lead in self.accepted
-            ):
-                return Answer.as_json(
-                    {
-                        "status": "DUPLICATED",
-                        "code": DUPLICATE,
-                        "message": "Duplicate lead",
-                        "lead_id": lead_id,
-                    }
-                )
-            self.accepted.append(dict(fields))
+        if not self.accept_unless_duplicate(fields, phone="phone", email="email"):
+            return Answer.as_json(
+                {
+                    "status": "DUPLICATED",
+                    "code": DUPLICATE,
+                    "message": "Duplicate lead",
+                    "lead_id": lead_id,
+                }
+            )
         return Answer.as_json(
             {
                 "status": "ACCEPTED",

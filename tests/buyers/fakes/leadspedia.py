@@ -30,11 +30,9 @@ Behaviour per test: `price` (the bid), `decline` (fail pings with this msg), `re
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.buyers.fakes.fake_server import (
     EMAIL_RE,
@@ -43,13 +41,17 @@ from tests.buyers.fakes.fake_server import (
     US_STATES,
     ZIP5_RE,
     Answer,
-    FakeBuyer,
     FieldRule,
-    PingBook,
+    PingPostBehaviour,
+    PingPostFake,
     Request,
+    first_values,
     is_ip,
     money,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _pattern(pattern: Any, error: str) -> Callable[[str], str | None]:
@@ -91,7 +93,7 @@ CAMPAIGN_FIELDS = (
 )
 
 
-class LeadsPediaFake(FakeBuyer):
+class LeadsPediaFake(PingPostFake):
     """A LeadsPedia ping/post campaign taking GET or POST; see the module docstring."""
 
     name = "leadspedia-fake"
@@ -102,21 +104,12 @@ class LeadsPediaFake(FakeBuyer):
         campaign_id: str = "64c9a3f1b2e7d",
         campaign_key: str = "Q7vXk2LmP9sRt4WyZb8N",
         price: Decimal = Decimal("18.50"),
-        decline: str | None = None,
-        reject_post: str | None = None,
-        ping_ttl_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
+        **behaviour: Unpack[PingPostBehaviour],
     ) -> None:
-        super().__init__()
+        super().__init__(price=price, **behaviour)
         self.campaign_id = campaign_id
         self.campaign_key = campaign_key
-        self.price = price
-        self.decline = decline
-        self.reject_post = reject_post
-        self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
-        self.accepted: list[dict[str, str]] = []
         self.test_posts: list[dict[str, str]] = []
-        self._seen_lock = threading.Lock()
 
     def handle(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
         kind = {"/ping.do": "ping", "/post.do": "post"}.get(request.path)
@@ -166,17 +159,13 @@ class LeadsPediaFake(FakeBuyer):
             return _failed(answer_format, msg)
         if self.reject_post:
             return _failed(answer_format, self.reject_post)
-        with self._seen_lock:
-            if any(
-                lead["phone_home"] == params["phone_home"]
-                or lead["email_address"] == params["email_address"]
-                for lead in self.accepted
-            ):
-                return _failed(answer_format, "Duplicate Lead")
-            if params.get("lp_test") == "1":
-                self.test_posts.append(dict(params))
-            else:
-                self.accepted.append(dict(params))
+        test = params.get("lp_test") == "1"
+        if not self.accept_unless_duplicate(
+            params, phone="phone_home", email="email_address", keep=not test
+        ):
+            return _failed(answer_format, "Duplicate Lead")
+        if test:
+            self.test_posts.append(dict(params))
         return _answer(
             answer_format,
             result="success",
@@ -188,8 +177,7 @@ class LeadsPediaFake(FakeBuyer):
 
 def _params(request: Request) -> dict[str, str]:
     """The request's fields: the query string's, and on a POST the form body's too."""
-    merged = {**request.query, **(request.form() if request.method == "POST" else {})}
-    return {name: values[0] for name, values in merged.items()}
+    return first_values({**request.query, **(request.form() if request.method == "POST" else {})})
 
 
 def _field_errors(params: Mapping[str, str], kind: str) -> list[dict[str, str]]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import requests
-from defusedxml import ElementTree
 
 from tests.buyers.fakes.boberdoo import PATH, BoberdooFake
+from tests.buyers.fakes.fake_server import ManualClock, xml_fields
 
 KEY = "bbd-4f1c2a"
 PING = {
@@ -40,29 +40,10 @@ POST_FIELDS = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def buyer(clock: Clock) -> Iterator[BoberdooFake]:
+def buyer(clock: ManualClock) -> Iterator[BoberdooFake]:
     with BoberdooFake(clock=clock, ping_ttl_s=60) as fake:
         yield fake
-
-
-def xml(response: requests.Response) -> dict[str, str]:
-    root = ElementTree.fromstring(response.content)
-    assert root.tag == "response"
-    return {child.tag: child.text or "" for child in root}
 
 
 def ping(buyer: BoberdooFake, **changes: Any) -> requests.Response:
@@ -79,45 +60,48 @@ def test_it_answers_the_example_ping_with_the_example_answer(buyer: BoberdooFake
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/xml")
-    assert xml(response) == {"status": "Matched", "lead_id": "21777961", "price": "6.66"}
+    assert xml_fields(response) == {"status": "Matched", "lead_id": "21777961", "price": "6.66"}
     assert buyer.received[0].method == "GET"
     assert buyer.received[0].request.query["Zip"] == ["85004"]
 
 
 def test_it_sells_the_post_that_carries_the_pings_lead_id(buyer: BoberdooFake) -> None:
-    lead_id = xml(ping(buyer))["lead_id"]
+    lead_id = xml_fields(ping(buyer))["lead_id"]
 
     response = post(buyer, lead_id)
 
-    assert xml(response) == {"status": "Matched", "lead_id": lead_id, "price": "6.66"}
+    assert xml_fields(response) == {"status": "Matched", "lead_id": lead_id, "price": "6.66"}
     assert buyer.received[1].request.content_type == "application/x-www-form-urlencoded"
 
 
 def test_it_refuses_a_lead_id_it_never_issued(buyer: BoberdooFake) -> None:
     ping(buyer)
 
-    assert xml(post(buyer, "12345")) == {"status": "Error", "error": "Invalid Lead_ID"}
+    assert xml_fields(post(buyer, "12345")) == {"status": "Error", "error": "Invalid Lead_ID"}
 
 
 def test_it_takes_each_lead_id_once(buyer: BoberdooFake) -> None:
-    lead_id = xml(ping(buyer))["lead_id"]
+    lead_id = xml_fields(ping(buyer))["lead_id"]
     post(buyer, lead_id)
 
-    assert xml(post(buyer, lead_id)) == {"status": "Error", "error": "Lead_ID already posted"}
+    assert xml_fields(post(buyer, lead_id)) == {
+        "status": "Error",
+        "error": "Lead_ID already posted",
+    }
 
 
-def test_it_refuses_a_lead_id_posted_too_late(buyer: BoberdooFake, clock: Clock) -> None:
-    lead_id = xml(ping(buyer))["lead_id"]
+def test_it_refuses_a_lead_id_posted_too_late(buyer: BoberdooFake, clock: ManualClock) -> None:
+    lead_id = xml_fields(ping(buyer))["lead_id"]
     clock.now += 61
 
-    assert xml(post(buyer, lead_id)) == {"status": "Error", "error": "Lead_ID has expired"}
+    assert xml_fields(post(buyer, lead_id)) == {"status": "Error", "error": "Lead_ID has expired"}
 
 
 def test_a_post_without_the_lead_id_is_an_error(buyer: BoberdooFake) -> None:
     fields = {**POST_FIELDS}
     response = requests.post(buyer.url(PATH), data=fields, timeout=5)
 
-    assert xml(response) == {"status": "Error", "error": "Missing required field: Lead_ID"}
+    assert xml_fields(response) == {"status": "Error", "error": "Missing required field: Lead_ID"}
 
 
 @pytest.mark.parametrize(
@@ -141,7 +125,7 @@ def test_a_post_without_the_lead_id_is_an_error(buyer: BoberdooFake) -> None:
 def test_it_refuses_a_malformed_ping(
     buyer: BoberdooFake, changes: dict[str, str], error: str
 ) -> None:
-    assert xml(ping(buyer, **changes)) == {"status": "Error", "error": error}
+    assert xml_fields(ping(buyer, **changes)) == {"status": "Error", "error": error}
     assert buyer.pings.issued == []
 
 
@@ -160,16 +144,16 @@ def test_it_refuses_a_malformed_ping(
 def test_it_refuses_a_malformed_post(
     buyer: BoberdooFake, changes: dict[str, str], error: str
 ) -> None:
-    lead_id = xml(ping(buyer))["lead_id"]
+    lead_id = xml_fields(ping(buyer))["lead_id"]
 
-    assert xml(post(buyer, lead_id, **changes)) == {"status": "Error", "error": error}
+    assert xml_fields(post(buyer, lead_id, **changes)) == {"status": "Error", "error": error}
 
 
 def test_a_refused_post_leaves_the_lead_id_unspent(buyer: BoberdooFake) -> None:
-    lead_id = xml(ping(buyer))["lead_id"]
+    lead_id = xml_fields(ping(buyer))["lead_id"]
     post(buyer, lead_id, First_Name="")
 
-    assert xml(post(buyer, lead_id))["status"] == "Matched"
+    assert xml_fields(post(buyer, lead_id))["status"] == "Matched"
 
 
 def test_it_answers_json_when_asked(buyer: BoberdooFake) -> None:
@@ -182,37 +166,37 @@ def test_it_answers_json_when_asked(buyer: BoberdooFake) -> None:
 
 
 def test_it_refuses_an_unknown_answer_format(buyer: BoberdooFake) -> None:
-    assert xml(ping(buyer, Format="CSV")) == {"status": "Error", "error": "Invalid Format"}
+    assert xml_fields(ping(buyer, Format="CSV")) == {"status": "Error", "error": "Invalid Format"}
 
 
 def test_a_declining_buyer_answers_unmatched_without_a_lead_id(buyer: BoberdooFake) -> None:
     buyer.decline = True
 
-    assert xml(ping(buyer)) == {"status": "Unmatched"}
+    assert xml_fields(ping(buyer)) == {"status": "Unmatched"}
 
 
 def test_a_rejecting_buyer_says_why_and_spends_the_lead_id(buyer: BoberdooFake) -> None:
-    lead_id = xml(ping(buyer))["lead_id"]
+    lead_id = xml_fields(ping(buyer))["lead_id"]
     buyer.reject_post = "Duplicate lead"
 
-    assert xml(post(buyer, lead_id)) == {
+    assert xml_fields(post(buyer, lead_id)) == {
         "status": "Error",
         "lead_id": lead_id,
         "error": "Duplicate lead",
     }
     buyer.reject_post = None
-    assert xml(post(buyer, lead_id))["error"] == "Lead_ID already posted"
+    assert xml_fields(post(buyer, lead_id))["error"] == "Lead_ID already posted"
 
 
-def test_it_bids_the_price_it_is_given(clock: Clock) -> None:
+def test_it_bids_the_price_it_is_given(clock: ManualClock) -> None:
     with BoberdooFake(price=Decimal("14.2"), clock=clock) as buyer:
-        lead_id = xml(ping(buyer))["lead_id"]
-        assert xml(post(buyer, lead_id))["price"] == "14.20"
+        lead_id = xml_fields(ping(buyer))["lead_id"]
+        assert xml_fields(post(buyer, lead_id))["price"] == "14.20"
 
 
 def test_a_test_lead_matches_only_the_test_zip(buyer: BoberdooFake) -> None:
-    assert xml(ping(buyer, Test_Lead="1")) == {"status": "Unmatched"}
-    assert xml(ping(buyer, Test_Lead="1", Zip="99999"))["status"] == "Matched"
+    assert xml_fields(ping(buyer, Test_Lead="1")) == {"status": "Unmatched"}
+    assert xml_fields(ping(buyer, Test_Lead="1", Zip="99999"))["status"] == "Matched"
     assert buyer.test_leads == ["ping", "ping"]
 
 
@@ -220,19 +204,19 @@ def test_full_mode_sells_without_a_ping(buyer: BoberdooFake) -> None:
     fields = {**POST_FIELDS, "Mode": "full"}
     response = requests.post(buyer.url(PATH), data=fields, timeout=5)
 
-    assert xml(response) == {"status": "Matched", "lead_id": "21777961", "price": "6.66"}
+    assert xml_fields(response) == {"status": "Matched", "lead_id": "21777961", "price": "6.66"}
 
 
 def test_full_mode_wants_the_post_fields(buyer: BoberdooFake) -> None:
     response = ping(buyer, Mode="full")
 
-    assert xml(response)["error"] == "Missing required field: State"
+    assert xml_fields(response)["error"] == "Missing required field: State"
 
 
 def test_it_refuses_a_body_that_is_not_a_form(buyer: BoberdooFake) -> None:
     response = requests.post(buyer.url(PATH), json=PING, timeout=5)
 
-    assert xml(response) == {"status": "Error", "error": "Unsupported Content-Type"}
+    assert xml_fields(response) == {"status": "Error", "error": "Unsupported Content-Type"}
 
 
 def test_it_reads_a_form_post_with_the_credentials_in_the_query(buyer: BoberdooFake) -> None:
@@ -240,7 +224,7 @@ def test_it_reads_a_form_post_with_the_credentials_in_the_query(buyer: BoberdooF
     lead = {k: v for k, v in PING.items() if k not in credentials}
     response = requests.post(buyer.url(PATH), params=credentials, data=lead, timeout=5)
 
-    assert xml(response)["status"] == "Matched"
+    assert xml_fields(response)["status"] == "Matched"
 
 
 def test_it_knows_one_path_only(buyer: BoberdooFake) -> None:

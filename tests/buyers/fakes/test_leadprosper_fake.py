@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.buyers.fakes.fake_server import ManualClock
 from tests.buyers.fakes.leadprosper import LeadProsperFake
 
 # The spec example's credentials, and a solar lead in the campaign's formats.
@@ -41,21 +42,8 @@ POST = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def buyer(clock: Clock) -> Iterator[LeadProsperFake]:
+def buyer(clock: ManualClock) -> Iterator[LeadProsperFake]:
     with LeadProsperFake(clock=clock, ping_ttl_s=30) as fake:
         yield fake
 
@@ -220,7 +208,7 @@ def test_it_takes_each_ping_id_once(buyer: LeadProsperFake) -> None:
     )
 
 
-def test_it_refuses_a_ping_id_posted_too_late(buyer: LeadProsperFake, clock: Clock) -> None:
+def test_it_refuses_a_ping_id_posted_too_late(buyer: LeadProsperFake, clock: ManualClock) -> None:
     ping_id = ping(buyer)["ping_id"]
     clock.now += 31
 
@@ -254,7 +242,7 @@ def test_a_rejecting_buyer_says_why(buyer: LeadProsperFake) -> None:
     assert buyer.accepted == []
 
 
-def test_it_bids_the_price_it_is_given(clock: Clock) -> None:
+def test_it_bids_the_price_it_is_given(clock: ManualClock) -> None:
     with LeadProsperFake(price=Decimal("41.75"), clock=clock) as buyer:
         answer = ping(buyer)
         assert answer["bids"][0]["payout"] == 41.75
@@ -279,7 +267,7 @@ def test_it_refuses_a_body_that_is_not_a_json_object(buyer: LeadProsperFake, bod
     assert response.json() == error(1002, "Invalid JSON body")
 
 
-def test_a_form_campaign_takes_form_posts(clock: Clock) -> None:
+def test_a_form_campaign_takes_form_posts(clock: ManualClock) -> None:
     with LeadProsperFake(post_type="form", clock=clock) as buyer:
         answer = requests.post(buyer.url("/ping"), data=PING, timeout=5).json()
         fields = {**POST, "lp_ping_id": answer["ping_id"]}

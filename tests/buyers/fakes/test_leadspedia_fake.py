@@ -12,6 +12,7 @@ import pytest
 import requests
 from defusedxml import ElementTree
 
+from tests.buyers.fakes.fake_server import ManualClock, xml_fields
 from tests.buyers.fakes.leadspedia import LeadsPediaFake
 
 CAMPAIGN = {"lp_campaign_id": "64c9a3f1b2e7d", "lp_campaign_key": "Q7vXk2LmP9sRt4WyZb8N"}
@@ -39,29 +40,10 @@ POST = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def buyer(clock: Clock) -> Iterator[LeadsPediaFake]:
+def buyer(clock: ManualClock) -> Iterator[LeadsPediaFake]:
     with LeadsPediaFake(clock=clock, ping_ttl_s=45) as fake:
         yield fake
-
-
-def xml(response: requests.Response) -> dict[str, Any]:
-    root = ElementTree.fromstring(response.content)
-    assert root.tag == "response"
-    return {child.tag: child.text or "" for child in root}
 
 
 def ping(buyer: LeadsPediaFake, **changes: Any) -> dict[str, Any]:
@@ -85,7 +67,7 @@ def failed(msg: str, *errors: tuple[str, str]) -> dict[str, Any]:
 def test_it_answers_a_get_ping_in_xml_by_default(buyer: LeadsPediaFake) -> None:
     response = requests.get(buyer.url("/ping.do"), params=PING, timeout=5)
 
-    answer = xml(response)
+    answer = xml_fields(response)
     assert response.headers["Content-Type"].startswith("application/xml")
     assert answer["result"] == "success"
     assert answer["ping_id"] in buyer.pings.issued
@@ -113,7 +95,7 @@ def test_it_answers_a_post_in_xml_too(buyer: LeadsPediaFake) -> None:
     ping_id = ping(buyer)["ping_id"]
     params = {**POST, "lp_ping_id": ping_id}
 
-    answer = xml(requests.get(buyer.url("/post.do"), params=params, timeout=5))
+    answer = xml_fields(requests.get(buyer.url("/post.do"), params=params, timeout=5))
 
     assert answer["result"] == "success"
     assert answer["msg"] == "Lead Accepted"
@@ -164,7 +146,7 @@ def test_it_fails_a_malformed_ping(
 def test_it_fails_an_unknown_answer_format_in_xml(buyer: LeadsPediaFake) -> None:
     response = requests.get(buyer.url("/ping.do"), params={**PING, "lp_response": "CSV"}, timeout=5)
 
-    assert xml(response) == {"result": "failed", "msg": "Invalid lp_response"}
+    assert xml_fields(response) == {"result": "failed", "msg": "Invalid lp_response"}
 
 
 def test_a_ping_needs_nothing_personal(buyer: LeadsPediaFake) -> None:
@@ -222,7 +204,7 @@ def test_it_takes_each_ping_id_once(buyer: LeadsPediaFake) -> None:
     assert post(buyer, ping_id) == failed("Ping ID Already Used")
 
 
-def test_it_fails_a_ping_id_posted_too_late(buyer: LeadsPediaFake, clock: Clock) -> None:
+def test_it_fails_a_ping_id_posted_too_late(buyer: LeadsPediaFake, clock: ManualClock) -> None:
     ping_id = ping(buyer)["ping_id"]
     clock.now += 46
 
@@ -267,7 +249,7 @@ def test_a_test_post_is_answered_but_not_kept(buyer: LeadsPediaFake) -> None:
     assert len(buyer.test_posts) == 1
 
 
-def test_it_bids_the_price_it_is_given(clock: Clock) -> None:
+def test_it_bids_the_price_it_is_given(clock: ManualClock) -> None:
     with LeadsPediaFake(price=Decimal("7"), clock=clock) as buyer:
         answer = ping(buyer)
         assert answer["price"] == "7.00"

@@ -34,6 +34,7 @@ from simulator.server import SimulatorThread
 from tests.buyers.factories import demo_vertical
 from tests.buyers.fakes.boberdoo import BoberdooFake
 from tests.buyers.fakes.doublepositive_b import DoublePositiveInsertLead
+from tests.buyers.fakes.fake_server import ManualClock
 from tests.buyers.fakes.leadprosper import LeadProsperFake
 from tests.buyers.fakes.leadspedia import LeadsPediaFake
 from tests.buyers.fakes.product import build, exchange, preset_contract
@@ -164,17 +165,7 @@ def test_a_presets_ping_names_nobody(slug: str) -> None:
 # --- The ping id a post must carry back ------------------------------------------------------
 
 
-class Clock:
-    """A fake's clock that a test moves on, to expire its ping ids without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-PingPostFake = Callable[[Clock], Any]
+PingPostFake = Callable[[ManualClock], Any]
 # Per fake: how to start it, the secrets it wants, and its words for a missing, spent and expired
 # ping id, as the preset's response rule reads them.
 PING_ID_BUYERS: dict[str, tuple[PingPostFake, dict[str, str], tuple[str, str, str]]] = {
@@ -207,7 +198,7 @@ class PingPostBuyer:
 
     contract: Contract
     fake: Any
-    clock: Clock
+    clock: ManualClock
     missing: str
     spent: str
     expired: str
@@ -219,7 +210,7 @@ class PingPostBuyer:
 @pytest.fixture(params=sorted(PING_ID_BUYERS))
 def buyer(request: pytest.FixtureRequest) -> Iterator[PingPostBuyer]:
     start, secrets, words = PING_ID_BUYERS[request.param]
-    clock = Clock()
+    clock = ManualClock()
     with start(clock) as fake:
         contract, _ = preset_contract(request.param, fake.url(""), secrets)
         yield PingPostBuyer(contract, fake, clock, *words)
