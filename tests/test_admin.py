@@ -1132,33 +1132,33 @@ def test_lead_search_matches_exactly_on_indexed_fields(admin_client, term, found
 # --- No N+1 ---
 
 
-def test_the_lead_changelist_makes_a_bounded_number_of_queries(
-    admin_client, django_assert_max_num_queries
-):
+@pytest.fixture
+def changelist_rows(admin_client, django_assert_max_num_queries):
+    """Open a model's changelist within `max_queries` queries; return how many rows it shows."""
+
+    def rows(model, *, max_queries: int) -> int:
+        with django_assert_max_num_queries(max_queries):
+            response = admin_client.get(url(model, "changelist"))
+        return len(response.context["cl"].result_list)
+
+    return rows
+
+
+def test_the_lead_changelist_makes_a_bounded_number_of_queries(changelist_rows):
     LeadFactory.create_batch(50)
-    with django_assert_max_num_queries(10):
-        response = admin_client.get(url(Lead, "changelist"))
-    assert len(response.context["cl"].result_list) == 50
+    assert changelist_rows(Lead, max_queries=10) == 50
 
 
-def test_the_contract_changelist_makes_a_bounded_number_of_queries(
-    admin_client, django_assert_max_num_queries
-):
+def test_the_contract_changelist_makes_a_bounded_number_of_queries(changelist_rows):
     ContractFactory.create_batch(50)
-    with django_assert_max_num_queries(9):
-        response = admin_client.get(url(Contract, "changelist"))
-    assert len(response.context["cl"].result_list) == 50
+    assert changelist_rows(Contract, max_queries=9) == 50
 
 
-def test_the_source_changelist_makes_a_bounded_number_of_queries(
-    admin_client, django_assert_max_num_queries
-):
+def test_the_source_changelist_makes_a_bounded_number_of_queries(changelist_rows):
     for _ in range(30):
         source = SourceFactory(verticals=[VerticalFactory(), VerticalFactory()])
         source_api_key_create(source=source)
-    with django_assert_max_num_queries(9):
-        response = admin_client.get(url(Source, "changelist"))
-    assert len(response.context["cl"].result_list) == 30
+    assert changelist_rows(Source, max_queries=9) == 30
 
 
 def test_the_lead_page_makes_a_bounded_number_of_queries(
@@ -1176,9 +1176,7 @@ def test_the_lead_page_makes_a_bounded_number_of_queries(
     assert response.status_code == 200
 
 
-def test_the_cap_record_changelists_make_a_bounded_number_of_queries(
-    admin_client, django_assert_max_num_queries
-):
+def test_the_cap_record_changelists_make_a_bounded_number_of_queries(changelist_rows):
     start = datetime(2030, 1, 1, tzinfo=UTC)
     for n in range(30):
         contract = ContractFactory()
@@ -1192,12 +1190,8 @@ def test_the_cap_record_changelists_make_a_bounded_number_of_queries(
             lead=LeadFactory(), contract=contract, price=Decimal(10)
         )
         reservation.counters.add(counter)
-    with django_assert_max_num_queries(9):
-        response = admin_client.get(url(CapCounter, "changelist"))
-    assert len(response.context["cl"].result_list) == 60
-    with django_assert_max_num_queries(9):
-        response = admin_client.get(url(CapReservation, "changelist"))
-    assert len(response.context["cl"].result_list) == 30
+    assert changelist_rows(CapCounter, max_queries=9) == 60
+    assert changelist_rows(CapReservation, max_queries=9) == 30
 
 
 def test_the_buyer_page_makes_a_bounded_number_of_queries(
