@@ -92,8 +92,6 @@ LEAD_TYPE_FIELDS = (
 class BoberdooFake(PingPostFake):
     """A boberdoo portal buying one lead type by ping/post; see the module docstring."""
 
-    name = "boberdoo-fake"
-
     def __init__(
         self,
         *,
@@ -112,16 +110,16 @@ class BoberdooFake(PingPostFake):
     def lead_id(self) -> str:
         return str(self.first_lead_id + self.next_number() - 1)
 
-    def handle(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
+    def answer(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
         if request.path != PATH:
-            return Answer("Not Found", "text/plain", 404)
+            return Answer.text("Not Found", status=404)
         params = _params(request)
         answer_format = params.get("Format", "XML").upper()
         if answer_format not in ("XML", "JSON"):
             return _answer("XML", status="Error", error="Invalid Format")
         if request.method not in ("GET", "POST"):
             return _answer(answer_format, status="Error", error="Unsupported request method")
-        if request.method == "POST" and request.body and request.content_type != FORM:
+        if request.method == "POST" and request.body and request.media_type != FORM:
             return _answer(answer_format, status="Error", error="Unsupported Content-Type")
         error = self._check(params)
         if error:
@@ -195,5 +193,5 @@ def _params(request: Request) -> dict[str, str]:
 def _answer(answer_format: str, **elements: Any) -> Answer:
     """The short response: status, then lead_id, price and error where there are any."""
     if answer_format == "JSON":
-        return Answer.as_json({"response": elements})
-    return Answer.as_xml("response", elements)
+        return Answer.json({"response": elements})
+    return Answer.xml_elements("response", elements)

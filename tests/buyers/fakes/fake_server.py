@@ -1,12 +1,13 @@
 """What every fake buyer shares: a real HTTP server on 127.0.0.1 in a thread, a record of what it
 received, the ping ids it issued, and the plain format checks buyers' specs ask for.
 
-A fake is a `FakeBuyer` subclass that turns a `Request` into an `Answer`; it runs for the length
-of a `with` block, on a port of its own:
+A fake is a `FakeBuyer` subclass that turns a `Request` into an `Answer` in `answer`; it runs
+for the length of a `with` block, on a port of its own, and answers one request at a time (fakes
+keep state between requests):
 
     with LeadProsperFake() as buyer:
         requests.post(buyer.url("/ping"), json={...})
-        assert buyer.received[0].answer_status == 200
+        assert buyer.received[0].status == 200
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
@@ -32,6 +33,9 @@ from defusedxml import ElementTree
 if TYPE_CHECKING:
     pass
 
+LOOPBACK = "127.0.0.1"
+# A bound on what a fake reads, so a runaway client cannot exhaust the test process.
+MAX_BODY_BYTES = 5 * 1024 * 1024
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
@@ -56,7 +60,7 @@ NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 
 @dataclass(frozen=True)
 class Request:
-    """One request as the fake received it."""
+    """One request as the fake received it. Header names are lower case."""
 
     method: str
     path: str
@@ -65,37 +69,59 @@ class Request:
     body: bytes
 
     @property
-    def content_type(self) -> str:
-        """The media type of the body, without parameters, in lower case."""
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type without its parameters, lower case ("" when absent)."""
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
-    def form(self) -> dict[str, list[str]]:
-        """Return the body's form fields (empty when the body is not a form)."""
-        if self.content_type != FORM:
-            return {}
-        return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+    @property
+    def charset(self) -> str:
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == "charset":
+                return value.strip().strip('"').lower()
+        return ""
 
     def json(self) -> Any:
         """Return the body parsed as JSON; ValueError when it is not JSON."""
-        return json.loads(self.body.decode("utf-8"))
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, list[str]]:
+        """The x-www-form-urlencoded body, every value of every field, blanks kept (empty when
+        the body is not a form)."""
+        if self.media_type != FORM:
+            return {}
+        return parse_qs(self.text, keep_blank_values=True)
 
 
 @dataclass(frozen=True)
 class Answer:
     """What the fake sends back."""
 
-    body: str
+    status: int
+    body: bytes
     content_type: str
-    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def as_json(cls, value: Any, status: int = 200) -> Answer:
-        return cls(json.dumps(value), f"{JSON}; charset=utf-8", status)
+    def json(cls, payload: Any, status: int = 200) -> Answer:
+        return cls(status, json.dumps(payload).encode(), f"{JSON}; charset=utf-8")
 
     @classmethod
-    def as_xml(cls, root: str, elements: Mapping[str, Any], status: int = 200) -> Answer:
+    def xml(cls, text: str, status: int = 200, content_type: str = "text/xml") -> Answer:
+        return cls(status, text.encode("utf-8"), f"{content_type}; charset=utf-8")
+
+    @classmethod
+    def xml_elements(cls, root: str, elements: Mapping[str, Any], status: int = 200) -> Answer:
         """An XML answer: one element per item under `root`, in order; None leaves it out."""
-        return cls(xml_document(root, elements), "application/xml; charset=utf-8", status)
+        return cls.xml(xml_document(root, elements), status, content_type="application/xml")
+
+    @classmethod
+    def text(cls, text: str, status: int = 200) -> Answer:
+        return cls(status, text.encode("utf-8"), "text/plain; charset=utf-8")
 
 
 @dataclass(frozen=True)
@@ -114,12 +140,12 @@ class Received:
         return self.request.path
 
     @property
-    def answer_status(self) -> int:
+    def status(self) -> int:
         return self.answer.status
 
     @property
     def answer_body(self) -> str:
-        return self.answer.body
+        return self.answer.body.decode("utf-8")
 
 
 def xml_document(root: str, elements: Mapping[str, Any]) -> str:
@@ -200,72 +226,126 @@ class PingBook:
 
 
 class FakeBuyer:
-    """A buyer's endpoint on 127.0.0.1: subclasses answer in `handle`. Use as a context
-    manager; `received` lists every exchange in arrival order."""
+    """A buyer's endpoint on 127.0.0.1, started and stopped by `with`: subclasses answer in
+    `answer`; `received` lists every exchange in arrival order."""
 
-    name = "fake-buyer"
+    path: ClassVar[str] = "/"
 
     def __init__(self) -> None:
-        self.port = 0
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
 
-    def handle(self, request: Request) -> Answer:
+    def answer(self, request: Request) -> Answer:
         raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not running: use it in a with block.")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def url(self, path: str | None = None) -> str:
+        """The endpoint's URL (the spec's own path unless another is given)."""
+        return f"{self.base_url}{self.path if path is None else path}"
+
+    @property
+    def requests(self) -> list[Request]:
+        return [received.request for received in self.received]
+
+    def requests_to(self, path: str) -> list[Received]:
+        """The exchanges at one path, in order."""
+        return [exchange for exchange in self.received if exchange.path == path]
 
     def next_number(self) -> int:
         """A number no other answer of this fake has used (for lead and ping ids)."""
+        return next(self._ids)
+
+    def _record(self, request: Request) -> Answer:
+        # One request at a time: fakes keep state (issued ids, seen leads) between requests.
         with self._lock:
-            return next(self._ids)
+            try:
+                answer = self.answer(request)
+            except Exception as exc:
+                # A bug in a fake must show in the test, not as a connection dropped mid-request.
+                answer = Answer.text(f"{type(self).__name__} failed: {exc!r}", status=599)
+            self.received.append(Received(request, answer))
+        return answer
 
-    def url(self, path: str = "/", *, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
                 split = urlsplit(self.path)
                 request = Request(
                     method=self.command,
                     path=split.path,
                     query=parse_qs(split.query, keep_blank_values=True),
                     headers={name.lower(): value for name, value in self.headers.items()},
-                    body=body,
+                    body=self._read_body(),
                 )
-                answer = fake.handle(request)
-                with fake._lock:
-                    fake.received.append(Received(request, answer))
-                payload = answer.body.encode("utf-8")
+                answer = fake._record(request)
                 self.send_response(answer.status)
                 self.send_header("Content-Type", answer.content_type)
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Content-Length", str(len(answer.body)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                if self.command != "HEAD":
+                    self.wfile.write(answer.body)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+            def _read_body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    return b"".join(chunks)[:MAX_BODY_BYTES]
+                length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY_BYTES)
+                return self.rfile.read(length)
 
-            def log_message(self, *args: object) -> None:
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        # A short poll keeps shutdown (which waits for the next poll) from slowing every test.
+        server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        # A short poll keeps stopping quick: tests start and stop a fake each.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name=self.name
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
         )
-        self._thread.daemon = True
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(
         self,
@@ -273,16 +353,7 @@ class FakeBuyer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        assert self._server is not None
-        assert self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def requests_to(self, path: str) -> list[Received]:
-        """The exchanges at one path, in order."""
-        with self._lock:
-            return [exchange for exchange in self.received if exchange.path == path]
+        self.stop()
 
 
 class PingPostBehaviour(TypedDict, total=False):
@@ -315,21 +386,18 @@ class PingPostFake(FakeBuyer):
         self.reject_post = reject_post
         self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
         self.accepted: list[dict[str, Any]] = []
-        self._seen_lock = threading.Lock()
 
     def accept_unless_duplicate(
         self, fields: Mapping[str, Any], *, phone: str, email: str, keep: bool = True
     ) -> bool:
         """Record a bought lead (when `keep`); False when an earlier one has its phone or e-mail."""
-        with self._seen_lock:
-            if any(
-                lead[phone] == fields[phone] or lead[email] == fields[email]
-                for lead in self.accepted
-            ):
-                return False
-            if keep:
-                self.accepted.append(dict(fields))
-            return True
+        if any(
+            lead[phone] == fields[phone] or lead[email] == fields[email] for lead in self.accepted
+        ):
+            return False
+        if keep:
+            self.accepted.append(dict(fields))
+        return True
 
 
 class ManualClock:

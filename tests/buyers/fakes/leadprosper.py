@@ -146,8 +146,6 @@ CAMPAIGN_FIELDS = (
 class LeadProsperFake(PingPostFake):
     """A Lead Prosper ping/post campaign; see the module docstring."""
 
-    name = "leadprosper-fake"
-
     def __init__(
         self,
         *,
@@ -166,10 +164,10 @@ class LeadProsperFake(PingPostFake):
         self.key = key
         self.post_type = post_type
 
-    def handle(self, request: Request) -> Answer:
+    def answer(self, request: Request) -> Answer:
         kind = {"/ping": "ping", "/post": "post"}.get(request.path)
         if kind is None:
-            return Answer("Not Found", "text/plain", 404)
+            return Answer.text("Not Found", status=404)
         if request.method != "POST":
             return _error(INVALID, "Method not allowed", status=405)
         fields = self._fields(request)
@@ -185,7 +183,7 @@ class LeadProsperFake(PingPostFake):
     def _fields(self, request: Request) -> dict[str, Any] | Answer:
         """The body's fields, in the post type this campaign takes."""
         wanted = JSON if self.post_type == "json" else FORM
-        if request.content_type != wanted:
+        if request.media_type != wanted:
             return _error(INVALID, f"Content-Type must be {wanted}")
         if self.post_type == "form":
             return first_values(request.form())
@@ -230,7 +228,7 @@ class LeadProsperFake(PingPostFake):
             return _error(NOT_BOUGHT, self.decline)
         ping_id = self.pings.issue(secrets.token_hex(10), price=self.price)
         bid = {"bid_id": secrets.token_hex(6), "payout": float(self.price)}
-        return Answer.as_json(
+        return Answer.json(
             {"status": "ACCEPTED", "code": 0, "message": "", "ping_id": ping_id, "bids": [bid]}
         )
 
@@ -247,7 +245,7 @@ class LeadProsperFake(PingPostFake):
         if self.reject_post:
             return _error(NOT_BOUGHT, self.reject_post, lead_id=lead_id)
         if not self.accept_unless_duplicate(fields, phone="phone", email="email"):
-            return Answer.as_json(
+            return Answer.json(
                 {
                     "status": "DUPLICATED",
                     "code": DUPLICATE,
@@ -255,7 +253,7 @@ class LeadProsperFake(PingPostFake):
                     "lead_id": lead_id,
                 }
             )
-        return Answer.as_json(
+        return Answer.json(
             {
                 "status": "ACCEPTED",
                 "code": 0,
@@ -267,4 +265,4 @@ class LeadProsperFake(PingPostFake):
 
 
 def _error(code: int, message: str, *, status: int = 200, **extra: Any) -> Answer:
-    return Answer.as_json({"status": "ERROR", "code": code, "message": message, **extra}, status)
+    return Answer.json({"status": "ERROR", "code": code, "message": message, **extra}, status)

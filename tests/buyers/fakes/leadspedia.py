@@ -96,8 +96,6 @@ CAMPAIGN_FIELDS = (
 class LeadsPediaFake(PingPostFake):
     """A LeadsPedia ping/post campaign taking GET or POST; see the module docstring."""
 
-    name = "leadspedia-fake"
-
     def __init__(
         self,
         *,
@@ -111,15 +109,15 @@ class LeadsPediaFake(PingPostFake):
         self.campaign_key = campaign_key
         self.test_posts: list[dict[str, str]] = []
 
-    def handle(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
+    def answer(self, request: Request) -> Answer:  # noqa: PLR0911 (one answer per outcome)
         kind = {"/ping.do": "ping", "/post.do": "post"}.get(request.path)
         if kind is None:
-            return Answer("Not Found", "text/plain", 404)
+            return Answer.text("Not Found", status=404)
         params = _params(request)
         answer_format = "JSON" if params.get("lp_response", "").upper() == "JSON" else "XML"
         if request.method not in ("GET", "POST"):
             return _failed(answer_format, "Method Not Allowed", status=405)
-        if request.method == "POST" and request.body and request.content_type != FORM:
+        if request.method == "POST" and request.body and request.media_type != FORM:
             return _failed(answer_format, "Unsupported Content-Type")
         if params.get("lp_response", "XML").upper() not in ("XML", "JSON"):
             return _failed(answer_format, "Invalid lp_response")
@@ -203,8 +201,8 @@ def _failed(
 
 def _answer(answer_format: str, *, status: int = 200, **elements: Any) -> Answer:
     if answer_format == "JSON":
-        return Answer.as_json({k: v for k, v in elements.items() if v is not None}, status)
+        return Answer.json({k: v for k, v in elements.items() if v is not None}, status)
     xml_elements = dict(elements)
     if xml_elements.get("errors"):
         xml_elements["errors"] = {"error": xml_elements["errors"]}
-    return Answer.as_xml("response", xml_elements, status)
+    return Answer.xml_elements("response", xml_elements, status)

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from tests.buyers.fakes.base_b import Answer, FakeBuyer, Request
+from tests.buyers.fakes.fake_server import Answer, FakeBuyer, Request
 
 PATH = "/partner/v2/policy/lead"
 SUCCESS_MESSAGE = "Processed successfully."

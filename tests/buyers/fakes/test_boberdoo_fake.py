@@ -71,7 +71,7 @@ def test_it_sells_the_post_that_carries_the_pings_lead_id(buyer: BoberdooFake) -
     response = post(buyer, lead_id)
 
     assert xml_fields(response) == {"status": "Matched", "lead_id": lead_id, "price": "6.66"}
-    assert buyer.received[1].request.content_type == "application/x-www-form-urlencoded"
+    assert buyer.received[1].request.media_type == "application/x-www-form-urlencoded"
 
 
 def test_it_refuses_a_lead_id_it_never_issued(buyer: BoberdooFake) -> None:

@@ -73,7 +73,7 @@ def test_it_bids_on_a_ping_and_names_it(buyer: LeadProsperFake) -> None:
     assert answer["code"] == 0
     assert answer["ping_id"] in buyer.pings.issued
     assert answer["bids"][0]["payout"] == 25.0
-    assert buyer.received[0].request.content_type == "application/json"
+    assert buyer.received[0].request.media_type == "application/json"
 
 
 def test_it_sells_the_post_that_carries_the_ping_id(buyer: LeadProsperFake) -> None:

@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from tests.buyers.fakes.base_b import Answer, FakeBuyer, Request
+from tests.buyers.fakes.fake_server import Answer, FakeBuyer, Request
 
 MODULE = "Leads"
 PATH = f"/crm/private/xml/{MODULE}/insertRecords"
