@@ -9,7 +9,7 @@ e-mail through its door to Django's mail backend.
 Both kinds of message are recorded before they are sent (NotificationDelivery, TeamNotification)
 and sent by a task: `message_send` sends a recorded one by its channel, `message_verdict` says
 what an attempt came to and whether to try again; the tasks wait between tries as
-`RETRY_BACKOFF_…` says.
+`retry_countdown` says.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from outbound import http
 from outbound.email import email_send
 from outbound.guard import webhook_url_refusal
-from outbound.rules import Outcome, retryable
+from outbound.rules import Outcome, backoff, retryable
 
 __all__ = [
     "EMAIL",
@@ -36,6 +36,7 @@ __all__ = [
     "email_message_send",
     "message_send",
     "message_verdict",
+    "retry_countdown",
     "slack_escape",
     "slack_message_send",
     "webhook_url_refusal",
@@ -50,6 +51,12 @@ SLACK = "slack"
 # hand a retry still waiting in one worker to a second one.
 RETRY_BACKOFF_BASE_S = 10
 RETRY_BACKOFF_CAP_S = 300
+
+
+def retry_countdown(retries: int) -> float:
+    """Return how long a message's task waits before its next try, after `retries` retries:
+    exponential, half of it fixed and half random."""
+    return backoff(retries + 1, base_s=RETRY_BACKOFF_BASE_S, cap_s=RETRY_BACKOFF_CAP_S)
 
 
 def slack_escape(text: str) -> str:

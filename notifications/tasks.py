@@ -11,8 +11,7 @@ from celery import shared_task
 
 from config.locks import one_at_a_time
 from notifications import services
-from notifications.channels import RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_CAP_S
-from outbound.rules import backoff
+from notifications.channels import retry_countdown
 
 
 @shared_task(name="routing.tasks.dispatch_notification")
@@ -30,10 +29,7 @@ def send_notification(self, delivery_id: int) -> str:
     """Send one recorded notification (Slack or e-mail); retry transient failures."""
     outcome = services.delivery_send(delivery_id=delivery_id)
     if outcome == "retry":
-        # Exponential backoff with jitter (half fixed, half random).
-        retries = self.request.retries
-        countdown = backoff(retries + 1, base_s=RETRY_BACKOFF_BASE_S, cap_s=RETRY_BACKOFF_CAP_S)
-        raise self.retry(countdown=countdown)
+        raise self.retry(countdown=retry_countdown(self.request.retries))
     return outcome
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from config.locks import one_at_a_time
-from notifications.channels import RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_CAP_S
-from outbound.rules import backoff
+from notifications.channels import retry_countdown
 from teams import services
 
 
@@ -46,8 +45,5 @@ def send_team_notification(self, notification_id: int) -> str:
     """Send one message about a team assignment (e-mail or Slack); retry transient failures."""
     outcome = services.team_notification_send(notification_id=notification_id)
     if outcome == "retry":
-        # Exponential backoff with jitter (half fixed, half random).
-        retries = self.request.retries
-        countdown = backoff(retries + 1, base_s=RETRY_BACKOFF_BASE_S, cap_s=RETRY_BACKOFF_CAP_S)
-        raise self.retry(countdown=countdown)
+        raise self.retry(countdown=retry_countdown(self.request.retries))
     return outcome
