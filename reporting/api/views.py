@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -9,6 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from reporting.api.auth import (
@@ -61,9 +65,16 @@ REPORT_PROBLEMS = {
 class ReportView(APIView):
     """The base of every report: staff by session or token, the report filters, no throttle."""
 
+    # The docstring is the OpenAPI description of every report. A report names its selector
+    # (`report`, called with the parsed query) and the serializer of what it returns (`many`
+    # for a list of rows); its class's `extend_schema` gives its summary and answer.
+
     authentication_classes = [StaffTokenAuthentication, SessionAuthentication]
     permission_classes = [CanViewReports]
     throttle_classes: list = []
+    report: Callable[[ReportQuery], Any]
+    serializer: type[Serializer]
+    many = False
 
     def report_query(self, request: Request) -> ReportQuery:
         rollups_for_readers()
@@ -72,63 +83,58 @@ class ReportView(APIView):
         except DjangoValidationError as exc:
             raise exceptions.ValidationError(exc.message_dict) from None
 
+    @extend_schema(parameters=FILTER_PARAMETERS, tags=["reports"])
+    def get(self, request: Request) -> Response:
+        result = type(self).report(self.report_query(request))
+        return Response(self.serializer(result, many=self.many).data)
 
+
+@extend_schema(
+    summary="Headline figures of a period and the one before it",
+    responses={200: SummarySerializer, **REPORT_PROBLEMS},
+)
 class SummaryView(ReportView):
-    @extend_schema(
-        summary="Headline figures of a period and the one before it",
-        parameters=FILTER_PARAMETERS,
-        responses={200: SummarySerializer, **REPORT_PROBLEMS},
-        tags=["reports"],
-    )
-    def get(self, request: Request) -> Response:
-        return Response(SummarySerializer(report_summary(self.report_query(request))).data)
+    report = report_summary
+    serializer = SummarySerializer
 
 
+@extend_schema(
+    summary="Received, sold and revenue per hour (up to two days) or per day",
+    responses={200: TimeseriesSerializer, **REPORT_PROBLEMS},
+)
 class TimeseriesView(ReportView):
-    @extend_schema(
-        summary="Received, sold and revenue per hour (up to two days) or per day",
-        parameters=FILTER_PARAMETERS,
-        responses={200: TimeseriesSerializer, **REPORT_PROBLEMS},
-        tags=["reports"],
-    )
-    def get(self, request: Request) -> Response:
-        return Response(TimeseriesSerializer(report_timeseries(self.report_query(request))).data)
+    report = report_timeseries
+    serializer = TimeseriesSerializer
 
 
+@extend_schema(
+    summary="One row per buyer: pings, bids, wins, posts, rejections, revenue, latency, caps",
+    responses={200: BuyerRowSerializer(many=True), **REPORT_PROBLEMS},
+)
 class BuyersReportView(ReportView):
-    @extend_schema(
-        summary="One row per buyer: pings, bids, wins, posts, rejections, revenue, latency, caps",
-        parameters=FILTER_PARAMETERS,
-        responses={200: BuyerRowSerializer(many=True), **REPORT_PROBLEMS},
-        tags=["reports"],
-    )
-    def get(self, request: Request) -> Response:
-        rows = report_buyers(self.report_query(request))
-        return Response(BuyerRowSerializer(rows, many=True).data)
+    report = report_buyers
+    serializer = BuyerRowSerializer
+    many = True
 
 
+@extend_schema(
+    summary="One row per source: volume, quality, sell-through, money, returns, attribution",
+    responses={200: SourceRowSerializer(many=True), **REPORT_PROBLEMS},
+)
 class SourcesReportView(ReportView):
-    @extend_schema(
-        summary="One row per source: volume, quality, sell-through, money, returns, attribution",
-        parameters=FILTER_PARAMETERS,
-        responses={200: SourceRowSerializer(many=True), **REPORT_PROBLEMS},
-        tags=["reports"],
-    )
-    def get(self, request: Request) -> Response:
-        rows = report_sources(self.report_query(request))
-        return Response(SourceRowSerializer(rows, many=True).data)
+    report = report_sources
+    serializer = SourceRowSerializer
+    many = True
 
 
+@extend_schema(
+    summary="One row per score tier: received, accepted, sold, sell-through, revenue",
+    responses={200: TierRowSerializer(many=True), **REPORT_PROBLEMS},
+)
 class TiersReportView(ReportView):
-    @extend_schema(
-        summary="One row per score tier: received, accepted, sold, sell-through, revenue",
-        parameters=FILTER_PARAMETERS,
-        responses={200: TierRowSerializer(many=True), **REPORT_PROBLEMS},
-        tags=["reports"],
-    )
-    def get(self, request: Request) -> Response:
-        rows = report_tiers(self.report_query(request))
-        return Response(TierRowSerializer(rows, many=True).data)
+    report = report_tiers
+    serializer = TierRowSerializer
+    many = True
 
 
 class ReturnCreateView(APIView):
