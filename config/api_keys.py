@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from django.db import models
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
@@ -168,3 +169,14 @@ class BearerKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+# drf-spectacular registers every subclass in an untyped __init_subclass__.
+class BearerScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The OpenAPI security scheme of a bearer credential; subclasses name the authentication
+    class (`target_class`), the scheme (`name`) and the credential (`description`)."""
+
+    description = ""
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": self.description}

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import DatabaseError
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from config.api_keys import BearerScheme
 from config.problems import problems_document
 from leads.models import FieldType, Vertical
 
@@ -142,16 +142,10 @@ EMPTY_MEANS_NOT_GIVEN = {
 }
 
 
-class SourceKeyScheme(OpenApiAuthenticationExtension):
+class SourceKeyScheme(BearerScheme):
     target_class = "leads.api.auth.SourceKeyAuthentication"
     name = "SourceKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A source API key (lsk_…), minted in the admin or by create_source.",
-        }
+    description = "A source API key (lsk_…), minted in the admin or by create_source."
 
 
 FIELD_SCHEMAS: dict[str, dict[str, Any]] = {

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import BasePermission
 
 from buyers.models import Buyer, BuyerApiKey
-from config.api_keys import BearerKeyAuthentication
+from config.api_keys import BearerKeyAuthentication, BearerScheme
 from reporting.services import buyer_api_key_authenticate
 
 DASHBOARD_PERMISSION = "reporting.view_dashboard"
@@ -74,25 +73,13 @@ class IsActiveBuyer(BasePermission):
         return isinstance(request.user, BuyerPrincipal) and request.user.buyer.active
 
 
-class StaffTokenScheme(OpenApiAuthenticationExtension):
+class StaffTokenScheme(BearerScheme):
     target_class = "reporting.api.auth.StaffTokenAuthentication"
     name = "StaffToken"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A staff user's API token (manage.py drf_create_token <username>).",
-        }
+    description = "A staff user's API token (manage.py drf_create_token <username>)."
 
 
-class BuyerKeyScheme(OpenApiAuthenticationExtension):
+class BuyerKeyScheme(BearerScheme):
     target_class = "reporting.api.auth.BuyerKeyAuthentication"
     name = "BuyerKey"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A buyer API key (lbk_…), minted in the admin or by mint_buyer_key.",
-        }
+    description = "A buyer API key (lbk_…), minted in the admin or by mint_buyer_key."
