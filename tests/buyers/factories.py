@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import factory
 from factory.django import DjangoModelFactory
 
+from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import (
     Buyer,
     CapPeriod,
@@ -75,3 +78,26 @@ class DeliveryEndpointFactory(DjangoModelFactory[DeliveryEndpoint]):
     contract = factory.SubFactory(ContractFactory)
     kind = EndpointKind.POST
     url = "http://127.0.0.1:9100/post?accept=1"
+
+
+def cap_usage_at(
+    period: str,
+    *,
+    at: datetime,
+    zone: ZoneInfo,
+    leads: int = 0,
+    spend: str = "0",
+    max_leads: int | None = None,
+    max_budget: str | None = None,
+    scope: str = "contract",
+) -> CapUsage:
+    """A cap's usage in the period (in `zone`) holding `at`: `leads` and `spend` against it."""
+    limit = CapLimitSpec(
+        scope=scope,
+        owner_id=1,
+        period=period,
+        max_leads=max_leads,
+        max_budget=Decimal(max_budget) if max_budget is not None else None,
+    )
+    start, end = period_bounds(period, at, zone)
+    return CapUsage(limit, start, end, leads, Decimal(spend))

@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buyers.caps import TOTAL_END, TOTAL_START, CapLimitSpec, CapUsage, period_bounds
+from buyers.caps import TOTAL_END, TOTAL_START, CapUsage, period_bounds
 from buyers.models import (
     BuyerCap,
     CapCounter,
@@ -20,7 +21,7 @@ from buyers.models import (
 )
 from buyers.selectors import cap_usage, cap_usage_for_contracts
 from buyers.services import CapRefusal, cap_commit, cap_release, cap_reserve
-from tests.buyers.factories import BuyerFactory, ContractCapFactory, ContractFactory
+from tests.buyers.factories import BuyerFactory, ContractCapFactory, ContractFactory, cap_usage_at
 from tests.leads.factories import LeadFactory
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -231,24 +232,8 @@ def test_periods_contain_now_tile_time_and_are_the_same_from_any_instant_inside(
 # --- CapUsage --------------------------------------------------------------------------------
 
 
-def usage_of(
-    *,
-    leads: int = 0,
-    spend: str = "0",
-    max_leads: int | None = None,
-    max_budget: str | None = None,
-    period: str = CapPeriod.DAY,
-    scope: str = "contract",
-) -> CapUsage:
-    limit = CapLimitSpec(
-        scope=scope,
-        owner_id=1,
-        period=period,
-        max_leads=max_leads,
-        max_budget=Decimal(max_budget) if max_budget is not None else None,
-    )
-    start, end = period_bounds(period, utc(2026, 7, 15), CHICAGO)
-    return CapUsage(limit, start, end, leads, Decimal(spend))
+def usage_of(*, period: str = CapPeriod.DAY, **counts: Any) -> CapUsage:
+    return cap_usage_at(period, at=utc(2026, 7, 15), zone=CHICAGO, **counts)
 
 
 def test_a_count_cap_blocks_only_once_full():

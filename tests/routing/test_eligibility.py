@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import BoughtScope, CapPeriod, CriterionOperator, SourceFilter
 from buyers.schedule import Schedule
 from leads.geo import zip_lookup
@@ -24,6 +23,7 @@ from routing.eligibility import (
     compile_criterion,
     evaluate,
 )
+from tests.buyers.factories import cap_usage_at
 
 CHICAGO = ZoneInfo("America/Chicago")
 # Tuesday 2026-11-24 15:00 UTC = 09:00 in Chicago.
@@ -304,16 +304,8 @@ def test_it_refuses_a_consumer_the_buyer_bought_recently():
     assert verdict(replace(buyer_wide, buyer_id=8), past_sales=sales).eligible
 
 
-def usage(period, *, leads=0, spend="0", max_leads=None, max_budget=None, scope="contract"):
-    limit = CapLimitSpec(
-        scope=scope,
-        owner_id=1,
-        period=period,
-        max_leads=max_leads,
-        max_budget=Decimal(max_budget) if max_budget is not None else None,
-    )
-    start, end = period_bounds(period, NOW, CHICAGO)
-    return CapUsage(limit, start, end, leads, Decimal(spend))
+def usage(period, **counts):
+    return cap_usage_at(period, at=NOW, zone=CHICAGO, **counts)
 
 
 def test_it_stops_at_a_full_count_cap():
