@@ -54,17 +54,10 @@ def ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
     results = send_all([o.ping for o in to_ping], deadline=deadline)
     for offer, result in zip(to_ping, results, strict=True):
         contract = offer.contract
+        answered = partial(ping, contract=contract, request=offer.ping, result=result)
         if result.status is None:
             outcome = AttemptOutcome.TIMEOUT if result.timed_out else AttemptOutcome.ERROR
-            attempts.append(
-                ping(
-                    contract=contract,
-                    request=offer.ping,
-                    result=result,
-                    outcome=outcome,
-                    reason=result.error,
-                )
-            )
+            attempts.append(answered(outcome=outcome, reason=result.error))
             continue
         parsed = parse_response(rule_for(contract, EndpointKind.PING), result.status, result.body)
         if parsed.accepted and parsed.price is not None:
@@ -77,10 +70,7 @@ def ping_all(run: Run, offers: list[Offer], ping_fields) -> list[Attempt]:
         if parsed.accepted and parsed.price is None:
             reason = "bid without a price"
         attempts.append(
-            ping(
-                contract=contract,
-                request=offer.ping,
-                result=result,
+            answered(
                 outcome=outcome,
                 price=parsed.price,
                 reason=reason,
