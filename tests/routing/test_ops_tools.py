@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -384,16 +385,20 @@ def test_only_those_who_configure_contracts_may_try_answers(contract, role, stat
 # --- Replay: a stored answer read by today's rules ---------------------------------------------
 
 
+def recorded_attempt(contract: Contract, **fields: Any) -> Attempt:
+    """An attempt at the contract for a solar lead of its own, recorded as `fields` say."""
+    lead = LeadFactory(vertical=contract.vertical, data=SOLAR_DATA)
+    return AttemptFactory(auction=AuctionFactory(lead=lead), contract=contract, **fields)
+
+
 def attempt_page(client: Client, attempt: Attempt) -> str:
     return client.get(reverse("admin:routing_attempt_change", args=[attempt.pk])).content.decode()
 
 
 def test_an_attempts_answer_is_read_again_by_todays_rules_beside_what_was_recorded(contract):
-    lead = LeadFactory(vertical=contract.vertical, data=SOLAR_DATA)
     # Recorded when the post rule was wrong: the buyer's acceptance was taken for a refusal.
-    attempt = AttemptFactory(
-        auction=AuctionFactory(lead=lead),
-        contract=contract,
+    attempt = recorded_attempt(
+        contract,
         kind=EndpointKind.POST,
         response_status=200,
         response_body=json.dumps(POST_ACCEPTED),
@@ -412,10 +417,8 @@ def test_an_attempts_answer_is_read_again_by_todays_rules_beside_what_was_record
 
 
 def test_a_replay_shows_a_capture_a_rule_fix_added(contract):
-    lead = LeadFactory(vertical=contract.vertical, data=SOLAR_DATA)
-    attempt = AttemptFactory(
-        auction=AuctionFactory(lead=lead),
-        contract=contract,
+    attempt = recorded_attempt(
+        contract,
         response_body=json.dumps(PING_ACCEPTED),
         outcome=AttemptOutcome.BID,
         price=Decimal("25.00"),
@@ -431,10 +434,8 @@ def test_a_replay_shows_a_capture_a_rule_fix_added(contract):
 
 
 def test_a_replay_follows_the_rule_as_it_is_now(contract):
-    lead = LeadFactory(vertical=contract.vertical, data=SOLAR_DATA)
-    attempt = AttemptFactory(
-        auction=AuctionFactory(lead=lead),
-        contract=contract,
+    attempt = recorded_attempt(
+        contract,
         kind=EndpointKind.POST,
         response_body=json.dumps(POST_ACCEPTED),
         outcome=AttemptOutcome.ACCEPTED,
@@ -470,10 +471,8 @@ def test_sales_see_a_replay_with_the_leads_personal_data_masked(contract):
 
 
 def test_an_attempt_the_buyer_never_answered_has_nothing_to_read_again(contract):
-    lead = LeadFactory(vertical=contract.vertical, data=SOLAR_DATA)
-    attempt = AttemptFactory(
-        auction=AuctionFactory(lead=lead),
-        contract=contract,
+    attempt = recorded_attempt(
+        contract,
         response_status=None,
         response_body="",
         outcome=AttemptOutcome.TIMEOUT,
