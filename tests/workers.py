@@ -26,11 +26,21 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app as celery_app
+from leads.models import FINAL_STATUSES, Lead
 from tests.conftest import celery_eager
 
 BASE_DIR = Path(settings.BASE_DIR)
 CELERY = Path(sys.executable).with_name("celery")
 STALE_SECONDS = 3
+# On a test (or in a module's pytestmark) that starts a worker or sends tasks through the broker.
+needs_broker = pytest.mark.skipif(
+    not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
+)
+
+
+def final_count(lead_ids) -> int:
+    """How many of these leads are in a final state."""
+    return Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count()
 
 
 # The marks of a test module whose flows go through a real worker: PostgreSQL, a transactional
@@ -39,9 +49,7 @@ WORKER_FLOW = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-    ),
+    needs_broker,
 ]
 
 

@@ -31,7 +31,7 @@ from routing.models import Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory
 from tests.threads import Go, all_at_once
-from tests.workers import Service, worker_start
+from tests.workers import Service, needs_broker, worker_start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -194,9 +194,7 @@ def celery_worker(transactional_db, celery_queue, tmp_path) -> Iterator[Service]
         worker.stop()
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-)
+@needs_broker
 def test_fifty_routings_through_celery_sell_exactly_ten_under_a_cap_of_ten(
     celery_worker, celery_queue
 ):

@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.faults.harness import Stack
+from tests.faults.harness import Service, Stack, wait_until
 from tests.leads.factories import api_key_for
 from tests.routing.conftest import market, simulator, start_simulator  # noqa: F401 - fixtures
+from tests.workers import final_count
 
 
 def pytest_collection_modifyitems(config, items):
@@ -69,3 +70,29 @@ def submit(stack: Stack, to, numbers, *, sub_id: str = "", expect: int = 202) ->
 
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, numbers))
+
+
+def wait_all_final(
+    stack: Stack, lead_ids, *, seconds: float, what: str, watch: list[Service] = ()
+) -> float:
+    """Wait until every lead is in a final state; return how long it took, or fail saying what."""
+    return wait_until(
+        lambda: final_count(lead_ids) == len(lead_ids),
+        seconds=seconds,
+        what=what,
+        watch=watch,
+        logs=stack.logs,
+    )
+
+
+def wait_for_posts(
+    stack: Stack, buyer, count: int, *, what: str, watch: list[Service] = ()
+) -> float:
+    """Wait until a simulated buyer has received `count` posts (routing is under way)."""
+    return wait_until(
+        lambda: buyer.ledger.requests["post"] >= count,
+        seconds=60,
+        what=what,
+        watch=watch,
+        logs=stack.logs,
+    )

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from leads.models import FINAL_STATUSES, Lead, LeadStatus
+from leads.models import Lead, LeadStatus
 from routing.models import Auction, ContractHealth, HealthEvent, HealthStatus, Sale
 from simulator.server import SimulatorThread
 from tests.faults import invariants
-from tests.faults.conftest import PATIENT, submit
-from tests.faults.harness import free_port, wait_until
+from tests.faults.conftest import PATIENT, submit, wait_all_final
+from tests.faults.harness import free_port
 
 pytestmark = [
     pytest.mark.postgres,
@@ -66,15 +66,7 @@ def test_misbehaving_buyers_cost_the_good_one_nothing_but_their_deadline(
     lead_ids = submit(stack, market, range(6000, 6040))
     worker = stack.start_worker(concurrency=8)
 
-    took = wait_until(
-        lambda: (
-            Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count() == len(lead_ids)
-        ),
-        seconds=180,
-        what="every lead routed",
-        watch=[worker],
-        logs=stack.logs,
-    )
+    took = wait_all_final(stack, lead_ids, seconds=180, what="every lead routed", watch=[worker])
 
     result = invariants.check(lead_ids, sims, label="misbehaving buyers")
     durations = [a.duration_ms for a in Auction.objects.filter(lead_id__in=lead_ids)]
@@ -119,12 +111,7 @@ def test_a_buyer_down_for_minutes_is_paused_probed_and_restored_without_slowing_
 
     def routed(count: int) -> list[str]:
         ids = submit(stack, market, [next(numbers) for _ in range(count)])
-        wait_until(
-            lambda: Lead.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() == len(ids),
-            seconds=60,
-            what="the leads routed",
-            logs=stack.logs,
-        )
+        wait_all_final(stack, ids, seconds=60, what="the leads routed")
         return ids
 
     healthy = routed(20)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import pytest
 
 from buyers.models import CapPeriod, ContractCap
-from leads.models import FINAL_STATUSES, Lead
 from routing.models import Sale, SaleStatus
 from tests.faults import invariants
-from tests.faults.conftest import PATIENT, submit
-from tests.faults.harness import wait_until
+from tests.faults.conftest import PATIENT, submit, wait_all_final
 
 pytestmark = [
     pytest.mark.postgres,
@@ -30,15 +28,7 @@ def race(stack, market, start_simulator, *, app: str, numbers) -> tuple[int, inv
     lead_ids = submit(stack, market, numbers)
     # Two workers of four processes each: the reservations race across processes.
     workers = [stack.start_worker(app=app, pool="prefork", concurrency=4) for _ in range(2)]
-    took = wait_until(
-        lambda: (
-            Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count() == len(lead_ids)
-        ),
-        seconds=120,
-        what="every lead routed",
-        watch=workers,
-        logs=stack.logs,
-    )
+    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead routed", watch=workers)
     sold = Sale.objects.filter(contract=capped, status=SaleStatus.SOLD).count()
     result = invariants.check(lead_ids, [capped_buyer, fallback_buyer], label=f"cap race, {app}")
     print(

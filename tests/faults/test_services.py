@@ -14,11 +14,11 @@ import requests
 from django.core.management import call_command
 from django.db import connection
 
-from leads.models import FINAL_STATUSES, Lead, LeadStatus
+from leads.models import Lead, LeadStatus
 from tests.faults import invariants
-from tests.faults.conftest import PATIENT, submission, submit
-from tests.faults.harness import wait_until
+from tests.faults.conftest import PATIENT, submission, submit, wait_all_final, wait_for_posts
 from tests.leads.factories import api_key_for
+from tests.workers import final_count
 
 pytestmark = [
     pytest.mark.postgres,
@@ -26,10 +26,6 @@ pytestmark = [
     pytest.mark.timeout(300),
 ]
 RECOVERY_S = 60
-
-
-def final_count(lead_ids) -> int:
-    return Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count()
 
 
 @pytest.fixture
@@ -48,12 +44,7 @@ def test_redis_killed_during_intake_and_routing_loses_no_lead(stack, market, buy
     stack.start_worker(concurrency=16, supervised=True)
     stack.start_beat()
     before = submit(stack, market, range(7000, 7100))
-    wait_until(
-        lambda: buyers[0].ledger.requests["post"] >= 20,
-        seconds=60,
-        what="routing under way",
-        logs=stack.logs,
-    )
+    wait_for_posts(stack, buyers[0], 20, what="routing under way")
     redis.kill()
     down_at = time.monotonic()
     # The broker (and the shared cache) is down: partners' leads are still taken and stored.
@@ -61,11 +52,11 @@ def test_redis_killed_during_intake_and_routing_loses_no_lead(stack, market, buy
     stack.start_redis()
     outage = time.monotonic() - down_at
 
-    took = wait_until(
-        lambda: final_count(before + during) == len(before + during),
+    took = wait_all_final(
+        stack,
+        before + during,
         seconds=RECOVERY_S,
         what=f"every lead final within {RECOVERY_S} s of Redis coming back",
-        logs=stack.logs,
     )
 
     result = invariants.check(before + during, buyers, label="Redis killed")
@@ -84,12 +75,7 @@ def test_postgres_connections_terminated_mid_routing_lose_no_lead(stack, market,
     lead_ids = submit(stack, market, range(8000, 8120))
     stack.start_worker(concurrency=16, supervised=True)
     stack.start_beat()
-    wait_until(
-        lambda: buyers[0].ledger.requests["post"] >= 20,
-        seconds=60,
-        what="routing under way",
-        logs=stack.logs,
-    )
+    wait_for_posts(stack, buyers[0], 20, what="routing under way")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -97,11 +83,8 @@ def test_postgres_connections_terminated_mid_routing_lose_no_lead(stack, market,
         )
         terminated = cursor.fetchone()[0]
 
-    took = wait_until(
-        lambda: final_count(lead_ids) == len(lead_ids),
-        seconds=RECOVERY_S,
-        what=f"every lead final within {RECOVERY_S} s",
-        logs=stack.logs,
+    took = wait_all_final(
+        stack, lead_ids, seconds=RECOVERY_S, what=f"every lead final within {RECOVERY_S} s"
     )
 
     result = invariants.check(lead_ids, buyers, label="PostgreSQL connections terminated")
@@ -144,12 +127,7 @@ def test_postgres_server_killed_mid_routing_loses_no_lead(private_database, stac
     lead_ids = submit(stack, market, range(9000, 9120))
     stack.start_worker(concurrency=16, supervised=True)
     stack.start_beat()
-    wait_until(
-        lambda: buyers[0].ledger.requests["post"] >= 20,
-        seconds=60,
-        what="routing under way",
-        logs=stack.logs,
-    )
+    wait_for_posts(stack, buyers[0], 20, what="routing under way")
     key = api_key_for(market.source)
     in_flight = len(lead_ids) - final_count(lead_ids)
     connection.close()
@@ -176,11 +154,11 @@ def test_postgres_server_killed_mid_routing_loses_no_lead(private_database, stac
     # The partner retries as told, and those leads are taken now.
     lead_ids += submit(stack, market, range(9120, 9130))
 
-    took = wait_until(
-        lambda: final_count(lead_ids) == len(lead_ids),
+    took = wait_all_final(
+        stack,
+        lead_ids,
         seconds=RECOVERY_S,
         what=f"every lead final within {RECOVERY_S} s of PostgreSQL coming back",
-        logs=stack.logs,
     )
 
     result = invariants.check(lead_ids, buyers, label="PostgreSQL server killed")

@@ -27,12 +27,12 @@ import requests
 from django.db import connection
 
 from buyers.models import CapPeriod, ContractCap
-from leads.models import FINAL_STATUSES, Lead, LeadStatus
+from leads.models import Lead, LeadStatus
 from routing.models import Auction, Sale, SaleStatus
 from simulator.server import SimulatorThread
 from tests.faults import invariants
-from tests.faults.conftest import PATIENT, submission
-from tests.faults.harness import Stack, free_port, wait_until
+from tests.faults.conftest import PATIENT, submission, wait_all_final
+from tests.faults.harness import Stack, free_port
 from tests.leads.factories import api_key_for
 
 SOAK_S = float(os.environ.get("SOAK_MINUTES", "0")) * 60
@@ -183,14 +183,7 @@ def test_soak(stack, market, start_simulator):
         buyers.append(flaky_buyer)
     lead_ids = partner.accepted
 
-    took = wait_until(
-        lambda: (
-            Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count() == len(lead_ids)
-        ),
-        seconds=120,
-        what="every lead final after the soak",
-        logs=stack.logs,
-    )
+    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final after the soak")
     result = invariants.check(lead_ids, buyers, label="soak")
     statuses = Counter(Lead.objects.filter(pk__in=lead_ids).values_list("status", flat=True))
     runs = sorted(a.duration_ms for a in Auction.objects.filter(lead_id__in=lead_ids))

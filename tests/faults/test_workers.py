@@ -9,22 +9,19 @@ from collections import Counter
 
 import pytest
 
-from leads.models import FINAL_STATUSES, Lead, LeadStatus
+from leads.models import Lead, LeadStatus
 from routing.engine import INTERRUPTED_NOTE, MAX_INTERRUPTED_RUNS
 from routing.models import Auction, AuctionStatus
 from tests.faults import invariants
-from tests.faults.conftest import PATIENT, submit
+from tests.faults.conftest import PATIENT, submit, wait_all_final, wait_for_posts
 from tests.faults.harness import wait_until
+from tests.workers import final_count
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(300),
 ]
-
-
-def final_count(lead_ids) -> int:
-    return Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count()
 
 
 def in_routing(lead_ids) -> int:
@@ -53,23 +50,12 @@ def test_sigkill_of_the_whole_worker_with_hundreds_in_flight_loses_and_repeats_n
     lead_ids = submit(stack, market, range(200))
     worker = stack.start_worker(concurrency=16)
     stack.start_beat()
-    wait_until(
-        lambda: slow.ledger.requests["post"] >= 40,
-        seconds=60,
-        what="forty posts sent",
-        watch=[worker],
-        logs=stack.logs,
-    )
+    wait_for_posts(stack, slow, 40, what="forty posts sent", watch=[worker])
     worker.kill()
     caught = in_routing(lead_ids)
 
     stack.start_worker(concurrency=16)
-    took = wait_until(
-        lambda: final_count(lead_ids) == len(lead_ids),
-        seconds=120,
-        what="every lead final after the restart",
-        logs=stack.logs,
-    )
+    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final after the restart")
 
     result = invariants.check(lead_ids, [slow, fast], label="worker SIGKILL")
     print(
@@ -90,24 +76,12 @@ def test_sigkill_of_prefork_children_loses_and_repeats_nothing(stack, market, tw
     stack.start_beat()
     killed = 0
     for posts in (10, 30, 50):
-        wait_until(
-            lambda posts=posts: slow.ledger.requests["post"] >= posts,
-            seconds=60,
-            what=f"{posts} posts sent",
-            watch=[worker],
-            logs=stack.logs,
-        )
+        wait_for_posts(stack, slow, posts, what=f"{posts} posts sent", watch=[worker])
         for child in worker.children():
             os.kill(child, signal.SIGKILL)
             killed += 1
 
-    took = wait_until(
-        lambda: final_count(lead_ids) == len(lead_ids),
-        seconds=120,
-        what="every lead final",
-        watch=[worker],
-        logs=stack.logs,
-    )
+    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final", watch=[worker])
 
     result = invariants.check(lead_ids, [slow, fast], label="prefork children SIGKILL")
     print(
@@ -123,24 +97,13 @@ def test_sigterm_under_load_finishes_or_hands_back_every_lead(stack, market, two
     lead_ids = submit(stack, market, range(2000, 2120))
     worker = stack.start_worker(concurrency=16)
     stack.start_beat()
-    wait_until(
-        lambda: slow.ledger.requests["post"] >= 30,
-        seconds=60,
-        what="thirty posts sent",
-        watch=[worker],
-        logs=stack.logs,
-    )
+    wait_for_posts(stack, slow, 30, what="thirty posts sent", watch=[worker])
     worker.process.send_signal(signal.SIGTERM)  # warm shutdown: finish what runs, take no more
     worker.process.wait(timeout=60)
     stopped_with = final_count(lead_ids)
 
     stack.start_worker(concurrency=16)
-    took = wait_until(
-        lambda: final_count(lead_ids) == len(lead_ids),
-        seconds=120,
-        what="every lead final after the restart",
-        logs=stack.logs,
-    )
+    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final after the restart")
 
     result = invariants.check(lead_ids, [slow, fast], label="worker SIGTERM")
     print(

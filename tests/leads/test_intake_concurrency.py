@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from tests.conftest import celery_eager
 from tests.leads.conftest import LEADS, auto_lead, sold_answer, submit
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.threads import Go, all_at_once
+from tests.workers import needs_broker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -215,9 +215,7 @@ def routing_worker(celery_worker, celery_queue, monkeypatch):  # noqa: F811 (imp
     return celery_worker
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-)
+@needs_broker
 def test_prefer_wait_is_answered_when_a_real_worker_sells_the_lead(
     client, partner, buyer_contract, routing_worker
 ):

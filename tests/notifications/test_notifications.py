@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -56,6 +55,7 @@ from tests.staff import staff_user
 from tests.threads import Go, all_at_once
 from tests.workers import (  # routing_queue: a fixture
     Service,
+    needs_broker,
     routing_queue,  # noqa: F401
     wait_until,
     worker_start,
@@ -680,9 +680,7 @@ def worker_on_both_queues(request, tmp_path) -> Iterator[Service]:
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-)
+@needs_broker
 def test_a_real_worker_that_opens_a_breaker_tells_slack_through_the_broker(
     market, start_simulator, slack, worker_on_both_queues
 ):

@@ -20,23 +20,19 @@ from buyers.models import (
     TerritoryKind,
     TerritoryRule,
 )
-from leads.models import FINAL_STATUSES, Lead, LeadStatus, PayoutModel
+from leads.models import Lead, LeadStatus, PayoutModel
 from leads.services import routing_enqueue
 from routing.engine import INTERRUPTED_NOTE
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, Sale
 from routing.tasks import leads_stuck_in_routing, sweep_stuck_leads
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.outbound.receiver import receiving
-from tests.workers import STALE_SECONDS, WORKER_FLOW, wait_until, worker_start
+from tests.workers import STALE_SECONDS, WORKER_FLOW, final_count, wait_until, worker_start
 
 pytestmark = WORKER_FLOW
 
 D = Decimal
 CELERY_DEFAULT_QUEUE = "celery"  # no setting names another
-
-
-def final_count(lead_ids) -> int:
-    return Lead.objects.filter(pk__in=lead_ids, status__in=FINAL_STATUSES).count()
 
 
 def submission(number: int, *, zip_code: str, state: str, vertical: str) -> dict:
