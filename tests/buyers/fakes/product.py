@@ -27,6 +27,30 @@ from tests.buyers.factories import BuyerFactory, ContractFactory, demo_vertical
 
 # What a buyer in these tests may take to answer: fakes answer at once.
 ANSWER_WITHIN_S = 10
+# The demo verticals' questions, answered alike for every lead of these tests (a lead's contact
+# fields are its own).
+ANSWERS: dict[str, dict[str, Any]] = {
+    "auto-insurance": {
+        "date_of_birth": "1980-04-02",
+        "gender": "female",
+        "marital_status": "married",
+        "homeowner": True,
+        "currently_insured": True,
+        "vehicle_year": 2019,
+        "vehicle_make": "Toyota",
+        "vehicle_model": "Camry",
+    },
+    "solar": {
+        "homeowner": True,
+        "monthly_electric_bill": 182.5,
+        "utility_provider": "Arizona Public Service",
+        "roof_type": "tile",
+        "roof_shade": "partial_shade",
+        "property_type": "townhouse",
+        "credit_score_range": "680_719",
+        "purchase_timeline": "within_3_months",
+    },
+}
 
 
 def at(url: str, base_url: str) -> str:

@@ -16,7 +16,6 @@ and are routed by a real Celery worker on PostgreSQL and Redis. What is checked:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,21 +34,20 @@ from routing.models import Attempt, AttemptOutcome, Sale
 from tests.buyers.factories import demo_vertical
 from tests.buyers.fakes.boberdoo import BoberdooFake
 from tests.buyers.fakes.doublepositive_b import DoublePositiveInsertLead
+from tests.buyers.fakes.fake_server import PingPostFake
 from tests.buyers.fakes.leadprosper import LeadProsperFake
 from tests.buyers.fakes.leadspedia import LeadsPediaFake
 from tests.buyers.fakes.novo_b import NovoPartnerLead
-from tests.buyers.fakes.product import preset_contract
+from tests.buyers.fakes.product import ANSWERS, preset_contract
 from tests.buyers.fakes.zoho_crm_b import ZohoCrmInsertRecords
 from tests.leads.factories import SourceFactory, VerticalFieldFactory, api_key_for
-from tests.workers import Service, wait_until
+from tests.workers import Service, needs_broker, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not os.environ.get("CELERY_BROKER_URL"), reason="needs a broker: set CELERY_BROKER_URL"
-    ),
+    needs_broker,
 ]
 
 D = Decimal
@@ -81,40 +79,13 @@ def contact(number: int) -> dict[str, Any]:
     }
 
 
-def auto_lead(number: int) -> dict[str, Any]:
+def submission(vertical: str, number: int, **fields: Any) -> dict[str, Any]:
+    """A partner's lead for one of the demo verticals, with number's contact fields (and any
+    other `fields`)."""
     return {
-        "vertical": "auto-insurance",
+        "vertical": vertical,
         "sub_id": "spring-campaign",
-        "fields": {
-            **contact(number),
-            "date_of_birth": "1980-04-02",
-            "gender": "female",
-            "marital_status": "married",
-            "homeowner": True,
-            "currently_insured": True,
-            "vehicle_year": 2019,
-            "vehicle_make": "Toyota",
-            "vehicle_model": "Camry",
-        },
-        "consent": CONSENT,
-    }
-
-
-def solar_lead(number: int) -> dict[str, Any]:
-    return {
-        "vertical": "solar",
-        "sub_id": "spring-campaign",
-        "fields": {
-            **contact(number),
-            "homeowner": True,
-            "monthly_electric_bill": 182.5,
-            "utility_provider": "Arizona Public Service",
-            "roof_type": "tile",
-            "roof_shade": "partial_shade",
-            "property_type": "townhouse",
-            "credit_score_range": "680_719",
-            "purchase_timeline": "within_3_months",
-        },
+        "fields": {**contact(number), **ANSWERS[vertical], **fields},
         "consent": CONSENT,
     }
 
@@ -167,6 +138,18 @@ class Marketplace:
             what=f"lead {lead_id} routed",
         )
         return Lead.objects.get(pk=lead_id)
+
+    def sell_reject_decline(
+        self, source: Source, key: str, fake: PingPostFake, *, reject_post: str, decline: Any
+    ) -> tuple[Lead, Lead, Lead]:
+        """Submit three solar leads to a ping/post fake: the first it buys, the second's post it
+        rejects with `reject_post`, the third's ping it declines with `decline`."""
+        sold = self.submit(source, key, submission("solar", 1))
+        fake.reject_post = reject_post
+        rejected = self.submit(source, key, submission("solar", 2))
+        fake.decline = decline
+        declined = self.submit(source, key, submission("solar", 3))
+        return sold, rejected, declined
 
     def source(self, vertical: Vertical) -> tuple[Source, str]:
         source = SourceFactory(
@@ -293,13 +276,13 @@ def test_novo_takes_a_nested_typed_json_lead_sold_at_the_contracts_price_and_ref
         sold = marketplace.submit(
             source,
             key,
-            {**auto_lead(1), "fields": {**auto_lead(1)["fields"], "months_at_residence": "30"}},
+            submission("auto-insurance", 1, months_at_residence="30"),
         )
         novo.refuse("eligible_vehicle_not_found", "No eligible vehicle was found.")
         refused = marketplace.submit(
             source,
             key,
-            {**auto_lead(2), "fields": {**auto_lead(2)["fields"], "months_at_residence": 7}},
+            submission("auto-insurance", 2, months_at_residence=7),
         )
 
     # Novo answers with a transaction id and no price: the contract's fixed price is the sale's.
@@ -338,9 +321,9 @@ def test_doublepositive_takes_a_soap_lead_sold_at_the_contracts_price_and_reject
         contract = marketplace.connect(
             "doublepositive-insertlead", dp, secrets, fixed_price=D("27.50")
         )
-        sold = marketplace.submit(source, key, auto_lead(1))
+        sold = marketplace.submit(source, key, submission("auto-insurance", 1))
         dp.reject("Rejected: duplicate lead")
-        rejected = marketplace.submit(source, key, auto_lead(2))
+        rejected = marketplace.submit(source, key, submission("auto-insurance", 2))
 
     assert_sold(sold, contract, D("27.50"))
     assert only_attempt(sold, EndpointKind.POST).outcome == AttemptOutcome.ACCEPTED
@@ -370,10 +353,10 @@ def test_zoho_refuses_a_record_without_company_in_its_words_then_takes_one_at_th
         contract = marketplace.connect(
             "zoho-crm-insertrecords", zoho, {"authtoken": ZOHO_TOKEN}, fixed_price=D("22.00")
         )
-        refused = marketplace.submit(source, key, auto_lead(1))
+        refused = marketplace.submit(source, key, submission("auto-insurance", 1))
         # As the preset says: the buyer makes Company optional in its account.
         zoho.mandatory = ("Last Name",)
-        sold = marketplace.submit(source, key, auto_lead(2))
+        sold = marketplace.submit(source, key, submission("auto-insurance", 2))
 
     assert_unsold_for(
         refused, EndpointKind.POST, AttemptOutcome.REJECTED, "Mandatory field missing"
@@ -411,11 +394,13 @@ def test_leadspedia_buys_a_get_lead_at_its_bid_with_the_pings_id_and_no_personal
         price=D("38.25"),
     ) as leadspedia:
         contract = marketplace.connect("leadspedia", leadspedia, LEADSPEDIA_SECRETS)
-        sold = marketplace.submit(source, key, solar_lead(1))
-        leadspedia.reject_post = "Lead Rejected: Invalid Address"
-        rejected = marketplace.submit(source, key, solar_lead(2))
-        leadspedia.decline = "No Coverage In Zip"
-        declined = marketplace.submit(source, key, solar_lead(3))
+        sold, rejected, declined = marketplace.sell_reject_decline(
+            source,
+            key,
+            leadspedia,
+            reject_post="Lead Rejected: Invalid Address",
+            decline="No Coverage In Zip",
+        )
 
     assert_sold(sold, contract, D("38.25"))
     ping = only_attempt(sold, EndpointKind.PING)
@@ -464,11 +449,9 @@ def test_boberdoo_buys_at_its_bid_with_the_pings_lead_id_in_the_post_and_rejects
         key=BOBERDOO_SECRETS["api_key"], lead_type=BOBERDOO_SECRETS["lead_type"], price=D("31.40")
     ) as boberdoo:
         contract = marketplace.connect("boberdoo", boberdoo, BOBERDOO_SECRETS)
-        sold = marketplace.submit(source, key, solar_lead(1))
-        boberdoo.reject_post = "Duplicate lead"
-        rejected = marketplace.submit(source, key, solar_lead(2))
-        boberdoo.decline = True
-        declined = marketplace.submit(source, key, solar_lead(3))
+        sold, rejected, declined = marketplace.sell_reject_decline(
+            source, key, boberdoo, reject_post="Duplicate lead", decline=True
+        )
 
     assert_sold(sold, contract, D("31.40"))
     ping = only_attempt(sold, EndpointKind.PING)
@@ -509,11 +492,13 @@ def test_lead_prosper_buys_at_its_bid_with_its_keys_in_the_body_and_the_ping_id_
         price=D("44.00"),
     ) as leadprosper:
         contract = marketplace.connect("leadprosper", leadprosper, LEADPROSPER_SECRETS)
-        sold = marketplace.submit(source, key, solar_lead(1))
-        leadprosper.reject_post = "Lead rejected: outside service area"
-        rejected = marketplace.submit(source, key, solar_lead(2))
-        leadprosper.decline = "No buyer for this lead"
-        declined = marketplace.submit(source, key, solar_lead(3))
+        sold, rejected, declined = marketplace.sell_reject_decline(
+            source,
+            key,
+            leadprosper,
+            reject_post="Lead rejected: outside service area",
+            decline="No buyer for this lead",
+        )
 
     assert_sold(sold, contract, D("44.00"))
     ping = only_attempt(sold, EndpointKind.PING)

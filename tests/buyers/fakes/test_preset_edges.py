@@ -37,7 +37,7 @@ from tests.buyers.fakes.doublepositive_b import DoublePositiveInsertLead
 from tests.buyers.fakes.fake_server import ManualClock
 from tests.buyers.fakes.leadprosper import LeadProsperFake
 from tests.buyers.fakes.leadspedia import LeadsPediaFake
-from tests.buyers.fakes.product import build, exchange, preset_contract
+from tests.buyers.fakes.product import ANSWERS, build, exchange, preset_contract
 from tests.leads.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
@@ -64,30 +64,7 @@ CONTACT = {
     "county": "Maricopa County",
     "time_zone": "America/Phoenix",
 }
-FIELDS = {
-    "solar": {
-        **CONTACT,
-        "homeowner": True,
-        "monthly_electric_bill": 182.5,
-        "utility_provider": "Arizona Public Service",
-        "roof_type": "tile",
-        "roof_shade": "partial_shade",
-        "property_type": "townhouse",
-        "credit_score_range": "680_719",
-        "purchase_timeline": "within_3_months",
-    },
-    "auto-insurance": {
-        **CONTACT,
-        "date_of_birth": "1980-04-02",
-        "gender": "female",
-        "marital_status": "married",
-        "homeowner": True,
-        "currently_insured": True,
-        "vehicle_year": 2019,
-        "vehicle_make": "Toyota",
-        "vehicle_model": "Camry",
-    },
-}
+FIELDS = {slug: {**CONTACT, **answers} for slug, answers in ANSWERS.items()}
 PERSONAL = (
     "Dana",
     "Ruiz",
