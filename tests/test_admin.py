@@ -46,6 +46,7 @@ from buyers.models import (
     TerritoryRule,
 )
 from buyers.services import contract_pause
+from exchange.models import InboundPing, PingAttempt, PingStatus
 from leads.models import (
     IdempotencyRecord,
     Lead,
@@ -282,6 +283,37 @@ def every_model(admin_user) -> dict[str, Model]:
     TeamMemberFactory(team=team, name="Ana Reyes", daily_quota=20)
     assignment_create(lead=lead, team_id=team.pk)
     Token.objects.create(user=admin_user)
+    # An inbound ping that bid, with its buyer's attempt, taken up by the lead.
+    ping = InboundPing.objects.create(
+        source=source,
+        vertical=vertical,
+        status=PingStatus.BID,
+        fields={"zip_code": "60601"},
+        price=Decimal("4.00"),
+        buyer_price=Decimal(12),
+        expires_at=timezone.now() + timedelta(minutes=1),
+        held_bids=[
+            {
+                "contract_id": contract.pk,
+                "buyer_id": buyer.pk,
+                "price": "12.00",
+                "priority": 1,
+                "weight": 1,
+                "exclusive": True,
+                "expires_at": None,
+                "ping_answer": {"price": "12.00"},
+            }
+        ],
+        lead=lead,
+    )
+    PingAttempt.objects.create(
+        ping=ping,
+        contract=contract,
+        kind=EndpointKind.PING,
+        url="http://127.0.0.1:9100/ping",
+        outcome="bid",
+        price=Decimal(12),
+    )
     rollup_refresh()
     return {
         "vertical": vertical,
