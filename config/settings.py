@@ -426,11 +426,21 @@ LOGGING = {
         },
         "text": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
+    # A source may send its API key in a query string: no record prints one (config/log_filters).
+    "filters": {"mask_api_keys": {"()": "config.log_filters.MaskApiKeys"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["mask_api_keys"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # On the loggers too, so that every handler (Django's mail to admins, a test's capture)
+        # gets the masked record.
+        "django.request": {"filters": ["mask_api_keys"]},
+        "django.server": {"filters": ["mask_api_keys"]},
     },
 }

@@ -569,6 +569,27 @@ class PostingProfile(models.Model):
     def __str__(self) -> str:
         return f"{self.source}: {self.get_format_display()}"
 
+    def clean(self) -> None:
+        from leads.profiles import profile_errors
+
+        if self.source_id is not None:
+            verticals = self.source.verticals.prefetch_related("fields")
+        elif self.default_vertical_id is not None:  # a source being created with its profile
+            verticals = Vertical.objects.filter(pk=self.default_vertical_id)
+        else:
+            verticals = Vertical.objects.none()
+        errors = profile_errors(
+            format=self.format,
+            key_location=self.key_location,
+            key_name=self.key_name or "",
+            aliases=self.aliases,
+            value_maps=self.value_maps,
+            default_vertical=self.default_vertical.slug if self.default_vertical_id else "",
+            vertical_fields={v.slug: [f.name for f in v.fields.all()] for v in verticals},
+        )
+        if errors:
+            raise ValidationError(errors)
+
 
 class SourceApiKey(ApiKey):
     """A partner's API key. Only its SHA-256 is stored; the key itself is shown once."""

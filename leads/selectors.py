@@ -10,7 +10,18 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from leads import intake_cache
 from leads.intake import NAME_FIELDS, FieldSpec, specs_from_models
-from leads.models import FieldType, Lead, ScoringRule, Source, Vertical, VerticalField
+from leads.models import (
+    FieldType,
+    KeyLocation,
+    Lead,
+    PostingProfile,
+    ScoringRule,
+    Source,
+    UnknownFieldPolicy,
+    Vertical,
+    VerticalField,
+)
+from leads.profiles import DEFAULT_PROFILE, Profile
 from leads.scoring import Scorecard, compile_rule
 
 # A vertical's schema is read on every submission: keep it per process, keyed by the vertical's
@@ -29,6 +40,50 @@ def vertical_for_source(*, source: Source, slug: str) -> Vertical | None:
         intake_cache.generation(),
         lambda: Vertical.objects.filter(slug=slug, active=True, sources=source).order_by().first(),
     )
+
+
+def posting_profile(*, source: Source) -> Profile:
+    """Return how the source posts (the JSON envelope when it has no profile), cached per
+    process like its keys."""
+
+    def load() -> Profile:
+        row = (
+            PostingProfile.objects.filter(source=source)
+            .select_related("default_vertical")
+            .order_by()
+            .first()
+        )
+        if row is None:
+            return DEFAULT_PROFILE
+        return Profile(
+            format=row.format,
+            key_location=row.key_location,
+            key_name=row.key_name,
+            aliases=dict(row.aliases or {}),
+            value_maps=dict(row.value_maps or {}),
+            keep_unknown=row.unknown_fields == UnknownFieldPolicy.KEEP,
+            answer_format=row.answer_format,
+            default_vertical=row.default_vertical.slug if row.default_vertical else "",
+        )
+
+    return intake_cache.cached(("profile", source.pk), intake_cache.generation(), load)
+
+
+def key_places() -> tuple[frozenset[str], frozenset[str]]:
+    """Return the header names and the parameter names that some active source's profile
+    carries its key in (lower-cased), cached per process like the keys."""
+
+    def load() -> tuple[frozenset[str], frozenset[str]]:
+        rows = (
+            PostingProfile.objects.filter(source__active=True)
+            .exclude(key_location=KeyLocation.BEARER)
+            .values_list("key_location", "key_name")
+        )
+        headers = {name.lower() for where, name in rows if where == KeyLocation.HEADER}
+        parameters = {name.lower() for where, name in rows if where == KeyLocation.PARAMETER}
+        return frozenset(headers), frozenset(parameters)
+
+    return intake_cache.cached(("key_places",), intake_cache.generation(), load)
 
 
 def allowed_vertical_slugs(*, source: Source) -> list[str]:

@@ -34,6 +34,7 @@ from leads.models import (
     Vertical,
 )
 from leads.outcomes import lead_outcome_wait
+from leads.profiles import split_unknown
 from leads.scoring import score_lead
 from leads.selectors import (
     allowed_vertical_slugs,
@@ -255,12 +256,15 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
     document: Any,
     raw_body: str,
     remote_ip: str | None = None,
+    keep_unknown: bool = False,
 ) -> IngestResult:
     """Validate, normalise, score, deduplicate and store one submitted lead; enqueue it for
     routing.
 
     Every outcome is stored as a lead with its raw body and reasons. An accepted lead is handed
-    to routing only after its transaction commits.
+    to routing only after its transaction commits. With `keep_unknown` (the source's posting
+    profile keeps them), fields the vertical does not know are stored as the lead's extra data
+    instead of refused by name.
     """
     common = {"source": source, "api_key": api_key, "raw_body": raw_body, "remote_ip": remote_ip}
     submission, errors = parse_submission(document)
@@ -290,7 +294,11 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
             **lead_fields,
             **common,
         )
-    normalised, errors = normalise_fields(vertical_field_specs(vertical), submission.fields)
+    specs = vertical_field_specs(vertical)
+    fields = submission.fields
+    if keep_unknown:
+        fields, lead_fields["extra"] = split_unknown(fields, (spec.name for spec in specs))
+    normalised, errors = normalise_fields(specs, fields)
     if normalised is None:
         return _reject(
             verdict=IntakeVerdict.INVALID,

@@ -7,7 +7,14 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from leads import intake_cache
-from leads.models import ScoringRule, Source, SourceApiKey, Vertical, VerticalField
+from leads.models import (
+    PostingProfile,
+    ScoringRule,
+    Source,
+    SourceApiKey,
+    Vertical,
+    VerticalField,
+)
 from leads.services import vertical_touch
 
 
@@ -28,7 +35,7 @@ def _scoring_rule_changed(*, instance: ScoringRule, **kwargs: object) -> None:
 def connect() -> None:
     request_started.connect(intake_cache.request_started, dispatch_uid="intake-cache-request")
     request_finished.connect(intake_cache.request_finished, dispatch_uid="intake-cache-request")
-    for model in (Source, SourceApiKey, Vertical, VerticalField):
+    for model in (Source, SourceApiKey, Vertical, VerticalField, PostingProfile):
         post_save.connect(_invalidate, sender=model, dispatch_uid=f"intake-cache-save-{model}")
         post_delete.connect(_invalidate, sender=model, dispatch_uid=f"intake-cache-del-{model}")
     m2m_changed.connect(

@@ -24,8 +24,9 @@ from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
-from config.problems import PROBLEM_CONTENT_TYPE, problem_bytes
-from leads.api.auth import IsActiveSource, IsSource
+from config.problems import PROBLEM_CONTENT_TYPE, problem_body
+from leads import profiles
+from leads.api.auth import IsActiveSource, IsSource, SourcePrincipal, body_kind, body_parameters
 from leads.api.serializers import (
     PARTNER_STATUSES,
     LeadAcceptedSerializer,
@@ -38,6 +39,7 @@ from leads.api.serializers import (
 from leads.intake import envelope_ping_id
 from leads.models import IdempotencyRecord, Lead, LeadStatus, Source
 from leads.prices import prices_shown, stored_answer_shown
+from leads.profiles import PARAMETER, QUERY, Reading, answer_bytes, mask_key
 from leads.selectors import leads_of_source, verticals_for_source
 from leads.services import (
     IngestResult,
@@ -148,21 +150,42 @@ class LeadFilter(django_filters.FilterSet):
 
 
 class Rendered:
-    """An answer kept as bytes, so that an idempotent replay is identical to the first."""
+    """An answer kept as bytes, so that an idempotent replay is identical to the first.
 
-    def __init__(self, status: int, body: dict[str, Any], content_type: str, **headers: str):
+    JSON unless the source's posting profile answers in XML or key=value text
+    (`leads.profiles.answer_bytes`): the same members, the same status code.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        body: dict[str, Any],
+        content_type: str,
+        *,
+        answer_format: str = "json",
+        **headers: str,
+    ):
         self.status = status
-        self.body = json.dumps(body, separators=(",", ":")).encode()
+        if answer_format == "json":
+            self.body = json.dumps(body, separators=(",", ":")).encode()
+        else:
+            self.body, content_type = answer_bytes(answer_format, body)
         self.headers = {"Content-Type": content_type, **headers}
 
     @classmethod
-    def problem(cls, slug: str, detail: str, **extensions: Any) -> Rendered:
-        rendered = cls.__new__(cls)
-        body = problem_bytes(slug, detail, **extensions)
-        rendered.status = json.loads(body)["status"]
-        rendered.body = body
-        rendered.headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
-        return rendered
+    def problem(
+        cls,
+        slug: str,
+        detail: str,
+        *,
+        answer_format: str = "json",
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> Rendered:
+        body = problem_body(slug, detail, **extensions)
+        return cls(
+            body["status"], body, PROBLEM_CONTENT_TYPE, answer_format=answer_format, **(headers or {})
+        )
 
     def response(self, *, replayed: bool = False) -> HttpResponse:
         response = HttpResponse(self.body, status=self.status)
@@ -222,21 +245,27 @@ def refuse(
         errors=errors,
     )
     shown = errors if show_errors else None
-    return Rendered.problem(slug, detail, id=str(lead.pk), errors=shown), lead
+    answer_format = principal.profile.answer_format
+    return (
+        Rendered.problem(slug, detail, answer_format=answer_format, id=str(lead.pk), errors=shown),
+        lead,
+    )
 
 
-def render_result(request: Request, result: IngestResult) -> Rendered:
+def render_result(request: Request, result: IngestResult, reading: Reading) -> Rendered:
     lead = result.lead
     url = request.build_absolute_uri(reverse("api:lead-detail", args=[lead.pk]))
+    answer = partial(Rendered, answer_format=request.user.profile.answer_format)
+    problem = partial(Rendered.problem, answer_format=request.user.profile.answer_format)
     if result.verdict == IntakeVerdict.ACCEPTED:
-        return Rendered(
+        return answer(
             202,
             {"id": str(lead.pk), "status": "accepted", "url": url},
             "application/json",
             Location=url,
         )
     if result.verdict == IntakeVerdict.SUPPRESSED:
-        return Rendered(
+        return answer(
             201,
             {"id": str(lead.pk), "status": "rejected", "reason": result.detail, "url": url},
             "application/json",
@@ -245,24 +274,29 @@ def render_result(request: Request, result: IngestResult) -> Rendered:
     if result.verdict == IntakeVerdict.DUPLICATE:
         earlier = result.duplicate_of
         same_source = earlier is not None and earlier.source_id == lead.source_id
-        return Rendered.problem(
+        return problem(
             "duplicate-lead",
             result.detail,
             id=str(lead.pk),
             duplicate_of=str(earlier.pk) if same_source else None,
         )
     if result.verdict == IntakeVerdict.FORBIDDEN:
-        return Rendered.problem("forbidden", result.detail, id=str(lead.pk))
+        return problem("forbidden", result.detail, id=str(lead.pk))
     if result.verdict == IntakeVerdict.PING_REFUSED:
-        return Rendered.problem(
-            result.problem, result.detail, id=str(lead.pk), errors=result.errors or None
+        return problem(
+            result.problem,
+            result.detail,
+            id=str(lead.pk),
+            errors=reading.seller_errors(result.errors) or None,
         )
     slug = (
         "invalid-lead"
         if any(k.startswith("fields.") for k in result.errors)
         else ("malformed-request")
     )
-    return Rendered.problem(slug, result.detail, id=str(lead.pk), errors=result.errors)
+    # Named as the seller sent them: its own parameter names (`Zip`) where it used aliases.
+    errors = reading.seller_errors(result.errors)
+    return problem(slug, result.detail, id=str(lead.pk), errors=errors)
 
 
 def render_outcome(request: Request, lead: Lead) -> Rendered:
@@ -278,6 +312,7 @@ def render_outcome(request: Request, lead: Lead) -> Rendered:
             "url": url,
         },
         "application/json",
+        answer_format=request.user.profile.answer_format,
         Location=url,
     )
 
@@ -307,10 +342,44 @@ class LeadListCreateView(GenericAPIView):
 
     def get_permissions(self):
         # An inactive source's submissions are still stored (and answered 403) by intake.
-        return [IsSource()] if self.request.method == "POST" else [IsActiveSource()]
+        if self.request.method == "POST" or self._lead_parameters(self.request):
+            return [IsSource()]
+        return [IsActiveSource()]
 
     def get_queryset(self):
         return leads_of_source(source=self.request.user.source)
+
+    @staticmethod
+    def _lead_parameters(request: Request) -> list[str]:
+        """The query parameters of a GET that are no list filter: a lead's data."""
+        principal = request.user
+        if request.method != "GET" or not isinstance(principal, SourcePrincipal):
+            return []
+        profile = principal.profile
+        key_name = profile.key_name.lower() if profile.key_location == PARAMETER else None
+        return [
+            name
+            for name in request._request.GET
+            if name not in LIST_PARAMETERS and name.lower() != key_name
+        ]
+
+    def handle_exception(self, exc: Exception) -> HttpResponse:
+        """Answer a submission's problem (over the rate limit, say) in the source's format."""
+        response = super().handle_exception(exc)
+        principal = getattr(self.request, "_user", None)
+        submission = self.request.method == "POST" or self._lead_parameters(self.request)
+        if (
+            isinstance(principal, SourcePrincipal)
+            and principal.profile.answer_format != "json"
+            and submission
+            and response.get("Content-Type") == PROBLEM_CONTENT_TYPE
+        ):
+            body, content_type = answer_bytes(
+                principal.profile.answer_format, json.loads(response.content)
+            )
+            response.content = body
+            response["Content-Type"] = content_type
+        return response
 
     @extend_schema(
         operation_id="leads_list",
@@ -345,6 +414,22 @@ class LeadListCreateView(GenericAPIView):
         },
     )
     def get(self, request: Request) -> HttpResponse:
+        lead_parameters = self._lead_parameters(request)
+        if lead_parameters:
+            profile = request.user.profile
+            if profile.format == QUERY:
+                return self._submit(request, body=request._request.META.get("QUERY_STRING", ""))
+            # A GET carrying a lead must never look like a success (a 200 list): a seller that
+            # takes 200 for "stored" would lose every lead.
+            return Rendered.problem(
+                "method-not-allowed",
+                f"This source posts its leads as {profiles.FORMAT_NAMES[profile.format]}; a GET "
+                "with lead data in its query string is not taken. A GET lists your leads with "
+                f"the filters {', '.join(sorted(LIST_PARAMETERS))} (not "
+                f"{', '.join(sorted(lead_parameters)[:10])}).",
+                answer_format=profile.answer_format,
+                headers={"Allow": "GET, POST"},
+            ).response()
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
         serializer = self.get_serializer(page, many=True)
@@ -412,18 +497,63 @@ class LeadListCreateView(GenericAPIView):
     )
     def post(self, request: Request) -> HttpResponse:
         principal = request.user
-        source, api_key = principal.source, principal.api_key
+        profile = principal.profile
         http = request._request
         remote_ip = http.META.get("REMOTE_ADDR") or None
-        body, refusal = request_body_refusal(http, limit=settings.INTAKE_MAX_BODY_BYTES)
-        raw_text = body_text(body)
-        if refusal is not None:
-            slug, detail, _ = refusal
+        limit = settings.INTAKE_MAX_BODY_BYTES
+        try:
+            length = int(http.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            prefix = mask_key(body_text(http.read(1024)), principal.sent_key)
+            detail = f"The body is {length} bytes; the limit is {limit}."
             rendered, _ = refuse(
-                slug, detail, principal=principal, raw_body=raw_text, remote_ip=remote_ip
+                "payload-too-large",
+                detail,
+                principal=principal,
+                raw_body=prefix,
+                remote_ip=remote_ip,
             )
             return rendered.response()
 
+        raw_text = mask_key(body_text(http.body), principal.sent_key)
+        content_type = http.content_type or ""
+        expected = EXPECTED_BODY[profile.format]
+        if expected is None or body_kind(content_type) != expected:
+            if expected is None:
+                slug, detail = (
+                    "method-not-allowed",
+                    f"This source sends its leads as {profiles.FORMAT_NAMES[profile.format]}, "
+                    "not as a POST.",
+                )
+            elif profile.format == profiles.ENVELOPE:
+                slug, detail = (
+                    "unsupported-media-type",
+                    "Send JSON with Content-Type: application/json, not "
+                    f"{content_type or 'nothing'}.",
+                )
+            else:
+                slug, detail = (
+                    "unsupported-media-type",
+                    f"This source posts its leads as {profiles.FORMAT_NAMES[profile.format]}, "
+                    f"not as {content_type or 'a body without a Content-Type'}.",
+                )
+            rendered, _ = refuse(
+                slug, detail, principal=principal, raw_body=raw_text, remote_ip=remote_ip
+            )
+            response = rendered.response()
+            if expected is None:
+                response["Allow"] = "GET"
+            return response
+        return self._submit(request, body=raw_text)
+
+    def _submit(self, request: Request, *, body: str) -> HttpResponse:
+        """Ingest a lead at most once per Idempotency-Key, whatever the format it came in;
+        `body` is the request as it is stored (the key masked), the query string of a GET."""
+        principal = request.user
+        http = request._request
+        remote_ip = http.META.get("REMOTE_ADDR") or None
         key = http.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
             detail = "An Idempotency-Key is 1 to 255 printable ASCII characters."
@@ -431,57 +561,90 @@ class LeadListCreateView(GenericAPIView):
                 "malformed-request",
                 detail,
                 principal=principal,
-                raw_body=raw_text,
+                raw_body=body,
                 remote_ip=remote_ip,
                 errors={"Idempotency-Key": [detail]},
             )
             return rendered.response()
 
-        document = read_json(body)
+        reading = read_request(request)
         submitted = lead_submit(
             submission=Submission(
-                source=source,
-                request_hash=hashlib.sha256(body).hexdigest(),
+                source=principal.source,
+                request_hash=hashlib.sha256(body.encode()).hexdigest(),
                 idempotency_key=key,
                 wait_seconds=parse_prefer_wait(http.headers.get("Prefer", "")),
-                ping_id=envelope_ping_id(document),
+                ping_id=envelope_ping_id(reading.document),
             ),
             ingest=partial(
-                self._ingest,
-                request,
-                source=source,
-                api_key=api_key,
-                document=document,
-                raw_text=raw_text,
-                remote_ip=remote_ip,
+                self._ingest, request, reading=reading, raw_text=body, remote_ip=remote_ip
             ),
             key_reused=partial(
-                _refuse_reused_key, principal=principal, raw_body=raw_text, remote_ip=remote_ip
+                _refuse_reused_key, principal=principal, raw_body=body, remote_ip=remote_ip
             ),
             outcome=partial(render_outcome, request),
         )
         if submitted.replay is not None:
-            return _replay(submitted.replay, source=source)
+            return _replay(submitted.replay, source=principal.source)
         return submitted.answer.response()
 
-    def _ingest(self, request, *, source, api_key, document, raw_text, remote_ip):
-        if isinstance(document, Unreadable):
+    def _ingest(
+        self, request: Request, *, reading: Reading, raw_text: str, remote_ip: str | None
+    ):
+        principal = request.user
+        if reading.document is None:
             return refuse(
                 "malformed-request",
-                document.message,
-                principal=request.user,
+                next(iter(reading.errors.get("_", [])), "The request has errors; see errors."),
+                principal=principal,
                 raw_body=raw_text,
                 remote_ip=remote_ip,
-                errors={"_": [document.message]},
+                errors=reading.errors,
             )
         result = lead_ingest(
-            source=source,
-            api_key=api_key,
-            document=document,
+            source=principal.source,
+            api_key=principal.api_key,
+            document=reading.document,
             raw_body=raw_text,
             remote_ip=remote_ip,
+            keep_unknown=principal.profile.keep_unknown,
         )
-        return render_result(request, result), result.lead
+        return render_result(request, result, reading), result.lead
+
+
+# The body each posting format comes in (a GET's query string has none).
+EXPECTED_BODY = {
+    profiles.ENVELOPE: profiles.FLAT_JSON,  # a JSON body, read as the envelope
+    profiles.FLAT_JSON: profiles.FLAT_JSON,
+    profiles.FORM: profiles.FORM,
+    profiles.XML: profiles.XML,
+    QUERY: None,
+}
+# What a GET of the leads collection filters its list by; any other parameter is a lead's.
+LIST_PARAMETERS = frozenset(
+    {"status", "vertical", "sub_id", "received_after", "received_before", "test"}
+    | {"page_size", "cursor"}
+)
+
+
+def read_request(request: Request) -> Reading:
+    """Read a submission in its source's format as the envelope document intake reads."""
+    principal = request.user
+    profile = principal.profile
+    http = request._request
+    if profile.format == profiles.ENVELOPE:
+        document = read_json(http.body)
+        if isinstance(document, Unreadable):
+            return Reading(document=None, errors={"_": [document.message]})
+        return profiles.envelope_document(document, profile)
+    if profile.format == QUERY:
+        parameters, errors = profiles.parameters_from_query(http.META.get("QUERY_STRING", ""))
+    else:
+        parameters, errors = body_parameters(http)
+    if errors:
+        return Reading(document=None, errors=errors)
+    skip = [profile.key_name] if profile.key_location == PARAMETER else []
+    return profiles.flat_document(parameters, profile, skip=skip)
 
 
 @dataclass(frozen=True)
