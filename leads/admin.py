@@ -42,6 +42,7 @@ from leads.models import (
     LeadStatus,
     PayoutModel,
     Postback,
+    PostingProfile,
     ScoringRule,
     Source,
     SourceApiKey,
@@ -328,6 +329,29 @@ class SourceApiKeyInline(admin.TabularInline):
         return "active" if obj.is_active else "revoked"
 
 
+class PostingProfileInline(admin.StackedInline):
+    """How the source posts; without one it sends the JSON envelope with a Bearer key."""
+
+    model = PostingProfile
+    extra = 0
+    max_num = 1
+    can_delete = True
+    autocomplete_fields = ("default_vertical",)
+    fields = (
+        ("format", "answer_format"),
+        ("key_location", "key_name"),
+        "default_vertical",
+        "unknown_fields",
+        "aliases",
+        "value_maps",
+    )
+    verbose_name = "posting profile"
+    verbose_name_plural = (
+        "Posting profile (none: the JSON envelope with a Bearer key, answered in JSON; see "
+        "README, Posting profiles)"
+    )
+
+
 @admin.register(Source)
 class SourceAdmin(SimpleHistoryAdmin):
     list_display = (
@@ -342,7 +366,7 @@ class SourceAdmin(SimpleHistoryAdmin):
     search_fields = ("name", "contact_name", "contact_email")
     filter_horizontal = ("verticals",)
     readonly_fields = ("created_at", "updated_at")
-    inlines = (SourceApiKeyInline,)
+    inlines = (PostingProfileInline, SourceApiKeyInline)
     actions = ("mint_keys",)
     change_form_template = "admin/leads/source/change_form.html"
     fieldsets = (
@@ -595,7 +619,15 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         (
             "Data",
-            {"fields": ("data_display", "errors_display", "consent_display", "raw_body_display")},
+            {
+                "fields": (
+                    "data_display",
+                    "extra_display",
+                    "errors_display",
+                    "consent_display",
+                    "raw_body_display",
+                )
+            },
         ),
         (
             "Eligibility if it were routed now",
@@ -619,6 +651,7 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "payout_display",
         "margin_display",
         "data_display",
+        "extra_display",
         "errors_display",
         "consent_display",
         "raw_body_display",
@@ -869,6 +902,15 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if self._shows_pii(obj):
             return pretty_json(obj.data)
         return pretty_json(mask_data(obj.data, pii_field_names(obj.vertical_id)))
+
+    @admin.display(description="Extra data")
+    def extra_display(self, obj: Lead) -> str:
+        """What the source sent beyond the vertical's fields (its profile keeps them)."""
+        if not obj.extra:
+            return "-"
+        if not self._shows_pii(obj):
+            return f"Hidden: {', '.join(sorted(obj.extra))} (may hold personal data)."
+        return pretty_json(obj.extra)
 
     @admin.display(description="Errors")
     def errors_display(self, obj: Lead) -> str:

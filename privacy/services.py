@@ -248,6 +248,8 @@ def _erase_lead(lead: Lead, personal: set[str], scrub: _Scrubber, now: datetime)
         {key: ERASED if key in CONSENT_PERSONAL_KEYS else value for key, value in consent.items()}
     )
     lead.raw_body = ""
+    # What a source sent beyond the vertical's fields is not known to be impersonal.
+    lead.extra = {}
     lead.email = lead.phone = ""
     lead.remote_ip = None
     lead.errors = scrub.json(lead.errors)
@@ -323,7 +325,7 @@ def consumer_erase(
             Lead.objects.bulk_update(
                 leads,
                 [
-                    "data", "consent", "raw_body", "email", "phone", "remote_ip", "errors",
+                    "data", "consent", "raw_body", "extra", "email", "phone", "remote_ip", "errors",
                     "reason", "sub_id", "score_breakdown", "erased_at", "updated_at",
                 ],
             )  # fmt: skip

@@ -9,6 +9,8 @@ read (pure, no database).
     ping     what the response rule captured from this buyer's answer to the ping (reference,
              price and every named capture); empty on a ping
     secrets  the contract's named secrets
+    extra    the fields the source sent that the vertical does not know, kept under its posting
+             profile's policy (`extra.affiliate_click`); empty on a ping, as they may be personal
 
 A ping is anonymous: its context holds only the vertical's ping fields, and of the consent
 record only what identifies the consent, not the consumer (no IP address, no user agent).
@@ -71,6 +73,7 @@ def lead_context(
         "auction": {"bid": bid, "floor": floor},
         "ping": dict(ping or {}) if kind != "ping" else {},
         "secrets": dict(secrets or {}),
+        "extra": dict(lead.extra or {}) if kind != "ping" else {},
     }
 
 

@@ -179,13 +179,10 @@ class Rendered:
         detail: str,
         *,
         answer_format: str = "json",
-        headers: dict[str, str] | None = None,
         **extensions: Any,
     ) -> Rendered:
         body = problem_body(slug, detail, **extensions)
-        return cls(
-            body["status"], body, PROBLEM_CONTENT_TYPE, answer_format=answer_format, **(headers or {})
-        )
+        return cls(body["status"], body, PROBLEM_CONTENT_TYPE, answer_format=answer_format)
 
     def response(self, *, replayed: bool = False) -> HttpResponse:
         response = HttpResponse(self.body, status=self.status)
@@ -418,7 +415,8 @@ class LeadListCreateView(GenericAPIView):
         if lead_parameters:
             profile = request.user.profile
             if profile.format == QUERY:
-                return self._submit(request, body=request._request.META.get("QUERY_STRING", ""))
+                query = request._request.META.get("QUERY_STRING", "")
+                return self._submit(request, body=mask_key(query, request.user.sent_key))
             # A GET carrying a lead must never look like a success (a 200 list): a seller that
             # takes 200 for "stored" would lose every lead.
             return Rendered.problem(
@@ -428,7 +426,6 @@ class LeadListCreateView(GenericAPIView):
                 f"the filters {', '.join(sorted(LIST_PARAMETERS))} (not "
                 f"{', '.join(sorted(lead_parameters)[:10])}).",
                 answer_format=profile.answer_format,
-                headers={"Allow": "GET, POST"},
             ).response()
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
@@ -542,10 +539,7 @@ class LeadListCreateView(GenericAPIView):
             rendered, _ = refuse(
                 slug, detail, principal=principal, raw_body=raw_text, remote_ip=remote_ip
             )
-            response = rendered.response()
-            if expected is None:
-                response["Allow"] = "GET"
-            return response
+            return rendered.response()
         return self._submit(request, body=raw_text)
 
     def _submit(self, request: Request, *, body: str) -> HttpResponse:

@@ -10,6 +10,8 @@ from leads.models import (
     Lead,
     LeadStatus,
     PayoutModel,
+    PostingFormat,
+    PostingProfile,
     Source,
     Vertical,
     VerticalField,
@@ -80,3 +82,11 @@ class LeadFactory(DjangoModelFactory[Lead]):
         }
     )
     raw_body = factory.LazyAttribute(lambda o: f'{{"vertical": "{o.vertical.slug}"}}')
+
+
+class PostingProfileFactory(DjangoModelFactory[PostingProfile]):
+    class Meta:
+        model = PostingProfile
+
+    source = factory.SubFactory(SourceFactory)
+    format = PostingFormat.ENVELOPE
