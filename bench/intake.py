@@ -1,6 +1,7 @@
 """Throughput and latency of partner intake, POST /api/v1/leads/, under gunicorn (issue 3).
 
     .venv/bin/python bench/intake.py [--quick] [--seconds 15] [--connections 16,64] [--workers 4]
+                                     [--format envelope|flat_json|form|query|xml]
 
 Works in DATABASE_URL (default postgres://postgres@127.0.0.1:5432/leadswitch_bench; its name must
 contain "bench", as its leads are truncated) and CELERY_BROKER_URL (default
@@ -10,6 +11,10 @@ without a rate limit, then starts gunicorn (sync workers, DEBUG off) on 127.0.0.
 from this process with a bare HTTP client on asyncio streams: N connections, each sending one
 unique lead after another, for a fixed time per connection count after a warm-up. No Celery
 worker runs: accepted leads stay queued in Redis, which is flushed at the end.
+
+With `--format` other than envelope, a second bench source posts the same leads in that format
+(its posting profile: key in a `key` parameter, fields flat), and each connection count measures
+that format and the envelope in turn, so their ratio compares them in the same minutes.
 
 The machine's speed moves by a third or more between hours and hosts, so each connection count
 also measures a yardstick in the same run: the same lead bodies, load generator and connections
@@ -40,7 +45,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
+from xml.sax.saxutils import escape
 
 import aiohttp
 
@@ -53,6 +59,7 @@ from simulator.server import run_event_loop
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadswitch_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/9"
 SOURCE_NAME = "Intake benchmark"
+FORMATS = ("envelope", "flat_json", "form", "query", "xml")
 TARGET = "target: ≥ 500 leads/s and p99 < 100 ms at 16 connections"
 
 # Real ZIP codes (checked against leads.geo at start) and area codes whose numbers phonenumbers
@@ -101,8 +108,9 @@ def redis_db_number(url: str) -> int:
     return int(path) if path.isdigit() else 0
 
 
-def prepare_data() -> str:
-    """Migrate, load the demo, empty earlier leads and reference rows; return a new bench key."""
+def prepare_data(posting_format: str = "envelope") -> tuple[str, str]:
+    """Migrate, load the demo, empty earlier leads and reference rows; return a new bench key and
+    one of a source posting in `posting_format` (the same key for the envelope)."""
     import django
 
     django.setup()
@@ -111,7 +119,7 @@ def prepare_data() -> str:
 
     from bench.reference.urls import CREATE_TABLE
     from bench.reference.urls import TABLE as REFERENCE_TABLE
-    from leads.models import Lead, Source, SourceApiKey, Vertical
+    from leads.models import Lead, PostingProfile, Source, SourceApiKey, Vertical
     from leads.services import source_api_key_create, source_api_key_revoke, source_get_or_create
     from simulator.demo import DEFAULT_PASSWORD, demo_load
 
@@ -125,13 +133,27 @@ def prepare_data() -> str:
     for old_key in SourceApiKey.objects.filter(source=source, revoked_at__isnull=True):
         source_api_key_revoke(api_key=old_key)
     _, raw_key = source_api_key_create(source=source, name="bench/intake.py")
+    format_key = raw_key
+    if posting_format != "envelope":
+        flat, _ = source_get_or_create(
+            name=f"{SOURCE_NAME} ({posting_format})",
+            verticals=verticals,
+            rate_limit_per_second=100_000,
+        )
+        PostingProfile.objects.update_or_create(
+            source=flat,
+            defaults={"format": posting_format, "key_location": "parameter", "key_name": "key"},
+        )
+        for old_key in SourceApiKey.objects.filter(source=flat, revoked_at__isnull=True):
+            source_api_key_revoke(api_key=old_key)
+        _, format_key = source_api_key_create(source=flat, name="bench/intake.py")
     # Every table that points at leads (sales, attempts, postbacks ...) goes with them.
     with connection.cursor() as cursor:
         cursor.execute(f'TRUNCATE "{Lead._meta.db_table}" CASCADE')
         cursor.execute(CREATE_TABLE)
         cursor.execute(f"TRUNCATE {REFERENCE_TABLE}")
     connection.close()
-    return raw_key
+    return raw_key, format_key
 
 
 def check_generated_data() -> None:
@@ -157,7 +179,11 @@ def accepted_in_database() -> dict[str, int]:
     from leads.models import Lead
 
     close_old_connections()
-    rows = Lead.objects.filter(source__name=SOURCE_NAME).values("status").annotate(n=Count("pk"))
+    rows = (
+        Lead.objects.filter(source__name__startswith=SOURCE_NAME)
+        .values("status")
+        .annotate(n=Count("pk"))
+    )
     return {row["status"]: row["n"] for row in rows}
 
 
@@ -289,7 +315,8 @@ async def wait_until_up(
 class LeadBodies:
     """Unique lead bodies: each has an email and a phone number no other lead in the run has."""
 
-    def __init__(self) -> None:
+    def __init__(self, posting_format: str = "envelope") -> None:
+        self.format = posting_format
         self.token = secrets.token_hex(4)
         # A random start keeps phone numbers apart from those of earlier runs too.
         self.counter = secrets.randbelow(50_000_000)
@@ -356,10 +383,42 @@ class LeadBodies:
                 "page_url": "https://quotes.example.com/auto",
             },
         }
-        return json.dumps(document, separators=(",", ":")).encode()
+        if self.format == "envelope":
+            return json.dumps(document, separators=(",", ":")).encode()
+        return flat_body(self.format, document)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
+
+
+def flat_body(posting_format: str, document: dict[str, Any]) -> bytes:
+    """The envelope's lead as a flat request: fields beside the reserved names (for a query,
+    the query string)."""
+    consent = document["consent"]
+    parameters: dict[str, Any] = {
+        "vertical": document["vertical"],
+        "sub_id": document["sub_id"],
+        **document["fields"],
+        "tcpa_text": consent["text"],
+        "consent_timestamp": consent["timestamp"],
+        "ip_address": consent["ip"],
+        "landing_page_url": consent["page_url"],
+    }
+    if posting_format == "flat_json":
+        return json.dumps(parameters, separators=(",", ":")).encode()
+    text = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in parameters.items()}
+    if posting_format in ("form", "query"):
+        return urlencode(text).encode()
+    children = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in text.items())
+    return f'<?xml version="1.0" encoding="UTF-8"?><lead>{children}</lead>'.encode()
+
+
+CONTENT_TYPES = {
+    "envelope": "application/json",
+    "flat_json": "application/json",
+    "form": "application/x-www-form-urlencoded",
+    "xml": "application/xml",
+}
 
 
 @dataclass
@@ -391,24 +450,42 @@ async def drive(
     server_pgid: int,
     database: str,
     what: str = "intake",
+    posting_format: str = "envelope",
 ) -> Round:
-    """Keep `connections` requests in flight, one after another each, for `seconds`."""
+    """Keep `connections` requests in flight, one after another each, for `seconds`; a flat
+    format sends its key as the `key` parameter (a query source: in the query string)."""
     result = Round(connections=connections, what=what)
     address = urlsplit(url)
     host, port = address.hostname or "127.0.0.1", address.port or 80
     # A bare HTTP/1.1 client on asyncio streams: aiohttp spent twice the CPU per request, taken
     # from the same two cores as the server. gunicorn's sync workers close every connection
     # after one response, so the answer is read to the end of the stream.
-    head = (
-        f"POST {address.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
-        "Connection: close\r\nContent-Length: "
-    ).encode()
+    if posting_format == "envelope":
+        head = (
+            f"POST {address.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\nContent-Length: "
+        ).encode()
+    elif posting_format != "query":
+        head = (
+            f"POST {address.path}?key={api_key} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: {CONTENT_TYPES[posting_format]}\r\n"
+            "Connection: close\r\nContent-Length: "
+        ).encode()
+
+    def request(body: bytes) -> bytes:
+        if posting_format == "query":
+            return (
+                f"GET {address.path}?key={api_key}&".encode()
+                + body
+                + f" HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
+        return head + str(len(body)).encode() + b"\r\n\r\n" + body
 
     async def post(body: bytes) -> int | str:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+            writer.write(request(body))
             answer = await reader.read()
         finally:
             writer.close()
@@ -493,7 +570,7 @@ def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, f
 def report(result: Round) -> None:
     latencies = sorted(result.latencies)
     p50, p95, p99 = (percentile(latencies, f) * 1000 for f in (0.50, 0.95, 0.99))
-    unit = "accepted leads/s" if result.what == "intake" else "accepted requests/s"
+    unit = "accepted requests/s" if result.what == "reference" else "accepted leads/s"
     print(
         f"{result.connections:>3} connections, {result.what:>9}: "
         f"{result.accepted / result.elapsed:7,.0f} {unit}, latency p50 {p50:6.1f} ms, "
@@ -535,47 +612,85 @@ async def benchmark(
     connection_counts: list[int],
     seconds: float,
     warmup: float,
-) -> tuple[int, list[tuple[Round, Round]]]:
-    """Measure intake, then the reference, at every connection count.
+    posting_format: str = "envelope",
+    format_key: str = "",
+) -> tuple[int, list[tuple[Round, Round]], list[tuple[int, float, float]]]:
+    """Measure intake, then the reference, at every connection count; with a posting format
+    other than the envelope, that format and the envelope in turn (twice each) before them.
 
-    Return all 202s intake answered (warm-ups too) and a pair of rounds per count. Taking the
-    two in turn, minutes apart at most, puts them in the same hour of the same machine.
+    Return all 202s intake answered (warm-ups too), a pair of rounds per count, and per count
+    the envelope's and the format's leads/s. Taking them in turn, minutes apart at most, puts
+    them in the same hour of the same machine.
     """
     await wait_until_up(server, api_key)
     await wait_until_up(reference, api_key, path="/reference/up/")
     bodies = LeadBodies()
+    flat_bodies = LeadBodies(posting_format)
     accepted = 0
     pairs = []
+    formats = []
     for connections in connection_counts:
-        measured = []
-        for what, target, path in (
-            ("intake", server, "/api/v1/leads/"),
-            ("reference", reference, "/reference/"),
+
+        async def measure(
+            what, target, path, *, key=api_key, fmt="envelope", source=bodies, count=connections
         ):
+            nonlocal accepted
             # Each worker builds its ZIP table (~1 s) and opens its connections on first use.
             for phase_seconds in (warmup, seconds):
                 result = await drive(
                     f"{target.base_url}{path}",
-                    api_key,
-                    bodies,
-                    connections=connections,
+                    key,
+                    source,
+                    connections=count,
                     seconds=phase_seconds,
                     server_pgid=target.process.pid,
                     database=database,
                     what=what,
+                    posting_format=fmt,
                 )
-                if what == "intake":
+                if what != "reference":
                     accepted += result.accepted
             report(result)
-            measured.append(result)
-        intake, yardstick = measured
+            return result
+
+        if posting_format != "envelope":
+            rates: dict[str, list[Round]] = {"envelope": [], posting_format: []}
+            for _ in range(2):
+                rates["envelope"].append(await measure("intake", server, "/api/v1/leads/"))
+                rates[posting_format].append(
+                    await measure(
+                        posting_format,
+                        server,
+                        "/api/v1/leads/",
+                        key=format_key,
+                        fmt=posting_format,
+                        source=flat_bodies,
+                    )
+                )
+            envelope_rate, format_rate = (
+                sum(r.accepted for r in rounds) / sum(r.elapsed for r in rounds)
+                for rounds in rates.values()
+            )
+            # On a shared machine wall time wanders with the other jobs: CPU per lead does less.
+            envelope_cpu, format_cpu = (
+                sum(r.cpu["gunicorn"] for r in rounds) / max(1, sum(r.accepted for r in rounds))
+                for rounds in rates.values()
+            )
+            print(
+                f"{'':5}{posting_format} / envelope: {ratio(format_rate, envelope_rate)} "
+                f"({format_rate:,.0f} against {envelope_rate:,.0f} leads/s); gunicorn CPU per "
+                f"lead {format_cpu * 1000:.2f} against {envelope_cpu * 1000:.2f} ms"
+            )
+            formats.append((connections, envelope_rate, format_rate))
+        intake = await measure("intake", server, "/api/v1/leads/")
+        yardstick = await measure("reference", reference, "/reference/")
         print(
             f"{'':5}intake / reference: {ratio(rate(intake), rate(yardstick))} of the throughput; "
             f"p50 {latency_ms(intake, 0.5):.1f} / {latency_ms(yardstick, 0.5):.1f} ms, "
             f"p99 {latency_ms(intake, 0.99):.1f} / {latency_ms(yardstick, 0.99):.1f} ms"
         )
         pairs.append((intake, yardstick))
-    return accepted, pairs
+    return accepted, pairs, formats
 
 
 def ratio(numerator: float, denominator: float) -> str:
@@ -588,6 +703,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measured time per count (15)")
     parser.add_argument("--connections", default=None, help="comma-separated counts (16,64)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="envelope",
+        help="also post in this posting format, alternately with the envelope",
+    )
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each count (3)")
     args = parser.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 15.0)
@@ -602,7 +723,7 @@ def main() -> None:
 
     database_url, broker_url = configure_environment()
     name = database_create(database_url)
-    api_key = prepare_data()
+    api_key, format_key = prepare_data(args.format)
     check_generated_data()
 
     import redis
@@ -630,7 +751,7 @@ def main() -> None:
             settings="bench.reference.settings",
         )
         try:
-            answered, pairs = run_event_loop(
+            answered, pairs, formats = run_event_loop(
                 benchmark(
                     server,
                     reference,
@@ -639,6 +760,8 @@ def main() -> None:
                     connection_counts=connection_counts,
                     seconds=seconds,
                     warmup=warmup,
+                    posting_format=args.format,
+                    format_key=format_key,
                 )
             )
             queued = queued_messages(redis_client)
@@ -670,6 +793,12 @@ def main() -> None:
             f"{rate(yardstick):,.0f} requests/s); p50 {latency_ms(intake, 0.5):.1f} against "
             f"{latency_ms(yardstick, 0.5):.1f} ms, p99 {latency_ms(intake, 0.99):.1f} against "
             f"{latency_ms(yardstick, 0.99):.1f} ms"
+        )
+    for connections, envelope_rate, format_rate in formats:
+        print(
+            f"  {connections:>3} connections: {args.format}/envelope "
+            f"{ratio(format_rate, envelope_rate)} ({format_rate:,.0f} against "
+            f"{envelope_rate:,.0f} leads/s; the issue asks at least 0.90)"
         )
     print(TARGET)
     for intake, _ in pairs:

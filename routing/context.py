@@ -52,6 +52,7 @@ def lead_context(
     """Return the context of a ping (`kind="ping"`) or post of the lead to one contract."""
     consent = lead.consent if isinstance(lead.consent, dict) else {}
     data = lead.data if isinstance(lead.data, dict) else {}
+    extra = lead.extra if isinstance(lead.extra, dict) else {}
     if kind == "ping":
         data = {name: value for name, value in data.items() if name in ping_fields}
         consent = {key: value for key, value in consent.items() if key in PING_CONSENT_KEYS}
@@ -73,7 +74,7 @@ def lead_context(
         "auction": {"bid": bid, "floor": floor},
         "ping": dict(ping or {}) if kind != "ping" else {},
         "secrets": dict(secrets or {}),
-        "extra": dict(lead.extra or {}) if kind != "ping" else {},
+        "extra": dict(extra) if kind != "ping" else {},
     }
 
 

@@ -144,6 +144,8 @@ def consumer(vertical):
         phone=PHONE,
         data=data,
         raw_body=raw("Marigold.Quixote@Example.com", "(212) 555-0142", first_name="marigold"),
+        # Kept by the source's posting profile: nobody knows whether it is personal.
+        extra={"spouse_name": "Quentin Quixote"},
         consent={"text": "I agree to be called.", "ip": IP, "user_agent": "Mozilla/5.0 (X11)"},
         remote_ip=IP,
         sub_id="spring",
@@ -291,6 +293,7 @@ def test_an_erased_lead_keeps_its_shape_and_says_when_it_was_erased(consumer):
     sold.refresh_from_db()
     assert sold.erased_at is not None
     assert (sold.email, sold.phone, sold.raw_body, sold.remote_ip) == ("", "", "", None)
+    assert sold.extra == {}
     assert sold.data == {
         "first_name": ERASED,
         "last_name": ERASED,

@@ -28,6 +28,7 @@ LEAD = SimpleNamespace(
     is_test=False,
     score=81,
     tier="hot",
+    extra={"affiliate_click": "c-42"},
 )
 
 
@@ -56,6 +57,7 @@ def test_a_posts_context_holds_the_whole_lead_the_auction_and_the_pings_answer()
     assert context["auction"] == {"bid": Decimal("14.50"), "floor": Decimal("5.00")}
     assert context["ping"] == {"reference": "b-1", "bid_id": "b-1"}
     assert context["secrets"] == {"api_key": "k"}
+    assert context["extra"] == {"affiliate_click": "c-42"}
 
 
 def test_a_pings_context_holds_its_ping_fields_and_consent_proof_but_no_consumer():
@@ -106,3 +108,13 @@ def test_field_mappings_read_the_context_and_a_ping_only_what_it_may_carry():
         "LeadId": LEAD.pk,
         "Cert": "https://cert.trustedform.com/abc",
     }
+
+
+def test_a_mapping_reads_the_leads_extra_data_in_a_post_never_in_a_ping():
+    mapping = MappingSpec(target_field="click", source_fields=("extra.affiliate_click",))
+
+    post = map_fields("post", LEAD.data, [mapping], frozenset(), lead_context(LEAD, kind="post"))
+    ping = map_fields("ping", LEAD.data, [mapping], frozenset(), lead_context(LEAD, kind="ping"))
+
+    assert post == {"click": "c-42"}
+    assert ping == {}
