@@ -77,7 +77,9 @@ _TYPES = [
         "unauthenticated",
         401,
         "Authentication required",
-        "Send `Authorization: Bearer <API key>` with a live key of your source.",
+        "Send a live key of your source as `Authorization: Bearer <API key>`, or where its "
+        "posting profile puts it (a header or parameter of its own); `detail` says what was "
+        "wrong.",
     ),
     ProblemType(
         "forbidden",
@@ -87,7 +89,11 @@ _TYPES = [
     ),
     ProblemType("not-found", 404, "Not found", "Nothing here is visible to your source."),
     ProblemType(
-        "method-not-allowed", 405, "Method not allowed", "This address does not take that method."
+        "method-not-allowed",
+        405,
+        "Method not allowed",
+        "This address does not take that method; or lead data came in a GET (or a POST) from a "
+        "source whose posting profile sends leads the other way, which `detail` names.",
     ),
     ProblemType(
         "not-acceptable",
@@ -112,7 +118,8 @@ _TYPES = [
         "unsupported-media-type",
         415,
         "Unsupported media type",
-        "Send the body as JSON with `Content-Type: application/json`.",
+        "Send the body as JSON with `Content-Type: application/json`, or in the format of your "
+        "source's posting profile (flat JSON, a form, XML), which `detail` names.",
     ),
     ProblemType(
         "idempotency-key-reused",

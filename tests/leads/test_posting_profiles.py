@@ -598,3 +598,23 @@ def test_the_lead_page_shows_the_extra_data(admin_client, demo):
 
     assert "Extra data" in page.content.decode()
     assert "c-77" in page.content.decode()
+
+
+def test_a_throttled_submission_is_answered_in_the_profiles_format(client, demo):
+    source, key = seller(
+        demo,
+        format=PostingFormat.FORM,
+        key_location="parameter",
+        key_name="key",
+        answer_format="text",
+    )
+    Source.objects.filter(pk=source.pk).update(rate_limit_per_second=1)
+
+    answers = [send(client, PostingFormat.FORM, {"x": "1"}, key=key) for _ in range(4)]
+
+    throttled = [a for a in answers if a.status_code == 429]
+    assert throttled
+    lines = throttled[0].content.decode().splitlines()
+    assert lines[:2] == ["status=error", "type=/api/problems/rate-limited"]
+    assert throttled[0]["Content-Type"] == "text/plain; charset=utf-8"
+    assert throttled[0]["Retry-After"]
