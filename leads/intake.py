@@ -486,7 +486,8 @@ def _decimal(spec: FieldSpec, value: Any) -> int | float:
     return int(number) if number == number.to_integral_value() else float(number)
 
 
-def _boolean(spec: FieldSpec, value: Any) -> bool:
+def read_flag(value: Any) -> bool | None:
+    """A yes/no as partners spell it (true, yes, y, 1 and their opposites), or None."""
     if isinstance(value, bool):
         return value
     word = str(value).strip().lower() if isinstance(value, str | int) else None
@@ -494,7 +495,14 @@ def _boolean(spec: FieldSpec, value: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise FieldError("Give true or false (yes/no and 1/0 are understood).")
+    return None
+
+
+def _boolean(spec: FieldSpec, value: Any) -> bool:
+    flag = read_flag(value)
+    if flag is None:
+        raise FieldError("Give true or false (yes/no and 1/0 are understood).")
+    return flag
 
 
 def _date(spec: FieldSpec, value: Any) -> str:

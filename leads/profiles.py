@@ -21,6 +21,8 @@ from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as xml_fromstring
 
+from leads.intake import read_flag
+
 Errors = dict[str, list[str]]
 
 ENVELOPE = "envelope"
@@ -51,8 +53,6 @@ RESERVED_PATHS = {
     **{name: name for name in ENVELOPE_PARAMETERS},
     **{name: f"consent.{key}" for name, key in CONSENT_PARAMETERS.items()},
 }
-TRUE_WORDS = frozenset({"true", "yes", "y", "1", "on"})
-FALSE_WORDS = frozenset({"false", "no", "n", "0", "off", ""})
 MAX_PARAMETERS = 500
 FORMAT_NAMES = {
     ENVELOPE: "the JSON envelope (Content-Type: application/json)",
@@ -229,14 +229,8 @@ def _mapped(value: Any, value_map: Mapping[str, Any] | None) -> Any:
 
 
 def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower() if isinstance(value, str | int) else None
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    return None
+    # An empty `test=` (a form's unticked box sends none, a template often sends it empty).
+    return False if value == "" else read_flag(value)
 
 
 def _default_name(path: str) -> str:

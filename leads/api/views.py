@@ -408,6 +408,12 @@ class LeadListCreateView(GenericAPIView):
             200: LeadSerializer(many=True),
             400: OpenApiResponse(ProblemSerializer, description="A filter value is not valid."),
             404: OpenApiResponse(ProblemSerializer, description="The cursor is not valid."),
+            405: OpenApiResponse(
+                ProblemSerializer,
+                description="A parameter that is no filter: lead data, which only a source "
+                "whose posting profile sends leads by GET may send (see the README's Posting "
+                "profiles).",
+            ),
         },
     )
     def get(self, request: Request) -> HttpResponse:
