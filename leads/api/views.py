@@ -636,6 +636,10 @@ def read_request(request: Request) -> Reading:
         document = read_json(http.body)
         if isinstance(document, Unreadable):
             return Reading(document=None, errors={"_": [document.message]})
+        if profile.key_location == PARAMETER and isinstance(document, dict):
+            # The key is no member of the lead.
+            key_name = profile.key_name.lower()
+            document = {k: v for k, v in document.items() if str(k).lower() != key_name}
         return profiles.envelope_document(document, profile)
     if profile.format == QUERY:
         parameters, errors = profiles.parameters_from_query(http.META.get("QUERY_STRING", ""))

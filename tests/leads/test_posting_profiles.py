@@ -622,3 +622,12 @@ def test_a_throttled_submission_is_answered_in_the_profiles_format(client, demo)
     assert lines[:2] == ["status=error", "type=/api/problems/rate-limited"]
     assert throttled[0]["Content-Type"] == "text/plain; charset=utf-8"
     assert throttled[0]["Retry-After"]
+
+
+def test_an_envelope_may_carry_its_key_as_a_member(client, demo):
+    _, key = keyed(demo, PostingFormat.ENVELOPE)
+
+    response = send(client, PostingFormat.ENVELOPE, auto_lead(20), key=key)
+
+    assert response.status_code == 202, response.content
+    assert key not in Lead.objects.get(pk=response.json()["id"]).raw_body
