@@ -588,9 +588,7 @@ class LeadListCreateView(GenericAPIView):
             return _replay(submitted.replay, source=principal.source)
         return submitted.answer.response()
 
-    def _ingest(
-        self, request: Request, *, reading: Reading, raw_text: str, remote_ip: str | None
-    ):
+    def _ingest(self, request: Request, *, reading: Reading, raw_text: str, remote_ip: str | None):
         principal = request.user
         if reading.document is None:
             return refuse(
