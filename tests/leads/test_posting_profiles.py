@@ -479,17 +479,23 @@ def test_an_idempotent_retry_of_a_text_answer_is_replayed_byte_for_byte(client, 
     assert Lead.objects.count() == 1
 
 
-def test_the_ping_id_is_carried_through_intake_harmlessly(client, demo):
-    _, key = seller(demo, format=PostingFormat.FLAT_JSON, key_location="header", key_name="X-K")
+def test_a_flat_posts_ping_id_reaches_the_exchange_named_as_the_seller_sent_it(client, demo):
+    _, key = seller(
+        demo,
+        format=PostingFormat.FLAT_JSON,
+        key_location="header",
+        key_name="X-K",
+        aliases={"PingID": "ping_id"},
+    )
+    parameters = {**flat_lead(17), "PingID": "p-1"}
 
-    parameters = {**flat_lead(17), "ping_id": "p-1"}
     response = send(
         client, PostingFormat.FLAT_JSON, parameters, key=key, where="header", key_name="X-K"
     )
 
-    assert response.status_code == 202, response.content
-    # Nothing handles the ping yet: a lead that names one is intake's like any other.
-    assert Lead.objects.get(pk=response.json()["id"]).status != LeadStatus.INVALID
+    # The exchange (inbound ping/post) reads it as it reads an envelope's: an unknown ping.
+    assert response.status_code == 404, response.content
+    assert response.json()["errors"] == {"PingID": ["Unknown ping id."]}
 
 
 @pytest.mark.parametrize(
