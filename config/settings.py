@@ -337,6 +337,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "leads.api.schema.describe_vertical_fields",
+        "exchange.api.schema.ping_body_is_strict",
     ],
 }
 

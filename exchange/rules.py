@@ -32,6 +32,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # Envelope members a ping may not carry: consent is personal (IP, browser), and a ping is not a
 # post of an earlier ping.
 NOT_IN_PING = ("consent", "ping_id")
+# What a ping's body may hold: the envelope less NOT_IN_PING, plus the hashes.
+PING_KEYS = ("vertical", "fields", "sub_id", "test", *HASH_KEYS)
 REMOVED = "[removed: personal data is never pinged]"
 ZERO = Decimal("0.00")
 
@@ -65,7 +67,10 @@ def read_ping(document: Any) -> tuple[PingEnvelope | None, Errors]:
                 if key == "consent"
                 else "A ping has no ping_id: the answer gives one, for the post."
             ]
-    envelope = {k: v for k, v in document.items() if k not in HASH_KEYS and k not in NOT_IN_PING}
+    for key in document:
+        if key not in PING_KEYS and key not in NOT_IN_PING:
+            errors[str(key)] = [f"Unknown member; a ping has {', '.join(PING_KEYS)}."]
+    envelope = {k: v for k, v in document.items() if k in PING_KEYS and k not in HASH_KEYS}
     submission, envelope_errors = parse_submission(envelope)
     errors.update(envelope_errors)
     if submission is None or errors:

@@ -8,6 +8,8 @@ from exchange.models import PingStatus
 
 
 class PingSerializer(serializers.Serializer):
+    """A ping's body; a member it does not name is refused (exchange.api.schema says so)."""
+
     vertical = serializers.SlugField(help_text="GET /api/v1/verticals/ lists yours.")
     fields = serializers.DictField(
         help_text="The vertical's ping fields only: never personal data (sent with the post)."

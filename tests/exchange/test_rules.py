@@ -45,6 +45,13 @@ def test_a_ping_is_read_as_the_lead_envelope_with_its_hashes_and_without_consent
     )
     assert set(errors) == {"consent", "ping_id", "phone_sha256"}
     assert read_ping([1])[1] == {"_": ["Send a JSON object, not a list."]}
+    # A member no ping has is named with what a ping holds, not what a lead's post holds.
+    _, errors = read_ping({"vertical": "auto", "fields": {}, "colour": "red"})
+    assert errors == {
+        "colour": [
+            "Unknown member; a ping has vertical, fields, sub_id, test, email_sha256, phone_sha256."
+        ]
+    }
 
 
 def test_personal_fields_and_fields_not_pinged_are_named_and_unknown_ones_left_to_the_schema():
