@@ -357,6 +357,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Leadswitch <leads@lo
 INTAKE_MAX_BODY_BYTES = _env_int("INTAKE_MAX_BODY_BYTES", default=64 * 1024, minimum=1024)
 # Prefer: wait=N is honoured up to this many seconds.
 INTAKE_MAX_WAIT_SECONDS = _env_int("INTAKE_MAX_WAIT_SECONDS", default=10, minimum=0)
+# A source's posting instructions shared by link (leads/instructions.py) show without signing in
+# for this many days after staff copied the link; then the link answers 410.
+POSTING_INSTRUCTIONS_LINK_DAYS = _env_int("POSTING_INSTRUCTIONS_LINK_DAYS", default=30, minimum=1)
 IDEMPOTENCY_KEY_HOURS = 24
 # Inbound pings (exchange/): the longest a ping's price is held, whatever its bids' validity.
 PING_MAX_VALID_SECONDS = _env_int("PING_MAX_VALID_SECONDS", default=120, minimum=1)

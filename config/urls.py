@@ -36,6 +36,8 @@ urlpatterns = [
     path("dashboard/", include("reporting.urls")),
     # Team members' claim links, /teams/assignments/<id>/claim/: already sent, so they stay.
     path("teams/", include("teams.urls")),
+    # A source's posting instructions by the signed link staff send its developer.
+    path("posting-instructions/", include("leads.urls")),
     *partner_api,
     *reporting_api,
     path("api/schema/", SpectacularAPIView.as_view(patterns=partner_api), name="schema"),

@@ -34,6 +34,7 @@ from config.admin_display import (
     pretty_json,
 )
 from config.admin_pii import lead_pii_values, mask_data, mask_text, mask_value, pii_visible
+from leads.instructions import instructions_token
 from leads.models import (
     CONSENT_PERSONAL_KEYS,
     FINAL_STATUSES,
@@ -57,6 +58,7 @@ from leads.services import (
     suppression_list_add,
     vertical_touch,
 )
+from leads.views import instructions_page
 from routing.admin import LeadAttemptInline, LeadAuctionInline, LeadSaleInline, pii_field_names
 from routing.selectors import explain, lead_status_history
 from routing.services import REROUTABLE_STATUSES, RerouteRefused, lead_reroute
@@ -423,8 +425,29 @@ class SourceAdmin(SimpleHistoryAdmin):
                 self.admin_site.admin_view(self.mint_key_view),
                 name="{}_{}_mint_key".format(*info),
             ),
+            path(
+                "<path:object_id>/instructions/",
+                self.admin_site.admin_view(self.instructions_view),
+                name="{}_{}_instructions".format(*info),
+            ),
             *super().get_urls(),
         ]
+
+    def instructions_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The source's posting instructions, with the link staff send its developer."""
+        source = self.get_object(request, unquote(object_id))
+        if source is None:
+            raise Http404("No such source.")
+        if not self.has_view_permission(request, source):
+            raise PermissionDenied
+        token = instructions_token(source)
+        staff = {
+            "link": request.build_absolute_uri(
+                reverse("posting-instructions-shared", args=[token])
+            ),
+            "source_url": reverse("admin:leads_source_change", args=[source.pk]),
+        }
+        return instructions_page(request, source=source, staff=staff)
 
     def mint_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then mint one key and show it once. admin_view adds CSRF and no-cache."""

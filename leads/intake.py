@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from config.admin_display import plural
 from leads.geo import zip_lookup
 from leads.models import US_STATES, FieldType
 
@@ -139,6 +140,11 @@ def _storable(value: Any) -> bool:
     if isinstance(value, list):
         return all(_storable(v) for v in value)
     return True
+
+
+def invalid_lead_detail(errors: Errors) -> str:
+    """Return what a lead refused for its fields is told (its problem's detail)."""
+    return f"The lead has {plural(len(errors), 'invalid field')}; see errors."
 
 
 def parse_submission(document: Any) -> tuple[Submission | None, Errors]:  # noqa: PLR0912

@@ -20,7 +20,7 @@ from django.utils import timezone
 from config.admin_display import plural
 from config.api_keys import api_key_create, api_key_find, api_key_revoke
 from leads import intake_cache, store
-from leads.intake import normalise_fields, parse_submission
+from leads.intake import invalid_lead_detail, normalise_fields, parse_submission
 from leads.models import (
     LEAD_TRANSITIONS,
     ContactKind,
@@ -304,7 +304,7 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
             verdict=IntakeVerdict.INVALID,
             status=LeadStatus.INVALID,
             vertical=vertical,
-            detail=f"The lead has {plural(len(errors), 'invalid field')}; see errors.",
+            detail=invalid_lead_detail(errors),
             errors=errors,
             **lead_fields,
             **common,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from buyers.readiness import secrets_named
-from leads.models import FieldType, Lead, Source, Vertical, VerticalField
+from leads.models import Lead, Source, Vertical, VerticalField
+from leads.samples import SAMPLE_CONSENT, sample_value
 from routing.context import CONSENT_KEYS, lead_context
 from routing.responses import check_path, parse_namespaces
 from routing.templating import TemplateError, check_request
@@ -26,16 +27,6 @@ ENRICHMENT_SAMPLE = {
     "county": "New York",
     "state": "NY",
     "time_zone": "America/New_York",
-}
-SAMPLE_CONSENT = {
-    "text": "By clicking Submit I agree to be contacted by Sample Insurance at the number I gave.",
-    "timestamp": "2026-01-15T14:03:00+00:00",
-    "ip": "203.0.113.7",
-    "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
-    "jornaya_leadid": "01234567-89AB-CDEF-0123-456789ABCDEF",
-    "page_url": "https://quotes.example/auto",
-    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Sample/1.0",
-    "sellers": ["Sample Insurance"],
 }
 assert set(SAMPLE_CONSENT) == set(CONSENT_KEYS)  # noqa: S101 - kept in step with intake's keys
 
@@ -54,67 +45,13 @@ def sample_ping_answer(templates: tuple[str, ...]) -> dict[str, Any]:
     return answer
 
 
-# Plausible values for the usual field names; anything else gets a value of its field's type.
-_SAMPLE_BY_NAME: dict[str, Any] = {
-    "first_name": "Jane",
-    "last_name": "Sample",
-    "full_name": "Jane Sample",
-    "name": "Jane Sample",
-    "street_address": "1 Test Street",
-    "address": "1 Test Street",
-    "city": "New York",
-    "county": "New York",
-    "date_of_birth": "1980-04-02",
-    "vehicle_year": 2019,
-    "vehicle_make": "Toyota",
-    "vehicle_model": "Camry",
-}
-_SAMPLE_BY_TYPE: dict[str, Any] = {
-    FieldType.STRING: "sample",
-    FieldType.EMAIL: "jane.sample@example.com",
-    FieldType.PHONE: "+12025550143",
-    FieldType.ZIP: "10001",
-    FieldType.STATE: "NY",
-    FieldType.INTEGER: 1,
-    FieldType.DECIMAL: "100.00",
-    FieldType.BOOLEAN: True,
-    FieldType.DATE: "1980-04-02",
-}
-
-
-def _sample_value(spec: VerticalField) -> Any:
-    if spec.field_type == FieldType.CHOICE:
-        return spec.choices[0] if spec.choices else ""
-    if spec.field_type in (FieldType.INTEGER, FieldType.DECIMAL):
-        number = _SAMPLE_BY_NAME.get(spec.name, _SAMPLE_BY_TYPE[spec.field_type])
-        low, high = spec.min_value, spec.max_value
-        value = Decimal(str(number))
-        if low is not None and value < low:
-            value = low
-        if high is not None and value > high:
-            value = high
-        # As intake stores it: a JSON number, whole values as integers.
-        if spec.field_type == FieldType.INTEGER or value == value.to_integral_value():
-            return int(value)
-        return float(value)
-    if spec.field_type == FieldType.STRING and spec.name in _SAMPLE_BY_NAME:
-        value = str(_SAMPLE_BY_NAME[spec.name])
-    else:
-        value = _SAMPLE_BY_TYPE.get(spec.field_type, "sample")
-    if spec.field_type == FieldType.DATE and spec.name not in _SAMPLE_BY_NAME:
-        value = date(1980, 4, 2).isoformat()
-    if isinstance(value, str) and spec.max_length:
-        value = value[: spec.max_length]
-    return value
-
-
 def sample_lead_data(*, vertical_id: int) -> dict[str, Any]:
     """Return a made-up lead of the vertical: one plausible value for every field of its schema.
 
     ZIP and state agree (10001 is in NY), so territory rules and mappings see a real place.
     """
     fields = VerticalField.objects.filter(vertical_id=vertical_id).order_by("position", "id")
-    return {spec.name: _sample_value(spec) for spec in fields}
+    return {spec.name: sample_value(spec) for spec in fields}
 
 
 def sample_lead(vertical: Vertical | None, *, data: Mapping[str, Any] | None = None) -> Lead:
