@@ -479,8 +479,8 @@ def _answers(
                 render_outcome(caller, outcome),
                 title=status.label,
                 when=(
-                    f"With Prefer: wait=N, routing finished within N seconds (here sold at "
-                    f"${price}); payout is what you are paid."
+                    "With Prefer: wait=N, routing finished within N seconds and a buyer "
+                    "bought the lead; payout is what you are paid for it."
                     if sold
                     else "With Prefer: wait=N, routing finished and no buyer took the lead."
                 ),

@@ -59,22 +59,21 @@ def sample_value(spec: Any) -> Any:
         return spec.choices[0] if spec.choices else ""
     if spec.field_type in (FieldType.INTEGER, FieldType.DECIMAL):
         integer = spec.field_type == FieldType.INTEGER
-        number = SAMPLE_BY_NAME.get(spec.name, SAMPLE_BY_TYPE[spec.field_type])
+        number = Decimal(str(SAMPLE_BY_NAME.get(spec.name, SAMPLE_BY_TYPE[spec.field_type])))
         low, high = spec.min_value, spec.max_value
-        value = Decimal(str(number))
-        if low is not None and value < low:
-            value = Decimal(math.ceil(low)) if integer else low
-        if high is not None and value > high:
-            value = Decimal(math.floor(high)) if integer else high
-        if integer or value == value.to_integral_value():
-            return int(value)
-        return float(value)
+        if low is not None and number < low:
+            number = Decimal(math.ceil(low)) if integer else low
+        if high is not None and number > high:
+            number = Decimal(math.floor(high)) if integer else high
+        if integer or number == number.to_integral_value():
+            return int(number)
+        return float(number)
     if spec.field_type == FieldType.STRING and spec.name in SAMPLE_BY_NAME:
         value = str(SAMPLE_BY_NAME[spec.name])
     else:
         value = SAMPLE_BY_TYPE.get(spec.field_type, "sample")
     if spec.field_type == FieldType.DATE and spec.name not in SAMPLE_BY_NAME:
         value = "1980-04-02"
-    if isinstance(value, str) and spec.max_length:
+    if spec.field_type == FieldType.STRING and spec.max_length:
         value = value[: spec.max_length]
     return value
