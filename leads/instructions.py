@@ -442,93 +442,84 @@ def _duplicate_rule(vertical: Vertical) -> str:
     )
 
 
+ANSWER_WHEN = {
+    "Accepted": "Stored and queued for routing: the usual answer.",
+    "Sold": "With Prefer: wait=N, routing finished within N seconds and a buyer bought the "
+    "lead; payout is what you are paid for it.",
+    "Unsold": "With Prefer: wait=N, routing finished and no buyer took the lead.",
+    "Refused": "The lead breaks its vertical's schema; every field at fault is named, as you "
+    "named it. The refused lead is stored under its id.",
+    "Duplicate": "The same consumer was accepted within the look-back window; duplicate_of is "
+    "the earlier lead when it was yours.",
+}
+
+
+def _outcome(source: Source, vertical: Vertical, *, sold: bool) -> Lead:
+    """The example lead after routing, sold at the example price or unsold."""
+    price = EXAMPLE_BUYER_PRICE if sold else None
+    return Lead(
+        id=EXAMPLE_LEAD_ID,
+        source=source,
+        vertical=vertical,
+        status=LeadStatus.SOLD if sold else LeadStatus.UNSOLD,
+        sale_price=price,
+        payout=source.payout_for(price) if price is not None else None,
+        score=EXAMPLE_SCORE,
+        tier=EXAMPLE_TIER,
+    )
+
+
+def _duplicate(lead: Lead, reading: Reading, specs: Sequence[FieldSpec]) -> IngestResult | None:
+    """The example lead refused as a duplicate of an earlier one of the source's, with intake's
+    reason; None when its vertical checks no duplicates."""
+    fields = reading.document["fields"] if reading.document else {}
+    normalised, _ = normalise_fields(specs, fields)
+    if normalised is None:
+        return None
+    stored = Lead(
+        id=lead.pk,
+        source=lead.source,
+        vertical=lead.vertical,
+        data=normalised.data,
+        email=normalised.email,
+        phone=normalised.phone,
+    )
+    reason = IntakeChecks.of(stored, vertical=lead.vertical).duplicate_reason
+    if not reason:
+        return None
+    earlier = Lead(id=EARLIER_LEAD_ID, source=lead.source)
+    return IngestResult(IntakeVerdict.DUPLICATE, lead, detail=reason, duplicate_of=earlier)
+
+
 def _answers(
-    request: HttpRequest,
-    *,
-    source: Source,
-    profile: Profile,
-    vertical: Vertical,
-    fields: Sequence[Any],
+    request: HttpRequest, *, source: Source, profile: Profile, vertical: Vertical
 ) -> tuple[list[Answer], dict[str, Any]]:
-    """The answers to the examples, rendered by the leads endpoint's own functions."""
+    """The answers to the vertical's example, rendered by the leads endpoint's own functions,
+    and what the refused one changed in the example."""
+    fields = list(vertical.fields.all())
     caller = _as_caller(request, source, profile)
     specs = specs_from_models(fields)
-    document = example_document(vertical, fields, profile)
-    reading = document_reading(document, profile)
-    lead = Lead(id=EXAMPLE_LEAD_ID, source=source, vertical=vertical, is_test=False)
-    accepted = render_result(caller, IngestResult(IntakeVerdict.ACCEPTED, lead), reading)
-    answers = [
-        _shown(
-            accepted, title="Accepted", when="Stored and queued for routing (the usual answer)."
-        ),
-    ]
-    price = EXAMPLE_BUYER_PRICE
-    for status, sold in ((LeadStatus.SOLD, True), (LeadStatus.UNSOLD, False)):
-        outcome = Lead(
-            id=EXAMPLE_LEAD_ID,
-            source=source,
-            vertical=vertical,
-            status=status,
-            sale_price=price if sold else None,
-            payout=source.payout_for(price) if sold else None,
-            score=EXAMPLE_SCORE,
-            tier=EXAMPLE_TIER,
-        )
-        answers.append(
-            _shown(
-                render_outcome(caller, outcome),
-                title=status.label,
-                when=(
-                    "With Prefer: wait=N, routing finished within N seconds and a buyer "
-                    "bought the lead; payout is what you are paid for it."
-                    if sold
-                    else "With Prefer: wait=N, routing finished and no buyer took the lead."
-                ),
-            )
-        )
+    reading = document_reading(example_document(vertical, fields, profile), profile)
+    lead = Lead(id=EXAMPLE_LEAD_ID, source=source, vertical=vertical)
     changes = refused_changes(fields, profile)
     refused_document = example_document(vertical, fields, profile, **changes)
     refused_reading, errors = intake_errors(refused_document, profile, specs)
-    refused = IngestResult(
+    invalid = IngestResult(
         IntakeVerdict.INVALID, lead, detail=invalid_lead_detail(errors), errors=errors
     )
-    answers.append(
-        _shown(
-            render_result(caller, refused, refused_reading),
-            title="Refused",
-            when="The lead breaks its vertical's schema; every field at fault is named, as you "
-            "named it. The refused lead is stored under its id.",
-        )
-    )
-    normalised, _ = normalise_fields(specs, reading.document["fields"] if reading.document else {})
-    if normalised is not None:
-        duplicate_lead = Lead(
-            id=EXAMPLE_LEAD_ID,
-            source=source,
-            vertical=vertical,
-            data=normalised.data,
-            email=normalised.email,
-            phone=normalised.phone,
-        )
-        reason = IntakeChecks.of(duplicate_lead, vertical=vertical).duplicate_reason
-        if reason:
-            earlier = Lead(id=EARLIER_LEAD_ID, source=source)
-            duplicate = IngestResult(
-                IntakeVerdict.DUPLICATE, lead, detail=reason, duplicate_of=earlier
-            )
-            answers.append(
-                _shown(
-                    render_result(caller, duplicate, reading),
-                    title="Duplicate",
-                    when="The same consumer was accepted within the look-back window; "
-                    "duplicate_of is the earlier lead when it was yours.",
-                )
-            )
-    shown_changes = {
-        seller_name(profile, name): value for name, value in changes.items() if value is not None
+    rendered = {
+        "Accepted": render_result(caller, IngestResult(IntakeVerdict.ACCEPTED, lead), reading),
+        "Sold": render_outcome(caller, _outcome(source, vertical, sold=True)),
+        "Unsold": render_outcome(caller, _outcome(source, vertical, sold=False)),
+        "Refused": render_result(caller, invalid, refused_reading),
     }
-    left_out = [seller_name(profile, name) for name, value in changes.items() if value is None]
-    return answers, {"sent": shown_changes, "left_out": left_out}
+    duplicate = _duplicate(lead, reading, specs)
+    if duplicate is not None:
+        rendered["Duplicate"] = render_result(caller, duplicate, reading)
+    answers = [_shown(r, title=title, when=ANSWER_WHEN[title]) for title, r in rendered.items()]
+    sent = {seller_name(profile, n): v for n, v in changes.items() if v is not None}
+    left_out = [seller_name(profile, n) for n, v in changes.items() if v is None]
+    return answers, {"sent": sent, "left_out": left_out}
 
 
 def posting_instructions(*, source: Source, request: HttpRequest) -> Instructions:
@@ -561,7 +552,5 @@ def posting_instructions(*, source: Source, request: HttpRequest) -> Instruction
     if not verticals:
         return instructions
     first = next((v for v in verticals if v.slug == profile.default_vertical), verticals[0])
-    answers, refused = _answers(
-        request, source=source, profile=profile, vertical=first, fields=list(first.fields.all())
-    )
+    answers, refused = _answers(request, source=source, profile=profile, vertical=first)
     return replace(instructions, answers=answers, refused_example=refused)
