@@ -13,6 +13,7 @@ from itertools import cycle
 from urllib.parse import quote, urlsplit
 
 import pytest
+from django.contrib import auth
 from django.core import signing
 from django.test import Client
 
@@ -31,7 +32,7 @@ from leads.models import FieldType, KeyLocation, Lead, PostingFormat, Source, Ve
 from leads.samples import sample_value
 from leads.selectors import posting_profile
 from tests.leads.factories import PostingProfileFactory, SourceFactory, api_key_for
-from tests.staff import staff_user
+from tests.staff import CALLERS, client_as, staff_user
 
 FORMATS = [
     PostingFormat.ENVELOPE,
@@ -234,6 +235,24 @@ def test_an_anonymous_visitor_or_staff_without_the_view_permission_does_not_see_
     assert anonymous["Location"].startswith("/admin/login/")
     assert refused.status_code == 403
     assert source.name not in refused.content.decode()
+
+
+@pytest.mark.parametrize("caller", [c for c in CALLERS if c != "buyer key"])
+def test_each_caller_sees_the_staff_page_only_with_the_permission_to_view_sources(demo, caller):
+    source, key = instructed_source(PostingFormat.FORM, KeyLocation.PARAMETER)
+    client = client_as(caller, partner_key=key)
+    user = auth.get_user(client)
+
+    response = client.get(f"/admin/leads/source/{source.pk}/instructions/")
+
+    if not user.is_authenticated:  # a key is no session
+        assert response.status_code == 302
+    elif user.has_perm("leads.view_source"):
+        assert response.status_code == 200
+        assert "curl" in response.content.decode()
+    else:
+        assert response.status_code == 403
+        assert source.name not in response.content.decode()
 
 
 def test_the_signed_link_shows_the_page_without_a_login_and_no_secret(demo):
