@@ -305,10 +305,8 @@ def example_request(document: Mapping[str, Any], profile: Profile, *, url: str) 
         headers.append(("Authorization", f"Bearer {KEY_PLACEHOLDER}"))
     elif profile.key_location == HEADER:
         headers.append((profile.key_name, KEY_PLACEHOLDER))
-    elif profile.is_flat:
+    else:  # a parameter: in the body (a member of an envelope), never in a logged URL
         parameters = {profile.key_name: KEY_PLACEHOLDER, **parameters}
-    else:  # the envelope has no member for it: the query string carries it
-        url = f"{url}?{quote(profile.key_name, safe='')}={KEY_PLACEHOLDER}"
     if profile.format == profiles.QUERY:
         pairs = tuple((n, _flat_text(v)) for n, v in parameters.items())
         return ExampleRequest("GET", url, tuple(headers), parameters=pairs)
