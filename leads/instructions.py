@@ -77,6 +77,12 @@ LEAD_PROBLEMS = (
     "unsupported-media-type",
     "idempotency-key-reused",
     "rate-limited",
+    # A post that follows an inbound ping (ping_id).
+    "ping-not-found",
+    "ping-fields-changed",
+    "ping-already-posted",
+    "ping-expired",
+    "ping-without-bid",
     "server-error",
     "unavailable",
 )
