@@ -185,6 +185,7 @@ class LeadSubmissionSerializer(serializers.Serializer):
     )
     ping_id = serializers.CharField(
         required=False,
+        min_length=1,
         max_length=64,
         help_text="The ping_id of your inbound ping (POST /api/v1/pings/): the lead is posted to "
         "the bids the ping holds, at the price it was answered.",
