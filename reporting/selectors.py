@@ -101,6 +101,12 @@ def _sums(rows: QuerySet, fields: Sequence[str]) -> dict[str, Any]:
     return {name: totals[name] or 0 for name in fields}
 
 
+def _sums_by(rows: QuerySet, key: str, fields: Sequence[str]) -> dict[Any, dict[str, Any]]:
+    """Return the sums of `fields` per value of `key`, keyed by that value (absent sums: None)."""
+    grouped = rows.values(key).annotate(**{name: Sum(name) for name in fields})
+    return {row[key]: row for row in grouped}
+
+
 # --- Percentiles -------------------------------------------------------------------------------
 
 
@@ -152,14 +158,10 @@ def ping_latency_by_buyer(q: ReportQuery) -> dict[int, tuple[float | None, float
     """Return per buyer id the p50 and p95 latency (ms) of the pings for the period's leads."""
     if not _exact(q):
         names = bucket_names("ping_ms", PING_MS_BOUNDS)
-        rows = (
-            _rows("attempt", q, by_buyer=True)
-            .values("buyer_id")
-            .annotate(**{name: Sum(name) for name in names})
-        )
+        sums = _sums_by(_rows("attempt", q, by_buyer=True), "buyer_id", names)
         return {
-            row["buyer_id"]: _estimates([row[name] or 0 for name in names], PING_MS_BOUNDS)
-            for row in rows
+            buyer_id: _estimates([row[name] or 0 for name in names], PING_MS_BOUNDS)
+            for buyer_id, row in sums.items()
         }
     return {
         buyer_id: _pair(pair)
@@ -299,18 +301,8 @@ def _health(buyer_ids: Sequence[int]) -> dict[int, str]:
 
 def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per buyer with attempts or sales in the period, by revenue."""
-    attempts = {
-        row["buyer_id"]: row
-        for row in _rows("attempt", q, by_buyer=True)
-        .values("buyer_id")
-        .annotate(**{name: Sum(name) for name in ATTEMPT_FIELDS})
-    }
-    sales = {
-        row["buyer_id"]: row
-        for row in _rows("sale", q, by_buyer=True)
-        .values("buyer_id")
-        .annotate(**{name: Sum(name) for name in SALE_FIELDS})
-    }
+    attempts = _sums_by(_rows("attempt", q, by_buyer=True), "buyer_id", ATTEMPT_FIELDS)
+    sales = _sums_by(_rows("sale", q, by_buyer=True), "buyer_id", SALE_FIELDS)
     reasons: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in (
         _rows("rejection", q, by_buyer=True)
@@ -364,26 +356,13 @@ def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
 
 def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per source with leads in the period, by revenue."""
-    leads = {
-        row["source_id"]: row
-        for row in _rows("lead", q, by_buyer=False)
-        .values("source_id")
-        .annotate(
-            **{name: Sum(name) for name in (*LEAD_FIELDS, "missing_sub_id", "missing_consent")}
-        )
-    }
-    sales = {
-        row["source_id"]: row
-        for row in _rows("sale", q, by_buyer=True)
-        .values("source_id")
-        .annotate(**{name: Sum(name) for name in SALE_FIELDS})
-    }
-    pings = {
-        row["source_id"]: row
-        for row in _rows("ping", q, by_buyer=False)
-        .values("source_id")
-        .annotate(**{name: Sum(name) for name in PING_FIELDS})
-    }
+    leads = _sums_by(
+        _rows("lead", q, by_buyer=False),
+        "source_id",
+        (*LEAD_FIELDS, "missing_sub_id", "missing_consent"),
+    )
+    sales = _sums_by(_rows("sale", q, by_buyer=True), "source_id", SALE_FIELDS)
+    pings = _sums_by(_rows("ping", q, by_buyer=False), "source_id", PING_FIELDS)
     ids = sorted(set(leads) | set(sales) | set(pings))
     names = dict(Source.objects.filter(pk__in=ids).values_list("pk", "name"))
     rows = []
@@ -433,18 +412,8 @@ def report_tiers(q: ReportQuery) -> list[dict[str, Any]]:
     Received, accepted and sold count every buyer's leads (sold: the buyer's sales under the buyer
     filter); revenue is of the sales not returned.
     """
-    leads = {
-        row["tier"]: row
-        for row in _rows("lead", q, by_buyer=False)
-        .values("tier")
-        .annotate(**{name: Sum(name) for name in ("received", "accepted", "sold")})
-    }
-    sales = {
-        row["tier"]: row
-        for row in _rows("sale", q, by_buyer=True)
-        .values("tier")
-        .annotate(**{name: Sum(name) for name in ("sales", "returns", "revenue")})
-    }
+    leads = _sums_by(_rows("lead", q, by_buyer=False), "tier", ("received", "accepted", "sold"))
+    sales = _sums_by(_rows("sale", q, by_buyer=True), "tier", ("sales", "returns", "revenue"))
     tiers: list[str] = list(TIERS)
     if "" in leads or "" in sales:
         tiers.append("")
