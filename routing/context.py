@@ -22,16 +22,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-CONSENT_KEYS = (
-    "text",
-    "timestamp",
-    "ip",
-    "trustedform_cert_url",
-    "jornaya_leadid",
-    "page_url",
-    "user_agent",
-    "sellers",
-)
 # What a ping may carry of the consent record: it proves consent without naming the consumer.
 PING_CONSENT_KEYS = frozenset({"text", "timestamp", "trustedform_cert_url", "jornaya_leadid"})
 # Paths into the context that hold personal data beyond the vertical's personal fields.

@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from buyers.readiness import secrets_named
+from leads.intake import CONSENT_KEYS
 from leads.models import Lead, Source, Vertical, VerticalField
 from leads.samples import SAMPLE_CONSENT, sample_value
-from routing.context import CONSENT_KEYS, lead_context
+from routing.context import lead_context
 from routing.responses import check_path, parse_namespaces
 from routing.templating import TemplateError, check_request
 
