@@ -160,6 +160,14 @@ def add_inline_row(data: dict[str, Any], prefix: str, **fields: Any) -> None:
     data.update({f"{prefix}-{index}-{name}": value for name, value in fields.items()})
 
 
+def save_with_new_row(client, obj: Model, model: type[Model], **fields: Any):
+    """Submit obj's admin change page as rendered, with one new row in model's inline."""
+    page = client.get(url(obj, "change", obj.pk))
+    data = change_form_data(page)
+    add_inline_row(data, formset_prefix(page, model), **fields)
+    return client.post(url(obj, "change", obj.pk), data)
+
+
 def rows_containing(text: str) -> list[str]:
     """Return the tables with a row that holds text anywhere, read below the ORM."""
     hits = []
@@ -967,11 +975,8 @@ def test_closed_dates_are_saved_through_the_contract_page(admin_client, every_mo
 
 def test_a_closed_date_cannot_be_listed_twice(admin_client, every_model):
     contract = every_model["contract"]
-    page = admin_client.get(url(contract, "change", contract.pk))
-    data = change_form_data(page)
-    add_inline_row(data, formset_prefix(page, ClosedDate), date="2030-12-25")
 
-    response = admin_client.post(url(contract, "change", contract.pk), data)
+    response = save_with_new_row(admin_client, contract, ClosedDate, date="2030-12-25")
 
     assert response.status_code == 200
     assert contract.closed_dates.count() == 1
@@ -1002,11 +1007,8 @@ def test_buyer_caps_are_saved_through_the_buyer_page(admin_client, every_model):
 
 def test_a_buyer_cap_without_a_limit_is_refused(admin_client, every_model):
     buyer = every_model["buyer"]
-    page = admin_client.get(url(buyer, "change", buyer.pk))
-    data = change_form_data(page)
-    add_inline_row(data, formset_prefix(page, BuyerCap), period="week")
 
-    response = admin_client.post(url(buyer, "change", buyer.pk), data)
+    response = save_with_new_row(admin_client, buyer, BuyerCap, period="week")
 
     assert response.status_code == 200
     assert "Set a lead count, a budget, or both." in response.content.decode()
