@@ -6,11 +6,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -77,6 +76,7 @@ from config.admin_display import (
     SecretFormMixin,
     action_confirmation,
     admin_link,
+    admin_object,
     admin_page,
     money,
     plural,
@@ -506,12 +506,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         # Refused before the lookup: whoever may not use the tools learns no contract id either.
         if not self.has_change_permission(request):
             raise PermissionDenied
-        contract = self.get_object(request, unquote(object_id))
-        if contract is None:
-            raise Http404("No such contract.")
-        if not self.has_change_permission(request, contract):
-            raise PermissionDenied
-        return contract
+        return admin_object(self, request, object_id)
 
     def _tool_page(
         self, request: HttpRequest, contract: Contract, template: str, **context: Any

@@ -12,8 +12,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -112,6 +114,19 @@ def admin_page(
         template,
         {**model_admin.admin_site.each_context(request), "opts": model_admin.opts, **context},
     )
+
+
+def admin_object(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, *, may: str = "change"
+) -> Any:
+    """Return the object a page of its admin is for: 404 when there is none, 403 when the caller
+    may not `may` ("view", "change") it."""
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        raise Http404(f"No such {model_admin.opts.verbose_name}.")
+    if not getattr(model_admin, f"has_{may}_permission")(request, obj):
+        raise PermissionDenied
+    return obj
 
 
 def action_confirmation(

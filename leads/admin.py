@@ -24,6 +24,7 @@ from config.admin_display import (
     ReadOnlyAdminMixin,
     action_confirmation,
     admin_link_by_id,
+    admin_object,
     admin_page,
     explanation_table,
     money,
@@ -435,11 +436,7 @@ class SourceAdmin(SimpleHistoryAdmin):
 
     def instructions_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The source's posting instructions, with the link staff send its developer."""
-        source = self.get_object(request, unquote(object_id))
-        if source is None:
-            raise Http404("No such source.")
-        if not self.has_view_permission(request, source):
-            raise PermissionDenied
+        source = admin_object(self, request, object_id, may="view")
         token = instructions_token(source)
         staff = {
             "link": request.build_absolute_uri(
@@ -451,11 +448,7 @@ class SourceAdmin(SimpleHistoryAdmin):
 
     def mint_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then mint one key and show it once. admin_view adds CSRF and no-cache."""
-        source = self.get_object(request, unquote(object_id))
-        if source is None:
-            raise Http404("No such source.")
-        if not self.has_change_permission(request, source):
-            raise PermissionDenied
+        source = admin_object(self, request, object_id)
         form = MintKeyForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             return self._mint_and_show(request, [source], name=form.cleaned_data["name"])
