@@ -75,6 +75,14 @@ def _repeats_line(repeats: int, since: datetime | None, *, summary: bool, at: st
     return f"And {repeats} more since {_when(since)}."
 
 
+def _heading(
+    event: Event, repeats: int, since: datetime | None, *, summary: bool
+) -> tuple[str, str]:
+    """Return the message's title and its line on the repeats ("" when there were none)."""
+    title = f"{event.title} (repeated)" if summary else event.title
+    return title, _repeats_line(repeats, since, summary=summary, at=event.occurred_at)
+
+
 def _facts_for(subscription: NotificationSubscription, event: Event) -> list[tuple[str, str]]:
     facts = list(event.facts)
     if event.kind in RATE_KINDS:
@@ -102,8 +110,7 @@ def render_slack(
     summary: bool = False,
 ) -> dict[str, Any]:
     """Return the Slack message: `text` (notifications, search) and blocks with the facts."""
-    title = f"{event.title} (repeated)" if summary else event.title
-    repeated = _repeats_line(repeats, since, summary=summary, at=event.occurred_at)
+    title, repeated = _heading(event, repeats, since, summary=summary)
     text = f"{title}: {event.headline}" + (f" ({repeated.rstrip('.')})" if repeated else "")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
@@ -158,8 +165,7 @@ def render_email(
     summary: bool = False,
 ) -> dict[str, Any]:
     """Return the e-mail: subject, recipients and a plain-text body."""
-    title = f"{event.title} (repeated)" if summary else event.title
-    repeated = _repeats_line(repeats, since, summary=summary, at=event.occurred_at)
+    title, repeated = _heading(event, repeats, since, summary=summary)
     lines = [title, event.headline, ""]
     lines += [f"{label}: {value}" for label, value in _facts_for(subscription, event)]
     if repeated:
