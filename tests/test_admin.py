@@ -939,16 +939,8 @@ def test_a_new_contract_that_cannot_deliver_yet_is_saved_paused_saying_why(admin
 
 def test_a_live_contract_cannot_lose_what_it_delivers_with(admin_client, every_model):
     contract = every_model["contract"]
-    page = admin_client.get(url(contract, "change", contract.pk))
-    data = change_form_data(page)
-    (prefix,) = [
-        k.rsplit("-", 1)[0]
-        for k, v in data.items()
-        if k.startswith("endpoints-") and k.endswith("-kind") and v == "post"
-    ]
-    data[f"{prefix}-DELETE"] = "on"
 
-    response = admin_client.post(url(contract, "change", contract.pk), data)
+    response = save_contract_page(admin_client, contract, DELETE="on")
 
     assert response.status_code == 200
     assert "An active contract must be able to deliver." in response.content.decode()
