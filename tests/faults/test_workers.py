@@ -32,6 +32,19 @@ def resumed_runs(lead_ids) -> int:
     return Auction.objects.filter(lead_id__in=lead_ids, note=INTERRUPTED_NOTE).count()
 
 
+def restart_until_final(stack, lead_ids, buyers, label: str, when_stopped: str) -> None:
+    """Start a new worker, wait until every lead is final, say how it went and check that no lead
+    was lost or sold twice."""
+    stack.start_worker(concurrency=16)
+    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final after the restart")
+    result = invariants.check(lead_ids, list(buyers), label=label)
+    print(
+        f"[{label}] {len(lead_ids)} leads, {when_stopped}; all final {took:.1f} s after the "
+        f"restart; {resumed_runs(lead_ids)} runs resumed"
+    )
+    assert not result.broken
+
+
 @pytest.fixture
 def two_buyers(market, start_simulator):
     """A slow buyer that bids more (its posts take 300 ms: many are in flight at any time) and a
@@ -45,7 +58,7 @@ def two_buyers(market, start_simulator):
 def test_sigkill_of_the_whole_worker_with_hundreds_in_flight_loses_and_repeats_nothing(
     stack, market, two_buyers
 ):
-    slow, fast = two_buyers
+    slow, _ = two_buyers
     stack.start_web()
     lead_ids = submit(stack, market, range(200))
     worker = stack.start_worker(concurrency=16)
@@ -54,15 +67,9 @@ def test_sigkill_of_the_whole_worker_with_hundreds_in_flight_loses_and_repeats_n
     worker.kill()
     caught = in_routing(lead_ids)
 
-    stack.start_worker(concurrency=16)
-    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final after the restart")
-
-    result = invariants.check(lead_ids, [slow, fast], label="worker SIGKILL")
-    print(
-        f"[worker SIGKILL] {len(lead_ids)} leads, {caught} in routing when the worker died; "
-        f"all final {took:.1f} s after the restart; {resumed_runs(lead_ids)} runs resumed"
+    restart_until_final(
+        stack, lead_ids, two_buyers, "worker SIGKILL", f"{caught} in routing when the worker died"
     )
-    assert not result.broken
     assert Counter(Lead.objects.filter(pk__in=lead_ids).values_list("status", flat=True)) == {
         LeadStatus.SOLD: len(lead_ids)
     }
@@ -92,7 +99,7 @@ def test_sigkill_of_prefork_children_loses_and_repeats_nothing(stack, market, tw
 
 
 def test_sigterm_under_load_finishes_or_hands_back_every_lead(stack, market, two_buyers):
-    slow, fast = two_buyers
+    slow, _ = two_buyers
     stack.start_web()
     lead_ids = submit(stack, market, range(2000, 2120))
     worker = stack.start_worker(concurrency=16)
@@ -102,15 +109,9 @@ def test_sigterm_under_load_finishes_or_hands_back_every_lead(stack, market, two
     worker.process.wait(timeout=60)
     stopped_with = final_count(lead_ids)
 
-    stack.start_worker(concurrency=16)
-    took = wait_all_final(stack, lead_ids, seconds=120, what="every lead final after the restart")
-
-    result = invariants.check(lead_ids, [slow, fast], label="worker SIGTERM")
-    print(
-        f"[worker SIGTERM] {len(lead_ids)} leads, {stopped_with} final when the worker stopped; "
-        f"all final {took:.1f} s after the restart; {resumed_runs(lead_ids)} runs resumed"
+    restart_until_final(
+        stack, lead_ids, two_buyers, "worker SIGTERM", f"{stopped_with} final when it stopped"
     )
-    assert not result.broken
     # A warm shutdown finishes its runs: none is left for the sweeper to resume.
     assert resumed_runs(lead_ids) == 0
 
