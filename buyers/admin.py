@@ -28,7 +28,6 @@ from buyers.forms import (
     ContractZipsForm,
     DeliveryEndpointForm,
     FieldCriterionForm,
-    PauseContractsForm,
     TerritoryRuleForm,
 )
 from buyers.models import (
@@ -897,7 +896,7 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         self, request: HttpRequest, queryset: QuerySet[Contract]
     ) -> HttpResponse | None:
         """Ask for the reason on an intermediate page, as the delete action asks to confirm."""
-        form = PauseContractsForm(request.POST if "apply" in request.POST else None)
+        form = ContractReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
             paused = 0

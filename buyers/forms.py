@@ -361,14 +361,6 @@ class TerritoryRuleForm(forms.ModelForm):
         return cleaned
 
 
-class PauseContractsForm(forms.Form):
-    reason = forms.CharField(
-        max_length=255,
-        help_text="Shown on each contract while it is paused, e.g. 'endpoint returning 500s'.",
-        widget=forms.TextInput(attrs={"size": 60, "autofocus": True}),
-    )
-
-
 # --- Contract page tools ---------------------------------------------------------------------
 
 
@@ -418,9 +410,12 @@ class ContractAnswerForm(forms.Form):
 
 
 class ContractReasonForm(forms.Form):
+    """Why a contract is paused or resumed (its page's tools and the list's pause action)."""
+
     reason = forms.CharField(
         max_length=255,
-        help_text="Kept in the contract's history, e.g. 'endpoint returning 500s'.",
+        help_text="Kept in the contract's history (a pause's also shows on the contract while it "
+        "is paused), e.g. 'endpoint returning 500s'.",
         widget=forms.TextInput(attrs={"size": 60, "autofocus": True}),
     )
 
