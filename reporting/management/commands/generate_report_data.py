@@ -147,14 +147,19 @@ FROM leads_lead
 WHERE status NOT IN ('invalid', 'duplicate', 'suppressed')
 """
 
-# Three pings per routed lead: 60 % bids, 30 % declines, 10 % timeouts (the contract it sold to
-# always bid).
-PINGS_SQL = """
+# Attempts name every column: the model's defaults are Python's, not the table's.
+INSERT_ATTEMPTS = """
 INSERT INTO routing_attempt (
     auction_id, lead_id, contract_id, kind, created_at, url, method, request_headers,
     request_body, response_status, response_body, latency_ms, outcome, price, reason,
     buyer_reference, error, captures
-)
+)"""
+
+# Three pings per routed lead: 60 % bids, 30 % declines, 10 % timeouts (the contract it sold to
+# always bid).
+PINGS_SQL = (
+    INSERT_ATTEMPTS
+    + """
 SELECT a.id, l.id, c.id, 'ping', a.started_at + interval '200 milliseconds',
     'http://127.0.0.1:9100/ping', 'POST', '{}'::jsonb, '', 200, '',
     CASE WHEN o.outcome = 'timeout' THEN 1500 ELSE 20 + hh.h % 280 END,
@@ -177,14 +182,12 @@ CROSS JOIN LATERAL (
     END AS outcome
 ) o
 """
+)
 
 # One post per routed lead: accepted where it sold, rejected (with a reason) where it did not.
-POSTS_SQL = """
-INSERT INTO routing_attempt (
-    auction_id, lead_id, contract_id, kind, created_at, url, method, request_headers,
-    request_body, response_status, response_body, latency_ms, outcome, price, reason,
-    buyer_reference, error, captures
-)
+POSTS_SQL = (
+    INSERT_ATTEMPTS
+    + """
 SELECT a.id, l.id, c.id, 'post', a.started_at + interval '600 milliseconds',
     'http://127.0.0.1:9100/post', 'POST', '{}'::jsonb, '', 200, '',
     100 + abs(hashtextextended(l.id::text, 9)) % 400,
@@ -200,6 +203,7 @@ JOIN bench_vcount vc ON vc.vertical_id = l.vertical_id
 JOIN bench_contracts c ON c.vertical_id = l.vertical_id
     AND c.n = abs(hashtextextended(l.id::text, 5)) % vc.k
 """
+)
 
 
 def refuse_unless_bench_database() -> None:
