@@ -94,11 +94,9 @@ API_KEY_RE = re.compile(r"lsk_[A-Za-z0-9_-]{20,}")
 
 
 @pytest.fixture(autouse=True)
-def _fast_plain_http(settings):
+def _plain_http(settings):
     # Production settings redirect to HTTPS; these tests are about the admin, not TLS.
     settings.SECURE_SSL_REDIRECT = False
-    # The admin user is created for every test; a slow password hash is pure waiting here.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def url(model: type[Model] | Model, view: str, *args: Any) -> str:

@@ -30,11 +30,6 @@ SIMULATOR = "http://127.0.0.1:9555"
 FULL_KEY = re.compile(r"lsk_[A-Za-z0-9_-]{40,}")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def load_demo(*args: str) -> str:
     out = io.StringIO()
     call_command("load_demo", "--simulator-url", SIMULATOR, *args, stdout=out, stderr=io.StringIO())
