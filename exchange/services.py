@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from exchange.models import InboundPing, PingAttempt, PingStatus
@@ -29,6 +28,7 @@ from exchange.rules import (
     storable_ping_body,
 )
 from exchange.selectors import consumer_seen
+from exchange.store import ping_store
 from leads.intake import normalise_fields
 from leads.models import Lead, LeadStatus, Source, SourceApiKey, Vertical
 from leads.selectors import vertical_field_specs, vertical_personal_fields
@@ -38,9 +38,8 @@ from routing.engine.held import HeldBid
 from routing.engine.pings import ping_all
 from routing.engine.run import Run, record_round
 from routing.engine.selection import sale_plan, usable_bids
-from routing.engine.store import attempts_insert
 from routing.health import health_record
-from routing.models import Attempt, Auction
+from routing.models import Attempt, Auction, ContractHealth
 from routing.selectors import delivery_setup
 
 logger = logging.getLogger(__name__)
@@ -171,8 +170,8 @@ def ping_answer(
             if not offers
             else "no usable bid" + (": " + "; ".join(dropped.values()) if dropped else "")
         )[:500]
-    _store(ping, started=started, attempts=run.attempts)
-    _record_health(run)
+    health = _store(ping, started=started, attempts=run.attempts, run=run)
+    _record_health(run, rows=health)
     return PingResult(ping=ping)
 
 
@@ -186,8 +185,11 @@ def _refused(
     return PingResult(ping=ping, problem=problem, detail=detail, errors=errors)
 
 
-def _store(ping: InboundPing, *, started: float, attempts: list[Attempt] = ()) -> None:
-    """Store the ping and its buyers' attempts (the engine's rows, as a ping's timeline)."""
+def _store(
+    ping: InboundPing, *, started: float, attempts: list[Attempt] = (), run: Run | None = None
+) -> dict[int, ContractHealth] | None:
+    """Store the ping and its buyers' attempts (the engine's rows, as a ping's timeline); return
+    the health rows of the contracts the run heard from when the store read them with it."""
     ping.duration_ms = round((time.monotonic() - started) * 1000)
     rows = [
         PingAttempt(
@@ -197,16 +199,14 @@ def _store(ping: InboundPing, *, started: float, attempts: list[Attempt] = ()) -
         )
         for attempt in attempts
     ]
-    with transaction.atomic():
-        ping.save(force_insert=True)
-        if rows:
-            attempts_insert(rows, model=PingAttempt)
+    heard = {o.contract.pk for o in run.observations} if run is not None else ()
+    return ping_store(ping, rows, heard=heard)
 
 
-def _record_health(run: Run) -> None:
+def _record_health(run: Run, *, rows: dict[int, ContractHealth] | None) -> None:
     """The buyers' answers to a ping count towards their breakers like a run's."""
     try:
-        health_record(run.observations)
+        health_record(run.observations, rows=rows)
     except Exception:
         logger.exception("recording buyer health after a ping failed")
 
