@@ -75,8 +75,7 @@ def sale_plan(run: Run, bids: list[Bid]) -> SalePlan:
     ranked = rank(
         bids,
         mode=vertical.distribution_mode,
-        rotation=_rotation(vertical),
-        rng=random.Random(),  # noqa: S311
+        rotation=_rotation(vertical),  # a weighted vertical's draw is unseeded
     )
     return plan_sale(ranked, max_buyers=vertical.max_buyers)
 
