@@ -168,6 +168,17 @@ def rules_version(vertical_id: int) -> tuple[Any, ...]:
     return version
 
 
+# One lock per cache and vertical: of the threads that find an entry missing or stale together
+# (a web worker's first requests, each entry's expiry under load), one loads it and the others
+# wait for its result instead of each loading it again, all on the one GIL.
+_load_locks: dict[tuple[str, int], threading.Lock] = {}
+
+
+def _loading(cache_name: str, vertical_id: int) -> threading.Lock:
+    with _cache_lock:
+        return _load_locks.setdefault((cache_name, vertical_id), threading.Lock())
+
+
 def vertical_rules(vertical_id: int) -> VerticalRules:
     """Return every contract of a vertical, compiled.
 
@@ -176,13 +187,29 @@ def vertical_rules(vertical_id: int) -> VerticalRules:
     most ELIGIBILITY_RULES_TTL seconds: the limit catches changes made outside the admin.
     """
     ttl = settings.ELIGIBILITY_RULES_TTL
-    now = time.monotonic()
-    version = rules_version(vertical_id) if ttl > 0 else ()
-    if ttl > 0:
+    if ttl <= 0:
+        return _compiled_rules(vertical_id, ())
+    version = rules_version(vertical_id)
+
+    def cached() -> VerticalRules | None:
         with _cache_lock:
-            cached = _cache.get(vertical_id)
-        if cached is not None and cached[0] > now and cached[1].version == version:
-            return cached[1]
+            entry = _cache.get(vertical_id)
+        if entry is not None and entry[0] > time.monotonic() and entry[1].version == version:
+            return entry[1]
+        return None
+
+    if (rules := cached()) is not None:
+        return rules
+    with _loading("rules", vertical_id):
+        if (rules := cached()) is not None:  # loaded by the thread this one waited for
+            return rules
+        loaded = _compiled_rules(vertical_id, version)
+        with _cache_lock:
+            _cache[vertical_id] = (time.monotonic() + ttl, loaded)
+        return loaded
+
+
+def _compiled_rules(vertical_id: int, version: tuple[Any, ...]) -> VerticalRules:
     contracts = list(
         Contract.objects.filter(vertical_id=vertical_id)
         .select_related("buyer")
@@ -197,15 +224,11 @@ def vertical_rules(vertical_id: int) -> VerticalRules:
         )
         .order_by("priority", "pk")
     )
-    loaded = VerticalRules(
+    return VerticalRules(
         rules=[compile_contract(c) for c in contracts],
         cap_plans={c.pk: contract_cap_plan(c) for c in contracts},
         version=version,
     )
-    if ttl > 0:
-        with _cache_lock:
-            _cache[vertical_id] = (now + ttl, loaded)
-    return loaded
 
 
 def clear_rules_cache() -> None:
@@ -346,16 +369,26 @@ def delivery_setup(
     ttl = settings.ELIGIBILITY_RULES_TTL
     if ttl <= 0:
         return _load_delivery(vertical.pk, ids), _ping_fields(vertical.pk)
-    now = time.monotonic()
     version = (*rules_version(vertical.pk), vertical.updated_at)
-    with _cache_lock:
-        cached = _delivery_cache.get(vertical.pk)
-    if cached is None or cached[0] <= now or cached[1] != version:
-        cached = (now + ttl, version, _load_delivery(vertical.pk, None), _ping_fields(vertical.pk))
+
+    def cached() -> tuple[Any, ...] | None:
         with _cache_lock:
-            _delivery_cache[vertical.pk] = cached
-    contracts = cached[2]
-    return {i: contracts[i] for i in ids if i in contracts}, cached[3]
+            entry = _delivery_cache.get(vertical.pk)
+        if entry is not None and entry[0] > time.monotonic() and entry[1] == version:
+            return entry
+        return None
+
+    entry = cached()
+    if entry is None:
+        with _loading("delivery", vertical.pk):
+            entry = cached()  # loaded meanwhile by the thread this one waited for
+            if entry is None:
+                loaded = _load_delivery(vertical.pk, None)
+                entry = (time.monotonic() + ttl, version, loaded, _ping_fields(vertical.pk))
+                with _cache_lock:
+                    _delivery_cache[vertical.pk] = entry
+    contracts = entry[2]
+    return {i: contracts[i] for i in ids if i in contracts}, entry[3]
 
 
 @dataclass(frozen=True)

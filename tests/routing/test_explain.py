@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from buyers.models import (
@@ -25,8 +28,9 @@ from buyers.models import (
 )
 from buyers.services import buyer_touch, cap_counters_seed, cap_reserve, contract_touch
 from leads.models import LeadStatus
+from routing import selectors
 from routing.models import SaleStatus
-from routing.selectors import eligible_contracts, explain, vertical_rules
+from routing.selectors import delivery_setup, eligible_contracts, explain, vertical_rules
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory
 from tests.routing.factories import SaleFactory
@@ -275,3 +279,38 @@ def test_the_lead_page_shows_the_explanation_table(admin_client, vertical, dalla
     assert "West coast" in page
     assert "outside territory: state TX not in CA" in page
     assert "0 of 1 contracts eligible" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_that_find_the_rules_missing_together_load_them_once(vertical, settings):
+    for _ in range(3):
+        ContractFactory(vertical=vertical)
+    settings.ELIGIBILITY_RULES_TTL = 60
+    threads = 8
+    start = threading.Barrier(threads)
+    rules, setups = [], []
+
+    def route_one() -> None:  # what each of a cold web worker's threads does first
+        start.wait()
+        try:
+            rules.append(vertical_rules(vertical.pk))
+            setups.append(delivery_setup(vertical, [])[1])
+        finally:
+            connection.close()
+
+    with (
+        mock.patch.object(
+            selectors, "compile_contract", wraps=selectors.compile_contract
+        ) as compiled,
+        mock.patch.object(selectors, "_load_delivery", wraps=selectors._load_delivery) as loaded,
+    ):
+        running = [threading.Thread(target=route_one) for _ in range(threads)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join()
+
+    assert len(rules) == len(setups) == threads
+    assert compiled.call_count == 3  # each contract once, not once per thread
+    assert loaded.call_count == 1
+    assert all(r is rules[0] for r in rules)
