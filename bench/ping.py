@@ -178,6 +178,22 @@ def line(
     return rate, p50, p99
 
 
+def worker_shares(master: int, before: dict, after: dict) -> str:
+    """How the gunicorn workers shared the pings' CPU: each worker keeps the keep-alive
+    connections it accepted, so one may serve most of the load while another's threads idle."""
+    spent = sorted(
+        (
+            seconds - before.get(pid, (group, 0.0))[1]
+            for pid, (group, seconds) in after.items()
+            if group == "gunicorn" and pid != master
+        ),
+        reverse=True,
+    )
+    total = sum(spent) or 1.0
+    shares = " / ".join(f"{100 * worker / total:.0f}%" for worker in spent)
+    return f"gunicorn workers' shares of that CPU: {shares}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s windows, 1 s warm-up")
@@ -214,7 +230,8 @@ def main() -> None:
         database = connection.settings_dict["NAME"]
         before = cpu_snapshot(server.process.pid, database)
         walls, outcomes = run_event_loop(pings(server.base_url, key, vertical.slug, **load))
-        used = cpu_used(before, cpu_snapshot(server.process.pid, database))
+        after = cpu_snapshot(server.process.pid, database)
+        used = cpu_used(before, after)
         rate, p50, p99 = line("inbound pings (POST /api/v1/pings/)", walls, outcomes, seconds)
         print(
             f"  per ping: {used['gunicorn'] * 1000 / outcomes['all']:.1f} ms of gunicorn CPU, "
@@ -222,6 +239,7 @@ def main() -> None:
             f"processes on the machine used {used['other processes'] / (seconds + warmup):.2f} "
             "of its cores meanwhile"
         )
+        print(f"  {worker_shares(server.process.pid, before, after)}")
         urls = list(
             vertical.contracts.filter(endpoints__kind="ping").values_list(
                 "endpoints__url", flat=True
