@@ -16,7 +16,8 @@ The yardstick, in the same run: a bare fan-out with aiohttp to the same simulato
 no database: the same buyers pinged in parallel (one ping's worth of HTTP), with as many in
 flight. The machine's speed moves between hours and hosts: the ratio of pings answered per second
 to bare fan-outs per second, and each one's time over the buyers' 50 ms, are the figures that
-travel.
+travel, with the CPU gunicorn spent per ping and how its workers shared it (each keeps the
+keep-alive connections it accepted).
 
 Goals on the 2-core machine (web, simulator, PostgreSQL and this load generator on it): at
 N = 20 buyers answering in 50 ms and 16 pings in flight, p50 under 50 + 15 ms and p99 under
