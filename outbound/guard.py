@@ -5,7 +5,11 @@ whoever got hold of a staff account: left unchecked, a URL such as http://169.25
 http://127.0.0.1:6379/ turns a worker into a proxy into the platform's own network. So every
 address must be globally routable (no loopback, private, link-local, shared, multicast, reserved
 or unspecified range, which includes the cloud metadata address), unless it lies in
-OUTBOUND_ALLOWED_NETWORKS (the buyer simulator's 127.0.0.1 in development and tests).
+OUTBOUND_ALLOWED_NETWORKS (the buyer simulator's 127.0.0.1 in development and tests). An IPv6
+address that carries an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo) is judged
+by the address it carries, and only the mapped and well-known NAT64 forms are called at all. A host
+that is neither an IP address nor a DNS name (such as 2130706433 or 127.1, which resolvers read as
+127.0.0.1) is refused outright.
 
 URLs are checked twice: when staff save them (a literal address, or a name that resolves now),
 and again when outbound.http connects. There a name is resolved once, by GuardedResolver, and
@@ -17,6 +21,7 @@ cannot bounce a request elsewhere.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -49,6 +54,40 @@ def address_refusal(address: str) -> str:
     return _address_refusal(address, tuple(settings.OUTBOUND_ALLOWED_NETWORKS))
 
 
+# IPv6 forms that carry an IPv4 address. A packet to one of them reaches (through the host's own
+# stack, a NAT64 gateway, a 6to4 relay or a Teredo server) the IPv4 address inside, so it is
+# judged by that address: ::ffff:169.254.169.254 is the metadata service.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052, the well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, a network's own translators
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291's deprecated IPv4-compatible form
+_LOW32 = 0xFFFFFFFF
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """Return the form and the IPv4 address an IPv6 address carries, or None.
+
+    NAT64 addresses carry theirs in the last 32 bits (the /96 layout, the one translators use);
+    a Teredo address carries its client's address XOR'd in its last 32 bits (`teredo` undoes it).
+    """
+    if ip.ipv4_mapped is not None:
+        return "IPv4-mapped", ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    if ip.teredo is not None:
+        return "Teredo", ip.teredo[1]
+    if ip in _NAT64 or ip in _NAT64_LOCAL:
+        return "NAT64", ipaddress.IPv4Address(int(ip) & _LOW32)
+    if ip in _COMPATIBLE and int(ip) > 1:  # :: and ::1 are themselves
+        return "IPv4-compatible", ipaddress.IPv4Address(int(ip) & _LOW32)
+    return None
+
+
+# Of the forms above, only these two reach the embedded address itself from a host on the
+# Internet; the others are deprecated transition mechanisms or a network's local translators,
+# which no buyer needs: refused whatever they carry.
+_REACHES_EMBEDDED = ("IPv4-mapped", "NAT64")
+
+
 # Every ping and post asks about the same few buyer addresses: parse and check each one once per
 # process, not on every request from the HTTP thread.
 @lru_cache(maxsize=4096)
@@ -57,13 +96,30 @@ def _address_refusal(address: str, networks: tuple[str, ...]) -> str:
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return f"{address!r} is not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in network for network in _allowed(networks)):
+    allowed = _allowed(networks)
+    if any(ip in network for network in allowed):
         return ""
-    if ip.is_global and not ip.is_multicast:
-        return ""
-    return f"{ip} is a {_kind(ip)} address, which the platform never connects to"
+    embedded = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+    if embedded is None:
+        if ip.is_global and not ip.is_multicast:
+            return ""
+        return f"{ip} is a {_kind(ip)} address, which the platform never connects to"
+    return _carried_refusal(ip, *embedded, allowed)
+
+
+def _carried_refusal(
+    ip: IPAddress, form: str, inner: ipaddress.IPv4Address, allowed: tuple[IPNetwork, ...]
+) -> str:
+    if form == "IPv4-mapped" and any(inner in network for network in allowed):
+        return ""  # the very address a dual-stack socket reports for an allowed IPv4 peer
+    if not inner.is_global or inner.is_multicast:
+        return (
+            f"{ip} carries {inner} ({form}): {inner} is a {_kind(inner)} address, which the "
+            "platform never connects to"
+        )
+    if form not in _REACHES_EMBEDDED or ip in _NAT64_LOCAL:
+        return f"{ip} is a {form} address, which the platform never connects to"
+    return ""
 
 
 def _kind(ip: IPAddress) -> str:
@@ -89,6 +145,48 @@ def _literal(host: str) -> bool:
     return True
 
 
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# A last label of digits (or 0x…) makes the host an IPv4 address to browsers and to
+# getaddrinfo: 2130706433, 127.1 and 0x7f.0.0.1 all reach 127.0.0.1.
+_NUMERIC_LABEL_RE = re.compile(r"^(0x[0-9a-f]*|\d+)$")
+
+
+def host_refusal(host: str) -> str:
+    """Return why a URL's host is not one the platform calls (it does not parse), or ''.
+
+    A host is an IP address as written everywhere (dotted quad, or IPv6) or a DNS name of letters,
+    digits and hyphens (an international name as its IDNA form). Anything else, such as the
+    numeric spellings of an IPv4 address that resolvers read their own way, is refused: it would
+    fail alike at every try.
+    """
+    if not host:
+        return "the URL has no host"
+    if _literal(host):
+        return ""
+    try:
+        name = host.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        name = ""
+    labels = name.split(".") if name else []
+    if (
+        not labels
+        or len(name) > 253
+        or not all(_LABEL_RE.match(label) for label in labels)
+        or _NUMERIC_LABEL_RE.match(labels[-1])
+    ):
+        return f"the host {host!r} is neither an IP address nor a DNS name"
+    return ""
+
+
+def _host(url: str) -> tuple[str, str]:
+    """The URL's host and why it does not parse ('' if it does)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError as exc:  # an unclosed [ or a bad IPv6 literal
+        return "", f"the URL's host does not parse ({exc})"
+    return host, host_refusal(host)
+
+
 def url_refusal(url: str, *, resolve: bool = True) -> str:
     """Return why a URL may not be called, or ''.
 
@@ -96,9 +194,9 @@ def url_refusal(url: str, *, resolve: bool = True) -> str:
     of its addresses is forbidden. A name that does not resolve now passes: the connect-time
     check refuses it then, if it must.
     """
-    host = urlsplit(url).hostname or ""
-    if not host:
-        return "the URL has no host"
+    host, refusal = _host(url)
+    if refusal:
+        return refusal
     if _literal(host):
         return address_refusal(host)
     addresses: list[str] = []
@@ -115,15 +213,16 @@ def url_refusal(url: str, *, resolve: bool = True) -> str:
 
 
 def check_outbound_url(url: str) -> None:
-    """Refuse (ForbiddenAddressError) a URL whose host is a forbidden literal address.
+    """Refuse (ForbiddenAddressError) a URL whose host does not parse or is a forbidden literal
+    address.
 
     Names are checked as they resolve, by GuardedResolver.
     """
-    host = urlsplit(url).hostname or ""
-    if _literal(host):
+    host, refusal = _host(url)
+    if not refusal and _literal(host):
         refusal = address_refusal(host)
-        if refusal:
-            raise ForbiddenAddressError(refusal)
+    if refusal:
+        raise ForbiddenAddressError(refusal)
 
 
 class GuardedResolver(AbstractResolver):
