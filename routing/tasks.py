@@ -49,6 +49,17 @@ def route_lead(self, lead_id: str, lost_run: int | None = None) -> str:
             countdown=countdown,
             max_retries=DATABASE_RETRIES,
         ) from error
+    except Exception:
+        # A bug inside a run fails that run only: the lead stays where the run left it, and the
+        # sweepers take it up again (a waiting lead is enqueued anew; a run lost half-way is
+        # resumed and counted, so a lead that always fails ends failed after MAX_INTERRUPTED_RUNS).
+        # Handled here rather than by Celery so that whoever enqueued an in-process run (the
+        # embedded default: a partner's POST) gets the answer it gets with a broker, whatever
+        # Celery's own setting for in-process errors says.
+        logger.exception(
+            "routing run failed; the lead is left for the sweepers", extra={"lead_id": lead_id}
+        )
+        return "failed"
 
 
 def leads_stuck_in_routing(*, limit: int = 500) -> list:

@@ -201,12 +201,17 @@ def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("eager_celery", "buyer_contract")
+# Whether Celery re-raises an in-process task's error is Celery's setting (an operator may turn
+# it on to debug): the partner's answer must not depend on it.
+@pytest.mark.parametrize("propagates", [False, True])
 def test_in_process_an_error_inside_routing_still_answers_the_partner_202(
-    client, partner, monkeypatch
+    client, partner, monkeypatch, settings, caplog, *, propagates
 ):
     # The embedded default runs routing inside the partner's request: a crash there must not
     # become a 500 for a lead that is already stored (its retry would then get 409).
     import routing.engine
+
+    settings.CELERY_TASK_EAGER_PROPAGATES = propagates
 
     def crash(**_: object) -> str:
         raise RuntimeError("a bug inside routing")
@@ -220,8 +225,16 @@ def test_in_process_an_error_inside_routing_still_answers_the_partner_202(
     lead = Lead.objects.get()
     assert response.json()["id"] == str(lead.pk)
     assert lead.status == LeadStatus.ACCEPTED  # left for the sweeper, as a worker would leave it
+    assert any(
+        r.message == "routing run failed; the lead is left for the sweepers" and r.exc_info
+        for r in caplog.records
+    )
+    # With Prefer: wait the partner waits for an outcome that does not come: 202, as with a broker.
+    waited = submit(client, key, auto_lead(14), prefer="wait=1")
+    assert waited.status_code == 202, waited.content
     # A failed task is not a broker that is down: the next lead is routed at once.
     monkeypatch.undo()
+    settings.CELERY_TASK_EAGER_PROPAGATES = propagates
     assert submit(client, key, auto_lead(13), prefer="wait=5").status_code == 201
 
 
