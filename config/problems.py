@@ -109,6 +109,13 @@ _TYPES = [
         "window. `duplicate_of` is the earlier lead's id when it was your own.",
     ),
     ProblemType(
+        "length-required",
+        411,
+        "Length required",
+        "Send the body with a Content-Length header: a body sent in chunks without one is not "
+        "read. The request is stored as refused under `id`.",
+    ),
+    ProblemType(
         "payload-too-large",
         413,
         "Request body too large",

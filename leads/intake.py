@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -197,6 +198,23 @@ def parse_submission(document: Any) -> tuple[Submission | None, Errors]:  # noqa
         ),
         {},
     )
+
+
+NOT_UTF8 = "Not valid UTF-8 JSON: the API reads JSON in UTF-8 only."
+
+
+def json_loads_utf8(body: bytes) -> Any:
+    """Parse a JSON body, which must be UTF-8 (RFC 8259 section 8.1); a UTF-8 BOM is ignored.
+
+    Raise UnicodeDecodeError for any other encoding, ValueError for what is not JSON.
+    `json.loads` would guess UTF-16 or UTF-32 from the bytes and accept them, while the request's
+    stored copy (read as UTF-8) would be garbled; a NUL byte is how ASCII text looks in those.
+    """
+    text = body.decode("utf-8-sig")
+    if "\x00" in text:
+        at = body.index(b"\x00")
+        raise UnicodeDecodeError("utf-8", body, at, at + 1, "a NUL byte: UTF-16 or UTF-32?")
+    return json.loads(text)
 
 
 def envelope_ping_id(document: Any) -> str:

@@ -11,7 +11,6 @@ parameters (`Zip`, not `fields.zip_code`), with intake's messages.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as xml_fromstring
 
-from leads.intake import read_flag
+from leads.intake import NOT_UTF8, json_loads_utf8, read_flag
 
 Errors = dict[str, list[str]]
 
@@ -166,9 +165,9 @@ def parameters_from_json(body: bytes) -> tuple[dict[str, Any], Errors]:
     if not body.strip():
         return {}, {"_": ["The body is empty; send the lead as a JSON object."]}
     try:
-        document = json.loads(body)
+        document = json_loads_utf8(body)
     except UnicodeDecodeError:
-        return {}, {"_": ["Not valid UTF-8 JSON."]}
+        return {}, {"_": [NOT_UTF8]}
     except RecursionError:
         return {}, {"_": ["Nested too deeply to read."]}
     except ValueError as exc:

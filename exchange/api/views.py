@@ -27,7 +27,7 @@ from leads.prices import BUYER_PRICE, money, prices_shown
 
 EXAMPLE_SHA256 = hashlib.sha256(b"mary.major@example.com").hexdigest()
 PING_PROBLEMS = {
-    **{status: PROBLEMS[status] for status in (401, 403, 409, 413, 415, 429)},
+    **{status: PROBLEMS[status] for status in (401, 403, 409, 411, 413, 415, 429)},
     400: OpenApiResponse(
         ProblemSerializer, description="Malformed, or carries a field a ping may not carry."
     ),

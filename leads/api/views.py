@@ -36,7 +36,7 @@ from leads.api.serializers import (
     ProblemSerializer,
     VerticalSerializer,
 )
-from leads.intake import envelope_ping_id
+from leads.intake import NOT_UTF8, envelope_ping_id, json_loads_utf8
 from leads.models import IdempotencyRecord, Lead, LeadStatus, Source
 from leads.prices import prices_shown, stored_answer_shown
 from leads.profiles import PARAMETER, QUERY, Reading, answer_bytes, mask_key
@@ -202,18 +202,29 @@ def body_text(body: bytes) -> str:
 Refusal = tuple[str, str, dict[str, list[str]] | None]  # a problem's slug, detail and errors
 
 
-def request_body_refusal(http: Any, *, limit: int) -> tuple[bytes, Refusal | None]:
-    """The request's body, or its first KiB and why it is refused unread (size, media type)."""
+def length_refusal(http: Any, *, limit: int) -> Refusal | None:
+    """Why a request's body is refused before it is read: sent in chunks without a length (it
+    would be read as empty), or longer than `limit` bytes."""
+    if http.META.get("HTTP_TRANSFER_ENCODING") and not http.META.get("CONTENT_LENGTH"):
+        # The WSGI server hands Django no length for a chunked body, and Django reads a body
+        # without one as empty: the lead would be refused as blank, or worse, taken as such.
+        detail = "Send the body with a Content-Length header; a chunked body is not read."
+        return "length-required", detail, None
     try:
         length = int(http.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if length > limit:
-        return http.read(1024), (
-            "payload-too-large",
-            f"The body is {length} bytes; the limit is {limit}.",
-            None,
-        )
+        return "payload-too-large", f"The body is {length} bytes; the limit is {limit}.", None
+    return None
+
+
+def request_body_refusal(http: Any, *, limit: int) -> tuple[bytes, Refusal | None]:
+    """The request's body, or its first KiB and why it is refused unread (length, size, media
+    type)."""
+    refusal = length_refusal(http, limit=limit)
+    if refusal is not None:
+        return http.read(1024), refusal
     body = http.body
     content_type = http.content_type or ""
     if content_type != "application/json" and not content_type.endswith("+json"):
@@ -322,6 +333,7 @@ PROBLEMS = {
         ProblemSerializer,
         description="Duplicate of an earlier lead, or a post that changed its ping's fields.",
     ),
+    411: OpenApiResponse(ProblemSerializer, description="Body sent without a Content-Length."),
     413: OpenApiResponse(ProblemSerializer, description="Body over the size limit."),
     415: OpenApiResponse(ProblemSerializer, description="Body not sent as JSON."),
     422: OpenApiResponse(
@@ -504,20 +516,12 @@ class LeadListCreateView(GenericAPIView):
         profile = principal.profile
         http = request._request
         remote_ip = http.META.get("REMOTE_ADDR") or None
-        limit = settings.INTAKE_MAX_BODY_BYTES
-        try:
-            length = int(http.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
+        refusal = length_refusal(http, limit=settings.INTAKE_MAX_BODY_BYTES)
+        if refusal is not None:
+            slug, detail, _ = refusal
             prefix = mask_key(body_text(http.read(1024)), principal.sent_key)
-            detail = f"The body is {length} bytes; the limit is {limit}."
             rendered, _ = refuse(
-                "payload-too-large",
-                detail,
-                principal=principal,
-                raw_body=prefix,
-                remote_ip=remote_ip,
+                slug, detail, principal=principal, raw_body=prefix, remote_ip=remote_ip
             )
             return rendered.response()
 
@@ -660,12 +664,12 @@ class Unreadable:
 def read_json(body: bytes) -> Any:
     """The body's JSON document, or Unreadable saying why there is none."""
     try:
-        return json.loads(body)
+        return json_loads_utf8(body)
     except (ValueError, RecursionError) as exc:
         if not body.strip():
             message = "The body is empty; send the lead as a JSON object."
         elif isinstance(exc, UnicodeDecodeError):
-            message = "Not valid UTF-8 JSON."
+            message = NOT_UTF8
         elif isinstance(exc, RecursionError):  # "[[[[…": the parser's stack ran out
             message = "Nested too deeply to read."
         else:

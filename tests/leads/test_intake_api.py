@@ -39,6 +39,7 @@ from leads.services import source_api_key_create, source_api_key_revoke, suppres
 from leads.tasks import POSTBACK_MAX_ATTEMPTS
 from routing.models import Attempt, Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
+from leads.intake import NOT_UTF8
 from tests.leads.conftest import LEADS, auto_lead, lead_url, sold_answer, submit
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.outbound.receiver import Receiver, receiving
@@ -380,7 +381,7 @@ def test_malformed_json_is_400_and_stored_with_its_raw_body(client, partner):
     [
         (b"", "The body is empty; send the lead as a JSON object."),
         (b"  \n", "The body is empty; send the lead as a JSON object."),
-        (b'{"vertical": "caf\xe9"}', "Not valid UTF-8 JSON."),
+        (b'{"vertical": "caf\xe9"}', NOT_UTF8),
         (b"[" * 20_000, "Nested too deeply to read."),
     ],
 )
