@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest

@@ -23,6 +23,7 @@ from buyers.models import Contract, ContractStatus, DeliveryEndpoint, EndpointKi
 from leads.api import auth
 from leads.api.auth import unauthenticated_count
 from leads.api.serializers import FORMAT_HINTS
+from leads.intake import NOT_UTF8
 from leads.models import (
     DuplicateScope,
     IdempotencyRecord,
@@ -39,7 +40,6 @@ from leads.services import source_api_key_create, source_api_key_revoke, suppres
 from leads.tasks import POSTBACK_MAX_ATTEMPTS
 from routing.models import Attempt, Sale
 from tests.buyers.factories import BuyerFactory, ContractFactory
-from leads.intake import NOT_UTF8
 from tests.leads.conftest import LEADS, auto_lead, lead_url, sold_answer, submit
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.outbound.receiver import Receiver, receiving
