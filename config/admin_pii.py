@@ -3,20 +3,20 @@
 The masks are config.masking's (e-mail `j***@example.com`, phone by its last four digits).
 Pages decide once per request: `pii_visible(request)`. Text that a buyer received (a post's
 body, in the buyer's own field names and formats) is masked by value: the lead's own personal
-values in every spelling the mappings produce, then anything else shaped like an e-mail address
-or a phone number.
+values in every spelling the mappings produce and every encoding a body, URL or template writes
+them in (config.masking.replace_spellings, which erasure uses too), then anything else shaped
+like an e-mail address or a phone number.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from django.http import HttpRequest
 
-from config.masking import MASK, mask_email, mask_name, mask_phone
+from config.masking import MASK, mask_email, mask_name, mask_phone, replace_spellings
 
 UNMASKED_PII_PERMISSION = "reporting.view_unmasked_pii"
 
@@ -24,6 +24,7 @@ _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 # Ten digits or more, in the separators phones are written with: a phone in some format (a date
 # has eight, a price fewer).
 _PHONE_RE = re.compile(r"\+?\(?\d[\d\s().\-]{8,}\d")
+_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def pii_visible(request: HttpRequest) -> bool:
@@ -79,10 +80,11 @@ def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
     for phone in [v for v in list(values) if sum(c.isdigit() for c in v) >= 10]:
         values.update(_phone_spellings(phone))
     for value in list(values):
-        # Names go out as typed and in the case transforms make of them.
-        values.update({value.upper(), value.lower(), value.title()})
-        # A JSON body escapes what it carries; look for the escaped spelling too.
-        values.add(json.dumps(value)[1:-1])
+        # A date goes out in the format a mapping asks for (DATE_US).
+        if _ISO_DATE_RE.match(value):
+            year, month, day = value.split("-")
+            values.add(f"{month}/{day}/{year}")
+    # Case and encodings (JSON, URL, XML) are the matcher's: replace_spellings.
     return sorted((v for v in values if len(v.strip()) >= 2), key=len, reverse=True)
 
 
@@ -90,9 +92,7 @@ def mask_text(text: str, values: Iterable[str] = ()) -> str:
     """Mask the given personal values in a text, then every e-mail address and phone number."""
     if not text:
         return text
-    for value in values:
-        if value in text:
-            text = text.replace(value, mask_value(value) or MASK)
+    text = replace_spellings(text, values, lambda value: mask_value(value) or MASK)
     text = _EMAIL_RE.sub(lambda m: mask_email(m.group(0)), text)
     return _PHONE_RE.sub(
         lambda m: mask_phone(m[0]) if 10 <= sum(c.isdigit() for c in m[0]) <= 15 else m[0],

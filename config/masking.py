@@ -2,11 +2,18 @@
 
 Pure functions on plain strings, no database: the dashboards, exports, admin pages and erasure
 use them; they live in `config` so that every app may.
+
+`replace_spellings` is the one way a consumer's values are found in stored text, for masking
+(Sales) and for erasure alike: a value is found however a request, an answer, a URL or a template
+wrote it (see `spelling_pattern`).
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from urllib.parse import quote, urlsplit
 
 MASK = "***"
 
@@ -43,3 +50,89 @@ def webhook_display(url: str) -> str:
     shown = "/".join(segments[:2]) if len(segments) > 2 else ""
     host = parts.netloc.rsplit("@", 1)[-1]
     return f"{host}/{shown}/••••" if shown else f"{host}/••••"
+
+
+# --- Finding a value in every spelling ---------------------------------------------------------
+
+# JSON's short escapes; every other character may also be written \uXXXX.
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+               "\r": "\\r", "\t": "\\t"}  # fmt: skip
+_XML_NAMED = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+
+
+def _literal_forms(char: str) -> set[str]:
+    """The ways one character is written by JSON, URL and XML (HTML) encoders, as literal text."""
+    code = ord(char)
+    utf8 = char.encode("utf-8", errors="surrogatepass")
+    forms = {
+        char,
+        "".join(f"%{byte:02X}" for byte in utf8),  # a URL, a form body
+        f"&#{code};",  # XML and HTML character references
+        f"&#x{code:X};",
+    }
+    if code > 0xFFFF:  # JSON writes characters beyond the BMP as a surrogate pair
+        high, low = divmod(code - 0x10000, 0x400)
+        forms.add(f"\\u{0xD800 + high:04X}\\u{0xDC00 + low:04X}")
+    else:
+        forms.add(f"\\u{code:04X}")
+    if char == " ":
+        forms.add("+")  # a form body's space
+    if char in _JSON_SHORT:
+        forms.add(_JSON_SHORT[char])
+    if char in _XML_NAMED:
+        forms.add(_XML_NAMED[char])
+    return forms
+
+
+@lru_cache(maxsize=1024)
+def _char_pattern(char: str) -> str:
+    first = _literal_forms(char)
+    # One encoding inside another: JSON or XML sent in a form field or a query parameter (the
+    # escape's own characters URL-encoded), or a URL-encoded value URL-encoded again.
+    second = {quote(form, safe="") for form in first if form != char}
+    alternatives = sorted(first | second, key=len, reverse=True)
+    regex = "|".join(re.escape(form) for form in alternatives)
+    # Character references may carry leading zeros (&#064;, &#x0040;).
+    return f"(?:{regex}|&\\#0*{ord(char)};|&\\#x0*{ord(char):x};)"
+
+
+# Not inside a longer word: the value starts after a character that is not a letter or digit, or
+# right after an escape (%22, \u0022) that stands for one.
+_STARTS = r"(?:(?<!\w)|(?<=%[0-9a-f]{2})|(?<=\\u[0-9a-f]{4}))"
+_ENDS = r"(?!\w)"
+_WORD = re.compile(r"\w")
+
+
+@lru_cache(maxsize=4096)
+def spelling_pattern(value: str) -> re.Pattern[str]:
+    """Return a pattern that finds the value in text however an encoder wrote it.
+
+    Each character may be written as itself, URL-encoded (%XX in either case, `+` for a space),
+    JSON-escaped (\\uXXXX, \\/ and the short escapes), as an XML or HTML character reference
+    (&#64; &#x40; &amp; …), or as one of these URL-encoded once more; characters may mix
+    spellings, as encoders escape some and not others. Letters match in any case (mappings
+    upper-case and title-case names). The value is not found inside a longer word.
+    """
+    body = "".join(_char_pattern(char) for char in value)
+    # A value that begins (ends) with a separator, such as "+1212…", needs no boundary there.
+    starts = _STARTS if _WORD.match(value[:1]) else ""
+    ends = _ENDS if _WORD.match(value[-1:]) else ""
+    return re.compile(f"{starts}{body}{ends}", re.IGNORECASE)
+
+
+def replace_spellings(text: str, values: Iterable[str], replacement: Callable[[str], str]) -> str:
+    """Replace every spelling of each value in text by `replacement(value)`.
+
+    Give the values longest first, so that a part (a first name) never breaks a whole (an
+    e-mail address) before it is found.
+    """
+    if not text:
+        return text
+    seen: set[str] = set()
+    for value in values:
+        key = value.casefold()
+        if key in seen or not value.strip():
+            continue
+        seen.add(key)
+        text = spelling_pattern(value).sub(lambda _match, value=value: replacement(value), text)
+    return text

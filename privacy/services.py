@@ -23,13 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, unquote_plus
 
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from config.admin_pii import lead_pii_values
+from config.masking import replace_spellings
 from exchange.models import InboundPing
 from leads.intake import FieldError, FieldSpec, normalise_value
 from leads.models import (
@@ -118,9 +119,11 @@ def _phone_pattern(phone: str) -> str:
     """
     digits = phone[-10:]
     area, exchange, line = digits[:3], digits[3:6], digits[6:]
+    # A separator may come URL-encoded (a form body): %28212%29+555-0142.
+    other = r"([^0-9]|%[0-9A-Fa-f]{2})"
     return (
-        rf"(^|[^0-9])(\+?1[^0-9]{{0,3}})?\(?{area}\)?[^0-9]{{0,3}}{exchange}[^0-9]{{0,3}}{line}"
-        r"([^0-9]|$)"
+        rf"(^|{other})(\+?1{other}{{0,3}})?\(?{area}\)?{other}{{0,3}}{exchange}{other}{{0,3}}"
+        rf"{line}([^0-9]|$)"
     )
 
 
@@ -129,7 +132,13 @@ def _consumer_leads(email: str, phone: str) -> list[Lead]:
     match = Q()
     checks: list[re.Pattern[str]] = []
     if email:
-        match |= Q(email=email) | Q(raw_body__icontains=email) | Q(data__icontains=email)
+        match |= (
+            Q(email=email)
+            | Q(raw_body__icontains=email)
+            # A form or query body URL-encodes the @.
+            | Q(raw_body__icontains=quote(email, safe=""))
+            | Q(data__icontains=email)
+        )
         checks.append(_email_pattern(email))
     if phone:
         pattern = _phone_pattern(phone)
@@ -142,31 +151,33 @@ def _consumer_leads(email: str, phone: str) -> list[Lead]:
         for lead in candidates
         if (email and lead.email == email)
         or (phone and lead.phone == phone)
-        or any(p.search(lead.raw_body) or p.search(json.dumps(lead.data)) for p in checks)
+        or any(
+            p.search(text)
+            for p in checks
+            for text in (lead.raw_body, unquote_plus(lead.raw_body), json.dumps(lead.data))
+        )
     ]
 
 
-def _needles(values: Iterable[str]) -> re.Pattern[str] | None:
-    """One case-insensitive pattern for every spelling of the consumer's values, longest first."""
-    spellings: set[str] = set()
-    for value in values:
-        if len(value.strip()) < 2:
-            continue
-        spellings.update({value, quote(value, safe=""), quote_plus(value)})
-    if not spellings:
-        return None
-    alternatives = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+def text_erase(text: str, values: Iterable[str]) -> str:
+    """Replace every spelling of the values in text (longest first) by [erased]."""
+    if not text:
+        return text
+    return replace_spellings(text, values, lambda _value: ERASED)
 
 
 class _Scrubber:
-    """Replace every spelling of the consumer's values by [erased] in text, JSON and bytes."""
+    """Replace every spelling of the consumer's values by [erased] in text, JSON and bytes.
 
-    def __init__(self, pattern: re.Pattern[str] | None) -> None:
-        self.pattern = pattern
+    The spellings are masking's (config.masking.replace_spellings): as typed, in any case, and
+    JSON-, URL- or XML-encoded, alone or one inside another.
+    """
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = sorted({v for v in values if len(v.strip()) >= 2}, key=len, reverse=True)
 
     def text(self, value: str) -> str:
-        return self.pattern.sub(ERASED, value) if self.pattern and value else value
+        return text_erase(value, self.values)
 
     def json(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -317,7 +328,7 @@ def consumer_erase(
         values = {v for v in (email, phone) if v}
         for lead in leads:
             values.update(lead_pii_values(lead, personal[lead.vertical_id]))
-        scrub = _Scrubber(_needles(values))
+        scrub = _Scrubber(values)
         counts: Counter[str] = Counter()
         for lead in leads:
             _erase_lead(lead, personal[lead.vertical_id], scrub, now)

@@ -1,0 +1,198 @@
+"""Masking (Sales) and erasure find a consumer's value in every spelling stored text can hold it
+in: as typed, in any case, JSON-escaped (\\uXXXX, \\/), URL-encoded (form bodies and query
+strings, + or %20, either hex case), XML and HTML escaped (&amp;, &#64;, &#x40;), what the delivery
+layer renders (routing.formats, Jinja's escaper), and one of these inside another (XML or JSON in
+a form field, a URL-encoded value encoded again). Hypothesis generates the values."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from urllib.parse import quote, quote_plus
+from xml.sax.saxutils import escape as sax_escape
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markupsafe import escape as markup_escape
+
+from buyers.models import DeliveryEndpoint, EndpointKind
+from config.admin_pii import mask_text, mask_value
+from config.masking import MASK
+from privacy.services import ERASED, text_erase
+from routing.engine import lead_route
+from routing.formats import xml_text
+from routing.models import Attempt
+from tests.staff import staff_user
+
+
+def _json_slashes(value: str) -> str:
+    return json.dumps(value)[1:-1].replace("/", "\\/")
+
+
+def _upper_hex(text: str) -> str:
+    return re.sub(r"(%[0-9a-f]{2}|\\u[0-9a-f]{4})", lambda m: m[0].upper(), text)
+
+
+def _lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), text)
+
+
+def _char_refs(value: str, hexadecimal: bool) -> str:
+    return "".join(
+        c if c.isalnum() else (f"&#x{ord(c):x};" if hexadecimal else f"&#{ord(c)};") for c in value
+    )
+
+
+ENCODINGS: dict[str, Callable[[str], str]] = {
+    "as typed": lambda v: v,
+    "upper case": str.upper,
+    "title case": str.title,
+    "JSON, ASCII": lambda v: json.dumps(v)[1:-1],
+    "JSON, UTF-8": lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
+    "JSON, \\/ and upper-case hex": lambda v: _upper_hex(_json_slashes(v)),
+    "URL, %20": lambda v: quote(v, safe=""),
+    "URL, + and lower-case hex": lambda v: _lower_hex(quote_plus(v, safe="")),
+    "URL, / and @ left as they are": lambda v: quote(v, safe="/@"),
+    "XML (saxutils)": lambda v: sax_escape(v, {'"': "&quot;", "'": "&apos;"}),
+    "HTML": html.escape,
+    "decimal character references": lambda v: _char_refs(v, hexadecimal=False),
+    "hexadecimal character references": lambda v: _char_refs(v, hexadecimal=True),
+    "the delivery layer's XML": xml_text,
+    "the templates' escaper": lambda v: str(markup_escape(v)),
+    "XML in a form field": lambda v: quote_plus(xml_text(v), safe=""),
+    "JSON in a query string": lambda v: quote(json.dumps(v)[1:-1], safe=""),
+    "URL-encoded twice": lambda v: quote(quote(v, safe=""), safe=""),
+    "HTML in JSON": lambda v: json.dumps(html.escape(v))[1:-1],
+}
+
+# Printable text: letters, digits, punctuation, symbols and spaces from all of Unicode (XML cannot
+# carry control characters at all, so no spelling of one survives there to be found).
+printable = st.characters(
+    categories=("L", "N", "P", "S", "Zs"), exclude_characters="\x85\xa0\u2028\u2029"
+)
+values = st.one_of(
+    st.emails(),
+    st.from_regex(r"\+1[2-9]\d{9}", fullmatch=True),
+    st.text(printable, min_size=2, max_size=24),
+).filter(lambda v: len(v.strip()) >= 2 and v == v.strip())
+encodings = st.sampled_from(sorted(ENCODINGS))
+contexts = st.sampled_from(["k={}&next=1", '{{"k": "{}", "n": 1}}', "<k>{}</k>", "{}"])
+
+
+def _masked(value: str, text: str) -> str:
+    return mask_text(text, [value])
+
+
+def _erased(value: str, text: str) -> str:
+    return text_erase(text, [value])
+
+
+def _replacement(how: str, value: str) -> str:
+    return (mask_value(value) or MASK) if how == "masked" else ERASED
+
+
+@pytest.mark.parametrize("how", ["masked", "erased"])
+@given(value=values, encoding=encodings, context=contexts)
+@settings(max_examples=400, deadline=None)
+def test_no_spelling_of_a_value_survives_masking_or_erasure(how, value, encoding, context):
+    spelled = ENCODINGS[encoding](value)
+    text = context.format(spelled)
+    assert spelled in text
+
+    result = (_masked if how == "masked" else _erased)(value, text)
+
+    left = result.replace(_replacement(how, value), "")
+    assert spelled not in left, (encoding, result)
+    assert left == context.format(""), (encoding, result)
+
+
+@pytest.mark.parametrize("how", ["masked", "erased"])
+@given(value=values, encoding=encodings)
+@settings(max_examples=200, deadline=None)
+def test_every_occurrence_in_a_body_is_found_whatever_the_encodings_beside_it(how, value, encoding):
+    # A buyer's post and its answer in one stored text: the value typed in one place, encoded in
+    # another.
+    text = f"name={ENCODINGS[encoding](value)}&echo={value}&json={json.dumps(value)}"
+
+    result = (_masked if how == "masked" else _erased)(value, text)
+
+    assert result.replace(_replacement(how, value), "") == 'name=&echo=&json=""'
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("ann@example.com", "joann@example.com"),  # a longer address is someone else
+        ("ann@example.com", "ann@example.community"),
+        ("ann@example.com", "email=joann%40example.com"),
+        ("Ann", "Annabel"),
+    ],
+)
+def test_erasure_leaves_a_value_inside_a_longer_word_alone(value, text):
+    assert text_erase(text, [value]) == text
+
+
+def test_masking_leaves_a_name_inside_a_longer_word_alone():
+    # (Anything shaped like an e-mail address or a phone is masked for Sales whoever it is.)
+    assert mask_text("Annabel%20Ann", ["Ann"]) == "Annabel%20A***"
+
+
+def test_a_form_encoded_post_is_masked_for_sales():
+    # The review's finding: masking knew JSON spellings, not a form body's.
+    body = "first_name=Mary&last_name=O%27Neil&email=mary.oneil%40example.com&phone=%2B13125550142"
+    masked = mask_text(body, ["mary.oneil@example.com", "+13125550142", "Mary", "O'Neil"])
+    assert masked == "first_name=M***&last_name=O***&email=m***@example.com&phone=***0142"
+
+
+# --- Through the real interface: a form-encoded post, and what Sales sees of it -----------------
+
+FIRST, LAST, EMAIL, PHONE = "Zoë", "O'Brien", "zoe.obrien+leads@example.com", "+13125550199"
+# The consumer as a form body and a query string write it, and as typed.
+WRITTEN = (
+    EMAIL,
+    quote_plus(EMAIL),
+    quote(EMAIL, safe=""),
+    quote_plus(PHONE),
+    PHONE,
+    "3125550199",
+    FIRST,
+    quote_plus(FIRST),
+    LAST,
+    quote_plus(LAST),
+    "O&#x27;Brien",
+    "O&#39;Brien",
+)
+
+
+@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.parametrize("body_format", ["form", "xml", "json"])
+def test_sales_see_no_spelling_of_the_consumer_in_a_buyers_request(
+    market, settings, start_simulator, body_format
+):
+    settings.SECURE_SSL_REDIRECT = False
+    own = start_simulator()
+    contract = market.contract(ping="bid=10", sim=own)
+    DeliveryEndpoint.objects.filter(contract=contract).update(body_format=body_format)
+    data = {"first_name": FIRST, "last_name": LAST, "email": EMAIL, "phone": PHONE}
+    lead = market.lead(email=EMAIL, phone=PHONE, data={**data, "zip_code": "10001", "state": "NY"})
+    lead_route(lead_id=str(lead.pk))
+    post = Attempt.objects.get(lead=lead, kind=EndpointKind.POST)
+    stored = post.request_body + post.url
+    assert any(written in stored for written in WRITTEN if written not in (FIRST, LAST))
+    client = Client()
+    client.force_login(staff_user("Sales"))
+
+    pages = [
+        client.get(reverse("admin:leads_lead_change", args=[lead.pk])),
+        client.get(reverse("admin:routing_attempt_change", args=[post.pk])),
+    ]
+
+    for page in pages:
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert [w for w in WRITTEN if w.lower() in text.lower()] == []
