@@ -128,11 +128,28 @@ def replace_spellings(text: str, values: Iterable[str], replacement: Callable[[s
     """
     if not text:
         return text
+    # Encoders leave ASCII letters and digits as they are, unless the text escapes one somewhere:
+    # a value whose longest ASCII word is not in the text is not there, and its pattern (costly
+    # to build and to run) is skipped.
+    lowered = None if _ESCAPED_ASCII_ALNUM.search(text) else text.lower()
     seen: set[str] = set()
     for value in values:
         key = value.casefold()
         if key in seen or not value.strip():
             continue
         seen.add(key)
+        anchor = max(_ASCII_ALNUM_RUN.findall(value), key=len, default="").lower()
+        if lowered is not None and anchor and anchor not in lowered:
+            continue
         text = spelling_pattern(value).sub(lambda _match, value=value: replacement(value), text)
     return text
+
+
+_ASCII_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+# An ASCII letter or digit URL-encoded (once or twice), JSON-escaped or as a character reference.
+_ASCII_ALNUM_CODE = r"(?:3[0-9]|[46][1-9a-f]|[57][0-9a])"
+_ESCAPED_ASCII_ALNUM = re.compile(
+    rf"%(?:25)?{_ASCII_ALNUM_CODE}|\\u00{_ASCII_ALNUM_CODE}"
+    rf"|&#(?:x0*{_ASCII_ALNUM_CODE}|0*(?:4[89]|5[0-7]|6[5-9]|[7-9][0-9]|1[01][0-9]|12[0-2]));",
+    re.IGNORECASE,
+)

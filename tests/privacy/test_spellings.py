@@ -62,6 +62,10 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "HTML": html.escape,
     "decimal character references": lambda v: _char_refs(v, hexadecimal=False),
     "hexadecimal character references": lambda v: _char_refs(v, hexadecimal=True),
+    "every character a character reference": lambda v: "".join(f"&#{ord(c)};" for c in v),
+    "every character \\u-escaped": lambda v: "".join(
+        f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1] for c in v
+    ),
     "the delivery layer's XML": xml_text,
     "the templates' escaper": lambda v: str(markup_escape(v)),
     "XML in a form field": lambda v: quote_plus(xml_text(v), safe=""),
