@@ -23,10 +23,12 @@ from markupsafe import escape as markup_escape
 from buyers.models import DeliveryEndpoint, EndpointKind
 from config.admin_pii import mask_text, mask_value
 from config.masking import MASK
-from privacy.services import ERASED, text_erase
+from leads.models import LeadStatus
+from privacy.services import ERASED, consumer_erase, text_erase
 from routing.engine import lead_route
 from routing.formats import xml_text
 from routing.models import Attempt
+from tests.leads.factories import LeadFactory
 from tests.staff import staff_user
 
 
@@ -200,3 +202,28 @@ def test_sales_see_no_spelling_of_the_consumer_in_a_buyers_request(
         assert page.status_code == 200
         text = page.content.decode()
         assert [w for w in WRITTEN if w.lower() in text.lower()] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        "email=zoe.obrien%2Bleads%40example.com&first_name=Zo%C3%AB",
+        "phone=%28312%29+555-0199&first_name=Zo%C3%AB",
+        "phone=%2B1+312.555.0199",
+    ],
+)
+def test_erasure_finds_a_lead_whose_only_copy_is_a_form_encoded_body(raw_body):
+    # An invalid lead: intake could not read it, so its columns are blank.
+    lead = LeadFactory(status=LeadStatus.INVALID, email="", phone="", data={}, raw_body=raw_body)
+    other = LeadFactory(
+        status=LeadStatus.INVALID, email="", phone="", data={}, raw_body="phone=%28312%29+555-01990"
+    )
+
+    report = consumer_erase(email=EMAIL, phone="(312) 555-0199")
+
+    assert report.lead_ids == [str(lead.pk)]
+    lead.refresh_from_db()
+    assert (lead.raw_body, lead.erased_at is not None) == ("", True)
+    other.refresh_from_db()
+    assert other.erased_at is None
