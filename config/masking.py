@@ -75,6 +75,8 @@ def _literal_forms(char: str) -> set[str]:
         forms.add(f"\\u{0xD800 + high:04X}\\u{0xDC00 + low:04X}")
     else:
         forms.add(f"\\u{code:04X}")
+    # Case: the pattern ignores it, but not where a letter's other case is longer (ß, SS).
+    forms.update({char.upper(), char.lower(), char.title(), char.casefold()} - {""})
     if char == " ":
         forms.add("+")  # a form body's space
     if char in _JSON_SHORT:
