@@ -141,6 +141,9 @@ def ping_answer(
         data=normalised.data,
         zip_code=normalised.zip_code,
         state=normalised.state,
+        # The consumer, for the already-bought rule, as the seller hashed it.
+        email_sha256=ping.email_sha256,
+        phone_sha256=ping.phone_sha256,
         received_at=now,
     )
     run = Run(lead=lead, auction=Auction(lead=lead))

@@ -10,6 +10,7 @@ raised, so that a partner learns of every problem at once: {"fields.email": ["..
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import re
@@ -103,6 +104,20 @@ class NormalisedLead:
     phone: str = ""
     zip_code: str = ""
     state: str = ""
+
+    @property
+    def email_sha256(self) -> str:
+        return consumer_hash(self.email)
+
+    @property
+    def phone_sha256(self) -> str:
+        return consumer_hash(self.phone)
+
+
+def consumer_hash(value: str) -> str:
+    """Return the SHA-256 (lower-case hex) of a normalised email or E.164 phone, as a seller
+    hashes it in an inbound ping; '' for no value."""
+    return hashlib.sha256(value.encode()).hexdigest() if value else ""
 
 
 class FieldError(ValueError):

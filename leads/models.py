@@ -704,6 +704,10 @@ class Lead(models.Model):
     phone = models.CharField(max_length=20, blank=True)
     zip_code = models.CharField(max_length=5, blank=True)
     state = models.CharField(max_length=2, blank=True)
+    # SHA-256 (hex) of the normalised email and phone (leads.intake.consumer_hash), filled at
+    # intake: an inbound ping names its consumer by these hashes only (exchange/).
+    email_sha256 = models.CharField(max_length=64, blank=True)
+    phone_sha256 = models.CharField(max_length=64, blank=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     sold_at = models.DateTimeField(null=True, blank=True)
     sale_price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
@@ -742,6 +746,19 @@ class Lead(models.Model):
             models.Index(fields=["email"], name="lead_email"),
             models.Index(fields=["phone"], name="lead_phone"),
             models.Index(fields=["zip_code"], name="lead_zip_code"),
+            # A ping's duplicate check (hash, vertical, look-back) and already-bought check (hash,
+            # any vertical): the hash leads, so both use it. Partial: leads without one cost no
+            # index entry.
+            models.Index(
+                fields=["email_sha256", "vertical", "received_at"],
+                condition=Q(email_sha256__gt=""),
+                name="lead_email_sha256",
+            ),
+            models.Index(
+                fields=["phone_sha256", "vertical", "received_at"],
+                condition=Q(phone_sha256__gt=""),
+                name="lead_phone_sha256",
+            ),
             # The reporting rollup finds the hours touched since its last run by this column.
             models.Index(fields=["updated_at"], name="lead_updated"),
         ]

@@ -193,13 +193,18 @@ def verticals_for_source(*, source: Source) -> QuerySet[Vertical]:
 
 def same_consumer(lead: Lead, *, via: str = "") -> Q | None:
     """Match the leads of the lead's consumer (the same e-mail or phone), or the rows of those
-    leads through the relation `via` ("lead"); None when the lead has neither."""
+    leads through the relation `via` ("lead"); None when the lead has neither.
+
+    An inbound ping's lead (exchange/) knows its consumer only by the seller's hashes of the
+    e-mail and phone: it matches by the hashes intake stored with every lead.
+    """
     prefix = f"{via}__" if via else ""
     condition = Q()
-    if lead.email:
-        condition |= Q(**{f"{prefix}email": lead.email})
-    if lead.phone:
-        condition |= Q(**{f"{prefix}phone": lead.phone})
+    for column, hashed in (("email", "email_sha256"), ("phone", "phone_sha256")):
+        if getattr(lead, column):
+            condition |= Q(**{f"{prefix}{column}": getattr(lead, column)})
+        elif getattr(lead, hashed):
+            condition |= Q(**{f"{prefix}{hashed}": getattr(lead, hashed)})
     return condition or None
 
 

@@ -336,6 +336,8 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
         data=normalised.data,
         email=normalised.email,
         phone=normalised.phone,
+        email_sha256=normalised.email_sha256,
+        phone_sha256=normalised.phone_sha256,
         zip_code=normalised.zip_code,
         state=normalised.state,
     )

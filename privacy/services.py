@@ -14,7 +14,6 @@ the request and response bodies of their attempts and postbacks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -32,7 +31,7 @@ from django.utils import timezone
 from config.admin_pii import lead_pii_values
 from config.masking import replace_spellings
 from exchange.models import InboundPing
-from leads.intake import FieldError, FieldSpec, normalise_value
+from leads.intake import FieldError, FieldSpec, consumer_hash, normalise_value
 from leads.models import (
     CONSENT_PERSONAL_KEYS,
     FieldType,
@@ -261,7 +260,8 @@ def _erase_lead(lead: Lead, personal: set[str], scrub: _Scrubber, now: datetime)
     lead.raw_body = ""
     # What a source sent beyond the vertical's fields is not known to be impersonal.
     lead.extra = {}
-    lead.email = lead.phone = ""
+    # A hash of an email or phone names the consumer as well as the value does.
+    lead.email = lead.phone = lead.email_sha256 = lead.phone_sha256 = ""
     lead.remote_ip = None
     lead.errors = scrub.json(lead.errors)
     lead.reason = scrub.text(lead.reason)[:500]
@@ -336,8 +336,9 @@ def consumer_erase(
             Lead.objects.bulk_update(
                 leads,
                 [
-                    "data", "consent", "raw_body", "extra", "email", "phone", "remote_ip", "errors",
-                    "reason", "sub_id", "score_breakdown", "erased_at", "updated_at",
+                    "data", "consent", "raw_body", "extra", "email", "phone", "email_sha256",
+                    "phone_sha256", "remote_ip", "errors", "reason", "sub_id", "score_breakdown",
+                    "erased_at", "updated_at",
                 ],
             )  # fmt: skip
             counts[Lead._meta.label] = len(leads)
@@ -379,7 +380,7 @@ def ping_hashes_forget(*, email: str, phone: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     for column, value in (("email_sha256", email), ("phone_sha256", phone)):
         if value:
-            digest = hashlib.sha256(value.encode()).hexdigest()
+            digest = consumer_hash(value)
             cleared = InboundPing.objects.filter(**{column: digest}).update(**{column: ""})
             if cleared:
                 counts[InboundPing._meta.label] += cleared

@@ -279,9 +279,12 @@ def lead_facts(lead: Lead, *, pending: frozenset[str] | None = None) -> LeadFact
 def past_sales_of_consumer(
     lead: Lead, rules: list[ContractRules], *, now: datetime
 ) -> list[PastSale]:
-    """Earlier purchases of the lead's consumer that an already-bought rule could care about."""
+    """Earlier purchases of the lead's consumer that an already-bought rule could care about.
+
+    The consumer is the lead's email or phone, or an inbound ping's hashes of them
+    (leads.selectors.same_consumer): a ping is checked as its post will be."""
     windows = [r.bought_within for r in rules if r.bought_within is not None]
-    if not windows or not (lead.email or lead.phone):
+    if not windows:
         return []
     return [
         PastSale(contract_id, buyer_id, at)

@@ -5,6 +5,7 @@ from decimal import Decimal
 import factory
 from factory.django import DjangoModelFactory
 
+from leads.intake import consumer_hash
 from leads.models import (
     FieldType,
     Lead,
@@ -69,6 +70,9 @@ class LeadFactory(DjangoModelFactory[Lead]):
     status = LeadStatus.ACCEPTED
     email = factory.Sequence(lambda n: f"consumer{n}@example.com")
     phone = factory.Sequence(lambda n: f"+1312555{n % 10000:04d}")
+    # As intake fills them.
+    email_sha256 = factory.LazyAttribute(lambda o: consumer_hash(o.email))
+    phone_sha256 = factory.LazyAttribute(lambda o: consumer_hash(o.phone))
     zip_code = "60601"
     state = "IL"
     data = factory.LazyAttribute(
