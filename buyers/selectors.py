@@ -239,8 +239,9 @@ def cap_usage_for_contracts(
 def consumer_purchases(*, lead: Lead, since: datetime) -> list[tuple[int, int, datetime]]:
     """Return (contract id, buyer id, when) of purchases of the lead's consumer since `since`.
 
-    The consumer is the lead's email or phone (an inbound ping's: their hashes); a purchase is a sale that stands (not returned)
-    or a reservation still held while its post is in flight. The lead itself is left out.
+    The consumer is the lead's email or phone (an inbound ping's: their hashes); a purchase is
+    a sale that stands (not returned) or a reservation still held while its post is in flight.
+    The lead itself is left out.
     """
     consumer = same_consumer(lead)
     if consumer is None:

@@ -6,15 +6,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from buyers.models import CapPeriod, ContractCap
+from buyers.models import BoughtScope, CapPeriod, ContractCap
 from exchange.models import InboundPing, PingStatus
 from leads.models import Lead, LeadStatus
 from privacy.services import consumer_erase
 from routing.models import Attempt, Sale
+from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.exchange.conftest import Seller, sha256
-from tests.leads.factories import SourceFactory, api_key_for
+from tests.leads.factories import LeadFactory, SourceFactory, api_key_for
+from tests.routing.factories import SaleFactory
 
 
 def test_a_ping_is_answered_with_its_id_the_sellers_payout_and_an_expiry(seller, market):
@@ -97,6 +101,55 @@ def test_a_ping_whose_hashed_email_matches_a_recent_lead_is_a_duplicate(seller, 
     assert response.status_code == 409
     assert response.json()["type"].endswith("/duplicate-lead")
     assert seller.ping(email_sha256=sha256("other@example.com")).status_code == 200
+
+
+def test_a_ping_finds_a_lead_posted_earlier_by_its_stored_phone_hash_without_hashing_leads(
+    seller, market
+):
+    market.vertical.duplicate_fields = ["phone"]
+    market.vertical.save()
+    assert seller.post(None, number=142).status_code == 202  # phone (212) 555-0142
+
+    with CaptureQueriesContext(connection) as queries:
+        response = seller.ping(phone_sha256=sha256("+12125550142"))
+
+    assert response.status_code == 409, response.content
+    assert response.json()["type"].endswith("/duplicate-lead")
+    statements = [query["sql"].lower() for query in queries.captured_queries]
+    # The stored hash column is compared; no lead's phone is hashed by the database.
+    assert any('"phone_sha256" =' in sql for sql in statements)
+    assert not any("sha256(" in sql for sql in statements)
+
+
+def test_a_contract_whose_buyer_bought_the_consumer_does_not_bid_on_a_ping_naming_them(
+    seller, market
+):
+    buyer = BuyerFactory()
+    no_repeats = market.contract(
+        ping="bid=30",
+        buyer=buyer,
+        refuse_bought_within_days=30,
+        refuse_bought_scope=BoughtScope.BUYER,
+    )
+    other = market.contract(ping="bid=10")
+    # Bought by the same buyer in another vertical: the rule looks across verticals.
+    earlier = LeadFactory(email="mary@example.com", status=LeadStatus.SOLD)
+    SaleFactory(lead=earlier, contract=ContractFactory(buyer=buyer, vertical=earlier.vertical))
+
+    answer = seller.ping(email_sha256=sha256("mary@example.com")).json()
+
+    ping = InboundPing.objects.get(pk=answer["ping_id"])
+    assert [b["contract_id"] for b in ping.held_bids] == [other.pk]
+    assert ping.eligible_count == 1
+    refused = next(row for row in ping.explanation if row["contract_id"] == no_repeats.pk)
+    assert refused["rule"] == "bought"
+    assert refused["reason"].startswith("already bought by this buyer")
+    assert refused["reason"].endswith("(refuses repeats within 30 days)")
+    assert not ping.attempts.filter(contract=no_repeats).exists()
+    # Another consumer, or a ping naming none, leaves the rule to the post: the contract bids.
+    for hashes in ({"email_sha256": sha256("ann@example.com")}, {}):
+        again = InboundPing.objects.get(pk=seller.ping(**hashes).json()["ping_id"])
+        assert no_repeats.pk in [b["contract_id"] for b in again.held_bids]
 
 
 def test_a_contract_whose_cap_is_full_does_not_bid_on_a_ping(seller, market):
@@ -209,6 +262,19 @@ def test_a_cap_filled_between_ping_and_post_is_enforced_at_the_post(seller, mark
 
     assert response.json()["status"] == "unsold"
     assert not Sale.objects.filter(contract=contract).exists()
+
+
+def test_an_erased_consumer_is_no_longer_found_by_a_pings_hashes(seller, market):
+    market.lead(email="mary@example.com", phone="+12125550142", status=LeadStatus.UNSOLD)
+    assert seller.ping(email_sha256=sha256("mary@example.com")).status_code == 409
+
+    consumer_erase(email="mary@example.com")
+
+    for hashes in (
+        {"email_sha256": sha256("mary@example.com")},
+        {"phone_sha256": sha256("+12125550142")},
+    ):
+        assert seller.ping(**hashes).status_code == 200
 
 
 def test_erasing_a_consumer_forgets_the_hashes_their_pings_carried(seller, market):

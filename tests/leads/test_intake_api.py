@@ -8,6 +8,7 @@ eager Celery, whatever broker the suite was started with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -126,6 +127,9 @@ def test_the_stored_lead_is_normalised_and_enriched_from_its_zip_code(client, pa
     assert lead.data["last_name"] == "O'Neil"
     assert lead.data["email"] == lead.email == "mary.major7@example.com"
     assert lead.data["phone"] == lead.phone == "+12125550007"
+    # As a seller hashes them in an inbound ping: the normalised values.
+    assert lead.email_sha256 == hashlib.sha256(b"mary.major7@example.com").hexdigest()
+    assert lead.phone_sha256 == hashlib.sha256(b"+12125550007").hexdigest()
     assert lead.data["zip_code"] == lead.zip_code == "10001"
     assert {k: lead.data[k] for k in ("city", "county", "state", "time_zone")} == {
         "city": "New York",

@@ -15,6 +15,7 @@ import pytest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from leads.intake import consumer_hash
 from leads.models import (
     ContactKind,
     DuplicateScope,
@@ -48,6 +49,8 @@ def new_lead(vertical, source, *, email="mary@example.com", phone="+13125550101"
         status=LeadStatus.ACCEPTED,
         email=email,
         phone=phone,
+        email_sha256=consumer_hash(email),
+        phone_sha256=consumer_hash(phone),
         zip_code="60601",
         data=data,
         raw_body="{}",
@@ -62,6 +65,7 @@ def verdict(store_name, vertical, source, **lead_fields):
     stored = Lead.objects.get(pk=lead.pk)
     assert (stored.status, stored.reason) == (lead.status, lead.reason)
     assert stored.received_at == lead.received_at
+    assert (stored.email_sha256, stored.phone_sha256) == (lead.email_sha256, lead.phone_sha256)
     assert stored.duplicate_of_id == (earlier.pk if earlier else None)
     if earlier is not None:
         assert earlier.source_id == Lead.objects.get(pk=earlier.pk).source_id

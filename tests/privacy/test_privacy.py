@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from buyers.models import CapReservation, EndpointKind
+from leads.intake import consumer_hash
 from leads.models import (
     ContactKind,
     FieldType,
@@ -54,8 +55,20 @@ PHONE = "+12125550142"
 FIRST, LAST = "Marigold", "Quixote"
 IP = "198.51.100.77"
 STREET = "12 Windmill Lane"
-# Every spelling of the consumer that must be gone from the whole database after erasure.
-CANARIES = (EMAIL, "2125550142", "212) 555-0142", "212.555.0142", FIRST, LAST, IP, STREET)
+# Every spelling of the consumer that must be gone from the whole database after erasure: a
+# hash of the email or phone names the consumer too.
+CANARIES = (
+    EMAIL,
+    "2125550142",
+    "212) 555-0142",
+    "212.555.0142",
+    FIRST,
+    LAST,
+    IP,
+    STREET,
+    consumer_hash(EMAIL),
+    consumer_hash(PHONE),
+)
 TEXT_FIELDS = (
     models.TextField,
     models.CharField,
@@ -265,6 +278,7 @@ def test_it_erases_the_consumer_from_every_table_and_keeps_the_money(consumer, o
     others_before = snapshot(Lead.objects.filter(pk=other.pk), Attempt.objects.filter(lead=other))
     money_before = money()
     assert holding()  # the fixture put the consumer everywhere
+    assert f"leads_lead.email_sha256: {consumer_hash(EMAIL)}" in holding()
 
     report = consumer_erase(email=EMAIL)
 
@@ -293,6 +307,7 @@ def test_an_erased_lead_keeps_its_shape_and_says_when_it_was_erased(consumer):
     sold.refresh_from_db()
     assert sold.erased_at is not None
     assert (sold.email, sold.phone, sold.raw_body, sold.remote_ip) == ("", "", "", None)
+    assert (sold.email_sha256, sold.phone_sha256) == ("", "")
     assert sold.extra == {}
     assert sold.data == {
         "first_name": ERASED,

@@ -1,0 +1,79 @@
+"""The leads' consumer hashes (leads 0011) are filled for the leads stored before them: a database
+taken back to the migration before, given leads by that state's models, and migrated forward
+again holds the hashes intake would have stored, batch after batch, and their indexes."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from leads.models import Lead
+from tests.leads.factories import SourceFactory, VerticalFactory
+
+BEFORE_THE_HASHES = [("leads", "0010_lead_ping_id")]
+MIGRATION = importlib.import_module("leads.migrations.0011_lead_consumer_hashes")
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest() if value else ""
+
+
+def migrate(targets: list[tuple[str, str | None]]):
+    """Migrate the test database to the targets; return the migration state there."""
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    return executor.migrate(targets)
+
+
+@pytest.fixture
+def latest() -> Iterator[list[tuple[str, str]]]:
+    """The latest migrations, where the database is left whatever the test did."""
+    nodes = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    yield nodes
+    migrate(nodes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_forward_hashes_the_email_and_phone_of_every_earlier_lead(latest, monkeypatch):
+    vertical, source = VerticalFactory(), SourceFactory()
+    old = migrate(BEFORE_THE_HASHES).apps
+    with connection.cursor() as cursor:
+        columns = connection.introspection.get_table_description(cursor, "leads_lead")
+    assert "email_sha256" not in {column.name for column in columns}
+    OldLead = old.get_model("leads", "Lead")
+    contacts = [
+        ("ann@example.com", "+12125550101"),
+        ("bob@example.com", ""),
+        ("", "+12125550103"),
+        ("", ""),  # refused before its fields were read
+        ("eve@example.com", "+12125550105"),
+    ]
+    ids = [
+        OldLead.objects.create(
+            vertical_id=vertical.pk, source_id=source.pk, status="sold", email=email, phone=phone
+        ).pk
+        for email, phone in contacts
+    ]
+    updated = dict(OldLead.objects.values_list("pk", "updated_at"))
+    # Several batches, so that going on from where the last one stopped is exercised.
+    monkeypatch.setattr(MIGRATION, "BATCH_SIZE", 2)
+
+    migrate(latest)
+
+    hashed = {
+        lead.pk: (lead.email_sha256, lead.phone_sha256, lead.updated_at)
+        for lead in Lead.objects.all()
+    }
+    assert [hashed[pk] for pk in ids] == [
+        (sha256(email), sha256(phone), updated[pk])
+        for pk, (email, phone) in zip(ids, contacts, strict=True)
+    ]
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, "leads_lead")
+    assert indexes["lead_email_sha256"]["columns"] == ["email_sha256", "vertical_id", "received_at"]
+    assert indexes["lead_phone_sha256"]["columns"] == ["phone_sha256", "vertical_id", "received_at"]
