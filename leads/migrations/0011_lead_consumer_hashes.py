@@ -1,9 +1,9 @@
 """The hashed email and phone of every lead, for inbound pings that name a consumer by hash.
 
-The columns are added (on PostgreSQL a constant default rewrites no row), existing leads are filled in
-batches, each its own short transaction, so that no lock is held on the table for longer than a
-batch; then the indexes are built, on PostgreSQL CONCURRENTLY so that intake and routing keep
-writing leads while they are built.
+The columns are added (on PostgreSQL a constant default rewrites no row), the leads already
+stored are filled in batches, each its own short transaction, so that no row stays locked longer
+than a batch; then the indexes are built, on PostgreSQL CONCURRENTLY so that intake and routing
+keep writing leads while they are built.
 """
 
 import hashlib
