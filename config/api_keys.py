@@ -9,6 +9,7 @@ authentication (`BearerKeyAuthentication`); each owner adds only what is its own
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class ApiKey(models.Model):
 
     owner_field: ClassVar[str]
     kind: ClassVar[str]
+    # Keys an owner had before it minted its own (without `kind`), found by their hash too.
+    legacy_key_re: ClassVar[re.Pattern[str] | None] = None
 
     name = models.CharField(max_length=120, blank=True, help_text="What the key is for.")
     prefix = models.CharField(max_length=16, unique=True, editable=False)
@@ -79,11 +82,18 @@ class ApiKey(models.Model):
 KeyT = TypeVar("KeyT", bound=ApiKey)
 
 
-def api_key_create(*, model: type[KeyT], owner: models.Model, name: str = "") -> tuple[KeyT, str]:
-    """Mint a key for owner; return the row and the key itself, which is never stored."""
+def api_key_create(
+    *, model: type[KeyT], owner: models.Model, name: str = "", **fields: Any
+) -> tuple[KeyT, str]:
+    """Mint a key for owner (with the model's own `fields`); return the row and the key itself,
+    which is never stored."""
     key = api_key_mint(model.kind)
     api_key = model._default_manager.create(
-        **{model.owner_field: owner}, name=name, prefix=key.prefix, hashed_key=key.hashed
+        **{model.owner_field: owner},
+        name=name,
+        prefix=key.prefix,
+        hashed_key=key.hashed,
+        **fields,
     )
     return api_key, key.raw
 
@@ -108,7 +118,8 @@ def api_key_find(
 
     `lookup(hashed)` replaces the default query where an owner caches its keys.
     """
-    if not raw_key.startswith(model.kind):
+    legacy = model.legacy_key_re is not None and model.legacy_key_re.fullmatch(raw_key)
+    if not raw_key.startswith(model.kind) and not legacy:
         return None
     hashed = api_key_hash(raw_key)
     if lookup is None:

@@ -1,5 +1,5 @@
-"""Admin for returns (the action on sales, the return records), buyer API keys (returns) and
-the rollup state."""
+"""Admin for returns (the action on sales, the return records), buyer API keys (returns), staff
+API tokens and the rollup state."""
 
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ from buyers.models import BuyerApiKey
 from config.admin_display import ReadOnlyAdminMixin, action_confirmation
 from config.api_keys import api_key_mint
 from reporting.forms import ReturnSalesForm
-from reporting.models import RollupState, SaleReturn
-from reporting.services import ReturnRefused, buyer_api_key_revoke, sale_return
+from reporting.models import RollupState, SaleReturn, StaffToken
+from reporting.services import (
+    ReturnRefused,
+    buyer_api_key_revoke,
+    sale_return,
+    staff_token_create,
+    staff_token_revoke,
+)
 from routing.admin import SaleAdmin
 from routing.models import Sale
 
@@ -100,6 +106,44 @@ class BuyerApiKeyAdmin(SimpleHistoryAdmin):
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[BuyerApiKey]) -> None:
         revoked = sum(buyer_api_key_revoke(api_key=key) for key in queryset)
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+@admin.register(StaffToken)
+class StaffTokenAdmin(admin.ModelAdmin):
+    """Mint a token by adding one: it is shown once, in the message after saving. A token acts
+    as its user, so only whoever may add tokens (Admin) mints them."""
+
+    list_display = ("prefix", "user", "name", "scope", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("scope", "revoked_at")
+    search_fields = ("prefix", "name", "user__username")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    fields = ("user", "name", "scope", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke_tokens",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        # A token's user and scope are what it was minted with: mint another to change them.
+        if obj is not None:
+            return (*self.readonly_fields, "user", "scope")
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: StaffToken, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, raw = staff_token_create(user=obj.user, name=obj.name, scope=obj.scope)
+        obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
+        self.message_user(
+            request,
+            f"The new token for {obj.user} is {raw} — copy it now: it is not shown again.",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[StaffToken]) -> None:
+        revoked = sum(staff_token_revoke(token=token) for token in queryset)
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 
 
 @admin.register(SaleReturn)

@@ -9,9 +9,13 @@ never incremented, so rebuilding is idempotent.
 
 from __future__ import annotations
 
+import re
+
+from django.conf import settings
 from django.db import models
 
 from buyers.models import Buyer
+from config.api_keys import ApiKey
 from leads.models import Source, Vertical
 from leads.scoring import Tier
 from routing.models import Sale
@@ -305,3 +309,40 @@ class SaleReturn(models.Model):
 
     def __str__(self) -> str:
         return f"Return of sale {self.sale_id}: {self.get_reason_display()}"
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", "Read"
+    READ_WRITE = "read_write", "Read and write"
+
+
+class StaffToken(ApiKey):
+    """A staff user's API token (reports, and the configuration API's writes when it may).
+
+    It acts as its user, with the user's own permissions (Sales see personal data masked), within
+    its scope. Only its SHA-256 is stored; the token itself is shown once.
+    """
+
+    owner_field = "user"
+    kind = "lst_"
+    # DRF's 40-hex tokens, hashed by migration 0005: they keep working until revoked.
+    legacy_key_re = re.compile(r"[0-9a-f]{40}")
+
+    name = models.CharField(max_length=120, help_text="What the token is for (e.g. the BI tool).")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_tokens"
+    )
+    scope = models.CharField(
+        max_length=10,
+        choices=TokenScope.choices,
+        default=TokenScope.READ,
+        help_text="Read: GET requests only. Read and write: changes too, as far as the user's "
+        "own permissions go.",
+    )
+
+    class Meta(ApiKey.Meta):
+        verbose_name = "staff API token"
+
+    @property
+    def may_write(self) -> bool:
+        return self.scope == TokenScope.READ_WRITE

@@ -1,16 +1,17 @@
-"""Returns of sold leads, and the buyer API keys that returns are made with."""
+"""Returns of sold leads, the buyer API keys that returns are made with, and staff API tokens."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from buyers.models import Buyer, BuyerApiKey, Contract
 from config.api_keys import api_key_create, api_key_find, api_key_revoke
 from leads.models import Lead, LeadStatus
-from reporting.models import ReturnReason, SaleReturn
+from reporting.models import ReturnReason, SaleReturn, StaffToken, TokenScope
 from reporting.rollup import rollup_mark_dirty
 from routing.models import Sale, SaleStatus
 
@@ -130,3 +131,25 @@ def buyer_api_key_revoke(*, api_key: BuyerApiKey) -> bool:
 def buyer_api_key_authenticate(*, raw_key: str) -> BuyerApiKey | None:
     """Return the live key matching raw_key (with its buyer), or None."""
     return api_key_find(model=BuyerApiKey, raw_key=raw_key)
+
+
+# --- Staff API tokens ----------------------------------------------------------------------------
+
+
+def staff_token_create(
+    *, user: AbstractBaseUser, name: str, scope: str = TokenScope.READ
+) -> tuple[StaffToken, str]:
+    """Mint an API token for a staff user; return the row and the token, which is never stored."""
+    if scope not in TokenScope.values:
+        raise ValueError(f"scope must be one of {', '.join(TokenScope.values)}, not {scope!r}")
+    return api_key_create(model=StaffToken, owner=user, name=name, scope=scope)
+
+
+def staff_token_revoke(*, token: StaffToken) -> bool:
+    """Revoke a token; return False when it was already revoked."""
+    return api_key_revoke(api_key=token)
+
+
+def staff_token_authenticate(*, raw_token: str) -> StaffToken | None:
+    """Return the live token matching raw_token (with its user), or None."""
+    return api_key_find(model=StaffToken, raw_key=raw_token)

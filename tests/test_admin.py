@@ -19,7 +19,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
-from rest_framework.authtoken.models import Token
 
 from buyers.forms import territory_values_from_csv
 from buyers.models import (
@@ -67,7 +66,7 @@ from notifications.models import (
     NotificationSubscription,
 )
 from reporting.rollup import rollup_refresh
-from reporting.services import buyer_api_key_create, sale_return
+from reporting.services import buyer_api_key_create, sale_return, staff_token_create
 from routing.models import (
     Attempt,
     AttemptOutcome,
@@ -288,7 +287,9 @@ def every_model(admin_user) -> dict[str, Model]:
     team = TeamFactory(slack_webhook_url="https://hooks.slack.com/services/T0/B0/secret")
     TeamMemberFactory(team=team, name="Ana Reyes", daily_quota=20)
     assignment_create(lead=lead, team_id=team.pk)
-    Token.objects.create(user=admin_user)
+    staff_token_create(user=admin_user, name="BI tool")
+    # A mistyped password: the login throttle's attempt and failure records (django-axes).
+    Client().post(reverse("admin:login"), {"username": admin_user.username, "password": "typo"})
     # An inbound ping that bid, with its buyer's attempt, taken up by the lead.
     ping = InboundPing.objects.create(
         source=source,

@@ -1,27 +1,51 @@
-"""Who may call the reporting API (staff with the dashboard permission) and the returns API
-(a buyer, through one of its keys)."""
+"""Who may call the reporting API (staff with the dashboard permission, by session or staff
+token) and the returns API (a buyer, through one of its keys)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.permissions import BasePermission
+from rest_framework import exceptions
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from buyers.models import Buyer, BuyerApiKey
 from config.api_keys import BearerKeyAuthentication, BearerScheme
-from reporting.services import buyer_api_key_authenticate
+from reporting.models import StaffToken
+from reporting.services import buyer_api_key_authenticate, staff_token_authenticate
 
 DASHBOARD_PERMISSION = "reporting.view_dashboard"
 
 
-class StaffTokenAuthentication(TokenAuthentication):
-    """`Authorization: Bearer <token>` with a staff user's DRF token (`manage.py drf_create_token`).
+class StaffTokenAuthentication(BearerKeyAuthentication):
+    """`Authorization: Bearer lst_…` with a live staff token: the request acts as its user.
 
-    A partner's source key is not a token: it is refused (401), never taken for a person.
+    A partner's source key or a buyer's key is not a token: it is refused (401), never taken for
+    a person. A token whose user was deactivated is refused too.
     """
 
-    keyword = "Bearer"
+    what = "staff API token"
+
+    def find_key(self, raw_key: str) -> StaffToken | None:
+        return staff_token_authenticate(raw_token=raw_key)
+
+    def principal_for(self, api_key: StaffToken) -> Any:
+        if not api_key.user.is_active:
+            raise exceptions.AuthenticationFailed("The staff API token's user is inactive.")
+        return api_key.user
+
+
+class TokenScopeAllows(BasePermission):
+    """A request made with a read token only reads; sessions and read-write tokens may change
+    what the user's own permissions let them change."""
+
+    message = "This token may only read: its scope is read."
+
+    def has_permission(self, request, view) -> bool:
+        token = request.auth
+        if not isinstance(token, StaffToken) or request.method in SAFE_METHODS:
+            return True
+        return token.may_write
 
 
 class CanViewReports(BasePermission):
@@ -76,7 +100,10 @@ class IsActiveBuyer(BasePermission):
 class StaffTokenScheme(BearerScheme):
     target_class = "reporting.api.auth.StaffTokenAuthentication"
     name = "StaffToken"
-    description = "A staff user's API token (manage.py drf_create_token <username>)."
+    description = (
+        "A staff user's API token (lst_…), minted in the admin under Staff API tokens or by "
+        "manage.py mint_staff_token; it acts with its user's permissions, within its scope."
+    )
 
 
 class BuyerKeyScheme(BearerScheme):

@@ -20,6 +20,7 @@ from reporting.api.auth import (
     CanViewReports,
     IsActiveBuyer,
     StaffTokenAuthentication,
+    TokenScopeAllows,
 )
 from reporting.api.serializers import (
     BuyerRowSerializer,
@@ -70,7 +71,7 @@ class ReportView(APIView):
     # for a list of rows); its class's `extend_schema` gives its summary and answer.
 
     authentication_classes = [StaffTokenAuthentication, SessionAuthentication]
-    permission_classes = [CanViewReports]
+    permission_classes = [CanViewReports, TokenScopeAllows]
     throttle_classes: list = []
     report: Callable[[ReportQuery], Any]
     serializer: type[Serializer]

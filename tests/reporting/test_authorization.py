@@ -21,7 +21,6 @@ from django.test import Client
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 
 from buyers.models import Contract
 from config.masking import mask_email
@@ -29,7 +28,12 @@ from config.problems import PROBLEM_CONTENT_TYPE
 from reporting.api.urls import urlpatterns as reporting_api_routes
 from reporting.filters import PRESETS
 from reporting.models import ReturnReason, SaleReturn
-from reporting.services import buyer_api_key_create, buyer_api_key_revoke, sale_return
+from reporting.services import (
+    buyer_api_key_create,
+    buyer_api_key_revoke,
+    sale_return,
+    staff_token_create,
+)
 from routing.models import Sale, SaleStatus
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, api_key_for
@@ -152,10 +156,10 @@ def test_a_staff_token_reads_reports_only_for_staff_with_the_dashboard_permissio
     user = reporting_staff_user("bi-tool", *groups, is_staff=is_staff)
     user.is_active = is_active
     user.save(update_fields=["is_active"])
-    token = Token.objects.create(user=user)
+    _, token = staff_token_create(user=user, name="BI tool")
 
     for url in REPORTS:
-        response = Client().get(url, PERIOD, HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        response = Client().get(url, PERIOD, HTTP_AUTHORIZATION=f"Bearer {token}")
 
         assert response.status_code == status, url
         if status != 200:
@@ -163,10 +167,10 @@ def test_a_staff_token_reads_reports_only_for_staff_with_the_dashboard_permissio
 
 
 def test_a_staff_token_opens_no_dashboard_and_no_export(world):
-    token = Token.objects.create(user=reporting_staff_user("bi-tool", "Ops"))
+    _, token = staff_token_create(user=reporting_staff_user("bi-tool", "Ops"), name="BI tool")
 
     for url in DASHBOARD:
-        response = Client().get(url, PERIOD, HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        response = Client().get(url, PERIOD, HTTP_AUTHORIZATION=f"Bearer {token}")
 
         assert response.status_code == 302, url  # pages are for a signed-in browser
         assert_nothing_leaks(body_of(response), world)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from config.problems import PROBLEM_CONTENT_TYPE
+from reporting.services import staff_token_create
 from tests.leads.factories import SourceFactory, api_key_for
 from tests.reporting.conftest import PERIOD, staff_user
 
@@ -41,9 +41,9 @@ def test_staff_without_the_dashboard_permission_are_forbidden(client):
 
 def test_a_token_of_a_user_who_is_not_staff_is_forbidden(client):
     user = staff_user("customer", "Sales", is_staff=False)
-    token = Token.objects.create(user=user)
+    _, token = staff_token_create(user=user, name="BI tool")
 
-    response = client.get("/api/v1/reports/summary/", HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    response = client.get("/api/v1/reports/summary/", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     assert response.status_code == 403
 
@@ -56,11 +56,9 @@ def test_sales_staff_read_every_report_with_their_session(sales_client, world, r
 
 
 def test_a_bi_tool_reads_the_summary_with_a_staff_token(client, world):
-    token = Token.objects.create(user=staff_user("bi", "Sales"))
+    _, token = staff_token_create(user=staff_user("bi", "Sales"), name="BI tool")
 
-    response = client.get(
-        "/api/v1/reports/summary/", PERIOD, HTTP_AUTHORIZATION=f"Bearer {token.key}"
-    )
+    response = client.get("/api/v1/reports/summary/", PERIOD, HTTP_AUTHORIZATION=f"Bearer {token}")
 
     assert response.status_code == 200
     current = response.json()["current"]
