@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from django.http import HttpRequest
@@ -24,7 +25,12 @@ _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 # Ten digits or more, in the separators phones are written with: a phone in some format (a date
 # has eight, a price fewer).
 _PHONE_RE = re.compile(r"\+?\(?\d[\d\s().\-]{8,}\d")
-_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A date (of birth): any part of it narrows down who the person is, so it is masked whole, never
+# by its last digits as a phone is. Eight bare digits are a date written without separators.
+_DATE_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[T ]\S*)?|\d{8}")
+# How buyers' mappings write a date (routing/formats.py: DATE_US and strftime formats), so that a
+# post's body is masked too.
+_DATE_SPELLINGS = ("%m/%d/%Y", "%m-%d-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y%m%d", "%m%d%Y")
 
 
 def pii_visible(request: HttpRequest) -> bool:
@@ -35,6 +41,8 @@ def pii_visible(request: HttpRequest) -> bool:
 def mask_value(value: Any) -> str:
     """Mask one personal value by what it looks like."""
     text = "" if value is None else str(value)
+    if _DATE_RE.fullmatch(text.strip()):
+        return MASK
     if "@" in text:
         return mask_email(text)
     if sum(c.isdigit() for c in text) >= 7:  # a phone, or the local part of one
@@ -68,6 +76,14 @@ def _phone_spellings(phone: str) -> list[str]:
     ]
 
 
+def _date_spellings(value: str) -> list[str]:
+    try:
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        return []
+    return [day.strftime(spelling) for spelling in _DATE_SPELLINGS]
+
+
 def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
     """Return the lead's personal values as text, longest first (so parts never mask wholes)."""
     data = lead.data if isinstance(getattr(lead, "data", None), dict) else {}
@@ -80,10 +96,7 @@ def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
     for phone in [v for v in list(values) if sum(c.isdigit() for c in v) >= 10]:
         values.update(_phone_spellings(phone))
     for value in list(values):
-        # A date goes out in the format a mapping asks for (DATE_US).
-        if _ISO_DATE_RE.match(value):
-            year, month, day = value.split("-")
-            values.add(f"{month}/{day}/{year}")
+        values.update(_date_spellings(value))
     # Case and encodings (JSON, URL, XML) are the matcher's: replace_spellings.
     return sorted((v for v in values if len(v.strip()) >= 2), key=len, reverse=True)
 

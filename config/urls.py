@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.problems import api_path_without_slash, problem_type_view
 from config.views import health
@@ -29,6 +29,10 @@ REPORTING_SCHEMA = {
     ],
 }
 
+# Swagger UI's start-up script is served from its own URL: the Content-Security-Policy allows no
+# inline script without the response's nonce.
+SWAGGER_TEMPLATE = "api/swagger_ui.html"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
@@ -41,7 +45,11 @@ urlpatterns = [
     *partner_api,
     *reporting_api,
     path("api/schema/", SpectacularAPIView.as_view(patterns=partner_api), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name=SWAGGER_TEMPLATE),
+        name="api-docs",
+    ),
     path(
         "api/schema/reporting/",
         SpectacularAPIView.as_view(patterns=reporting_api, custom_settings=REPORTING_SCHEMA),
@@ -49,7 +57,9 @@ urlpatterns = [
     ),
     path(
         "api/docs/reporting/",
-        SpectacularSwaggerView.as_view(url_name="schema-reporting"),
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema-reporting", template_name=SWAGGER_TEMPLATE
+        ),
         name="api-docs-reporting",
     ),
     path("api/problems/", problem_type_view, name="problem-types"),

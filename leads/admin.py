@@ -580,7 +580,8 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Informational: get_search_results below turns a term into exact, indexed lookups.
     search_fields = ("id", "email", "phone", "zip_code", "sub_id")
     search_help_text = (
-        "Exact match: a lead id, an e-mail address, a phone number, a 5-digit ZIP or a sub id."
+        "Exact match: a lead id, a 5-digit ZIP or a sub id; for whoever sees personal data, "
+        "an e-mail address or a phone number too."
     )
     list_select_related = ("vertical", "source")
     date_hierarchy = "received_at"
@@ -684,15 +685,19 @@ class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         lead_id = parse_uuid(term)
         if lead_id is not None:
             return queryset.filter(pk=lead_id), False
+        # Whoever sees personal data masked (Sales) must not confirm, by a search that finds a
+        # lead, whose e-mail or phone hides behind a mask: their search reads ids, ZIPs and sub
+        # ids only.
+        contact = pii_visible(request)
         if "@" in term:
-            return queryset.filter(email=term.lower()), False
+            return (queryset.filter(email=term.lower()) if contact else queryset.none()), False
         condition = Q(sub_id=term)
         if ZIP_TERM_RE.match(term):
             condition |= Q(zip_code=term)
         digits = PHONE_DIGITS_RE.sub("", term)
-        if len(digits) == 10:
+        if contact and len(digits) == 10:
             condition |= Q(phone=f"+1{digits}")
-        elif len(digits) > 10:
+        elif contact and len(digits) > 10:
             condition |= Q(phone=f"+{digits}")
         return queryset.filter(condition), False
 
