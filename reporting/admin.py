@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.models import BuyerApiKey
-from config.admin_display import ReadOnlyAdminMixin, action_confirmation
+from config.admin_display import ReadOnlyAdminMixin, action_confirmation, admin_page
 from config.api_keys import api_key_mint
 from reporting.forms import ReturnSalesForm
 from reporting.models import RollupState, SaleReturn, StaffToken
@@ -110,8 +110,8 @@ class BuyerApiKeyAdmin(SimpleHistoryAdmin):
 
 @admin.register(StaffToken)
 class StaffTokenAdmin(admin.ModelAdmin):
-    """Mint a token by adding one: it is shown once, in the message after saving. A token acts
-    as its user, so only whoever may add tokens (Admin) mints them."""
+    """Mint a token by adding one: it is shown once, on the page after saving. A token acts as
+    its user, so only whoever may add tokens (Admin) mints them."""
 
     list_display = ("prefix", "user", "name", "scope", "created_at", "last_used_at", "revoked_at")
     list_filter = ("scope", "revoked_at")
@@ -134,10 +134,20 @@ class StaffTokenAdmin(admin.ModelAdmin):
             return
         token, raw = staff_token_create(user=obj.user, name=obj.name, scope=obj.scope)
         obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
-        self.message_user(
+        # The token exists only in the response that follows (response_add): not in messages,
+        # the session, the log entry (which names the prefix) or the database.
+        obj.raw_token = raw
+
+    def response_add(
+        self, request: HttpRequest, obj: StaffToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        return admin_page(
+            self,
             request,
-            f"The new token for {obj.user} is {raw} — copy it now: it is not shown again.",
-            messages.WARNING,
+            "admin/reporting/stafftoken/minted.html",
+            title="Copy the new token now",
+            token=obj,
+            raw_token=obj.raw_token,
         )
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])

@@ -19,6 +19,8 @@ print(json.dumps({
     "eager": settings.CELERY_TASK_ALWAYS_EAGER, "broker": settings.CELERY_BROKER_URL,
     "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS, "tz": settings.TIME_ZONE,
     "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+    "proxy_header": settings.SECURE_PROXY_SSL_HEADER,
+    "proxies": [str(n) for n in settings.TRUSTED_PROXY_NETWORKS],
 }))
 """
 CONFIG_VARS = (
@@ -31,6 +33,7 @@ CONFIG_VARS = (
     "LOG_FORMAT",
     "SECURE_SSL_REDIRECT",
     "FIELD_ENCRYPTION_KEY",
+    "TRUSTED_PROXIES",
 )
 
 
@@ -89,6 +92,13 @@ def test_it_is_strict_about_https_outside_debug():
     assert settings_with(DEBUG="1")["ssl_redirect"] is False
 
 
+def test_it_trusts_x_forwarded_proto_only_when_proxies_are_configured():
+    assert settings_with(SECRET_KEY="x" * 50)["proxy_header"] is None
+    values = settings_with(SECRET_KEY="x" * 50, TRUSTED_PROXIES="10.0.0.5,fd00::/64")
+    assert values["proxy_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert values["proxies"] == ["10.0.0.5/32", "fd00::/64"]
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -96,6 +106,8 @@ def test_it_is_strict_about_https_outside_debug():
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or text"),
         ("SECURE_HSTS_SECONDS", "-5", "SECURE_HSTS_SECONDS must be at least 0"),
+        ("TRUSTED_PROXIES", "10.0.0.300", "TRUSTED_PROXIES: '10.0.0.300' does not appear"),
+        ("LOGIN_FAILURE_LIMIT", "0", "LOGIN_FAILURE_LIMIT must be at least 1"),
     ],
 )
 def test_it_refuses_a_bad_value_at_start_up(name, value, message):
@@ -118,7 +130,14 @@ def test_it_reads_a_dotenv_file_without_overriding_the_environment(tmp_path):
 NO_DATABASE = {"DATABASE_URL": "postgres://leads@127.0.0.1:1/absent"}
 
 
-@pytest.mark.parametrize("database", [{}, NO_DATABASE], ids=["default", "no database"])
+BEHIND_A_PROXY = {"TRUSTED_PROXIES": "10.0.0.0/8"}
+
+
+@pytest.mark.parametrize(
+    "database",
+    [{}, NO_DATABASE, BEHIND_A_PROXY],
+    ids=["default", "no database", "behind a trusted proxy"],
+)
 def test_it_reports_nothing_for_check_deploy_with_production_settings(database):
     result = python_run(
         "manage.py",
