@@ -21,6 +21,7 @@ from config.admin_display import (
     pretty_json,
     search_by_lead_or,
 )
+from config.admin_pii import MaskedLookupsMixin
 from exchange.models import InboundPing, PingAttempt
 from exchange.rules import held_bid_from_record
 from routing.admin import LeadAttemptInline
@@ -42,7 +43,7 @@ class PingAttemptInline(LeadAttemptInline):
 
 
 @admin.register(InboundPing)
-class InboundPingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InboundPingAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "received_at",
         "source",

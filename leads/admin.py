@@ -34,7 +34,14 @@ from config.admin_display import (
     preformatted,
     pretty_json,
 )
-from config.admin_pii import lead_pii_values, mask_data, mask_text, mask_value, pii_visible
+from config.admin_pii import (
+    MaskedLookupsMixin,
+    lead_pii_values,
+    mask_data,
+    mask_text,
+    mask_value,
+    pii_visible,
+)
 from leads.instructions import instructions_token
 from leads.models import (
     CONSENT_PERSONAL_KEYS,
@@ -562,7 +569,7 @@ class PostbackInline(admin.TabularInline):
 
 
 @admin.register(Lead)
-class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LeadAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "short_id",
         "vertical",
@@ -1043,7 +1050,7 @@ class SuppressionListAdmin(admin.ModelAdmin):
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class IdempotencyRecordAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("key", "source", "response_status", "lead", "created_at")
     list_filter = ("response_status", "source")
     search_fields = ("key",)

@@ -26,7 +26,7 @@ from config.admin_display import (
     pretty_json,
     search_by_lead_or,
 )
-from config.admin_pii import lead_pii_values, mask_text, pii_visible
+from config.admin_pii import MaskedLookupsMixin, lead_pii_values, mask_text, pii_visible
 from leads.selectors import personal_field_names
 from routing.models import Attempt, AttemptOutcome, Auction, ContractHealth, HealthEvent, Sale
 from routing.tools import attempt_answer_replay
@@ -214,7 +214,7 @@ class AuctionAttemptInline(LeadAttemptInline):
 
 
 @admin.register(Auction)
-class AuctionAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuctionAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "lead_link",
@@ -256,7 +256,7 @@ class AuctionAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Attempt)
-class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AttemptAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "lead_link",
@@ -427,7 +427,7 @@ class AttemptAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Sale)
-class SaleAdmin(LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class SaleAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "sold_at",
         "lead_link",

@@ -22,6 +22,7 @@ from config.admin_display import (
     pretty_json,
     search_by_lead_or,
 )
+from config.admin_pii import MaskedLookupsMixin
 from config.masking import webhook_display
 from teams.forms import TeamForm
 from teams.models import Assignment, AssignmentStatus, Team, TeamMember, TeamNotification
@@ -231,7 +232,7 @@ class AssignmentNotificationInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(LeadLinkMixin, admin.ModelAdmin):
+class AssignmentAdmin(MaskedLookupsMixin, LeadLinkMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "lead_link",
@@ -310,7 +311,7 @@ class AssignmentAdmin(LeadLinkMixin, admin.ModelAdmin):
 
 
 @admin.register(TeamNotification)
-class TeamNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TeamNotificationAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "purpose",
