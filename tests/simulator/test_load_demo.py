@@ -7,6 +7,7 @@ import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 
 from buyers.models import (
     AuthType,
@@ -221,13 +222,19 @@ def test_every_demo_row_passes_model_validation():
             obj.full_clean()
 
 
+# The login throttle (django-axes) judges each login by its request, which Client.login lacks.
+LOGIN_REQUEST = RequestFactory().post("/admin/login/")
+
+
 def test_the_demo_users_sign_in_with_the_printed_password(client):
     output = load_demo()
 
     assert DEFAULT_PASSWORD in output
     assert "/admin/" in output
     for username in ("admin", "ops", "sales"):
-        assert client.login(username=username, password=DEFAULT_PASSWORD), username
+        assert client.login(request=LOGIN_REQUEST, username=username, password=DEFAULT_PASSWORD), (
+            username
+        )
     admin = User.objects.get(username="admin")
     assert admin.is_superuser
     assert admin.is_staff
@@ -267,17 +274,19 @@ def test_the_password_comes_from_the_option_then_the_environment(client, monkeyp
     output = load_demo()
 
     assert "from-the-environment-42" in output
-    assert client.login(username="ops", password="from-the-environment-42")
+    assert client.login(request=LOGIN_REQUEST, username="ops", password="from-the-environment-42")
 
     load_demo("--password", "from-the-option-42")
 
-    assert client.login(username="ops", password="from-the-environment-42")
+    assert client.login(request=LOGIN_REQUEST, username="ops", password="from-the-environment-42")
 
     output = load_demo("--password", "from-the-option-42", "--reset-passwords")
 
     assert "from-the-option-42" in output
     for username in ("admin", "ops", "sales"):
-        assert client.login(username=username, password="from-the-option-42"), username
+        assert client.login(
+            request=LOGIN_REQUEST, username=username, password="from-the-option-42"
+        ), username
 
 
 def test_a_bad_simulator_url_is_refused_and_nothing_is_kept():
