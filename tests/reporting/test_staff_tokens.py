@@ -211,7 +211,8 @@ def latest() -> Iterator[None]:
     migrate(nodes)
 
 
-@pytest.mark.django_db(transaction=True)
+# Serialized rollback: the tests after it find the groups and content types the migrations made.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_drf_tokens_of_before_are_hashed_and_keep_working(latest):
     user = staff_user("bi", "Sales")
     clear = secrets.token_hex(20)  # DRF's key: 40 hex characters
