@@ -301,3 +301,13 @@ def test_djangos_request_log_never_prints_the_search_term(caplog, lead):
         assert EMAIL not in text
         assert "3125550142" not in text
         assert "q=[masked]" in text
+
+
+@pytest.mark.parametrize(("role", "status"), [("Admin", 200), ("Ops", 403), ("Sales", 403)])
+def test_only_admins_see_and_lift_lockouts(settings, role, status):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        log_in(Client(), "olga", "wrong", REMOTE_ADDR="203.0.113.50")
+    client = Client()
+    client.force_login(staff_user(role))
+
+    assert client.get(reverse("admin:axes_accessattempt_changelist")).status_code == status

@@ -35,11 +35,13 @@ def hash_drf_tokens(apps, schema_editor):
 
 
 def grant_admins(apps, schema_editor):
-    # Minting a token for a user gives an API client that user's permissions: Admin only.
-    app_config = apps.get_app_config("reporting")
-    app_config.models_module = True
-    create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = None
+    # Minting a token for a user gives an API client that user's permissions, and unlocking a
+    # login the throttle locked (django-axes' records) undoes a defence: Admin only.
+    for label in ("reporting", "axes"):
+        app_config = apps.get_app_config(label)
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     group = Group.objects.filter(name="Admin").first()
@@ -47,7 +49,8 @@ def grant_admins(apps, schema_editor):
         group.permissions.add(
             *Permission.objects.filter(
                 content_type__app_label="reporting", codename__endswith="_stafftoken"
-            )
+            ),
+            *Permission.objects.filter(content_type__app_label="axes"),
         )
 
 
@@ -56,6 +59,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('reporting', '0004_inbound_pings'),
         ('auth', '0012_alter_user_first_name_max_length'),
+        ('axes', '0010_accessattemptexpiration'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
