@@ -211,8 +211,7 @@ def latest() -> Iterator[None]:
     migrate(nodes)
 
 
-# Serialized rollback: the tests after it find the groups and content types the migrations made.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_drf_tokens_of_before_are_hashed_and_keep_working(latest):
     user = staff_user("bi", "Sales")
     clear = secrets.token_hex(20)  # DRF's key: 40 hex characters
