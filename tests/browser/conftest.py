@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from pytest_django.live_server_helper import LiveServer
 
 # The demo's vertical and a contract that always buys, on the simulator (as the leads tests).
 from tests.leads.conftest import buyer_contract, demo, partner, simulator  # noqa: F401
+from tests.live import live_server
 from tests.staff import PASSWORD
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,22 +55,9 @@ def _live_settings(settings, eager_celery) -> None:
 
 @pytest.fixture
 def live_app(transactional_db, _live_settings) -> Iterator[LiveServer]:
-    """The project served on 127.0.0.1 for one test, started after the settings above.
-
-    pytest-django's live_server is started once per session, before a test's settings apply,
-    and Django's security middleware reads them when it starts: it would redirect to HTTPS.
-    """
-    server = LiveServer("127.0.0.1")
-    yield server
-    # Each request thread closes its database connection when its socket closes, a moment after
-    # the browser quits: let them finish before the server stops sharing SQLite's in-memory
-    # connection, and before PostgreSQL's test database is dropped.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-        "process_request_thread" in thread.name for thread in threading.enumerate()
-    ):
-        time.sleep(0.05)
-    server.stop()
+    """The project served on 127.0.0.1 for one test, started after the settings above."""
+    with live_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +15,7 @@ from exchange.models import InboundPing, PingStatus
 from leads.intake import NOT_UTF8
 from leads.models import Lead, LeadStatus
 from tests.leads.conftest import LEADS, auto_lead, submit
+from tests.live import live_server
 
 PINGS = "/api/v1/pings/"
 
@@ -27,14 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def live(settings, eager_celery) -> Iterator[LiveServer]:
     settings.SECURE_SSL_REDIRECT = False
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
-    server = LiveServer("127.0.0.1")
-    yield server
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-        "process_request_thread" in thread.name for thread in threading.enumerate()
-    ):
-        time.sleep(0.05)
-    server.stop()
+    with live_server() as server:
+        yield server
 
 
 def send_raw(server: LiveServer, path: str, head: dict[str, str], body: bytes) -> tuple[int, dict]:
