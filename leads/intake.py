@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -237,7 +238,12 @@ def envelope_ping_id(document: Any) -> str:
     value = document.get("ping_id") if isinstance(document, dict) else None
     if not isinstance(value, str) or not 0 < len(value.strip()) <= MAX_PING_ID:
         return ""
-    return value.strip()
+    try:
+        # One spelling per ping (UUID() also reads upper case, braces, no hyphens): posts that
+        # spell one ping differently take the same idempotency lock and replay one answer.
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return value.strip()
 
 
 def normalise_consent(consent: Any) -> tuple[dict[str, Any], Errors]:
