@@ -24,10 +24,11 @@ from typing import Any
 
 from leads.intake import Errors, FieldSpec, Submission, parse_submission
 from leads.models import PayoutModel
+from leads.profiles import ENVELOPE, PING_PARAMETERS, Reading, parameters_text
 from routing.engine.held import HeldBid
 from routing.selection import Bid
 
-HASH_KEYS = ("email_sha256", "phone_sha256")
+HASH_KEYS = PING_PARAMETERS
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # Envelope members a ping may not carry: consent is personal (IP, browser), and a ping is not a
 # post of an earlier ping.
@@ -36,6 +37,43 @@ NOT_IN_PING = ("consent", "ping_id")
 PING_KEYS = ("vertical", "fields", "sub_id", "test", *HASH_KEYS)
 REMOVED = "[removed: personal data is never pinged]"
 ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True)
+class PingRequest:
+    """A ping as its seller sent it, in its posting profile's format: read as the envelope
+    (leads.profiles), with the body as it came (the key masked) and, for a flat format, its
+    parameters (the key masked)."""
+
+    reading: Reading
+    raw_body: str
+    format: str = ENVELOPE
+    parameters: Mapping[str, Any] | None = None
+
+    @property
+    def document(self) -> Any:
+        return self.reading.document
+
+    def kept_body(self, personal: frozenset[str]) -> str:
+        """The body as it may be kept: the values of personal fields and consent items sent
+        by mistake removed, named as the seller named them."""
+        if self.parameters is None:
+            try:
+                sent = json.loads(self.raw_body)
+            except ValueError:
+                return self.raw_body
+            names = {self.reading.seller_name(f"fields.{name}") for name in personal}
+            return storable_ping_body(
+                sent, self.raw_body, frozenset(n.removeprefix("fields.") for n in names)
+            )
+        leaks = {self.reading.seller_name(f"fields.{name}") for name in personal}
+        leaks |= {
+            seller for path, seller in self.reading.names.items() if path.startswith("consent.")
+        }
+        if not leaks & self.parameters.keys():
+            return self.raw_body
+        kept = {n: REMOVED if n in leaks else v for n, v in self.parameters.items()}
+        return parameters_text(kept, self.format)
 
 
 @dataclass(frozen=True)
@@ -60,13 +98,15 @@ def read_ping(document: Any) -> tuple[PingEnvelope | None, Errors]:
             errors[key] = ["Give the SHA-256 of the normalised value as 64 hexadecimal digits."]
             continue
         hashes[key] = value.strip().lower()
-    for key in NOT_IN_PING:
-        if key in document:
-            errors[key] = [
+    consent = document.get("consent")
+    for member in consent if isinstance(consent, dict) and consent else ["consent"]:
+        if "consent" in document:
+            path = "consent" if member == "consent" else f"consent.{member}"
+            errors[path] = [
                 "A ping carries no consent record: it holds personal data; send it with the post."
-                if key == "consent"
-                else "A ping has no ping_id: the answer gives one, for the post."
             ]
+    if "ping_id" in document:
+        errors["ping_id"] = ["A ping has no ping_id: the answer gives one, for the post."]
     for key in document:
         if key not in PING_KEYS and key not in NOT_IN_PING:
             errors[str(key)] = [f"Unknown member; a ping has {', '.join(PING_KEYS)}."]

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from exchange.models import InboundPing, PingAttempt, PingStatus
 from exchange.rules import (
+    PingRequest,
     changed_fields,
     held_bid_from_record,
     held_bid_record,
@@ -26,7 +27,6 @@ from exchange.rules import (
     ping_specs,
     pinged_values,
     read_ping,
-    storable_ping_body,
 )
 from exchange.selectors import consumer_seen
 from exchange.store import ping_store
@@ -64,12 +64,12 @@ def ping_answer(
     *,
     source: Source,
     api_key: SourceApiKey | None,
-    document: Any,
-    raw_body: str,
+    sent: PingRequest,
     remote_ip: str | None = None,
 ) -> PingResult:
-    """Read a seller's ping, run eligibility and ping the eligible buyers under the vertical's
-    deadline, and store the ping with its bids, the price offered and its expiry.
+    """Read a seller's ping (sent in its posting profile's format: exchange.api), run
+    eligibility and ping the eligible buyers under the vertical's deadline, and store the ping
+    with its bids, the price offered and its expiry.
 
     Synchronous: the seller waits for its price. Nothing is reserved: caps, budgets and earlier
     purchases are checked (a contract that cannot take the lead does not bid) and enforced again
@@ -77,24 +77,24 @@ def ping_answer(
     """
     started = time.monotonic()
     common = {"source": source, "api_key": api_key, "remote_ip": remote_ip}
-    envelope, errors = read_ping(document)
+    envelope, errors = read_ping(sent.document)
     if envelope is None:
         return _refused(
             "invalid-ping",
             PingStatus.INVALID,
             "The ping is not valid; see errors.",
             errors=errors,
-            raw_body=storable_ping_body(document, raw_body, frozenset()),
+            raw_body=sent.kept_body(frozenset()),
             **common,
         )
     submission = envelope.submission
     vertical, detail = source_vertical(source=source, slug=submission.vertical, verb="ping")
     if detail or vertical is None:
-        return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=raw_body, **common)
+        return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=sent.raw_body, **common)
     specs = vertical_field_specs(vertical)
     _, ping_fields = delivery_setup(vertical, [])
     personal = vertical_personal_fields(vertical)
-    kept_body = storable_ping_body(document, raw_body, personal)
+    kept_body = sent.kept_body(personal)
     errors = ping_field_errors(
         specs, submission.fields, ping_fields=ping_fields - personal, personal=personal
     )

@@ -11,10 +11,11 @@ parameters (`Zip`, not `fields.zip_code`), with intake's messages.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
 
 from defusedxml import DefusedXmlException
@@ -47,6 +48,9 @@ CONSENT_PARAMETERS = {
     "user_agent": "user_agent",
 }
 RESERVED_PARAMETERS = frozenset(ENVELOPE_PARAMETERS) | frozenset(CONSENT_PARAMETERS)
+# An inbound ping's own members: the hashed contact details of its pre-ping duplicate check
+# (reserved in a ping, where consent and ping_id are refused: exchange.rules).
+PING_PARAMETERS = ("email_sha256", "phone_sha256")
 # The envelope path of each reserved parameter (how intake names it in its errors).
 RESERVED_PATHS = {
     **{name: name for name in ENVELOPE_PARAMETERS},
@@ -243,12 +247,18 @@ def _default_name(path: str) -> str:
 
 
 def flat_document(
-    parameters: Mapping[str, Any], profile: Profile, *, skip: Iterable[str] = ()
+    parameters: Mapping[str, Any],
+    profile: Profile,
+    *,
+    skip: Iterable[str] = (),
+    members: Iterable[str] = (),
 ) -> Reading:
     """Turn a flat request's parameters into the envelope document intake reads.
 
-    `skip` names parameters that are not the lead's (the key's own parameter).
+    `skip` names parameters that are not the lead's (the key's own parameter); `members`, the
+    envelope members this kind of request has besides the reserved ones (a ping's hashes).
     """
+    own = frozenset(members)
     skipped = {name.lower() for name in skip}
     document: dict[str, Any] = {"fields": {}}
     consent: dict[str, Any] = {}
@@ -258,7 +268,7 @@ def flat_document(
         if name.lower() in skipped:
             continue
         target = profile.aliases.get(name, name)
-        path = RESERVED_PATHS.get(target, f"fields.{target}")
+        path = RESERVED_PATHS.get(target, target if target in own else f"fields.{target}")
         if path in names:
             message = f"{names[path]} and {name} both give {target}; send one."
             errors[name] = [message]
@@ -273,7 +283,7 @@ def flat_document(
             document["test"] = flag
         elif target in CONSENT_PARAMETERS:
             consent[CONSENT_PARAMETERS[target]] = value
-        elif target in ENVELOPE_PARAMETERS:
+        elif target in ENVELOPE_PARAMETERS or target in own:
             document[target] = value
         else:
             document["fields"][target] = value
@@ -283,8 +293,28 @@ def flat_document(
         document["vertical"] = profile.default_vertical
     # Paths the seller did not send (a required field left out) carry its alias, if it has one.
     for seller_name, target in profile.aliases.items():
-        names.setdefault(RESERVED_PATHS.get(target, f"fields.{target}"), seller_name)
+        path = RESERVED_PATHS.get(target, target if target in own else f"fields.{target}")
+        names.setdefault(path, seller_name)
     return Reading(document=None if errors else document, errors=errors, names=names, flat=True)
+
+
+def parameters_text(parameters: Mapping[str, Any], fmt: str) -> str:
+    """A flat request's parameters written out again in its format (a stored copy of a request
+    with some values removed)."""
+    if fmt == FLAT_JSON:
+        return json.dumps(dict(parameters))
+    if fmt == XML:
+        root = Element("request")
+        for name, value in parameters.items():
+            SubElement(root, name).text = _plain(value)
+        return tostring(root, encoding="unicode")
+    return urlencode({name: _plain(value) for name, value in parameters.items()})
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def envelope_document(document: Any, profile: Profile) -> Reading:
@@ -360,7 +390,7 @@ def profile_errors(  # noqa: PLR0912 - one check per rule, each with its own mes
             f"{default_vertical} is not among the source's verticals "
             f"({', '.join(sorted(vertical_fields)) or 'none'})."
         )
-    reserved = RESERVED_PARAMETERS if format in FLAT_FORMATS else frozenset()
+    reserved = RESERVED_PARAMETERS | set(PING_PARAMETERS) if format in FLAT_FORMATS else frozenset()
     if not isinstance(aliases, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
     ):

@@ -30,20 +30,23 @@ class PingSerializer(serializers.Serializer):
 
 
 class PingAnswerSerializer(serializers.Serializer):
+    """A ping's answer; its money named as on every partner surface (leads.prices)."""
+
     ping_id = serializers.UUIDField(help_text="Post the lead with it as `ping_id`.")
     status = serializers.ChoiceField(choices=[PingStatus.BID, PingStatus.NO_BID])
-    price = serializers.DecimalField(
+    payout = serializers.DecimalField(
         max_digits=10,
         decimal_places=2,
         allow_null=True,
-        help_text="What you are paid if the post sells (your payout, not the buyer's price).",
-    )
-    expires_at = serializers.DateTimeField(
-        allow_null=True, help_text="Post before this time, or ping again."
+        help_text="What you are paid if the post sells (null: no bid).",
     )
     buyer_price = serializers.DecimalField(
         max_digits=10,
         decimal_places=2,
         required=False,
-        help_text="The buyers' price: only for a source set to see it.",
+        allow_null=True,
+        help_text="What the buyers bid: only for a source set to see it (absent otherwise).",
+    )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Post before this time, or ping again."
     )

@@ -12,18 +12,23 @@ from rest_framework.request import Request
 
 from exchange.api.serializers import PingAnswerSerializer, PingSerializer
 from exchange.models import InboundPing, PingStatus
+from exchange.rules import PingRequest
 from exchange.services import PingResult, ping_answer
 from leads.api.auth import IsSource
 from leads.api.serializers import ProblemSerializer
 from leads.api.views import (
     PROBLEMS,
+    AnswersInProfileFormat,
+    Refusal,
     Rendered,
-    Unreadable,
     body_text,
-    read_json,
+    post_format_refusal,
+    read_request,
     request_body_refusal,
+    request_parameters,
 )
-from leads.prices import BUYER_PRICE, money, prices_shown
+from leads.prices import prices_shown
+from leads.profiles import FORMAT_NAMES, PING_PARAMETERS, QUERY, Reading, mask_key
 
 EXAMPLE_SHA256 = hashlib.sha256(b"mary.major@example.com").hexdigest()
 PING_PROBLEMS = {
@@ -34,28 +39,30 @@ PING_PROBLEMS = {
 }
 
 
-def render_ping(result: PingResult) -> Rendered:
+def render_ping(result: PingResult, *, reading: Reading, answer_format: str) -> Rendered:
+    """A ping's answer (or refusal, its errors named as the seller sent them) in the source's
+    answer format, its money as every partner surface shows it (leads.prices)."""
     ping = result.ping
     if result.problem:
+        errors = reading.seller_errors(result.errors) if result.errors else None
         return Rendered.problem(
-            result.problem, result.detail, id=str(ping.pk), errors=result.errors or None
+            result.problem,
+            result.detail,
+            answer_format=answer_format,
+            id=str(ping.pk),
+            errors=errors,
         )
+    expires_at = ping.expires_at.isoformat().replace("+00:00", "Z") if ping.expires_at else None
     answer = {
         "ping_id": str(ping.pk),
         "status": ping.status,
-        # The seller's payout, as `price`: a ping's answer names what the seller is offered.
-        "price": money(ping.price),
-        "expires_at": ping.expires_at.isoformat().replace("+00:00", "Z")
-        if ping.expires_at
-        else None,
+        **prices_shown(source=ping.source, payout=ping.price, buyer_price=ping.buyer_price),
+        "expires_at": expires_at,
     }
-    if ping.status == PingStatus.BID:
-        shown = prices_shown(source=ping.source, payout=ping.price, buyer_price=ping.buyer_price)
-        answer.update({k: v for k, v in shown.items() if k == BUYER_PRICE})
-    return Rendered(200, answer, "application/json")
+    return Rendered(200, answer, "application/json", answer_format=answer_format)
 
 
-class PingCreateView(GenericAPIView):
+class PingCreateView(AnswersInProfileFormat, GenericAPIView):
     serializer_class = PingSerializer
     permission_classes = [IsSource]  # an inactive source's pings are stored and answered 403
 
@@ -65,7 +72,7 @@ class PingCreateView(GenericAPIView):
         description=(
             "Send the vertical's ping fields (never personal data). Eligible buyers are pinged "
             "under the vertical's deadline and the answer comes back in the same request: a "
-            "`ping_id`, `bid` or `no_bid`, the price you are paid if the post sells, and until "
+            "`ping_id`, `bid` or `no_bid`, your `payout` if the post sells, and until "
             "when it holds. Then POST the full lead to /api/v1/leads/ with `ping_id`."
         ),
         request=PingSerializer,
@@ -86,28 +93,66 @@ class PingCreateView(GenericAPIView):
     def post(self, request: Request) -> HttpResponse:
         principal = request.user
         http = request._request
-        remote_ip = http.META.get("REMOTE_ADDR") or None
-        body, refusal = request_body_refusal(http, limit=settings.INTAKE_MAX_BODY_BYTES)
-        document = read_json(body) if refusal is None else None
-        if refusal is None and isinstance(document, Unreadable):
-            refusal = ("malformed-request", document.message, {"_": [document.message]})
+        limit = settings.INTAKE_MAX_BODY_BYTES
+        body, refusal = request_body_refusal(http, limit=limit)
+        raw_text = mask_key(body_text(body), principal.sent_key)
+        if refusal is None:
+            refusal = post_format_refusal(principal.profile, http.content_type or "", what="pings")
         if refusal is not None:
-            slug, detail, errors = refusal
-            ping = InboundPing.objects.create(
-                source=principal.source,
-                api_key=principal.api_key,
-                status=PingStatus.INVALID,
-                reason=detail[:500],
-                errors=errors or {},
-                remote_ip=remote_ip,
-                raw_body=body_text(body),
-            )
-            return Rendered.problem(slug, detail, id=str(ping.pk), errors=errors).response()
+            return self._refused(request, refusal, raw_body=raw_text)
+        return self._ping(request, raw_body=raw_text)
+
+    @extend_schema(exclude=True)  # a GET seller's ping (posting profiles); the JSON API POSTs
+    def get(self, request: Request) -> HttpResponse:
+        principal = request.user
+        profile = principal.profile
+        query = mask_key(request._request.META.get("QUERY_STRING", ""), principal.sent_key)
+        if profile.format != QUERY:
+            detail = f"This source sends its pings as {FORMAT_NAMES[profile.format]}, not as a GET."
+            return self._refused(request, ("method-not-allowed", detail, None), raw_body=query)
+        return self._ping(request, raw_body=query)
+
+    def _ping(self, request: Request, *, raw_body: str) -> HttpResponse:
+        principal = request.user
+        profile = principal.profile
+        reading = read_request(request, members=PING_PARAMETERS)
+        if reading.document is None:
+            detail = next(iter(reading.errors.get("_", [])), "The ping has errors; see errors.")
+            refusal = ("malformed-request", detail, reading.errors)
+            return self._refused(request, refusal, raw_body=raw_body)
+        parameters = request_parameters(request)
+        if parameters is not None and principal.sent_key:
+            parameters = {
+                name: mask_key(value, principal.sent_key) if isinstance(value, str) else value
+                for name, value in parameters.items()
+            }
         result = ping_answer(
             source=principal.source,
             api_key=principal.api_key,
-            document=document,
-            raw_body=body_text(body),
-            remote_ip=remote_ip,
+            sent=PingRequest(
+                reading=reading, raw_body=raw_body, format=profile.format, parameters=parameters
+            ),
+            remote_ip=request._request.META.get("REMOTE_ADDR") or None,
         )
-        return render_ping(result).response()
+        return render_ping(result, reading=reading, answer_format=profile.answer_format).response()
+
+    def _refused(self, request: Request, refusal: Refusal, *, raw_body: str) -> HttpResponse:
+        """Store a ping refused before it could be read, and answer its problem."""
+        principal = request.user
+        slug, detail, errors = refusal
+        ping = InboundPing.objects.create(
+            source=principal.source,
+            api_key=principal.api_key,
+            status=PingStatus.INVALID,
+            reason=detail[:500],
+            errors=errors or {},
+            remote_ip=request._request.META.get("REMOTE_ADDR") or None,
+            raw_body=raw_body,
+        )
+        return Rendered.problem(
+            slug,
+            detail,
+            answer_format=principal.profile.answer_format,
+            id=str(ping.pk),
+            errors=errors,
+        ).response()

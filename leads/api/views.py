@@ -220,17 +220,12 @@ def length_refusal(http: Any, *, limit: int) -> Refusal | None:
 
 
 def request_body_refusal(http: Any, *, limit: int) -> tuple[bytes, Refusal | None]:
-    """The request's body, or its first KiB and why it is refused unread (length, size, media
-    type)."""
+    """The request's body, or its first KiB and why it is refused unread (length, size); its
+    format is the posting profile's to judge (post_format_refusal)."""
     refusal = length_refusal(http, limit=limit)
     if refusal is not None:
         return http.read(1024), refusal
-    body = http.body
-    content_type = http.content_type or ""
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        detail = f"Send JSON with Content-Type: application/json, not {content_type or 'nothing'}."
-        return body, ("unsupported-media-type", detail, None)
-    return body, None
+    return http.body, None
 
 
 def refuse(
@@ -344,7 +339,31 @@ PROBLEMS = {
 }
 
 
-class LeadListCreateView(GenericAPIView):
+class AnswersInProfileFormat:
+    """A view whose problems (over the rate limit, say) are answered to a submission in the
+    source's answer format, as its own answers are."""
+
+    def is_submission(self) -> bool:
+        return True
+
+    def handle_exception(self, exc: Exception) -> HttpResponse:
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        principal = getattr(self.request, "_user", None)  # type: ignore[attr-defined]
+        if (
+            isinstance(principal, SourcePrincipal)
+            and principal.profile.answer_format != "json"
+            and self.is_submission()
+            and response.get("Content-Type") == PROBLEM_CONTENT_TYPE
+        ):
+            body, content_type = answer_bytes(
+                principal.profile.answer_format, json.loads(response.content)
+            )
+            response.content = body
+            response["Content-Type"] = content_type
+        return response
+
+
+class LeadListCreateView(AnswersInProfileFormat, GenericAPIView):
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
     pagination_class = LeadPagination
@@ -373,23 +392,8 @@ class LeadListCreateView(GenericAPIView):
         key_name = profile.key_name.lower() if profile.key_location == PARAMETER else None
         return [name for name in names if name.lower() != key_name]
 
-    def handle_exception(self, exc: Exception) -> HttpResponse:
-        """Answer a submission's problem (over the rate limit, say) in the source's format."""
-        response = super().handle_exception(exc)
-        principal = getattr(self.request, "_user", None)
-        submission = self.request.method == "POST" or self._lead_parameters(self.request)
-        if (
-            isinstance(principal, SourcePrincipal)
-            and principal.profile.answer_format != "json"
-            and submission
-            and response.get("Content-Type") == PROBLEM_CONTENT_TYPE
-        ):
-            body, content_type = answer_bytes(
-                principal.profile.answer_format, json.loads(response.content)
-            )
-            response.content = body
-            response["Content-Type"] = content_type
-        return response
+    def is_submission(self) -> bool:
+        return self.request.method == "POST" or bool(self._lead_parameters(self.request))
 
     @extend_schema(
         operation_id="leads_list",
@@ -526,27 +530,9 @@ class LeadListCreateView(GenericAPIView):
             return rendered.response()
 
         raw_text = mask_key(body_text(http.body), principal.sent_key)
-        content_type = http.content_type or ""
-        expected = EXPECTED_BODY[profile.format]
-        if expected is None or body_kind(content_type) != expected:
-            if expected is None:
-                slug, detail = (
-                    "method-not-allowed",
-                    f"This source sends its leads as {profiles.FORMAT_NAMES[profile.format]}, "
-                    "not as a POST.",
-                )
-            elif profile.format == profiles.ENVELOPE:
-                slug, detail = (
-                    "unsupported-media-type",
-                    "Send JSON with Content-Type: application/json, not "
-                    f"{content_type or 'nothing'}.",
-                )
-            else:
-                slug, detail = (
-                    "unsupported-media-type",
-                    f"This source posts its leads as {profiles.FORMAT_NAMES[profile.format]}, "
-                    f"not as {content_type or 'a body without a Content-Type'}.",
-                )
+        wrong_format = post_format_refusal(profile, http.content_type or "", what="leads")
+        if wrong_format is not None:
+            slug, detail, _ = wrong_format
             rendered, _ = refuse(
                 slug, detail, principal=principal, raw_body=raw_text, remote_ip=remote_ip
             )
@@ -615,6 +601,35 @@ class LeadListCreateView(GenericAPIView):
         return render_result(request, result, reading), result.lead
 
 
+def post_format_refusal(
+    profile: profiles.Profile, content_type: str, *, what: str
+) -> Refusal | None:
+    """Why a POST of `what` (leads, pings) is not in the source's format: (problem slug,
+    detail), or None when it is."""
+    expected = EXPECTED_BODY[profile.format]
+    if expected is not None and body_kind(content_type) == expected:
+        return None
+    if expected is None:
+        return (
+            "method-not-allowed",
+            f"This source sends its {what} as {profiles.FORMAT_NAMES[profile.format]}, "
+            "not as a POST.",
+            None,
+        )
+    if profile.format == profiles.ENVELOPE:
+        return (
+            "unsupported-media-type",
+            f"Send JSON with Content-Type: application/json, not {content_type or 'nothing'}.",
+            None,
+        )
+    return (
+        "unsupported-media-type",
+        f"This source posts its {what} as {profiles.FORMAT_NAMES[profile.format]}, "
+        f"not as {content_type or 'a body without a Content-Type'}.",
+        None,
+    )
+
+
 # The body each posting format comes in (a GET's query string has none).
 EXPECTED_BODY = {
     profiles.ENVELOPE: profiles.FLAT_JSON,  # a JSON body, read as the envelope
@@ -630,8 +645,10 @@ LIST_PARAMETERS = frozenset(
 )
 
 
-def read_request(request: Request) -> Reading:
-    """Read a submission in its source's format as the envelope document intake reads."""
+def read_request(request: Request, *, members: tuple[str, ...] = ()) -> Reading:
+    """Read a submission in its source's format as the envelope document intake reads;
+    `members` are the envelope members of this kind of request besides the reserved ones (a
+    ping's hashes: leads.profiles.flat_document)."""
     principal = request.user
     profile = principal.profile
     http = request._request
@@ -651,7 +668,19 @@ def read_request(request: Request) -> Reading:
     if errors:
         return Reading(document=None, errors=errors)
     skip = [profile.key_name] if profile.key_location == PARAMETER else []
-    return profiles.flat_document(parameters, profile, skip=skip)
+    return profiles.flat_document(parameters, profile, skip=skip, members=members)
+
+
+def request_parameters(request: Request) -> dict[str, Any] | None:
+    """A flat request's parameters as sent (its body's, or a GET's query string's); None for
+    the envelope."""
+    profile = request.user.profile
+    if not profile.is_flat:
+        return None
+    http = request._request
+    if profile.format == QUERY:
+        return profiles.parameters_from_query(http.META.get("QUERY_STRING", ""))[0]
+    return dict(body_parameters(http)[0])
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def test_a_ping_is_answered_with_its_id_the_sellers_payout_and_an_expiry(seller,
     assert response.status_code == 200, response.content
     answer = response.json()
     assert answer["status"] == "bid"
-    assert answer["price"] == "4.00"  # the source's fixed CPL, never the buyer's $12.50
+    assert answer["payout"] == "4.00"  # the source's fixed CPL, never the buyer's $12.50
     assert "buyer_price" not in answer
     ping = InboundPing.objects.get(pk=answer["ping_id"])
     assert [Decimal(b["price"]) for b in ping.held_bids] == [Decimal("12.50"), Decimal("9.00")]
@@ -53,7 +53,7 @@ def test_a_ping_without_any_eligible_buyer_is_answered_no_bid(seller, market):
     assert answer == {
         "ping_id": answer["ping_id"],
         "status": "no_bid",
-        "price": None,
+        "payout": None,
         "expires_at": None,
     }
 
@@ -85,7 +85,7 @@ def test_a_ping_carrying_a_consent_record_is_refused_and_kept_without_it(seller,
     response = seller.ping(consent={"ip": "203.0.113.7"})
 
     assert response.status_code == 400
-    assert "consent" in response.json()["errors"]
+    assert "consent.ip" in response.json()["errors"]
     kept = InboundPing.objects.get(pk=response.json()["id"])
     assert "203.0.113.7" not in kept.raw_body
 

@@ -27,7 +27,7 @@ def test_pings_then_posts_are_sold_by_a_worker_to_the_held_bids_in_order_without
 
     answers = [seller.ping({"zip_code": "10001", "state": "NY"}).json() for _ in range(count)]
 
-    assert {(a["status"], a["price"]) for a in answers} == {("bid", "4.00")}
+    assert {(a["status"], a["payout"]) for a in answers} == {("bid", "4.00")}
     pings = InboundPing.objects.filter(pk__in=[a["ping_id"] for a in answers])
     assert {tuple(b["contract_id"] for b in p.held_bids) for p in pings} == {
         (picky.pk, good.pk, fixed.pk)
