@@ -804,7 +804,11 @@ class IdempotencyRecord(models.Model):
     request_hash = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
     lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL)
     response_status = models.PositiveSmallIntegerField()
-    response_body = models.BinaryField()
+    # The answer's document, not its bytes: a replay renders it again in `answer_format` after
+    # what the source may see now is applied (leads.prices), one rule for every format. JSON
+    # text, not a JSONField: jsonb reorders members, and a replay is the first answer verbatim.
+    response_document = models.TextField(default="{}")
+    answer_format = models.CharField(max_length=8, default="json")
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

@@ -8,7 +8,6 @@ read as "not sold". This module is the one place that decides it.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -48,24 +47,17 @@ def prices_placed(document: dict[str, Any], shown: dict[str, str | None]) -> dic
     return placed
 
 
-def stored_answer_shown(body: bytes, *, source: Source) -> bytes:
-    """Return a stored JSON answer as the source may see it now.
+def stored_answer_shown(document: dict[str, Any], *, source: Source) -> dict[str, Any]:
+    """Return a stored answer's document as the source may see it now.
 
-    A replay is byte for byte the first answer, unless the first showed an amount the source
-    may no longer see (its setting changed, or the answer predates margin privacy).
+    A replay is the first answer, unless the first showed an amount the source may no longer
+    see (its setting changed, or the answer predates margin privacy).
     """
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(document, dict) or not {BUYER_PRICE, LEGACY_PRICE} & document.keys():
-        return body  # nothing a source could be barred from; a replay never shows more
+    if not {BUYER_PRICE, LEGACY_PRICE} & document.keys():
+        return document  # nothing a source could be barred from; a replay never shows more
     shown = prices_shown(
         source=source,
         payout=document.get(PAYOUT),
         buyer_price=document.get(BUYER_PRICE, document.get(LEGACY_PRICE)),
     )
-    placed = prices_placed(document, shown)
-    if placed == document:
-        return body
-    return json.dumps(placed, separators=(",", ":")).encode()
+    return prices_placed(document, shown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -441,10 +442,12 @@ def idempotency_record_save(
     request_hash: str,
     lead: Lead | None,
     status: int,
-    body: bytes,
+    document: dict[str, Any],
+    answer_format: str,
     headers: dict[str, str],
 ) -> None:
-    """Keep the answer to replay; an expired record with the same key is replaced."""
+    """Keep the answer to replay (its document, rendered again at replay); an expired record
+    with the same key is replaced."""
     IdempotencyRecord.objects.update_or_create(
         source=source,
         key=key,
@@ -452,7 +455,8 @@ def idempotency_record_save(
             "request_hash": request_hash,
             "lead": lead,
             "response_status": status,
-            "response_body": body,
+            "response_document": json.dumps(document, separators=(",", ":")),
+            "answer_format": answer_format,
             "response_headers": headers,
             "created_at": timezone.now(),
         },
@@ -460,11 +464,13 @@ def idempotency_record_save(
 
 
 def idempotency_record_update(
-    *, source: Source, key: str, status: int, body: bytes, headers: dict[str, str]
+    *, source: Source, key: str, status: int, document: dict[str, Any], headers: dict[str, str]
 ) -> None:
     """Replace the kept answer by the final one (after Prefer: wait saw the outcome)."""
     IdempotencyRecord.objects.filter(source=source, key=key).update(
-        response_status=status, response_body=body, response_headers=headers
+        response_status=status,
+        response_document=json.dumps(document, separators=(",", ":")),
+        response_headers=headers,
     )
 
 
@@ -479,10 +485,12 @@ OUTCOME_STATUSES = frozenset({LeadStatus.SOLD, LeadStatus.UNSOLD, LeadStatus.FAI
 
 
 class Answer(Protocol):
-    """An answer to a partner as it is sent and kept for replay: status, bytes and headers."""
+    """An answer to a partner as it is sent and kept for replay: status, its document and the
+    format it is rendered in, and headers."""
 
     status: int
-    body: bytes
+    document: dict[str, Any]
+    answer_format: str
     headers: dict[str, str]
 
 
@@ -551,7 +559,8 @@ def lead_submit(
                     request_hash=submission.request_hash,
                     lead=lead,
                     status=answer.status,
-                    body=answer.body,
+                    document=answer.document,
+                    answer_format=answer.answer_format,
                     headers=answer.headers,
                 )
     # Wait only after the commit: the routing run that settles the lead needs to see it.
@@ -565,7 +574,7 @@ def lead_submit(
                     source=submission.source,
                     key=kept_key,
                     status=answer.status,
-                    body=answer.body,
+                    document=answer.document,
                     headers=answer.headers,
                 )
     return Submitted(answer=answer)

@@ -251,7 +251,7 @@ def every_model(admin_user) -> dict[str, Model]:
         request_hash="0" * 64,
         lead=lead,
         response_status=202,
-        response_body=b'{"status":"accepted"}',
+        response_document='{"status":"accepted"}',
         response_headers={"Location": "/api/v1/leads/x/"},
     )
     suppression = SuppressionList.objects.create(name="Do not call")

@@ -166,6 +166,7 @@ class Rendered:
         **headers: str,
     ):
         self.status = status
+        self.document, self.answer_format = body, answer_format
         if answer_format == "json":
             self.body = json.dumps(body, separators=(",", ":")).encode()
         else:
@@ -721,15 +722,19 @@ def _refuse_reused_key(*, principal: Any, raw_body: str, remote_ip: str | None) 
 
 
 def _replay(record: IdempotencyRecord, *, source: Source) -> HttpResponse:
-    """The answer kept for an Idempotency-Key, byte for byte (less what the source may no
-    longer see)."""
-    body = stored_answer_shown(bytes(record.response_body), source=source)
-    response = HttpResponse(body, status=record.response_status)
-    for name, value in record.response_headers.items():
-        response[name] = value
-    response["Idempotent-Replayed"] = "true"
-    response["Vary"] = "Prefer"
-    return response
+    """The answer kept for an Idempotency-Key, rendered again as it first was (less what the
+    source may no longer see), in the format it first came in."""
+    document = stored_answer_shown(json.loads(record.response_document), source=source)
+    headers = dict(record.response_headers)
+    content_type = headers.pop("Content-Type", "application/json")
+    rendered = Rendered(
+        record.response_status,
+        document,
+        content_type,
+        answer_format=record.answer_format,
+        **headers,
+    )
+    return rendered.response(replayed=True)
 
 
 def parse_prefer_wait(header: str) -> int | None:

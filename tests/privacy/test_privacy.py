@@ -245,7 +245,7 @@ def consumer(vertical):
         request_hash="0" * 64,
         lead=invalid,
         response_status=400,
-        response_body=json.dumps({"errors": {"fields.email": [f"{EMAIL} is taken"]}}).encode(),
+        response_document=json.dumps({"errors": {"fields.email": [f"{EMAIL} is taken"]}}),
         response_headers={"Content-Type": "application/problem+json"},
     )
     return sold, invalid, duplicate
@@ -332,7 +332,7 @@ def test_an_erased_lead_keeps_its_shape_and_says_when_it_was_erased(consumer):
     assert post.url == f"http://127.0.0.1:9100/post?email={ERASED}&phone={ERASED}"
     assert Auction.objects.get(lead=sold).explanation[0]["reason"] == f"email is '{ERASED}'"
     record = IdempotencyRecord.objects.get()
-    assert json.loads(bytes(record.response_body)) == {
+    assert json.loads(record.response_document) == {
         "errors": {"fields.email": [f"{ERASED} is taken"]}
     }
 
