@@ -36,6 +36,7 @@ NOT_IN_PING = ("consent", "ping_id")
 # What a ping's body may hold: the envelope less NOT_IN_PING, plus the hashes.
 PING_KEYS = ("vertical", "fields", "sub_id", "test", *HASH_KEYS)
 REMOVED = "[removed: personal data is never pinged]"
+INVALID_FIELDS = "The ping has fields it may not carry or that are not valid; see errors."
 ZERO = Decimal("0.00")
 
 

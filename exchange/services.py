@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from exchange.models import InboundPing, PingAttempt, PingStatus
 from exchange.rules import (
+    INVALID_FIELDS,
     PingRequest,
     changed_fields,
     held_bid_from_record,
@@ -107,7 +108,7 @@ def ping_answer(
         return _refused(
             "invalid-ping",
             PingStatus.INVALID,
-            "The ping has fields it may not carry or that are not valid; see errors.",
+            INVALID_FIELDS,
             errors=errors,
             raw_body=kept_body,
             vertical=vertical,

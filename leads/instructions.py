@@ -16,7 +16,7 @@ import copy
 import json
 import shlex
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http import HTTPStatus
@@ -364,6 +364,38 @@ def problem_rows(*, base: str) -> list[dict[str, Any]]:
     ]
 
 
+def ping_example_document(
+    vertical: Vertical, fields: Iterable[Any], profile: Profile
+) -> dict[str, Any] | None:
+    """An example test ping of the vertical as the source sends it: its ping fields only (no
+    personal data), without its key; None when the vertical has no ping field."""
+    pinged = [spec for spec in fields if spec.in_ping and not spec.is_pii]
+    if not pinged:
+        return None
+    values = {spec.name: _example_value(spec, profile) for spec in pinged}
+    if not profile.is_flat:
+        fields_sent = {seller_name(profile, n): v for n, v in values.items()}
+        return {"vertical": vertical.slug, "test": True, "fields": fields_sent}
+    typed = profile.format == profiles.FLAT_JSON
+    parameters: dict[str, Any] = {"vertical": vertical.slug, "test": True, **values}
+    return {
+        seller_name(profile, name): value if typed else _flat_text(value)
+        for name, value in parameters.items()
+    }
+
+
+# How the exchange renders its answers to the example ping (registered by exchange.apps: the
+# page is the leads app's, the ping answers are the exchange's own rendering).
+PingAnswers = Callable[[Source, Profile, Vertical, Reading], list[tuple[str, Any]]]
+_ping_answers: PingAnswers | None = None
+
+
+def ping_answers_register(render: PingAnswers) -> None:
+    """Make `render` the way the page shows the answers to its example ping (one per process)."""
+    global _ping_answers  # noqa: PLW0603 - set once, when the exchange app loads
+    _ping_answers = render
+
+
 # --- The shareable link -------------------------------------------------------------------------
 
 
@@ -401,6 +433,7 @@ class VerticalSection:
     rows: list[FieldRow]
     example: ExampleRequest
     duplicates: str
+    ping_example: ExampleRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -416,6 +449,8 @@ class Instructions:
     refused_example: dict[str, Any] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
     link_days: int = 0
+    ping_endpoint: str = ""
+    ping_answers: list[Answer] = field(default_factory=list)
 
     @property
     def test_name(self) -> str:
@@ -526,10 +561,39 @@ def _answers(
     return answers, {"sent": sent, "left_out": left_out}
 
 
+PING_ANSWER_WHEN = {
+    "Ping bid": "Buyers bid: post the lead with ping_id before expires_at; payout is what you "
+    "are paid if the post sells.",
+    "Ping no bid": "No buyer bid: keep the lead, or post it without ping_id.",
+    "Ping refused": "The ping carried personal data (or another fault): every field at fault is "
+    "named, as you named it.",
+}
+
+
+def _ping_example(vertical: Vertical, profile: Profile, *, url: str) -> ExampleRequest | None:
+    document = ping_example_document(vertical, vertical.fields.all(), profile)
+    return None if document is None else example_request(document, profile, url=url)
+
+
+def _ping_answers_shown(
+    source: Source, profile: Profile, verticals: list[Vertical]
+) -> list[Answer]:
+    """The answers to the first example ping, by the exchange's own rendering."""
+    for vertical in verticals:
+        document = ping_example_document(vertical, vertical.fields.all(), profile)
+        if document is None or _ping_answers is None:
+            continue
+        reading = document_reading(document, profile)
+        rendered = _ping_answers(source, profile, vertical, reading)
+        return [_shown(r, title=title, when=PING_ANSWER_WHEN[title]) for title, r in rendered]
+    return []
+
+
 def posting_instructions(*, source: Source, request: HttpRequest) -> Instructions:
     """Put a source's posting instructions together, for the page its request shows."""
     profile = posting_profile(source=source)
     endpoint = request.build_absolute_uri(reverse("api:lead-list"))
+    ping_endpoint = request.build_absolute_uri(reverse("exchange:ping-list"))
     verticals = list(verticals_for_source(source=source))
     sections = [
         VerticalSection(
@@ -539,6 +603,7 @@ def posting_instructions(*, source: Source, request: HttpRequest) -> Instruction
                 example_document(vertical, vertical.fields.all(), profile), profile, url=endpoint
             ),
             duplicates=_duplicate_rule(vertical),
+            ping_example=_ping_example(vertical, profile, url=ping_endpoint),
         )
         for vertical in verticals
     ]
@@ -557,4 +622,11 @@ def posting_instructions(*, source: Source, request: HttpRequest) -> Instruction
         return instructions
     first = next((v for v in verticals if v.slug == profile.default_vertical), verticals[0])
     answers, refused = _answers(request, source=source, profile=profile, vertical=first)
-    return replace(instructions, answers=answers, refused_example=refused)
+    pinged = [first, *(v for v in verticals if v != first)]
+    return replace(
+        instructions,
+        answers=answers,
+        refused_example=refused,
+        ping_endpoint=ping_endpoint,
+        ping_answers=_ping_answers_shown(source, profile, pinged),
+    )

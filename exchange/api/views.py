@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -12,7 +15,7 @@ from rest_framework.request import Request
 
 from exchange.api.serializers import PingAnswerSerializer, PingSerializer
 from exchange.models import InboundPing, PingStatus
-from exchange.rules import PingRequest
+from exchange.rules import INVALID_FIELDS, PingRequest, ping_field_errors
 from exchange.services import PingResult, ping_answer
 from leads.api.auth import IsSource
 from leads.api.serializers import ProblemSerializer
@@ -27,8 +30,11 @@ from leads.api.views import (
     request_body_refusal,
     request_parameters,
 )
+from leads.instructions import EXAMPLE_BUYER_PRICE
+from leads.intake import specs_from_models
+from leads.models import Source, Vertical
 from leads.prices import prices_shown
-from leads.profiles import FORMAT_NAMES, PING_PARAMETERS, QUERY, Reading, mask_key
+from leads.profiles import FORMAT_NAMES, PING_PARAMETERS, QUERY, Profile, Reading, mask_key
 
 EXAMPLE_SHA256 = hashlib.sha256(b"mary.major@example.com").hexdigest()
 PING_PROBLEMS = {
@@ -60,6 +66,46 @@ def render_ping(result: PingResult, *, reading: Reading, answer_format: str) -> 
         "expires_at": expires_at,
     }
     return Rendered(200, answer, "application/json", answer_format=answer_format)
+
+
+# The posting instructions' example answers (leads.instructions): ids and times are examples.
+EXAMPLE_PING_ID = uuid.UUID("5d2a8c4e-3b1f-4a6d-9e7c-2f0b1a3c4d60")
+EXAMPLE_EXPIRY = datetime(2026, 5, 1, 14, 5, 0, tzinfo=UTC)
+
+
+def ping_example_answers(
+    source: Source, profile: Profile, vertical: Vertical, reading: Reading
+) -> list[tuple[str, Rendered]]:
+    """The answers to a posting instructions page's example ping, as this endpoint renders
+    them: a bid at the example price, no bid, and a ping refused for carrying personal data."""
+    fields = list(vertical.fields.all())
+    personal = frozenset(f.name for f in fields if f.is_pii)
+    pinged = frozenset(f.name for f in fields if f.in_ping) - personal
+    bid = InboundPing(
+        id=EXAMPLE_PING_ID,
+        source=source,
+        status=PingStatus.BID,
+        price=source.payout_for(EXAMPLE_BUYER_PRICE),
+        buyer_price=EXAMPLE_BUYER_PRICE,
+        expires_at=EXAMPLE_EXPIRY,
+    )
+    no_bid = InboundPing(id=EXAMPLE_PING_ID, source=source, status=PingStatus.NO_BID)
+    answers = [
+        ("Ping bid", PingResult(ping=bid)),
+        ("Ping no bid", PingResult(ping=no_bid)),
+    ]
+    leaked = next((f.name for f in fields if f.is_pii), None)
+    if leaked is not None:
+        errors = ping_field_errors(
+            specs_from_models(fields), {leaked: ""}, ping_fields=pinged, personal=personal
+        )
+        invalid = InboundPing(id=EXAMPLE_PING_ID, source=source, status=PingStatus.INVALID)
+        refused = PingResult(ping=invalid, problem="invalid-ping", detail=INVALID_FIELDS)
+        answers.append(("Ping refused", replace(refused, errors=errors)))
+    return [
+        (title, render_ping(result, reading=reading, answer_format=profile.answer_format))
+        for title, result in answers
+    ]
 
 
 class PingCreateView(AnswersInProfileFormat, GenericAPIView):

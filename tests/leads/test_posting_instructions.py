@@ -5,6 +5,7 @@ accepted, and the answers printed are the API's."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import shlex
 import time
@@ -13,10 +14,13 @@ from itertools import cycle
 from urllib.parse import quote, urlsplit
 
 import pytest
+from defusedxml.ElementTree import fromstring as xml_fromstring
 from django.contrib import auth
 from django.core import signing
 from django.test import Client
 
+from exchange.api.views import EXAMPLE_PING_ID
+from exchange.models import InboundPing
 from leads.instructions import (
     EARLIER_LEAD_ID,
     EXAMPLE_LEAD_ID,
@@ -25,6 +29,7 @@ from leads.instructions import (
     example_document,
     example_request,
     instructions_token,
+    ping_example_document,
     refused_changes,
 )
 from leads.intake import FieldSpec, normalise_value
@@ -357,3 +362,73 @@ def test_every_sample_value_passes_intakes_validation_for_its_type(field_type, l
     )
 
     normalise_value(spec, sample_value(spec))
+
+
+PING_EXAMPLE_RE = re.compile(r'<pre class="ping-example" data-vertical="([^"]+)">(.*?)</pre>', re.S)
+PING_ANSWER_RE = re.compile(
+    r'<pre class="ping-answer-example" data-answer="([^"]+)">(.*?)</pre>', re.S
+)
+
+
+def members(body: str, answer: str) -> list[str]:
+    """An answer's member names in order, whatever its format."""
+    if answer == "json":
+        return list(json.loads(body))
+    if answer == "text":
+        return [line.partition("=")[0] for line in body.splitlines()]
+    return [child.tag for child in xml_fromstring(body)]
+
+
+@pytest.mark.parametrize(("fmt", "where", "answer"), CASES)
+def test_the_printed_ping_of_every_vertical_is_answered_as_printed(demo, fmt, where, answer):
+    source, key = instructed_source(fmt, where, answer)
+    page = page_of(source)
+    pings = {slug: html.unescape(text) for slug, text in PING_EXAMPLE_RE.findall(page)}
+    printed = {}
+    for title, text in PING_ANSWER_RE.findall(page):
+        printed[title] = html.unescape(text).partition("\n\n")[2]
+    client = Client()
+
+    sent = {slug: curl_sent(client, command, key=key) for slug, command in pings.items()}
+
+    pinged_verticals = Vertical.objects.filter(fields__in_ping=True, fields__is_pii=False)
+    assert set(pings) == set(pinged_verticals.values_list("slug", flat=True))
+    assert set(printed) == {"ping-bid", "ping-no-bid", "ping-refused"}
+    for slug, response in sent.items():
+        assert response.status_code == 200, (slug, response.content)
+        body = response.content.decode()
+        kind = "ping-no-bid" if "no_bid" in body else "ping-bid"
+        assert members(body, answer) == members(printed[kind], answer), slug
+        ping = InboundPing.objects.get(source=source, vertical__slug=slug)
+        assert (ping.is_test, ping.status in ("bid", "no_bid")) == (True, True)
+    assert "payout" in members(printed["ping-bid"], answer)
+    assert "price" not in members(printed["ping-bid"], answer)
+
+
+@pytest.mark.parametrize(("fmt", "where", "answer"), CASES[::3])
+def test_the_refused_ping_printed_is_the_apis_for_a_ping_carrying_personal_data(
+    demo, fmt, where, answer
+):
+    source, key = instructed_source(fmt, where, answer)
+    page = page_of(source)
+    printed = {t: html.unescape(x).partition("\n\n")[2] for t, x in PING_ANSWER_RE.findall(page)}
+    vertical = Vertical.objects.filter(fields__in_ping=True).order_by("slug").first()
+    profile = posting_profile(source=source)
+    document = ping_example_document(vertical, vertical.fields.all(), profile)
+    leaked = vertical.fields.filter(is_pii=True).order_by("position", "id").first()
+    name = profile.aliases and next(
+        (alias for alias, ours in profile.aliases.items() if ours == leaked.name), leaked.name
+    )
+    value = sample_value(leaked)
+    if profile.is_flat:
+        document[name or leaked.name] = value if fmt == PostingFormat.FLAT_JSON else str(value)
+    else:
+        document["fields"][name or leaked.name] = value
+    request = example_request(document, profile, url="http://testserver/api/v1/pings/")
+
+    response = curl_sent(Client(), request.curl(), key=key)
+
+    assert response.status_code == 400
+    ping = InboundPing.objects.get(source=source)
+    expected = printed["ping-refused"].replace(str(EXAMPLE_PING_ID), str(ping.pk))
+    assert response.content.decode() == expected
