@@ -14,10 +14,12 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from config.log_filters import mask_keys
+from config.proxies import proxy_networks
 
-# The same variable, and the same parsing, as config/settings.py's TRUSTED_PROXIES.
+# The same variable, read by the same function, as config/settings.py's TRUSTED_PROXIES; as
+# networks in their normal form (gunicorn refuses `10.0.0.1/8`, which Django takes).
 forwarded_allow_ips = ",".join(
-    part.strip() for part in os.environ.get("TRUSTED_PROXIES", "").split(",") if part.strip()
+    str(network) for network in proxy_networks(os.environ.get("TRUSTED_PROXIES", "").split(","))
 )
 
 

@@ -10,10 +10,13 @@ anything reads them, and `client_ip` names the client the login throttle counts.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:  # settings.py imports this module: it loads no more of Django than settings
+    from django.http import HttpRequest, HttpResponse
 
 FORWARDED_HEADERS = (
     "HTTP_X_FORWARDED_PROTO",
@@ -24,6 +27,13 @@ FORWARDED_HEADERS = (
 )
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(entries: Iterable[str]) -> list[Network]:
+    """TRUSTED_PROXIES' entries (addresses or CIDR networks, host bits allowed: `10.0.0.1/8`) as
+    networks; Django's settings and gunicorn's `forwarded_allow_ips` both read them so.
+    Raises ValueError naming an entry that is neither."""
+    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip()]
 
 
 def _is_proxy(address: str, networks: list[Network]) -> bool:

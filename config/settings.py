@@ -20,6 +20,8 @@ import environ
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config.proxies import proxy_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -226,7 +228,7 @@ STORAGES = {
 # anyone else those headers are dropped (config/proxies.py). Empty: no proxy is trusted.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 try:
-    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(p, strict=False) for p in TRUSTED_PROXIES]
+    TRUSTED_PROXY_NETWORKS = proxy_networks(TRUSTED_PROXIES)
 except ValueError as _exc:
     raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_exc}") from None
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None

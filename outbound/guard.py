@@ -60,6 +60,7 @@ def address_refusal(address: str) -> str:
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052, the well-known prefix
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, a network's own translators
 _COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291's deprecated IPv4-compatible form
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765's IPv4-translated form (SIIT)
 _LOW32 = 0xFFFFFFFF
 
 
@@ -79,6 +80,8 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address
         return "NAT64", ipaddress.IPv4Address(int(ip) & _LOW32)
     if ip in _COMPATIBLE and int(ip) > 1:  # :: and ::1 are themselves
         return "IPv4-compatible", ipaddress.IPv4Address(int(ip) & _LOW32)
+    if ip in _TRANSLATED:
+        return "IPv4-translated", ipaddress.IPv4Address(int(ip) & _LOW32)
     return None
 
 
@@ -101,7 +104,9 @@ def _address_refusal(address: str, networks: tuple[str, ...]) -> str:
         return ""
     embedded = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
     if embedded is None:
-        if ip.is_global and not ip.is_multicast:
+        # Python counts some reserved blocks (::/8 beyond the forms above) and the deprecated
+        # site-local fec0::/10 as global: neither is an address a buyer has.
+        if ip.is_global and not (ip.is_multicast or ip.is_reserved or _site_local(ip)):
             return ""
         return f"{ip} is a {_kind(ip)} address, which the platform never connects to"
     return _carried_refusal(ip, *embedded, allowed)
@@ -122,6 +127,10 @@ def _carried_refusal(
     return ""
 
 
+def _site_local(ip: IPAddress) -> bool:
+    return isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+
+
 def _kind(ip: IPAddress) -> str:
     if ip.is_unspecified:
         return "unspecified"
@@ -133,6 +142,8 @@ def _kind(ip: IPAddress) -> str:
         return "private"
     if ip.is_multicast:
         return "multicast"
+    if _site_local(ip):
+        return "site-local"
     return "reserved or non-public"
 
 

@@ -83,3 +83,27 @@ def test_the_access_log_masks_search_terms_and_keys(tmp_path):
     assert KEY not in text
     assert "/admin/leads/lead/?q=[masked]" in text
     assert "lsk_[masked]" in text
+
+
+def test_gunicorn_takes_the_trusted_proxies_django_takes(monkeypatch):
+    """`10.0.0.1/8` (host bits set) is a network to Django; gunicorn's own check refuses it
+    unless it is written in its normal form."""
+    import importlib
+
+    from gunicorn.config import Config
+
+    import config.gunicorn
+
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1/8, 192.168.1.7,fd00::/64")
+    module = importlib.reload(config.gunicorn)
+    try:
+        gunicorn_config = Config()
+        gunicorn_config.set("forwarded_allow_ips", module.forwarded_allow_ips)
+        assert gunicorn_config.forwarded_allow_ips == [
+            "10.0.0.0/8",
+            "192.168.1.7/32",
+            "fd00::/64",
+        ]
+    finally:
+        monkeypatch.delenv("TRUSTED_PROXIES")
+        importlib.reload(config.gunicorn)

@@ -268,8 +268,13 @@ def _teredo(v4: V4) -> str:
     )
 
 
+def _translated(v4: V4) -> str:
+    return str(ipaddress.IPv6Address((0xFFFF << 64) | int(v4)))
+
+
 FORMS = {
     "IPv4-mapped": _mapped,
+    "IPv4-translated": _translated,
     "IPv4-compatible": _compatible,
     "NAT64": _nat64,
     "NAT64 (local)": _nat64_local,
@@ -313,6 +318,7 @@ public_ipv4 = (
         ("2002:7f00:1::1", "127.0.0.1"),
         ("2002:a9fe:a9fe::", "169.254.169.254"),
         ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1"),
+        ("::ffff:0:7f00:1", "127.0.0.1"),
     ],
 )
 def test_an_ipv6_address_is_judged_by_the_ipv4_address_it_carries(
@@ -321,6 +327,11 @@ def test_an_ipv6_address_is_judged_by_the_ipv4_address_it_carries(
     refusal = address_refusal(address)
     assert f"carries {carried} (" in refusal
     assert refusal.endswith("which the platform never connects to")
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "fed0:1::5", "100::1", "::ffff:0:808:808"])
+def test_site_local_and_reserved_ipv6_addresses_are_refused(nothing_allowed, address):
+    assert address_refusal(address).endswith("which the platform never connects to"), address
 
 
 @given(v4=internal_ipv4, form=st.sampled_from(sorted(FORMS)))
