@@ -70,19 +70,18 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address
     NAT64 addresses carry theirs in the last 32 bits (the /96 layout, the one translators use);
     a Teredo address carries its client's address XOR'd in its last 32 bits (`teredo` undoes it).
     """
-    if ip.ipv4_mapped is not None:
-        return "IPv4-mapped", ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return "6to4", ip.sixtofour
-    if ip.teredo is not None:
-        return "Teredo", ip.teredo[1]
-    if ip in _NAT64 or ip in _NAT64_LOCAL:
-        return "NAT64", ipaddress.IPv4Address(int(ip) & _LOW32)
-    if ip in _COMPATIBLE and int(ip) > 1:  # :: and ::1 are themselves
-        return "IPv4-compatible", ipaddress.IPv4Address(int(ip) & _LOW32)
-    if ip in _TRANSLATED:
-        return "IPv4-translated", ipaddress.IPv4Address(int(ip) & _LOW32)
-    return None
+    low32 = ipaddress.IPv4Address(int(ip) & _LOW32)
+    teredo = ip.teredo
+    carried = (
+        ("IPv4-mapped", ip.ipv4_mapped),
+        ("6to4", ip.sixtofour),
+        ("Teredo", teredo[1] if teredo else None),
+        ("NAT64", low32 if ip in _NAT64 or ip in _NAT64_LOCAL else None),
+        # :: and ::1 are themselves, not IPv4-compatible forms of 0.0.0.0 and 0.0.0.1.
+        ("IPv4-compatible", low32 if ip in _COMPATIBLE and int(ip) > 1 else None),
+        ("IPv4-translated", low32 if ip in _TRANSLATED else None),
+    )
+    return next(((form, inner) for form, inner in carried if inner is not None), None)
 
 
 # Of the forms above, only these two reach the embedded address itself from a host on the
@@ -132,19 +131,15 @@ def _site_local(ip: IPAddress) -> bool:
 
 
 def _kind(ip: IPAddress) -> str:
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local (cloud metadata)"
-    if ip.is_private:
-        return "private"
-    if ip.is_multicast:
-        return "multicast"
-    if _site_local(ip):
-        return "site-local"
-    return "reserved or non-public"
+    kinds = (
+        (ip.is_unspecified, "unspecified"),
+        (ip.is_loopback, "loopback"),
+        (ip.is_link_local, "link-local (cloud metadata)"),
+        (ip.is_private, "private"),
+        (ip.is_multicast, "multicast"),
+        (_site_local(ip), "site-local"),
+    )
+    return next((kind for matches, kind in kinds if matches), "reserved or non-public")
 
 
 @lru_cache(maxsize=4096)

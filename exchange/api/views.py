@@ -13,6 +13,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 
+from config.proxies import client_ip
 from exchange.api.serializers import PingAnswerSerializer, PingSerializer
 from exchange.models import InboundPing, PingStatus
 from exchange.rules import INVALID_FIELDS, PingRequest, ping_field_errors
@@ -178,7 +179,7 @@ class PingCreateView(AnswersInProfileFormat, GenericAPIView):
             sent=PingRequest(
                 reading=reading, raw_body=raw_body, format=profile.format, parameters=parameters
             ),
-            remote_ip=request._request.META.get("REMOTE_ADDR") or None,
+            remote_ip=client_ip(request._request) or None,
         )
         return render_ping(result, reading=reading, answer_format=profile.answer_format).response()
 
@@ -192,7 +193,7 @@ class PingCreateView(AnswersInProfileFormat, GenericAPIView):
             status=PingStatus.INVALID,
             reason=detail[:500],
             errors=errors or {},
-            remote_ip=request._request.META.get("REMOTE_ADDR") or None,
+            remote_ip=client_ip(request._request) or None,
             raw_body=raw_body,
         )
         return Rendered.problem(

@@ -25,6 +25,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
 from config.problems import PROBLEM_CONTENT_TYPE, problem_body
+from config.proxies import client_ip
 from leads import profiles
 from leads.api.auth import IsActiveSource, IsSource, SourcePrincipal, body_kind, body_parameters
 from leads.api.serializers import (
@@ -520,7 +521,7 @@ class LeadListCreateView(AnswersInProfileFormat, GenericAPIView):
         principal = request.user
         profile = principal.profile
         http = request._request
-        remote_ip = http.META.get("REMOTE_ADDR") or None
+        remote_ip = client_ip(http) or None
         refusal = length_refusal(http, limit=settings.INTAKE_MAX_BODY_BYTES)
         if refusal is not None:
             slug, detail, _ = refusal
@@ -545,7 +546,7 @@ class LeadListCreateView(AnswersInProfileFormat, GenericAPIView):
         `body` is the request as it is stored (the key masked), the query string of a GET."""
         principal = request.user
         http = request._request
-        remote_ip = http.META.get("REMOTE_ADDR") or None
+        remote_ip = client_ip(http) or None
         key = http.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
             detail = "An Idempotency-Key is 1 to 255 printable ASCII characters."

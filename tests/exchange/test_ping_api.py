@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from decimal import Decimal
 
@@ -284,3 +285,12 @@ def test_erasing_a_consumer_forgets_the_hashes_their_pings_carried(seller, marke
 
     assert InboundPing.objects.get(pk=ping_id).email_sha256 == ""
     assert report.counts["exchange.InboundPing"] == 1
+
+
+def test_a_ping_stores_the_client_address_a_trusted_proxy_forwards(seller, settings):
+    settings.TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    seller.client.defaults["HTTP_X_FORWARDED_FOR"] = "198.51.100.23"
+
+    seller.ping()
+
+    assert InboundPing.objects.get().remote_ip == "198.51.100.23"

@@ -9,6 +9,7 @@ eager Celery, whatever broker the suite was started with.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -1134,3 +1135,20 @@ def test_a_failing_postback_receiver_never_fails_the_partners_submission(
         *((n, PostbackStatus.PENDING) for n in range(1, POSTBACK_MAX_ATTEMPTS)),
         (POSTBACK_MAX_ATTEMPTS, PostbackStatus.FAILED),
     ]
+
+
+@pytest.mark.parametrize(
+    ("proxies", "stored"), [(["127.0.0.0/8"], "198.51.100.23"), ([], "127.0.0.1")]
+)
+def test_a_lead_stores_the_client_address_a_trusted_proxy_forwards(
+    client, partner, settings, proxies, stored
+):
+    """Behind a trusted proxy the lead keeps its client's address, not the proxy's; from anyone
+    else X-Forwarded-For is not believed."""
+    settings.TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(p) for p in proxies]
+    _, key = partner
+
+    response = submit(client, key, auto_lead(1), x_forwarded_for="203.0.113.9, 198.51.100.23")
+
+    assert response.status_code == 202
+    assert Lead.objects.get().remote_ip == stored
