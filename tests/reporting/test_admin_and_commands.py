@@ -12,9 +12,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from buyers.models import BuyerApiKey
+from leads.intake import consumer_hash
+from leads.models import Lead
 from reporting.models import SaleReturn
 from reporting.services import buyer_api_key_authenticate
-from routing.models import Sale, SaleStatus
+from routing.models import Attempt, Auction, Sale, SaleStatus
 from tests.buyers.factories import BuyerFactory, ContractFactory
 from tests.reporting.conftest import staff_user
 from tests.routing.factories import SaleFactory
@@ -90,3 +92,21 @@ def test_mint_buyer_key_prints_a_working_key():
 def test_the_data_set_command_refuses_a_database_not_named_for_benches():
     with pytest.raises(CommandError, match=r"bench|PostgreSQL"):
         call_command("generate_report_data", leads=10)
+
+
+@pytest.mark.postgres
+def test_the_data_set_command_fills_every_column_of_a_small_data_set():
+    out = io.StringIO()
+
+    call_command("generate_report_data", leads=40, days=2, allow_any_database=True, stdout=out)
+
+    leads = Lead.objects.all()
+    assert leads.count() == 40
+    for lead in leads:
+        assert lead.email_sha256 == consumer_hash(lead.email)
+        assert lead.phone_sha256 == consumer_hash(lead.phone)
+        assert (lead.extra, lead.ping_id) == ({}, "")
+    sold = leads.filter(status__in=["sold", "returned"]).count()
+    assert Sale.objects.count() == sold > 0
+    assert Attempt.objects.filter(kind="post").count() == Auction.objects.count() > 0
+    assert "Rollups built" in out.getvalue()

@@ -3,7 +3,8 @@
     manage.py generate_report_data --leads 1000000 --seed 1 [--days 90]
 
 PostgreSQL only, and only in a database whose name contains "bench": it truncates the leads
-(and with them auctions, attempts, sales and returns). Every value is a hash of the lead's
+(and with them auctions, attempts, sales and returns). `--allow-any-database` lifts the name
+check for the test suite, whose test database is thrown away. Every value is a hash of the lead's
 number and the seed, so one seed gives one data set; times are laid out over the `--days`
 before the current hour, so the dashboards' presets find data. Then it builds the rollups.
 """
@@ -30,15 +31,18 @@ BIG_TABLES = ("leads_lead", "routing_sale", "routing_auction", "routing_attempt"
 SOURCES = 20
 BUYERS = 15
 
+# Every column is named: none of the model's defaults is the table's. The consumer hashes are
+# leads.intake.consumer_hash's, in SQL (every generated lead has an email and a phone).
 # Status by the first hash (per mille): 6 % invalid, 4 % duplicate, 1 % suppressed, 53 % sold
 # (a tenth of which are returned), 30 % unsold, 6 % failed. Every lead but the invalid ones has a
 # score, sold leads scoring higher on the whole (30-100 against 0-80), and the tier of the
 # default bounds (Hot 80, Warm 60, Qualified 40).
 LEADS_SQL = """
 INSERT INTO leads_lead (
-    id, vertical_id, source_id, api_key_id, status, reason, is_test, sub_id, data, raw_body,
-    errors, consent, remote_ip, duplicate_of_id, email, phone, zip_code, state, received_at,
-    sold_at, sale_price, payout, score, tier, score_breakdown, updated_at
+    id, vertical_id, source_id, api_key_id, status, reason, is_test, sub_id, data, extra,
+    raw_body, errors, consent, remote_ip, ping_id, duplicate_of_id, email, phone, zip_code, state,
+    email_sha256, phone_sha256, received_at, sold_at, sale_price, payout, score, tier,
+    score_breakdown, updated_at
 )
 SELECT
     md5(%(seed)s || ':' || g)::uuid,
@@ -50,15 +54,19 @@ SELECT
     h.h2 %% 200 = 7,
     CASE WHEN h.h2 %% 20 = 3 THEN '' ELSE 'sub-' || (h.h2 %% 50) END,
     '{}'::jsonb,
+    '{}'::jsonb,
     '',
     '{}'::jsonb,
     CASE WHEN h.h2 %% 33 = 5 THEN '{}'::jsonb ELSE '{"tcpa_text": "I agree"}'::jsonb END,
     NULL,
+    '',
     NULL,
-    'c' || g || '@example.com',
-    '+1312555' || lpad((g %% 10000)::text, 4, '0'),
+    c.email,
+    c.phone,
     '60601',
     'IL',
+    encode(sha256(convert_to(c.email, 'UTF8')), 'hex'),
+    encode(sha256(convert_to(c.phone, 'UTF8')), 'hex'),
     t.received_at,
     CASE WHEN st.status IN ('sold', 'returned')
         THEN t.received_at + make_interval(secs => 1 + h.h3 %% 120) END,
@@ -81,6 +89,11 @@ CROSS JOIN LATERAL (
         abs(hashtextextended(g::text, %(seed)s * 100 + 4)) AS h4,
         abs(hashtextextended(g::text, %(seed)s * 100 + 5)) AS h5
 ) AS h
+CROSS JOIN LATERAL (
+    SELECT
+        'c' || g || '@example.com' AS email,
+        '+1312555' || lpad((g %% 10000)::text, 4, '0') AS phone
+) AS c
 CROSS JOIN LATERAL (
     SELECT %(anchor)s::timestamptz
         - make_interval(secs => (g::float8 * %(span)s / %(leads)s) + h.h4 %% 60) AS received_at
@@ -206,11 +219,11 @@ JOIN bench_contracts c ON c.vertical_id = l.vertical_id
 )
 
 
-def refuse_unless_bench_database() -> None:
+def refuse_unless_bench_database(*, any_name: bool = False) -> None:
     name = connection.settings_dict.get("NAME") or ""
     if not store.bulk_load_supported():
         raise CommandError("The reporting data set is generated in PostgreSQL only.")
-    if "bench" not in name:
+    if "bench" not in name and not any_name:
         raise CommandError(
             f"Refusing database {name!r}: its name must contain 'bench' (its leads are truncated)."
         )
@@ -223,6 +236,11 @@ class Command(BaseCommand):
         parser.add_argument("--leads", type=int, default=1_000_000)
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--days", type=int, default=90, help="Span the leads arrive over.")
+        parser.add_argument(
+            "--allow-any-database",
+            action="store_true",
+            help="Skip the 'bench' name check: for the test suite's own throwaway database only.",
+        )
 
     def step(self, label: str, sql: str, params: dict | None = None) -> None:
         started = time.perf_counter()
@@ -290,7 +308,7 @@ class Command(BaseCommand):
         return indexes
 
     def handle(self, *args, **options):
-        refuse_unless_bench_database()
+        refuse_unless_bench_database(any_name=options["allow_any_database"])
         leads, seed, days = options["leads"], options["seed"], options["days"]
         if leads < 1 or days < 1:
             raise CommandError("--leads and --days must be positive.")
