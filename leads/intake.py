@@ -10,7 +10,6 @@ raised, so that a partner learns of every problem at once: {"fields.email": ["..
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import re
@@ -26,6 +25,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from config.admin_display import plural
+from leads.consumer_hashes import consumer_hash
 from leads.geo import zip_lookup
 from leads.models import US_STATES, FieldType
 
@@ -113,12 +113,6 @@ class NormalisedLead:
     @property
     def phone_sha256(self) -> str:
         return consumer_hash(self.phone)
-
-
-def consumer_hash(value: str) -> str:
-    """Return the SHA-256 (lower-case hex) of a normalised email or E.164 phone, as a seller
-    hashes it in an inbound ping; '' for no value."""
-    return hashlib.sha256(value.encode()).hexdigest() if value else ""
 
 
 class FieldError(ValueError):

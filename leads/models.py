@@ -704,10 +704,12 @@ class Lead(models.Model):
     phone = models.CharField(max_length=20, blank=True)
     zip_code = models.CharField(max_length=5, blank=True)
     state = models.CharField(max_length=2, blank=True)
-    # SHA-256 (hex) of the normalised email and phone (leads.intake.consumer_hash), filled at
-    # intake: an inbound ping names its consumer by these hashes only (exchange/).
-    email_sha256 = models.CharField(max_length=64, blank=True)
-    phone_sha256 = models.CharField(max_length=64, blank=True)
+    # SHA-256 (hex) of the normalised email and phone (leads.consumer_hashes), filled at
+    # intake: an inbound ping names its consumer by these hashes only (exchange/). The table's
+    # default '' lets the code before them go on inserting leads while and after they are added;
+    # manage.py backfill_consumer_hashes fills those leads.
+    email_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
+    phone_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     sold_at = models.DateTimeField(null=True, blank=True)
     sale_price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)

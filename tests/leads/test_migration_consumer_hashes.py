@@ -1,22 +1,25 @@
 """The leads' consumer hashes (leads 0011) are filled for the leads stored before them: a database
 taken back to the migration before, given leads by that state's models, and migrated forward
-again holds the hashes intake would have stored, batch after batch, and their indexes."""
+again holds the hashes intake would have stored, batch after batch, and their indexes; a lead
+the code before inserts while the backfill runs, with an id below the batches done, is filled
+too."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from leads import consumer_hashes
 from leads.models import Lead
 from tests.leads.factories import SourceFactory, VerticalFactory
 
 BEFORE_THE_HASHES = [("leads", "0010_lead_ping_id")]
-MIGRATION = importlib.import_module("leads.migrations.0011_lead_consumer_hashes")
+LOWEST_ID = uuid.UUID(int=1)
 
 
 def sha256(value: str) -> str:
@@ -60,10 +63,28 @@ def test_migrating_forward_hashes_the_email_and_phone_of_every_earlier_lead(late
         for email, phone in contacts
     ]
     updated = dict(OldLead.objects.values_list("pk", "updated_at"))
-    # Several batches, so that going on from where the last one stopped is exercised.
-    monkeypatch.setattr(MIGRATION, "BATCH_SIZE", 2)
+    # Several batches; after the first, the code before (which names no hash column) takes a lead
+    # whose id sorts below every other.
+    monkeypatch.setattr(consumer_hashes, "BATCH_SIZE", 2)
+    inserted = []
 
-    migrate(latest)
+    def intake_meanwhile(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("UPDATE") and "email_sha256" in sql and not inserted:
+            inserted.append(
+                OldLead.objects.create(
+                    id=LOWEST_ID,
+                    vertical_id=vertical.pk,
+                    source_id=source.pk,
+                    status="sold",
+                    email="low@example.com",
+                    phone="+12125550199",
+                )
+            )
+        return result
+
+    with connection.execute_wrapper(intake_meanwhile):
+        migrate(latest)
 
     hashed = {
         lead.pk: (lead.email_sha256, lead.phone_sha256, lead.updated_at)
@@ -73,6 +94,8 @@ def test_migrating_forward_hashes_the_email_and_phone_of_every_earlier_lead(late
         (sha256(email), sha256(phone), updated[pk])
         for pk, (email, phone) in zip(ids, contacts, strict=True)
     ]
+    assert inserted, "the backfill ran no batch"
+    assert hashed[LOWEST_ID][:2] == (sha256("low@example.com"), sha256("+12125550199"))
     with connection.cursor() as cursor:
         indexes = connection.introspection.get_constraints(cursor, "leads_lead")
     assert indexes["lead_email_sha256"]["columns"] == ["email_sha256", "vertical_id", "received_at"]

@@ -31,8 +31,9 @@ BIG_TABLES = ("leads_lead", "routing_sale", "routing_auction", "routing_attempt"
 SOURCES = 20
 BUYERS = 15
 
-# Every column is named: none of the model's defaults is the table's. The consumer hashes are
-# leads.intake.consumer_hash's, in SQL (every generated lead has an email and a phone).
+# Every column is named: most of the model's defaults are Python's, not the table's. The
+# consumer hashes are leads.consumer_hashes.consumer_hash's, in SQL (every generated lead has an
+# email and a phone).
 # Status by the first hash (per mille): 6 % invalid, 4 % duplicate, 1 % suppressed, 53 % sold
 # (a tenth of which are returned), 30 % unsold, 6 % failed. Every lead but the invalid ones has a
 # score, sold leads scoring higher on the whole (30-100 against 0-80), and the tier of the
