@@ -10,7 +10,8 @@ from django.db import migrations, models
 # DRF's authtoken kept each staff token in clear (authtoken_token.key, 40 hex characters). Each
 # becomes a StaffToken holding only its SHA-256, so that it keeps working, with the read scope
 # (today's staff endpoints all read); then the clear table is dropped. Nothing can bring the clear
-# values back, so the reverse leaves the hashed tokens alone.
+# values back: reversing this migration drops the hashed tokens with their table, and API clients
+# need new tokens. The prefix shown in lists keeps 8 of a legacy token's 40 hex characters.
 LEGACY_TABLE = "authtoken_token"
 
 
@@ -26,7 +27,7 @@ def hash_drf_tokens(apps, schema_editor):
         token = StaffToken.objects.create(
             user_id=user_id,
             name="API token from before tokens were hashed",
-            prefix=key[:12],
+            prefix=key[:8],
             hashed_key=hashlib.sha256(key.encode()).hexdigest(),
             scope="read",
         )
