@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from hypothesis import settings as hypothesis_settings
 
+from tests.migrating import latest_migrations, migrate
 from tests.outbound.receiver import Receiver, receiving
 from tests.status_guard import guard_install
 
@@ -105,3 +106,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def latest() -> Iterator[list[tuple[str, str]]]:
+    """For tests that migrate the database back: the latest migrations, where the database is
+    left whatever the test did (tests/migrating.py)."""
+    nodes = latest_migrations()
+    yield nodes
+    migrate(nodes)

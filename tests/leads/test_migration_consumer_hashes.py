@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from leads import consumer_hashes
 from leads.models import Lead
 from tests.leads.factories import SourceFactory, VerticalFactory
+from tests.migrating import migrate
 
 BEFORE_THE_HASHES = [("leads", "0010_lead_ping_id")]
 LOWEST_ID = uuid.UUID(int=1)
@@ -24,21 +23,6 @@ LOWEST_ID = uuid.UUID(int=1)
 
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest() if value else ""
-
-
-def migrate(targets: list[tuple[str, str | None]]):
-    """Migrate the test database to the targets; return the migration state there."""
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    return executor.migrate(targets)
-
-
-@pytest.fixture
-def latest() -> Iterator[list[tuple[str, str]]]:
-    """The latest migrations, where the database is left whatever the test did."""
-    nodes = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    yield nodes
-    migrate(nodes)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,8 +10,6 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.state import ProjectState
 from django.utils import timezone
 
 from notifications.models import (
@@ -22,17 +20,12 @@ from notifications.models import (
     NotificationSubscription,
     NotificationWindow,
 )
+from tests.migrating import migrate
 
 # Before the move: no migration of this app, so routing's 0004 (which needs our 0001) is undone.
 BEFORE = [("notifications", None)]
 MODELS = ("notificationsubscription", "notificationwindow", "notificationdelivery")
 WEBHOOK = "https://hooks.slack.com/services/T0001/B0001/s3cr3tT0ken"
-
-
-def migrate(targets: list[tuple[str, str | None]] | None = None) -> ProjectState:
-    """Migrate to the targets (every app's last migration by default); return the state there."""
-    executor = MigrationExecutor(connection)
-    return executor.migrate(targets or executor.loader.graph.leaf_nodes())
 
 
 def tables() -> set[str]:
@@ -45,7 +38,6 @@ def before_the_move():
     """A database at the state before the move; migrated forward again, whatever happens."""
     yield migrate(BEFORE).apps
     migrate()
-    ContentType.objects.clear_cache()
 
 
 @pytest.mark.django_db(transaction=True)

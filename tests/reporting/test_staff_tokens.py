@@ -8,21 +8,19 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.urls import reverse
 
 from config.problems import PROBLEM_CONTENT_TYPE
 from reporting.models import StaffToken, TokenScope
 from reporting.services import staff_token_create, staff_token_revoke
+from tests.migrating import migrate
 from tests.reporting.conftest import PERIOD, staff_user
 from tests.test_admin import rows_containing
 
@@ -195,20 +193,6 @@ def test_the_token_is_masked_in_log_records(caplog):
 
 
 # --- The migration that hashed DRF's clear tokens ------------------------------------------
-
-
-def migrate(targets: list[tuple[str, str | None]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    ContentType.objects.clear_cache()
-
-
-@pytest.fixture
-def latest() -> Iterator[None]:
-    nodes = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    yield
-    migrate(nodes)
 
 
 @pytest.mark.django_db(transaction=True)

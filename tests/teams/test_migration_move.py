@@ -4,39 +4,20 @@ forward again, has them all under the teams app, with their permissions still gr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from buyers.models import Contract
 from teams.models import Assignment, AssignmentStatus, Team, TeamMember
 from tests.buyers.factories import ContractFactory
 from tests.leads.factories import LeadFactory
+from tests.migrating import migrate
 
 BEFORE_THE_MOVE = [("buyers", "0009_internal_teams"), ("teams", None)]
 MOVED = ("team", "teammember", "assignment", "teamnotification", "historicalteam")
-
-
-def migrate(targets: list[tuple[str, str | None]]):
-    """Migrate the test database to the targets; return the migration state there."""
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    state = executor.migrate(targets)
-    ContentType.objects.clear_cache()
-    return state
-
-
-@pytest.fixture
-def latest() -> Iterator[list[tuple[str, str]]]:
-    """The latest migrations, where the database is left whatever the test did."""
-    nodes = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    yield nodes
-    migrate(nodes)
 
 
 @pytest.mark.django_db(transaction=True)
