@@ -36,6 +36,9 @@ NOT_IN_PING = ("consent", "ping_id")
 # What a ping's body may hold: the envelope less NOT_IN_PING, plus the hashes.
 PING_KEYS = ("vertical", "fields", "sub_id", "test", *HASH_KEYS)
 REMOVED = "[removed: personal data is never pinged]"
+# The envelope paths of a flat ping's parameters kept when its vertical is unknown: none is
+# personal (every other value is removed, as any field may be).
+KEPT_PARAMETERS = frozenset({"vertical", "sub_id", "test", "ping_id", *PING_PARAMETERS})
 INVALID_FIELDS = "The ping has fields it may not carry or that are not valid; see errors."
 ZERO = Decimal("0.00")
 
@@ -50,31 +53,51 @@ class PingRequest:
     raw_body: str
     format: str = ENVELOPE
     parameters: Mapping[str, Any] | None = None
+    # The profile's vertical for a ping that names none.
+    default_vertical: str = ""
+
+    @property
+    def vertical_slug(self) -> str:
+        """The vertical the ping names, or its profile's default."""
+        named = self.document.get("vertical") if isinstance(self.document, dict) else None
+        return named if isinstance(named, str) and named else self.default_vertical
 
     @property
     def document(self) -> Any:
         return self.reading.document
 
-    def kept_body(self, personal: frozenset[str]) -> str:
+    def kept_body(self, personal: frozenset[str] | None) -> str:
         """The body as it may be kept: the values of personal fields and consent items sent
-        by mistake removed, named as the seller named them."""
+        by mistake removed, named as the seller named them. `personal` None (the vertical is
+        unknown): every field's value removed, as any of them may be personal."""
         if self.parameters is None:
             try:
                 sent = json.loads(self.raw_body)
             except ValueError:
-                return self.raw_body
-            names = {self.reading.seller_name(f"fields.{name}") for name in personal}
-            return storable_ping_body(
-                sent, self.raw_body, frozenset(n.removeprefix("fields.") for n in names)
-            )
-        leaks = {self.reading.seller_name(f"fields.{name}") for name in personal}
-        leaks |= {
-            seller for path, seller in self.reading.names.items() if path.startswith("consent.")
-        }
+                return unread_body_note(len(self.raw_body.encode()), "JSON")
+            if personal is not None:
+                names = {self.reading.seller_name(f"fields.{name}") for name in personal}
+                personal = frozenset(n.removeprefix("fields.") for n in names)
+            return storable_ping_body(sent, self.raw_body, personal)
+        paths = {seller: path for path, seller in self.reading.names.items()}
+        if personal is None:
+            leaks = {n for n in self.parameters if paths.get(n) not in KEPT_PARAMETERS}
+        else:
+            leaks = {self.reading.seller_name(f"fields.{name}") for name in personal}
+            leaks |= {seller for seller, path in paths.items() if path.startswith("consent.")}
         if not leaks & self.parameters.keys():
             return self.raw_body
         kept = {n: REMOVED if n in leaks else v for n, v in self.parameters.items()}
         return parameters_text(kept, self.format)
+
+
+def unread_body_note(size: int, content_type: str) -> str:
+    """What is kept of a ping's body that was not read (unreadable, another format than the
+    profile's, too long): its size and type, never its text."""
+    return (
+        f"[not kept: {size} bytes of {content_type or 'no content type'}, not read as a ping; "
+        "a ping never needs personal data, so its text is not stored]"
+    )
 
 
 @dataclass(frozen=True)
@@ -240,18 +263,25 @@ def held_bid_from_record(record: Mapping[str, Any]) -> HeldBid:
     )
 
 
-def storable_ping_body(document: Any, raw_body: str, personal: frozenset[str]) -> str:
-    """The ping's body as it may be kept: the values of personal fields sent by mistake removed."""
+def storable_ping_body(document: Any, raw_body: str, personal: frozenset[str] | None) -> str:
+    """The ping's body as it may be kept: the values of personal fields sent by mistake removed,
+    and those of its consent record and of members a ping does not have; `personal` None: the
+    values of every field. A body that is no object is not kept (it may be anything)."""
     if not isinstance(document, dict):
+        return REMOVED
+    sent = document.get("fields", {})
+    fields = sent if isinstance(sent, dict) else {}
+    leaks = not isinstance(sent, dict) or any(
+        personal is None or name in personal for name in fields
+    )
+    foreign = [k for k in document if k not in PING_KEYS and k != "ping_id"]
+    if not leaks and not foreign:
         return raw_body
-    fields = document.get("fields")
-    fields = fields if isinstance(fields, dict) else {}
-    leaks = any(name in personal for name in fields)
-    if not leaks and "consent" not in document:
-        return raw_body
-    cleaned = dict(document)
-    if "consent" in cleaned:
-        cleaned["consent"] = REMOVED
+    cleaned = {k: REMOVED if k in foreign else v for k, v in document.items()}
     if leaks:
-        cleaned["fields"] = {n: REMOVED if n in personal else v for n, v in fields.items()}
+        cleaned["fields"] = (
+            {n: REMOVED if personal is None or n in personal else v for n, v in fields.items()}
+            if isinstance(sent, dict)
+            else REMOVED
+        )
     return json.dumps(cleaned)

@@ -85,13 +85,14 @@ def ping_answer(
             PingStatus.INVALID,
             "The ping is not valid; see errors.",
             errors=errors,
-            raw_body=sent.kept_body(frozenset()),
+            raw_body=_refused_body(sent),
             **common,
         )
     submission = envelope.submission
     vertical, detail = source_vertical(source=source, slug=submission.vertical, verb="ping")
     if detail or vertical is None:
-        return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=sent.raw_body, **common)
+        body = _refused_body(sent)
+        return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=body, **common)
     specs = vertical_field_specs(vertical)
     _, ping_fields = delivery_setup(vertical, [])
     personal = vertical_personal_fields(vertical)
@@ -178,6 +179,13 @@ def ping_answer(
     health = _store(ping, started=started, attempts=run.attempts, run=run)
     _record_health(run, rows=health)
     return PingResult(ping=ping)
+
+
+def _refused_body(sent: PingRequest) -> str:
+    """A refused ping's body as it may be kept: its vertical's personal fields removed, or
+    every field's value when no vertical of that name exists."""
+    vertical = Vertical.objects.filter(slug=sent.vertical_slug).first()
+    return sent.kept_body(vertical_personal_fields(vertical) if vertical is not None else None)
 
 
 def _refused(

@@ -116,6 +116,8 @@ class Reading:
     names: Mapping[str, str] = field(default_factory=dict)
     # A flat request's paths are its parameters' names: `zip_code`, not `fields.zip_code`.
     flat: bool = False
+    # A flat request's parameters as sent (the key's own parameter too); None for the envelope.
+    parameters: Mapping[str, Any] | None = None
 
     def seller_errors(self, errors: Mapping[str, list[str]]) -> Errors:
         """Intake's errors, each under the seller's own name for its path."""
@@ -295,7 +297,13 @@ def flat_document(
     for seller_name, target in profile.aliases.items():
         path = RESERVED_PATHS.get(target, target if target in own else f"fields.{target}")
         names.setdefault(path, seller_name)
-    return Reading(document=None if errors else document, errors=errors, names=names, flat=True)
+    return Reading(
+        document=None if errors else document,
+        errors=errors,
+        names=names,
+        flat=True,
+        parameters=dict(parameters),
+    )
 
 
 def parameters_text(parameters: Mapping[str, Any], fmt: str) -> str:

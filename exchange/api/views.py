@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -16,7 +17,7 @@ from rest_framework.request import Request
 from config.proxies import client_ip
 from exchange.api.serializers import PingAnswerSerializer, PingSerializer
 from exchange.models import InboundPing, PingStatus
-from exchange.rules import INVALID_FIELDS, PingRequest, ping_field_errors
+from exchange.rules import INVALID_FIELDS, PingRequest, ping_field_errors, unread_body_note
 from exchange.services import PingResult, ping_answer
 from leads.api.auth import IsSource
 from leads.api.serializers import ProblemSerializer
@@ -29,7 +30,6 @@ from leads.api.views import (
     post_format_refusal,
     read_request,
     request_body_refusal,
-    request_parameters,
 )
 from leads.instructions import EXAMPLE_BUYER_PRICE
 from leads.intake import specs_from_models
@@ -44,6 +44,14 @@ PING_PROBLEMS = {
         ProblemSerializer, description="Malformed, or carries a field a ping may not carry."
     ),
 }
+
+
+def _sent_size(http: Any, body: bytes) -> int:
+    """The body's size as sent: its Content-Length when it was refused unread."""
+    try:
+        return max(int(http.META.get("CONTENT_LENGTH") or 0), len(body))
+    except ValueError:
+        return len(body)
 
 
 def render_ping(result: PingResult, *, reading: Reading, answer_format: str) -> Rendered:
@@ -142,22 +150,23 @@ class PingCreateView(AnswersInProfileFormat, GenericAPIView):
         http = request._request
         limit = settings.INTAKE_MAX_BODY_BYTES
         body, refusal = request_body_refusal(http, limit=limit)
-        raw_text = mask_key(body_text(body), principal.sent_key)
         if refusal is None:
             refusal = post_format_refusal(principal.profile, http.content_type or "", what="pings")
         if refusal is not None:
-            return self._refused(request, refusal, raw_body=raw_text)
-        return self._ping(request, raw_body=raw_text)
+            note = unread_body_note(_sent_size(http, body), http.content_type or "")
+            return self._refused(request, refusal, raw_body=note)
+        return self._ping(request, raw_body=mask_key(body_text(body), principal.sent_key))
 
     @extend_schema(exclude=True)  # a GET seller's ping (posting profiles); the JSON API POSTs
     def get(self, request: Request) -> HttpResponse:
         principal = request.user
         profile = principal.profile
-        query = mask_key(request._request.META.get("QUERY_STRING", ""), principal.sent_key)
+        query = request._request.META.get("QUERY_STRING", "")
         if profile.format != QUERY:
             detail = f"This source sends its pings as {FORMAT_NAMES[profile.format]}, not as a GET."
-            return self._refused(request, ("method-not-allowed", detail, None), raw_body=query)
-        return self._ping(request, raw_body=query)
+            note = unread_body_note(len(query.encode()), "a query string")
+            return self._refused(request, ("method-not-allowed", detail, None), raw_body=note)
+        return self._ping(request, raw_body=mask_key(query, principal.sent_key))
 
     def _ping(self, request: Request, *, raw_body: str) -> HttpResponse:
         principal = request.user
@@ -166,8 +175,11 @@ class PingCreateView(AnswersInProfileFormat, GenericAPIView):
         if reading.document is None:
             detail = next(iter(reading.errors.get("_", [])), "The ping has errors; see errors.")
             refusal = ("malformed-request", detail, reading.errors)
-            return self._refused(request, refusal, raw_body=raw_body)
-        parameters = request_parameters(request)
+            http = request._request
+            kind = "a query string" if profile.format == QUERY else http.content_type or ""
+            note = unread_body_note(len(raw_body.encode()), kind)
+            return self._refused(request, refusal, raw_body=note)
+        parameters = reading.parameters
         if parameters is not None and principal.sent_key:
             parameters = {
                 name: mask_key(value, principal.sent_key) if isinstance(value, str) else value
@@ -177,7 +189,11 @@ class PingCreateView(AnswersInProfileFormat, GenericAPIView):
             source=principal.source,
             api_key=principal.api_key,
             sent=PingRequest(
-                reading=reading, raw_body=raw_body, format=profile.format, parameters=parameters
+                reading=reading,
+                raw_body=raw_body,
+                format=profile.format,
+                parameters=parameters,
+                default_vertical=profile.default_vertical,
             ),
             remote_ip=client_ip(request._request) or None,
         )

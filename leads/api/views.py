@@ -673,18 +673,6 @@ def read_request(request: Request, *, members: tuple[str, ...] = ()) -> Reading:
     return profiles.flat_document(parameters, profile, skip=skip, members=members)
 
 
-def request_parameters(request: Request) -> dict[str, Any] | None:
-    """A flat request's parameters as sent (its body's, or a GET's query string's); None for
-    the envelope."""
-    profile = request.user.profile
-    if not profile.is_flat:
-        return None
-    http = request._request
-    if profile.format == QUERY:
-        return profiles.parameters_from_query(http.META.get("QUERY_STRING", ""))[0]
-    return dict(body_parameters(http)[0])
-
-
 @dataclass(frozen=True)
 class Unreadable:
     """A body that is not JSON, and why, in the words the partner is shown."""

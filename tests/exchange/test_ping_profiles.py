@@ -257,3 +257,97 @@ def test_a_query_ping_stores_its_query_string_with_the_key_masked(client, market
     assert parse_qs(ping.raw_body)["key"] == ["[masked key]"]
     assert ping.sub_id == "spring"
     assert not Lead.objects.exists()
+
+
+CONTACT = {"email": "mary@example.com", "phone": "(212) 555-0142", "ip_address": "203.0.113.7"}
+
+
+@pytest.mark.parametrize("fmt", FLAT)
+def test_a_ping_refused_for_its_consent_item_keeps_no_personal_value(client, market, fmt):
+    seller = FlatSeller(client, market, format=fmt)
+
+    response = seller.ping(**CONTACT)
+
+    assert response.status_code == 400, response.content
+    assert "ip_address" in answer_of(response)["errors"]
+    kept = InboundPing.objects.get(pk=answer_of(response)["id"]).raw_body
+    for value in ("mary@example.com", "555", "203.0.113.7", seller.key):
+        assert value not in kept
+    assert "10001" in kept
+
+
+def test_an_envelope_ping_refused_for_its_consent_keeps_no_personal_value(client, market):
+    seller = FlatSeller(client, market, format=PostingFormat.ENVELOPE)
+
+    response = seller.send(
+        PINGS,
+        {
+            "vertical": market.vertical.slug,
+            "fields": {"zip_code": "10001", "email": "mary@example.com", "phone": "2125550142"},
+            "consent": {"ip": "203.0.113.7"},
+            "contact": "mary@example.com",
+        },
+    )
+
+    assert response.status_code == 400, response.content
+    assert "consent.ip" in response.json()["errors"]
+    kept = json.loads(InboundPing.objects.get(pk=response.json()["id"]).raw_body)
+    assert kept["fields"]["zip_code"] == "10001"
+    for value in ("mary@example.com", "2125550142", "203.0.113.7", seller.key):
+        assert value not in json.dumps(kept)
+
+
+@pytest.mark.parametrize("fmt", [PostingFormat.FORM, PostingFormat.ENVELOPE])
+def test_a_ping_for_an_unknown_vertical_keeps_no_field_value(client, market, fmt):
+    seller = FlatSeller(client, market, format=fmt)
+    fields = {"zip_code": "10001", "contact": "mary@example.com"}
+    sent = {"fields": fields} if fmt == PostingFormat.ENVELOPE else fields
+
+    response = seller.send(PINGS, {"vertical": "no-such-vertical", "sub_id": "spring", **sent})
+
+    assert response.status_code == 403, response.content
+    kept = InboundPing.objects.get(pk=answer_of(response)["id"]).raw_body
+    assert "mary@example.com" not in kept
+    assert "10001" not in kept
+    assert "spring" in kept
+
+
+@pytest.mark.parametrize(
+    ("fmt", "sent"),
+    [
+        (PostingFormat.FORM, PostingFormat.FLAT_JSON),
+        (PostingFormat.ENVELOPE, PostingFormat.FORM),
+        (PostingFormat.FORM, PostingFormat.QUERY),
+        (PostingFormat.FLAT_JSON, PostingFormat.FORM),
+    ],
+)
+def test_a_ping_in_another_format_is_stored_as_its_size_and_type_only(client, market, fmt, sent):
+    seller = FlatSeller(client, market, format=fmt)
+
+    response = seller.send(PINGS, {"vertical": market.vertical.slug, **CONTACT}, fmt=sent)
+
+    assert response.status_code in {405, 415}, response.content
+    kept = InboundPing.objects.get(pk=answer_of(response)["id"]).raw_body
+    assert kept.startswith("[not kept: ")
+    assert "a ping never needs personal data" in kept
+    for value in ("mary@example.com", "555", "203.0.113.7", seller.key):
+        assert value not in kept
+
+
+def test_an_unreadable_ping_is_stored_as_its_size_and_type_only(client, market):
+    seller = FlatSeller(
+        client, market, format=PostingFormat.ENVELOPE, key_location=KeyLocation.BEARER
+    )
+    body = '{"vertical": "x", "fields": {"email": "mary@example.com"'
+
+    response = client.post(
+        PINGS, data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {seller.key}"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["type"].endswith("/malformed-request")
+    kept = InboundPing.objects.get(pk=response.json()["id"]).raw_body
+    assert kept == (
+        f"[not kept: {len(body)} bytes of application/json, not read as a ping; a ping never "
+        "needs personal data, so its text is not stored]"
+    )
