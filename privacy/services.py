@@ -9,7 +9,8 @@ returns, postbacks, idempotency records, and any table added later with a foreig
 timestamps stay, so money and reports still add up.
 
 `raw_bodies_purge` empties the raw request bodies of leads older than the retention period, and
-the request and response bodies of their attempts and postbacks.
+the request and response bodies of their attempts and postbacks; and those of inbound pings and
+their buyers' pings.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from django.utils import timezone
 
 from config.admin_pii import lead_pii_values
 from config.masking import replace_spellings
-from exchange.models import InboundPing
+from exchange.models import InboundPing, PingAttempt
 from leads.intake import FieldError, FieldSpec, consumer_hash, normalise_value
 from leads.models import (
     CONSENT_PERSONAL_KEYS,
@@ -400,7 +401,8 @@ def raw_bodies_purge(
     max_batches: int = RETENTION_MAX_BATCHES,
 ) -> int:
     """Empty the raw request bodies of leads received before now - older_than, and the request
-    and response bodies of their attempts and postbacks; return how many leads were purged.
+    and response bodies of their attempts and postbacks; then those of the inbound pings received
+    before then, and of their buyers' pings; return how many leads and inbound pings were purged.
 
     One transaction per batch of leads, at most max_batches per call (the next call goes on
     where this one stopped). A purged lead's body is empty, so purging again finds nothing.
@@ -429,6 +431,30 @@ def raw_bodies_purge(
                 model.objects.filter(lead_id__in=ids).exclude(
                     request_body="", response_body=""
                 ).update(request_body="", response_body="")
+        purged += len(batch)
+        after = batch[-1][1]
+    return purged + _ping_bodies_purge(cutoff, batch_size=batch_size, max_batches=max_batches)
+
+
+def _ping_bodies_purge(cutoff: datetime, *, batch_size: int, max_batches: int) -> int:
+    purged = 0
+    after = None
+    for _ in range(max_batches):
+        with transaction.atomic():
+            store.statement_timeout_off()
+            pending = InboundPing.objects.filter(received_at__lt=cutoff).exclude(raw_body="")
+            if after is not None:
+                pending = pending.filter(received_at__gte=after)
+            batch = list(
+                pending.order_by("received_at", "pk").values_list("pk", "received_at")[:batch_size]
+            )
+            if not batch:
+                break
+            ids = [pk for pk, _ in batch]
+            InboundPing.objects.filter(pk__in=ids).update(raw_body="")
+            PingAttempt.objects.filter(ping_id__in=ids).exclude(
+                request_body="", response_body=""
+            ).update(request_body="", response_body="")
         purged += len(batch)
         after = batch[-1][1]
     return purged

@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 @shared_task(name="leads.tasks.purge_raw_bodies")
 @one_at_a_time(skipped=0)  # daily, bounded per run: a backlog takes a few runs, not a race
 def purge_raw_bodies() -> int:
-    """Empty the raw bodies of leads older than RAW_BODY_RETENTION_DAYS (0: keep them forever)."""
+    """Empty the raw bodies of leads and inbound pings older than RAW_BODY_RETENTION_DAYS (0:
+    keep them forever)."""
     days = settings.RAW_BODY_RETENTION_DAYS
     if not days:
         return 0

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from buyers.models import CapReservation, EndpointKind
+from exchange.models import InboundPing, PingAttempt, PingStatus
 from leads.intake import consumer_hash
 from leads.models import (
     ContactKind,
@@ -44,7 +45,7 @@ from reporting.rollup import floor_hour, rollup_rebuild
 from routing.models import Attempt, AttemptOutcome, Auction, Sale
 from routing.services import RerouteRefused, lead_reroute
 from tests.buyers.factories import ContractFactory
-from tests.leads.factories import LeadFactory, VerticalFactory, VerticalFieldFactory
+from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
 from tests.routing.factories import AttemptFactory, AuctionFactory, SaleFactory
 from tests.staff import staff_user
 
@@ -658,3 +659,41 @@ def test_retention_leaves_an_empty_body_untouched_and_counts_it_never(db):
 
     assert raw_bodies_purge(older_than=timedelta(days=90)) == 0
     assert Lead.objects.get(pk=lead.pk).updated_at == updated_at
+
+
+def aged_ping(days: float) -> InboundPing:
+    contract = ContractFactory()
+    ping = InboundPing.objects.create(
+        source=SourceFactory(),
+        vertical=contract.vertical,
+        status=PingStatus.BID,
+        raw_body='{"vertical": "x", "fields": {"zip_code": "10001"}}',
+    )
+    InboundPing.objects.filter(pk=ping.pk).update(received_at=timezone.now() - timedelta(days=days))
+    PingAttempt.objects.create(
+        ping=ping,
+        contract=contract,
+        kind=EndpointKind.PING,
+        url="https://buyer.example/ping",
+        request_body='{"zip": "10001"}',
+        response_body='{"bid": 12.5}',
+        outcome=AttemptOutcome.BID,
+    )
+    return ping
+
+
+def ping_bodies(ping: InboundPing) -> list[str]:
+    ping.refresh_from_db()
+    sent = PingAttempt.objects.filter(ping=ping).values_list("request_body", "response_body")[0]
+    return [ping.raw_body, *sent]
+
+
+def test_retention_empties_the_bodies_of_old_inbound_pings_and_their_buyers_pings(settings):
+    settings.RAW_BODY_RETENTION_DAYS = 90
+    old, recent = aged_ping(91), aged_ping(89)
+
+    assert purge_raw_bodies() == 1
+
+    assert ping_bodies(old) == ["", "", ""]
+    assert all(ping_bodies(recent))
+    assert purge_raw_bodies() == 0
