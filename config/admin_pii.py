@@ -3,21 +3,30 @@
 The masks are config.masking's (e-mail `j***@example.com`, phone by its last four digits).
 Pages decide once per request: `pii_visible(request)`. Text that a buyer received (a post's
 body, in the buyer's own field names and formats) is masked by value: the lead's own personal
-values in every spelling the mappings produce and every encoding a body, URL or template writes
-them in (config.masking.replace_spellings, which erasure uses too), then anything else shaped
-like an e-mail address or a phone number.
+values in every spelling the mappings produce and what the templates' filters render from them
+(`pii_values`, which erasure uses too), in every encoding a body, URL or template writes them in
+(config.masking.replace_spellings, erasure's too), then anything else shaped like an e-mail
+address or a phone number.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from django.http import HttpRequest
 
-from config.masking import MASK, mask_email, mask_name, mask_phone, replace_spellings
+from config.masking import (
+    MASK,
+    Rendered,
+    mask_email,
+    mask_name,
+    mask_phone,
+    rendered_forms,
+    replace_spellings,
+)
 
 UNMASKED_PII_PERMISSION = "reporting.view_unmasked_pii"
 
@@ -40,6 +49,8 @@ def pii_visible(request: HttpRequest) -> bool:
 
 def mask_value(value: Any) -> str:
     """Mask one personal value by what it looks like."""
+    if isinstance(value, Rendered):
+        return MASK
     text = "" if value is None else str(value)
     if _DATE_RE.fullmatch(text.strip()):
         return MASK
@@ -72,6 +83,8 @@ def _phone_spellings(phone: str) -> list[str]:
         f"{area}-{exchange}-{line}",
         f"({area}) {exchange}-{line}",
         f"{area}.{exchange}.{line}",
+        f"{area} {exchange} {line}",
+        f"({area}){exchange}-{line}",
         f"{exchange}{line}",
     ]
 
@@ -81,11 +94,14 @@ def _date_spellings(value: str) -> list[str]:
         day = date.fromisoformat(value[:10])
     except ValueError:
         return []
-    return [day.strftime(spelling) for spelling in _DATE_SPELLINGS]
+    # With a time after it (the templates' datetime filter, ISO 8601) the date is found as it is;
+    # their timestamp filter writes the seconds at midnight UTC.
+    midnight = int(datetime.combine(day, time(), UTC).timestamp())
+    return [*(day.strftime(spelling) for spelling in _DATE_SPELLINGS), Rendered(str(midnight))]
 
 
-def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
-    """Return the lead's personal values as text, longest first (so parts never mask wholes)."""
+def lead_personal_values(lead: Any, pii_fields: Iterable[str]) -> set[str]:
+    """Return the lead's personal values as stored: its personal fields', e-mail and phone."""
     data = lead.data if isinstance(getattr(lead, "data", None), dict) else {}
     values: set[str] = set()
     for name in {*pii_fields, "email", "phone"}:
@@ -93,12 +109,29 @@ def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
         if isinstance(value, str | int) and not isinstance(value, bool):
             values.add(str(value))
     values.update(v for v in (getattr(lead, "email", ""), getattr(lead, "phone", "")) if v)
-    for phone in [v for v in list(values) if sum(c.isdigit() for c in v) >= 10]:
-        values.update(_phone_spellings(phone))
-    for value in list(values):
-        values.update(_date_spellings(value))
+    return values
+
+
+def pii_values(values: Iterable[str]) -> list[str]:
+    """Return personal values with every spelling mappings write them in and every form templates
+    render them in, longest first (so parts never mask wholes).
+
+    The one list masking (Sales) and erasure search stored text for.
+    """
+    found = {v for v in values if v}
+    for phone in [v for v in found if sum(c.isdigit() for c in v) >= 10]:
+        found.update(_phone_spellings(phone))
+    for value in list(found):
+        found.update(_date_spellings(value))
+    for value in [v for v in found if not isinstance(v, Rendered)]:
+        found.update(rendered_forms(value))
     # Case and encodings (JSON, URL, XML) are the matcher's: replace_spellings.
-    return sorted((v for v in values if len(v.strip()) >= 2), key=len, reverse=True)
+    return sorted((v for v in found if len(v.strip()) >= 2), key=len, reverse=True)
+
+
+def lead_pii_values(lead: Any, pii_fields: Iterable[str]) -> list[str]:
+    """Return the lead's personal values for masking: `pii_values` of its own."""
+    return pii_values(lead_personal_values(lead, pii_fields))
 
 
 def mask_text(text: str, values: Iterable[str] = ()) -> str:

@@ -3,15 +3,18 @@
 Pure functions on plain strings, no database: the dashboards, exports, admin pages and erasure
 use them; they live in `config` so that every app may.
 
-`replace_spellings` is the one way a consumer's values are found in stored text, for masking
-(Sales) and for erasure alike: a value is found however a request, an answer, a URL or a template
-wrote it (see `spelling_pattern`).
+`replace_spellings` (and `spellings_found`) is the one way a consumer's values are found in stored
+text, for masking (Sales) and for erasure alike: a value is found however a request, an answer, a
+URL or a template wrote it (see `spelling_pattern`). What a template renders from a value that
+shows nothing of it (base64, a hex digest) is a value of its own: `rendered_forms`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
@@ -102,6 +105,12 @@ def _char_pattern(char: str) -> str:
 # right after an escape (%22, \u0022) that stands for one.
 _STARTS = r"(?:(?<!\w)|(?<=%[0-9a-f]{2})|(?<=\\u[0-9a-f]{4}))"
 _ENDS = r"(?!\w)"
+# A date may go on with its time: 1990-01-02T00:00:00Z (a space before the time is no word).
+_DATE_ENDS = r"(?:(?!\w)|(?=T\d))"
+# An e-mail address is not part of a longer one: joe.ann@… and ann@example.com.au are others.
+_EMAIL_STARTS = rf"(?<![.+\-])(?<!%2[bde])(?<!\\u002[bde]){_STARTS}"
+_EMAIL_ENDS = r"(?![\w\-]|\.\w)"
+_DATE = re.compile(r"\d{1,4}([-/.])\d{1,2}\1\d{1,4}|\d{8}")
 _WORD = re.compile(r"\w")
 
 
@@ -113,12 +122,18 @@ def spelling_pattern(value: str) -> re.Pattern[str]:
     JSON-escaped (\\uXXXX, \\/ and the short escapes), as an XML or HTML character reference
     (&#64; &#x40; &amp; …), or as one of these URL-encoded once more; characters may mix
     spellings, as encoders escape some and not others. Letters match in any case (mappings
-    upper-case and title-case names). The value is not found inside a longer word.
+    upper-case and title-case names). The value is not found inside a longer word (an e-mail
+    address not inside a longer address); a date is found with its time after it
+    (`T00:00:00Z`, ` 00:00:00`).
     """
     body = "".join(_char_pattern(char) for char in value)
     # A value that begins (ends) with a separator, such as "+1212…", needs no boundary there.
     starts = _STARTS if _WORD.match(value[:1]) else ""
-    ends = _ENDS if _WORD.match(value[-1:]) else ""
+    ends = ""
+    if _WORD.match(value[-1:]):
+        ends = _DATE_ENDS if _DATE.fullmatch(value) else _ENDS
+    if "@" in value and starts and ends:
+        starts, ends = _EMAIL_STARTS, _EMAIL_ENDS
     return re.compile(f"{starts}{body}{ends}", re.IGNORECASE)
 
 
@@ -130,6 +145,18 @@ def replace_spellings(text: str, values: Iterable[str], replacement: Callable[[s
     """
     if not text:
         return text
+    for value in _maybe_in(text, values):
+        text = spelling_pattern(value).sub(lambda _match, value=value: replacement(value), text)
+    return text
+
+
+def spellings_found(text: str, values: Iterable[str]) -> bool:
+    """Return whether text holds any spelling of any of the values."""
+    return bool(text) and any(spelling_pattern(v).search(text) for v in _maybe_in(text, values))
+
+
+def _maybe_in(text: str, values: Iterable[str]) -> Iterator[str]:
+    """The values (once each, in any case) that the text may hold."""
     # Encoders leave ASCII letters and digits as they are, unless the text escapes one somewhere:
     # a value whose longest ASCII word is not in the text is not there, and its pattern (costly
     # to build and to run) is skipped.
@@ -140,11 +167,43 @@ def replace_spellings(text: str, values: Iterable[str], replacement: Callable[[s
         if key in seen or not value.strip():
             continue
         seen.add(key)
-        anchor = max(_ASCII_ALNUM_RUN.findall(value), key=len, default="").lower()
+        anchor = _anchor(value)
         if lowered is not None and anchor and anchor not in lowered:
             continue
-        text = spelling_pattern(value).sub(lambda _match, value=value: replacement(value), text)
-    return text
+        yield value
+
+
+@lru_cache(maxsize=4096)
+def _anchor(value: str) -> str:
+    return max(_ASCII_ALNUM_RUN.findall(value), key=len, default="").lower()
+
+
+class Rendered(str):
+    """A form of a value that shows nothing of it to the eye (base64, a hex digest, a timestamp):
+    found like a value, and masked whole."""
+
+    __slots__ = ()
+
+
+def rendered_forms(value: str) -> set[Rendered]:
+    """Return what the templates' b64, md5, sha1 and sha256 filters render from the value, as
+    typed and in lower and upper case (a template may change its case first).
+
+    Base64 comes standard and URL-safe, with and without its padding: found where the filter put
+    it, standalone (base64 of a longer text holding the value depends on the value's offset).
+    A digest is found in either case: the matcher ignores case.
+    """
+    forms: set[Rendered] = set()
+    for written in {value, value.lower(), value.upper()}:
+        data = written.encode("utf-8", "replace")
+        for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
+            text = encoded.decode("ascii")
+            forms.update({Rendered(text), Rendered(text.rstrip("="))})
+        forms.update(
+            Rendered(hashlib.new(name, data, usedforsecurity=False).hexdigest())
+            for name in ("md5", "sha1", "sha256")
+        )
+    return forms
 
 
 _ASCII_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
