@@ -1,11 +1,12 @@
 """Personal data: erase a consumer on request (GDPR Art. 17); purge raw bodies past retention.
 
-`consumer_erase` finds every lead of a consumer (by the normalised email and phone columns, and
-by the raw request body and data, where an invalid or duplicate lead may hold the value while
-its columns are blank), then erases the consumer from the lead and from every row that points
-at it: the pings and posts (whose bodies carry the whole lead), auctions, sales and their
-returns, postbacks, idempotency records, and any table added later with a foreign key to a lead
-(found from the models, so a new table is never forgotten). Ids, statuses, prices, payouts and
+`consumer_erase` finds every lead of a consumer (by the normalised email and phone columns and
+their hashes, and by the raw request body and data, where an invalid or duplicate lead may hold
+the value in any spelling masking finds while its columns are blank), then erases the consumer
+from the lead and from every row that points at it: the pings and posts (whose bodies carry the
+whole lead), auctions, sales and their returns, postbacks, idempotency records, and any table
+added later with a foreign key to a lead (found from the models, so a new table is never
+forgotten). Ids, statuses, prices, payouts and
 timestamps stay, so money and reports still add up.
 
 `raw_bodies_purge` empties the raw request bodies of leads older than the retention period, and
@@ -23,14 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, unquote_plus
 
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.admin_pii import lead_pii_values
-from config.masking import replace_spellings
+from config.admin_pii import lead_personal_values, pii_values
+from config.masking import replace_spellings, spellings_found
 from exchange.models import InboundPing, PingAttempt
 from leads.intake import FieldError, FieldSpec, consumer_hash, normalise_value
 from leads.models import (
@@ -107,56 +107,48 @@ def consumer_normalise(*, email: str | None, phone: str | None) -> tuple[str, st
     return normalised[0], normalised[1]
 
 
-def _email_pattern(email: str) -> re.Pattern[str]:
-    # Not inside a longer address: ann@example.com is not joann@example.com(.au).
-    return re.compile(rf"(?<![\w.%+\-]){re.escape(email)}(?![\w\-]|\.\w)", re.IGNORECASE)
-
-
-def _phone_pattern(phone: str) -> str:
-    """A regex for a US number as partners type it: +1 (212) 555-0142, 212.555.0142, 2125550142.
-
-    Plain enough for both PostgreSQL's and Python's regex engines (SQLite's REGEXP is Python's).
+def _fragments(email: str, phone: str) -> list[list[str]]:
+    """ASCII pieces that every usual spelling of the email (its words) or phone (its area code,
+    exchange and line) holds as they are: a text lacking one of a value's pieces lacks the value.
     """
-    digits = phone[-10:]
-    area, exchange, line = digits[:3], digits[3:6], digits[6:]
-    # A separator may come URL-encoded (a form body): %28212%29+555-0142.
-    other = r"([^0-9]|%[0-9A-Fa-f]{2})"
-    return (
-        rf"(^|{other})(\+?1{other}{{0,3}})?\(?{area}\)?{other}{{0,3}}{exchange}{other}{{0,3}}"
-        rf"{line}([^0-9]|$)"
-    )
+    found = []
+    if email:
+        found.append(re.findall(r"[a-z0-9]+", email) or [email])
+    if phone:
+        digits = phone[-10:]
+        found.append([digits[:3], digits[3:6], digits[6:]])
+    return found
 
 
 def _consumer_leads(email: str, phone: str) -> list[Lead]:
-    """Return the consumer's leads, locked (PostgreSQL) until the transaction ends."""
-    match = Q()
-    checks: list[re.Pattern[str]] = []
-    if email:
-        match |= (
-            Q(email=email)
-            | Q(raw_body__icontains=email)
-            # A form or query body URL-encodes the @.
-            | Q(raw_body__icontains=quote(email, safe=""))
-            | Q(data__icontains=email)
-        )
-        checks.append(_email_pattern(email))
-    if phone:
-        pattern = _phone_pattern(phone)
-        match |= Q(phone=phone) | Q(raw_body__regex=pattern) | Q(data__icontains=phone)
-        checks.append(re.compile(pattern))
-    candidates = Lead.objects.select_for_update().filter(match).order_by("received_at", "pk")
-    # The database finds candidates; the patterns drop those that only hold a longer address.
-    return [
-        lead
-        for lead in candidates
-        if (email and lead.email == email)
-        or (phone and lead.phone == phone)
-        or any(
-            p.search(text)
-            for p in checks
-            for text in (lead.raw_body, unquote_plus(lead.raw_body), json.dumps(lead.data))
-        )
+    """Return the consumer's leads, locked (PostgreSQL) until the transaction ends.
+
+    The database finds candidates coarsely: by the columns and their hashes (indexed), and by
+    raw bodies and data holding every piece of a value. Masking's matcher then decides, so that
+    a value escaped in a raw body (`\\u0040`, `&#64;`, `%40`) is found as masking finds it, and a
+    longer address (joann@…) or another area code is someone else.
+    """
+    coarse = Q()
+    for column, value in (("email", email), ("phone", phone)):
+        if value:
+            coarse |= Q(**{column: value}) | Q(**{f"{column}_sha256": consumer_hash(value)})
+    for pieces in _fragments(email, phone):
+        for text_field in ("raw_body", "data"):
+            coarse |= Q(*(Q(**{f"{text_field}__icontains": piece}) for piece in pieces))
+    values = pii_values([email, phone])
+    hashes = {consumer_hash(v) for v in (email, phone) if v}
+    candidates = Lead.objects.filter(coarse).values_list(
+        "pk", "email", "phone", "email_sha256", "phone_sha256", "raw_body", "data"
+    )
+    found = [
+        pk
+        for pk, *columns, raw_body, data in candidates.iterator()
+        if any(v and v in (email, phone) for v in columns[:2])
+        or any(v and v in hashes for v in columns[2:])
+        or spellings_found(raw_body, values)
+        or spellings_found(json.dumps(data), values)
     ]
+    return list(Lead.objects.select_for_update().filter(pk__in=found).order_by("received_at", "pk"))
 
 
 def text_erase(text: str, values: Iterable[str]) -> str:
@@ -326,10 +318,10 @@ def consumer_erase(
                 "has finished, within a minute or two."
             )
         personal = personal_field_names({lead.vertical_id for lead in leads})
-        values = {v for v in (email, phone) if v}
+        values = {email, phone}
         for lead in leads:
-            values.update(lead_pii_values(lead, personal[lead.vertical_id]))
-        scrub = _Scrubber(values)
+            values.update(lead_personal_values(lead, personal[lead.vertical_id]))
+        scrub = _Scrubber(pii_values(values))
         counts: Counter[str] = Counter()
         for lead in leads:
             _erase_lead(lead, personal[lead.vertical_id], scrub, now)
