@@ -95,7 +95,14 @@ def _char_pattern(char: str) -> str:
     # One encoding inside another: JSON or XML sent in a form field or a query parameter (the
     # escape's own characters URL-encoded), or a URL-encoded value URL-encoded again.
     second = {quote(form, safe="") for form in first if form != char}
-    alternatives = sorted(first | second, key=len, reverse=True)
+    # Character references are the two alternatives at the end (which allow leading zeros), and
+    # no two alternatives match the same text (the pattern ignores case, so "L" and "l" do): a
+    # search that fails near the end of a long value would otherwise try every combination.
+    references = {f"&#{ord(char)};", f"&#x{ord(char):X};"}
+    alternatives: list[str] = []
+    for form in sorted((first | second) - references, key=len, reverse=True):
+        if not any(re.fullmatch(re.escape(kept), form, re.IGNORECASE) for kept in alternatives):
+            alternatives.append(form)
     regex = "|".join(re.escape(form) for form in alternatives)
     # Character references may carry leading zeros (&#064;, &#x0040;).
     return f"(?:{regex}|&\\#0*{ord(char)};|&\\#x0*{ord(char):x};)"
