@@ -1,15 +1,18 @@
 """Masking (Sales) and erasure find a consumer's value in every spelling stored text can hold it
 in: as typed, in any case, JSON-escaped (\\uXXXX, \\/), URL-encoded (form bodies and query
 strings, + or %20, either hex case), XML and HTML escaped (&amp;, &#64;, &#x40;), what the delivery
-layer renders (routing.formats, Jinja's escaper), and one of these inside another (XML or JSON in
-a form field, a URL-encoded value encoded again). Hypothesis generates the values."""
+layer renders (routing.formats, Jinja's escaper, the templates' b64 and digest filters and what
+their date filters write from a date), and one of these inside another (XML or JSON in a form
+field, a URL-encoded value encoded again). Hypothesis generates the values."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from urllib.parse import quote, quote_plus
 from xml.sax.saxutils import escape as sax_escape
 
@@ -21,13 +24,14 @@ from hypothesis import strategies as st
 from markupsafe import escape as markup_escape
 
 from buyers.models import DeliveryEndpoint, EndpointKind
-from config.admin_pii import mask_text, mask_value
+from config.admin_pii import mask_text, mask_value, pii_values
 from config.masking import MASK
 from leads.models import LeadStatus
 from privacy.services import ERASED, consumer_erase, text_erase
 from routing.engine import lead_route
 from routing.formats import xml_text
 from routing.models import Attempt
+from routing.templating import FILTERS
 from tests.leads.factories import LeadFactory
 from tests.staff import staff_user
 
@@ -130,12 +134,103 @@ def test_every_occurrence_in_a_body_is_found_whatever_the_encodings_beside_it(ho
     assert result.replace(_replacement(how, value), "") == 'name=&echo=&json=""'
 
 
+# What buyers' templates render from a value that shows nothing of it: the filters themselves
+# (routing.templating), after a change of case, and base64's other alphabet and unpadded forms.
+RENDERED: dict[str, Callable[[str], str]] = {
+    "b64": FILTERS["b64"],
+    "b64 without padding": lambda v: FILTERS["b64"](v).rstrip("="),
+    "b64, URL-safe": lambda v: base64.urlsafe_b64encode(v.encode()).decode(),
+    "b64, URL-safe, without padding": lambda v: (
+        base64.urlsafe_b64encode(v.encode()).decode().rstrip("=")
+    ),
+    "b64 of the upper-cased value": lambda v: FILTERS["b64"](v.upper()),
+    "md5": FILTERS["md5"],
+    "MD5 in upper case": lambda v: FILTERS["md5"](v).upper(),
+    "sha1": FILTERS["sha1"],
+    "SHA1 in upper case": lambda v: FILTERS["sha1"](v).upper(),
+    "sha256": FILTERS["sha256"],
+    "SHA256 in upper case": lambda v: FILTERS["sha256"](v).upper(),
+    "sha256 of the lower-cased value": lambda v: FILTERS["sha256"](v.lower()),
+}
+# Where the rendering is stored: as rendered, in a form body (+ / = URL-encoded), in JSON (\/).
+CARRIED = (
+    "as typed",
+    "URL, + and lower-case hex",
+    "JSON, \\/ and upper-case hex",
+    "XML in a form field",
+)
+
+
+@pytest.mark.parametrize("how", ["masked", "erased"])
+@given(
+    value=values,
+    rendering=st.sampled_from(sorted(RENDERED)),
+    carried=st.sampled_from(CARRIED),
+    context=contexts,
+)
+@settings(max_examples=400, deadline=None)
+def test_what_a_template_renders_from_a_value_is_masked_or_erased_whole(
+    how, value, rendering, carried, context
+):
+    text = context.format(ENCODINGS[carried](RENDERED[rendering](value)))
+    searched = pii_values([value])
+
+    result = mask_text(text, searched) if how == "masked" else text_erase(text, searched)
+
+    assert result == context.format(MASK if how == "masked" else ERASED), (rendering, result)
+
+
+# What the templates' date filters write from a date of birth, and what a finding leaves of it.
+DATE_RENDERED: dict[str, tuple[Callable[[str], str], str]] = {
+    "ISO datetime, Z": (lambda d: FILTERS["datetime"](d, "%Y-%m-%dT%H:%M:%SZ"), "T00:00:00Z"),
+    "ISO datetime": (lambda d: datetime.fromisoformat(d).isoformat(), "T00:00:00"),
+    "datetime, the filter's default": (FILTERS["datetime"], " 00:00:00"),
+    "datetime, US": (lambda d: FILTERS["datetime"](d, "%m/%d/%Y %H:%M"), " 00:00"),
+    "date, basic": (lambda d: FILTERS["date"](d, "%Y%m%d"), ""),
+    "date, basic with a time": (lambda d: FILTERS["datetime"](d, "%Y%m%dT%H%M%SZ"), "T000000Z"),
+    "date, European": (lambda d: FILTERS["date"](d, "%d.%m.%Y"), ""),
+    "timestamp": (lambda d: str(FILTERS["timestamp"](d)), ""),
+}
+
+
+@pytest.mark.parametrize("how", ["masked", "erased"])
+@given(
+    day=st.dates(min_value=date(1900, 1, 1), max_value=date(2012, 12, 31)),
+    rendering=st.sampled_from(sorted(DATE_RENDERED)),
+    carried=st.sampled_from(["as typed", "URL, + and lower-case hex", "JSON, UTF-8"]),
+    context=contexts,
+)
+@settings(max_examples=300, deadline=None)
+def test_a_date_of_birth_is_found_in_what_the_date_filters_write(
+    how, day, rendering, carried, context
+):
+    render, time_left = DATE_RENDERED[rendering]
+    text = context.format(ENCODINGS[carried](render(day.isoformat())))
+    searched = pii_values([day.isoformat()])
+
+    result = mask_text(text, searched) if how == "masked" else text_erase(text, searched)
+
+    replaced = MASK if how == "masked" else ERASED
+    assert result == context.format(replaced + ENCODINGS[carried](time_left)), (rendering, result)
+
+
+def test_a_timestamp_is_the_seconds_at_midnight_utc_and_masked_whole():
+    midnight = str(int(datetime(1985, 3, 14, tzinfo=UTC).timestamp()))
+
+    assert midnight in pii_values(["1985-03-14"])
+    assert mask_text(f"dob_ts={midnight}", pii_values(["1985-03-14"])) == "dob_ts=***"
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
         ("ann@example.com", "joann@example.com"),  # a longer address is someone else
         ("ann@example.com", "ann@example.community"),
+        ("ann@example.com", "ann@example.com.au"),
+        ("ann@example.com", "jo.ann@example.com"),
+        ("ann@example.com", "jo%2Bann%40example.com"),
         ("ann@example.com", "email=joann%40example.com"),
+        ("1990-01-02", "1990-01-02Tuesday"),
         ("Ann", "Annabel"),
     ],
 )
@@ -227,3 +322,37 @@ def test_erasure_finds_a_lead_whose_only_copy_is_a_form_encoded_body(raw_body):
     assert (lead.raw_body, lead.erased_at is not None) == ("", True)
     other.refresh_from_db()
     assert other.erased_at is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        '{"email": "zoe.obrien+leads\\u0040example.com", "first_name": "Zo\\u00eb"}',
+        '{"email": "zoe.obrien\\u002Bleads\\u0040example.com"}',
+        "<lead><email>zoe.obrien+leads&#64;example.com</email></lead>",
+        "<lead><email>zoe.obrien&#x2B;leads&#x40;example.com</email></lead>",
+    ],
+)
+def test_erasure_finds_a_refused_lead_whose_only_copy_of_the_email_is_escaped(raw_body):
+    # The review's finding: erasure searched with a matcher of its own that knew no \u0040 or
+    # &#64;. A longer address in the same spelling is someone else.
+    lead = LeadFactory(status=LeadStatus.INVALID, email="", phone="", data={}, raw_body=raw_body)
+    other = LeadFactory(
+        status=LeadStatus.INVALID,
+        email="",
+        phone="",
+        data={},
+        raw_body=raw_body.replace("zoe.obrien", "chloe.zoe.obrien"),
+    )
+
+    report = consumer_erase(email=EMAIL)
+
+    assert report.lead_ids == [str(lead.pk)]
+    lead.refresh_from_db()
+    assert (lead.raw_body, lead.erased_at is not None) == ("", True)
+    other.refresh_from_db()
+    assert (other.raw_body, other.erased_at) == (
+        raw_body.replace("zoe.obrien", "chloe.zoe.obrien"),
+        None,
+    )
