@@ -809,8 +809,12 @@ class IdempotencyRecord(models.Model):
     # The answer's document, not its bytes: a replay renders it again in `answer_format` after
     # what the source may see now is applied (leads.prices), one rule for every format. JSON
     # text, not a JSONField: jsonb reorders members, and a replay is the first answer verbatim.
-    response_document = models.TextField(default="{}")
-    answer_format = models.CharField(max_length=8, default="json")
+    # '' (the table's default) marks a record the code before leads 0012 kept as bytes.
+    response_document = models.TextField(db_default="", blank=True)
+    answer_format = models.CharField(max_length=8, db_default="json")
+    # The bytes the code before leads 0012 kept, replayed as they are; no longer written, and
+    # dropped in a later release (such records expire after IDEMPOTENCY_KEY_HOURS).
+    response_body = models.BinaryField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

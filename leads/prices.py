@@ -47,13 +47,14 @@ def prices_placed(document: dict[str, Any], shown: dict[str, str | None]) -> dic
     return placed
 
 
-def stored_answer_shown(document: dict[str, Any], *, source: Source) -> dict[str, Any]:
+def stored_answer_shown(document: Any, *, source: Source) -> Any:
     """Return a stored answer's document as the source may see it now.
 
     A replay is the first answer, unless the first showed an amount the source may no longer
-    see (its setting changed, or the answer predates margin privacy).
+    see (its setting changed, or the answer predates margin privacy). A document that is not an
+    object names no amount and is replayed as it is.
     """
-    if not {BUYER_PRICE, LEGACY_PRICE} & document.keys():
+    if not isinstance(document, dict) or not {BUYER_PRICE, LEGACY_PRICE} & document.keys():
         return document  # nothing a source could be barred from; a replay never shows more
     shown = prices_shown(
         source=source,

@@ -187,13 +187,19 @@ class Rendered:
         return cls(body["status"], body, PROBLEM_CONTENT_TYPE, answer_format=answer_format)
 
     def response(self, *, replayed: bool = False) -> HttpResponse:
-        response = HttpResponse(self.body, status=self.status)
-        for name, value in self.headers.items():
-            response[name] = value
-        if replayed:
-            response["Idempotent-Replayed"] = "true"
-        response["Vary"] = "Prefer"
-        return response
+        return answer_response(self.status, self.body, self.headers, replayed=replayed)
+
+
+def answer_response(
+    status: int, body: bytes, headers: dict[str, str], *, replayed: bool = False
+) -> HttpResponse:
+    response = HttpResponse(body, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    response["Vary"] = "Prefer"
+    return response
 
 
 def body_text(body: bytes) -> str:
@@ -713,14 +719,21 @@ def _refuse_reused_key(*, principal: Any, raw_body: str, remote_ip: str | None) 
 def _replay(record: IdempotencyRecord, *, source: Source) -> HttpResponse:
     """The answer kept for an Idempotency-Key, rendered again as it first was (less what the
     source may no longer see), in the format it first came in."""
-    document = stored_answer_shown(json.loads(record.response_document), source=source)
     headers = dict(record.response_headers)
     content_type = headers.pop("Content-Type", "application/json")
+    answer_format, kept = record.answer_format, record.response_document
+    if not kept:  # kept as bytes by the code before leads 0012
+        body = bytes(record.response_body or b"")
+        if "json" not in content_type:  # XML or text: sent again as they are
+            return answer_response(
+                record.response_status, body, record.response_headers, replayed=True
+            )
+        answer_format, kept = "json", body.decode()
     rendered = Rendered(
         record.response_status,
-        document,
+        stored_answer_shown(json.loads(kept), source=source),
         content_type,
-        answer_format=record.answer_format,
+        answer_format=answer_format,
         **headers,
     )
     return rendered.response(replayed=True)

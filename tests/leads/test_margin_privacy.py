@@ -237,6 +237,9 @@ def test_prices_shown_names_the_payout_always_and_the_buyers_price_only_if_allow
         {"type": "/api/problems/invalid-lead", "status": 400},
         {"id": "x", "status": "accepted", "url": "u"},
         {"id": "x", "status": "sold", "payout": "5.00", "url": "u"},
+        ["buyer_price"],  # not an object: names no amount
+        "buyer_price",
+        None,
     ],
 )
 def test_a_stored_answer_without_a_buyers_price_is_replayed_as_it_was(document):
