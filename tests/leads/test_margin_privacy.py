@@ -261,3 +261,19 @@ def test_a_legacy_price_is_renamed_buyer_price_for_a_source_that_sees_it():
     shown = stored_answer_shown(document, source=Source(sees_buyer_price=True))
 
     assert list(shown.items()) == [("id", "x"), ("payout", "5.00"), ("buyer_price", "12.50")]
+
+
+# --- The published contract ------------------------------------------------------------------
+
+
+def test_the_schema_names_payout_always_and_buyer_price_as_optional(client, demo):
+    schemas = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
+
+    for name in ("Lead", "LeadOutcome", "PingAnswer"):
+        properties, required = schemas[name]["properties"], schemas[name].get("required", [])
+        assert "price" not in properties
+        assert {"payout", "buyer_price"} <= properties.keys()
+        assert "buyer_price" not in required
+        assert "a source set to see" in properties["buyer_price"]["description"]
+    assert "payout" in schemas["Lead"]["required"]
+    assert "payout" in schemas["PingAnswer"]["required"]
