@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from exchange.models import InboundPing, PingAttempt, PingStatus
@@ -232,12 +231,9 @@ def _ping_of(source: Source, ping_id: str) -> InboundPing | None:
         key = uuid.UUID(ping_id)
     except ValueError:
         return None
-    pings = InboundPing.objects.filter(pk=key, source=source)
-    if transaction.get_connection().in_atomic_block:
-        # Locked until the post's transaction ends (lead_submit checks a ping's post inside its
-        # idempotency lock): two posts of one ping are serialised by the ping itself.
-        pings = pings.select_for_update()
-    return pings.first()
+    # No row lock: lead_submit checks a ping's post under its advisory lock on `ping:{id}` (the
+    # id in one spelling), so two posts of one ping never run this at once.
+    return InboundPing.objects.filter(pk=key, source=source).first()
 
 
 class PingPosts:
@@ -265,7 +261,7 @@ class PingPosts:
         taken = InboundPing.objects.filter(pk=ping_id, lead__isnull=True).update(
             lead=lead, posted_at=timezone.now()
         )
-        if not taken:  # the ping's row lock (_ping_of, under lead_submit's) makes this unreachable
+        if not taken:  # lead_submit's advisory lock on `ping:{id}` makes this unreachable
             raise RuntimeError(f"ping {ping_id} was taken up by another post meanwhile")
 
 
