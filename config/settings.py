@@ -12,7 +12,6 @@ import ipaddress
 import os
 import secrets
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -191,13 +190,6 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
-    }
-    # The test database is a file too, not Django's shared in-memory one: there a writer that
-    # meets another's lock fails at once ("database table is locked"; the busy timeout applies
-    # to files only), so tests racing real threads would see what no deployment sees. One file
-    # per test process, removed when the run ends.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.path.join(tempfile.gettempdir(), f"leadswitch-test-{os.getpid()}.sqlite3")
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

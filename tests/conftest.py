@@ -18,6 +18,21 @@ hypothesis_settings.load_profile("leadswitch")
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On SQLite the test database is a file, not Django's shared in-memory one: there a writer
+    that meets another's lock fails at once ("database table is locked"; the busy timeout
+    applies to files only), so tests racing real threads would see what no deployment sees."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        name = tmp_path_factory.mktemp("database") / "test.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(name)
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """The test database refuses any lead status change the transition table does not allow."""
     with django_db_blocker.unblock():
