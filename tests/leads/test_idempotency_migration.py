@@ -7,33 +7,19 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from leads.api.views import Rendered
 from leads.models import IdempotencyRecord, Lead, PostingFormat, PostingProfile, Source
 from leads.profiles import mask_key
 from tests.leads.test_posting_profiles import flat_lead, keyed, send
+from tests.migrating import migrate
 
 BEFORE = [("leads", "0011_lead_consumer_hashes")]
 AFTER = [("leads", "0012_idempotency_answer_document")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    return executor.migrate(targets)
-
-
-@pytest.fixture
-def latest() -> Iterator[None]:
-    nodes = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    yield
-    migrate(nodes)
 
 
 def kept_as_bytes(model, source: Source, key: str, *, idempotency_key: str, n: int, answer: dict):
