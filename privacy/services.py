@@ -400,53 +400,50 @@ def raw_bodies_purge(
     where this one stopped). A purged lead's body is empty, so purging again finds nothing.
     """
     cutoff = timezone.now() - older_than
+    batches = {"batch_size": batch_size, "max_batches": max_batches}
+    leads = _bodies_purge(
+        Lead.objects.filter(received_at__lt=cutoff),
+        {Attempt: "lead_id", Postback: "lead_id"},
+        **batches,
+    )
+    pings = _bodies_purge(
+        InboundPing.objects.filter(received_at__lt=cutoff), {PingAttempt: "ping_id"}, **batches
+    )
+    return leads + pings
+
+
+def _bodies_purge(
+    older: models.QuerySet,
+    calls: dict[type[models.Model], str],
+    *,
+    batch_size: int,
+    max_batches: int,
+) -> int:
+    """Empty the raw bodies of the `older` rows (leads or inbound pings, by received_at), oldest
+    first, and the request and response bodies of the calls made for them (model: its key to
+    the row); return how many rows were purged."""
+    pending = older.exclude(raw_body="")
     purged = 0
     after = None
     for _ in range(max_batches):
         with transaction.atomic():
-            # The first batch walks the leads already purged: on a big table, longer than the
+            # The first batch walks the rows already purged: on a big table, longer than the
             # bound a connection carries for web requests and tasks.
             store.statement_timeout_off()
-            pending = Lead.objects.filter(received_at__lt=cutoff).exclude(raw_body="")
-            if after is not None:
-                # Leads are purged oldest first: go on from the last batch rather than walk
-                # the purged history again (there is no index on whether a body is empty).
-                pending = pending.filter(received_at__gte=after)
+            # Oldest first: go on from the last batch rather than walk the purged history again
+            # (there is no index on whether a body is empty).
+            rows = pending if after is None else pending.filter(received_at__gte=after)
             batch = list(
-                pending.order_by("received_at", "pk").values_list("pk", "received_at")[:batch_size]
+                rows.order_by("received_at", "pk").values_list("pk", "received_at")[:batch_size]
             )
             if not batch:
                 break
             ids = [pk for pk, _ in batch]
-            Lead.objects.filter(pk__in=ids).update(raw_body="")
-            for model in (Attempt, Postback):
-                model.objects.filter(lead_id__in=ids).exclude(
+            pending.model.objects.filter(pk__in=ids).update(raw_body="")
+            for model, key in calls.items():
+                model.objects.filter(**{f"{key}__in": ids}).exclude(
                     request_body="", response_body=""
                 ).update(request_body="", response_body="")
-        purged += len(batch)
-        after = batch[-1][1]
-    return purged + _ping_bodies_purge(cutoff, batch_size=batch_size, max_batches=max_batches)
-
-
-def _ping_bodies_purge(cutoff: datetime, *, batch_size: int, max_batches: int) -> int:
-    purged = 0
-    after = None
-    for _ in range(max_batches):
-        with transaction.atomic():
-            store.statement_timeout_off()
-            pending = InboundPing.objects.filter(received_at__lt=cutoff).exclude(raw_body="")
-            if after is not None:
-                pending = pending.filter(received_at__gte=after)
-            batch = list(
-                pending.order_by("received_at", "pk").values_list("pk", "received_at")[:batch_size]
-            )
-            if not batch:
-                break
-            ids = [pk for pk, _ in batch]
-            InboundPing.objects.filter(pk__in=ids).update(raw_body="")
-            PingAttempt.objects.filter(ping_id__in=ids).exclude(
-                request_body="", response_body=""
-            ).update(request_body="", response_body="")
         purged += len(batch)
         after = batch[-1][1]
     return purged
