@@ -122,10 +122,10 @@ def read_ping(document: Any) -> tuple[PingEnvelope | None, Errors]:
             errors[key] = ["Give the SHA-256 of the normalised value as 64 hexadecimal digits."]
             continue
         hashes[key] = value.strip().lower()
-    consent = document.get("consent")
-    for member in consent if isinstance(consent, dict) and consent else ["consent"]:
-        if "consent" in document:
-            path = "consent" if member == "consent" else f"consent.{member}"
+    if "consent" in document:
+        consent = document["consent"]
+        members = [f"consent.{m}" for m in consent] if isinstance(consent, dict) else []
+        for path in members or ["consent"]:
             errors[path] = [
                 "A ping carries no consent record: it holds personal data; send it with the post."
             ]
