@@ -115,6 +115,25 @@ def _test_summary(outcome: TestSendResult) -> str:
     return f"Test {preview.kind} ({preview.lead_label}): {what}"
 
 
+class ListedNotOpenedMixin:
+    """Who may not change a row may list it, but not open it.
+
+    Sales may list contracts (names, prices, health) but not open one: its page holds the buyer's
+    endpoints and integration details, and its tools send leads. Likewise a contract's parts: an
+    endpoint's page would show its credentials read-only, in the clear.
+    """
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None:
+            return self.has_change_permission(request, obj)
+        return super().has_view_permission(request, obj)
+
+    def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
+        if not self.has_change_permission(request):
+            return None
+        return super().get_list_display_links(request, list_display)
+
+
 class ContractPartInlineMixin(OwnedPartInlineMixin):
     """A contract's part (caps, schedule, territory, endpoints, ...): whoever may change the
     contract may change it."""
@@ -386,7 +405,7 @@ class ResponseRuleInline(ContractPartInlineMixin, admin.StackedInline):
 
 
 @admin.register(Contract)
-class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
+class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
     list_display = (
         "buyer",
         "name",
@@ -464,20 +483,6 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
             if isinstance(formset, DeliveryReadinessFormSet):
                 formset.secret_formsets = secrets
         return formsets, inline_instances
-
-    # --- Who may see what: a contract's page is for those who configure it ---
-
-    def has_view_permission(self, request: HttpRequest, obj: Contract | None = None) -> bool:
-        # Sales may list contracts (names, prices, health) but not open one: its page holds the
-        # buyer's endpoints and integration details, and its tools send leads.
-        if obj is not None:
-            return self.has_change_permission(request, obj)
-        return super().has_view_permission(request, obj)
-
-    def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
-        if not self.has_change_permission(request):
-            return None
-        return super().get_list_display_links(request, list_display)
 
     # --- The tools on a contract's page (ops): test, preview, pause, resume, clone, ZIPs ---
 
@@ -940,26 +945,37 @@ class ContractAdmin(SecretFormMixin, SimpleHistoryAdmin):
         self.message_user(request, text, messages.SUCCESS if done else messages.WARNING)
 
 
-class ContractPartAdmin(SimpleHistoryAdmin):
-    """Base for the rows a contract owns; they are normally edited on the contract page."""
+class OwnerTouchedMixin:
+    """A row saved or deleted on its own page says that its owner (named by `owner_id_field`)
+    changed, through `owner_changed`: the eligibility engine recompiles an owner's rules when
+    the owner changes, and editing the row on the owner's page would have changed it."""
 
-    # The eligibility engine recompiles a vertical when one of its contracts changes: a part
-    # saved on its own page must say that its contract changed.
+    owner_id_field: str
+
+    def owner_changed(self, request: HttpRequest, owner_id: int) -> None:
+        raise NotImplementedError
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        self._changed(request, obj.contract_id)
+        self.owner_changed(request, getattr(obj, self.owner_id_field))
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         super().delete_model(request, obj)
-        self._changed(request, obj.contract_id)
+        self.owner_changed(request, getattr(obj, self.owner_id_field))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        contract_ids = list(queryset.values_list("contract_id", flat=True).distinct())
+        owner_ids = list(queryset.values_list(self.owner_id_field, flat=True).distinct())
         super().delete_queryset(request, queryset)
-        for contract_id in contract_ids:
-            self._changed(request, contract_id)
+        for owner_id in owner_ids:
+            self.owner_changed(request, owner_id)
 
-    def _changed(self, request: HttpRequest, contract_id: int) -> None:
+
+class ContractPartAdmin(ListedNotOpenedMixin, OwnerTouchedMixin, SimpleHistoryAdmin):
+    """Base for the rows a contract owns; they are normally edited on the contract page."""
+
+    owner_id_field = "contract_id"
+
+    def owner_changed(self, request: HttpRequest, contract_id: int) -> None:
         """Say the contract changed; a live one that cannot deliver any more (its post endpoint
         or a secret its templates read deleted here) is paused, saying why."""
         contract_touch(contract_id=contract_id)
@@ -979,18 +995,6 @@ class ContractPartAdmin(SimpleHistoryAdmin):
     list_select_related = ("contract__buyer",)
     autocomplete_fields = ("contract",)
     search_fields = ("contract__name", "contract__buyer__company")
-
-    # As for contracts: who may not change a part may list it, but not open it (an endpoint's
-    # page would show its credentials read-only, in the clear).
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None:
-            return self.has_change_permission(request, obj)
-        return super().has_view_permission(request, obj)
-
-    def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
-        if not self.has_change_permission(request):
-            return None
-        return super().get_list_display_links(request, list_display)
 
 
 @admin.register(ContractCap)
@@ -1088,27 +1092,20 @@ class ResponseRuleAdmin(ContractPartAdmin):
 
 
 @admin.register(BuyerCap)
-class BuyerCapAdmin(SimpleHistoryAdmin):
+class BuyerCapAdmin(OwnerTouchedMixin, SimpleHistoryAdmin):
     list_display = ("buyer", "period", "max_leads", "budget")
     list_filter = ("period",)
     search_fields = ("buyer__company",)
     list_select_related = ("buyer",)
     autocomplete_fields = ("buyer",)
+    owner_id_field = "buyer_id"
+
+    def owner_changed(self, request: HttpRequest, buyer_id: int) -> None:
+        buyer_touch(buyer_id=buyer_id)
 
     def save_model(self, request: HttpRequest, obj: BuyerCap, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         cap_counters_seed(caps=[obj])
-        buyer_touch(buyer_id=obj.buyer_id)
-
-    def delete_model(self, request: HttpRequest, obj: BuyerCap) -> None:
-        super().delete_model(request, obj)
-        buyer_touch(buyer_id=obj.buyer_id)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BuyerCap]) -> None:
-        buyer_ids = list(queryset.values_list("buyer_id", flat=True).distinct())
-        super().delete_queryset(request, queryset)
-        for buyer_id in buyer_ids:
-            buyer_touch(buyer_id=buyer_id)
 
     @admin.display(description="Budget", ordering="max_budget")
     def budget(self, obj: BuyerCap) -> str | None:
