@@ -168,7 +168,23 @@ class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
         return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
 
 
-class LeadSaleInline(ReadOnlyAdminMixin, admin.TabularInline):
+class SaleMoneyMixin:
+    """A sale's price, the source's payout and the margin, as money (a lead's page, the sales)."""
+
+    @admin.display(description="Price", ordering="price")
+    def price_display(self, obj: Sale) -> str | None:
+        return money(obj.price)
+
+    @admin.display(description="Payout", ordering="payout")
+    def payout_display(self, obj: Sale) -> str | None:
+        return money(obj.payout)
+
+    @admin.display(description="Margin")
+    def margin_display(self, obj: Sale) -> str | None:
+        return money(obj.margin)
+
+
+class LeadSaleInline(SaleMoneyMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = Sale
     extra = 0
     show_change_link = True
@@ -192,18 +208,6 @@ class LeadSaleInline(ReadOnlyAdminMixin, admin.TabularInline):
     @admin.display(description="Contract")
     def contract_link(self, obj: Sale) -> str | None:
         return admin_link(obj.contract, obj.contract.name)
-
-    @admin.display(description="Price")
-    def price_display(self, obj: Sale) -> str | None:
-        return money(obj.price)
-
-    @admin.display(description="Payout")
-    def payout_display(self, obj: Sale) -> str | None:
-        return money(obj.payout)
-
-    @admin.display(description="Margin")
-    def margin_display(self, obj: Sale) -> str | None:
-        return money(obj.margin)
 
 
 class AuctionAttemptInline(LeadAttemptInline):
@@ -427,7 +431,9 @@ class AttemptAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.
 
 
 @admin.register(Sale)
-class SaleAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class SaleAdmin(
+    SaleMoneyMixin, MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     list_display = (
         "sold_at",
         "lead_link",
@@ -466,18 +472,6 @@ class SaleAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.Mod
     @admin.display(description="Contract", ordering="contract__name")
     def contract_name(self, obj: Sale) -> str:
         return obj.contract.name
-
-    @admin.display(description="Price", ordering="price")
-    def price_display(self, obj: Sale) -> str | None:
-        return money(obj.price)
-
-    @admin.display(description="Payout", ordering="payout")
-    def payout_display(self, obj: Sale) -> str | None:
-        return money(obj.payout)
-
-    @admin.display(description="Margin")
-    def margin_display(self, obj: Sale) -> str | None:
-        return money(obj.margin)
 
 
 @admin.register(ContractHealth)
