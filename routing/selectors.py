@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import Count, Max
@@ -133,10 +133,15 @@ def compile_contract(contract: Contract) -> ContractRules:
 class VerticalRules:
     rules: list[ContractRules]
     cap_plans: dict[int, CapPlan]
-    version: tuple[Any, ...]
 
 
-_cache: dict[int, tuple[float, VerticalRules]] = {}
+_T = TypeVar("_T")
+
+# A vertical's entry of a per-process cache: until when it may be used, and the version it was
+# loaded at.
+_Cache = dict[int, tuple[float, tuple[Any, ...], _T]]
+
+_cache: _Cache[VerticalRules] = {}
 _cache_lock = threading.Lock()
 
 
@@ -179,6 +184,36 @@ def _loading(cache_name: str, vertical_id: int) -> threading.Lock:
         return _load_locks.setdefault((cache_name, vertical_id), threading.Lock())
 
 
+def _cached_load(
+    cache: _Cache[_T],
+    cache_name: str,
+    vertical_id: int,
+    *,
+    version: tuple[Any, ...],
+    ttl: float,
+    load: Callable[[], _T],
+) -> _T:
+    """Return the vertical's entry of the cache while it is younger than ttl seconds and was
+    loaded at this version; else load it, once for all the threads that ask meanwhile."""
+
+    def cached() -> _T | None:
+        with _cache_lock:
+            entry = cache.get(vertical_id)
+        if entry is not None and entry[0] > time.monotonic() and entry[1] == version:
+            return entry[2]
+        return None
+
+    if (value := cached()) is not None:
+        return value
+    with _loading(cache_name, vertical_id):
+        if (value := cached()) is not None:  # loaded by the thread this one waited for
+            return value
+        value = load()
+        with _cache_lock:
+            cache[vertical_id] = (time.monotonic() + ttl, version, value)
+        return value
+
+
 def vertical_rules(vertical_id: int) -> VerticalRules:
     """Return every contract of a vertical, compiled.
 
@@ -188,28 +223,18 @@ def vertical_rules(vertical_id: int) -> VerticalRules:
     """
     ttl = settings.ELIGIBILITY_RULES_TTL
     if ttl <= 0:
-        return _compiled_rules(vertical_id, ())
-    version = rules_version(vertical_id)
-
-    def cached() -> VerticalRules | None:
-        with _cache_lock:
-            entry = _cache.get(vertical_id)
-        if entry is not None and entry[0] > time.monotonic() and entry[1].version == version:
-            return entry[1]
-        return None
-
-    if (rules := cached()) is not None:
-        return rules
-    with _loading("rules", vertical_id):
-        if (rules := cached()) is not None:  # loaded by the thread this one waited for
-            return rules
-        loaded = _compiled_rules(vertical_id, version)
-        with _cache_lock:
-            _cache[vertical_id] = (time.monotonic() + ttl, loaded)
-        return loaded
+        return _compiled_rules(vertical_id)
+    return _cached_load(
+        _cache,
+        "rules",
+        vertical_id,
+        version=rules_version(vertical_id),
+        ttl=ttl,
+        load=lambda: _compiled_rules(vertical_id),
+    )
 
 
-def _compiled_rules(vertical_id: int, version: tuple[Any, ...]) -> VerticalRules:
+def _compiled_rules(vertical_id: int) -> VerticalRules:
     contracts = list(
         Contract.objects.filter(vertical_id=vertical_id)
         .select_related("buyer")
@@ -227,7 +252,6 @@ def _compiled_rules(vertical_id: int, version: tuple[Any, ...]) -> VerticalRules
     return VerticalRules(
         rules=[compile_contract(c) for c in contracts],
         cap_plans={c.pk: contract_cap_plan(c) for c in contracts},
-        version=version,
     )
 
 
@@ -337,7 +361,7 @@ def eligible_contracts(lead: Lead, *, now: datetime | None = None) -> list[Verdi
 # mappings, response rules) and its ping fields, kept per process like the compiled rules: they
 # change when ops edit a contract, not per lead, and loading them (queries, decryption) would
 # otherwise be a large part of every routing run's CPU.
-_delivery_cache: dict[int, tuple[float, tuple[Any, ...], dict[int, Contract], frozenset[str]]] = {}
+_delivery_cache: _Cache[tuple[dict[int, Contract], frozenset[str]]] = {}
 
 
 def _load_delivery(vertical_id: int, ids: Iterable[int] | None) -> dict[int, Contract]:
@@ -372,26 +396,15 @@ def delivery_setup(
     ttl = settings.ELIGIBILITY_RULES_TTL
     if ttl <= 0:
         return _load_delivery(vertical.pk, ids), _ping_fields(vertical.pk)
-    version = (*rules_version(vertical.pk), vertical.updated_at)
-
-    def cached() -> tuple[Any, ...] | None:
-        with _cache_lock:
-            entry = _delivery_cache.get(vertical.pk)
-        if entry is not None and entry[0] > time.monotonic() and entry[1] == version:
-            return entry
-        return None
-
-    entry = cached()
-    if entry is None:
-        with _loading("delivery", vertical.pk):
-            entry = cached()  # loaded meanwhile by the thread this one waited for
-            if entry is None:
-                loaded = _load_delivery(vertical.pk, None)
-                entry = (time.monotonic() + ttl, version, loaded, _ping_fields(vertical.pk))
-                with _cache_lock:
-                    _delivery_cache[vertical.pk] = entry
-    contracts = entry[2]
-    return {i: contracts[i] for i in ids if i in contracts}, entry[3]
+    contracts, ping_fields = _cached_load(
+        _delivery_cache,
+        "delivery",
+        vertical.pk,
+        version=(*rules_version(vertical.pk), vertical.updated_at),
+        ttl=ttl,
+        load=lambda: (_load_delivery(vertical.pk, None), _ping_fields(vertical.pk)),
+    )
+    return {i: contracts[i] for i in ids if i in contracts}, ping_fields
 
 
 @dataclass(frozen=True)
