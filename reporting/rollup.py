@@ -49,8 +49,15 @@ NOT_ACCEPTED = (LeadStatus.INVALID, LeadStatus.DUPLICATE, LeadStatus.SUPPRESSED)
 SOLD_STATUSES = (LeadStatus.SOLD, LeadStatus.RETURNED)
 UNSOLD_STATUSES = (LeadStatus.UNSOLD, LeadStatus.FAILED)
 FAILED_OUTCOMES = (AttemptOutcome.ERROR, AttemptOutcome.TIMEOUT, AttemptOutcome.AMBIGUOUS)
-HOURLY_TO_DAILY = ((LeadHour, LeadDay), (SaleHour, SaleDay), (AttemptHour, AttemptDay))
-HOURLY_TO_DAILY += ((RejectionHour, RejectionDay), (PingHour, PingDay))
+# Each kind of rollup: its hourly rows, and the daily rows summed from them.
+ROLLUPS = {
+    "lead": (LeadHour, LeadDay),
+    "sale": (SaleHour, SaleDay),
+    "attempt": (AttemptHour, AttemptDay),
+    "rejection": (RejectionHour, RejectionDay),
+    "ping": (PingHour, PingDay),
+}
+HOURLY_TO_DAILY = tuple(ROLLUPS.values())
 ROLLUP_MODELS = tuple(model for pair in HOURLY_TO_DAILY for model in pair)
 KEYS = ("vertical", "source", "buyer", "tier", "reason")
 

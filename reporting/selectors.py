@@ -29,22 +29,8 @@ from leads.models import Lead, Source
 from leads.scoring import TIERS, Tier
 from reporting import store
 from reporting.filters import ReportQuery
-from reporting.models import (
-    PING_MS_BOUNDS,
-    SALE_SECONDS_BOUNDS,
-    AttemptDay,
-    AttemptHour,
-    LeadDay,
-    LeadHour,
-    PingDay,
-    PingHour,
-    RejectionDay,
-    RejectionHour,
-    RollupState,
-    SaleDay,
-    SaleHour,
-    bucket_names,
-)
+from reporting.models import PING_MS_BOUNDS, SALE_SECONDS_BOUNDS, RollupState, bucket_names
+from reporting.rollup import ROLLUPS
 from routing.models import ContractHealth, HealthStatus
 
 ZERO = Decimal("0.00")
@@ -70,9 +56,8 @@ def money(total: Decimal | None, count: int = 1) -> Decimal | None:
 # --- Rollup querysets ------------------------------------------------------------------------
 
 
-HOURLY = {"lead": LeadHour, "sale": SaleHour, "attempt": AttemptHour, "rejection": RejectionHour}
-DAILY = {"lead": LeadDay, "sale": SaleDay, "attempt": AttemptDay, "rejection": RejectionDay}
-HOURLY["ping"], DAILY["ping"] = PingHour, PingDay
+HOURLY = {kind: hourly for kind, (hourly, _) in ROLLUPS.items()}
+DAILY = {kind: daily for kind, (_, daily) in ROLLUPS.items()}
 PING_FIELDS = ("pings", "bids", "posted")
 
 
