@@ -140,6 +140,13 @@ def api_key_find(
     return api_key
 
 
+class KeyPrincipal:
+    """Base of the user a key's owner is to DRF (`principal_for`): authenticated and active."""
+
+    is_authenticated: ClassVar[bool] = True
+    is_active: ClassVar[bool] = True
+
+
 class BearerKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <key>` with a live key; subclasses say whose keys and how a
     principal is made of one (`principal_for`)."""

@@ -17,7 +17,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from config.api_keys import BearerKeyAuthentication
+from config.api_keys import BearerKeyAuthentication, KeyPrincipal
 from config.cache import CACHE_DOWN
 from leads import profiles
 from leads.models import Source, SourceApiKey
@@ -29,13 +29,11 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SourcePrincipal:
+class SourcePrincipal(KeyPrincipal):
     """The caller of a partner endpoint: a source, through one of its keys."""
 
     source: Source
     api_key: SourceApiKey
-    is_authenticated: bool = True
-    is_active: bool = True
     profile: Profile = DEFAULT_PROFILE
     # The key as sent, when it came in a parameter: masked wherever the request is stored.
     sent_key: str = field(default="", repr=False)

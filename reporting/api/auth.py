@@ -10,7 +10,7 @@ from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from buyers.models import Buyer, BuyerApiKey
-from config.api_keys import BearerKeyAuthentication, BearerScheme
+from config.api_keys import BearerKeyAuthentication, BearerScheme, KeyPrincipal
 from reporting.models import StaffToken
 from reporting.services import buyer_api_key_authenticate, staff_token_authenticate
 
@@ -65,13 +65,11 @@ class CanViewReports(BasePermission):
 
 
 @dataclass(frozen=True)
-class BuyerPrincipal:
+class BuyerPrincipal(KeyPrincipal):
     """The caller of the returns API: a buyer, through one of its keys."""
 
     buyer: Buyer
     api_key: BuyerApiKey
-    is_authenticated: bool = True
-    is_active: bool = True
 
     @property
     def pk(self) -> int:
