@@ -21,17 +21,9 @@ from buyers.models import (
     CapCounter,
     CapPeriod,
     CapReservation,
-    ClosedDate,
     Contract,
     ContractCap,
-    ContractSecret,
-    DeliveryEndpoint,
-    FieldCriterion,
-    FieldMapping,
     ReservationStatus,
-    ResponseRule,
-    ScheduleWindow,
-    TerritoryRule,
 )
 from buyers.schedule import Schedule
 from leads.models import Lead
@@ -271,17 +263,18 @@ def contract_schedule(contract: Contract) -> Schedule:
     return Schedule.build(contract.buyer.time_zone, windows, closed)
 
 
-# The parts of a contract whose changes its history page lists beside its own.
+# Every row a contract owns, by the name of its reverse relation: what a clone copies
+# (buyers.services) and whose changes the contract's history page lists beside its own.
 CONTRACT_PARTS = (
-    ContractCap,
-    ScheduleWindow,
-    ClosedDate,
-    TerritoryRule,
-    FieldCriterion,
-    ContractSecret,
-    DeliveryEndpoint,
-    FieldMapping,
-    ResponseRule,
+    "caps",
+    "schedule",
+    "closed_dates",
+    "territory",
+    "criteria",
+    "secrets",
+    "endpoints",
+    "mappings",
+    "response_rules",
 )
 _ACTIONS = {"+": "Created", "~": "Changed", "-": "Deleted"}
 
@@ -305,7 +298,8 @@ def contract_part_changes(*, contract_id: int, limit: int = 200) -> list[PartCha
     costs the same few queries however long the history.
     """
     changes: list[PartChange] = []
-    for model in CONTRACT_PARTS:
+    for relation in CONTRACT_PARTS:
+        model = Contract._meta.get_field(relation).related_model
         records = list(
             model.history.filter(contract_id=contract_id)
             .select_related("history_user")

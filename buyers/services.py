@@ -32,6 +32,7 @@ from buyers.models import (
 from buyers.readiness import ContractCannotDeliver, contract_delivery_problems
 from buyers.selectors import (
     BUYER_SCOPE,
+    CONTRACT_PARTS,
     cap_counter_key,
     cap_counter_key_of,
     cap_counters_filter,
@@ -121,20 +122,6 @@ def buyers_set_active(*, buyers: QuerySet[Buyer], active: bool) -> int:
     if changed:
         _record_history(Buyer, pks, reason="activated" if active else "deactivated")
     return changed
-
-
-# Every row a contract owns, by the name of its reverse relation: what a clone copies.
-CONTRACT_PARTS = (
-    "caps",
-    "schedule",
-    "closed_dates",
-    "territory",
-    "criteria",
-    "secrets",
-    "endpoints",
-    "mappings",
-    "response_rules",
-)
 
 
 @dataclass(frozen=True)
