@@ -20,6 +20,7 @@ from leads.models import Lead, Source, Vertical, VerticalField
 from leads.samples import SAMPLE_CONSENT, sample_value
 from routing.context import lead_context
 from routing.responses import check_path, parse_namespaces
+from routing.selectors import vertical_ping_fields
 from routing.templating import TemplateError, check_request
 
 # What the ZIP enrichment adds to every lead's fields.
@@ -124,11 +125,7 @@ def check_endpoint(endpoint: Any) -> dict[str, str]:
     texts = (endpoint.body_template or "", *map(str, query.values()), *templated.values())
     ping_fields: frozenset[str] = frozenset()
     if endpoint.kind == "ping" and vertical is not None:
-        ping_fields = frozenset(
-            VerticalField.objects.filter(vertical=vertical, in_ping=True).values_list(
-                "name", flat=True
-            )
-        )
+        ping_fields = vertical_ping_fields(vertical.pk)
     sample = sample_context(
         vertical=vertical, kind=endpoint.kind, ping_fields=ping_fields, templates=texts
     )

@@ -376,7 +376,8 @@ def _load_delivery(vertical_id: int, ids: Iterable[int] | None) -> dict[int, Con
     }
 
 
-def _ping_fields(vertical_id: int) -> frozenset[str]:
+def vertical_ping_fields(vertical_id: int) -> frozenset[str]:
+    """Return the names of the vertical's fields that its pings carry."""
     return frozenset(
         VerticalField.objects.filter(vertical_id=vertical_id, in_ping=True).values_list(
             "name", flat=True
@@ -395,14 +396,14 @@ def delivery_setup(
     ids = list(contract_ids)
     ttl = settings.ELIGIBILITY_RULES_TTL
     if ttl <= 0:
-        return _load_delivery(vertical.pk, ids), _ping_fields(vertical.pk)
+        return _load_delivery(vertical.pk, ids), vertical_ping_fields(vertical.pk)
     contracts, ping_fields = _cached_load(
         _delivery_cache,
         "delivery",
         vertical.pk,
         version=(*rules_version(vertical.pk), vertical.updated_at),
         ttl=ttl,
-        load=lambda: (_load_delivery(vertical.pk, None), _ping_fields(vertical.pk)),
+        load=lambda: (_load_delivery(vertical.pk, None), vertical_ping_fields(vertical.pk)),
     )
     return {i: contracts[i] for i in ids if i in contracts}, ping_fields
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from buyers.models import Contract, EndpointKind, PriceModel
-from leads.models import Lead, VerticalField
+from leads.models import Lead
 from outbound.http import send_all
 from outbound.rules import Outcome
 from routing.delivery import EMAIL_METHOD
@@ -27,17 +27,10 @@ from routing.integration import sample_ping_answer
 from routing.mapping import MappingError, OutgoingRequest
 from routing.models import Attempt, AttemptOutcome
 from routing.responses import ParsedResponse, parse_response
+from routing.selectors import vertical_ping_fields
 from routing.team_delivery import TEAM_METHOD
 
 logger = logging.getLogger(__name__)
-
-
-def _ping_fields(vertical_id: int) -> frozenset[str]:
-    return frozenset(
-        VerticalField.objects.filter(vertical_id=vertical_id, in_ping=True).values_list(
-            "name", flat=True
-        )
-    )
 
 
 def sample_lead(*, contract: Contract) -> Lead:
@@ -167,7 +160,7 @@ def contract_request_preview(
             contract,
             kind,
             subject,
-            _ping_fields(contract.vertical_id),
+            vertical_ping_fields(contract.vertical_id),
             bid=bid,
             ping=ping.values if ping is not None else None,
         )
