@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from django.apps import apps
-from django.db import models
+from django.db import connection, models
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -143,17 +143,20 @@ def test_a_concurrent_burst_never_gets_past_the_throttle(demo):
     key = api_key_for(source)
 
     def one(number: int) -> int:
-        return (
-            Client()
-            .post(
-                LEADS,
-                auto_lead(9000 + number),
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {key}",
-                secure=True,
+        try:
+            return (
+                Client()
+                .post(
+                    LEADS,
+                    auto_lead(9000 + number),
+                    content_type="application/json",
+                    HTTP_AUTHORIZATION=f"Bearer {key}",
+                    secure=True,
+                )
+                .status_code
             )
-            .status_code
-        )
+        finally:
+            connection.close()  # the test client keeps a thread's connection open for good
 
     started = time.time()
     with ThreadPoolExecutor(8) as pool:
