@@ -27,81 +27,87 @@ response gives no reason for that), `reject_post` (refuse posts with this error 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tests.buyers.fakes.fake_server import (
-    EMAIL_RE,
-    FORM,
-    PHONE10_RE,
-    URL_RE,
-    US_STATES,
-    ZIP5_RE,
-    Answer,
-    FieldRule,
-    PingPostBehaviour,
-    PingPostFake,
-    Request,
-    first_values,
-    is_ip,
-    is_number,
-    money,
-)
+from tests.buyers.fakes import formats
+from tests.buyers.fakes.fake_server import ABSENT, Answer, FieldRule, PingPostFake, field_problems
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from tests.buyers.fakes.fake_server import PingPostBehaviour, Request
+
 PATH = "/new_api/api.php"
 MODES = ("ping", "post", "full")
 TEST_MATCH_ZIP = "99999"
-
-
-def _matches(pattern: Any, what: str) -> Callable[[Any], str | None]:
-    return lambda value: None if pattern.match(value) else f"must be {what}"
+# The error for a post's Lead_ID that the portal cannot take, by what `PingBook.redeem` found.
+LEAD_ID_REFUSED = {
+    "unknown": "Invalid Lead_ID",
+    "expired": "Lead_ID has expired",
+    "used": "Lead_ID already posted",
+}
 
 
 def _positive(value: str) -> str | None:
-    return None if is_number(value) and Decimal(value) > 0 else "must be a number above 0"
+    return None if formats.is_number(value) and Decimal(value) > 0 else "must be a number above 0"
 
 
 def _non_negative(value: str) -> str | None:
-    return None if is_number(value) and Decimal(value) >= 0 else "must be a number"
+    return None if formats.is_number(value) and Decimal(value) >= 0 else "must be a number"
 
+
+def _state(value: str) -> str | None:
+    return None if value in formats.US_STATES else "not a US state"
+
+
+def _ip(value: str) -> str | None:
+    return None if formats.is_ip(value) else "not an IP address"
+
+
+_EMAIL = formats.matches(formats.EMAIL_RE, "must be an e-mail address")
+_URL = formats.matches(formats.URL_RE, "must be a URL")
 
 # This fake's solar lead type. Ping fields describe the lead without naming the consumer.
 LEAD_TYPE_FIELDS = (
-    FieldRule("Zip", ping=True, post=True, check=_matches(ZIP5_RE, "5 digits")),
+    FieldRule(
+        "Zip", ping=True, post=True, check=formats.matches(formats.ZIP5_RE, "must be 5 digits")
+    ),
     FieldRule("Homeowner", ping=True, post=True, choices=("Yes", "No")),
     FieldRule("Electric_Bill", ping=True, post=True, check=_non_negative),
     FieldRule("Utility_Provider"),
-    FieldRule("State", post=True, check=lambda v: None if v in US_STATES else "not a US state"),
+    FieldRule("State", post=True, check=_state),
     FieldRule("City"),
     FieldRule("First_Name", post=True),
     FieldRule("Last_Name", post=True),
     FieldRule("Address", post=True),
-    FieldRule("Email", post=True, check=_matches(EMAIL_RE, "an e-mail address")),
-    FieldRule("Primary_Phone", post=True, check=_matches(PHONE10_RE, "10 digits")),
-    FieldRule("IP_Address", post=True, check=lambda v: None if is_ip(v) else "not an IP address"),
-    FieldRule("Landing_Page", post=True, check=_matches(URL_RE, "a URL")),
+    FieldRule("Email", post=True, check=_EMAIL),
+    FieldRule(
+        "Primary_Phone", post=True, check=formats.matches(formats.PHONE10_RE, "must be 10 digits")
+    ),
+    FieldRule("IP_Address", post=True, check=_ip),
+    FieldRule("Landing_Page", post=True, check=_URL),
     FieldRule("TCPA_Consent", choices=("Yes", "No")),
-    FieldRule("Trusted_Form_URL", check=_matches(URL_RE, "a URL")),
+    FieldRule("Trusted_Form_URL", check=_URL),
 )
 
 
 class BoberdooFake(PingPostFake):
     """A boberdoo portal buying one lead type by ping/post; see the module docstring."""
 
+    default_price = Decimal("6.66")
+    path = PATH
+
     def __init__(
         self,
         *,
         key: str = "bbd-4f1c2a",
         lead_type: str = "12",
-        price: Decimal = Decimal("6.66"),
         first_lead_id: int = 21777961,
         **behaviour: Unpack[PingPostBehaviour],
     ) -> None:
-        super().__init__(price=price, **behaviour)
+        super().__init__(**behaviour)
         self.key = key
         self.lead_type = lead_type
         self.first_lead_id = first_lead_id
@@ -119,7 +125,7 @@ class BoberdooFake(PingPostFake):
             return _answer("XML", status="Error", error="Invalid Format")
         if request.method not in ("GET", "POST"):
             return _answer(answer_format, status="Error", error="Unsupported request method")
-        if request.method == "POST" and request.body and request.media_type != FORM:
+        if request.method == "POST" and request.body and request.media_type != formats.FORM:
             return _answer(answer_format, status="Error", error="Unsupported Content-Type")
         error = self._check(params)
         if error:
@@ -136,7 +142,9 @@ class BoberdooFake(PingPostFake):
         lead_id = self.lead_id()
         if mode == "ping":
             self.pings.issue(lead_id, price=self.price)
-        return _answer(answer_format, status="Matched", lead_id=lead_id, price=money(self.price))
+        return _answer(
+            answer_format, status="Matched", lead_id=lead_id, price=formats.money(self.price)
+        )
 
     def _check(self, params: Mapping[str, str]) -> str | None:  # noqa: PLR0911
         """Return the first thing wrong with a request, in the order the portal checks them."""
@@ -158,36 +166,27 @@ class BoberdooFake(PingPostFake):
         if mode == "post" and not params.get("Lead_ID"):
             return "Missing required field: Lead_ID"
         kinds = ("ping", "post") if mode == "full" else (mode,)
-        for rule in LEAD_TYPE_FIELDS:
-            value = params.get(rule.name, "")
-            if value == "":
-                if any(rule.required_for(kind) for kind in kinds):
-                    return f"Missing required field: {rule.name}"
-                continue
-            if rule.problem(value):
-                return f"Invalid value for field: {rule.name}"
+        for name, why in field_problems(LEAD_TYPE_FIELDS, params, kinds):
+            if why == ABSENT:
+                return f"Missing required field: {name}"
+            return f"Invalid value for field: {name}"
         return None
 
     def _post(self, params: Mapping[str, str], answer_format: str) -> Answer:
         lead_id = params["Lead_ID"]
         state, facts = self.pings.redeem(lead_id)
         if state != "ok":
-            error = {
-                "unknown": "Invalid Lead_ID",
-                "expired": "Lead_ID has expired",
-                "used": "Lead_ID already posted",
-            }[state]
-            return _answer(answer_format, status="Error", error=error)
+            return _answer(answer_format, status="Error", error=LEAD_ID_REFUSED[state])
         if self.reject_post:
             return _answer(answer_format, status="Error", lead_id=lead_id, error=self.reject_post)
         return _answer(
-            answer_format, status="Matched", lead_id=lead_id, price=money(facts["price"])
+            answer_format, status="Matched", lead_id=lead_id, price=formats.money(facts["price"])
         )
 
 
 def _params(request: Request) -> dict[str, str]:
     """The request's fields: the query's, then a form body's (the portal reads both)."""
-    return first_values({**request.query, **request.form()})
+    return formats.first_values({**request.query, **request.form()})
 
 
 def _answer(answer_format: str, **elements: Any) -> Answer:

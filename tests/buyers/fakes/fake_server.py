@@ -1,5 +1,6 @@
 """What every fake buyer shares: a real HTTP server on 127.0.0.1 in a thread, a record of what it
-received, the ping ids it issued, and the plain format checks buyers' specs ask for.
+received, the ping ids it issued, and the rules of a campaign's fields (the formats those rules
+check are in `formats`).
 
 A fake is a `FakeBuyer` subclass that turns a `Request` into an `Answer` in `answer`; it runs
 for the length of a `with` block, on a port of its own, and answers one request at a time (fakes
@@ -12,15 +13,12 @@ keep state between requests):
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict
@@ -30,32 +28,14 @@ from xml.sax.saxutils import escape
 import requests
 from defusedxml import ElementTree
 
+from tests.buyers.fakes.formats import FORM, JSON
+
 if TYPE_CHECKING:
-    pass
+    from decimal import Decimal
 
 LOOPBACK = "127.0.0.1"
 # A bound on what a fake reads, so a runaway client cannot exhaust the test process.
 MAX_BODY_BYTES = 5 * 1024 * 1024
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
-
-# The 50 states and DC, as buyers' specs list them.
-# fmt: off
-US_STATES = frozenset((
-    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID",
-    "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO",
-    "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA",
-    "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
-))
-# fmt: on
-ZIP5_RE = re.compile(r"^\d{5}$")
-PHONE10_RE = re.compile(r"^\d{10}$")
-# A North American number: neither the area code nor the exchange starts with 0 or 1.
-NANP_RE = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-URL_RE = re.compile(r"^https?://[^\s/]+\.[^\s]+$")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -163,28 +143,6 @@ def xml_document(root: str, elements: Mapping[str, Any]) -> str:
         return f"<{name}>{escape(str(value))}</{name}>"
 
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + render(root, dict(elements)) + "\n"
-
-
-def money(value: Decimal) -> str:
-    """A price as buyers write it: two decimals."""
-    return f"{value.quantize(Decimal('0.01'))}"
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def is_number(value: Any) -> bool:
-    """Whether a JSON value or a form text is a number (a bool is not)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    return isinstance(value, str) and bool(NUMBER_RE.match(value))
 
 
 class PingBook:
@@ -357,8 +315,9 @@ class FakeBuyer:
 
 
 class PingPostBehaviour(TypedDict, total=False):
-    """What a test may ask of any ping/post fake besides its price (see `PingPostFake`)."""
+    """What a test may ask of any ping/post fake (see `PingPostFake`)."""
 
+    price: Decimal
     decline: bool | str | None
     reject_post: str | None
     ping_ttl_s: float
@@ -369,19 +328,22 @@ class PingPostFake(FakeBuyer):
     """A ping/post buyer's behaviour per test: its bid (`price`), `decline` (refuse pings; a
     text where the buyer gives a reason), `reject_post` (refuse posts with this text), the ping
     ids it issued, valid for `ping_ttl_s` by `clock`, and the leads it bought (a post whose phone
-    or e-mail one of them has is a duplicate, for the buyers that say so)."""
+    or e-mail one of them has is a duplicate, for the buyers that say so). A fake bids its
+    spec's example price unless a test names another."""
+
+    default_price: ClassVar[Decimal]
 
     def __init__(
         self,
         *,
-        price: Decimal,
+        price: Decimal | None = None,
         decline: bool | str | None = None,
         reject_post: str | None = None,
         ping_ttl_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.price = price
+        self.price = self.default_price if price is None else price
         self.decline = decline
         self.reject_post = reject_post
         self.pings = PingBook(ttl_s=ping_ttl_s, clock=clock)
@@ -417,9 +379,10 @@ def xml_fields(response: requests.Response) -> dict[str, str]:
     return {child.tag: child.text or "" for child in root}
 
 
-def first_values(fields: Mapping[str, list[str]]) -> dict[str, str]:
-    """Each field's first value, as the portals read a repeated field."""
-    return {name: values[0] for name, values in fields.items()}
+# What `field_problems` says of a field that is required but absent or blank, and of a value that
+# is not one of the field's choices (a check's own text says anything else).
+ABSENT = "absent"
+NOT_ALLOWED = "not an allowed value"
 
 
 @dataclass
@@ -441,5 +404,22 @@ class FieldRule:
     def problem(self, value: Any) -> str | None:
         """Return what is wrong with a present value, or None."""
         if self.choices and value not in self.choices:
-            return "not an allowed value"
+            return NOT_ALLOWED
         return self.check(value) if self.check else None
+
+
+def field_problems(
+    rules: Iterable[FieldRule], fields: Mapping[str, Any], kinds: tuple[str, ...]
+) -> Iterator[tuple[str, str]]:
+    """Yield each field a request of these kinds (ping, post) gets wrong, in the rules' order,
+    with what is wrong: `ABSENT`, `NOT_ALLOWED` or its check's text. Each buyer words these its
+    own way."""
+    for rule in rules:
+        value = fields.get(rule.name)
+        if value is None or value == "":
+            if any(rule.required_for(kind) for kind in kinds):
+                yield rule.name, ABSENT
+            continue
+        why = rule.problem(value)
+        if why:
+            yield rule.name, why

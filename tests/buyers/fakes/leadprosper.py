@@ -40,29 +40,21 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tests.buyers.fakes.fake_server import (
-    DATE_RE,
-    EMAIL_RE,
-    FORM,
-    JSON,
-    PHONE10_RE,
-    URL_RE,
-    US_STATES,
-    ZIP5_RE,
-    Answer,
-    FieldRule,
-    PingPostBehaviour,
-    PingPostFake,
-    Request,
-    first_values,
-    is_ip,
-    is_number,
-)
+from tests.buyers.fakes import formats
+from tests.buyers.fakes.fake_server import ABSENT, Answer, FieldRule, PingPostFake, field_problems
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from tests.buyers.fakes.fake_server import PingPostBehaviour, Request
+
 MISSING, INVALID, CREDENTIALS, PING_ID, NOT_BOUGHT, DUPLICATE = 1001, 1002, 1003, 1004, 1005, 1006
+# The message for a post's lp_ping_id the campaign cannot take, by what `PingBook.redeem` found.
+PING_ID_REFUSED = {
+    "unknown": "Invalid lp_ping_id",
+    "expired": "Expired lp_ping_id",
+    "used": "lp_ping_id was already used",
+}
 
 
 def _text(pattern: Any = None, what: str = "") -> Callable[[Any], str | None]:
@@ -79,11 +71,13 @@ def _text(pattern: Any = None, what: str = "") -> Callable[[Any], str | None]:
 
 
 def _state(value: Any) -> str | None:
-    return None if isinstance(value, str) and value in US_STATES else "must be a US state"
+    return None if isinstance(value, str) and value in formats.US_STATES else "must be a US state"
 
 
 def _ip(value: Any) -> str | None:
-    return None if isinstance(value, str) and is_ip(value) else "must be an IPv4 or IPv6 address"
+    if isinstance(value, str) and formats.is_ip(value):
+        return None
+    return "must be an IPv4 or IPv6 address"
 
 
 def _subid(value: Any) -> str | None:
@@ -97,18 +91,18 @@ CAMPAIGN_FIELDS = (
     FieldRule("lp_subid2", check=_subid),
     FieldRule("first_name", post=True, check=_text()),
     FieldRule("last_name", post=True, check=_text()),
-    FieldRule("email", post=True, check=_text(EMAIL_RE, "a valid e-mail address")),
-    FieldRule("phone", post=True, check=_text(PHONE10_RE, "10 digits")),
-    FieldRule("date_of_birth", check=_text(DATE_RE, "YYYY-MM-DD")),
+    FieldRule("email", post=True, check=_text(formats.EMAIL_RE, "a valid e-mail address")),
+    FieldRule("phone", post=True, check=_text(formats.PHONE10_RE, "10 digits")),
+    FieldRule("date_of_birth", check=_text(formats.DATE_RE, "YYYY-MM-DD")),
     FieldRule("address", check=_text()),
     FieldRule("city", check=_text()),
     FieldRule("state", ping=True, post=True, check=_state),
-    FieldRule("zip_code", ping=True, post=True, check=_text(ZIP5_RE, "5 digit")),
+    FieldRule("zip_code", ping=True, post=True, check=_text(formats.ZIP5_RE, "5 digit")),
     FieldRule("ip_address", post=True, check=_ip),
     FieldRule("user_agent", post=True, check=_text()),
-    FieldRule("landing_page_url", post=True, check=_text(URL_RE, "a URL with protocol")),
+    FieldRule("landing_page_url", post=True, check=_text(formats.URL_RE, "a URL with protocol")),
     FieldRule("jornaya_leadid", check=_text()),
-    FieldRule("trustedform_cert_url", check=_text(URL_RE, "a URL with protocol")),
+    FieldRule("trustedform_cert_url", check=_text(formats.URL_RE, "a URL with protocol")),
     FieldRule("home_owner", ping=True, post=True, choices=("Yes", "No")),
     FieldRule("time_frame", choices=("Immediately", "Within 1 month", "1-3 months", "3+ months")),
     FieldRule(
@@ -146,6 +140,8 @@ CAMPAIGN_FIELDS = (
 class LeadProsperFake(PingPostFake):
     """A Lead Prosper ping/post campaign; see the module docstring."""
 
+    default_price = Decimal("25.00")
+
     def __init__(
         self,
         *,
@@ -153,12 +149,11 @@ class LeadProsperFake(PingPostFake):
         supplier_id: int = 12465,
         key: str = "yq0h0jphvp5",
         post_type: str = "json",
-        price: Decimal = Decimal("25.00"),
         **behaviour: Unpack[PingPostBehaviour],
     ) -> None:
         if post_type not in ("json", "form"):
             raise ValueError("post_type is json or form")
-        super().__init__(price=price, **behaviour)
+        super().__init__(**behaviour)
         self.campaign_id = campaign_id
         self.supplier_id = supplier_id
         self.key = key
@@ -182,11 +177,11 @@ class LeadProsperFake(PingPostFake):
 
     def _fields(self, request: Request) -> dict[str, Any] | Answer:
         """The body's fields, in the post type this campaign takes."""
-        wanted = JSON if self.post_type == "json" else FORM
+        wanted = formats.JSON if self.post_type == "json" else formats.FORM
         if request.media_type != wanted:
             return _error(INVALID, f"Content-Type must be {wanted}")
         if self.post_type == "form":
-            return first_values(request.form())
+            return formats.first_values(request.form())
         try:
             body = request.json()
         except ValueError:
@@ -204,7 +199,7 @@ class LeadProsperFake(PingPostFake):
             if name not in fields:
                 return _error(MISSING, f"Missing required parameter {name}")
             value = fields[name]
-            if not is_number(value) or Decimal(str(value)) != expected:
+            if not formats.is_number(value) or Decimal(str(value)) != expected:
                 return _error(CREDENTIALS, f"Invalid {name}")
         if "lp_key" not in fields:
             return _error(MISSING, "Missing required parameter lp_key")
@@ -212,15 +207,10 @@ class LeadProsperFake(PingPostFake):
             return _error(CREDENTIALS, "Invalid lp_key")
         if kind == "post" and not fields.get("lp_ping_id"):
             return _error(MISSING, "Missing required parameter lp_ping_id")
-        for rule in CAMPAIGN_FIELDS:
-            value = fields.get(rule.name)
-            if value is None or value == "":
-                if rule.required_for(kind):
-                    return _error(MISSING, f"Missing required parameter {rule.name}")
-                continue
-            why = rule.problem(value)
-            if why:
-                return _error(INVALID, f"Invalid value for parameter {rule.name}: {why}")
+        for name, why in field_problems(CAMPAIGN_FIELDS, fields, (kind,)):
+            if why == ABSENT:
+                return _error(MISSING, f"Missing required parameter {name}")
+            return _error(INVALID, f"Invalid value for parameter {name}: {why}")
         return None
 
     def _ping(self) -> Answer:
@@ -235,12 +225,7 @@ class LeadProsperFake(PingPostFake):
     def _post(self, fields: Mapping[str, Any]) -> Answer:
         state, facts = self.pings.redeem(str(fields["lp_ping_id"]))
         if state != "ok":
-            message = {
-                "unknown": "Invalid lp_ping_id",
-                "expired": "Expired lp_ping_id",
-                "used": "lp_ping_id was already used",
-            }[state]
-            return _error(PING_ID, message)
+            return _error(PING_ID, PING_ID_REFUSED[state])
         lead_id = secrets.token_urlsafe(15)
         if self.reject_post:
             return _error(NOT_BOUGHT, self.reject_post, lead_id=lead_id)

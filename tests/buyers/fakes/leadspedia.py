@@ -30,40 +30,39 @@ Behaviour per test: `price` (the bid), `decline` (fail pings with this msg), `re
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tests.buyers.fakes import formats
 from tests.buyers.fakes.fake_server import (
-    EMAIL_RE,
-    FORM,
-    NANP_RE,
-    US_STATES,
-    ZIP5_RE,
+    ABSENT,
+    NOT_ALLOWED,
     Answer,
     FieldRule,
-    PingPostBehaviour,
     PingPostFake,
-    Request,
-    first_values,
-    is_ip,
-    money,
+    field_problems,
 )
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from tests.buyers.fakes.fake_server import PingPostBehaviour, Request
 
-def _pattern(pattern: Any, error: str) -> Callable[[str], str | None]:
-    return lambda value: None if pattern.match(value) else error
+# The msg for a post's lp_ping_id that the campaign cannot take, by what `PingBook.redeem` found.
+PING_ID_REFUSED = {
+    "unknown": "Invalid Ping ID",
+    "expired": "Ping ID Expired",
+    "used": "Ping ID Already Used",
+}
 
 
 def _state(value: str) -> str | None:
-    return None if value in US_STATES else "Invalid State"
+    return None if value in formats.US_STATES else "Invalid State"
 
 
 def _ip(value: str) -> str | None:
-    return None if is_ip(value) else "Invalid IP Address"
+    return None if formats.is_ip(value) else "Invalid IP Address"
 
 
 CAMPAIGN_FIELDS = (
@@ -71,12 +70,20 @@ CAMPAIGN_FIELDS = (
     FieldRule("lp_test", choices=("0", "1")),
     FieldRule("first_name", post=True),
     FieldRule("last_name", post=True),
-    FieldRule("phone_home", post=True, check=_pattern(NANP_RE, "Invalid Phone Number")),
+    FieldRule(
+        "phone_home", post=True, check=formats.matches(formats.NANP_RE, "Invalid Phone Number")
+    ),
     FieldRule("address", post=True),
     FieldRule("city", post=True),
     FieldRule("state", ping=True, post=True, check=_state),
-    FieldRule("zip_code", ping=True, post=True, check=_pattern(ZIP5_RE, "Invalid Zip Code")),
-    FieldRule("email_address", post=True, check=_pattern(EMAIL_RE, "Invalid E-Mail Address")),
+    FieldRule(
+        "zip_code", ping=True, post=True, check=formats.matches(formats.ZIP5_RE, "Invalid Zip Code")
+    ),
+    FieldRule(
+        "email_address",
+        post=True,
+        check=formats.matches(formats.EMAIL_RE, "Invalid E-Mail Address"),
+    ),
     FieldRule("ip_address", post=True, check=_ip),
     FieldRule(
         "average_utility_bill",
@@ -96,15 +103,16 @@ CAMPAIGN_FIELDS = (
 class LeadsPediaFake(PingPostFake):
     """A LeadsPedia ping/post campaign taking GET or POST; see the module docstring."""
 
+    default_price = Decimal("18.50")
+
     def __init__(
         self,
         *,
         campaign_id: str = "64c9a3f1b2e7d",
         campaign_key: str = "Q7vXk2LmP9sRt4WyZb8N",
-        price: Decimal = Decimal("18.50"),
         **behaviour: Unpack[PingPostBehaviour],
     ) -> None:
-        super().__init__(price=price, **behaviour)
+        super().__init__(**behaviour)
         self.campaign_id = campaign_id
         self.campaign_key = campaign_key
         self.test_posts: list[dict[str, str]] = []
@@ -117,7 +125,7 @@ class LeadsPediaFake(PingPostFake):
         answer_format = "JSON" if params.get("lp_response", "").upper() == "JSON" else "XML"
         if request.method not in ("GET", "POST"):
             return _failed(answer_format, "Method Not Allowed", status=405)
-        if request.method == "POST" and request.body and request.media_type != FORM:
+        if request.method == "POST" and request.body and request.media_type != formats.FORM:
             return _failed(answer_format, "Unsupported Content-Type")
         if params.get("lp_response", "XML").upper() not in ("XML", "JSON"):
             return _failed(answer_format, "Invalid lp_response")
@@ -137,7 +145,11 @@ class LeadsPediaFake(PingPostFake):
             return _failed(answer_format, self.decline)
         ping_id = self.pings.issue(secrets.token_hex(12), price=self.price)
         return _answer(
-            answer_format, result="success", msg="", ping_id=ping_id, price=money(self.price)
+            answer_format,
+            result="success",
+            msg="",
+            ping_id=ping_id,
+            price=formats.money(self.price),
         )
 
     def _post(self, params: Mapping[str, str], answer_format: str) -> Answer:
@@ -149,12 +161,7 @@ class LeadsPediaFake(PingPostFake):
             )
         state, facts = self.pings.redeem(params["lp_ping_id"])
         if state != "ok":
-            msg = {
-                "unknown": "Invalid Ping ID",
-                "expired": "Ping ID Expired",
-                "used": "Ping ID Already Used",
-            }[state]
-            return _failed(answer_format, msg)
+            return _failed(answer_format, PING_ID_REFUSED[state])
         if self.reject_post:
             return _failed(answer_format, self.reject_post)
         test = params.get("lp_test") == "1"
@@ -169,28 +176,23 @@ class LeadsPediaFake(PingPostFake):
             result="success",
             msg="Lead Accepted",
             lead_id=secrets.token_hex(8).upper(),
-            price=money(facts["price"]),
+            price=formats.money(facts["price"]),
         )
 
 
 def _params(request: Request) -> dict[str, str]:
     """The request's fields: the query string's, and on a POST the form body's too."""
-    return first_values({**request.query, **(request.form() if request.method == "POST" else {})})
+    return formats.first_values(
+        {**request.query, **(request.form() if request.method == "POST" else {})}
+    )
 
 
 def _field_errors(params: Mapping[str, str], kind: str) -> list[dict[str, str]]:
-    errors = []
-    for rule in CAMPAIGN_FIELDS:
-        value = params.get(rule.name, "")
-        if value == "":
-            if rule.required_for(kind):
-                errors.append({"field": rule.name, "error": "Missing Required Field"})
-            continue
-        why = rule.problem(value)
-        if why:
-            error = "Invalid Value" if why == "not an allowed value" else why
-            errors.append({"field": rule.name, "error": error})
-    return errors
+    words = {ABSENT: "Missing Required Field", NOT_ALLOWED: "Invalid Value"}
+    return [
+        {"field": name, "error": words.get(why, why)}
+        for name, why in field_problems(CAMPAIGN_FIELDS, params, (kind,))
+    ]
 
 
 def _failed(
