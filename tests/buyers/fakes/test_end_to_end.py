@@ -139,23 +139,83 @@ class Marketplace:
         )
         return Lead.objects.get(pk=lead_id)
 
-    def sell_reject_decline(
-        self, source: Source, key: str, fake: PingPostFake, *, reject_post: str, decline: Any
-    ) -> tuple[Lead, Lead, Lead]:
-        """Submit three solar leads to a ping/post fake: the first it buys, the second's post it
-        rejects with `reject_post`, the third's ping it declines with `decline`."""
-        sold = self.submit(source, key, submission("solar", 1))
-        fake.reject_post = reject_post
-        rejected = self.submit(source, key, submission("solar", 2))
-        fake.decline = decline
-        declined = self.submit(source, key, submission("solar", 3))
-        return sold, rejected, declined
+    def trade(
+        self, slug: str, fake: PingPostFake, secrets: Mapping[str, str], refusals: Refusals
+    ) -> Trade:
+        """Start a ping/post fake, connect it from its preset and submit three solar leads: the
+        first it buys, the second's post and the third's ping it refuses as `refusals` say."""
+        seller = self.seller(self.vertical("solar"))
+        with fake:
+            contract = self.connect(slug, fake, secrets)
+            sold = seller.submit(1)
+            fake.reject_post = refusals.reject_post
+            rejected = seller.submit(2)
+            fake.decline = refusals.decline
+            declined = seller.submit(3)
+        return Trade(contract, sold, rejected, declined, secrets, refusals)
 
-    def source(self, vertical: Vertical) -> tuple[Source, str]:
+    def seller(self, vertical: Vertical) -> Seller:
         source = SourceFactory(
             verticals=[vertical], payout_amount=SOURCE_PAYOUT, rate_limit_per_second=1000
         )
-        return source, api_key_for(source)
+        return Seller(self, vertical.slug, source, api_key_for(source))
+
+
+@dataclass
+class Seller:
+    """A source of one vertical, posting leads through the partner API."""
+
+    marketplace: Marketplace
+    vertical: str
+    source: Source
+    key: str
+
+    def submit(self, number: int, **fields: Any) -> Lead:
+        """Submit the `number`th lead (see `submission`) and wait for it to be routed."""
+        return self.marketplace.submit(
+            self.source, self.key, submission(self.vertical, number, **fields)
+        )
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """How a ping/post fake is told to refuse a post (`reject_post`) and a ping (`decline`),
+    and the reason a declined ping's attempt keeps (`decline` itself where it is a text)."""
+
+    reject_post: str
+    decline: bool | str
+    declined_reason: str | None = None
+
+    @property
+    def declined(self) -> str:
+        return self.declined_reason or str(self.decline)
+
+
+@dataclass
+class Trade:
+    """What a ping/post buyer made of three leads (see `Marketplace.trade`)."""
+
+    contract: Contract
+    sold: Lead
+    rejected: Lead
+    declined: Lead
+    secrets: Mapping[str, str]
+    refusals: Refusals
+
+    def assert_sold_after_one_ping(self, price: Decimal) -> Attempt:
+        """The first lead sold at `price` (the buyer's bid) after one ping; return that ping."""
+        assert_sold(self.sold, self.contract, price)
+        return only_attempt(self.sold, EndpointKind.PING)
+
+    def assert_refused_in_its_words(self) -> None:
+        """The rejected and declined leads are unsold, keeping the buyer's words, and no
+        attempt of the three leads stores a secret."""
+        rejected, declined = self.refusals.reject_post, self.refusals.declined
+        assert_unsold_for(self.rejected, EndpointKind.POST, AttemptOutcome.REJECTED, rejected)
+        assert_unsold_for(self.declined, EndpointKind.PING, AttemptOutcome.DECLINED, declined)
+        assert_nothing_secret_stored(
+            (self.sold, self.rejected, self.declined), self.secrets.values()
+        )
 
 
 @pytest.fixture
@@ -193,8 +253,9 @@ def stored_text(attempt: Attempt) -> str:
     return "\n".join((attempt.url, headers, attempt.request_body))
 
 
-def assert_nothing_secret_stored(lead: Lead, secrets: Iterable[str]) -> None:
-    for attempt in Attempt.objects.filter(lead=lead):
+def assert_nothing_secret_stored(leads: Iterable[Lead], secrets: Iterable[str]) -> None:
+    secrets = list(secrets)
+    for attempt in Attempt.objects.filter(lead__in=list(leads)):
         text = stored_text(attempt)
         for secret in secrets:
             leaked = [s for s in spellings(secret) if s in text]
@@ -268,22 +329,14 @@ def test_novo_takes_a_nested_typed_json_lead_sold_at_the_contracts_price_and_ref
     VerticalFieldFactory(
         vertical=vertical, name="months_at_residence", field_type=FieldType.INTEGER
     )
-    source, key = marketplace.source(vertical)
+    seller = marketplace.seller(vertical)
     with NovoPartnerLead(api_key=NOVO_KEY) as novo:
         contract = marketplace.connect(
             "novo-partner-lead", novo, {"api_key": NOVO_KEY}, fixed_price=D("31.00")
         )
-        sold = marketplace.submit(
-            source,
-            key,
-            submission("auto-insurance", 1, months_at_residence="30"),
-        )
+        sold = seller.submit(1, months_at_residence="30")
         novo.refuse("eligible_vehicle_not_found", "No eligible vehicle was found.")
-        refused = marketplace.submit(
-            source,
-            key,
-            submission("auto-insurance", 2, months_at_residence=7),
-        )
+        refused = seller.submit(2, months_at_residence=7)
 
     # Novo answers with a transaction id and no price: the contract's fixed price is the sale's.
     sale = assert_sold(sold, contract, D("31.00"))
@@ -303,8 +356,7 @@ def test_novo_takes_a_nested_typed_json_lead_sold_at_the_contracts_price_and_ref
         refused, EndpointKind.POST, AttemptOutcome.REJECTED, "No eligible vehicle was found."
     )
     assert [r.status for r in novo.received] == [200, 400]
-    for lead in (sold, refused):
-        assert_nothing_secret_stored(lead, [NOVO_KEY])
+    assert_nothing_secret_stored((sold, refused), [NOVO_KEY])
 
 
 DP_SUPPLIER_ID = "774411"
@@ -314,16 +366,15 @@ DP_PASSWORD = 'dp-pass<&>"word-9f2c'
 def test_doublepositive_takes_a_soap_lead_sold_at_the_contracts_price_and_rejects_one_in_its_words(
     marketplace: Marketplace,
 ) -> None:
-    vertical = marketplace.vertical("auto-insurance")
-    source, key = marketplace.source(vertical)
+    seller = marketplace.seller(marketplace.vertical("auto-insurance"))
     secrets = {"supplier_id": DP_SUPPLIER_ID, "supplier_password": DP_PASSWORD}
     with DoublePositiveInsertLead(supplier_id=DP_SUPPLIER_ID, supplier_password=DP_PASSWORD) as dp:
         contract = marketplace.connect(
             "doublepositive-insertlead", dp, secrets, fixed_price=D("27.50")
         )
-        sold = marketplace.submit(source, key, submission("auto-insurance", 1))
+        sold = seller.submit(1)
         dp.reject("Rejected: duplicate lead")
-        rejected = marketplace.submit(source, key, submission("auto-insurance", 2))
+        rejected = seller.submit(2)
 
     assert_sold(sold, contract, D("27.50"))
     assert only_attempt(sold, EndpointKind.POST).outcome == AttemptOutcome.ACCEPTED
@@ -336,8 +387,7 @@ def test_doublepositive_takes_a_soap_lead_sold_at_the_contracts_price_and_reject
     assert_unsold_for(
         rejected, EndpointKind.POST, AttemptOutcome.REJECTED, "Rejected: duplicate lead"
     )
-    for lead in (sold, rejected):
-        assert_nothing_secret_stored(lead, secrets.values())
+    assert_nothing_secret_stored((sold, rejected), secrets.values())
 
 
 ZOHO_TOKEN = "zoho-authtoken-2b8c41d9e0f6"
@@ -346,17 +396,16 @@ ZOHO_TOKEN = "zoho-authtoken-2b8c41d9e0f6"
 def test_zoho_refuses_a_record_without_company_in_its_words_then_takes_one_at_the_contracts_price(
     marketplace: Marketplace,
 ) -> None:
-    vertical = marketplace.vertical("auto-insurance")
-    source, key = marketplace.source(vertical)
+    seller = marketplace.seller(marketplace.vertical("auto-insurance"))
     # Zoho's default Leads module makes Company mandatory, which the preset does not map.
     with ZohoCrmInsertRecords(authtoken=ZOHO_TOKEN) as zoho:
         contract = marketplace.connect(
             "zoho-crm-insertrecords", zoho, {"authtoken": ZOHO_TOKEN}, fixed_price=D("22.00")
         )
-        refused = marketplace.submit(source, key, submission("auto-insurance", 1))
+        refused = seller.submit(1)
         # As the preset says: the buyer makes Company optional in its account.
         zoho.mandatory = ("Last Name",)
-        sold = marketplace.submit(source, key, submission("auto-insurance", 2))
+        sold = seller.submit(2)
 
     assert_unsold_for(
         refused, EndpointKind.POST, AttemptOutcome.REJECTED, "Mandatory field missing"
@@ -367,43 +416,34 @@ def test_zoho_refuses_a_record_without_company_in_its_words_then_takes_one_at_th
     record = zoho.records[record_id]
     assert record["Last Name"] == "O'Ruiz & Sons C"
     assert record["Street"] == '14 "Palm" Lane'
-    assert record["Lead Source"] == source.name
+    assert record["Lead Source"] == seller.source.name
     # The XML document travelled inside the form field, next to the token.
     form = zoho.received[-1].request.form()
     assert form["authtoken"] == [ZOHO_TOKEN]
     assert form["xmlData"][0].startswith("<Leads><row no=")
-    for lead in (refused, sold):
-        assert_nothing_secret_stored(lead, [ZOHO_TOKEN])
+    assert_nothing_secret_stored((refused, sold), [ZOHO_TOKEN])
 
 
 # --- Ping/post buyers: sold at their bid, the ping's id carried into the post -----------------
 
 
 LEADSPEDIA_SECRETS = {"lp_campaign_id": "64c9a3f1b2e7d", "lp_campaign_key": "Q7vXk2LmP9sRt4WyZb8N"}
+LEADSPEDIA_REFUSALS = Refusals("Lead Rejected: Invalid Address", decline="No Coverage In Zip")
 
 
 def test_leadspedia_buys_a_get_lead_at_its_bid_with_the_pings_id_and_no_personal_data_kept_in_the_url(  # noqa: E501
     marketplace: Marketplace,
 ) -> None:
-    vertical = marketplace.vertical("solar")
-    source, key = marketplace.source(vertical)
     preset = presets()["leadspedia"]
-    with LeadsPediaFake(
+    leadspedia = LeadsPediaFake(
         campaign_id=LEADSPEDIA_SECRETS["lp_campaign_id"],
         campaign_key=LEADSPEDIA_SECRETS["lp_campaign_key"],
         price=D("38.25"),
-    ) as leadspedia:
-        contract = marketplace.connect("leadspedia", leadspedia, LEADSPEDIA_SECRETS)
-        sold, rejected, declined = marketplace.sell_reject_decline(
-            source,
-            key,
-            leadspedia,
-            reject_post="Lead Rejected: Invalid Address",
-            decline="No Coverage In Zip",
-        )
+    )
+    trade = marketplace.trade("leadspedia", leadspedia, LEADSPEDIA_SECRETS, LEADSPEDIA_REFUSALS)
 
-    assert_sold(sold, contract, D("38.25"))
-    ping = only_attempt(sold, EndpointKind.PING)
+    ping = trade.assert_sold_after_one_ping(D("38.25"))
+    sold = trade.sold
     assert (ping.outcome, ping.price) == (AttemptOutcome.BID, D("38.25"))
     ping_id = leadspedia.pings.issued[0]
     assert ping.captures == {"ping_id": ping_id}
@@ -428,33 +468,25 @@ def test_leadspedia_buys_a_get_lead_at_its_bid_with_the_pings_id_and_no_personal
     assert_pings_say_nothing_personal([r.request for r in leadspedia.requests_to("/ping.do")], sold)
     ping_query = next(e for e in preset.parts["endpoints"] if e["kind"] == "ping")["query"]
     assert set(leadspedia.requests_to("/ping.do")[0].request.query) == set(ping_query)
-    assert_unsold_for(
-        rejected, EndpointKind.POST, AttemptOutcome.REJECTED, "Lead Rejected: Invalid Address"
-    )
-    assert_unsold_for(declined, EndpointKind.PING, AttemptOutcome.DECLINED, "No Coverage In Zip")
-    assert not attempts(declined, EndpointKind.POST)
-    for lead in (sold, rejected, declined):
-        assert_nothing_secret_stored(lead, LEADSPEDIA_SECRETS.values())
+    trade.assert_refused_in_its_words()
+    assert not attempts(trade.declined, EndpointKind.POST)
 
 
 BOBERDOO_SECRETS = {"api_key": "bbd-4f1c2a-77e0d1", "src": "leadswitch-e2e", "lead_type": "LT7731"}
+# An Unmatched ping says no more than that: the status word is the reason kept.
+BOBERDOO_REFUSALS = Refusals("Duplicate lead", decline=True, declined_reason="Unmatched")
 
 
 def test_boberdoo_buys_at_its_bid_with_the_pings_lead_id_in_the_post_and_rejects_in_its_words(
     marketplace: Marketplace,
 ) -> None:
-    vertical = marketplace.vertical("solar")
-    source, key = marketplace.source(vertical)
-    with BoberdooFake(
+    boberdoo = BoberdooFake(
         key=BOBERDOO_SECRETS["api_key"], lead_type=BOBERDOO_SECRETS["lead_type"], price=D("31.40")
-    ) as boberdoo:
-        contract = marketplace.connect("boberdoo", boberdoo, BOBERDOO_SECRETS)
-        sold, rejected, declined = marketplace.sell_reject_decline(
-            source, key, boberdoo, reject_post="Duplicate lead", decline=True
-        )
+    )
+    trade = marketplace.trade("boberdoo", boberdoo, BOBERDOO_SECRETS, BOBERDOO_REFUSALS)
 
-    assert_sold(sold, contract, D("31.40"))
-    ping = only_attempt(sold, EndpointKind.PING)
+    ping = trade.assert_sold_after_one_ping(D("31.40"))
+    sold = trade.sold
     issued = boberdoo.pings.issued
     assert ping.captures == {"lead_id": issued[0]}
     assert ping.buyer_reference == issued[0]
@@ -466,11 +498,7 @@ def test_boberdoo_buys_at_its_bid_with_the_pings_lead_id_in_the_post_and_rejects
     pings = [r.request for r in boberdoo.received if r.request.form()["Mode"] == ["ping"]]
     assert_pings_say_nothing_personal(pings, sold)
     assert all("First_Name" not in r.form() and "Email" not in r.form() for r in pings)
-    assert_unsold_for(rejected, EndpointKind.POST, AttemptOutcome.REJECTED, "Duplicate lead")
-    # An Unmatched ping says no more than that: the status word is the reason kept.
-    assert_unsold_for(declined, EndpointKind.PING, AttemptOutcome.DECLINED, "Unmatched")
-    for lead in (sold, rejected, declined):
-        assert_nothing_secret_stored(lead, BOBERDOO_SECRETS.values())
+    trade.assert_refused_in_its_words()
 
 
 LEADPROSPER_SECRETS = {
@@ -478,30 +506,24 @@ LEADPROSPER_SECRETS = {
     "lp_supplier_id": "1246583",
     "lp_key": "yq0h0jphvp5x",
 }
+LEADPROSPER_REFUSALS = Refusals(
+    "Lead rejected: outside service area", decline="No buyer for this lead"
+)
 
 
 def test_lead_prosper_buys_at_its_bid_with_its_keys_in_the_body_and_the_ping_id_in_the_post(
     marketplace: Marketplace,
 ) -> None:
-    vertical = marketplace.vertical("solar")
-    source, key = marketplace.source(vertical)
-    with LeadProsperFake(
+    leadprosper = LeadProsperFake(
         campaign_id=int(LEADPROSPER_SECRETS["lp_campaign_id"]),
         supplier_id=int(LEADPROSPER_SECRETS["lp_supplier_id"]),
         key=LEADPROSPER_SECRETS["lp_key"],
         price=D("44.00"),
-    ) as leadprosper:
-        contract = marketplace.connect("leadprosper", leadprosper, LEADPROSPER_SECRETS)
-        sold, rejected, declined = marketplace.sell_reject_decline(
-            source,
-            key,
-            leadprosper,
-            reject_post="Lead rejected: outside service area",
-            decline="No buyer for this lead",
-        )
+    )
+    trade = marketplace.trade("leadprosper", leadprosper, LEADPROSPER_SECRETS, LEADPROSPER_REFUSALS)
 
-    assert_sold(sold, contract, D("44.00"))
-    ping = only_attempt(sold, EndpointKind.PING)
+    ping = trade.assert_sold_after_one_ping(D("44.00"))
+    sold = trade.sold
     issued = leadprosper.pings.issued
     assert ping.captures == {"ping_id": issued[0]}
     posts = [r.request.json() for r in leadprosper.requests_to("/post")]
@@ -516,14 +538,4 @@ def test_lead_prosper_buys_at_its_bid_with_its_keys_in_the_body_and_the_ping_id_
     stored_post = json.loads(only_attempt(sold, EndpointKind.POST).request_body)
     assert stored_post["lp_key"] == MASK
     assert_pings_say_nothing_personal([r.request for r in leadprosper.requests_to("/ping")], sold)
-    assert_unsold_for(
-        rejected,
-        EndpointKind.POST,
-        AttemptOutcome.REJECTED,
-        "Lead rejected: outside service area",
-    )
-    assert_unsold_for(
-        declined, EndpointKind.PING, AttemptOutcome.DECLINED, "No buyer for this lead"
-    )
-    for lead in (sold, rejected, declined):
-        assert_nothing_secret_stored(lead, LEADPROSPER_SECRETS.values())
+    trade.assert_refused_in_its_words()
