@@ -71,6 +71,14 @@ def _fresh_eligibility_rules(settings):
     clear_rules_cache()
 
 
+@pytest.fixture
+def rules_cached_as_in_production(settings):
+    """Compiled rules are kept between leads, their version read once a second: the vertical's
+    compiled contracts and its version kept per process, as in production."""
+    settings.ELIGIBILITY_RULES_TTL = 60
+    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
+
+
 @contextmanager
 def celery_eager(settings, eager: bool) -> Iterator[None]:
     """Run tasks in-process (or through the broker), then leave Celery's setting as found.

@@ -7,7 +7,9 @@ transactional tests (the browser's) keep them with `serialized_rollback`.
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
+from django.db.models import Model
 from django.test import Client
+from django.urls import reverse
 
 ROLES = ("Sales", "Ops", "Admin")
 PASSWORD = "pw-for-tests-only-1234"
@@ -24,6 +26,22 @@ def staff_user(role: str | None, username: str | None = None) -> User:
     if role is not None:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def admin_pages_as(role: str, *objects: Model) -> list[str]:
+    """Return the text of each object's admin change page as staff of the role see it (each page
+    answered 200)."""
+    client = Client()
+    client.force_login(staff_user(role))
+    texts = []
+    for obj in objects:
+        meta = obj._meta
+        page = client.get(
+            reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+        )
+        assert page.status_code == 200, obj
+        texts.append(page.content.decode())
+    return texts
 
 
 # Every caller the staff and buyer surfaces are probed with (tests/reporting/test_authorization.py,

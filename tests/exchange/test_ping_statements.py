@@ -13,16 +13,10 @@ from routing.breaker import BreakerStatus
 from routing.models import AttemptOutcome, ContractHealth
 
 
-@pytest.fixture
-def cached_rules(settings):
-    # As in production: the vertical's compiled contracts and its version kept per process.
-    settings.ELIGIBILITY_RULES_TTL = 60
-    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_warm_ping_to_twenty_buyers_is_two_round_trips(seller, market, cached_rules):
+@pytest.mark.usefixtures("rules_cached_as_in_production")
+def test_a_warm_ping_to_twenty_buyers_is_two_round_trips(seller, market):
     for _ in range(20):
         market.contract(ping="bid=10")
     seller.ping()  # loads the vertical's rules and delivery set-up

@@ -30,10 +30,14 @@ def live(settings, eager_celery) -> Iterator[LiveServer]:
         yield server
 
 
-def send_raw(server: LiveServer, path: str, head: dict[str, str], body: bytes) -> tuple[int, dict]:
-    """Send one HTTP/1.1 request as written (headers and body bytes); return status and JSON."""
+def send_raw(
+    server: LiveServer, path: str, key: str, framing: dict[str, str], body: bytes
+) -> tuple[int, dict]:
+    """POST one JSON body with the partner's key, framed by the `framing` headers and sent as
+    written (body bytes as given); return status and JSON."""
     host, port = server.url.removeprefix("http://").split(":")
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    head = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **framing}
     lines += [f"{name}: {value}" for name, value in head.items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -59,16 +63,7 @@ def test_a_chunked_body_without_a_length_is_411_and_the_refusal_is_stored(
     _, key = partner
     body = json.dumps(auto_lead(12)).encode()
 
-    status, answer = send_raw(
-        live,
-        path,
-        {
-            "Authorization": f"Bearer {key}",
-            "Content-Type": "application/json",
-            "Transfer-Encoding": "chunked",
-        },
-        chunked(body),
-    )
+    status, answer = send_raw(live, path, key, {"Transfer-Encoding": "chunked"}, chunked(body))
 
     assert status == 411
     assert answer["type"].endswith("/length-required")
@@ -87,16 +82,7 @@ def test_the_same_body_with_its_length_is_taken(live, partner):
     _, key = partner
     body = json.dumps(auto_lead(12)).encode()
 
-    status, answer = send_raw(
-        live,
-        LEADS,
-        {
-            "Authorization": f"Bearer {key}",
-            "Content-Type": "application/json",
-            "Content-Length": str(len(body)),
-        },
-        body,
-    )
+    status, answer = send_raw(live, LEADS, key, {"Content-Length": str(len(body))}, body)
 
     assert status == 202, answer
     assert Lead.objects.get(pk=answer["id"]).raw_body == body.decode()

@@ -173,16 +173,26 @@ def test_with_prefer_wait_and_no_outcome_by_the_deadline_it_answers_202(client, 
 # --- 201 with Prefer: wait -------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.fixture
+def routed_in_process(transactional_db, eager_celery) -> None:
+    """Routing runs in process as the lead is taken, and commits: Prefer: wait gets its outcome."""
+
+
+def submit_and_wait(client: Client, key: str, body: Any, **headers: str):
+    """Submit with Prefer: wait=5 and return the answer, which must be the final 201."""
+    response = submit(client, key, body, prefer="wait=5", **headers)
+    assert response.status_code == 201, response.content
+    return response
+
+
+@pytest.mark.usefixtures("routed_in_process")
 def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
     client, partner, buyer_contract
 ):
     _, key = partner
 
-    response = submit(client, key, auto_lead(10), prefer="wait=5")
+    response = submit_and_wait(client, key, auto_lead(10))
 
-    assert response.status_code == 201, response.content
     lead = Lead.objects.get()
     assert response.json() == sold_answer(lead)
     # The demo's auto-insurance scoring: currently insured (15) and a 2019 vehicle (10).
@@ -205,8 +215,7 @@ def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
     assert detail["sold_at"] is not None
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery", "buyer_contract")
+@pytest.mark.usefixtures("routed_in_process", "buyer_contract")
 # Whether Celery re-raises an in-process task's error is Celery's setting (an operator may turn
 # it on to debug): the partner's answer must not depend on it.
 @pytest.mark.parametrize("propagates", [False, True])
@@ -241,11 +250,10 @@ def test_in_process_an_error_inside_routing_still_answers_the_partner_202(
     # A failed task is not a broker that is down: the next lead is routed at once.
     monkeypatch.undo()
     settings.CELERY_TASK_EAGER_PROPAGATES = propagates
-    assert submit(client, key, auto_lead(13), prefer="wait=5").status_code == 201
+    submit_and_wait(client, key, auto_lead(13))
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery", "buyer_contract")
+@pytest.mark.usefixtures("routed_in_process", "buyer_contract")
 def test_a_revenue_share_source_is_paid_its_share_of_the_price(client, demo):
     source = SourceFactory(
         verticals=list(Vertical.objects.all()),
@@ -253,24 +261,21 @@ def test_a_revenue_share_source_is_paid_its_share_of_the_price(client, demo):
         revenue_share_percent=Decimal("30.00"),
     )
 
-    response = submit(client, api_key_for(source), auto_lead(11), prefer="wait=5")
+    response = submit_and_wait(client, api_key_for(source), auto_lead(11))
 
-    assert response.status_code == 201, response.content
     assert response.json()["payout"] == "3.75"
     assert Lead.objects.get().sale_price == Decimal("12.50")
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_with_prefer_wait_a_lead_no_contract_may_buy_is_answered_201_unsold(
     client, partner, buyer_contract
 ):
     _, key = partner
     Contract.objects.filter(pk=buyer_contract.pk).update(status=ContractStatus.PAUSED)
 
-    response = submit(client, key, auto_lead(12), prefer="wait=5")
+    response = submit_and_wait(client, key, auto_lead(12))
 
-    assert response.status_code == 201, response.content
     lead = Lead.objects.get()
     assert response.json() == {
         "id": str(lead.pk),
@@ -284,16 +289,14 @@ def test_with_prefer_wait_a_lead_no_contract_may_buy_is_answered_201_unsold(
     assert not Sale.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_the_replay_of_a_waited_request_is_its_final_201(client, partner, buyer_contract):
     _, key = partner
     body = json.dumps(auto_lead(13))
 
-    first = submit(client, key, body, prefer="wait=5", idempotency_key="order-13")
-    again = submit(client, key, body, prefer="wait=5", idempotency_key="order-13")
+    first = submit_and_wait(client, key, body, idempotency_key="order-13")
+    again = submit_and_wait(client, key, body, idempotency_key="order-13")
 
-    assert first.status_code == again.status_code == 201
     assert again.content == first.content
     assert again["Idempotent-Replayed"] == "true"
     assert Lead.objects.count() == 1
@@ -314,16 +317,14 @@ def big_spender(buyer_contract, simulator) -> Contract:
     return contract
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_a_test_lead_goes_only_to_contracts_that_take_test_leads_and_costs_nothing(
     client, partner, buyer_contract, big_spender
 ):
     _, key = partner
 
-    response = submit(client, key, {**auto_lead(20), "test": True}, prefer="wait=5")
+    response = submit_and_wait(client, key, {**auto_lead(20), "test": True})
 
-    assert response.status_code == 201, response.content
     assert (response.json()["status"], response.json()["payout"]) == ("sold", "0.00")
     lead = Lead.objects.get()
     assert lead.is_test
@@ -332,29 +333,25 @@ def test_a_test_lead_goes_only_to_contracts_that_take_test_leads_and_costs_nothi
     assert not Attempt.objects.filter(contract=big_spender).exists()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_the_same_lead_not_marked_test_goes_to_the_highest_bidder_at_its_price(
     client, partner, big_spender
 ):
     _, key = partner
 
-    response = submit(client, key, auto_lead(21), prefer="wait=5")
+    response = submit_and_wait(client, key, auto_lead(21))
 
-    assert response.status_code == 201, response.content
     assert response.json()["payout"] == "5.00"
     assert (Sale.objects.get().contract, Sale.objects.get().price) == (big_spender, Decimal(40))
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_a_test_lead_that_no_contract_takes_is_unsold(client, partner, buyer_contract):
     _, key = partner
     Contract.objects.filter(pk=buyer_contract.pk).update(accepts_test_leads=False)
 
-    response = submit(client, key, {**auto_lead(22), "test": True}, prefer="wait=5")
+    response = submit_and_wait(client, key, {**auto_lead(22), "test": True})
 
-    assert response.status_code == 201, response.content
     assert response.json()["status"] == "unsold"
     assert not Attempt.objects.exists()
 
@@ -1076,17 +1073,15 @@ def receiver() -> Iterator[Receiver]:
         yield partner
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
     client, partner, buyer_contract, receiver
 ):
     source, key = partner
     Source.objects.filter(pk=source.pk).update(postback_url=receiver.url(POSTBACK_PATH))
 
-    response = submit(client, key, auto_lead(130), prefer="wait=5")
+    submit_and_wait(client, key, auto_lead(130))
 
-    assert response.status_code == 201, response.content
     lead = Lead.objects.get()
     assert len(receiver.received) == 1
     request = receiver.received[0]
@@ -1117,8 +1112,7 @@ def test_a_source_with_a_postback_url_is_told_the_outcome_after_routing(
     assert postback.latency_ms is not None
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("eager_celery")
+@pytest.mark.usefixtures("routed_in_process")
 def test_a_failing_postback_receiver_never_fails_the_partners_submission(
     client, partner, buyer_contract, receiver
 ):
@@ -1127,9 +1121,8 @@ def test_a_failing_postback_receiver_never_fails_the_partners_submission(
     Source.objects.filter(pk=source.pk).update(postback_url=receiver.url(POSTBACK_PATH))
     receiver.statuses = [500]
 
-    response = submit(client, key, auto_lead(131), prefer="wait=5")
+    response = submit_and_wait(client, key, auto_lead(131))
 
-    assert response.status_code == 201, response.content
     assert response.json()["status"] == "sold"
     assert list(Postback.objects.order_by("attempt").values_list("attempt", "status")) == [
         *((n, PostbackStatus.PENDING) for n in range(1, POSTBACK_MAX_ATTEMPTS)),

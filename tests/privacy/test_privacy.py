@@ -12,8 +12,6 @@ import pytest
 from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.db import models
-from django.test import Client
-from django.urls import reverse
 from django.utils import timezone
 
 from buyers.models import CapReservation, EndpointKind
@@ -47,7 +45,7 @@ from routing.services import RerouteRefused, lead_reroute
 from tests.buyers.factories import ContractFactory
 from tests.leads.factories import LeadFactory, SourceFactory, VerticalFactory, VerticalFieldFactory
 from tests.routing.factories import AttemptFactory, AuctionFactory, SaleFactory
-from tests.staff import staff_user
+from tests.staff import admin_pages_as
 
 pytestmark = pytest.mark.django_db
 
@@ -501,13 +499,9 @@ def test_every_table_pointing_at_a_lead_is_found_without_being_listed():
 def test_ops_open_an_erased_leads_page_and_see_no_trace_of_the_consumer(consumer, settings):
     settings.SECURE_SSL_REDIRECT = False
     consumer_erase(email=EMAIL)
-    client = Client()
-    client.force_login(staff_user("Ops"))
 
-    page = client.get(reverse("admin:leads_lead_change", args=[consumer[0].pk]))
+    (text,) = admin_pages_as("Ops", consumer[0])
 
-    assert page.status_code == 200
-    text = page.content.decode()
     assert "Erased at" in text
     assert [canary for canary in CANARIES if canary.lower() in text.lower()] == []
 
@@ -517,17 +511,10 @@ def test_sales_never_see_the_consumer_a_buyer_quotes_back_nor_who_consented(cons
     sold = consumer[0]
     post = Attempt.objects.get(lead=sold, outcome=AttemptOutcome.REJECTED)
     Attempt.objects.filter(pk=post.pk).update(error=f"HTTP 409: {EMAIL} exists")
-    client = Client()
-    client.force_login(staff_user("Sales"))
 
-    pages = [
-        client.get(reverse("admin:leads_lead_change", args=[sold.pk])),
-        client.get(reverse("admin:routing_attempt_change", args=[post.pk])),
-    ]
+    texts = admin_pages_as("Sales", sold, post)
 
-    for page in pages:
-        assert page.status_code == 200
-        text = page.content.decode()
+    for text in texts:
         assert "duplicate: m***@example.com" in text
         assert [canary for canary in CANARIES if canary.lower() in text.lower()] == []
         assert "Mozilla/5.0 (X11)" not in text  # the consent's user agent

@@ -17,8 +17,6 @@ from urllib.parse import quote, quote_plus
 from xml.sax.saxutils import escape as sax_escape
 
 import pytest
-from django.test import Client
-from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape as markup_escape
@@ -33,7 +31,7 @@ from routing.formats import xml_text
 from routing.models import Attempt
 from routing.templating import FILTERS
 from tests.leads.factories import LeadFactory
-from tests.staff import staff_user
+from tests.staff import admin_pages_as
 
 
 def _json_slashes(value: str) -> str:
@@ -285,17 +283,10 @@ def test_sales_see_no_spelling_of_the_consumer_in_a_buyers_request(
     post = Attempt.objects.get(lead=lead, kind=EndpointKind.POST)
     stored = post.request_body + post.url
     assert any(written in stored for written in WRITTEN if written not in (FIRST, LAST))
-    client = Client()
-    client.force_login(staff_user("Sales"))
 
-    pages = [
-        client.get(reverse("admin:leads_lead_change", args=[lead.pk])),
-        client.get(reverse("admin:routing_attempt_change", args=[post.pk])),
-    ]
+    texts = admin_pages_as("Sales", lead, post)
 
-    for page in pages:
-        assert page.status_code == 200
-        text = page.content.decode()
+    for text in texts:
         assert [w for w in WRITTEN if w.lower() in text.lower()] == []
 
 

@@ -284,13 +284,6 @@ def sold_run(market, *, contract_count: int = 3):
     return contracts, market.lead()
 
 
-@pytest.fixture
-def rules_cached_as_in_production(settings):
-    """Compiled rules are kept between leads, their version read once a second."""
-    settings.ELIGIBILITY_RULES_TTL = 60
-    settings.ELIGIBILITY_VERSION_RECHECK_MS = 1000
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("rules_cached_as_in_production")
