@@ -2,15 +2,17 @@
 with the next status it is given, and records what it received.
 
 `receiving()` runs one for the length of a block; the `start_receiver` fixture (tests/conftest.py)
-runs any number until the test ends.
+runs any number until the test ends. `raw_server()` answers one connection with bytes as written,
+for answers no HTTP server would give.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,3 +100,25 @@ def receiving(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """Yield the port of a server on 127.0.0.1 that accepts one connection, reads the request and
+    hands the connection to `answer`, which writes what it likes."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def serve() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                answer(connection)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield server.getsockname()[1]
+        finally:
+            thread.join(timeout=5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from outbound import http
 from outbound.guard import GuardedResolver
 from outbound.rules import retryable
-from tests.outbound.receiver import receiving
+from tests.outbound.receiver import raw_server, receiving
 
 TIMEOUT = (1.0, 2.0)
 
@@ -94,21 +93,11 @@ def test_no_answer_in_time_is_ambiguous_and_only_an_idempotent_call_tries_again(
 
 
 def test_an_answer_that_breaks_http_is_ambiguous_for_the_request_went_out():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
+    def answer_garbage(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\nok")
 
-        def answer_garbage() -> None:
-            connection, _ = server.accept()
-            with connection:
-                connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\nok")
-
-        thread = threading.Thread(target=answer_garbage, daemon=True)
-        thread.start()
+    with raw_server(answer_garbage) as port:
         outcome = http.send("POST", f"http://127.0.0.1:{port}/hook", timeout=TIMEOUT)
-        thread.join(timeout=5)
 
     assert outcome.status is None
     assert outcome.error.startswith("unreadable answer: ")

@@ -11,39 +11,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from outbound import http
-from tests.outbound.receiver import receiving
+from tests.outbound.receiver import raw_server, receiving
 
 
 @contextmanager
 def trickling_server(*, every_s: float, length: int) -> Iterator[int]:
     """Answer at once with headers, then one byte of the body every `every_s` seconds."""
     stop = threading.Event()
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
 
-        def answer() -> None:
-            connection, _ = server.accept()
-            with connection:
-                connection.recv(65536)
-                head = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode()
-                connection.sendall(head)
-                for _ in range(length):
-                    if stop.wait(every_s):
-                        return
-                    try:
-                        connection.sendall(b"x")
-                    except OSError:
-                        return
+    def trickle(connection: socket.socket) -> None:
+        connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+        for _ in range(length):
+            if stop.wait(every_s):
+                return
+            try:
+                connection.sendall(b"x")
+            except OSError:
+                return
 
-        thread = threading.Thread(target=answer, daemon=True)
-        thread.start()
+    with raw_server(trickle) as port:
         try:
             yield port
         finally:
             stop.set()
-            thread.join(timeout=5)
 
 
 def timed_send(url: str, timeout: tuple[float, float]) -> tuple[http.Outcome, float]:
