@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import pytest
@@ -53,24 +54,33 @@ def fixed_payout(amount: str):
     return lambda _price: Decimal(amount)
 
 
-def test_it_drops_a_bid_below_its_contracts_floor_and_says_so():
-    kept, dropped = filter_bids(
-        [bid(1, "3.00"), bid(2, "5.00")],
-        floor_by_contract={1: Decimal("5.00"), 2: Decimal("5.00")},
-        payout=fixed_payout("0"),
-        min_margin=Decimal("0"),
+def filtered(
+    bids: list[Bid],
+    *,
+    floors: Mapping[int, str | Decimal] | None = None,
+    payout: str | Callable[[Decimal], Decimal] = "0",
+    min_margin: str = "0",
+    tier_floor: TierFloor | None = None,
+) -> tuple[list[Bid], dict[int, str]]:
+    """`filter_bids` with each contract's floor, a fixed payout (or a payout rule) and the
+    minimum margin in dollars: no floor, no payout and no margin unless named."""
+    return filter_bids(
+        bids,
+        floor_by_contract={contract: Decimal(floor) for contract, floor in (floors or {}).items()},
+        payout=fixed_payout(payout) if isinstance(payout, str) else payout,
+        min_margin=Decimal(min_margin),
+        tier_floor=tier_floor,
     )
+
+
+def test_it_drops_a_bid_below_its_contracts_floor_and_says_so():
+    kept, dropped = filtered([bid(1, "3.00"), bid(2, "5.00")], floors={1: "5.00", 2: "5.00"})
     assert ids(kept) == [2]
     assert dropped == {1: "bid $3.00 below floor $5.00"}
 
 
 def test_it_drops_a_bid_whose_margin_over_the_payout_is_too_small():
-    kept, dropped = filter_bids(
-        [bid(1, "4.50"), bid(2, "5.00")],
-        floor_by_contract={},
-        payout=fixed_payout("4.00"),
-        min_margin=Decimal("1.00"),
-    )
+    kept, dropped = filtered([bid(1, "4.50"), bid(2, "5.00")], payout="4.00", min_margin="1.00")
     assert ids(kept) == [2]
     assert dropped == {1: "margin $0.50 below the minimum $1.00"}
 
@@ -79,43 +89,28 @@ def test_it_works_the_margin_out_per_price_under_a_revenue_share():
     def seventy_percent(price: Decimal) -> Decimal:
         return (price * Decimal("0.70")).quantize(Decimal("0.01"))
 
-    kept, dropped = filter_bids(
-        [bid(1, "10.00"), bid(2, "2.00")],
-        floor_by_contract={},
-        payout=seventy_percent,
-        min_margin=Decimal("1.00"),
+    kept, dropped = filtered(
+        [bid(1, "10.00"), bid(2, "2.00")], payout=seventy_percent, min_margin="1.00"
     )
     assert ids(kept) == [1]
     assert dropped == {2: "margin $0.60 below the minimum $1.00"}
 
 
 def test_it_says_a_negative_margin_with_its_sign():
-    _, dropped = filter_bids(
-        [bid(1, "2.00")],
-        floor_by_contract={},
-        payout=fixed_payout("2.50"),
-        min_margin=Decimal("0"),
-    )
+    _, dropped = filtered([bid(1, "2.00")], payout="2.50")
     assert dropped == {1: "margin -$0.50 below the minimum $0.00"}
 
 
 def test_it_keeps_a_bid_exactly_at_the_floor_and_exactly_at_the_margin():
-    kept, dropped = filter_bids(
-        [bid(1, "5.00")],
-        floor_by_contract={1: Decimal("5.00")},
-        payout=fixed_payout("4.00"),
-        min_margin=Decimal("1.00"),
-    )
+    kept, dropped = filtered([bid(1, "5.00")], floors={1: "5.00"}, payout="4.00", min_margin="1.00")
     assert ids(kept) == [1]
     assert dropped == {}
 
 
 def test_a_bid_under_the_verticals_floor_for_the_leads_tier_is_dropped_naming_it():
-    kept, dropped = filter_bids(
+    kept, dropped = filtered(
         [bid(1, "19.99"), bid(2, "20.00"), bid(3, "12.00")],
-        floor_by_contract={1: Decimal("5.00"), 2: Decimal("5.00"), 3: Decimal("15.00")},
-        payout=fixed_payout("0"),
-        min_margin=Decimal("0"),
+        floors={1: "5.00", 2: "5.00", 3: "15.00"},
         tier_floor=TierFloor("hot", Decimal("20.00")),
     )
     assert ids(kept) == [2]
@@ -126,11 +121,9 @@ def test_a_bid_under_the_verticals_floor_for_the_leads_tier_is_dropped_naming_it
 
 
 def test_the_higher_of_the_contracts_floor_and_the_tier_floor_binds_and_is_named():
-    kept, dropped = filter_bids(
+    kept, dropped = filtered(
         [bid(1, "24.00"), bid(2, "26.00")],
-        floor_by_contract={1: Decimal("25.00"), 2: Decimal("25.00")},
-        payout=fixed_payout("0"),
-        min_margin=Decimal("0"),
+        floors={1: "25.00", 2: "25.00"},
         tier_floor=TierFloor("warm", Decimal("10.00")),
     )
     assert ids(kept) == [2]
@@ -145,11 +138,9 @@ def test_the_higher_of_the_contracts_floor_and_the_tier_floor_binds_and_is_named
 )
 def test_every_kept_bid_is_at_or_above_both_floors(prices, contract_floor, tier_floor):
     bids = [bid(n, price) for n, price in enumerate(prices, start=1)]
-    kept, dropped = filter_bids(
+    kept, dropped = filtered(
         bids,
-        floor_by_contract=dict.fromkeys(range(1, len(bids) + 1), contract_floor),
-        payout=fixed_payout("0"),
-        min_margin=Decimal("0"),
+        floors=dict.fromkeys(range(1, len(bids) + 1), contract_floor),
         tier_floor=None if tier_floor is None else TierFloor("cold", tier_floor),
     )
     floor = max(contract_floor, tier_floor or Decimal(0))
