@@ -18,19 +18,13 @@ from django.db import DataError, IntegrityError, OperationalError, connection, t
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from buyers.models import (
-    BuyerCap,
-    CapCounter,
-    CapPeriod,
-    CapReservation,
-    ContractCap,
-    ReservationStatus,
-)
+from buyers.models import BuyerCap, CapCounter, CapPeriod, CapReservation, ReservationStatus
 from buyers.services import CapRefusal, cap_release, cap_reserve
 from leads.models import Lead, LeadStatus, Source, Vertical
 from routing.engine import RunLostDatabase, lead_route, route, settlement, store
 from routing.health import Observation, health_states
 from routing.models import Attempt, AttemptOutcome, Auction, AuctionStatus, ContractHealth, Sale
+from tests.buyers.factories import ContractCapFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -164,7 +158,7 @@ def test_a_reservation_without_caps_is_stored_and_a_second_call_gets_it_back(mar
 @pytest.mark.django_db(transaction=True)
 def test_a_reservation_with_caps_reads_them_once_in_its_first_statement(market):
     contract = market.contract()
-    ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=1)
+    ContractCapFactory(contract=contract, period=CapPeriod.DAY, max_leads=1)
 
     with CaptureQueriesContext(connection) as queries:
         cap_reserve(lead=market.lead(), contract=contract, price=Decimal("9.50"))
@@ -177,7 +171,7 @@ def test_a_reservation_with_caps_reads_them_once_in_its_first_statement(market):
 @pytest.mark.django_db(transaction=True)
 def test_a_reservation_with_caps_is_charged_to_them(market):
     contract = market.contract()
-    ContractCap.objects.create(contract=contract, period=CapPeriod.DAY, max_leads=1)
+    ContractCapFactory(contract=contract, period=CapPeriod.DAY, max_leads=1)
     first, second = market.lead(), market.lead()
 
     reservation = cap_reserve(lead=first, contract=contract, price=Decimal("9.50"))
