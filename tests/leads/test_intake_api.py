@@ -198,17 +198,10 @@ def test_with_prefer_wait_a_sold_lead_is_answered_201_with_price_and_payout(
     # The demo's auto-insurance scoring: currently insured (15) and a 2019 vehicle (10).
     assert (lead.score, lead.tier) == (25, "cold")
     assert response["Location"] == lead_url(lead.pk)
-    assert (lead.status, lead.sale_price, lead.payout) == (
-        LeadStatus.SOLD,
-        Decimal("12.50"),
-        Decimal("5.00"),
-    )
+    price, payout = Decimal("12.50"), Decimal("5.00")
+    assert (lead.status, lead.sale_price, lead.payout) == (LeadStatus.SOLD, price, payout)
     sale = Sale.objects.get(lead=lead)
-    assert (sale.contract, sale.price, sale.payout) == (
-        buyer_contract,
-        Decimal("12.50"),
-        Decimal("5.00"),
-    )
+    assert (sale.contract, sale.price, sale.payout) == (buyer_contract, price, payout)
     detail = get(client, key, lead_url(lead.pk)).json()
     assert (detail["status"], detail["payout"]) == ("sold", "5.00")
     assert "buyer_price" not in detail
