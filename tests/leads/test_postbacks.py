@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -19,13 +20,18 @@ def settled_lead(url: str) -> Lead:
     return LeadFactory(source=SourceFactory(postback_url=url), status=LeadStatus.SOLD)
 
 
+def the_postback(**expected: Any) -> Postback:
+    """Return the one postback stored, which has these values."""
+    postback = Postback.objects.get()
+    assert {name: getattr(postback, name) for name in expected} == expected
+    return postback
+
+
 def sent_without_an_answer(lead: Lead) -> Postback:
     """Try the lead's postback once; no answer came, so it is kept pending for a retry."""
     with pytest.raises(Retry):
         send_postback(str(lead.pk))
-    postback = Postback.objects.get()
-    assert (postback.status, postback.response_status) == (PostbackStatus.PENDING, None)
-    return postback
+    return the_postback(status=PostbackStatus.PENDING, response_status=None)
 
 
 def test_a_postback_to_a_name_resolving_to_a_forbidden_address_is_refused_without_a_request(
@@ -38,12 +44,7 @@ def test_a_postback_to_a_name_resolving_to_a_forbidden_address_is_refused_withou
         assert send_postback(str(lead.pk)) == PostbackStatus.FAILED
 
     assert partner.received == []
-    (postback,) = Postback.objects.all()
-    assert (postback.status, postback.attempt, postback.response_status) == (
-        PostbackStatus.FAILED,
-        1,
-        None,
-    )
+    postback = the_postback(status=PostbackStatus.FAILED, attempt=1, response_status=None)
     assert postback.error.startswith("refused: localhost resolves to ")
     assert "loopback" in postback.error
 
@@ -58,14 +59,13 @@ def test_a_postback_answered_503_is_retried_after_a_backoff():
             send_postback(str(lead.pk))
 
     assert len(partner.received) == 1
-    postback = Postback.objects.get()
-    assert (postback.attempt, postback.status, postback.response_status, postback.error) == (
-        1,
-        PostbackStatus.PENDING,
-        503,
-        "HTTP 503",
+    the_postback(
+        attempt=1,
+        status=PostbackStatus.PENDING,
+        response_status=503,
+        error="HTTP 503",
+        response_body="ok",
     )
-    assert postback.response_body == "ok"
     countdown = retry.call_args.kwargs["countdown"]
     assert 0 <= countdown <= POSTBACK_BACKOFF_BASE_S  # after the first try: full jitter below 2 s
 
@@ -78,12 +78,7 @@ def test_a_postback_answered_404_is_not_retried():
 
     retry.assert_not_called()
     assert len(partner.received) == 1
-    postback = Postback.objects.get()
-    assert (postback.status, postback.response_status, postback.error) == (
-        PostbackStatus.FAILED,
-        404,
-        "HTTP 404",
-    )
+    the_postback(status=PostbackStatus.FAILED, response_status=404, error="HTTP 404")
 
 
 def test_a_postback_that_got_no_answer_in_time_is_sent_again(monkeypatch):
