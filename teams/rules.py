@@ -273,30 +273,37 @@ def lead_facts(lead: Any) -> LeadFacts:
     )
 
 
-def _due_words(due_by: datetime, time_zone: str) -> str:
-    local = due_by.astimezone(ZoneInfo(time_zone))
-    return f"{local:%H:%M} {time_zone}"
+@dataclass(frozen=True, slots=True)
+class MemberMessage:
+    """What the assigned member is told of a lead, whichever the channel: the team, the member,
+    the lead's facts, the link that claims it, by when (on the member's clock) and why them."""
+
+    team: str
+    member: str
+    facts: LeadFacts
+    claim_url: str
+    due_by: datetime
+    time_zone: str
+    reason: str
+
+    @property
+    def due(self) -> str:
+        local = self.due_by.astimezone(ZoneInfo(self.time_zone))
+        return f"{local:%H:%M} {self.time_zone}"
+
+    @property
+    def tier(self) -> str:
+        return f" ({self.facts.tier.capitalize()})" if self.facts.tier else ""
 
 
-def render_member_slack(
-    *,
-    team: str,
-    member: str,
-    slack_user_id: str,
-    facts: LeadFacts,
-    claim_url: str,
-    due_by: datetime,
-    time_zone: str,
-    reason: str,
-) -> dict[str, Any]:
+def render_member_slack(message: MemberMessage, *, slack_user_id: str) -> dict[str, Any]:
     """Return the Slack message for the assigned member: the facts and a claim button."""
+    facts, member, team = message.facts, message.member, message.team
     who = f"<@{slack_user_id}>" if slack_user_id else slack_escape(member)
     headline = (
         f"New {facts.vertical} lead for {member}" if facts.vertical else f"New lead for {member}"
     )
-    tier = f" ({facts.tier.capitalize()})" if facts.tier else ""
-    due = _due_words(due_by, time_zone)
-    text = f"{headline}{tier}: {facts.name or facts.lead_id}. Claim by {due}."
+    text = f"{headline}{message.tier}: {facts.name or facts.lead_id}. Claim by {message.due}."
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"New lead for {team}"[:150]}},
         {
@@ -304,8 +311,8 @@ def render_member_slack(
             "text": {
                 "type": "mrkdwn",
                 "text": f"{who}: {slack_escape(facts.name or 'a new lead')} is yours "
-                f"({slack_escape(reason)}). Claim it by {_due_words(due_by, time_zone)}, or it "
-                "goes to the next member.",
+                f"({slack_escape(message.reason)}). Claim it by {message.due}, or it goes to the "
+                "next member.",
             },
         },
         {
@@ -322,7 +329,7 @@ def render_member_slack(
                     "type": "button",
                     "style": "primary",
                     "text": {"type": "plain_text", "text": "Claim lead"},
-                    "url": claim_url,
+                    "url": message.claim_url,
                 }
             ],
         },
@@ -336,29 +343,19 @@ def render_member_slack(
     return {"text": slack_escape(text)[:3000], "blocks": blocks}
 
 
-def render_member_email(
-    *,
-    team: str,
-    member: str,
-    to: str,
-    facts: LeadFacts,
-    claim_url: str,
-    due_by: datetime,
-    time_zone: str,
-    reason: str,
-) -> dict[str, Any]:
+def render_member_email(message: MemberMessage, *, to: str) -> dict[str, Any]:
     """Return the e-mail for the assigned member: subject, recipients and a plain-text body."""
-    tier = f" ({facts.tier.capitalize()})" if facts.tier else ""
-    subject = f"[{team}] New lead for you{tier}: {facts.name or facts.lead_id}"
+    facts, team = message.facts, message.team
+    subject = f"[{team}] New lead for you{message.tier}: {facts.name or facts.lead_id}"
     lines = [
-        f"Hi {member},",
+        f"Hi {message.member},",
         "",
-        f"A new lead is yours ({reason}). Claim it by {_due_words(due_by, time_zone)}, or it "
-        "goes to the next member of the team.",
+        f"A new lead is yours ({message.reason}). Claim it by {message.due}, or it goes to the "
+        "next member of the team.",
         "",
         *(f"{label}: {value}" for label, value in facts.pairs()),
         "",
-        f"Claim it: {claim_url}",
+        f"Claim it: {message.claim_url}",
         "",
         "-- ",
         f"Leadswitch, for {team}. Lead {facts.lead_id}.",

@@ -54,6 +54,7 @@ from teams.models import (
 from teams.rules import (
     Choice,
     Member,
+    MemberMessage,
     choose_member,
     first_available,
     lead_facts,
@@ -533,16 +534,15 @@ def _member_notifications_queue(
     *, team: Team, assignment: Assignment, member: TeamMember, lead: Lead
 ) -> list[TeamNotification]:
     """Record the member's messages (e-mail, Slack) and send them once the assignment commits."""
-    facts = lead_facts(lead)
-    render = {
-        "team": team.name,
-        "member": member.display_name,
-        "facts": facts,
-        "claim_url": claim_url(assignment),
-        "due_by": assignment.due_by,
-        "time_zone": member.time_zone,
-        "reason": AssignmentReason(assignment.reason).label.lower(),
-    }
+    message = MemberMessage(
+        team=team.name,
+        member=member.display_name,
+        facts=lead_facts(lead),
+        claim_url=claim_url(assignment),
+        due_by=assignment.due_by,
+        time_zone=member.time_zone,
+        reason=AssignmentReason(assignment.reason).label.lower(),
+    )
     rows = []
     if team.notify_by_email and member.contact_email:
         rows.append(
@@ -551,7 +551,7 @@ def _member_notifications_queue(
                 purpose=TeamNotificationPurpose.ASSIGNED,
                 channel=TeamNotificationChannel.EMAIL,
                 recipient=member.contact_email,
-                payload=render_member_email(to=member.contact_email, **render),
+                payload=render_member_email(message, to=member.contact_email),
             )
         )
     if team.slack_webhook_url:
@@ -561,7 +561,7 @@ def _member_notifications_queue(
                 purpose=TeamNotificationPurpose.ASSIGNED,
                 channel=TeamNotificationChannel.SLACK,
                 recipient=webhook_display(team.slack_webhook_url),
-                payload=render_member_slack(slack_user_id=member.slack_user_id, **render),
+                payload=render_member_slack(message, slack_user_id=member.slack_user_id),
             )
         )
     return _notifications_record(rows)
