@@ -7,18 +7,22 @@ HTTP client (the address guard checks the address it connects to; redirects are 
 e-mail through its door to Django's mail backend.
 
 Both kinds of message are recorded before they are sent (NotificationDelivery, TeamNotification)
-and sent by a task: `message_send` sends a recorded one by its channel, `message_verdict` says
-what an attempt came to and whether to try again; the tasks wait between tries as
+and sent by a task: `message_queue` queues that task, `message_attempt` makes and records one
+attempt at a recorded message (`message_send` sends it by its channel, `message_verdict` says
+what the attempt came to and whether to try again); the tasks wait between tries as
 `retry_countdown` says.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from outbound import http
 from outbound.email import email_send
@@ -34,6 +38,8 @@ __all__ = [
     "Outcome",
     "Verdict",
     "email_message_send",
+    "message_attempt",
+    "message_queue",
     "message_send",
     "message_verdict",
     "retry_countdown",
@@ -143,3 +149,84 @@ def message_verdict(
         "latency_ms": result.latency_ms,
     }
     return Verdict(status=status, error=error, log_entry=log_entry)
+
+
+def message_queue(
+    task: Any, message_id: int, *, logger: logging.Logger, log: str, extra: Mapping[str, Any]
+) -> None:
+    """Queue the task that sends a recorded message; never raise (`logger` tells `log` when the
+    broker did not take it). Such a message stays pending: its sweep queues it again once it has
+    waited long enough."""
+    try:
+        task.delay(message_id)
+    except Exception:
+        logger.exception(log, extra=extra)
+
+
+def message_attempt(
+    message: Any,
+    *,
+    refusal: str,
+    webhook_url: str,
+    subject: str,
+    max_attempts: int,
+    retry: bool = True,
+    answer_column: bool = True,
+    logger: logging.Logger,
+    log: str,
+    extra: Mapping[str, Any],
+) -> str:
+    """Make the next attempt at a recorded message (a NotificationDelivery, a TeamNotification)
+    and record it: claim the attempt, send the message by its channel (unless `refusal` says why
+    it may not be sent), judge the answer and write what came of it; `logger` tells `log` when
+    the message has failed for good. Return the sending task's answer ("sent", "retry" or
+    "failed"), or "skipped" when another worker claimed this attempt.
+
+    The answer is kept in the message's `response_body` (its first 4 KiB), or, for a message
+    without that column (`answer_column=False`), in the attempt's log entry (its first 500
+    characters).
+    """
+    model = type(message)._default_manager
+    attempt = message.attempts + 1
+    started_at = timezone.now()
+    # Claim this attempt: a task delivered twice (or queued again by a sweep while its retry was
+    # still on its way) sends once.
+    if not model.filter(pk=message.pk, status="pending", attempts=message.attempts).update(
+        attempts=attempt, last_attempt_at=started_at
+    ):
+        return "skipped"
+    if refusal:
+        result = Outcome(error=refusal, refused=True)
+    else:
+        result = message_send(
+            channel=message.channel,
+            webhook_url=webhook_url,
+            payload=message.payload,
+            recipient=message.recipient,
+            subject=subject,
+        )
+    verdict = message_verdict(
+        message.channel,
+        result,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        started_at=started_at,
+        retry=retry,
+    )
+    log_entry, answer = verdict.log_entry, {}
+    if answer_column:
+        answer = {"response_body": result.body[:4096]}
+    else:
+        log_entry = {**log_entry, "answer": result.body[:500]}
+    model.filter(pk=message.pk).update(
+        status=verdict.status,
+        response_status=result.status,
+        error=verdict.error[:500],
+        latency_ms=result.latency_ms,
+        attempt_log=[*message.attempt_log, log_entry],
+        sent_at=timezone.now() if verdict.sent else None,
+        **answer,
+    )
+    if verdict.status == "failed":
+        logger.warning(log, extra={**extra, "attempts": attempt, "error": verdict.error})
+    return verdict.task_result

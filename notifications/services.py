@@ -40,7 +40,6 @@ from notifications.models import (
     NotificationSubscription,
     NotificationWindow,
 )
-from outbound.rules import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -204,11 +203,14 @@ def delivery_create(
 def _enqueue_delivery(delivery_id: int) -> None:
     from notifications.tasks import send_notification
 
-    try:
-        send_notification.delay(delivery_id)
-    except Exception:
-        # Still pending: notifications_sweep queues it again once it has waited STALE_PENDING.
-        logger.exception("notification delivery not queued", extra={"delivery_id": delivery_id})
+    # Not queued, it stays pending: notifications_sweep queues it again after STALE_PENDING.
+    channels.message_queue(
+        send_notification,
+        delivery_id,
+        logger=logger,
+        log="notification delivery not queued",
+        extra={"delivery_id": delivery_id},
+    )
 
 
 def delivery_send(*, delivery_id: int, retry: bool = True) -> str:
@@ -223,49 +225,19 @@ def delivery_send(*, delivery_id: int, retry: bool = True) -> str:
     )
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return "skipped"
-    attempt = delivery.attempts + 1
-    started_at = timezone.now()
-    # Claim this attempt: a task delivered twice (or queued again by the sweep while its retry
-    # was still on its way) sends once.
-    claimed = NotificationDelivery.objects.filter(
-        pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts
-    ).update(attempts=attempt, last_attempt_at=started_at)
-    if not claimed:
-        return "skipped"
     subscription = delivery.subscription
-    if subscription is None or not subscription.active:
-        result = Outcome(error="the subscription was deleted or switched off", refused=True)
-    else:
-        result = channels.message_send(
-            channel=delivery.channel,
-            webhook_url=subscription.slack_webhook_url,
-            payload=delivery.payload,
-            recipient=delivery.recipient,
-            subject=delivery.subject,
-        )
-    verdict = channels.message_verdict(
-        delivery.channel,
-        result,
-        attempt=attempt,
+    live = subscription is not None and subscription.active
+    return channels.message_attempt(
+        delivery,
+        refusal="" if live else "the subscription was deleted or switched off",
+        webhook_url=subscription.slack_webhook_url if live else "",
+        subject=delivery.subject,
         max_attempts=MAX_ATTEMPTS,
-        started_at=started_at,
         retry=retry,
+        logger=logger,
+        log="notification not delivered",
+        extra={"delivery_id": delivery.pk},
     )
-    NotificationDelivery.objects.filter(pk=delivery.pk).update(
-        status=verdict.status,
-        response_status=result.status,
-        response_body=result.body[:4096],
-        error=verdict.error[:500],
-        latency_ms=result.latency_ms,
-        attempt_log=[*delivery.attempt_log, verdict.log_entry],
-        sent_at=timezone.now() if verdict.sent else None,
-    )
-    if verdict.status == DeliveryStatus.FAILED:
-        logger.warning(
-            "notification not delivered",
-            extra={"delivery_id": delivery.pk, "attempts": attempt, "error": verdict.error},
-        )
-    return verdict.task_result
 
 
 def delivery_resend(*, delivery: NotificationDelivery) -> NotificationDelivery | None:

@@ -10,8 +10,8 @@ racing for one assignment exactly one wins.
 
 Nothing here touches the network inside a transaction: notifications are rows
 (TeamNotification) sent by `teams.tasks.send_team_notification` once the assignment commits,
-with the ops notifications' senders (`notifications.channels.slack_message_send` and
-`email_message_send`) and bounded, jittered retries.
+as the ops notifications send theirs (`notifications.channels.message_attempt`), with bounded,
+jittered retries.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from django.utils import timezone
 from config.masking import webhook_display
 from leads.models import Lead
 from leads.selectors import same_consumer
-from notifications.channels import message_send, message_verdict
-from outbound.rules import Outcome
+from notifications.channels import message_attempt, message_queue
 from teams.models import (
     OPEN_ASSIGNMENT_STATUSES,
     Assignment,
@@ -620,11 +619,15 @@ def _notifications_record(rows: Iterable[TeamNotification]) -> list[TeamNotifica
 def _enqueue_notification(notification_id: int) -> None:
     from teams.tasks import send_team_notification
 
-    try:
-        send_team_notification.delay(notification_id)
-    except Exception:
-        # Still pending: team_notifications_sweep queues it again after NOTIFY_STALE_PENDING.
-        logger.exception("team notification not queued", extra={"notification_id": notification_id})
+    # Not queued, it stays pending: team_notifications_sweep queues it again after
+    # NOTIFY_STALE_PENDING.
+    message_queue(
+        send_team_notification,
+        notification_id,
+        logger=logger,
+        log="team notification not queued",
+        extra={"notification_id": notification_id},
+    )
 
 
 def team_notification_send(*, notification_id: int) -> str:
@@ -640,59 +643,27 @@ def team_notification_send(*, notification_id: int) -> str:
     )
     if notification is None or notification.status != TeamNotificationStatus.PENDING:
         return "skipped"
-    attempt = notification.attempts + 1
-    started_at = timezone.now()
-    # Claim this attempt: a task delivered twice sends once.
-    if not TeamNotification.objects.filter(
-        pk=notification.pk,
-        status=TeamNotificationStatus.PENDING,
-        attempts=notification.attempts,
-    ).update(attempts=attempt, last_attempt_at=started_at):
-        return "skipped"
     assignment = notification.assignment
     team = assignment.team
+    refusal = ""
     if (
         notification.purpose == TeamNotificationPurpose.ASSIGNED
         and assignment.status != AssignmentStatus.ASSIGNED
     ):
-        result = Outcome(
-            error=f"not sent: the lead is {assignment.get_status_display().lower()} meanwhile",
-            refused=True,
-        )
+        refusal = f"not sent: the lead is {assignment.get_status_display().lower()} meanwhile"
     elif notification.channel == TeamNotificationChannel.SLACK and not team.slack_webhook_url:
-        result = Outcome(error="the team's Slack webhook was removed", refused=True)
-    else:
-        result = message_send(
-            channel=notification.channel,
-            webhook_url=team.slack_webhook_url,
-            payload=notification.payload,
-            recipient=notification.recipient,
-            subject="",
-        )
-    verdict = message_verdict(
-        notification.channel,
-        result,
-        attempt=attempt,
+        refusal = "the team's Slack webhook was removed"
+    return message_attempt(
+        notification,
+        refusal=refusal,
+        webhook_url=team.slack_webhook_url,
+        subject="",
         max_attempts=NOTIFY_MAX_ATTEMPTS,
-        started_at=started_at,
+        answer_column=False,
+        logger=logger,
+        log="team notification not delivered",
+        extra={"notification_id": notification.pk},
     )
-    TeamNotification.objects.filter(pk=notification.pk).update(
-        status=verdict.status,
-        response_status=result.status,
-        error=verdict.error[:500],
-        latency_ms=result.latency_ms,
-        attempt_log=[
-            *notification.attempt_log,
-            {**verdict.log_entry, "answer": result.body[:500]},
-        ],
-        sent_at=timezone.now() if verdict.sent else None,
-    )
-    if verdict.status == TeamNotificationStatus.FAILED:
-        logger.warning(
-            "team notification not delivered",
-            extra={"notification_id": notification.pk, "attempts": attempt, "error": verdict.error},
-        )
-    return verdict.task_result
 
 
 def team_notifications_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> int:
