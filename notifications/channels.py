@@ -6,11 +6,11 @@ sales teams send through them. Both go through the platform's outbound seam: Sla
 HTTP client (the address guard checks the address it connects to; redirects are not followed),
 e-mail through its door to Django's mail backend.
 
-Both kinds of message are recorded before they are sent (NotificationDelivery, TeamNotification)
-and sent by a task: `message_queue` queues that task, `message_attempt` makes and records one
-attempt at a recorded message (`message_send` sends it by its channel, `message_verdict` says
-what the attempt came to and whether to try again); the tasks wait between tries as
-`retry_countdown` says.
+Both kinds of message are recorded before they are sent (NotificationDelivery, TeamNotification:
+`RecordedMessage` holds the columns they share) and sent by a task: `message_queue` queues that
+task, `message_attempt` makes and records one attempt at a recorded message (`message_send`
+sends it by its channel, `message_verdict` says what the attempt came to and whether to try
+again); the tasks wait between tries as `retry_countdown` says.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import models
 from django.utils import timezone
 
 from outbound import http
@@ -35,7 +36,10 @@ __all__ = [
     "RETRY_BACKOFF_CAP_S",
     "SLACK",
     "SLACK_TIMEOUT",
+    "MessageChannel",
+    "MessageStatus",
     "Outcome",
+    "RecordedMessage",
     "Verdict",
     "email_message_send",
     "message_attempt",
@@ -49,9 +53,17 @@ __all__ = [
 ]
 
 SLACK_TIMEOUT = (2.0, 5.0)  # connect, read (seconds)
-# The channels' names as the recorded messages store them.
-EMAIL = "email"
-SLACK = "slack"
+
+
+class MessageChannel(models.TextChoices):
+    """The channels' names as the recorded messages store them."""
+
+    EMAIL = "email", "E-mail"
+    SLACK = "slack", "Slack (incoming webhook)"
+
+
+EMAIL = MessageChannel.EMAIL
+SLACK = MessageChannel.SLACK
 # Retries wait up to 10, 20, 40, 80 and 160 s (a random point in the upper half of each), never
 # longer than the cap: well below the broker's visibility timeout (600 s), past which Redis would
 # hand a retry still waiting in one worker to a second one.
@@ -95,6 +107,14 @@ def message_send(
         subject=payload.get("subject", subject),
         body=payload.get("body", ""),
     )
+
+
+class MessageStatus(models.TextChoices):
+    """Where a recorded message stands: to be tried (again), or what its last attempt came to."""
+
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,31 @@ def message_verdict(
     return Verdict(status=status, error=error, log_entry=log_entry)
 
 
+class RecordedMessage(models.Model):
+    """A message recorded before it is sent (ops' NotificationDelivery, a team's
+    TeamNotification): where it goes, what it says, and how its attempts went
+    (`message_attempt` makes and records each one)."""
+
+    channel = models.CharField(max_length=5, choices=MessageChannel.choices)
+    recipient = models.CharField(max_length=255, help_text="Address, or the webhook (masked).")
+    payload = models.JSONField(
+        default=dict, help_text="Slack: the JSON posted; e-mail: subject, recipients and body."
+    )
+    status = models.CharField(
+        max_length=7, choices=MessageStatus.choices, default=MessageStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempt_log = models.JSONField(default=list, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
 def message_queue(
     task: Any, message_id: int, *, logger: logging.Logger, log: str, extra: Mapping[str, Any]
 ) -> None:
@@ -164,7 +209,7 @@ def message_queue(
 
 
 def message_attempt(
-    message: Any,
+    message: RecordedMessage,
     *,
     refusal: str,
     webhook_url: str,
@@ -191,9 +236,9 @@ def message_attempt(
     started_at = timezone.now()
     # Claim this attempt: a task delivered twice (or queued again by a sweep while its retry was
     # still on its way) sends once.
-    if not model.filter(pk=message.pk, status="pending", attempts=message.attempts).update(
-        attempts=attempt, last_attempt_at=started_at
-    ):
+    if not model.filter(
+        pk=message.pk, status=MessageStatus.PENDING, attempts=message.attempts
+    ).update(attempts=attempt, last_attempt_at=started_at):
         return "skipped"
     if refusal:
         result = Outcome(error=refusal, refused=True)
@@ -227,6 +272,6 @@ def message_attempt(
         sent_at=timezone.now() if verdict.sent else None,
         **answer,
     )
-    if verdict.status == "failed":
+    if verdict.status == MessageStatus.FAILED:
         logger.warning(log, extra={**extra, "attempts": attempt, "error": verdict.error})
     return verdict.task_result

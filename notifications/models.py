@@ -15,7 +15,12 @@ from buyers.fields import EncryptedTextField
 from buyers.models import Buyer, Contract
 from config.masking import webhook_display
 from leads.models import Source
-from notifications.channels import webhook_url_refusal
+from notifications.channels import (
+    MessageChannel,
+    MessageStatus,
+    RecordedMessage,
+    webhook_url_refusal,
+)
 
 
 class NotificationKind(models.TextChoices):
@@ -35,9 +40,9 @@ SUBSCRIBABLE_KINDS = tuple(kind for kind in NotificationKind if kind != Notifica
 RATE_KINDS = (NotificationKind.SOURCE_ERROR_RATE, NotificationKind.SOURCE_DUPLICATE_RATE)
 
 
-class NotificationChannel(models.TextChoices):
-    EMAIL = "email", "E-mail"
-    SLACK = "slack", "Slack (incoming webhook)"
+# The names every recorded message (here and in teams) stores its channel and status under.
+NotificationChannel = MessageChannel
+DeliveryStatus = MessageStatus
 
 
 class NotificationSubscription(models.Model):
@@ -233,13 +238,7 @@ class NotificationWindow(models.Model):
         return f"{self.event_key} for subscription {self.subscription_id}"
 
 
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-
-
-class NotificationDelivery(models.Model):
+class NotificationDelivery(RecordedMessage):
     """One notification to one subscription: what was sent, where, and how each attempt went."""
 
     subscription = models.ForeignKey(
@@ -251,29 +250,15 @@ class NotificationDelivery(models.Model):
     )
     kind = models.CharField(max_length=24, choices=NotificationKind.choices)
     event_key = models.CharField(max_length=255, help_text="Event and subject: what is de-duped.")
-    channel = models.CharField(max_length=5, choices=NotificationChannel.choices)
-    recipient = models.CharField(max_length=255, help_text="Address, or the webhook (masked).")
     subject = models.CharField(max_length=255, help_text="The one-line summary.")
-    payload = models.JSONField(
-        default=dict, help_text="Slack: the JSON posted; e-mail: subject, recipients and body."
-    )
     repeats = models.PositiveIntegerField(
         default=0, help_text="Repeats of this event since it was last told, reported here."
     )
-    status = models.CharField(
-        max_length=7, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, help_text="The last answer, truncated to 4 KiB.")
-    error = models.CharField(max_length=500, blank=True)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
     attempt_log = models.JSONField(
         default=list, blank=True, help_text="Every attempt: when, answer, error, latency."
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -19,6 +19,7 @@ from simple_history.models import HistoricalRecords
 from buyers.fields import EncryptedTextField
 from buyers.models import Contract, validate_time_zone
 from buyers.schedule import parse_hours
+from notifications.channels import MessageChannel, MessageStatus, RecordedMessage
 from outbound.guard import webhook_url_refusal
 
 
@@ -338,42 +339,19 @@ class TeamNotificationPurpose(models.TextChoices):
     ACKNOWLEDGEMENT = "acknowledgement", "Acknowledgement to the consumer"
 
 
-class TeamNotificationChannel(models.TextChoices):
-    EMAIL = "email", "E-mail"
-    SLACK = "slack", "Slack (incoming webhook)"
+# A team's messages are recorded and sent as the ops notifications are (notifications.channels).
+TeamNotificationChannel = MessageChannel
+TeamNotificationStatus = MessageStatus
 
 
-class TeamNotificationStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-
-
-class TeamNotification(models.Model):
+class TeamNotification(RecordedMessage):
     """One message about an assignment (to the member, or the consumer) and how it went."""
 
     assignment = models.ForeignKey(
         Assignment, on_delete=models.CASCADE, related_name="notifications"
     )
     purpose = models.CharField(max_length=15, choices=TeamNotificationPurpose.choices)
-    channel = models.CharField(max_length=5, choices=TeamNotificationChannel.choices)
-    recipient = models.CharField(max_length=255, help_text="Address, or the webhook (masked).")
-    payload = models.JSONField(
-        default=dict, help_text="Slack: the JSON posted; e-mail: subject, recipients and body."
-    )
-    status = models.CharField(
-        max_length=7,
-        choices=TeamNotificationStatus.choices,
-        default=TeamNotificationStatus.PENDING,
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    error = models.CharField(max_length=500, blank=True)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    attempt_log = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
