@@ -184,104 +184,67 @@ class PingFigures(Dimensions):
 # periods of whole days, with 24 times fewer rows to add up.
 
 
-class LeadHour(LeadFigures):
+class Hourly(models.Model):
     hour = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["hour"], name="leadhour_hour")]
+        abstract = True
+        indexes = [models.Index(fields=["hour"], name="%(class)s_hour")]
 
     def __str__(self) -> str:
         return describe(self, self.hour)
 
 
-class LeadDay(LeadFigures):
+class Daily(models.Model):
     day = models.DateTimeField(help_text="00:00 UTC of the day.")
 
     class Meta:
-        indexes = [models.Index(fields=["day"], name="leadday_day")]
+        abstract = True
+        indexes = [models.Index(fields=["day"], name="%(class)s_day")]
 
     def __str__(self) -> str:
         return describe(self, self.day)
 
 
-class SaleHour(SaleFigures):
-    hour = models.DateTimeField()
-
-    class Meta:
-        indexes = [models.Index(fields=["hour"], name="salehour_hour")]
-
-    def __str__(self) -> str:
-        return describe(self, self.hour)
+# Each takes its Meta (the index on its hour or day) from Hourly or Daily, named first.
+class LeadHour(Hourly, LeadFigures):
+    pass
 
 
-class SaleDay(SaleFigures):
-    day = models.DateTimeField(help_text="00:00 UTC of the day.")
-
-    class Meta:
-        indexes = [models.Index(fields=["day"], name="saleday_day")]
-
-    def __str__(self) -> str:
-        return describe(self, self.day)
+class LeadDay(Daily, LeadFigures):
+    pass
 
 
-class AttemptHour(AttemptFigures):
-    hour = models.DateTimeField()
-
-    class Meta:
-        indexes = [models.Index(fields=["hour"], name="attempthour_hour")]
-
-    def __str__(self) -> str:
-        return describe(self, self.hour)
+class SaleHour(Hourly, SaleFigures):
+    pass
 
 
-class AttemptDay(AttemptFigures):
-    day = models.DateTimeField(help_text="00:00 UTC of the day.")
-
-    class Meta:
-        indexes = [models.Index(fields=["day"], name="attemptday_day")]
-
-    def __str__(self) -> str:
-        return describe(self, self.day)
+class SaleDay(Daily, SaleFigures):
+    pass
 
 
-class RejectionHour(RejectionFigures):
-    hour = models.DateTimeField()
-
-    class Meta:
-        indexes = [models.Index(fields=["hour"], name="rejectionhour_hour")]
-
-    def __str__(self) -> str:
-        return describe(self, self.hour)
+class AttemptHour(Hourly, AttemptFigures):
+    pass
 
 
-class RejectionDay(RejectionFigures):
-    day = models.DateTimeField(help_text="00:00 UTC of the day.")
-
-    class Meta:
-        indexes = [models.Index(fields=["day"], name="rejectionday_day")]
-
-    def __str__(self) -> str:
-        return describe(self, self.day)
+class AttemptDay(Daily, AttemptFigures):
+    pass
 
 
-class PingHour(PingFigures):
+class RejectionHour(Hourly, RejectionFigures):
+    pass
+
+
+class RejectionDay(Daily, RejectionFigures):
+    pass
+
+
+class PingHour(Hourly, PingFigures):
     hour = models.DateTimeField(help_text="The hour the pings were received (UTC).")
 
-    class Meta:
-        indexes = [models.Index(fields=["hour"], name="pinghour_hour")]
 
-    def __str__(self) -> str:
-        return describe(self, self.hour)
-
-
-class PingDay(PingFigures):
-    day = models.DateTimeField(help_text="00:00 UTC of the day.")
-
-    class Meta:
-        indexes = [models.Index(fields=["day"], name="pingday_day")]
-
-    def __str__(self) -> str:
-        return describe(self, self.day)
+class PingDay(Daily, PingFigures):
+    pass
 
 
 class ReturnReason(models.TextChoices):
