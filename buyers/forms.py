@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
+from buyers.fields import mask
 from buyers.models import (
     NUMERIC_OPERATORS,
     Contract,
@@ -23,6 +24,7 @@ from buyers.models import (
     TerritoryRule,
     split_values,
 )
+from config.admin_display import StoredSecretFormMixin, secret_input_field
 from leads.models import US_STATES
 from leads.scoring import SCORE_FIELD, TIER_FIELD, Tier
 
@@ -142,17 +144,17 @@ class FieldCriterionForm(forms.ModelForm):
         return cleaned
 
 
-class DeliveryEndpointForm(forms.ModelForm):
+class DeliveryEndpointForm(StoredSecretFormMixin, forms.ModelForm):
     """Edit an endpoint without ever rendering its stored secret back to the browser.
 
     Blank keeps the stored secret, a new value replaces it, "clear secret" removes it.
     """
 
-    auth_secret = forms.CharField(
-        label="Secret",
-        required=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
+    stored_field = "auth_secret"
+    stored_mask = staticmethod(mask)
+    stored_help = "Password, token or key; kept encrypted. Leave blank to keep the stored secret."
+
+    auth_secret = secret_input_field("Secret")
     clear_secret = forms.BooleanField(
         label="Clear secret", required=False, help_text="Remove the stored secret."
     )
@@ -176,56 +178,35 @@ class DeliveryEndpointForm(forms.ModelForm):
             "read_timeout_ms",
         )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stored_secret = self.instance.auth_secret if self.instance.pk else ""
-        # model_to_dict put the plaintext into initial; nothing that renders may see it.
-        self.initial.pop("auth_secret", None)
-        hint = self.instance.masked_secret if self._stored_secret else "not set"
-        self.fields["auth_secret"].help_text = (
-            f"Stored: {hint}. Password, token or key; kept encrypted. "
-            "Leave blank to keep the stored secret."
-        )
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        typed = cleaned.get("auth_secret") or ""
         if cleaned.get("clear_secret"):
-            if typed:
+            if cleaned.get("auth_secret"):
                 self.add_error("clear_secret", "Type a new secret or clear it, not both.")
             cleaned["auth_secret"] = ""
-        elif not typed:
-            # Keep the stored secret. It goes back into cleaned_data so that the instance carries
-            # it when the model's clean() checks that this auth type has a secret.
-            cleaned["auth_secret"] = self._stored_secret
+        else:
+            # A blank field keeps the stored secret. It goes back into cleaned_data so that the
+            # instance carries it when the model's clean() checks that this auth type has a secret.
+            cleaned["auth_secret"] = self.typed_or_stored(cleaned)
         return cleaned
 
 
-class ContractSecretForm(forms.ModelForm):
+class ContractSecretForm(StoredSecretFormMixin, forms.ModelForm):
     """Edit a named secret without ever rendering its value back: blank keeps the stored one."""
 
-    value = forms.CharField(
-        label="Value",
-        required=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
+    stored_field = "value"
+    stored_mask = staticmethod(mask)
+
+    value = secret_input_field("Value")
 
     class Meta:
         model = ContractSecret
         fields = ("contract", "name", "value")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stored = self.instance.value if self.instance.pk else ""
-        self.initial.pop("value", None)
-        hint = self.instance.masked_value if self._stored else "not set"
-        self.fields["value"].help_text = f"Stored: {hint}. Leave blank to keep it."
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if not cleaned.get("value"):
-            # The stored value goes back so that the model's clean() sees the secret it keeps.
-            cleaned["value"] = self._stored
+        # The stored value goes back so that the model's clean() sees the secret it keeps.
+        cleaned["value"] = self.typed_or_stored(cleaned)
         return cleaned
 
 

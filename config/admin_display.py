@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -234,6 +234,16 @@ class SecretFormMixin:
         return super().changeform_view(*args, **kwargs)
 
 
+def secret_input_field(label: str) -> forms.CharField:
+    """A field a secret is typed into (see StoredSecretFormMixin): a password box that never
+    renders a value."""
+    return forms.CharField(
+        label=label,
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+
 def webhook_url_field() -> forms.CharField:
     """The field a form's `slack_webhook_url` is typed into (see StoredWebhookFormMixin)."""
     return forms.CharField(
@@ -250,27 +260,47 @@ def webhook_url_field() -> forms.CharField:
     )
 
 
-class StoredWebhookFormMixin:
-    """A model form's `slack_webhook_url` (a `webhook_url_field`): kept encrypted and never
-    rendered back (the form's initial data loses it), with the stored one described masked.
-    `webhook_typed_or_stored` gives what clean() should save: what was typed, or else the stored
-    URL."""
+class StoredSecretFormMixin:
+    """A model form's `stored_field`, a secret kept encrypted and never rendered back: the form's
+    initial data loses it, and its help text describes the stored one masked by `stored_mask`.
+    `typed_or_stored` gives what clean() should save: what was typed, or else (a blank field)
+    the stored secret."""
 
-    webhook_help = "The URL Slack gives for an incoming webhook"
+    stored_field: str
+    stored_mask: Callable[[str], str]  # a staticmethod
+    stored_help = "Leave blank to keep it."  # follows "Stored: <the masked secret>. "
+    stored_unset = "not set"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._stored_url = self.instance.slack_webhook_url if self.instance.pk else ""
-        # model_to_dict put the URL into initial; nothing that renders may see it.
-        self.initial.pop("slack_webhook_url", None)
-        stored = webhook_display(self._stored_url) if self._stored_url else "none"
-        self.fields["slack_webhook_url"].help_text = (
-            f"Stored: {stored}. {self.webhook_help}; kept encrypted and never shown again. "
+        self.stored_value = getattr(self.instance, self.stored_field) if self.instance.pk else ""
+        # model_to_dict put the plaintext into initial; nothing that renders may see it.
+        self.initial.pop(self.stored_field, None)
+        stored = self.stored_mask(self.stored_value) if self.stored_value else self.stored_unset
+        self.fields[self.stored_field].help_text = f"Stored: {stored}. {self.stored_help}"
+
+    def typed_or_stored(self, cleaned: dict[str, Any]) -> str:
+        return (cleaned.get(self.stored_field) or "").strip() or self.stored_value
+
+
+class StoredWebhookFormMixin(StoredSecretFormMixin):
+    """A model form's `slack_webhook_url` (a `webhook_url_field`) as its stored secret, described
+    by `webhook_help`."""
+
+    stored_field = "slack_webhook_url"
+    stored_mask = staticmethod(webhook_display)
+    stored_unset = "none"
+    webhook_help = "The URL Slack gives for an incoming webhook"
+
+    @property
+    def stored_help(self) -> str:  # type: ignore[override]
+        return (
+            f"{self.webhook_help}; kept encrypted and never shown again. "
             "Leave blank to keep the stored one."
         )
 
     def webhook_typed_or_stored(self, cleaned: dict[str, Any]) -> str:
-        return (cleaned.get("slack_webhook_url") or "").strip() or self._stored_url
+        return self.typed_or_stored(cleaned)
 
 
 class MaskedSecretMixin:

@@ -633,6 +633,29 @@ def test_the_standalone_endpoint_page_keeps_a_secret_left_blank(admin_client, ev
     assert (endpoint.read_timeout_ms, endpoint.auth_secret) == (2500, SECRET)
 
 
+def test_a_contract_secrets_page_never_shows_its_value_and_keeps_it_left_blank(
+    admin_client, every_model
+):
+    secret = ContractSecret.objects.get(contract=every_model["contract"])
+    page = admin_client.get(url(secret, "change", secret.pk))
+    html = page.content.decode()
+    assert SECRET not in html
+    assert "Stored: ••••-XYZ. Leave blank to keep it." in html
+
+    data = {**change_form_data(page), "name": "partner_key"}
+    assert data.get("value", "") == ""
+    response = admin_client.post(url(secret, "change", secret.pk), data)
+    assert response.status_code == 302, form_errors(response)
+    secret.refresh_from_db()
+    assert (secret.name, secret.value) == ("partner_key", SECRET)
+
+    data["value"] = "new-value-5678"
+    response = admin_client.post(url(secret, "change", secret.pk), data)
+    assert response.status_code == 302, form_errors(response)
+    secret.refresh_from_db()
+    assert secret.value == "new-value-5678"
+
+
 def test_a_pasted_list_of_thousands_of_zips_is_saved_cleaned(admin_client, every_model):
     contract = every_model["contract"]
     zips = [f"{n:05d}" for n in range(10000, 15000)]
