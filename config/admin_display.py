@@ -39,6 +39,11 @@ def money(value: Decimal | None) -> str:
     return f"{sign}${abs(value):,.2f}"
 
 
+def milliseconds(value: int | None) -> str | None:
+    """Format a duration as "120 ms"; no duration as None (a changelist shows the empty marker)."""
+    return None if value is None else f"{value} ms"
+
+
 def pretty_json(value: Any) -> str:
     return preformatted(
         json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)

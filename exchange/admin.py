@@ -15,6 +15,7 @@ from config.admin_display import (
     admin_link,
     admin_link_by_id,
     explanation_table,
+    milliseconds,
     money,
     parse_uuid,
     precise_time,
@@ -115,7 +116,7 @@ class InboundPingAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
     @admin.display(description="Answered in")
     def duration(self, obj: InboundPing) -> str | None:
-        return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
+        return milliseconds(obj.duration_ms)
 
     @admin.display(description="Posted", boolean=True)
     def posted(self, obj: InboundPing) -> bool:
@@ -177,7 +178,7 @@ def ping_timeline(ping: InboundPing) -> list[tuple[str | None, str]]:
     if ping.reason:
         answered += f": {ping.reason}"
     if ping.duration_ms is not None:
-        answered += f" in {ping.duration_ms} ms"
+        answered += f" in {milliseconds(ping.duration_ms)}"
     steps.append((precise_time(ping.received_at), answered))
     if ping.expires_at is not None:
         steps.append((precise_time(ping.expires_at), "price held until"))

@@ -20,6 +20,7 @@ from config.admin_display import (
     ReadOnlyAdminMixin,
     admin_link,
     explanation_table,
+    milliseconds,
     money,
     precise_time,
     preformatted,
@@ -140,7 +141,7 @@ class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="Latency")
     def latency(self, obj: Attempt) -> str | None:
-        return None if obj.latency_ms is None else f"{obj.latency_ms} ms"
+        return milliseconds(obj.latency_ms)
 
     @admin.display(description="Price")
     def price_display(self, obj: Attempt) -> str | None:
@@ -165,7 +166,7 @@ class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="Duration")
     def duration(self, obj: Auction) -> str | None:
-        return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
+        return milliseconds(obj.duration_ms)
 
 
 class SaleMoneyMixin:
@@ -252,7 +253,7 @@ class AuctionAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.
 
     @admin.display(description="Duration")
     def duration(self, obj: Auction) -> str | None:
-        return None if obj.duration_ms is None else f"{obj.duration_ms} ms"
+        return milliseconds(obj.duration_ms)
 
     @admin.display(description="Why each contract was or was not eligible")
     def explanation_display(self, obj: Auction) -> str:
