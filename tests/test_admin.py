@@ -70,6 +70,7 @@ from reporting.services import buyer_api_key_create, sale_return, staff_token_cr
 from routing.models import (
     Attempt,
     AttemptOutcome,
+    Auction,
     ContractHealth,
     HealthEvent,
     HealthStatus,
@@ -349,6 +350,22 @@ def test_every_admin_page_of_every_registered_model_opens(admin_client, every_mo
     request = admin_client.get(url(model, "changelist")).wsgi_request
     if model_admin.has_add_permission(request):
         assert admin_client.get(url(model, "add")).status_code == 200
+
+
+def test_an_auctions_duration_is_shown_in_milliseconds_on_its_page_its_lead_and_the_list(
+    admin_client,
+):
+    auction = AuctionFactory()
+    Auction.objects.filter(pk=auction.pk).update(
+        finished_at=auction.started_at + timedelta(milliseconds=1234)
+    )
+
+    for page in (
+        url(auction, "change", auction.pk),
+        url(auction, "changelist"),
+        url(auction.lead, "change", auction.lead.pk),
+    ):
+        assert "1234 ms" in admin_client.get(page).content.decode(), page
 
 
 # --- Margin privacy ---

@@ -27,7 +27,7 @@ def test_a_pings_page_shows_its_timeline_its_eligibility_reasons_and_its_bids(
     assert "1 of 2 contracts eligible" in html
     assert "outside territory: state NY not in TX" in html
     assert "Timeline: the buyers pinged" in html
-    assert "answered bid at $4.00 to the seller" in html
+    assert f"answered bid at $4.00 to the seller in {ping.duration_ms} ms" in html
     assert f"/admin/buyers/contract/{bidder.pk}/change/" in html
     assert "$12.50" in html
 
