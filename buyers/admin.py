@@ -506,12 +506,6 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         ]
         return urls + super().get_urls()
 
-    def _tool_contract(self, request: HttpRequest, object_id: str) -> Contract:
-        # Refused before the lookup: whoever may not use the tools learns no contract id either.
-        if not self.has_change_permission(request):
-            raise PermissionDenied
-        return admin_object(self, request, object_id)
-
     def _tool_page(
         self, request: HttpRequest, contract: Contract, template: str, **context: Any
     ) -> TemplateResponse:
@@ -527,7 +521,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
 
     def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Preview or send a test ping or post; nothing is recorded, sold or charged."""
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         form = ContractTestForm(request.POST if request.method == "POST" else request.GET or None)
         outcome = preview = None
         if form.is_bound and form.is_valid():
@@ -568,7 +562,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
     def answer_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """'Try this answer': read a pasted buyer's answer by the contract's rules of today;
         nothing is sent or recorded."""
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         initial = {"kind": request.GET.get("kind")} if request.GET.get("kind") else None
         form = ContractAnswerForm(
             request.POST if request.method == "POST" else None, initial=initial
@@ -597,7 +591,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
 
     def preset_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Fill the contract's delivery from the integration catalogue (buyers/presets/)."""
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         form = ContractPresetForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             try:
@@ -631,7 +625,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         )
 
     def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         form = ContractReasonForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
@@ -652,7 +646,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         )
 
     def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         form = ContractReasonForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
@@ -685,7 +679,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         )
 
     def clone_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = ContractCloneForm(
@@ -726,7 +720,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         )
 
     def zips_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         form = ContractZipsForm(
             request.POST if request.method == "POST" else None,
             request.FILES if request.method == "POST" else None,

@@ -124,12 +124,19 @@ def admin_page(
 def admin_object(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, *, may: str = "change"
 ) -> Any:
-    """Return the object a page of its admin is for: 404 when there is none, 403 when the caller
-    may not `may` ("view", "change") it."""
+    """Return the object a page of its admin is for: 403 when the caller may not `may` ("view",
+    "change", or an action's permission such as "reroute") it, 404 when there is none.
+
+    A caller who may not `may` any of them is refused before the lookup: a refused caller cannot
+    tell a real id from a made-up one.
+    """
+    allowed = getattr(model_admin, f"has_{may}_permission")
+    if not allowed(request):
+        raise PermissionDenied
     obj = model_admin.get_object(request, unquote(object_id))
     if obj is None:
         raise Http404(f"No such {model_admin.opts.verbose_name}.")
-    if not getattr(model_admin, f"has_{may}_permission")(request, obj):
+    if not allowed(request, obj):
         raise PermissionDenied
     return obj
 

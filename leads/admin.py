@@ -7,12 +7,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import BooleanField, Count, Q, QuerySet, Value
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -752,7 +751,7 @@ class LeadAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     # --- Re-route (ops): only unsold or failed leads, never one a buyer holds ---
 
-    def has_reroute_permission(self, request: HttpRequest) -> bool:
+    def has_reroute_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Leads are never edited by hand; routing one again is the change ops may make.
         return request.user.has_perm("leads.change_lead")
 
@@ -777,11 +776,7 @@ class LeadAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def reroute_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then hand one unsold or failed lead back to routing."""
-        if not self.has_reroute_permission(request):
-            raise PermissionDenied
-        lead = self.get_object(request, unquote(object_id))
-        if lead is None:
-            raise Http404("No such lead.")
+        lead = admin_object(self, request, object_id, may="reroute")
         change_url = reverse("admin:leads_lead_change", args=[lead.pk])
         if request.method == "POST":
             self._reroute(request, [lead])

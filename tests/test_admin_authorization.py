@@ -1,4 +1,4 @@
-"""Authorization probes of the admin's contract pages and tools, lead pages and re-route.
+"""Authorization probes of the admin's contract pages and tools, lead pages, re-route, source tools.
 
 Each page is called by nobody, a partner's source key, a buyer's key, staff of no group, Sales,
 Ops and Admin (tests/staff.py). Keys are not sessions: their holders are sent to log in. Sales
@@ -293,3 +293,22 @@ def test_a_refused_caller_cannot_tell_a_real_contract_or_lead_from_a_made_up_one
         answered, unknown = client.get(mine), client.get(theirs)
         assert answered.status_code == unknown.status_code == 403, (mine, theirs)
         assert text(answered) == text(unknown)
+
+
+@pytest.mark.parametrize(
+    ("role", "view"),
+    [
+        ("staff of no group", "mint_key"),
+        ("staff of no group", "instructions"),
+        ("Sales", "mint_key"),
+    ],
+)
+def test_a_refused_caller_cannot_tell_a_real_source_from_a_made_up_one(scene, role, view):
+    client = client_as(role)
+    source = scene.lead.source
+
+    answered = client.get(reverse(f"admin:leads_source_{view}", args=[source.pk]))
+    unknown = client.get(reverse(f"admin:leads_source_{view}", args=[source.pk + 1000]))
+
+    assert answered.status_code == unknown.status_code == 403
+    assert text(answered) == text(unknown)

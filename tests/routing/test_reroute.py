@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client
@@ -149,6 +151,14 @@ def test_the_reroute_action_confirms_then_skips_leads_it_may_not_route(
     assert "only unsold or failed leads" in html
     unsold_lead.refresh_from_db()
     assert unsold_lead.status == LeadStatus.SOLD
+
+
+def test_ops_asking_to_reroute_a_lead_that_does_not_exist_get_a_404():
+    reroute_url = reverse("admin:leads_lead_reroute", args=[uuid.uuid4()])
+    client = logged_in("Ops")
+
+    assert client.get(reroute_url).status_code == 404
+    assert client.post(reroute_url).status_code == 404
 
 
 @pytest.mark.parametrize("role", ["Sales", None])
