@@ -39,9 +39,9 @@ def money(value: Decimal | None) -> str:
     return f"{sign}${abs(value):,.2f}"
 
 
-def milliseconds(value: int | None) -> str | None:
-    """Format a duration as "120 ms"; no duration as None (a changelist shows the empty marker)."""
-    return None if value is None else f"{value} ms"
+def milliseconds(value: int | None) -> str:
+    """Format a duration as "120 ms", and no duration as the admin's empty marker (as money())."""
+    return admin.site.empty_value_display if value is None else f"{value} ms"
 
 
 def pretty_json(value: Any) -> str:

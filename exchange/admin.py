@@ -115,7 +115,7 @@ class InboundPingAdmin(MaskedLookupsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         return money(obj.buyer_price)
 
     @admin.display(description="Answered in")
-    def duration(self, obj: InboundPing) -> str | None:
+    def duration(self, obj: InboundPing) -> str:
         return milliseconds(obj.duration_ms)
 
     @admin.display(description="Posted", boolean=True)

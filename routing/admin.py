@@ -140,7 +140,7 @@ class LeadAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
         return obj.response_status
 
     @admin.display(description="Latency")
-    def latency(self, obj: Attempt) -> str | None:
+    def latency(self, obj: Attempt) -> str:
         return milliseconds(obj.latency_ms)
 
     @admin.display(description="Price")
@@ -165,7 +165,7 @@ class LeadAuctionInline(ReadOnlyAdminMixin, admin.TabularInline):
         return super().get_queryset(request).order_by("started_at", "id")
 
     @admin.display(description="Duration")
-    def duration(self, obj: Auction) -> str | None:
+    def duration(self, obj: Auction) -> str:
         return milliseconds(obj.duration_ms)
 
 
@@ -252,7 +252,7 @@ class AuctionAdmin(MaskedLookupsMixin, LeadLinkMixin, ReadOnlyAdminMixin, admin.
         return search_by_lead_or(queryset, search_term), False
 
     @admin.display(description="Duration")
-    def duration(self, obj: Auction) -> str | None:
+    def duration(self, obj: Auction) -> str:
         return milliseconds(obj.duration_ms)
 
     @admin.display(description="Why each contract was or was not eligible")

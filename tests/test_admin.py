@@ -368,6 +368,16 @@ def test_an_auctions_duration_is_shown_in_milliseconds_on_its_page_its_lead_and_
         assert "1234 ms" in admin_client.get(page).content.decode(), page
 
 
+def test_an_unfinished_auction_shows_the_empty_marker_for_its_duration_not_none(admin_client):
+    auction = AuctionFactory()
+    Auction.objects.filter(pk=auction.pk).update(finished_at=None)
+
+    page = admin_client.get(url(auction, "change", auction.pk)).content.decode()
+
+    assert re.search(r'<div class="readonly">\s*None\s*</div>', page) is None
+    assert re.search(r'<div class="readonly">\s*-\s*</div>', page)
+
+
 # --- Margin privacy ---
 
 
