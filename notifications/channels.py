@@ -196,6 +196,20 @@ class RecordedMessage(models.Model):
         abstract = True
 
 
+def stale_pending(model: type[RecordedMessage], *, before: datetime, limit: int) -> list[int]:
+    """Ids of `model`'s pending messages nobody has touched since `before` (their task was lost:
+    broker restarted, worker killed), oldest first: what a sweep queues again."""
+    return list(
+        model._default_manager.filter(status=MessageStatus.PENDING)
+        .filter(
+            models.Q(last_attempt_at__lt=before)
+            | models.Q(last_attempt_at__isnull=True, created_at__lt=before)
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 def message_queue(
     task: Any, message_id: int, *, logger: logging.Logger, log: str, extra: Mapping[str, Any]
 ) -> None:

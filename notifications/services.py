@@ -26,7 +26,6 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from notifications import channels, selectors
@@ -309,13 +308,7 @@ def notifications_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT
     windows. Return what was done, by name."""
     now = now or timezone.now()
     summaries = _windows_summarise(now=now, limit=limit)
-    stale = list(
-        NotificationDelivery.objects.filter(status=DeliveryStatus.PENDING)
-        .annotate(last_touched=Coalesce("last_attempt_at", "created_at"))
-        .filter(last_touched__lt=now - STALE_PENDING)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    stale = channels.stale_pending(NotificationDelivery, before=now - STALE_PENDING, limit=limit)
     for delivery_id in stale:
         _enqueue_delivery(delivery_id)
     forgotten, _ = NotificationWindow.objects.filter(

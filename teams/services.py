@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,7 +35,7 @@ from django.utils import timezone
 from config.masking import webhook_display
 from leads.models import Lead
 from leads.selectors import same_consumer
-from notifications.channels import message_attempt, message_queue
+from notifications.channels import message_attempt, message_queue, stale_pending
 from teams.models import (
     OPEN_ASSIGNMENT_STATUSES,
     Assignment,
@@ -670,15 +669,7 @@ def team_notifications_sweep(*, now: datetime | None = None, limit: int = SWEEP_
     """Queue again the pending notifications whose task was lost (broker restarted, worker
     killed); return how many."""
     now = now or timezone.now()
-    stale = list(
-        TeamNotification.objects.filter(status=TeamNotificationStatus.PENDING)
-        .filter(
-            Q(last_attempt_at__lt=now - NOTIFY_STALE_PENDING)
-            | Q(last_attempt_at__isnull=True, created_at__lt=now - NOTIFY_STALE_PENDING)
-        )
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    stale = stale_pending(TeamNotification, before=now - NOTIFY_STALE_PENDING, limit=limit)
     for notification_id in stale:
         _enqueue_notification(notification_id)
     return len(stale)
