@@ -73,15 +73,22 @@ class ContractForm(forms.ModelForm):
         source_filter = cleaned.get("source_filter")
         if source_filter is None or "sources" not in cleaned:
             return cleaned
-        # The model cannot check this: its M2M rows are written after the contract is saved.
-        listed = cleaned["sources"]
-        if source_filter == SourceFilter.ALL and listed:
-            self.add_error("source_filter", "Choose allow or block for the listed sources.")
-        elif source_filter == SourceFilter.ALLOW and not listed:
-            self.add_error("sources", "List the sources to allow.")
-        elif source_filter == SourceFilter.BLOCK and not listed:
-            self.add_error("sources", "List the sources to block.")
+        problem = source_filter_problem(source_filter, listed=bool(cleaned["sources"]))
+        if problem is not None:
+            self.add_error(*problem)
         return cleaned
+
+
+def source_filter_problem(source_filter: str, *, listed: bool) -> tuple[str, str] | None:
+    """Return (form field, message) when a contract's source filter and its listed sources
+    disagree. The model cannot check this: its M2M rows are written after the contract."""
+    if source_filter == SourceFilter.ALL and listed:
+        return "source_filter", "Choose allow or block for the listed sources."
+    if source_filter == SourceFilter.ALLOW and not listed:
+        return "sources", "List the sources to allow."
+    if source_filter == SourceFilter.BLOCK and not listed:
+        return "sources", "List the sources to block."
+    return None
 
 
 # What a criterion on the lead's tier may say: it is a word, not a number ("tier in hot, warm").

@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "exchange",
     "reporting",
     "privacy",
+    "marketplace",
     # Development tools, not the product: `manage.py simulate_buyers` serves fake buyers and
     # `manage.py load_demo` a demo marketplace pointed at them.
     "simulator",

@@ -1,0 +1,172 @@
+"""The configuration file itself: reading and writing it, its secret placeholders, paths into
+it, and the diff an import prints. Plain data in, plain data out; no database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+FORMATS = ("yaml", "json")
+Format = Literal["yaml", "json"]
+# The document's first key: what it is and which shape of it.
+FORMAT_KEY = "leadswitch"
+FORMAT_VERSION = 1
+
+SECRET_PREFIX = "LEADSWITCH_SECRET_"  # noqa: S105 (a variable name's prefix)
+PLACEHOLDER_RE = re.compile(r"^\$\{(LEADSWITCH_SECRET_[A-Z0-9_]+)\}$")
+
+
+class DocumentError(ValueError):
+    """The text is not a configuration document (not YAML or JSON, or not of this shape)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one part of the file cannot be imported, and where: contracts[3].caps[0].period."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+Action = Literal["created", "changed", "unchanged", "absent", "deleted"]
+
+
+@dataclass
+class Change:
+    """What an import does (or would do) to one object."""
+
+    action: Action
+    path: str
+    label: str
+    fields: list[tuple[str, str, str]] = field(default_factory=list)  # (name, old, new)
+
+
+def secret_variable(*parts: object) -> str:
+    """Name the environment variable that carries one secret: LEADSWITCH_SECRET_ACME_MAIN_KEY."""
+    words = "_".join(str(p) for p in parts if p not in (None, ""))
+    return SECRET_PREFIX + re.sub(r"[^A-Z0-9]+", "_", words.upper()).strip("_")
+
+
+def placeholder(variable: str) -> str:
+    return "${" + variable + "}"
+
+
+def placeholder_variable(value: object) -> str | None:
+    """Return the variable a placeholder names, or None when the value is not one."""
+    match = PLACEHOLDER_RE.match(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
+
+
+def path_join(path: str, name: str | int) -> str:
+    if isinstance(name, int):
+        return f"{path}[{name}]"
+    return f"{path}.{name}" if path else name
+
+
+def sorted_json(value: Any) -> Any:
+    """A JSON value with every object's keys sorted: the same text whichever database stored it
+    (PostgreSQL's jsonb reorders keys, SQLite keeps them as written)."""
+    if isinstance(value, dict):
+        return {str(k): sorted_json(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [sorted_json(v) for v in value]
+    return value
+
+
+def sort_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Order rows by their key values, None first, numbers as numbers, anything else as text."""
+    return tuple(
+        (0, 0, "")
+        if v is None
+        else (1, v, "")
+        if isinstance(v, int | float) and not isinstance(v, bool)
+        else (2, 0, json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v))
+        for v in values
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML whose long texts (templates, acknowledgements) stay readable blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and value == value.strip(" ") and "\t" not in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(document: dict[str, Any], fmt: Format) -> str:
+    """Write the document: keys in the order given, so the same configuration is the same text."""
+    if fmt == "json":
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    text: str = yaml.dump(
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
+    return text
+
+
+def load(text: str, fmt: Format) -> dict[str, Any]:
+    """Read a document; raise DocumentError when it is not one."""
+    try:
+        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise DocumentError(f"Not valid {fmt.upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DocumentError("The file must hold a mapping of sections (verticals, sources, ...).")
+    version = data.get(FORMAT_KEY)
+    if version != FORMAT_VERSION:
+        raise DocumentError(
+            f"Not a Leadswitch configuration: its first key must be `{FORMAT_KEY}: "
+            f"{FORMAT_VERSION}` (found {version!r})."
+        )
+    return data
+
+
+def format_of(filename: str) -> Format:
+    """A file ending .json is JSON; anything else is read as YAML."""
+    return "json" if filename.lower().endswith(".json") else "yaml"
+
+
+_SIGNS = {"created": "+", "changed": "~", "deleted": "-", "absent": "=", "unchanged": "="}
+_WORDS = {
+    "created": "created",
+    "changed": "changed",
+    "deleted": "deleted",
+    "absent": "left alone (not in the file)",
+    "unchanged": "left alone (unchanged)",
+}
+
+
+def render_diff(changes: list[Change], *, applied: bool) -> str:
+    """Say what the import does: one line per object created, changed, deleted or left alone,
+    the changed fields below their object, and the counts."""
+    lines = []
+    for change in changes:
+        where = f"{change.path} " if change.path else ""
+        lines.append(f"{_SIGNS[change.action]} {where}{change.label}: {_WORDS[change.action]}")
+        lines.extend(f"    {name}: {old} -> {new}" for name, old, new in change.fields)
+    counts = dict.fromkeys(_WORDS, 0)
+    for change in changes:
+        counts[change.action] += 1
+    verb = "Applied" if applied else "Dry run, nothing changed"
+    lines.append(
+        f"{verb}: {counts['created']} created, {counts['changed']} changed, "
+        f"{counts['deleted']} deleted, {counts['unchanged']} unchanged, "
+        f"{counts['absent']} not in the file and left alone."
+    )
+    return "\n".join(lines) + "\n"
