@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,7 @@ from marketplace.document import (
 from marketplace.kinds import NATURAL_KEYS, SECTIONS, Kind
 
 SCOPE_KEY = "scope"
+NUMBER_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 HIDDEN = "••••"
 
 
@@ -197,7 +199,7 @@ def config_export(*, verticals: list[str] | None = None) -> dict[str, Any]:
             if kind.scope is None:
                 continue
             rows = rows.filter(kind.scope(slugs)).distinct()
-        items = _export_rows(kind, list(_related(kind, rows)), kind.section, [], problems)
+        items = _export_rows(kind, list(_related(kind, rows)), kind.section, [kind.noun], problems)
         document[kind.section] = items
     if problems:
         raise ConfigRefused(problems)
@@ -711,13 +713,14 @@ def _naturals(objs: Iterable[models.Model]) -> list[Any]:
 
 
 def _shown(value: Any) -> str:
+    """A value as the diff prints it: text quoted (so that '' shows), numbers bare."""
     if isinstance(value, list):
         return "[" + ", ".join(_describe(v) for v in value) + "]"
-    if isinstance(value, dict | str) and not isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
+    if isinstance(value, str) and NUMBER_RE.match(value):
+        return value
+    if isinstance(value, str | dict | bool) or value is None:
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return "null" if value is None else str(value)
+    return str(value)
 
 
 def _row_order(row: dict[str, Any]) -> tuple[Any, ...]:
