@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from buyers.forms import score_criterion_problem, source_filter_problem
 from buyers.models import (
@@ -83,6 +84,7 @@ class Kind:
     check: Callable[[Any], Problems] | None = None  # what the admin's forms check as well
     touch: Callable[[int], None] | None = None  # tells routing and intake it changed
     saved: Callable[[list[Any]], None] | None = None  # after the rows are saved
+    before_save: Callable[[Any], None] | None = None
 
     @property
     def noun(self) -> str:
@@ -120,6 +122,14 @@ def _contract_check(contract: Contract) -> Problems:
             for p in contract_delivery_problems(contract)
         )
     return problems
+
+
+def _contract_paused_at(contract: Contract) -> None:
+    # As contract_pause and contract_resume keep it: when a pause began, none while active.
+    if contract.status == ContractStatus.ACTIVE:
+        contract.paused_at = None
+    elif contract.paused_at is None:
+        contract.paused_at = timezone.now()
 
 
 def _criterion_check(criterion: FieldCriterion) -> Problems:
@@ -208,6 +218,7 @@ SECTIONS: tuple[Kind, ...] = (
         scope=lambda slugs: Q(vertical__slug__in=slugs),
         check=_contract_check,
         touch=lambda pk: contract_touch(contract_id=pk),
+        before_save=_contract_paused_at,
         children=(
             _cap_kind(ContractCap, "contract"),
             Kind("schedule", ScheduleWindow, key=None, parent="contract"),

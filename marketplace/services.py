@@ -22,6 +22,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models.deletion import ProtectedError, RestrictedError
 
 from buyers.fields import EncryptedTextField
+from leads.models import Vertical
 from marketplace.document import (
     FORMAT_KEY,
     FORMAT_VERSION,
@@ -181,8 +182,6 @@ def config_export(*, verticals: list[str] | None = None) -> dict[str, Any]:
 
     Raise ConfigRefused when objects cannot be told apart by their natural key.
     """
-    from leads.models import Vertical
-
     document: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION}
     problems: list[Problem] = []
     if verticals:
@@ -437,6 +436,8 @@ class _Import:
         self.record(kind, at, after, before is None, changed)
         below = at.below(at.path, obj, saving=saving, kind=kind)
         if saving and (before is None or changed):
+            if kind.before_save is not None:
+                kind.before_save(obj)
             saving = self.save(obj, at.path)
             if saving:
                 for name, targets in values.m2m.items():

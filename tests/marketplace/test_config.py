@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
@@ -266,6 +267,7 @@ def test_a_marketplace_with_every_kind_of_part_round_trips(tmp_path, monkeypatch
     }  # fmt: skip
     assert contract["sources"] == ["Acme Media"]
     assert contract["status"] == "paused"
+    assert Contract.objects.get(name="Exclusive").paused_at is not None  # as contract_pause
     members = document["teams"][0]["members"]
     assert [(m["user"], m["name"]) for m in members] == [("ana", ""), (None, "Bo")]
     assert document["sources"][0]["posting_profile"]["default_vertical"] == "auto"
@@ -383,6 +385,20 @@ def test_prune_deletes_what_the_file_leaves_out(tmp_path):
     assert midwest.floor_price == Decimal("20.00")
     assert list(midwest.territory.values_list("values", flat=True)) == ["IL\nIN"]
     assert SuppressionList.objects.get().name == "Litigators"
+
+
+def test_a_contract_paused_or_resumed_by_a_file_is_as_its_services_leave_it(tmp_path):
+    load_demo()
+    document = yaml.safe_load(export())
+    (paused,) = [c for c in document["contracts"] if c["status"] == "paused"]
+    paused |= {"status": "active", "paused_reason": ""}
+    config_import(tmp_path, dump(document), "--reason", "resume")
+    contract = Contract.objects.get(name=paused["name"])
+    assert (contract.status, contract.paused_reason, contract.paused_at) == ("active", "", None)
+
+    paused["status"] = "paused"
+    with pytest.raises(CommandError, match=r"contracts\[\d\]\.paused_reason: Say why"):
+        config_import(tmp_path, dump(document), "--reason", "pause")
 
 
 def test_history_carries_the_reason_and_the_user(tmp_path):
@@ -556,14 +572,6 @@ class TestGeneratedMarketplacesRoundTrip(HypothesisTestCase):
             BuyerCap.objects.create(buyer=buyer, period=period, max_leads=leads, max_budget=budget)
         first = export()
         wipe_configuration()
-        out = io.StringIO()
-        path = Path(self._tmp()) / "m.yaml"
-        path.write_text(first, encoding="utf-8")
-        call_command("config", "import", str(path), "--reason", "generated", stdout=out)
+        with tempfile.TemporaryDirectory() as directory:
+            config_import(Path(directory), first, "--reason", "generated")
         assert export() == first
-        wipe_configuration()
-
-    def _tmp(self) -> str:
-        import tempfile
-
-        return tempfile.mkdtemp()
