@@ -51,6 +51,7 @@ from leads.scoring import RuleKind
 from marketplace.kinds import SECTIONS
 from notifications.models import NotificationChannel, NotificationKind, NotificationSubscription
 from routing.selectors import explain
+from teams.models import Team
 from tests.buyers.factories import (
     BuyerFactory,
     ContractCapFactory,
@@ -501,6 +502,14 @@ def test_an_ambiguous_name_is_an_error_not_a_guess(tmp_path):
     )  # fmt: skip
     with pytest.raises(CommandError, match="two notification subscriptions are both named"):
         export()
+
+
+def test_members_without_an_account_who_share_a_name_are_an_error_on_import(tmp_path):
+    every_kind_of_part()
+    text = export()
+    TeamMemberFactory(team=Team.objects.get(), name="Bo")
+    with pytest.raises(CommandError, match=r"teams\[0\]\.members\[1\]: 2 stored team members"):
+        config_import(tmp_path, text, "--reason", "which Bo?")
 
 
 def test_routing_sees_an_imported_change_at_once(tmp_path, settings):
