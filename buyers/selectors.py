@@ -26,7 +26,8 @@ from buyers.models import (
     ReservationStatus,
 )
 from buyers.schedule import Schedule
-from leads.models import Lead
+from leads.models import Lead, Vertical
+from leads.scoring import SCORE_FIELD, TIER_FIELD
 from leads.selectors import same_consumer
 from routing.models import Sale, SaleStatus
 
@@ -261,6 +262,26 @@ def contract_schedule(contract: Contract) -> Schedule:
     windows = [(w.weekday, w.opens_at, w.closes_at) for w in contract.schedule.all()]
     closed = [(c.date, c.note) for c in contract.closed_dates.all()]
     return Schedule.build(contract.buyer.time_zone, windows, closed)
+
+
+def mapped_fields(source_fields: Iterable[str]) -> set[str]:
+    """Return the lead fields these mappings' source fields read (first_name+last_name: two).
+
+    A dotted source (lead.id, consent.ip) reads the lead's context, every vertical's: left out.
+    """
+    return {
+        part.strip()
+        for source_field in source_fields
+        for part in source_field.split("+")
+        if part.strip() and "." not in part
+    }
+
+
+def fields_unknown_to(vertical: Vertical, names: Iterable[str]) -> list[str]:
+    """Return the names, sorted, that the vertical's schema lacks; the lead's score and tier are
+    every vertical's."""
+    known = set(vertical.fields.values_list("name", flat=True))
+    return sorted(set(names) - known - {SCORE_FIELD, TIER_FIELD})
 
 
 # Every row a contract owns, by the name of its reverse relation: what a clone copies

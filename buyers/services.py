@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
@@ -38,9 +40,18 @@ from buyers.selectors import (
     cap_counters_filter,
     cap_limit_spec,
     consumer_purchases,
+    fields_unknown_to,
+    mapped_fields,
+)
+from buyers.versions import (
+    ADDED,
+    CHANGED,
+    REMOVED,
+    ContractRevertRefused,
+    ContractVersion,
+    contract_version,
 )
 from leads.models import Lead, Vertical
-from leads.scoring import SCORE_FIELD, TIER_FIELD
 from notifications import events as notify
 
 
@@ -187,19 +198,21 @@ def contract_clone(
                         "copied to another buyer: enter them before resuming."
                     )
             if rows:
-                type(rows[0]).objects.bulk_create(rows)
+                model = type(rows[0])
+                model.objects.bulk_create(rows)
+                # bulk_create writes no history: without it, a revert could not tell the parts.
+                model.history.bulk_history_create(
+                    rows,
+                    default_user=_history_user(),
+                    default_change_reason=f"copy of contract {original.pk}",
+                )
         if vertical.pk != original.vertical_id:
-            known = set(vertical.fields.values_list("name", flat=True))
-            used = {
-                part.strip()
-                for mapping in copy.mappings.all()
-                for part in mapping.source_field.split("+")
-                # A dotted source (lead.id, consent.ip) reads the lead's context, every vertical's.
-                if part.strip() and "." not in part
-            } | set(copy.criteria.values_list("field", flat=True))
             # Criteria may name enrichments (county, time zone) that no schema lists: only warn.
-            # The lead's score and tier are every vertical's.
-            unknown = sorted(used - known - {SCORE_FIELD, TIER_FIELD})
+            unknown = fields_unknown_to(
+                vertical,
+                mapped_fields(copy.mappings.values_list("source_field", flat=True))
+                | set(copy.criteria.values_list("field", flat=True)),
+            )
             if unknown:
                 warnings.append(
                     f"{vertical} has no field {', '.join(unknown)}: check the mappings and "
@@ -207,6 +220,60 @@ def contract_clone(
                 )
         cap_counters_seed(caps=copy.caps.select_related("contract__buyer"))
     return CloneResult(contract=copy, warnings=warnings)
+
+
+def contract_revert(
+    *, contract: Contract, to: datetime | int, actor: AbstractBaseUser | None, reason: str
+) -> ContractVersion:
+    """Make the contract and every part of it what they were at `to` (a moment, or the history
+    id of one of the contract's versions), recording `actor` and `reason` in their history.
+
+    Parts added since are deleted, parts deleted since are created again, and the others are
+    put back as they were; status, cap counters and health are not configuration and stay
+    (buyers.versions.KEPT_FIELDS). Everything is validated as an admin save is, and the
+    contract's updated_at moves, so routing recompiles its rules at once. Raise
+    ContractRevertRefused, changing nothing, when that state is not valid now; return the
+    version, unchanged when there was nothing to revert.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a revert needs a reason")
+    try:
+        with transaction.atomic():
+            locked = Contract.objects.select_for_update().get(pk=contract.pk)
+            version = contract_version(contract=locked, to=to)
+            if version.problems:
+                raise ContractRevertRefused(version.problems)
+            if not version.unchanged:
+                said = f"reverted to {version.moment:%Y-%m-%d %H:%M:%S} UTC: {reason}"[:100]
+                _revert_apply(version, actor=actor, reason=said)
+    except IntegrityError as exc:
+        raise ContractRevertRefused(
+            [f"The parts as they were then conflict with each other now: {exc}"]
+        ) from exc
+    contract.refresh_from_db()
+    return version
+
+
+def _revert_apply(
+    version: ContractVersion, *, actor: AbstractBaseUser | None, reason: str
+) -> None:
+    def said(row: Any) -> Any:
+        row._history_user, row._change_reason = actor, reason
+        return row
+
+    target = said(version.contract)
+    target.save()
+    if version.source_ids is not None:
+        target.sources.set(version.source_ids)
+    # Removed first: a part put back may take the natural key (a cap's period) of one removed.
+    for part in version.part_changes:
+        if part.action == REMOVED:
+            said(part.current).delete()
+    for part in version.part_changes:
+        if part.action in (ADDED, CHANGED):
+            said(part.target).save(force_insert=part.action == ADDED)
+    cap_counters_seed(caps=target.caps.select_related("contract__buyer"))
 
 
 def contract_zips_set(
