@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -65,9 +65,11 @@ from buyers.services import (
     contract_clone,
     contract_pause,
     contract_resume,
+    contract_revert,
     contract_touch,
     contract_zips_set,
 )
+from buyers.versions import ContractRevertRefused, contract_version
 from config.admin_display import (
     LeadLinkMixin,
     OwnedPartInlineMixin,
@@ -453,11 +455,19 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
     # Its own history and, below, its parts' (caps, schedule, territory, criteria, endpoints,
     # mappings, response rules), which are edited on its page.
     object_history_template = "admin/buyers/contract/object_history.html"
+    # Each earlier version offers "Revert to this version" (revert_view) to whoever may change it.
+    object_history_list_template = "admin/buyers/contract/object_history_list.html"
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context=None):
         changes = contract_part_changes(contract_id=int(object_id)) if object_id.isdigit() else []
         return super().history_view(
-            request, object_id, {**(extra_context or {}), "part_changes": changes}
+            request,
+            object_id,
+            {
+                **(extra_context or {}),
+                "part_changes": changes,
+                "may_revert": self.has_change_permission(request),
+            },
         )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -504,7 +514,12 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
             )
             for name, view in tools
         ]
-        return urls + super().get_urls()
+        revert = path(
+            "<path:object_id>/revert/<int:history_id>/",
+            self.admin_site.admin_view(self.revert_view),
+            name="buyers_contract_revert",
+        )
+        return [revert, *urls, *super().get_urls()]
 
     def _tool_page(
         self, request: HttpRequest, contract: Contract, template: str, **context: Any
@@ -676,6 +691,59 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
             if contract.status == ContractStatus.PAUSED and contract.paused_at
             else "The contract is not paused.",
             submit="Resume",
+        )
+
+    def revert_view(self, request: HttpRequest, object_id: str, history_id: int) -> HttpResponse:
+        """Revert the contract and its parts to one of its versions (simple_history's own revert
+        is off: it saves the old row unvalidated, without its parts), after a page listing what
+        will change and asking why."""
+        contract = self._tool_contract(request, object_id)
+        if not contract.history.filter(history_id=history_id).exists():
+            raise Http404("No such version of this contract.")
+        form = ContractReasonForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            try:
+                version = contract_revert(
+                    contract=contract, to=history_id, actor=request.user, reason=reason
+                )
+            except ContractRevertRefused as exc:
+                for problem in exc.problems:
+                    form.add_error(None, problem)
+            else:
+                when = f"{version.moment:%Y-%m-%d %H:%M:%S} UTC"
+                if version.unchanged:
+                    self.message_user(
+                        request, f"{contract} was already as it was at {when}.", messages.WARNING
+                    )
+                else:
+                    self.log_change(
+                        request, contract, f"Reverted to its version of {when}: {reason}"
+                    )
+                    self.message_user(
+                        request,
+                        f"Reverted {contract} to its version of {when}: {reason}.",
+                        messages.SUCCESS,
+                    )
+                return HttpResponseRedirect(
+                    reverse("admin:buyers_contract_change", args=[contract.pk])
+                )
+        try:
+            version, problems = contract_version(contract=contract, to=history_id), []
+        except ContractRevertRefused as exc:
+            version, problems = None, exc.problems
+        return action_confirmation(
+            self,
+            request,
+            "admin/buyers/contract/revert.html",
+            action="",
+            selected=[contract],
+            contract=contract,
+            title=f"Revert {contract}",
+            form=form,
+            version=version,
+            # On a refused revert, the form lists them.
+            problems=problems or (version.problems if version and not form.is_bound else []),
         )
 
     def clone_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

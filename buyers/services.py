@@ -255,9 +255,7 @@ def contract_revert(
     return version
 
 
-def _revert_apply(
-    version: ContractVersion, *, actor: AbstractBaseUser | None, reason: str
-) -> None:
+def _revert_apply(version: ContractVersion, *, actor: AbstractBaseUser | None, reason: str) -> None:
     def said(row: Any) -> Any:
         row._history_user, row._change_reason = actor, reason
         return row

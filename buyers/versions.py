@@ -167,7 +167,7 @@ def _state_at(records: list[Any], moment: datetime) -> tuple[str, Any]:
 
 
 def _tracked(model: type[Model]) -> list[Any]:
-    return list(model.history.model.tracked_fields)  # type: ignore[attr-defined]
+    return list(model.history.model.tracked_fields)
 
 
 def _restore(instance: Model, record: Any, *, exclude: frozenset[str]) -> None:
@@ -234,9 +234,8 @@ def _sources(
     names = dict(Source.objects.filter(pk__in={*then, *now}).values_list("pk", "name"))
     gone = [pk for pk in then if pk not in names]
     if gone:
-        problems.append(
-            f"Sources: the sources {', '.join(f'#{pk}' for pk in gone)} it listed were deleted since."
-        )
+        listed = ", ".join(f"#{pk}" for pk in gone)
+        problems.append(f"Sources: the sources {listed} it listed were deleted since.")
     return then, FieldChange(
         "Sources",
         ", ".join(names.get(pk, f"#{pk}") for pk in now) or "-",
@@ -266,13 +265,17 @@ def _natural_key(model: type[Model]) -> list[str]:
     return []
 
 
+def _kind(model: type[Model]) -> str:
+    return str(capfirst(model._meta.verbose_name))
+
+
 def _parts(
     current: Contract, target: Contract, relation: str, moment: datetime, problems: list[str]
 ) -> list[PartRevert]:
     """Every part of one kind as it was then beside as it is now, validated."""
     model = Contract._meta.get_field(relation).related_model
     history = model.history.model
-    kind = str(capfirst(model._meta.verbose_name))
+    kind = _kind(model)
     rows = {row.pk: row for row in model.objects.filter(contract_id=current.pk)}
     ids = set(history.objects.filter(contract_id=current.pk).values_list("id", flat=True))
     records = defaultdict(list)
@@ -285,7 +288,9 @@ def _parts(
         if state == _UNKNOWN:
             row = rows.get(pk)
             label = str(row) if row is not None else f"#{pk}"
-            problems.append(f"{kind} {label}: its state then was not recorded (older than history).")
+            problems.append(
+                f"{kind} {label}: its state then was not recorded (older than history)."
+            )
         elif state == _THEN and record.contract_id == current.pk:
             then.append(record)
         elif state == _AS_NOW:
@@ -308,14 +313,16 @@ def _parts(
                 pairs[index] = (record, unmatched.pop(match))
     parts = [PartRevert(kind, str(row), "", [], row, row) for row in kept]
     for record, row in pairs:
-        parts.append(_part_then(model, kind, record, row, target, problems))
+        parts.append(_part_then(model, record, row, target=target, problems=problems))
     parts += [PartRevert(kind, str(row), REMOVED, [], row, None) for row in unmatched.values()]
     return parts
 
 
 def _part_then(
-    model: type[Model], kind: str, record: Any, row: Model | None, target: Contract, problems: list
+    model: type[Model], record: Any, row: Model | None, *, target: Contract, problems: list[str]
 ) -> PartRevert:
+    """The part as the record says, in place of the row now of the same id or key (if any)."""
+    kind = _kind(model)
     if row is not None:
         part = copy.copy(row)
         _restore(part, record, exclude=frozenset({"id", "contract"}))
@@ -323,11 +330,11 @@ def _part_then(
         part = model(**{f.attname: getattr(record, f.attname) for f in _tracked(model)})
         if model.objects.filter(pk=record.id).exists():  # moved to another contract since
             part.pk = None
-    part.contract = target  # type: ignore[attr-defined]
+    part.contract = target
     found = _validation_problems(
         f"{kind} {part}: ", part, validate_unique=False, validate_constraints=False
     )
-    if found and row is None and model.history.model._history_excluded_fields:  # type: ignore[attr-defined]
+    if found and row is None and model.history.model._history_excluded_fields:
         found.append(
             f"{kind} {part}: secrets and credentials are not kept in history; add it again on "
             "the contract's page first."
@@ -346,7 +353,9 @@ def _targets(parts: list[PartRevert], model: type[Model]) -> list[Any]:
 def _mapping_problems(target: Contract, parts: list[PartRevert]) -> list[str]:
     """A mapping then must read fields the contract's vertical has now."""
     mappings = _targets(parts, FieldMapping)
-    unknown = set(fields_unknown_to(target.vertical, mapped_fields(m.source_field for m in mappings)))
+    unknown = set(
+        fields_unknown_to(target.vertical, mapped_fields(m.source_field for m in mappings))
+    )
     problems = []
     for mapping in mappings:
         missing = sorted(mapped_fields([mapping.source_field]) & unknown)
