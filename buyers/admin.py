@@ -701,6 +701,10 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         if not contract.history.filter(history_id=history_id).exists():
             raise Http404("No such version of this contract.")
         form = ContractReasonForm(request.POST if request.method == "POST" else None)
+        form.fields["reason"].help_text = (
+            "Kept in the history of the contract and of each part the revert changes, e.g. "
+            "'floor price typo of Monday'."
+        )
         if form.is_valid():
             reason = form.cleaned_data["reason"]
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,12 +65,31 @@ def _history_user():
 
 def _record_history(model, pks, *, reason: str) -> None:
     """Write history for rows changed by a conditional UPDATE, which saves no history itself."""
-    model.history.bulk_history_create(
+    records = model.history.bulk_history_create(
         list(model.objects.filter(pk__in=pks)),
         update=True,
         default_user=_history_user(),
         default_change_reason=reason[:100],
     )
+    _record_m2m_history(model, records)
+
+
+def _record_m2m_history(model, records) -> None:
+    """Give history rows written in bulk their many-to-many rows (a contract's sources), as a
+    save's have: bulk_history_create writes none, and a revert to such a version would empty
+    the contract's source list."""
+    history = model.history.model
+    for m2m_field in history._history_m2m_fields:
+        through = m2m_field.remote_field.through
+        owner = f"{m2m_field.m2m_field_name()}_id"
+        rows = defaultdict(list)
+        listed = through.objects.filter(**{f"{owner}__in": [r.id for r in records]})
+        for row in listed.values(*(f.attname for f in through._meta.fields)):
+            rows[row[owner]].append(row)
+        m2m_history = getattr(history, m2m_field.name).model
+        m2m_history.objects.bulk_create(
+            [m2m_history(history=record, **row) for record in records for row in rows[record.id]]
+        )
 
 
 def contract_pause(*, contract: Contract, reason: str) -> bool:

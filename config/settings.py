@@ -140,7 +140,8 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 ROOT_URLCONF = "config.urls"
-# Configuration history is for reading (who changed what, when); changes are made on the page.
+# simple_history's own revert saves the old row as it was, unvalidated and without its parts: off.
+# A contract is reverted with its parts, validated, from its history page (buyers.services).
 SIMPLE_HISTORY_REVERT_DISABLED = True
 
 TEMPLATES = [

@@ -24,6 +24,7 @@ from buyers.models import (
     PriceModel,
     ResponseRule,
     ScheduleWindow,
+    SourceFilter,
     TerritoryKind,
     TerritoryRule,
 )
@@ -32,7 +33,7 @@ from buyers.versions import ContractRevertRefused, contract_version
 from leads.models import VerticalField
 from routing.selectors import explain
 from tests.buyers.factories import ContractCapFactory, ContractFactory
-from tests.leads.factories import LeadFactory, VerticalFieldFactory
+from tests.leads.factories import LeadFactory, SourceFactory, VerticalFieldFactory
 from tests.staff import staff_user
 
 pytestmark = pytest.mark.django_db
@@ -235,6 +236,22 @@ def test_its_history_carries_the_actor_and_the_reason():
     cap_record = cap.history.latest()
     assert (cap_record.max_leads, cap_record.history_user) == (50, ops)
     assert cap_record.history_change_reason == said
+
+
+def test_a_version_written_by_a_pause_keeps_the_sources_listed_then():
+    contract = a_contract_with_every_part()
+    source = SourceFactory()
+    contract.source_filter = SourceFilter.ALLOW
+    contract.save()
+    contract.sources.set([source])
+    contract_pause(contract=contract, reason="invoice overdue")
+    paused = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+
+    plan = contract_version(contract=contract, to=paused)
+
+    assert (plan.source_ids, plan.problems) == (None, [])
+    assert [c.label for c in plan.changes] == ["Floor price"]
 
 
 def test_reverting_to_the_present_changes_nothing():

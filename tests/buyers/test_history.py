@@ -138,7 +138,7 @@ def test_a_sources_history_page_shows_what_changed():
     assert Source.history.model.objects.filter(id=source.pk).count() == 2
 
 
-def test_history_is_read_only_and_sales_cannot_open_a_contracts():
+def test_history_pages_revert_nothing_by_themselves_and_sales_cannot_open_a_contracts():
     contract = ContractFactory()
     contract.floor_price = Decimal("3.00")
     contract.save()
@@ -149,7 +149,8 @@ def test_history_is_read_only_and_sales_cannot_open_a_contracts():
     history_url = reverse("admin:buyers_contract_history", args=[contract.pk])
     assert ops.get(history_url, secure=True).status_code == 200
     assert sales.get(history_url, secure=True).status_code == 403
-    # Reverting from history is off: changes are made on the page, where they are validated.
+    # simple_history's own revert (unvalidated, without the parts) is off: see
+    # test_contract_revert.py for the contract's own.
     ops.post(
         reverse("admin:buyers_contract_simple_history", args=[contract.pk, first.pk]),
         {"floor_price": first.floor_price},
