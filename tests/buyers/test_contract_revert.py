@@ -28,7 +28,7 @@ from buyers.models import (
     TerritoryKind,
     TerritoryRule,
 )
-from buyers.services import contract_pause, contract_revert
+from buyers.services import contract_clone, contract_pause, contract_revert
 from buyers.versions import ContractRevertRefused, contract_version
 from leads.models import VerticalField
 from routing.selectors import explain
@@ -252,6 +252,20 @@ def test_a_version_written_by_a_pause_keeps_the_sources_listed_then():
 
     assert (plan.source_ids, plan.problems) == (None, [])
     assert [c.label for c in plan.changes] == ["Floor price"]
+
+
+def test_a_copys_parts_are_recorded_so_a_copy_reverts_too():
+    copy = contract_clone(contract=a_contract_with_every_part(), name="Copy").contract
+    version = last_version(copy)
+    edit(copy, floor_price=Decimal("9.00"))
+    cap = copy.caps.get()
+    cap.max_leads = 10
+    cap.save()
+
+    contract_revert(contract=copy, to=version, actor=None, reason="undo")
+
+    assert list(copy.caps.values_list("max_leads", flat=True)) == [50]
+    assert cap.history.earliest().history_type == "+"
 
 
 def test_reverting_to_the_present_changes_nothing():
