@@ -697,7 +697,7 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
         """Revert the contract and its parts to one of its versions (simple_history's own revert
         is off: it saves the old row unvalidated, without its parts), after a page listing what
         will change and asking why."""
-        contract = self._tool_contract(request, object_id)
+        contract = admin_object(self, request, object_id)
         if not contract.history.filter(history_id=history_id).exists():
             raise Http404("No such version of this contract.")
         form = ContractReasonForm(request.POST if request.method == "POST" else None)
