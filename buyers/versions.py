@@ -20,13 +20,14 @@ from django.db.models import Model, Q, UniqueConstraint
 from django.utils import timezone
 from django.utils.text import capfirst
 
+from buyers.forms import score_criterion_problem, source_filter_problem
 from buyers.models import (
     Contract,
     ContractSecret,
     ContractStatus,
     DeliveryEndpoint,
+    FieldCriterion,
     FieldMapping,
-    SourceFilter,
 )
 from buyers.readiness import EndpointSketch, delivery_problems
 from buyers.selectors import CONTRACT_PARTS, fields_unknown_to, mapped_fields
@@ -244,12 +245,11 @@ def _sources(
 
 
 def _source_list_problems(source_filter: str, listed: list[int]) -> list[str]:
-    # As the contract form checks it: the model cannot, its M2M rows are saved after it.
-    if source_filter == SourceFilter.ALL and listed:
-        return ["Source filter: choose allow or block for the listed sources."]
-    if source_filter != SourceFilter.ALL and not listed:
-        return [f"Sources: list the sources to {source_filter}."]
-    return []
+    problem = source_filter_problem(source_filter, listed=bool(listed))
+    if problem is None:
+        return []
+    name, message = problem
+    return [f"{capfirst(Contract._meta.get_field(name).verbose_name)}: {message}"]
 
 
 def _natural_key(model: type[Model]) -> list[str]:
@@ -339,6 +339,11 @@ def _part_then(
             f"{kind} {part}: secrets and credentials are not kept in history; add it again on "
             "the contract's page first."
         )
+    if isinstance(part, FieldCriterion):
+        # As the admin's criterion form checks the lead's score and tier.
+        problem = score_criterion_problem(part.field.strip(), part.operator, part.value)
+        if problem is not None:
+            found.append(f"{kind} {part}: {capfirst(problem[0])}: {problem[1]}")
     problems += found
     if row is None:
         return PartRevert(kind, str(part), ADDED, [], None, part)
