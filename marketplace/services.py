@@ -105,7 +105,10 @@ def _plain(f: models.Field, value: Any) -> Any:
     if value is None:
         return None
     if isinstance(f, models.DecimalField):
-        return str(Decimal(value).quantize(Decimal(1).scaleb(-f.decimal_places)))
+        try:
+            return str(Decimal(value).quantize(Decimal(1).scaleb(-f.decimal_places)))
+        except ArithmeticError:  # too many digits to quantize: full_clean says so
+            return str(value)
     if isinstance(f, models.DateField | models.TimeField):
         return value.isoformat()
     if isinstance(f, models.JSONField):
@@ -546,10 +549,9 @@ class _Import:
                 values.fields[f.name] = target
                 values.key_row[f.name] = raw
                 continue
-            try:
-                value = f.to_python(raw)
-            except ValidationError as exc:
-                self.problem(field_path, " ".join(exc.messages))
+            value, problem = _read_value(f, raw)
+            if problem:
+                self.problem(field_path, problem)
                 ok = False
                 continue
             values.fields[f.attname] = value
@@ -689,6 +691,25 @@ class _Values:
     fields: dict[str, Any] = field(default_factory=dict)
     m2m: dict[str, list[models.Model]] = field(default_factory=dict)
     key_row: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_value(f: models.Field, raw: Any) -> tuple[Any, str]:
+    """Return a value of the file as the field holds it, or why it cannot be one. Checked before
+    the field reads it: to_python takes a list for a text as its Python text, and fails with a
+    TypeError on a number for a time."""
+    if not isinstance(f, models.JSONField) and raw is not None:
+        if isinstance(raw, dict | list):
+            return None, "give a single value, not a list or a mapping."
+        if isinstance(f, models.DateField | models.TimeField) and isinstance(raw, int | float):
+            # YAML reads 17:30 unquoted as the number 1050 (minutes, base 60).
+            what = (
+                "a time as 'HH:MM'" if isinstance(f, models.TimeField) else "a date as 'YYYY-MM-DD'"
+            )
+            return None, f"give {what}, in quotes: {raw!r} is a number."
+    try:
+        return f.to_python(raw), ""
+    except ValidationError as exc:
+        return None, " ".join(exc.messages)
 
 
 def _natural_filter(model: type[models.Model], value: Any, prefix: str = "") -> dict[str, Any]:

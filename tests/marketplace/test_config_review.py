@@ -1,0 +1,56 @@
+"""Config import: what a review found by trying it (bad values, prune, placeholders)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from django.core.management import CommandError
+
+from tests.marketplace.test_config import (
+    config_import,
+    every_kind_of_part,
+    export,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def refused(tmp_path, text: str, *args: str) -> str:
+    with pytest.raises(CommandError) as caught:
+        config_import(tmp_path, text, "--reason", "review", *args)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        # Too many digits to be a price: told by the field, not an InvalidOperation.
+        (lambda doc: doc["contracts"][0].update(floor_price="1e30"), "contracts[0].floor_price"),
+        # YAML reads `closes_at: 17:30` unquoted as the number 1050.
+        (
+            lambda doc: doc["contracts"][0]["schedule"][0].update(closes_at=1050),
+            "contracts[0].schedule[0].closes_at",
+        ),
+        (
+            lambda doc: doc["contracts"][0]["closed_dates"][0].update(date=20261225),
+            "contracts[0].closed_dates[0].date",
+        ),
+        # A list where one value is meant is not written as its Python text.
+        (lambda doc: doc["buyers"][0].update(company=["Summit"]), "buyers[0].company"),
+        (lambda doc: doc["buyers"][0].update(notes={"a": 1}), "buyers[0].notes"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_an_error_with_its_path_not_a_traceback(tmp_path, edit, path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    edit(doc)
+    message = refused(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+    assert f"  {path}: " in message
+
+
+def test_an_unquoted_time_in_yaml_is_a_clear_error(tmp_path):
+    every_kind_of_part()
+    text = export().replace("closes_at: '17:30:00'", "closes_at: 17:30")
+    assert "closes_at: 17:30\n" in text
+    message = refused(tmp_path, text)
+    assert "contracts[0].schedule[0].closes_at: give a time as 'HH:MM', in quotes" in message
