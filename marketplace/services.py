@@ -308,7 +308,7 @@ class _Import:
     changes: list[Change] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     late: list[tuple[Kind, Any, _At]] = field(default_factory=list)
-    deletions: list[tuple[tuple[int, int], Kind, models.Model, str]] = field(default_factory=list)
+    deletions: list[tuple[int, Kind, models.Model, str]] = field(default_factory=list)
     touched: dict[Kind, set[int]] = field(default_factory=lambda: defaultdict(set))
     saved: dict[Kind, list[models.Model]] = field(default_factory=lambda: defaultdict(list))
 
@@ -335,8 +335,7 @@ class _Import:
             self.finish()
 
     def finish(self) -> None:
-        # The rows of kept owners first, then whole objects, the later sections (which name the
-        # earlier ones) first.
+        # Whole objects, the later sections (which name the earlier ones) first.
         for _, kind, obj, path in sorted(self.deletions, key=lambda d: d[0], reverse=True):
             self.delete(kind, obj, path)
         for kind, pks in self.touched.items():
@@ -391,13 +390,20 @@ class _Import:
 
     def absent(self, kind: Kind, objs: list[models.Model], at: _At) -> None:
         """The stored objects the file does not list: deleted with --prune, else left alone."""
-        order = (2 if at.parent is not None else 1, SECTIONS.index(at.top[0] if at.top else kind))
+        order = SECTIONS.index(kind) if at.parent is None else -1
         for obj in objs:
             label = _label(kind, _row(kind, obj))
             if self.prune:
-                self.deletions.append((order, kind, obj, at.path))
                 self.changes.append(Change("deleted", at.path, label))
                 self.mark(at.top)
+                if at.parent is None:
+                    self.deletions.append((order, kind, obj, at.path))
+                elif at.saving:
+                    # A kept owner's row goes now, before the owner's own checks read what is
+                    # left (an active contract's endpoints, the fields a vertical's duplicate
+                    # rule and scoring rules name), as the admin checks a page with its
+                    # deleted rows.
+                    self.delete(kind, obj, at.path)
             else:
                 self.changes.append(Change("absent", at.path, label))
 

@@ -6,6 +6,8 @@ import pytest
 import yaml
 from django.core.management import CommandError
 
+from buyers.models import Contract, ContractStatus, DeliveryEndpoint, EndpointKind
+from leads.models import VerticalField
 from tests.marketplace.test_config import (
     config_import,
     every_kind_of_part,
@@ -54,3 +56,29 @@ def test_an_unquoted_time_in_yaml_is_a_clear_error(tmp_path):
     assert "closes_at: 17:30\n" in text
     message = refused(tmp_path, text)
     assert "contracts[0].schedule[0].closes_at: give a time as 'HH:MM', in quotes" in message
+
+
+def test_prune_cannot_leave_an_active_contract_without_its_post_endpoint(tmp_path):
+    every_kind_of_part()
+    Contract.objects.filter(name="Exclusive").update(status=ContractStatus.ACTIVE, paused_reason="")
+    doc = yaml.safe_load(export())
+    config_import(tmp_path, yaml.safe_dump(doc), "--reason", "as it is")  # it can deliver
+    doc["contracts"][0]["endpoints"] = [
+        e for e in doc["contracts"][0]["endpoints"] if e["kind"] != EndpointKind.POST
+    ]
+    message = refused(tmp_path, yaml.safe_dump(doc), "--prune")
+    assert "contracts[0].status: An active contract must be able to deliver." in message
+    assert DeliveryEndpoint.objects.filter(contract__name="Exclusive").count() == 2
+
+
+def test_prune_cannot_remove_a_field_that_the_vertical_still_uses(tmp_path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    fields = doc["verticals"][0]["fields"]
+    doc["verticals"][0]["fields"] = [f for f in fields if f["name"] not in {"email", "credit"}]
+    message = refused(tmp_path, yaml.safe_dump(doc), "--prune")
+    # The duplicate rule, a scoring rule and the source's posting profile name them.
+    assert "verticals[0].duplicate_fields: Duplicates are compared on email" in message
+    assert "verticals[0].scoring_rules[" in message
+    assert "sources[0].posting_profile" in message
+    assert set(VerticalField.objects.values_list("name", flat=True)) == {"email", "credit", "age"}
