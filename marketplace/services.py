@@ -18,8 +18,8 @@ from functools import cache
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import DatabaseError, models, transaction
-from django.db.models.deletion import ProtectedError, RestrictedError
+from django.db import DatabaseError, models, router, transaction
+from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from buyers.fields import EncryptedTextField
 from leads.models import Vertical
@@ -309,6 +309,7 @@ class _Import:
     problems: list[Problem] = field(default_factory=list)
     late: list[tuple[Kind, Any, _At]] = field(default_factory=list)
     deletions: list[tuple[int, Kind, models.Model, str]] = field(default_factory=list)
+    referenced: dict[tuple[type[models.Model], Any], str] = field(default_factory=dict)
     touched: dict[Kind, set[int]] = field(default_factory=lambda: defaultdict(set))
     saved: dict[Kind, list[models.Model]] = field(default_factory=lambda: defaultdict(list))
 
@@ -335,6 +336,9 @@ class _Import:
             self.finish()
 
     def finish(self) -> None:
+        self.check_deletions()
+        if self.problems:
+            return
         # Whole objects, the later sections (which name the earlier ones) first.
         for _, kind, obj, path in sorted(self.deletions, key=lambda d: d[0], reverse=True):
             self.delete(kind, obj, path)
@@ -345,6 +349,33 @@ class _Import:
         for kind, objs in self.saved.items():
             if kind.saved is not None:
                 kind.saved(objs)
+
+    def check_deletions(self) -> None:
+        """Refuse to prune an object the file names (a contract's buyer, a source it lists), or
+        one whose deletion would take along objects this import keeps (a buyer's contracts,
+        when the file has no contracts section): the database would delete them unseen."""
+        doomed = {(type(obj), obj.pk) for _, _, obj, _ in self.deletions}
+        kept_models = {k.model for k in SECTIONS}
+        for _, kind, obj, path in self.deletions:
+            where = self.referenced.get((kind.model, obj.pk))
+            if where is not None:
+                self.problem(
+                    where,
+                    f"names {kind.noun} {obj!s}, which --prune deletes (the file's "
+                    f"{kind.section} leave it out): keep it in {kind.section}, or stop naming it.",
+                )
+            taken = sorted(
+                f"{o._meta.verbose_name} {o!s}"
+                for o in _cascaded(obj, kept_models)
+                if (type(o), o.pk) not in doomed
+            )
+            if taken:
+                self.problem(
+                    path,
+                    f"deleting {kind.noun} {obj!s} would delete {', '.join(taken)} with it, "
+                    "which this import keeps: delete those too (list their section without "
+                    "them), or keep it.",
+                )
 
     def rows(self, kind: Kind, items: Any, at: _At) -> None:
         """Import one section, or one owner's rows of a kind."""
@@ -586,6 +617,7 @@ class _Import:
             return None
         found = list(model._default_manager.filter(**lookup)[:2])
         if len(found) == 1:
+            self.referenced.setdefault((model, found[0].pk), path)
             return found[0]
         noun = model._meta.verbose_name
         if found:
@@ -716,6 +748,25 @@ def _read_value(f: models.Field, raw: Any) -> tuple[Any, str]:
         return f.to_python(raw), ""
     except ValidationError as exc:
         return None, " ".join(exc.messages)
+
+
+def _cascaded(obj: models.Model, models_: set[type[models.Model]]) -> list[models.Model]:
+    """The objects of these models that deleting this one deletes too (none when something
+    protects it: deleting it then fails, and says so)."""
+    collector = Collector(using=router.db_for_write(type(obj)))
+    try:
+        collector.collect([obj])
+    except (ProtectedError, RestrictedError):
+        return []
+    found = [
+        o
+        for model, objs in collector.data.items()
+        if model in models_
+        for o in objs
+        if o is not obj
+    ]
+    found.extend(o for qs in collector.fast_deletes if qs.model in models_ for o in qs)
+    return found
 
 
 def _natural_filter(model: type[models.Model], value: Any, prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from django.core.management import CommandError
 
 from buyers.models import Contract, ContractStatus, DeliveryEndpoint, EndpointKind
 from leads.models import VerticalField
+from tests.buyers.factories import BuyerFactory
 from tests.marketplace.test_config import (
     config_import,
     every_kind_of_part,
@@ -82,3 +83,39 @@ def test_prune_cannot_remove_a_field_that_the_vertical_still_uses(tmp_path):
     assert "verticals[0].scoring_rules[" in message
     assert "sources[0].posting_profile" in message
     assert set(VerticalField.objects.values_list("name", flat=True)) == {"email", "credit", "age"}
+
+
+def test_prune_cannot_delete_a_buyer_whose_contract_the_file_keeps(tmp_path):
+    every_kind_of_part()
+    BuyerFactory(company="Old buyer")
+    doc = yaml.safe_load(export())
+    doc["buyers"] = [b for b in doc["buyers"] if b["company"] != "Summit Mutual"]
+    message = refused(tmp_path, yaml.safe_dump(doc), "--prune")
+    assert "contracts[0].buyer: names buyer Summit Mutual, which --prune deletes" in message
+    assert "buyers: deleting buyer Summit Mutual would delete contract " in message
+    assert Contract.objects.filter(buyer__company="Summit Mutual").count() == 2
+
+
+def test_prune_cannot_delete_what_takes_along_a_section_the_file_leaves_out(tmp_path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    file = {"leadswitch": 1, "buyers": []}  # no contracts section: its contracts are kept
+    message = refused(tmp_path, yaml.safe_dump(file), "--prune")
+    assert "buyers: deleting buyer Summit Mutual would delete contract " in message
+    assert Contract.objects.count() == 2
+    # With the contracts (and what names them) left out too, it goes, each with its history.
+    file = {"leadswitch": 1, "buyers": [], "contracts": [], "notification_subscriptions": []}
+    config_import(tmp_path, yaml.safe_dump(file), "--reason", "closing", "--prune")
+    assert not Contract.objects.exists()
+    assert set(
+        Contract.history.filter(history_type="-").values_list("history_change_reason", flat=True)
+    ) == {"closing"}
+    assert doc  # the export it started from
+
+
+def test_prune_cannot_delete_a_source_a_contract_lists(tmp_path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    doc["sources"] = []
+    message = refused(tmp_path, yaml.safe_dump(doc), "--prune")
+    assert "contracts[0].sources[0]: names source Acme Media, which --prune deletes" in message
