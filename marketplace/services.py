@@ -205,7 +205,30 @@ def config_export(*, verticals: list[str] | None = None) -> dict[str, Any]:
         document[kind.section] = items
     if problems:
         raise ConfigRefused(problems)
+    used: set[str] = set()
+    for kind in SECTIONS:
+        _distinct_placeholders(kind, document.get(kind.section), used)
     return document
+
+
+def _distinct_placeholders(kind: Kind, items: Any, used: set[str]) -> None:
+    """Give every secret of the document a variable of its own, in the document's order: names
+    that differ only in case or punctuation (secrets api_key and API_KEY, contracts 'Main post'
+    and 'Main-post') make the same variable, and an import would give both one value."""
+    names = [f.name for f in _fields(kind) if _is_secret(f)]
+    for item in ([items] if kind.single else items) if items else []:
+        for name in names:
+            variable = placeholder_variable(item.get(name))
+            if variable is None:
+                continue
+            unique, count = variable, 1
+            while unique in used:
+                count += 1
+                unique = f"{variable}_{count}"
+            used.add(unique)
+            item[name] = placeholder(unique)
+        for child in kind.children:
+            _distinct_placeholders(child, item.get(child.section), used)
 
 
 def _export_rows(

@@ -6,13 +6,16 @@ import pytest
 import yaml
 from django.core.management import CommandError
 
-from buyers.models import Contract, ContractStatus, DeliveryEndpoint, EndpointKind
+from buyers.models import Contract, ContractSecret, ContractStatus, DeliveryEndpoint, EndpointKind
 from leads.models import VerticalField
 from tests.buyers.factories import BuyerFactory
 from tests.marketplace.test_config import (
+    PLACEHOLDER,
     config_import,
     every_kind_of_part,
     export,
+    fill_placeholders,
+    wipe_configuration,
 )
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +122,27 @@ def test_prune_cannot_delete_a_source_a_contract_lists(tmp_path):
     doc["sources"] = []
     message = refused(tmp_path, yaml.safe_dump(doc), "--prune")
     assert "contracts[0].sources[0]: names source Acme Media, which --prune deletes" in message
+
+
+def test_secrets_whose_names_differ_only_in_case_get_a_variable_each(tmp_path, monkeypatch):
+    every_kind_of_part()
+    contract = Contract.objects.get(name="Exclusive")
+    ContractSecret.objects.create(contract=contract, name="API_KEY", value="upper-secret")
+    first = export()
+    variables = PLACEHOLDER.findall(first)
+    assert len(variables) == len(set(variables)) == 5
+    lower, upper = (
+        PLACEHOLDER.search(yaml.safe_load(first)["contracts"][0]["secrets"][i]["value"]).group(1)
+        for i in (1, 0)  # sorted: API_KEY, api_key
+    )
+    monkeypatch.setenv(lower, "new-lower")
+    monkeypatch.setenv(upper, "new-upper")
+    config_import(tmp_path, first, "--reason", "rotate")
+    assert dict(contract.secrets.values_list("name", "value")) == {
+        "api_key": "new-lower",
+        "API_KEY": "new-upper",
+    }
+    fill_placeholders(monkeypatch, first)
+    wipe_configuration()
+    config_import(tmp_path, first, "--reason", "round trip")
+    assert export() == first
