@@ -548,6 +548,7 @@ class _Import:
     def replace(self, kind: Kind, items: list[Any], at: _At, stored: list[models.Model]) -> None:
         """Rows without identity (schedule windows, territory rules, criteria): the owner's list
         in the file replaces its rows when it differs."""
+        problems_before = len(self.problems)
         new = []
         for index, item in enumerate(items):
             path = path_join(at.path, index)
@@ -569,7 +570,8 @@ class _Import:
             self.changes.append(Change("changed", at.path, f"{len(new_rows)} {noun}", fields))
         else:
             self.changes.append(Change("created", at.path, f"{len(new_rows)} {noun}"))
-        if not (at.saving and at.parent_saved):
+        # Not with a row that is not valid: the database would refuse it once more.
+        if not (at.saving and at.parent_saved) or len(self.problems) > problems_before:
             return
         for obj in stored:
             self.delete(kind, obj, at.path)

@@ -146,3 +146,13 @@ def test_secrets_whose_names_differ_only_in_case_get_a_variable_each(tmp_path, m
     wipe_configuration()
     config_import(tmp_path, first, "--reason", "round trip")
     assert export() == first
+
+
+def test_a_row_without_identity_that_is_not_valid_is_reported_once(tmp_path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    doc["contracts"][0]["schedule"][0]["weekday"] = 9
+    message = refused(tmp_path, yaml.safe_dump(doc))
+    assert message.splitlines()[1:] == [
+        "  contracts[0].schedule[0].weekday: Value 9 is not a valid choice."
+    ]
