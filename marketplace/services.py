@@ -769,10 +769,15 @@ def _read_value(f: models.Field, raw: Any) -> tuple[Any, str]:
                 "a time as 'HH:MM'" if isinstance(f, models.TimeField) else "a date as 'YYYY-MM-DD'"
             )
             return None, f"give {what}, in quotes: {raw!r} is a number."
+        # to_python would cut 1.5 to 1, and fail with an OverflowError on 1e400 (infinity).
+        if isinstance(f, models.IntegerField) and isinstance(raw, float) and not raw.is_integer():
+            return None, f"give a whole number, not {raw!r}."
     try:
         return f.to_python(raw), ""
     except ValidationError as exc:
         return None, " ".join(exc.messages)
+    except (TypeError, ValueError, ArithmeticError):
+        return None, f"{raw!r} is not a value of this field."
 
 
 def _cascaded(obj: models.Model, models_: set[type[models.Model]]) -> list[models.Model]:

@@ -41,6 +41,12 @@ def refused(tmp_path, text: str, *args: str) -> str:
             lambda doc: doc["contracts"][0]["closed_dates"][0].update(date=20261225),
             "contracts[0].closed_dates[0].date",
         ),
+        # A whole number is not cut from a fraction; infinity (JSON's 1e400) is no number.
+        (lambda doc: doc["contracts"][0].update(priority=1.5), "contracts[0].priority"),
+        (
+            lambda doc: doc["contracts"][0]["caps"][0].update(max_leads=float("inf")),
+            "contracts[0].caps[0].max_leads",
+        ),
         # A list where one value is meant is not written as its Python text.
         (lambda doc: doc["buyers"][0].update(company=["Summit"]), "buyers[0].company"),
         (lambda doc: doc["buyers"][0].update(notes={"a": 1}), "buyers[0].notes"),
