@@ -125,9 +125,10 @@ def _contract_check(contract: Contract) -> Problems:
 
 
 def _contract_paused_at(contract: Contract) -> None:
-    # As contract_pause and contract_resume keep it: when a pause began, none while active.
+    # As contract_pause and contract_resume keep them: when and why a pause began, neither while
+    # active.
     if contract.status == ContractStatus.ACTIVE:
-        contract.paused_at = None
+        contract.paused_at, contract.paused_reason = None, ""
     elif contract.paused_at is None:
         contract.paused_at = timezone.now()
 

@@ -162,3 +162,30 @@ def test_a_row_without_identity_that_is_not_valid_is_reported_once(tmp_path):
     assert message.splitlines()[1:] == [
         "  contracts[0].schedule[0].weekday: Value 9 is not a valid choice."
     ]
+
+
+def test_a_file_that_pauses_a_contract_must_say_why_as_contract_pause_does(tmp_path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    doc["contracts"][0].update(status="paused", paused_reason="")
+
+    message = refused(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+
+    assert "  contracts[0].paused_reason: Say why the contract is paused." in message
+
+
+def test_a_file_that_resumes_a_contract_clears_its_pause_reason_as_contract_resume_does(tmp_path):
+    every_kind_of_part()
+    doc = yaml.safe_load(export())
+    doc["contracts"][0].update(status="paused", paused_reason="unpaid invoice")
+    config_import(tmp_path, yaml.safe_dump(doc, sort_keys=False), "--reason", "pause")
+    doc["contracts"][0].update(status="active")
+
+    config_import(tmp_path, yaml.safe_dump(doc, sort_keys=False), "--reason", "resume")
+
+    contract = Contract.objects.get(name=doc["contracts"][0]["name"])
+    assert (contract.status, contract.paused_reason, contract.paused_at) == (
+        ContractStatus.ACTIVE,
+        "",
+        None,
+    )
