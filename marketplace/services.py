@@ -672,7 +672,7 @@ class _Import:
                     "placeholder and the value in that environment variable.",
                 )
                 continue
-            elif variable in self.environ:
+            elif self.environ.get(variable):  # set but empty is unset: "" in the file clears
                 value = self.environ[variable]
             elif stored and not new:
                 value = stored

@@ -288,9 +288,12 @@ def test_secrets_are_never_exported_and_placeholders_are_filled_from_the_environ
     variable = "LEADSWITCH_SECRET_CONTRACT_SUMMIT_MUTUAL_AUTO_EXCLUSIVE_API_KEY_VALUE"
     assert f"${{{variable}}}" in text
 
-    # Unset: the stored secret stays.
+    # Unset, or set but empty (a deploy that lost it): the stored secret stays.
     out = config_import(tmp_path, text, "--reason", "no change")
     assert "0 changed" in out
+    assert ContractSecret.objects.get().value == API_KEY_SECRET
+    monkeypatch.setenv(variable, "")
+    assert "0 changed" in config_import(tmp_path, text, "--reason", "no change")
     assert ContractSecret.objects.get().value == API_KEY_SECRET
 
     monkeypatch.setenv(variable, "rotated-key")
