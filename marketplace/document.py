@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -120,10 +122,43 @@ def dump(document: dict[str, Any], fmt: Format) -> str:
     return text
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (the parser keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the parser refuses it itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    twice = [key for key, count in Counter(key for key, _ in pairs).items() if count > 1]
+    if twice:
+        raise ValueError(f"the key {twice[0]!r} is given twice in one object")
+    return dict(pairs)
+
+
 def load(text: str, fmt: Format) -> dict[str, Any]:
-    """Read a document; raise DocumentError when it is not one."""
+    """Read a document; raise DocumentError when it is not one (a key given twice included)."""
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        data = (
+            json.loads(text, object_pairs_hook=_json_object)
+            if fmt == "json"
+            else yaml.load(text, Loader=_Loader)  # noqa: S506  # a SafeLoader
+        )
     except (ValueError, yaml.YAMLError) as exc:
         raise DocumentError(f"Not valid {fmt.upper()}: {exc}") from None
     if not isinstance(data, dict):

@@ -189,3 +189,25 @@ def test_a_file_that_resumes_a_contract_clears_its_pause_reason_as_contract_resu
         "",
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        (
+            "marketplace.yaml",
+            "leadswitch: 1\nbuyers:\n- company: Summit\n  notes: a\n  notes: b\n",
+            "found the key 'notes' twice",
+        ),
+        (
+            "marketplace.json",
+            '{"leadswitch": 1, "buyers": [{"company": "Summit", "notes": "a", "notes": "b"}]}',
+            "the key 'notes' is given twice in one object",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_merged_by_the_parser(tmp_path, name, text, said):
+    with pytest.raises(CommandError) as caught:
+        config_import(tmp_path, text, "--reason", "review", name=name)
+
+    assert said in str(caught.value)
