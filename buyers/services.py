@@ -46,11 +46,11 @@ from buyers.selectors import (
 )
 from buyers.versions import (
     ADDED,
-    CHANGED,
     REMOVED,
     ContractRevertRefused,
     ContractVersion,
     contract_version,
+    save_order,
 )
 from leads.models import Lead, Vertical
 from notifications import events as notify
@@ -284,13 +284,17 @@ def _revert_apply(version: ContractVersion, *, actor: AbstractBaseUser | None, r
     target.save()
     if version.source_ids is not None:
         target.sources.set(version.source_ids)
-    # Removed first: a part put back may take the natural key (a cap's period) of one removed.
+    # Removed first: a part put back may take the natural key (a cap's period) of one removed;
+    # then each part after those that free the key it takes (save_order).
     for part in version.part_changes:
         if part.action == REMOVED:
             said(part.current).delete()
-    for part in version.part_changes:
-        if part.action in (ADDED, CHANGED):
-            said(part.target).save(force_insert=part.action == ADDED)
+    ordered = save_order(version.part_changes)
+    for part, again in ordered:
+        if again:
+            said(part.current).delete()
+    for part, again in ordered:
+        said(part.target).save(force_insert=again or part.action == ADDED)
     cap_counters_seed(caps=target.caps.select_related("contract__buyer"))
 
 

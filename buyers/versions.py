@@ -265,6 +265,50 @@ def _natural_key(model: type[Model]) -> list[str]:
     return []
 
 
+def unique_key(row: Model) -> tuple[Any, ...] | None:
+    """The key a part holds among its contract's parts of its kind (its kind and, say, a cap's
+    period), or None when its kind has no such key."""
+    key = _natural_key(type(row))
+    if not key:
+        return None
+    return (type(row), row.contract_id, *(getattr(row, name) for name in key))
+
+
+def save_order(parts: list[PartRevert]) -> list[tuple[PartRevert, bool]]:
+    """The parts to add back or change, each after those that free the key it takes (a week cap
+    going back to a week before a day cap comes back): (part, True) for a part to delete and add
+    again, the way out of a cycle (two closed dates that swapped days)."""
+    pending = [part for part in parts if part.action in (ADDED, CHANGED)]
+    ordered: list[tuple[PartRevert, bool]] = []
+    reinserted: set[int] = set()
+
+    def moving(part: PartRevert) -> bool:
+        return (
+            part.action == CHANGED
+            and id(part) not in reinserted
+            and unique_key(part.current) != unique_key(part.target)
+        )
+
+    while pending:
+        held = {unique_key(part.current) for part in pending if moving(part)}
+        ready = [
+            part
+            for part in pending
+            if unique_key(part.target) is None
+            or unique_key(part.target) not in held
+            or (part.action == CHANGED and unique_key(part.current) == unique_key(part.target))
+        ]
+        if not ready:
+            # Every part left waits for another: delete one, freeing its key, and add it again.
+            part = next(part for part in pending if moving(part))
+            reinserted.add(id(part))
+            continue
+        for part in ready:
+            ordered.append((part, id(part) in reinserted))
+            pending.remove(part)
+    return ordered
+
+
 def _kind(model: type[Model]) -> str:
     return str(capfirst(model._meta.verbose_name))
 

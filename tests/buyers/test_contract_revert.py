@@ -410,3 +410,48 @@ def test_a_version_of_another_contract_is_not_found():
     page = client_as("Ops").get(revert_url(contract, last_version(other)), secure=True)
 
     assert page.status_code == 404
+
+
+def test_a_part_coming_back_waits_for_the_part_holding_its_key_to_move_back():
+    contract = a_contract_with_every_part()
+    ContractCapFactory(contract=contract, period=CapPeriod.WEEK, max_leads=300)
+    ClosedDate.objects.create(contract=contract, date=dt.date(2026, 12, 24), note="Eve")
+    version = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+    # The day cap deleted and the week cap made a day cap; Christmas deleted and Eve moved to it.
+    contract.caps.get(period=CapPeriod.DAY).delete()
+    contract.caps.filter(period=CapPeriod.WEEK).update(period=CapPeriod.DAY)
+    contract.caps.get().save()
+    christmas = contract.closed_dates.get(date=dt.date(2026, 12, 25))
+    christmas_id = christmas.pk
+    christmas.delete()
+    eve = contract.closed_dates.get()
+    eve.date = dt.date(2026, 12, 25)
+    eve.save()
+
+    contract_revert(contract=contract, to=version, actor=None, reason="undo")
+
+    assert sorted(contract.caps.values_list("period", "max_leads")) == [
+        (CapPeriod.DAY, 50),
+        (CapPeriod.WEEK, 300),
+    ]
+    assert sorted(contract.closed_dates.values_list("pk", "date", "note")) == sorted(
+        [(eve.pk, dt.date(2026, 12, 24), "Eve"), (christmas_id, dt.date(2026, 12, 25), "Christmas")]
+    )
+
+
+def test_parts_that_swapped_keys_swap_back():
+    contract = a_contract_with_every_part()
+    eve = ClosedDate.objects.create(contract=contract, date=dt.date(2026, 12, 24), note="Eve")
+    christmas = contract.closed_dates.get(date=dt.date(2026, 12, 25))
+    version = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+    for row, day in ((eve, 31), (christmas, 24), (eve, 25)):  # through a free day, as ops would
+        row.date = dt.date(2026, 12, day)
+        row.save()
+
+    contract_revert(contract=contract, to=version, actor=None, reason="undo")
+
+    assert sorted(contract.closed_dates.values_list("pk", "date", "note")) == sorted(
+        [(eve.pk, dt.date(2026, 12, 24), "Eve"), (christmas.pk, dt.date(2026, 12, 25), "Christmas")]
+    )
