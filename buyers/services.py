@@ -312,6 +312,9 @@ def contract_zips_set(
     if not values:
         raise ValueError("No ZIP codes given.")
     with transaction.atomic():
+        # The contract first, then its part, as an admin save and a revert lock them: the other
+        # order deadlocks with a revert that changes this rule.
+        contract_touch(contract_id=contract.pk)
         rule = (
             TerritoryRule.objects.select_for_update()
             .filter(contract=contract, mode=mode, kind=TerritoryKind.ZIPS)
@@ -325,7 +328,6 @@ def contract_zips_set(
         rule.values = "\n".join(values)
         rule.full_clean()
         rule.save()
-        contract_touch(contract_id=contract.pk)
     return rule
 
 

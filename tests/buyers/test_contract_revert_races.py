@@ -1,5 +1,5 @@
 """A contract's revert racing other writes, on PostgreSQL: routing's cap reservations go on while
-it runs."""
+it runs, and a tool that changes a part and then touches the contract does not deadlock with it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 
 from buyers import services
-from buyers.models import CapReservation
-from buyers.services import cap_reserve, contract_revert
+from buyers.models import CapReservation, TerritoryKind, TerritoryMode, TerritoryRule
+from buyers.services import cap_reserve, contract_revert, contract_zips_set
 from leads.models import LeadStatus
 from tests.buyers.test_contract_revert import a_contract_with_every_part, edit, last_version
 from tests.leads.factories import LeadFactory
@@ -79,3 +79,41 @@ def test_routing_reserves_room_while_a_revert_runs(revert_held):
     assert done_during_revert, "a cap reservation waited for the revert to finish"
     assert isinstance(outcome["reserve"], CapReservation)
     assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
+
+
+def test_a_zip_list_set_during_a_revert_does_not_deadlock_with_it(revert_held):
+    locked, release = revert_held
+    contract = a_contract_with_every_part()
+    TerritoryRule.objects.create(
+        contract=contract, mode=TerritoryMode.INCLUDE, kind=TerritoryKind.ZIPS, values="60601"
+    )
+    version = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+    rule = contract.territory.get(kind=TerritoryKind.ZIPS)
+    rule.values = "60602"
+    rule.save()
+    outcome: dict[str, Any] = {}
+    reverting = in_thread(
+        lambda: contract_revert(contract=contract, to=version, actor=None, reason="undo"),
+        outcome,
+        "revert",
+    )
+    assert locked.wait(timeout=20)
+    setting = in_thread(
+        lambda: contract_zips_set(
+            contract=contract, mode=TerritoryMode.INCLUDE, zips=["60603"], replace=False
+        ),
+        outcome,
+        "zips",
+    )
+    setting.join(timeout=1)  # it waits for the revert, holding what it holds
+    release.set()
+    reverting.join(timeout=30)
+    setting.join(timeout=30)
+
+    assert not reverting.is_alive()
+    assert not setting.is_alive()
+    assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
+    assert not isinstance(outcome["zips"], BaseException), outcome["zips"]
+    # The tool ran after the revert, on the rule as reverted.
+    assert TerritoryRule.objects.get(pk=rule.pk).values == "60601\n60603"
