@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -1021,19 +1022,35 @@ class OwnerTouchedMixin:
     def owner_changed(self, request: HttpRequest, owner_id: int) -> None:
         raise NotImplementedError
 
+    def owners_lock(self, owner_ids: list[int]) -> None:
+        """Lock the owners' rows before the row's, the order in which an owner's own page and a
+        contract's revert lock them: the other order deadlocks with a revert changing the row.
+        The admin's save or delete runs in a transaction, which keeps the lock."""
+        owner = self.model._meta.get_field(self.owner_id_field).related_model
+        list(
+            owner._default_manager.select_for_update(no_key=True)
+            .filter(pk__in=owner_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        self.owners_lock([getattr(obj, self.owner_id_field)])
         super().save_model(request, obj, form, change)
         self.owner_changed(request, getattr(obj, self.owner_id_field))
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.owners_lock([getattr(obj, self.owner_id_field)])
         super().delete_model(request, obj)
         self.owner_changed(request, getattr(obj, self.owner_id_field))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         owner_ids = list(queryset.values_list(self.owner_id_field, flat=True).distinct())
-        super().delete_queryset(request, queryset)
-        for owner_id in owner_ids:
-            self.owner_changed(request, owner_id)
+        with transaction.atomic():  # an action runs outside the change view's transaction
+            self.owners_lock(owner_ids)
+            super().delete_queryset(request, queryset)
+            for owner_id in owner_ids:
+                self.owner_changed(request, owner_id)
 
 
 class ContractPartAdmin(ListedNotOpenedMixin, OwnerTouchedMixin, SimpleHistoryAdmin):

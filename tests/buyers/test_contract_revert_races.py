@@ -1,18 +1,29 @@
 """A contract's revert racing other writes, on PostgreSQL: routing's cap reservations go on while
-it runs, and a tool that changes a part and then touches the contract does not deadlock with it."""
+it runs, and a page or tool that changes a part and touches the contract does not deadlock
+with it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.contrib.admin import site
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test import RequestFactory
 
 from buyers import services
-from buyers.models import CapReservation, TerritoryKind, TerritoryMode, TerritoryRule
+from buyers.models import (
+    CapReservation,
+    ScheduleWindow,
+    TerritoryKind,
+    TerritoryMode,
+    TerritoryRule,
+)
 from buyers.services import cap_reserve, contract_revert, contract_zips_set
 from leads.models import LeadStatus
 from tests.buyers.test_contract_revert import a_contract_with_every_part, edit, last_version
@@ -117,3 +128,50 @@ def test_a_zip_list_set_during_a_revert_does_not_deadlock_with_it(revert_held):
     assert not isinstance(outcome["zips"], BaseException), outcome["zips"]
     # The tool ran after the revert, on the rule as reverted.
     assert TerritoryRule.objects.get(pk=rule.pk).values == "60601\n60603"
+
+
+def test_a_part_saved_on_its_own_page_during_a_revert_does_not_deadlock_with_it(revert_held):
+    locked, release = revert_held
+    contract = a_contract_with_every_part()
+    version = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+    window = contract.schedule.get()
+    window.closes_at = dt.time(20)
+    window.save()
+    part_admin = site._registry[ScheduleWindow]
+    request = RequestFactory().post("/")
+    request.user = get_user_model().objects.create(username="ops-own-page", is_staff=True)
+
+    def own_page_save():
+        with transaction.atomic():  # as the admin's change view
+            row = ScheduleWindow.objects.get(pk=window.pk)
+            row.closes_at = dt.time(21)
+            part_admin.save_model(request, row, None, True)
+
+    outcome: dict[str, Any] = {}
+    reverting = in_thread(
+        lambda: contract_revert(contract=contract, to=version, actor=None, reason="undo"),
+        outcome,
+        "revert",
+    )
+    assert locked.wait(timeout=20)
+    saving = in_thread(own_page_save, outcome, "save")
+    saving.join(timeout=1)  # it waits for the revert, holding what it holds
+    release.set()
+    reverting.join(timeout=30)
+    saving.join(timeout=30)
+
+    assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
+    assert not isinstance(outcome["save"], BaseException), outcome["save"]
+    assert ScheduleWindow.objects.get(pk=window.pk).closes_at == dt.time(21)
+
+
+def test_parts_deleted_from_their_list_lock_their_contracts_in_a_transaction_of_their_own():
+    contract = a_contract_with_every_part()
+    request = RequestFactory().post("/")
+    request.user = get_user_model().objects.create(username="ops-list", is_staff=True)
+
+    # As the list's "delete selected" action, which runs outside any transaction.
+    site._registry[ScheduleWindow].delete_queryset(request, contract.schedule.all())
+
+    assert not contract.schedule.exists()
