@@ -408,6 +408,11 @@ class _Import:
             self.problem(at.path, f"give a list of {kind.model._meta.verbose_name_plural}.")
             return
         existing = kind.model.objects.order_by("pk")
+        if at.parent is None and kind.touch is not None:
+            # An owner whose caches are told (a vertical, buyer, contract) is locked before its
+            # rows are written, as its admin page and a revert lock it: the same order, so an
+            # import and a revert or a part's page wait for each other instead of deadlocking.
+            existing = existing.select_for_update(no_key=True, of=("self",))
         if at.parent is not None:
             parent = at.parent
             existing = existing.filter(**{kind.parent: parent}) if parent.pk else existing.none()
