@@ -22,6 +22,7 @@ from django.utils.text import capfirst
 
 from buyers.forms import score_criterion_problem, source_filter_problem
 from buyers.models import (
+    AuthType,
     Contract,
     ContractSecret,
     ContractStatus,
@@ -382,6 +383,18 @@ def _part_then(
         found.append(
             f"{kind} {part}: secrets and credentials are not kept in history; add it again on "
             "the contract's page first."
+        )
+    if (
+        isinstance(part, DeliveryEndpoint)
+        and isinstance(row, DeliveryEndpoint)
+        and part.auth_type not in {row.auth_type, AuthType.NONE}
+    ):
+        # Its credential is today's (credentials are not kept in history): a token sent as a
+        # basic-auth password, or a password as a bearer token, would be wrong or leak.
+        found.append(
+            f"{kind} {part}: its authentication would go back from {row.get_auth_type_display()} "
+            f"to {part.get_auth_type_display()} with today's credential (credentials are not "
+            "kept in history); change the authentication on the contract's page instead."
         )
     if isinstance(part, FieldCriterion):
         # As the admin's criterion form checks the lead's score and tier.

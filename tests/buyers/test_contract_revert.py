@@ -203,6 +203,26 @@ def test_it_keeps_status_cap_counters_and_credentials():
     )
 
 
+def test_it_refuses_to_put_back_another_authentication_with_todays_credential():
+    contract = a_contract_with_every_part()
+    post = contract.endpoints.get(kind=EndpointKind.POST)
+    post.auth_type, post.auth_username, post.auth_secret = AuthType.BASIC, "acme", "pass-0123456789"
+    post.save()
+    version = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+    post.auth_type, post.auth_secret = AuthType.BEARER, "token-0123456789"
+    post.save()
+
+    with pytest.raises(ContractRevertRefused) as refused:
+        contract_revert(contract=contract, to=version, actor=None, reason="undo")
+
+    assert any(
+        "from Bearer" in p and "with today's credential" in p for p in refused.value.problems
+    ), refused.value.problems
+    post.refresh_from_db()
+    assert (post.auth_type, post.auth_secret) == (AuthType.BEARER, "token-0123456789")
+
+
 def test_it_refuses_a_mapping_of_a_field_the_vertical_no_longer_has_changing_nothing():
     contract, version = a_version_and_a_later_edit()
     mapping = contract.mappings.get()
