@@ -61,13 +61,13 @@ def revert_held(monkeypatch):
     return locked, release
 
 
-def test_routing_reserves_room_while_a_revert_runs(revert_held):
+def during_a_revert(
+    revert_held, contract, version: int, other: Callable[[], Any], *, waited: float
+) -> tuple[Any, bool]:
+    """Run `other` while a revert of the contract holds its lock; wait `waited` seconds for it
+    before letting the revert go on. Return what `other` returned and whether it had finished by
+    then; fail if either raised or hung."""
     locked, release = revert_held
-    contract = a_contract_with_every_part()
-    contract.caps.all().delete()
-    version = last_version(contract)
-    edit(contract, floor_price=Decimal("9.00"))
-    lead = LeadFactory(vertical=contract.vertical, status=LeadStatus.ROUTING)
     outcome: dict[str, Any] = {}
     reverting = in_thread(
         lambda: contract_revert(contract=contract, to=version, actor=None, reason="undo"),
@@ -75,25 +75,39 @@ def test_routing_reserves_room_while_a_revert_runs(revert_held):
         "revert",
     )
     assert locked.wait(timeout=20)
-
-    reserving = in_thread(
-        lambda: cap_reserve(lead=lead, contract=contract, price=Decimal("20.00")),
-        outcome,
-        "reserve",
-    )
-    reserving.join(timeout=5)
-    done_during_revert = not reserving.is_alive()
+    running = in_thread(other, outcome, "other")
+    running.join(timeout=waited)
+    finished_first = not running.is_alive()
     release.set()
     reverting.join(timeout=30)
-    reserving.join(timeout=30)
+    running.join(timeout=30)
+    assert not reverting.is_alive()
+    assert not running.is_alive()
+    assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
+    assert not isinstance(outcome["other"], BaseException), outcome["other"]
+    return outcome["other"], finished_first
+
+
+def test_routing_reserves_room_while_a_revert_runs(revert_held):
+    contract = a_contract_with_every_part()
+    contract.caps.all().delete()
+    version = last_version(contract)
+    edit(contract, floor_price=Decimal("9.00"))
+    lead = LeadFactory(vertical=contract.vertical, status=LeadStatus.ROUTING)
+
+    reservation, done_during_revert = during_a_revert(
+        revert_held,
+        contract,
+        version,
+        lambda: cap_reserve(lead=lead, contract=contract, price=Decimal("20.00")),
+        waited=5,
+    )
 
     assert done_during_revert, "a cap reservation waited for the revert to finish"
-    assert isinstance(outcome["reserve"], CapReservation)
-    assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
+    assert isinstance(reservation, CapReservation)
 
 
 def test_a_zip_list_set_during_a_revert_does_not_deadlock_with_it(revert_held):
-    locked, release = revert_held
     contract = a_contract_with_every_part()
     TerritoryRule.objects.create(
         contract=contract, mode=TerritoryMode.INCLUDE, kind=TerritoryKind.ZIPS, values="60601"
@@ -103,35 +117,22 @@ def test_a_zip_list_set_during_a_revert_does_not_deadlock_with_it(revert_held):
     rule = contract.territory.get(kind=TerritoryKind.ZIPS)
     rule.values = "60602"
     rule.save()
-    outcome: dict[str, Any] = {}
-    reverting = in_thread(
-        lambda: contract_revert(contract=contract, to=version, actor=None, reason="undo"),
-        outcome,
-        "revert",
-    )
-    assert locked.wait(timeout=20)
-    setting = in_thread(
+
+    during_a_revert(  # the tool waits for the revert, holding what it holds
+        revert_held,
+        contract,
+        version,
         lambda: contract_zips_set(
             contract=contract, mode=TerritoryMode.INCLUDE, zips=["60603"], replace=False
         ),
-        outcome,
-        "zips",
+        waited=1,
     )
-    setting.join(timeout=1)  # it waits for the revert, holding what it holds
-    release.set()
-    reverting.join(timeout=30)
-    setting.join(timeout=30)
 
-    assert not reverting.is_alive()
-    assert not setting.is_alive()
-    assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
-    assert not isinstance(outcome["zips"], BaseException), outcome["zips"]
     # The tool ran after the revert, on the rule as reverted.
     assert TerritoryRule.objects.get(pk=rule.pk).values == "60601\n60603"
 
 
 def test_a_part_saved_on_its_own_page_during_a_revert_does_not_deadlock_with_it(revert_held):
-    locked, release = revert_held
     contract = a_contract_with_every_part()
     version = last_version(contract)
     edit(contract, floor_price=Decimal("9.00"))
@@ -148,21 +149,8 @@ def test_a_part_saved_on_its_own_page_during_a_revert_does_not_deadlock_with_it(
             row.closes_at = dt.time(21)
             part_admin.save_model(request, row, None, True)
 
-    outcome: dict[str, Any] = {}
-    reverting = in_thread(
-        lambda: contract_revert(contract=contract, to=version, actor=None, reason="undo"),
-        outcome,
-        "revert",
-    )
-    assert locked.wait(timeout=20)
-    saving = in_thread(own_page_save, outcome, "save")
-    saving.join(timeout=1)  # it waits for the revert, holding what it holds
-    release.set()
-    reverting.join(timeout=30)
-    saving.join(timeout=30)
+    during_a_revert(revert_held, contract, version, own_page_save, waited=1)
 
-    assert not isinstance(outcome["revert"], BaseException), outcome["revert"]
-    assert not isinstance(outcome["save"], BaseException), outcome["save"]
     assert ScheduleWindow.objects.get(pk=window.pk).closes_at == dt.time(21)
 
 
