@@ -710,7 +710,11 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
             reason = form.cleaned_data["reason"]
             try:
                 version = contract_revert(
-                    contract=contract, to=history_id, actor=request.user, reason=reason
+                    contract=contract,
+                    to=history_id,
+                    actor=request.user,
+                    reason=reason,
+                    shown=request.POST.get("shown"),
                 )
             except ContractRevertRefused as exc:
                 for problem in exc.problems:

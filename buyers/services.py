@@ -243,7 +243,12 @@ def contract_clone(
 
 
 def contract_revert(
-    *, contract: Contract, to: datetime | int, actor: AbstractBaseUser | None, reason: str
+    *,
+    contract: Contract,
+    to: datetime | int,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    shown: str | None = None,
 ) -> ContractVersion:
     """Make the contract and every part of it what they were at `to` (a moment, or the history
     id of one of the contract's versions), recording `actor` and `reason` in their history.
@@ -252,8 +257,9 @@ def contract_revert(
     put back as they were; status, cap counters and health are not configuration and stay
     (buyers.versions.KEPT_FIELDS). Everything is validated as an admin save is, and the
     contract's updated_at moves, so routing recompiles its rules at once. Raise
-    ContractRevertRefused, changing nothing, when that state is not valid now; return the
-    version, unchanged when there was nothing to revert.
+    ContractRevertRefused, changing nothing, when that state is not valid now, or when `shown`
+    (the digest of the changes a confirmation page listed) is no longer what it would change;
+    return the version, unchanged when there was nothing to revert.
     """
     reason = reason.strip()
     if not reason:
@@ -264,6 +270,13 @@ def contract_revert(
             # whose rows name the contract, go on meanwhile.
             locked = Contract.objects.select_for_update(no_key=True).get(pk=contract.pk)
             version = contract_version(contract=locked, to=to)
+            if shown is not None and shown != version.digest:
+                raise ContractRevertRefused(
+                    [
+                        "The contract changed after the list of changes was shown: check the "
+                        "list as it is now and confirm again."
+                    ]
+                )
             if version.problems:
                 raise ContractRevertRefused(version.problems)
             if not version.unchanged:

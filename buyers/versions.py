@@ -10,6 +10,8 @@ so "until the next change" holds the whole save, and the parts edited on their o
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -95,6 +97,20 @@ class ContractVersion:
     @property
     def unchanged(self) -> bool:
         return not self.changes and self.source_ids is None and not self.part_changes
+
+    @property
+    def digest(self) -> str:
+        """A digest of what reverting would change, as the confirmation page lists it: the page
+        posts it back, and a revert whose list has changed since is refused."""
+        listed = [
+            [(c.label, c.now, c.then) for c in self.changes],
+            [(c.label, c.now, c.then) for c in [self.sources_change] if c],
+            [
+                (p.action, p.kind, p.label, [(c.label, c.now, c.then) for c in p.changes])
+                for p in self.part_changes
+            ],
+        ]
+        return hashlib.sha256(json.dumps(listed, default=str).encode()).hexdigest()[:32]
 
 
 def contract_version(*, contract: Contract, to: datetime | int) -> ContractVersion:

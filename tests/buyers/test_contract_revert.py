@@ -4,6 +4,7 @@ page: validated as an admin save, recorded with who and why, seen by routing at 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -422,6 +423,27 @@ def test_ops_revert_and_are_told_so():
     assert Contract.objects.get(pk=contract.pk).floor_price == Decimal("5.00")
     latest = contract.history.latest()
     assert latest.history_user.username == "ops-reverter"
+
+
+def test_a_revert_confirmed_on_a_list_that_has_changed_since_is_refused():
+    contract, version = a_version_and_a_later_edit()
+    client = client_as("Ops")
+    page = client.get(revert_url(contract, version), secure=True)
+    shown = re.search(r'name="shown" value="(\w+)"', page.text).group(1)
+    edit(contract, fixed_price=Decimal("25.00"))  # someone else, meanwhile
+
+    refused = client.post(
+        revert_url(contract, version), {"reason": "typo", "shown": shown}, secure=True
+    )
+
+    assert refused.status_code == 200
+    assert "changed after the list of changes was shown" in refused.text
+    assert "Fixed price: 25.00 → 20.00" in " ".join(refused.text.split())
+    assert Contract.objects.get(pk=contract.pk).floor_price == Decimal("9.00")
+    shown_now = re.search(r'name="shown" value="(\w+)"', refused.text).group(1)
+    assert shown_now != shown
+    client.post(revert_url(contract, version), {"reason": "typo", "shown": shown_now}, secure=True)
+    assert Contract.objects.get(pk=contract.pk).floor_price == Decimal("5.00")
 
 
 def test_a_version_of_another_contract_is_not_found():
