@@ -136,6 +136,14 @@ _TYPES = [
         "key for a new request; retry with the same body to get the first answer again.",
     ),
     ProblemType(
+        "config-refused",
+        422,
+        "Configuration refused",
+        "The configuration API did not apply the document or object: nothing was changed. "
+        "`errors` maps each place in it (`contracts[3].caps[0].period`; for one object, the "
+        "place in that object) to what is wrong there.",
+    ),
+    ProblemType(
         "rate-limited",
         429,
         "Too many requests",

@@ -29,6 +29,21 @@ REPORTING_SCHEMA = {
     ],
 }
 
+# The configuration API (configuration as code, for staff): a schema of its own too.
+config_api = [path("api/config/v1/", include("marketplace.api.urls"))]
+CONFIG_SCHEMA = {
+    "TITLE": "Leadswitch configuration API",
+    "DESCRIPTION": "The marketplace's configuration as code (marketplace/): the whole document "
+    "exported and imported with a dry-run diff, and each kind's objects by their natural keys. "
+    "Staff by session or staff token; writes need a read-write token and the user's own "
+    "permissions, and a `reason`.",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.document_kinds",
+        "reporting.api.schema.document_problems",
+    ],
+}
+
 # Swagger UI's start-up script is served from its own URL: the Content-Security-Policy allows no
 # inline script without the response's nonce.
 SWAGGER_TEMPLATE = "api/swagger_ui.html"
@@ -44,6 +59,7 @@ urlpatterns = [
     path("posting-instructions/", include("leads.urls")),
     *partner_api,
     *reporting_api,
+    *config_api,
     path("api/schema/", SpectacularAPIView.as_view(patterns=partner_api), name="schema"),
     path(
         "api/docs/",
@@ -61,6 +77,18 @@ urlpatterns = [
             url_name="schema-reporting", template_name=SWAGGER_TEMPLATE
         ),
         name="api-docs-reporting",
+    ),
+    path(
+        "api/schema/config/",
+        SpectacularAPIView.as_view(patterns=config_api, custom_settings=CONFIG_SCHEMA),
+        name="schema-config",
+    ),
+    path(
+        "api/docs/config/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema-config", template_name=SWAGGER_TEMPLATE
+        ),
+        name="api-docs-config",
     ),
     path("api/problems/", problem_type_view, name="problem-types"),
     path("api/problems/<slug:slug>", problem_type_view, name="problem-type"),

@@ -587,7 +587,8 @@ def lead_submit(
 class SuppressionUpload:
     added: int
     already_listed: int
-    rejected: list[str]
+    rejected: list[str]  # the first 20 values that are not an email or phone
+    rejected_count: int = 0  # all of them
 
 
 def suppression_list_add(*, suppression_list: SuppressionList, text: str) -> SuppressionUpload:
@@ -596,6 +597,7 @@ def suppression_list_add(*, suppression_list: SuppressionList, text: str) -> Sup
 
     entries: set[tuple[str, str]] = set()
     rejected: list[str] = []
+    rejected_count = 0
     for raw in re.split(r"[\s,;]+", text):
         value = raw.strip().strip('"').strip("'")
         if not value or value.lower() in {"email", "phone", "e-mail"}:
@@ -604,6 +606,7 @@ def suppression_list_add(*, suppression_list: SuppressionList, text: str) -> Sup
         try:
             normalised = normalise_value(FieldSpec(name=kind, field_type=kind), value)
         except FieldError:
+            rejected_count += 1
             if len(rejected) < 20:
                 rejected.append(value[:80])
             continue
@@ -619,7 +622,10 @@ def suppression_list_add(*, suppression_list: SuppressionList, text: str) -> Sup
     ]
     SuppressedContact.objects.bulk_create(new, batch_size=2000, ignore_conflicts=True)
     return SuppressionUpload(
-        added=len(new), already_listed=len(entries & existing), rejected=rejected
+        added=len(new),
+        already_listed=len(entries & existing),
+        rejected=rejected,
+        rejected_count=rejected_count,
     )
 
 

@@ -151,16 +151,27 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def load(text: str, fmt: Format) -> dict[str, Any]:
-    """Read a document; raise DocumentError when it is not one (a key given twice included)."""
+def parse(text: str, fmt: Format) -> Any:
+    """Read YAML or JSON as the file's rules read it (a key given twice is an error); raise
+    DocumentError when it is not valid."""
     try:
-        data = (
+        return (
             json.loads(text, object_pairs_hook=_json_object)
             if fmt == "json"
             else yaml.load(text, Loader=_Loader)  # noqa: S506  # a SafeLoader
         )
     except (ValueError, yaml.YAMLError) as exc:
         raise DocumentError(f"Not valid {fmt.upper()}: {exc}") from None
+
+
+def load(text: str, fmt: Format) -> dict[str, Any]:
+    """Read a document; raise DocumentError when it is not one (a key given twice included)."""
+    return as_document(parse(text, fmt))
+
+
+def as_document(data: Any) -> dict[str, Any]:
+    """Return the data read from a file if it is a configuration document; raise DocumentError
+    when it is not."""
     if not isinstance(data, dict):
         raise DocumentError("The file must hold a mapping of sections (verticals, sources, ...).")
     version = data.get(FORMAT_KEY)

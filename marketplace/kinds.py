@@ -75,6 +75,8 @@ class Kind:
     children: tuple[Kind, ...] = ()
     m2m: tuple[str, ...] = ()
     exclude: frozenset[str] = frozenset()
+    # A person's contact details: masked for staff who see personal data masked (Sales).
+    personal: frozenset[str] = frozenset()
     order: tuple[str, ...] = ()  # how the file lists them; default: by key
     fallback_key: tuple[str, ...] = ()  # the identity when the key is empty
     single: bool = False  # at most one per owner: written as a mapping, not a list
@@ -179,6 +181,7 @@ SECTIONS: tuple[Kind, ...] = (
         Source,
         key=("name",),
         m2m=("verticals",),
+        personal=frozenset({"contact_name", "contact_email"}),
         scope=lambda slugs: Q(verticals__slug__in=slugs),
         children=(Kind("posting_profile", PostingProfile, key=(), parent="source", single=True),),
     ),
@@ -188,6 +191,7 @@ SECTIONS: tuple[Kind, ...] = (
         "buyers",
         Buyer,
         key=("company",),
+        personal=frozenset({"contact_name", "contact_email", "contact_phone"}),
         scope=lambda slugs: Q(contracts__vertical__slug__in=slugs),
         touch=lambda pk: buyer_touch(buyer_id=pk),
         children=(_cap_kind(BuyerCap, "buyer"),),
@@ -204,6 +208,7 @@ SECTIONS: tuple[Kind, ...] = (
                 key=("user",),
                 fallback_key=("name",),
                 parent="team",
+                personal=frozenset({"name", "email", "slack_user_id"}),
                 order=("position", "user", "name"),
             ),
         ),
@@ -216,6 +221,7 @@ SECTIONS: tuple[Kind, ...] = (
         # When and why it was paused is the pause's record, not configuration; its status and
         # reason are.
         exclude=frozenset({"paused_at"}),
+        personal=frozenset({"delivery_emails"}),
         scope=lambda slugs: Q(vertical__slug__in=slugs),
         check=_contract_check,
         touch=lambda pk: contract_touch(contract_id=pk),
@@ -243,6 +249,7 @@ SECTIONS: tuple[Kind, ...] = (
         "notification_subscriptions",
         NotificationSubscription,
         key=("name",),
+        personal=frozenset({"email"}),
         scope=lambda slugs: (
             Q(contract__vertical__slug__in=slugs)
             | Q(buyer__contracts__vertical__slug__in=slugs)

@@ -45,9 +45,10 @@ HIDDEN = "••••"
 class ConfigRefused(Exception):
     """The configuration cannot be exported or imported; nothing was changed."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], changes: list[Change] | None = None) -> None:
         super().__init__(f"{len(problems)} problem(s)")
         self.problems = problems
+        self.changes = changes or []  # what the import would have done, as far as it read
 
 
 @dataclass
@@ -73,6 +74,16 @@ def _fields(kind: Kind) -> tuple[models.Field, ...]:
     ]
     first = [*(kind.key or ()), *kind.fallback_key]
     return tuple(sorted(fields, key=lambda f: first.index(f.name) if f.name in first else 99))
+
+
+def config_fields(kind: Kind) -> tuple[models.Field, ...]:
+    """The kind's configuration fields, as the file writes them."""
+    return _fields(kind)
+
+
+def is_secret(f: models.Field) -> bool:
+    """Whether the file writes the field as a placeholder, never its value."""
+    return _is_secret(f)
 
 
 def _known_keys(kind: Kind) -> set[str]:
@@ -211,6 +222,42 @@ def config_export(*, verticals: list[str] | None = None) -> dict[str, Any]:
     return document
 
 
+class ObjectMissing(LookupError):
+    """No object of the kind has this natural key."""
+
+
+def config_kind(section: str) -> Kind:
+    """Return the kind written under this section of the file (raise KeyError when none)."""
+    for kind in SECTIONS:
+        if kind.section == section:
+            return kind
+    raise KeyError(section)
+
+
+def config_objects(
+    *, section: str, key: Any = None, verticals: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Return a section's objects (the one its natural key names, or those of these verticals)
+    as the export writes them: children included, secrets as placeholders.
+
+    Raise ConfigRefused when objects cannot be told apart by their natural key.
+    """
+    kind = config_kind(section)
+    rows = kind.model.objects.order_by("pk")
+    if key is not None:
+        rows = rows.filter(**_natural_filter(kind.model, key, names=kind.key))
+    if verticals:
+        if kind.scope is None:
+            return []
+        rows = rows.filter(kind.scope(sorted(set(verticals)))).distinct()
+    problems: list[Problem] = []
+    items = _export_rows(kind, list(_related(kind, rows)), kind.section, [kind.noun], problems)
+    if problems:
+        raise ConfigRefused(problems)
+    _distinct_placeholders(kind, items, set())
+    return list(items)
+
+
 def _distinct_placeholders(kind: Kind, items: Any, used: set[str]) -> None:
     """Give every secret of the document a variable of its own, in the document's order: names
     that differ only in case or punctuation (secrets api_key and API_KEY, contracts 'Main post'
@@ -283,18 +330,74 @@ def config_import(
     prune: bool = False,
     dry_run: bool = False,
     environ: Mapping[str, str] | None = None,
+    literal_secrets: bool = False,
+    replace_parts: bool = False,
 ) -> ImportResult:
     """Make the configuration what the document says, in one transaction: every object checked
     as the admin checks it, its history recorded with the user and reason, routing's and
-    intake's caches told. Raise ConfigRefused (nothing changed) listing every problem."""
+    intake's caches told. Raise ConfigRefused (nothing changed) listing every problem.
+
+    `literal_secrets`: a secret written in clear is its value and a placeholder keeps the
+    stored one (the API's way: its caller's environment is not the server's). `replace_parts`:
+    an object's parts that its lists leave out are deleted, as `prune` does, but the objects
+    the document leaves out are left alone (the API's PUT of one object)."""
     reason = reason.strip()
     if not reason:
         raise ValueError("an import needs a reason")
     run = _Import(
-        reason=reason, user=user, prune=prune, environ=os.environ if environ is None else environ
+        reason=reason,
+        user=user,
+        prune=prune,
+        environ=os.environ if environ is None else environ,
+        literal_secrets=literal_secrets,
+        replace_parts=replace_parts,
     )
     with transaction.atomic():
         run.document(document)
+        if run.problems:
+            raise ConfigRefused(run.problems, run.changes)
+        if dry_run:
+            transaction.set_rollback(True)
+    return ImportResult(changes=run.changes, applied=not dry_run)
+
+
+def config_delete(
+    *, section: str, key: Any, reason: str, user: Any = None, dry_run: bool = False
+) -> ImportResult:
+    """Delete one object of a section (named by its natural key) and the parts it owns, each
+    with its history, as an import with --prune deletes it: refused (ConfigRefused, nothing
+    changed) when the deletion would take other configuration along (a buyer's contracts) or
+    something still refers to it (a vertical that contracts or leads use). Raise ObjectMissing
+    when there is no such object."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a deletion needs a reason")
+    kind = config_kind(section)
+    try:
+        lookup = _natural_filter(kind.model, key, names=kind.key)
+    except ValueError as exc:
+        raise ObjectMissing(str(exc)) from None
+    run = _Import(
+        reason=reason,
+        user=user,
+        prune=True,
+        environ={},
+        cascade_hint="which should stay: delete those first, or keep it.",
+    )
+    with transaction.atomic():
+        found = list(
+            kind.model.objects.select_for_update(of=("self",)).filter(**lookup).order_by("pk")[:2]
+        )
+        if not found:
+            raise ObjectMissing(f"No {kind.noun} {_describe(key)!r}.")
+        if len(found) > 1:
+            raise ConfigRefused(
+                [Problem(kind.section, f"more than one {kind.noun} is {_describe(key)!r}.")]
+            )
+        obj = found[0]
+        run.changes.append(Change("deleted", kind.section, _label(kind, _row(kind, obj))))
+        run.deletions.append((SECTIONS.index(kind), kind, obj, kind.section))
+        run.finish()
         if run.problems:
             raise ConfigRefused(run.problems)
         if dry_run:
@@ -328,6 +431,12 @@ class _Import:
     user: Any
     prune: bool
     environ: Mapping[str, str]
+    literal_secrets: bool = False
+    replace_parts: bool = False
+    # How a refused deletion says what to do instead.
+    cascade_hint: str = (
+        "which this import keeps: delete those too (list their section without them), or keep it."
+    )
     changes: list[Change] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     late: list[tuple[Kind, Any, _At]] = field(default_factory=list)
@@ -396,8 +505,7 @@ class _Import:
                 self.problem(
                     path,
                     f"deleting {kind.noun} {obj!s} would delete {', '.join(taken)} with it, "
-                    "which this import keeps: delete those too (list their section without "
-                    "them), or keep it.",
+                    f"{self.cascade_hint}",
                 )
 
     def rows(self, kind: Kind, items: Any, at: _At) -> None:
@@ -452,7 +560,7 @@ class _Import:
         order = SECTIONS.index(kind) if at.parent is None else -1
         for obj in objs:
             label = _label(kind, _row(kind, obj))
-            if self.prune:
+            if self.prune or (self.replace_parts and at.parent is not None):
                 self.changes.append(Change("deleted", at.path, label))
                 self.mark(at.top)
                 if at.parent is None:
@@ -670,6 +778,11 @@ class _Import:
             variable = placeholder_variable(raw)
             if raw in ("", None):
                 value = ""
+            elif variable is None and self.literal_secrets:
+                if not isinstance(raw, str):
+                    self.problem(field_path, "give the secret as text.")
+                    continue
+                value = raw
             elif variable is None:
                 self.problem(
                     field_path,
@@ -684,12 +797,16 @@ class _Import:
             else:
                 self.problem(
                     field_path,
-                    f"set the environment variable {variable}: there is no stored secret to keep.",
+                    "give the secret's value: a placeholder keeps the stored secret, and there "
+                    "is none."
+                    if self.literal_secrets
+                    else f"set the environment variable {variable}: there is no stored secret "
+                    "to keep.",
                 )
                 continue
             if value != stored:
                 setattr(obj, f.name, value)
-                shown = f"${{{variable}}}" if variable else "(none)"
+                shown = placeholder(variable) if variable else HIDDEN if value else "(none)"
                 changed.append((f.name, HIDDEN if stored else "(none)", shown))
         return changed
 
@@ -804,8 +921,13 @@ def _cascaded(obj: models.Model, models_: set[type[models.Model]]) -> list[model
     return found
 
 
-def _natural_filter(model: type[models.Model], value: Any, prefix: str = "") -> dict[str, Any]:
-    names = NATURAL_KEYS[model]
+def _natural_filter(
+    model: type[models.Model],
+    value: Any,
+    prefix: str = "",
+    names: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    names = names or NATURAL_KEYS[model]
     if len(names) == 1:
         value = {names[0]: value}
     if not isinstance(value, dict) or set(value) != set(names):
