@@ -93,6 +93,9 @@ READ_PROBLEMS = {
     400: OpenApiResponse(description="A query parameter is not valid; `errors` names it."),
     401: OpenApiResponse(description="No session and no valid staff token."),
     403: OpenApiResponse(description="Not active staff with the view permissions."),
+    422: OpenApiResponse(
+        description="Two objects share a natural key, which names them: rename one (`errors`)."
+    ),
 }
 WRITE_PROBLEMS = {
     400: OpenApiResponse(
