@@ -219,10 +219,12 @@ def test_a_user_who_is_not_staff_is_refused_with_403(marketplace):
     problem(client(raw).get(url("verticals")), 403)
 
 
-def test_a_session_of_staff_works_too(marketplace):
+def test_a_session_of_staff_works_too_until_the_user_is_deactivated(marketplace):
     session = Client()
     session.force_login(staff_user("Ops", "ops-session"))
     assert session.get(item_url("verticals")).json()["slug"] == "auto"
+    User.objects.filter(username="ops-session").update(is_active=False)
+    problem(session.get(item_url("verticals")), 401)
 
 
 # --- The document ---------------------------------------------------------------------------
@@ -436,6 +438,11 @@ def test_a_put_creates_then_replaces_with_its_parts(marketplace):
     ops = client(token("Ops"))
     path = url("buyers", "Northwind")
     body = {"company": "Northwind", "caps": [{"period": "day", "max_leads": 10}]}
+    before = row_counts()
+    dry = put(ops, path, body, reason="new buyer", dry_run="true")
+    assert (dry.status_code, dry.json()["applied"]) == (200, False)
+    assert [c["label"] for c in dry.json()["created"]] == ["Northwind", "day"]
+    assert row_counts() == before
     created = put(ops, path, body, reason="new buyer")
     assert created.status_code == 201, created.content
     assert created.json()["created"] == [
