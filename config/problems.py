@@ -198,6 +198,14 @@ _TYPES = [
         "seconds, with the same Idempotency-Key if you sent one: a request answered 503 may "
         "or may not have been stored, and the retry tells which.",
     ),
+    ProblemType(
+        "not-ready",
+        503,
+        "Not ready",
+        "This process should not be sent requests now (its readiness check, for load "
+        "balancers). `failed` names each check that failed (database, migrations, broker, "
+        "cache, shutdown) and `checks` gives every check's result and time in milliseconds.",
+    ),
 ]
 # What a partner is told to wait before retrying while the database is unreachable.
 UNAVAILABLE_RETRY_AFTER_S = 5

@@ -116,6 +116,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before all: load balancers' probes carry a node's address over plain HTTP (config/views.py).
+    "config.views.HealthMiddleware",
     # First: forwarded headers from anyone but a trusted proxy are gone before anything reads them.
     "config.proxies.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -172,6 +174,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = _env_int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A server that does not answer (a lost host, a dropped packet) fails a connection within
+    # this bound instead of the minutes TCP would wait, holding a web thread or a probe.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", _env_int("DATABASE_CONNECT_TIMEOUT", default=5, minimum=1)
+    )
     # A runaway query or a lock nobody releases fails as an error within these bounds, instead
     # of holding a web thread past gunicorn's 30 s or a task past its soft time limit. Row and
     # advisory locks are held for milliseconds here; 0 turns a bound off (a long migration).

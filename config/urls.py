@@ -6,7 +6,6 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.problems import api_path_without_slash, problem_type_view
-from config.views import health
 
 admin.site.site_header = "Leadswitch"
 admin.site.site_title = "Leadswitch admin"
@@ -51,7 +50,6 @@ SWAGGER_TEMPLATE = "api/swagger_ui.html"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
-    path("health/", health, name="health"),
     path("dashboard/", include("reporting.urls")),
     # Team members' claim links, /teams/assignments/<id>/claim/: already sent, so they stay.
     path("teams/", include("teams.urls")),

@@ -1,56 +1,62 @@
-"""Infrastructure endpoints that belong to no app."""
+"""Infrastructure endpoints that belong to no app: liveness and readiness for load balancers.
+
+- `/health/live` (and `/health/`): the process answers. It checks nothing else, so that a
+  supervisor restarts a hung process, never every process at once because the database blinked.
+- `/health/ready`: the process may be sent requests: the database answers and has every
+  migration this code has, the broker and the shared cache answer when configured, and the
+  process is not shutting down. 200 with each check's result and time, else 503 problem+json
+  naming each failed check.
+
+`HealthMiddleware` answers them first of all: a load balancer probes a node by its address, over
+plain HTTP, which the host check (ALLOWED_HOSTS) and the HTTPS redirect would otherwise refuse.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 
-from django.conf import settings
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
 
-from config.celery import app as celery_app
+from config.health import FAILED, readiness
+from config.problems import problem_response
 
-logger = logging.getLogger(__name__)
-
-
-def _database_ok() -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except Exception:
-        logger.exception("health check: database unreachable")
-        return False
-    return True
+LIVE_PATHS = frozenset({"/health/", "/health/live", "/health/live/"})
+READY_PATHS = frozenset({"/health/ready", "/health/ready/"})
 
 
-def _broker_ok() -> bool | None:
-    """Return None when no broker is configured (tasks run in-process)."""
-    if not settings.CELERY_BROKER_URL:
-        return None
-    try:
-        with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception:
-        logger.exception("health check: broker unreachable")
-        return False
-    return True
+def health_live(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
 
 
-@never_cache
-@require_GET
-def health(request: HttpRequest) -> JsonResponse:
-    """Report whether the database and the broker answer; 503 when either does not."""
-    database = _database_ok()
-    broker = _broker_ok()
-    healthy = database and broker is not False
-    return JsonResponse(
-        {
-            "status": "ok" if healthy else "unavailable",
-            "database": "ok" if database else "down",
-            "broker": {None: "in-process", True: "ok", False: "down"}[broker],
-        },
-        status=200 if healthy else 503,
-    )
+def health_ready(request: HttpRequest) -> HttpResponse:
+    results = readiness()
+    checks = {result.name: result.as_dict() for result in results}
+    failed = [result.name for result in results if result.status == FAILED]
+    if failed:
+        return problem_response(
+            "not-ready", f"Not ready: {', '.join(failed)}.", failed=failed, checks=checks
+        )
+    return JsonResponse({"status": "ready", "checks": checks})
+
+
+class HealthMiddleware:
+    """Answer the health endpoints before any other middleware sees the request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path in LIVE_PATHS:
+            view = health_live
+        elif request.path in READY_PATHS:
+            view = health_ready
+        else:
+            return self.get_response(request)
+        if request.method not in ("GET", "HEAD"):
+            response = HttpResponse(status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        response = view(request)
+        add_never_cache_headers(response)
+        return response
