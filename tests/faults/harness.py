@@ -135,6 +135,34 @@ class Stack:
         wait_until(lambda: _http_up(up), seconds=30, what="gunicorn up", watch=[service])
         return service
 
+    def start_deployed_web(self, *args: str, **extra: str) -> tuple[Service, str]:
+        """gunicorn as deployed (config/gunicorn.py: its hooks, its graceful timeout), one worker
+        of four threads on a spare port, `args` added to its command line and `extra` to its
+        environment; return it with its URL once it answers its liveness check."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        service = self._start(
+            "gunicorn",
+            [
+                str(GUNICORN),
+                "-c",
+                "python:config.gunicorn",
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                *args,
+            ],
+            **extra,
+        )
+        wait_until(
+            lambda: _http_up(f"{url}/health/live"), seconds=30, what="gunicorn up", watch=[service]
+        )
+        return service, url
+
     def start_worker(
         self,
         *,
