@@ -34,9 +34,13 @@ def health_ready(request: HttpRequest) -> HttpResponse:
     checks = {result.name: result.as_dict() for result in results}
     failed = [result.name for result in results if result.status == FAILED]
     if failed:
-        return problem_response(
+        response = problem_response(
             "not-ready", f"Not ready: {', '.join(failed)}.", failed=failed, checks=checks
         )
+        # Each failed check has logged its warning (config.health); Django's ERROR "Service
+        # Unavailable" on top would page someone for every probe of a draining node.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     return JsonResponse({"status": "ready", "checks": checks})
 
 

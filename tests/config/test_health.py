@@ -3,6 +3,7 @@ dependencies down, is in tests/faults/test_nodes.py)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -72,6 +73,18 @@ def test_readiness_fails_at_once_naming_a_broker_nothing_listens_for(client, set
     assert response.json()["checks"]["broker"]["ms"] < 1000  # refused, not retried
     assert "hunter2" not in response.text
     assert str(port) not in response.text
+
+
+def test_a_failed_readiness_logs_the_failed_check_as_a_warning_not_an_error(
+    client, settings, caplog
+):
+    settings.CELERY_BROKER_URL = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.INFO):
+        assert client.get("/health/ready", secure=True).status_code == 503
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [level for level, _ in logged] == ["WARNING"]
+    assert logged[0][1].startswith("readiness check broker failed")
+    assert "hunter2" not in caplog.text
 
 
 @pytest.mark.skipif(not os.environ.get("CELERY_BROKER_URL"), reason="needs CELERY_BROKER_URL")
