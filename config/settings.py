@@ -289,8 +289,42 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
-# An unacknowledged task is redelivered after this; it must exceed the hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+# Redis hands an unacknowledged task to another worker after this: it must exceed the hard time
+# limit. RabbitMQ needs none: it redelivers a task when the connection that held it closes.
+REDIS_VISIBILITY_TIMEOUT_S = 600
+# The broker's options follow the URL's scheme ("RabbitMQ or Redis as the broker" in README.md).
+BROKER_KIND = {
+    "": "",
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+    "pyamqp": "rabbitmq",
+}.get(CELERY_BROKER_URL.partition("://")[0] if "://" in CELERY_BROKER_URL else "", "unknown")
+if BROKER_KIND == "unknown":
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL must start with redis://, rediss://, amqp:// or amqps://, not "
+        f"{CELERY_BROKER_URL.partition('://')[0]!r}"
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if BROKER_KIND == "redis":
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_S}
+if BROKER_KIND == "rabbitmq":
+    # Publisher confirms: a publish returns once RabbitMQ has the message (on disk, for a quorum
+    # queue on a majority of nodes), so intake's 202 never stands on a message the broker lost.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    # Quorum queues: replicated, durable, and they count deliveries. Every queue the app declares
+    # is one: the default, and any other a worker is started on (`-Q`). Workers see them and use
+    # per-consumer QoS, as quorum queues have no global QoS (worker_detect_quorum_queues).
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    # A retry with a countdown waits on the broker (Celery's native delayed delivery: a ladder
+    # of quorum queues with message TTLs), not unacknowledged in a worker; it reaches only queues
+    # bound to a topic exchange.
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 # Without a broker there is no Celery beat: dashboards and reports bring the rollups up to date

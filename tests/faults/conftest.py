@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests import rabbitmq
 from tests.faults.harness import Service, Stack, wait_until
 from tests.leads.factories import api_key_for
 from tests.routing.conftest import market, simulator, start_simulator  # noqa: F401 - fixtures
@@ -25,12 +26,24 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def stack(transactional_db, tmp_path) -> Iterator[Stack]:
-    """A private Redis for the scenario; the test starts the rest. Everything stops afterwards."""
-    started = Stack(tmp_path)
-    started.start_redis()
-    yield started
-    started.stop()
+def stack(request, transactional_db, tmp_path) -> Iterator[Stack]:
+    """A private Redis for the scenario, and its broker; the test starts the rest. Everything
+    stops afterwards.
+
+    The broker is the private Redis unless the test asks for another (harness.BROKERS) with
+    `@pytest.mark.parametrize("stack", [...], indirect=True)`.
+    """
+    broker = getattr(request, "param", "redis")
+    if broker != "redis":
+        rabbitmq.require()
+    started = Stack(tmp_path, broker=broker)
+    try:
+        started.start_redis()
+        if broker != "redis":
+            started.start_broker()
+        yield started
+    finally:
+        started.stop()
 
 
 # Contracts whose breakers open on failures only: on a loaded 2-core machine every answer can look

@@ -1,9 +1,12 @@
-"""The processes of a fault scenario, all on 127.0.0.1: a private Redis (broker and cache),
-gunicorn, Celery workers and beat, on the test's PostgreSQL database.
+"""The processes of a fault scenario, all on 127.0.0.1: a private Redis (cache, and broker unless
+the scenario runs on RabbitMQ), gunicorn, Celery workers and beat, on the test's PostgreSQL
+database.
 
 Each scenario gets a Redis of its own on a spare port, so killing it never touches the machine's
-shared services. Every process runs in its own process group and is stopped (SIGKILL if need be)
-when the scenario ends, whatever happens.
+shared services. On RabbitMQ a scenario gets a virtual host of its own on the machine's server,
+or, to kill the broker, a private RabbitMQ node on spare ports (`tests/rabbitmq.py`). Every
+process runs in its own process group and is stopped (SIGKILL if need be) when the scenario ends,
+whatever happens.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from pathlib import Path
 import psycopg
 import requests
 
+from tests import rabbitmq
 from tests.workers import BASE_DIR, CELERY, Service, database_url_of_this_test, worker_command
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 STALE_SECONDS = 3
+# What a scenario's broker is: the private Redis, a virtual host on the machine's RabbitMQ, or a
+# private RabbitMQ node (for scenarios that kill the broker).
+BROKERS = ("redis", "rabbitmq", "rabbitmq-node")
 
 
 def free_port() -> int:
@@ -39,10 +46,14 @@ def free_port() -> int:
 class Stack:
     """Start the platform's processes for one scenario; `stop` ends every one of them."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, broker: str = "redis") -> None:
+        assert broker in BROKERS, broker
         self.tmp_path = tmp_path
+        self.broker = broker
         self.redis_port = free_port()
         self.broker_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.vhost: rabbitmq.Vhost | None = None
+        self.rabbitmq_node: rabbitmq.PrivateNode | None = None
         self.web_url = ""
         self.services: list[Service] = []
         self.restarts = 0
@@ -74,9 +85,11 @@ class Stack:
             **extra,
         }
 
+    def _log(self, name: str) -> Path:
+        return self.tmp_path / f"{name}-{len(self.services)}.log"
+
     def _start(self, name: str, command: list[str], **extra: str) -> Service:
-        log = self.tmp_path / f"{name}-{len(self.services)}.log"
-        service = Service(name, command, self.env(**extra), log)
+        service = Service(name, command, self.env(**extra), self._log(name))
         self.services.append(service)
         return service
 
@@ -101,6 +114,34 @@ class Stack:
             ],
         )
         wait_until(lambda: _redis_answers(self.redis_port), seconds=10, what="Redis up")
+        return service
+
+    def start_broker(self) -> Service | None:
+        """Start (or restart) the scenario's broker; return its process, if it has one here.
+
+        Redis: the private Redis. RabbitMQ: a virtual host of the scenario's own on the machine's
+        server (no process of ours). A private RabbitMQ node: started (again, on the same ports
+        and data) and, the first time, given a virtual host of the scenario's own.
+        """
+        if self.broker == "redis":
+            return self.start_redis()
+        if self.broker == "rabbitmq":
+            if self.vhost is None:
+                self.vhost = rabbitmq.Vhost()
+                self.broker_url = self.vhost.url
+            return None
+        if self.rabbitmq_node is None:
+            self.rabbitmq_node = rabbitmq.PrivateNode(free_port(), free_port())
+        node = self.rabbitmq_node
+        node.wait_down()
+        service = Service(
+            "rabbitmq", node.command(), {**os.environ, **node.env}, self._log("rabbitmq")
+        )
+        self.services.append(service)
+        wait_until(node.answers, seconds=90, what="private RabbitMQ node up", watch=[service])
+        if self.vhost is None:
+            self.vhost = rabbitmq.Vhost(node=node.name, port=node.port)
+            self.broker_url = self.vhost.url
         return service
 
     def start_postgres(self) -> Service:
@@ -227,9 +268,16 @@ class Stack:
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
         for service in reversed(self.services):
-            service.stop(grace=10)
+            if service.name == "rabbitmq":
+                service.kill()  # its data go with it: no need to wait for a clean stop
+            else:
+                service.stop(grace=10)
         if self.postgres is not None:
             self.postgres.remove()
+        if self.rabbitmq_node is not None:
+            self.rabbitmq_node.remove()
+        elif self.vhost is not None:
+            self.vhost.delete()
 
 
 def postgres_bin() -> Path | None:
