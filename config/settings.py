@@ -293,18 +293,19 @@ CELERY_TASK_TIME_LIMIT = 90
 # limit. RabbitMQ needs none: it redelivers a task when the connection that held it closes.
 REDIS_VISIBILITY_TIMEOUT_S = 600
 # The broker's options follow the URL's scheme ("RabbitMQ or Redis as the broker" in README.md).
+_broker_scheme, _sep, _ = CELERY_BROKER_URL.partition("://")
 BROKER_KIND = {
-    "": "",
     "redis": "redis",
     "rediss": "redis",
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
     "pyamqp": "rabbitmq",
-}.get(CELERY_BROKER_URL.partition("://")[0] if "://" in CELERY_BROKER_URL else "", "unknown")
-if BROKER_KIND == "unknown":
+}.get(_broker_scheme if _sep else "", "")
+if CELERY_BROKER_URL and not BROKER_KIND:
+    # Only the scheme is shown: the rest of the URL may hold a password.
     raise ImproperlyConfigured(
         "CELERY_BROKER_URL must start with redis://, rediss://, amqp:// or amqps://, not "
-        f"{CELERY_BROKER_URL.partition('://')[0]!r}"
+        + (f"{_broker_scheme}://" if _sep else "a URL without a scheme")
     )
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if BROKER_KIND == "redis":

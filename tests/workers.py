@@ -76,6 +76,14 @@ def routing_queue(settings) -> Iterator[str]:
     with celery_eager(settings, eager=False):
         yield name
     conf.task_default_queue = saved
+    if settings.BROKER_KIND == "rabbitmq":
+        # A killed worker's unacknowledged messages went back to the queue when its connection
+        # closed: deleting the queue (and its exchange) drops them.
+        with celery_app.connection_for_write() as broker:
+            channel = broker.default_channel
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
+        return
     client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
     # Only our keys: the broker may be shared. A killed worker's messages stay unacknowledged
     # (until the visibility timeout); drop them so that no later worker restores them.
