@@ -390,8 +390,15 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Cache: shared counters (throttling) and locks. Redis when there is one. ---
 CACHE_URL = env.str("CACHE_URL", default="") or (
-    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+    CELERY_BROKER_URL if BROKER_KIND == "redis" else ""
 )
+if BROKER_KIND == "rabbitmq" and not CACHE_URL and not DEBUG:
+    # Web and worker processes share throttles, the periodic tasks' locks, round-robin counters
+    # and `Prefer: wait` wake-ups through Redis; in process memory each would keep its own.
+    raise ImproperlyConfigured(
+        "With RabbitMQ as the broker, set CACHE_URL to a Redis (e.g. redis://127.0.0.1:6379/1): "
+        "the processes share throttles, locks and Prefer: wait through it"
+    )
 if CACHE_URL:
     CACHES = {"default": {**environ.Env.cache_url_config(CACHE_URL), "KEY_PREFIX": "ls"}}
     if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":

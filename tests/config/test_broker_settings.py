@@ -32,7 +32,14 @@ print(json.dumps({
 
 def broker_settings(url: str) -> dict:
     return probed(
-        python_run("-c", PROBE, unset=["CACHE_URL"], SECRET_KEY="x" * 50, CELERY_BROKER_URL=url)
+        python_run(
+            "-c",
+            PROBE,
+            unset=["CACHE_URL", "DEBUG"],
+            SECRET_KEY="x" * 50,
+            CELERY_BROKER_URL=url,
+            **({"CACHE_URL": "redis://cache.internal:6379/1"} if url.startswith("amqp") else {}),
+        )
     )
 
 
@@ -52,6 +59,23 @@ def test_redis_gets_its_visibility_timeout_and_plain_queues():
     assert read["transport"] == {"visibility_timeout": 600}
     assert read["queue_type"] == "classic"
     assert read["declared"] == {"celery": ["direct", None]}
+
+
+def test_rabbitmq_without_a_shared_cache_stops_start_up_unless_in_development():
+    def start(**overrides: str):
+        return python_run(
+            "-c",
+            "import django; django.setup()",
+            unset=["CACHE_URL", "DEBUG"],
+            SECRET_KEY="x" * 50,
+            CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672/leads",
+            **overrides,
+        )
+
+    refused = start()
+    assert refused.returncode != 0
+    assert "With RabbitMQ as the broker, set CACHE_URL to a Redis" in refused.stderr
+    assert start(DEBUG="1").returncode == 0
 
 
 def test_without_a_broker_there_are_no_broker_options():
@@ -109,6 +133,7 @@ def test_a_countdown_under_a_second_waits_on_rabbitmq_then_arrives():
                 "-c",
                 COUNTDOWN_PROBE,
                 unset=["CACHE_URL"],
+                DEBUG="1",  # no shared cache needed to publish
                 SECRET_KEY="x" * 50,
                 CELERY_BROKER_URL=vhost.url,
             )
