@@ -1,7 +1,8 @@
-"""One flow on both brokers: leads submitted through gunicorn, routed by a worker, sold, and each
-partner's postback failed once by its endpoint and retried with a countdown. On RabbitMQ the
-retry waits on the broker (native delayed delivery on quorum queues), and every queue the
-platform declared is a quorum queue."""
+"""One flow on RabbitMQ: leads submitted through gunicorn, routed by a worker, sold, and each
+partner's postback failed once by its endpoint and retried with a countdown, which waits on the
+broker (native delayed delivery on quorum queues); every queue the platform declared is a quorum
+queue. On Redis the flow runs in tests/routing/test_engine_worker.py; adding "redis" to the
+parametrize below runs this one there too (passing, left out to keep CI short)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ pytestmark = [
 LEADS = 20
 
 
-@pytest.mark.parametrize("stack", ["redis", "rabbitmq"], indirect=True)
+@pytest.mark.parametrize("stack", ["rabbitmq"], indirect=True)
 def test_leads_go_from_intake_to_sale_and_a_failed_postback_is_retried_later(
     stack, market, start_simulator
 ):
