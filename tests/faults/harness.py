@@ -173,7 +173,7 @@ class Stack:
             ],
         )
         up = f"{self.web_url}/health/"
-        wait_until(lambda: _http_up(up), seconds=30, what="gunicorn up", watch=[service])
+        wait_until(lambda: _http_up(up), seconds=90, what="gunicorn up", watch=[service])
         return service
 
     def start_deployed_web(self, *args: str, **extra: str) -> tuple[Service, str]:
@@ -200,7 +200,7 @@ class Stack:
             **extra,
         )
         wait_until(
-            lambda: _http_up(f"{url}/health/live"), seconds=30, what="gunicorn up", watch=[service]
+            lambda: _http_up(f"{url}/health/live"), seconds=90, what="gunicorn up", watch=[service]
         )
         return service, url
 
