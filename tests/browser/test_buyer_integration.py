@@ -14,8 +14,8 @@ import pytest
 from django.urls import reverse
 
 from buyers.models import Buyer, Contract, ContractStatus
-from simulator.demo import VERTICALS, _vertical_get_or_create
 from tests.buyers.fakes.novo_b import SUCCESS_MESSAGE, NovoPartnerLead
+from tests.demo import demo_vertical
 from tests.staff import staff_user
 
 # Serialized rollback: each test starts with what the migrations made (the staff groups).
@@ -36,8 +36,7 @@ SPEC_ANSWER = {
 
 def test_ops_connect_a_buyer_from_a_preset_try_its_answer_and_sell_it_a_test_post(ui):
     page = ui.page
-    (spec,) = [v for v in VERTICALS if v["slug"] == "auto-insurance"]
-    vertical = _vertical_get_or_create(spec).vertical
+    vertical = demo_vertical("auto-insurance")
     staff_user("Ops", "olga")
     ui.log_in("olga")
 

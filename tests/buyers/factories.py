@@ -17,16 +17,7 @@ from buyers.models import (
     EndpointKind,
     PriceModel,
 )
-from leads.models import Vertical
-from simulator.demo import VERTICALS, _vertical_get_or_create
 from tests.leads.factories import VerticalFactory
-
-
-def demo_vertical(slug: str) -> Vertical:
-    """The demo marketplace's vertical (simulator/demo.py) of this slug, with its fields: the
-    vertical a preset's templates are written for."""
-    (spec,) = [v for v in VERTICALS if v["slug"] == slug]
-    return _vertical_get_or_create(spec).vertical
 
 
 class BuyerFactory(DjangoModelFactory[Buyer]):

@@ -13,7 +13,8 @@ from buyers.models import ContractSecret, ContractStatus, DeliveryMethod, Endpoi
 from buyers.presets import PRESETS_DIR, PresetError, _read, preset_apply, presets
 from buyers.readiness import contract_delivery_problems
 from buyers.services import contract_resume
-from tests.buyers.factories import ContractFactory, demo_vertical
+from tests.buyers.factories import ContractFactory
+from tests.demo import demo_vertical
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,11 @@ from leads.intake import (
     parse_submission,
 )
 from leads.models import FieldType
-from simulator.demo import AUTO_FIELDS
+from simulator.demo import demo_document
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def spec_of(field: dict[str, Any]) -> FieldSpec:
@@ -32,12 +36,16 @@ def spec_of(field: dict[str, Any]) -> FieldSpec:
         field_type=field["field_type"],
         required=field.get("required", False),
         choices=tuple(field.get("choices", ())),
-        min_value=field.get("min_value"),
-        max_value=field.get("max_value"),
+        min_value=_decimal(field.get("min_value")),
+        max_value=_decimal(field.get("max_value")),
         max_length=field.get("max_length"),
     )
 
 
+# The demo's auto insurance schema (simulator/demo_marketplace.yaml).
+(AUTO_FIELDS,) = [
+    v["fields"] for v in demo_document()["verticals"] if v["slug"] == "auto-insurance"
+]
 AUTO = tuple(spec_of(f) for f in AUTO_FIELDS)
 AUTO_NAMES = frozenset(spec.name for spec in AUTO)
 # One field of every type with no range or length, as ops may define them.

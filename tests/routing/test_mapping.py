@@ -34,7 +34,7 @@ from routing.mapping import (
     map_fields,
     mapping_from_model,
 )
-from simulator.demo import SUNHARBOR_SOLAR_MAPPINGS
+from tests.demo import demo_contract
 
 LEAD = {
     "first_name": "Ana",
@@ -336,8 +336,8 @@ def test_a_mapping_for_one_kind_replaces_the_mapping_for_both_of_the_same_target
 
 def test_the_solar_demo_contract_maps_a_lead_as_its_buyer_expects():
     mappings = [
-        mapping_from_model(FieldMapping(**{"applies_to": MappingApplies.BOTH, **options}))
-        for options in SUNHARBOR_SOLAR_MAPPINGS
+        mapping_from_model(FieldMapping(**options))
+        for options in demo_contract("Solar - Southwest homeowners")["mappings"]
     ]
     post = map_fields("post", LEAD, mappings, PING_FIELDS)
     assert post["full_name"] == "Ana Lopez"

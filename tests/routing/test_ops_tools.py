@@ -30,9 +30,9 @@ from buyers.models import (
 from buyers.presets import preset_apply
 from leads.models import Vertical
 from routing.models import Attempt, AttemptOutcome, Sale
-from simulator.demo import VERTICALS, _vertical_get_or_create
 from tests.buyers.factories import ContractFactory
 from tests.buyers.fakes.leadprosper import LeadProsperFake
+from tests.demo import demo_vertical
 from tests.leads.factories import LeadFactory
 from tests.routing.factories import AttemptFactory, AuctionFactory
 from tests.staff import staff_user
@@ -81,8 +81,7 @@ POST_ACCEPTED = {"status": "ACCEPTED", "code": 0, "message": "", "lead_id": "L-7
 
 
 def solar() -> Vertical:
-    (spec,) = [v for v in VERTICALS if v["slug"] == "solar"]
-    return _vertical_get_or_create(spec).vertical
+    return demo_vertical("solar")
 
 
 def logged_in(role: str | None) -> Client:

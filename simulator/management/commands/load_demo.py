@@ -1,24 +1,36 @@
-"""Load the demo: verticals, sources with API keys, buyers on the simulator, and staff users."""
+"""Load the demo: staff users, and the demo marketplace imported from its file."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.test.utils import override_settings
 
 from leads.models import PayoutModel, Source
-from simulator.demo import DEFAULT_PASSWORD, DemoResult, demo_load
+from marketplace.services import ConfigRefused
+from simulator.demo import (
+    DEFAULT_PASSWORD,
+    DEMO_FILE,
+    FILE_SIMULATOR_URL,
+    DemoResult,
+    demo_file_text,
+    demo_load,
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Create demo data: the auto-insurance and solar verticals, three sources (API keys are "
-        "printed once), seven buyers whose contracts point at the buyer simulator, and the users "
-        "admin, ops and sales. Safe to run again: it only creates what is missing."
+        "Create demo data: the users admin, ops and sales, and, imported from "
+        "simulator/demo_marketplace.yaml, the auto-insurance and solar verticals, three sources "
+        "(API keys are printed once) and seven buyers whose contracts point at the buyer "
+        "simulator. Safe to run again: it only creates what is missing."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -40,6 +52,18 @@ class Command(BaseCommand):
             action="store_true",
             help="Also set the password of demo users that already exist.",
         )
+        parser.add_argument(
+            "--write-config",
+            nargs="?",
+            const=str(DEMO_FILE),
+            default=None,
+            metavar="FILE",
+            help=(
+                "Load nothing here: load the demo into a throwaway database and write its "
+                "configuration export to the demo's file (or FILE), as load_demo imports it. Run "
+                "it after editing the file or changing the export's format."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = options["password"] or os.environ.get("DEMO_PASSWORD") or DEFAULT_PASSWORD
@@ -47,16 +71,43 @@ class Command(BaseCommand):
             validate_password(password)
         except ValidationError as exc:
             self.stderr.write(self.style.WARNING(f"Weak demo password: {' '.join(exc.messages)}"))
+        if options["write_config"]:
+            self._write_config(Path(options["write_config"]), password)
+            return
         try:
             result = demo_load(
                 simulator_url=options["simulator_url"],
                 password=password,
                 reset_passwords=options["reset_passwords"],
             )
-        except ValidationError as exc:
-            # Demo data is valid by construction; this is nearly always a bad --simulator-url.
-            raise CommandError(f"Demo data failed validation: {exc.message_dict}") from exc
+        except ConfigRefused as exc:
+            # The file imports into an empty database (its test says so); this is nearly always
+            # a bad --simulator-url.
+            problems = "\n".join(f"  {problem}" for problem in exc.problems)
+            raise CommandError(
+                f"The demo's file did not import; nothing was created:\n{problems}"
+            ) from None
         self._report(result)
+
+    def _write_config(self, path: Path, password: str) -> None:
+        # A throwaway database, as `manage.py testserver` makes one: the file is the export of
+        # the demo alone, whatever this installation holds. Its endpoints are never called, so
+        # the simulator's address is allowed whatever this installation allows.
+        old_name = connection.settings_dict["NAME"]
+        if connection.vendor != "sqlite":  # SQLite's is in memory
+            connection.settings_dict["TEST"]["NAME"] = f"{old_name}_demo_file"
+        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            with override_settings(OUTBOUND_ALLOWED_NETWORKS=["127.0.0.1/32"]):
+                demo_load(simulator_url=FILE_SIMULATOR_URL, password=password)
+            text = demo_file_text()
+        except ConfigRefused as exc:
+            problems = "\n".join(f"  {problem}" for problem in exc.problems)
+            raise CommandError(f"The demo's file did not import:\n{problems}") from None
+        finally:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+        path.write_text(text, encoding="utf-8")
+        self.stdout.write(self.style.SUCCESS(f"Wrote {path}"))
 
     def _report(self, result: DemoResult) -> None:
         out, ok, note = self.stdout.write, self.style.SUCCESS, self.style.NOTICE

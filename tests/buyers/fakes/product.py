@@ -23,7 +23,8 @@ from outbound.rules import Outcome
 from routing.engine.mapping import request_for, rule_for
 from routing.mapping import OutgoingRequest
 from routing.responses import ParsedResponse, parse_response
-from tests.buyers.factories import BuyerFactory, ContractFactory, demo_vertical
+from tests.buyers.factories import BuyerFactory, ContractFactory
+from tests.demo import demo_vertical
 
 # What a buyer in these tests may take to answer: fakes answer at once.
 ANSWER_WITHIN_S = 10

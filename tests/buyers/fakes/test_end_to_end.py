@@ -31,7 +31,6 @@ from buyers.services import contract_resume
 from leads.models import FINAL_STATUSES, FieldType, Lead, LeadStatus, Source, Vertical
 from leads.selectors import clear_field_specs_cache
 from routing.models import Attempt, AttemptOutcome, Sale
-from tests.buyers.factories import demo_vertical
 from tests.buyers.fakes.boberdoo import BoberdooFake
 from tests.buyers.fakes.doublepositive_b import DoublePositiveInsertLead
 from tests.buyers.fakes.fake_server import PingPostFake
@@ -40,6 +39,7 @@ from tests.buyers.fakes.leadspedia import LeadsPediaFake
 from tests.buyers.fakes.novo_b import NovoPartnerLead
 from tests.buyers.fakes.product import ANSWERS, preset_contract
 from tests.buyers.fakes.zoho_crm_b import ZohoCrmInsertRecords
+from tests.demo import demo_vertical
 from tests.leads.factories import SourceFactory, VerticalFieldFactory, api_key_for
 from tests.workers import Service, needs_broker, wait_until
 

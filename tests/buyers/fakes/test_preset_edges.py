@@ -31,13 +31,13 @@ from leads.models import Lead
 from routing.engine.pings import ping_answer
 from routing.responses import parse_response, rule_from_model
 from simulator.server import SimulatorThread
-from tests.buyers.factories import demo_vertical
 from tests.buyers.fakes.boberdoo import BoberdooFake
 from tests.buyers.fakes.doublepositive_b import DoublePositiveInsertLead
 from tests.buyers.fakes.fake_server import ManualClock
 from tests.buyers.fakes.leadprosper import LeadProsperFake
 from tests.buyers.fakes.leadspedia import LeadsPediaFake
 from tests.buyers.fakes.product import ANSWERS, build, exchange, preset_contract
+from tests.demo import demo_vertical
 from tests.leads.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
