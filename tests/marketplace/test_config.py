@@ -6,9 +6,10 @@ import io
 import json
 import re
 import tempfile
-from datetime import date, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -42,12 +43,15 @@ from buyers.models import (
 from leads.models import (
     FieldType,
     KeyLocation,
+    Lead,
     PostingFormat,
     ScoringRule,
+    Source,
     SuppressionList,
     Vertical,
 )
-from leads.scoring import RuleKind
+from leads.scoring import RuleKind, score_lead
+from leads.selectors import clear_field_specs_cache, vertical_scorecard
 from marketplace.kinds import SECTIONS
 from notifications.models import NotificationChannel, NotificationKind, NotificationSubscription
 from routing.selectors import explain
@@ -587,3 +591,154 @@ class TestGeneratedMarketplacesRoundTrip(HypothesisTestCase):
         with tempfile.TemporaryDirectory() as directory:
             config_import(Path(directory), first, "--reason", "generated")
         assert export() == first
+
+
+# Leads of the demo's verticals, sources, states and consumers, each the exception to one
+# contract's rule or another: (vertical, source, zip code, state, fields, minutes old, test).
+DEMO_AUTO = {
+    "date_of_birth": "1984-07-09", "gender": "female", "marital_status": "married",
+    "homeowner": True, "currently_insured": True, "current_insurer": "geico",
+    "continuous_coverage_months": 36, "vehicle_year": 2019, "vehicle_make": "Toyota",
+    "vehicle_model": "Camry", "annual_mileage": 12000, "credit_rating": "excellent",
+    "accidents_last_3_years": 0, "dui": False, "coverage_type": "standard",
+}  # fmt: skip
+DEMO_SOLAR = {
+    "homeowner": True, "monthly_electric_bill": "220", "utility_provider": "APS",
+    "roof_type": "asphalt_shingle", "roof_shade": "no_shade", "property_type": "single_family",
+    "credit_score_range": "720_plus", "purchase_timeline": "within_3_months",
+}  # fmt: skip
+DEMO_LEADS = [
+    ("auto-insurance", "BrightPath Media", "60614", "IL", DEMO_AUTO, 2, False),
+    ("auto-insurance", "BrightPath Media", "60614", "IL", DEMO_AUTO, 40, False),
+    (
+        "auto-insurance",
+        "ClickRiver Affiliates",
+        "60614",
+        "IL",
+        {**DEMO_AUTO, "vehicle_year": 2003},
+        2,
+        False,
+    ),
+    ("auto-insurance", "ClickRiver Affiliates", "90012", "CA", DEMO_AUTO, 2, False),
+    (
+        "auto-insurance",
+        "BrightPath Media",
+        "90012",
+        "CA",
+        {**DEMO_AUTO, "credit_rating": "poor", "dui": True},
+        2,
+        False,
+    ),
+    ("auto-insurance", "BrightPath Media", "75201", "TX", DEMO_AUTO, 2, False),
+    ("auto-insurance", "BrightPath Media", "77001", "TX", DEMO_AUTO, 2, True),
+    ("auto-insurance", "ClickRiver Affiliates", "10001", "NY", DEMO_AUTO, 2, False),
+    (
+        "auto-insurance",
+        "BrightPath Media",
+        "48201",
+        "MI",
+        {**DEMO_AUTO, "homeowner": False},
+        2,
+        False,
+    ),
+    ("solar", "Keystone Contact Center", "85004", "AZ", DEMO_SOLAR, 2, False),
+    (
+        "solar",
+        "BrightPath Media",
+        "85004",
+        "AZ",
+        {**DEMO_SOLAR, "monthly_electric_bill": "80"},
+        2,
+        False,
+    ),
+    ("solar", "Keystone Contact Center", "80202", "CO", DEMO_SOLAR, 2, False),
+    ("solar", "BrightPath Media", "80521", "CO", {**DEMO_SOLAR, "homeowner": False}, 2, False),
+    ("solar", "Keystone Contact Center", "07102", "NJ", DEMO_SOLAR, 2, False),
+    (
+        "solar",
+        "BrightPath Media",
+        "07102",
+        "NJ",
+        {**DEMO_SOLAR, "credit_score_range": "below_620"},
+        2,
+        False,
+    ),
+    (
+        "solar",
+        "Keystone Contact Center",
+        "73102",
+        "OK",
+        {**DEMO_SOLAR, "roof_shade": "full_shade"},
+        2,
+        True,
+    ),
+]
+# A weekday's office hours, a Saturday morning, the small hours of a Sunday, Christmas Day.
+DEMO_MOMENTS = [
+    datetime(2026, 12, 7, 16, 0, tzinfo=UTC),
+    datetime(2026, 12, 12, 17, 0, tzinfo=UTC),
+    datetime(2026, 12, 13, 9, 0, tzinfo=UTC),
+    datetime(2026, 12, 25, 18, 0, tzinfo=UTC),
+]
+
+
+def demo_eligibility_tables() -> list[tuple[Any, ...]]:
+    """Score each demo lead and explain its routing at each moment, with the stored configuration:
+    every verdict named by its buyer and contract (ids differ after an import)."""
+    clear_field_specs_cache()
+    tables = []
+    for slug, source_name, zip_code, state, fields, minutes_old, is_test in DEMO_LEADS:
+        vertical = Vertical.objects.get(slug=slug)
+        source = Source.objects.get(name=source_name)
+        data = {
+            "first_name": "Ana", "last_name": "Lopez", "email": "ana@example.com",
+            "phone": "+13125550147", "street_address": "1 Main St", **fields,
+            "zip_code": zip_code, "state": state,
+        }  # fmt: skip
+        scored = score_lead(vertical_scorecard(vertical), data, source_id=source.pk)
+        assert scored is not None
+        score = (
+            scored.score,
+            scored.tier,
+            [(f.rule, f.points, f.multiplier, f.why) for f in scored.fired],
+        )
+        for now in DEMO_MOMENTS:
+            # Not saved: a lead is no configuration, and its vertical and source are replaced.
+            lead = Lead(
+                vertical=vertical, source=source, data=data, zip_code=zip_code, state=state,
+                email=data["email"], phone=data["phone"], is_test=is_test,
+                score=scored.score, tier=scored.tier,
+                received_at=now - timedelta(minutes=minutes_old),
+            )  # fmt: skip
+            verdicts = sorted(
+                (v.buyer_name, v.contract_name, v.eligible, v.rule, v.reason)
+                for v in explain(lead, now=now)
+            )
+            tables.append((slug, source_name, zip_code, fields, is_test, now, score, verdicts))
+    return tables
+
+
+def test_the_demo_imported_into_an_empty_database_routes_every_lead_as_before(
+    tmp_path, monkeypatch
+):
+    load_demo()
+    before = demo_eligibility_tables()
+    text = export()
+    fill_placeholders(monkeypatch, text)
+
+    wipe_configuration()
+    for kind in SECTIONS:
+        for k in (kind, *kind.children):
+            assert not k.model.objects.exists(), k.model
+    config_import(tmp_path, text, "--reason", "a new installation")
+    after = demo_eligibility_tables()
+
+    assert after == before
+    # Not a table of refusals: the leads are sold and refused for every kind of reason.
+    verdicts = [v for *_, table in before for v in table]
+    assert all(len(table) == 4 for *_, table in before)  # each vertical's four contracts
+    assert sum(eligible for _, _, eligible, _, _ in verdicts) >= 10
+    assert {rule for _, _, _, rule, _ in verdicts} >= {
+        "status", "test", "schedule", "age", "territory", "criteria",
+    }  # fmt: skip
+    assert len({score[0] for *_, score, _ in before}) >= 5
