@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.caps import CapUsage
@@ -70,7 +72,11 @@ from buyers.services import (
     contract_touch,
     contract_zips_set,
 )
-from buyers.versions import ContractRevertRefused, contract_version
+from buyers.versions import (
+    ContractRevertRefused,
+    contract_recorded_sources,
+    contract_version,
+)
 from config.admin_display import (
     LeadLinkMixin,
     OwnedPartInlineMixin,
@@ -85,7 +91,7 @@ from config.admin_display import (
     search_by_lead_or,
 )
 from config.admin_pii import pii_visible
-from leads.models import Lead
+from leads.models import Lead, Source
 from routing.health import health_force
 from routing.models import ContractHealth, HealthEvent
 from routing.tools import (
@@ -470,6 +476,39 @@ class ContractAdmin(ListedNotOpenedMixin, SecretFormMixin, SimpleHistoryAdmin):
                 "may_revert": self.has_change_permission(request),
             },
         )
+
+    def set_history_delta_changes(
+        self, request: HttpRequest, historical_records: Any, foreign_keys_are_objs: bool = True
+    ) -> None:
+        """Show each row's change of the sources as the versions know the list, not as the row
+        holds it: a row a service wrote in bulk before such rows recorded the list holds none,
+        and would show the list emptied, and the next row refilled, though neither changed it."""
+        super().set_history_delta_changes(request, historical_records, foreign_keys_are_objs)
+        records = list(historical_records)
+        if not records:
+            return
+        listed = contract_recorded_sources(list(Contract.history.filter(id=records[0].id)))
+        names = dict(
+            Source.objects.filter(
+                pk__in={pk for ids in listed.values() if ids for pk in ids}
+            ).values_list("pk", "name")
+        )
+
+        def shown(ids: list[int] | None) -> str:
+            if ids is None:
+                return "(not recorded)"
+            return "[" + ", ".join(names.get(pk, f"#{pk}") for pk in ids) + "]"
+
+        label = str(capfirst(Contract._meta.get_field("sources").verbose_name))
+        for newer, older in pairwise(records):
+            changes = getattr(newer, "history_delta_changes", None)
+            if changes is None:
+                continue
+            kept = [change for change in changes if change["field"] != label]
+            before, after = listed.get(older.history_id), listed.get(newer.history_id)
+            if before != after:
+                kept.append({"field": label, "old": shown(before), "new": shown(after)})
+            newer.history_delta_changes = kept
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)

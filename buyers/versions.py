@@ -48,6 +48,12 @@ ADDED, CHANGED, REMOVED = "Added back", "Changed", "Removed"
 # unknown (it predates history and changed since).
 _THEN, _ABSENT, _AS_NOW, _UNKNOWN = "then", "absent", "as now", "unknown"
 
+# An admin save (or a configuration import) writes the contract's row, then sets its sources:
+# each change of the list is a history row of its own, with the same fields. The rows that follow
+# one this closely, by the same user, with the same fields, are the rest of its save and belong to
+# its version: else the version picked would be the half-saved contract, with the list before.
+SAME_SAVE = timedelta(seconds=5)
+
 
 class ContractRevertRefused(Exception):
     """The contract cannot be made what it was then; `problems` says why, in words for ops."""
@@ -80,7 +86,8 @@ class PartRevert:
 class ContractVersion:
     """The contract as it was at `moment`, beside what it is now: `contract` is the contract to
     save (its own fields as then, but KEPT_FIELDS), `source_ids` the sources it listed then
-    (None: the same as now), `parts` every part then or now."""
+    (None: the same as now, or `sources_unknown`: its history does not say), `parts` every part
+    then or now."""
 
     moment: datetime
     contract: Contract
@@ -89,6 +96,7 @@ class ContractVersion:
     sources_change: FieldChange | None
     parts: list[PartRevert]
     problems: list[str] = field(default_factory=list)
+    sources_unknown: bool = False
 
     @property
     def part_changes(self) -> list[PartRevert]:
@@ -122,7 +130,8 @@ def contract_version(*, contract: Contract, to: datetime | int) -> ContractVersi
     """
     history = Contract.history.model
     moment = to if isinstance(to, datetime) else _version_end(contract, to)
-    state, record = _state_at(list(history.objects.filter(id=contract.pk)), moment)
+    records = list(history.objects.filter(id=contract.pk))
+    state, record = _state_at(records, moment)
     if state == _ABSENT:
         raise ContractRevertRefused(["The contract did not exist then."])
     if state == _UNKNOWN:
@@ -133,7 +142,8 @@ def contract_version(*, contract: Contract, to: datetime | int) -> ContractVersi
         _restore(target, record, exclude=KEPT_FIELDS)
     problems = _validation_problems("", target)
     changes = _changes(current, target, exclude=KEPT_FIELDS)
-    source_ids, sources_change = _sources(current, record, problems)
+    then = contract_recorded_sources(records).get(record.history_id) if record else None
+    source_ids, sources_change = _sources(current, record, then, problems)
     listed = source_ids if source_ids is not None else [s.pk for s in current.sources.all()]
     problems += _source_list_problems(target.source_filter, listed)
     parts: list[PartRevert] = []
@@ -149,6 +159,7 @@ def contract_version(*, contract: Contract, to: datetime | int) -> ContractVersi
         sources_change=sources_change,
         parts=parts,
         problems=problems,
+        sources_unknown=record is not None and then is None,
     )
 
 
@@ -158,17 +169,61 @@ def _version_end(contract: Contract, history_id: int) -> datetime:
     record = records.filter(history_id=history_id).first()
     if record is None:
         raise ContractRevertRefused([f"The contract has no version {history_id}."])
-    following = (
-        records.filter(
-            Q(history_date__gt=record.history_date)
-            | Q(history_date=record.history_date, history_id__gt=record.history_id)
-        )
-        .order_by("history_date", "history_id")
-        .first()
+    following = records.filter(
+        Q(history_date__gt=record.history_date)
+        | Q(history_date=record.history_date, history_id__gt=record.history_id)
+    ).order_by("history_date", "history_id")
+    for later in following.iterator():
+        if not _same_save(record, later):
+            return max(later.history_date - timedelta(microseconds=1), record.history_date)
+        record = later
+    return timezone.now()
+
+
+def _fields(record: Any) -> tuple[Any, ...]:
+    return tuple(getattr(record, f.attname) for f in _tracked(Contract))
+
+
+def _same_save(record: Any, later: Any) -> bool:
+    """Whether the later row is the rest of the record's save: a change of its sources."""
+    return (
+        later.history_type == "~"
+        and later.history_user_id == record.history_user_id
+        and later.history_date - record.history_date <= SAME_SAVE
+        and _fields(later) == _fields(record)
     )
-    if following is None:
-        return timezone.now()
-    return max(following.history_date - timedelta(microseconds=1), record.history_date)
+
+
+def contract_recorded_sources(records: list[Any]) -> dict[int, list[int] | None]:
+    """Return the sources the contract listed at each of its history rows (history id -> source
+    ids, None when its history does not say).
+
+    A row holds the list, but for rows that services wrote in bulk before such rows recorded it
+    (a pause). Those never change the list, so theirs is the row's before, when known. An empty
+    list is the truth when nothing was listed before, or when the row changed nothing else (the
+    list's last source removed); a first row without a list is the contract's creation (listed
+    nothing yet) or, when its history began later, unknown.
+    """
+    recorded = defaultdict(list)
+    rows_model = Contract.history.model.sources.model
+    for history_id, source_id in rows_model.objects.filter(
+        history_id__in=[r.history_id for r in records]
+    ).values_list("history_id", "source_id"):
+        recorded[history_id].append(source_id)
+    listed: dict[int, list[int] | None] = {}
+    known: list[int] | None = None
+    previous = None
+    for record in sorted(records, key=lambda r: (r.history_date, r.history_id)):
+        rows = sorted(recorded[record.history_id])
+        if rows:
+            known = rows
+        elif previous is None:
+            known = [] if record.history_type == "+" else None
+        elif _fields(record) == _fields(previous):
+            known = []
+        listed[record.history_id] = known
+        previous = record
+    return listed
 
 
 def _state_at(records: list[Any], moment: datetime) -> tuple[str, Any]:
@@ -240,12 +295,12 @@ def _validation_problems(what: str, instance: Model, **options: Any) -> list[str
 
 
 def _sources(
-    current: Contract, record: Any, problems: list[str]
+    current: Contract, record: Any, then: list[int] | None, problems: list[str]
 ) -> tuple[list[int] | None, FieldChange | None]:
-    """The sources the contract listed then, and the change from now (None: the same)."""
-    if record is None:
+    """The sources the contract listed then, and the change from now (None: the same, or not
+    known)."""
+    if record is None or then is None:
         return None, None
-    then = sorted(row.source_id for row in record.sources.all())
     now = sorted(source.pk for source in current.sources.all())
     if then == now:
         return then, None
