@@ -315,6 +315,10 @@ def test_a_version_holds_the_whole_admin_save_that_made_it():
     assert plan.part_changes == []
 
 
+# Inside the contract's hours (Mondays 08:00-18:00 in its buyer's time zone), whenever it runs.
+OPEN = dt.datetime(2026, 12, 7, 16, 0, tzinfo=dt.UTC)
+
+
 def test_routing_sees_the_reverted_state_at_once(settings):
     settings.ELIGIBILITY_RULES_TTL = 60  # compiled rules kept between leads, as in production
     contract = a_contract_with_every_part()
@@ -327,12 +331,12 @@ def test_routing_sees_the_reverted_state_at_once(settings):
     rule.values = "CA"
     rule.save()
     contract.save()  # as an admin save of the contract page
-    (verdict,) = explain(lead)
+    (verdict,) = explain(lead, now=OPEN)
     assert not verdict.eligible
 
     contract_revert(contract=contract, to=version, actor=None, reason="wrong state")
 
-    (verdict,) = explain(lead)
+    (verdict,) = explain(lead, now=OPEN)
     assert verdict.eligible, verdict.reason
 
 
