@@ -421,6 +421,7 @@ class CollectionView(KindView):
         plural = str(kind.model._meta.verbose_name_plural)
         return {
             "get": extend_schema(
+                operation_id=f"config_{kind.section}_list",
                 summary=f"Every {kind.noun}, as the file writes them",
                 parameters=[VERTICAL],
                 responses={
@@ -452,12 +453,14 @@ class ObjectView(KindView):
         not_found = {404: OpenApiResponse(description=f"No {kind.noun} of this name.")}
         return {
             "get": extend_schema(
+                operation_id=f"config_{kind.section}_get",
                 summary=f"One {kind.noun}",
                 parameters=keys,
                 responses={200: OpenApiResponse(response=ref(kind)), **READ_PROBLEMS, **not_found},
                 tags=[plural],
             ),
             "put": extend_schema(
+                operation_id=f"config_{kind.section}_put",
                 summary=f"Create or replace a {kind.noun} (its parts as the body lists them)",
                 parameters=[*keys, REASON, DRY_RUN],
                 request=body,
@@ -465,6 +468,7 @@ class ObjectView(KindView):
                 tags=[plural],
             ),
             "delete": extend_schema(
+                operation_id=f"config_{kind.section}_delete",
                 summary=f"Delete a {kind.noun} and its parts",
                 parameters=[*keys, REASON, DRY_RUN],
                 responses={200: DiffSerializer, **WRITE_PROBLEMS, **not_found},

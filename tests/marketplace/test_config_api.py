@@ -620,3 +620,10 @@ def test_a_contract_resumed_through_the_api_must_be_able_to_deliver(marketplace)
     errors = problem(put(ops, item_url("contracts"), body), 422)["errors"]
     assert errors["status"][0].startswith("An active contract must be able to deliver.")
     assert Vertical.objects.count() == 1
+
+
+def test_the_schema_generates_without_warnings():
+    """`check --deploy` (CI) fails on any drf-spectacular warning, e.g. two operations of one id."""
+    from drf_spectacular.checks import schema_check
+
+    assert [str(message.msg) for message in schema_check(None)] == []
