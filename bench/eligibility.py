@@ -33,7 +33,7 @@ from buyers.caps import CapLimitSpec, CapUsage, period_bounds
 from buyers.models import CapPeriod, SourceFilter
 from buyers.schedule import Schedule
 from leads.geo import _table, zip_lookup
-from leads.models import US_STATES
+from leads.states import US_STATES
 from routing.eligibility import (
     ContractRules,
     LeadFacts,

@@ -60,7 +60,8 @@ def populate(rng: random.Random, contracts_count: int) -> list:
     )
     from buyers.services import cap_reserve
     from leads.geo import _table
-    from leads.models import US_STATES, Lead, LeadStatus, Source, Vertical
+    from leads.models import Lead, LeadStatus, Source, Vertical
+    from leads.states import US_STATES
     from routing.models import Sale
 
     zips = [z for z, info in _table().items() if info.active]

@@ -91,6 +91,7 @@ from config.admin_display import (
     search_by_lead_or,
 )
 from config.admin_pii import pii_visible
+from config.time_zones import TimeZoneSelectAdminMixin
 from leads.models import Lead, Source
 from routing.health import health_force
 from routing.models import ContractHealth, HealthEvent
@@ -215,7 +216,7 @@ def cap_usage_table(usages: list[CapUsage], tz_name: str) -> str:
 
 
 @admin.register(Buyer)
-class BuyerAdmin(SimpleHistoryAdmin):
+class BuyerAdmin(TimeZoneSelectAdminMixin, SimpleHistoryAdmin):
     list_display = ("company", "active", "time_zone", "contract_count", "contact")
     list_filter = ("active", "time_zone")
     search_fields = ("company", "consent_names", "contact_name", "contact_email")

@@ -25,8 +25,8 @@ from buyers.models import (
     split_values,
 )
 from config.admin_display import StoredSecretFormMixin, secret_input_field
-from leads.models import US_STATES
 from leads.scoring import SCORE_FIELD, TIER_FIELD, Tier
+from leads.states import parse_states, state_code
 
 CSV_MAX_BYTES = 2 * 1024 * 1024
 CSV_DELIMITERS = (",", ";", "\t")
@@ -223,9 +223,9 @@ class CsvError(ValueError):
 
 def normalise_territory_value(kind: str, raw: str) -> str | None:
     """Return the value as stored (a state code or a 5-digit ZIP), or None if it is not one."""
-    value = raw.strip().upper()
     if kind == TerritoryKind.STATES:
-        return value if value in US_STATES else None
+        return state_code(raw)
+    value = raw.strip().upper()
     if UNPADDED_ZIP_RE.fullmatch(value):
         return value.zfill(5)
     return None
@@ -308,6 +308,10 @@ class TerritoryRuleForm(forms.ModelForm):
             # ZIP lists of thousands are pasted here; the model normalises them on clean.
             "values": forms.Textarea(attrs={"rows": 3, "cols": 50}),
         }
+        help_texts = {
+            "values": "States by code or name (IL, Illinois, New York) or 5-digit ZIP codes, "
+            "separated by commas, spaces or new lines.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -330,7 +334,7 @@ class TerritoryRuleForm(forms.ModelForm):
             self.add_error("upload", str(exc))
             return cleaned
         if bad:
-            noun = "state codes" if kind == TerritoryKind.STATES else "ZIP codes"
+            noun = "US states (codes or names)" if kind == TerritoryKind.STATES else "ZIP codes"
             shown = ", ".join(f"line {line}: {cell}" for line, cell in bad[:SHOWN_BAD_VALUES])
             more = f" and {len(bad) - SHOWN_BAD_VALUES} more" if len(bad) > SHOWN_BAD_VALUES else ""
             self.add_error("upload", f"Not {noun}: {shown}{more}.")
@@ -338,7 +342,13 @@ class TerritoryRuleForm(forms.ModelForm):
         if not values:
             self.add_error("upload", "The file holds no values.")
             return cleaned
-        typed = [v.upper() for v in split_values(cleaned.get("values", ""))]
+        text = cleaned.get("values", "")
+        if kind == TerritoryKind.STATES:
+            codes, unread = parse_states(text)
+            # What names no state stays as typed, for the model to name it in its error.
+            typed = [*codes, *unread]
+        else:
+            typed = [v.upper() for v in split_values(text)]
         merged = "\n".join(dict.fromkeys([*typed, *values]))
         cleaned["values"] = merged
         # A file input comes back empty when the page is shown again for an error elsewhere:

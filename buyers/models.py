@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import zoneinfo
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -20,8 +19,10 @@ from simple_history.models import HistoricalRecords
 from buyers.delivery_checks import delivery_check
 from buyers.fields import EncryptedTextField, mask
 from config.api_keys import ApiKey
+from config.time_zones import time_zone_names
 from leads.geo import zip_lookup
-from leads.models import US_STATES, HttpsAssumedUrlField, Vertical
+from leads.models import HttpsAssumedUrlField, Vertical
+from leads.states import parse_states
 from outbound.guard import url_refusal
 
 ZIP_RE = re.compile(r"^\d{5}$")
@@ -34,7 +35,7 @@ SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def validate_time_zone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
+    if value not in time_zone_names():
         raise ValidationError(f"{value!r} is not an IANA time zone such as America/Chicago.")
 
 
@@ -619,20 +620,26 @@ class TerritoryRule(models.Model):
 
     @property
     def value_list(self) -> list[str]:
-        values = split_values(self.values)
-        return [v.upper() for v in values] if self.kind == TerritoryKind.STATES else values
+        if self.kind == TerritoryKind.STATES:
+            # Stored values are codes already; names are read as typed before clean().
+            return parse_states(self.values)[0]
+        return split_values(self.values)
 
     def clean(self) -> None:
-        values = self.value_list
-        if not values:
-            raise ValidationError({"values": "List at least one value."})
         if self.kind == TerritoryKind.STATES:
-            bad = [v for v in values if v not in US_STATES]
+            values, bad = parse_states(self.values)
         else:
+            values = split_values(self.values)
             bad = [v for v in values if not ZIP_RE.match(v)]
+        if not values and not bad:
+            raise ValidationError({"values": "List at least one value."})
         if bad:
             shown = ", ".join(bad[:10]) + (" …" if len(bad) > 10 else "")
-            noun = "state codes" if self.kind == TerritoryKind.STATES else "5-digit ZIP codes"
+            noun = (
+                "US states (codes or names)"
+                if self.kind == TerritoryKind.STATES
+                else "5-digit ZIP codes"
+            )
             raise ValidationError({"values": f"Not {noun}: {shown}"})
         if self.kind == TerritoryKind.RADIUS:
             unknown = [v for v in values if zip_lookup(v) is None]

@@ -27,7 +27,8 @@ from email_validator import EmailNotValidError, validate_email
 from config.admin_display import plural
 from leads.consumer_hashes import consumer_hash
 from leads.geo import zip_lookup
-from leads.models import US_STATES, FieldType
+from leads.models import FieldType
+from leads.states import state_code
 
 Errors = dict[str, list[str]]
 
@@ -54,20 +55,6 @@ INTEGER_RE = re.compile(r"^[+-]?\d+$")
 US_DATE_RE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
-STATE_NAMES = {
-    "alabama": "AL", "alaska": "AK", "arizona": "AZ", "arkansas": "AR", "california": "CA",
-    "colorado": "CO", "connecticut": "CT", "delaware": "DE", "district of columbia": "DC",
-    "florida": "FL", "georgia": "GA", "hawaii": "HI", "idaho": "ID", "illinois": "IL",
-    "indiana": "IN", "iowa": "IA", "kansas": "KS", "kentucky": "KY", "louisiana": "LA",
-    "maine": "ME", "maryland": "MD", "massachusetts": "MA", "michigan": "MI", "minnesota": "MN",
-    "mississippi": "MS", "missouri": "MO", "montana": "MT", "nebraska": "NE", "nevada": "NV",
-    "new hampshire": "NH", "new jersey": "NJ", "new mexico": "NM", "new york": "NY",
-    "north carolina": "NC", "north dakota": "ND", "ohio": "OH", "oklahoma": "OK", "oregon": "OR",
-    "pennsylvania": "PA", "rhode island": "RI", "south carolina": "SC", "south dakota": "SD",
-    "tennessee": "TN", "texas": "TX", "utah": "UT", "vermont": "VT", "virginia": "VA",
-    "washington": "WA", "west virginia": "WV", "wisconsin": "WI", "wyoming": "WY",
-    "puerto rico": "PR",
-}  # fmt: skip
 MAX_CONSENT_TEXT = 10_000
 # No field holds a number of more digits; converting 1e99999999 to an int would take minutes.
 MAX_DIGITS = 15
@@ -479,10 +466,9 @@ def _zip(spec: FieldSpec, value: Any) -> str:
 
 
 def _state(spec: FieldSpec, value: Any) -> str:
-    text = _text(value)
-    code = text.upper() if len(text) == 2 else STATE_NAMES.get(" ".join(text.lower().split()), "")
-    if code not in US_STATES:
-        raise FieldError("Give a US state's two-letter code, e.g. TX.")
+    code = state_code(_text(value))
+    if code is None:
+        raise FieldError("Give a US state's two-letter code or name, e.g. TX or Texas.")
     return code
 
 

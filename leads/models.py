@@ -29,16 +29,6 @@ from leads.scoring import (
 )
 from outbound.guard import url_refusal
 
-# The 50 states, DC and Puerto Rico.
-# fmt: off
-US_STATES = (
-    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID",
-    "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO",
-    "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA",
-    "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "PR",
-)
-# fmt: on
-
 FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Names contract criteria give the lead's score and tier: no vertical field may take them.
 RESERVED_FIELD_NAMES = frozenset({SCORE_FIELD, TIER_FIELD})

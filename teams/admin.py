@@ -24,6 +24,7 @@ from config.admin_display import (
 )
 from config.admin_pii import MaskedLookupsMixin
 from config.masking import webhook_display
+from config.time_zones import TimeZoneSelectAdminMixin
 from teams.forms import TeamForm
 from teams.models import Assignment, AssignmentStatus, Team, TeamMember, TeamNotification
 from teams.selectors import TeamDay, team_days, team_members_now
@@ -41,7 +42,7 @@ def _duration(value: timedelta | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-class TeamMemberInline(admin.TabularInline):
+class TeamMemberInline(TimeZoneSelectAdminMixin, admin.TabularInline):
     model = TeamMember
     extra = 0
     fields = (
@@ -186,7 +187,7 @@ class TeamAdmin(SecretFormMixin, MaskedSecretMixin, SimpleHistoryAdmin):
 
 
 @admin.register(TeamMember)
-class TeamMemberAdmin(SimpleHistoryAdmin):
+class TeamMemberAdmin(TimeZoneSelectAdminMixin, SimpleHistoryAdmin):
     list_display = (
         "__str__",
         "team",

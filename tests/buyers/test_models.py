@@ -137,7 +137,7 @@ def test_it_accepts_thousands_of_zip_codes_at_once():
 @pytest.mark.parametrize(
     ("kind", "values", "miles", "message"),
     [
-        (TerritoryKind.STATES, "TX, XX, ZZ", None, "Not state codes: XX, ZZ"),
+        (TerritoryKind.STATES, "TX, XX, ZZ", None, "Not US states \\(codes or names\\): XX, ZZ"),
         (TerritoryKind.ZIPS, "6060, 60601", None, "Not 5-digit ZIP codes: 6060"),
         (TerritoryKind.RADIUS, "80202", None, "radius rule needs"),
         (TerritoryKind.STATES, "TX", 50, "Only radius rules"),

@@ -199,7 +199,15 @@ def test_zip_codes_of_the_wrong_shape_or_not_in_the_us_are_errors():
 
 
 @pytest.mark.parametrize(
-    ("state", "code"), [("tx", "TX"), ("NY", "NY"), ("new  york", "NY"), ("Puerto Rico", "PR")]
+    ("state", "code"),
+    [
+        ("tx", "TX"),
+        ("NY", "NY"),
+        (" il ", "IL"),
+        ("new  york", "NY"),
+        ("Puerto Rico", "PR"),
+        (" district of COLUMBIA ", "DC"),
+    ],
 )
 def test_states_by_code_or_name_become_their_code(state, code):
     assert value_of(FieldType.STATE, state) == code
@@ -207,7 +215,9 @@ def test_states_by_code_or_name_become_their_code(state, code):
 
 @pytest.mark.parametrize("state", ["ZZ", "Texass", "T"])
 def test_unknown_states_are_errors(state):
-    assert error_of(FieldType.STATE, state) == "Give a US state's two-letter code, e.g. TX."
+    assert error_of(FieldType.STATE, state) == (
+        "Give a US state's two-letter code or name, e.g. TX or Texas."
+    )
 
 
 # --- Numbers ---------------------------------------------------------------------------------

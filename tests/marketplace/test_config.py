@@ -454,7 +454,7 @@ def test_every_problem_is_reported_at_once_with_its_path(tmp_path):
         "contracts[4].buyer: no buyer 'Nobody Inc', stored or in the file.",
         "contracts[5].colour: unknown key",
         "contracts[6].floor_price: “cheap” value must be a decimal number.",
-        "contracts[7].territory[0].values: Not state codes: XX",
+        "contracts[7].territory[0].values: Not US states (codes or names): XX",
         "verticals[0].fields[0].name: Use lower-case letters",
         "sources[3]: the same source as sources[0].",
     ):

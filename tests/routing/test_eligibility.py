@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from buyers.models import BoughtScope, CapPeriod, CriterionOperator, SourceFilter
 from buyers.schedule import Schedule
 from leads.geo import zip_lookup
-from leads.models import US_STATES
+from leads.states import US_STATES
 from routing.eligibility import (
     ContractRules,
     LeadFacts,
