@@ -23,6 +23,10 @@ STATE_NAMES = {
     "connecticut": "CT",
     "delaware": "DE",
     "district of columbia": "DC",
+    # The capital's usual names: "Washington DC" is not Washington and DC.
+    "washington dc": "DC",
+    "washington d.c.": "DC",
+    "d.c.": "DC",
     "florida": "FL",
     "georgia": "GA",
     "hawaii": "HI",

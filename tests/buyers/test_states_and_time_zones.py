@@ -38,6 +38,7 @@ def _plain_http(settings):
         (" illinois ,New York\nDistrict of Columbia", ["IL", "NY", "DC"], []),
         ("new york new jersey TX", ["NY", "NJ", "TX"], []),
         ("West Virginia, virginia", ["WV", "VA"], []),
+        ("Washington DC; washington d.c. D.C. Washington", ["DC", "DC", "DC", "WA"], []),
         ("Ilinois, New Yrok, XX TX", ["TX"], ["Ilinois", "New Yrok", "XX"]),
     ],
 )
