@@ -17,12 +17,13 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import DatabaseError, models, router, transaction
 from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from buyers.fields import EncryptedTextField
-from leads.models import Vertical
+from leads.models import Lead, Vertical
 from marketplace.document import (
     FORMAT_KEY,
     FORMAT_VERSION,
@@ -507,6 +508,14 @@ class _Import:
                     f"deleting {kind.noun} {obj!s} would delete {', '.join(taken)} with it, "
                     f"{self.cascade_hint}",
                 )
+            records = _counted(_cascaded(obj, _lead_record_models()))
+            if records:
+                # As the admin refuses it (those records are read-only there): nothing is lost.
+                self.problem(
+                    path,
+                    f"deleting {kind.noun} {obj!s} would delete {records} with it, the record "
+                    "of what became of leads: keep it (pause or deactivate it instead).",
+                )
 
     def rows(self, kind: Kind, items: Any, at: _At) -> None:
         """Import one section, or one owner's rows of a kind."""
@@ -919,6 +928,38 @@ def _cascaded(obj: models.Model, models_: set[type[models.Model]]) -> list[model
     ]
     found.extend(o for qs in collector.fast_deletes if qs.model in models_ for o in qs)
     return found
+
+
+@cache
+def _lead_record_models() -> frozenset[type[models.Model]]:
+    """The models whose rows are part of leads' records (attempts, reservations, pings'
+    attempts): they point at a lead, or at a row that does."""
+
+    def links(model: type[models.Model]) -> list[Any]:
+        return [f.related_model for f in model._meta.concrete_fields if f.is_relation]
+
+    def points_at_lead(model: type[models.Model]) -> bool:
+        return Lead in links(model)
+
+    return frozenset(
+        model
+        for model in apps.get_models()
+        if points_at_lead(model)
+        or any(target is not model and points_at_lead(target) for target in links(model))
+    )
+
+
+def _counted(objs: list[models.Model]) -> str:
+    """Say how many objects of each model: '3 attempts, 1 cap reservation'."""
+    counts: dict[type[models.Model], int] = defaultdict(int)
+    for obj in objs:
+        counts[type(obj)] += 1
+    return ", ".join(
+        sorted(
+            f"{n} {model._meta.verbose_name if n == 1 else model._meta.verbose_name_plural}"
+            for model, n in counts.items()
+        )
+    )
 
 
 def _natural_filter(

@@ -34,6 +34,7 @@ from leads.store import suppression_hash
 from marketplace.kinds import SECTIONS
 from reporting.models import TokenScope
 from reporting.services import staff_token_create, staff_token_revoke
+from routing.models import Attempt
 from routing.selectors import explain
 from teams.models import TeamMember
 from tests.buyers.factories import ContractFactory
@@ -48,6 +49,7 @@ from tests.marketplace.test_config import (
     row_counts,
     wipe_configuration,
 )
+from tests.routing.factories import AttemptFactory
 from tests.staff import staff_user
 from tests.test_admin import rows_containing
 
@@ -556,6 +558,22 @@ def test_a_delete_goes_with_its_parts_and_history_or_is_refused_when_it_would_ta
     cap = ContractCap.history.filter(history_type="-").first()
     assert (cap.history_change_reason, cap.history_user.username) == ("tidy", "ops-read_write")
     problem(ops.delete(f"{item_url('contracts')}?reason=again"), 404)
+
+
+def test_a_delete_that_would_erase_leads_records_is_refused(marketplace):
+    # A contract that pinged leads without selling them: its attempts are those leads' record
+    # (what was sent to whom, and the answer), which no staff may delete in the admin either.
+    contract = Contract.objects.get(name="Exclusive")
+    AttemptFactory(contract=contract, auction__lead__vertical=contract.vertical)
+    ops = client(token("Ops"))
+    assert ops.delete(f"{url('notification-subscriptions', 'Ops Slack')}?reason=x").json()[
+        "applied"
+    ]
+    before = row_counts()
+    body = problem(ops.delete(f"{item_url('contracts')}?reason=tidy"), 422)
+    assert "1 attempt" in body["errors"]["_"][0]
+    assert Attempt.objects.filter(contract=contract).count() == 1
+    assert row_counts() == before
 
 
 def test_suppression_entries_are_appended_hashed_and_never_read_back(marketplace):
