@@ -49,6 +49,7 @@ class Change:
     path: str
     label: str
     fields: list[tuple[str, str, str]] = field(default_factory=list)  # (name, old, new)
+    personal: bool = False  # the label is personal data (a team member's name)
 
 
 def secret_variable(*parts: object) -> str:

@@ -158,13 +158,22 @@ def _identity(kind: Kind, row: Mapping[str, Any]) -> str:
     return json.dumps([[k, row.get(k)] for k in names], sort_keys=True, default=str)
 
 
-def _label(kind: Kind, row: Mapping[str, Any]) -> str:
-    if kind.single:
-        return kind.section
+def _label_names(kind: Kind, row: Mapping[str, Any]) -> tuple[str, ...]:
     names = kind.key or ()
     if kind.fallback_key and all(row.get(k) in (None, "") for k in names):
         names = kind.fallback_key
-    return " / ".join(_describe(row.get(k)) for k in names) or kind.noun
+    return names
+
+
+def _label(kind: Kind, row: Mapping[str, Any]) -> str:
+    if kind.single:
+        return kind.section
+    return " / ".join(_describe(row.get(k)) for k in _label_names(kind, row)) or kind.noun
+
+
+def _label_personal(kind: Kind, row: Mapping[str, Any]) -> bool:
+    """Whether the label is personal data (a team member without an account, by name)."""
+    return not kind.single and bool(kind.personal & set(_label_names(kind, row)))
 
 
 def _children_of(kind: Kind, parents: list[models.Model]) -> dict[int, list[models.Model]]:
@@ -568,9 +577,10 @@ class _Import:
         """The stored objects the file does not list: deleted with --prune, else left alone."""
         order = SECTIONS.index(kind) if at.parent is None else -1
         for obj in objs:
-            label = _label(kind, _row(kind, obj))
+            row = _row(kind, obj)
+            label, personal = _label(kind, row), _label_personal(kind, row)
             if self.prune or (self.replace_parts and at.parent is not None):
-                self.changes.append(Change("deleted", at.path, label))
+                self.changes.append(Change("deleted", at.path, label, personal=personal))
                 self.mark(at.top)
                 if at.parent is None:
                     self.deletions.append((order, kind, obj, at.path))
@@ -581,7 +591,7 @@ class _Import:
                     # deleted rows.
                     self.delete(kind, obj, at.path)
             else:
-                self.changes.append(Change("absent", at.path, label))
+                self.changes.append(Change("absent", at.path, label, personal=personal))
 
     def one(
         self,
@@ -659,13 +669,13 @@ class _Import:
         created: bool,
         changed: list[tuple[str, str, str]],
     ) -> None:
-        label = _label(kind, row)
+        label, personal = _label(kind, row), _label_personal(kind, row)
         if created:
-            self.changes.append(Change("created", at.path, label))
+            self.changes.append(Change("created", at.path, label, personal=personal))
         elif changed:
-            self.changes.append(Change("changed", at.path, label, changed))
+            self.changes.append(Change("changed", at.path, label, changed, personal=personal))
         elif at.parent is None:
-            self.changes.append(Change("unchanged", at.path, label))
+            self.changes.append(Change("unchanged", at.path, label, personal=personal))
 
     def replace(self, kind: Kind, items: list[Any], at: _At, stored: list[models.Model]) -> None:
         """Rows without identity (schedule windows, territory rules, criteria): the owner's list

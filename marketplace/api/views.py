@@ -29,7 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.admin_pii import pii_visible
+from config.admin_pii import mask_value, pii_visible
 from config.problems import problem_response
 from leads.models import SuppressionList
 from leads.services import suppression_list_add
@@ -242,13 +242,19 @@ def refused(problems: list[Problem], relative: Callable[[str], str]) -> HttpResp
 
 
 def diff_body(
-    result: ImportResult, changes: list[Change], relative: Callable[[str], str]
+    result: ImportResult,
+    changes: list[Change],
+    relative: Callable[[str], str],
+    *,
+    masked: bool,
 ) -> dict[str, Any]:
     """What a write did (or would do): each object created, changed (field: old -> new),
-    left alone or deleted, with its place."""
+    left alone or deleted, with its place; a label that is personal data masked for whoever
+    sees it masked."""
     body: dict[str, Any] = {"applied": result.applied, **{action: [] for action in ACTIONS}}
     for change in changes:
-        entry: dict[str, Any] = {"path": relative(change.path), "label": change.label}
+        label = mask_value(change.label) if masked and change.personal else change.label
+        entry: dict[str, Any] = {"path": relative(change.path), "label": label}
         if change.action == "changed":
             entry["fields"] = [
                 {"name": name, "old": old, "new": new} for name, old, new in change.fields
@@ -396,7 +402,7 @@ class ImportView(ConfigView):
                 literal_secrets=True,
             ),
         )
-        return Response(diff_body(result, result.changes, _whole))
+        return Response(diff_body(result, result.changes, _whole, masked=not pii_visible(request)))
 
 
 class KindView(ConfigView):
@@ -541,7 +547,7 @@ class ObjectView(KindView):
         changes = [c for c in result.changes if c.path != self.kind.section]
         created = any(c.action == "created" and c.path == self.prefix for c in changes)
         return Response(
-            diff_body(result, changes, self.relative),
+            diff_body(result, changes, self.relative, masked=not pii_visible(request)),
             status=status.HTTP_201_CREATED if created and result.applied else status.HTTP_200_OK,
         )
 
@@ -558,7 +564,9 @@ class ObjectView(KindView):
             )
         except ObjectMissing:
             raise exceptions.NotFound(f"No {self.kind.noun} {self._named()}.") from None
-        return Response(diff_body(result, result.changes, self.relative))
+        return Response(
+            diff_body(result, result.changes, self.relative, masked=not pii_visible(request))
+        )
 
     def _named(self) -> str:
         return " / ".join(repr(v) for v in self.key_values().values())

@@ -531,6 +531,25 @@ def test_a_user_who_sees_personal_data_masked_may_not_write_it(marketplace):
     assert put(client(raw), item_url("buyers"), body | {"notes": "ok"}).status_code == 200
 
 
+def test_a_diff_shows_a_user_who_sees_personal_data_masked_no_personal_label(marketplace):
+    # Bo is a team member without an account: the file names him by his name, which is personal.
+    user = staff_user(None, "masked-team-writer")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_team", "change_team"]))
+    masked = client(staff_token_create(user=user, name="x", scope=TokenScope.READ_WRITE)[1])
+    document = {"leadswitch": 1, "teams": [{"name": "Inside sales", "members": []}]}
+    answers = [
+        put(masked, item_url("teams"), {"members": []}, dry_run="true"),
+        post_import(masked, json.dumps(document), dry_run="true"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.content
+        labels = [c["label"] for action in ("deleted", "absent") for c in answer.json()[action]]
+        assert sorted(labels) == ["B***", "ana"]
+    ops = client(token("Ops"))
+    shown = put(ops, item_url("teams"), {"members": []}, dry_run="true").json()["deleted"]
+    assert sorted(c["label"] for c in shown) == ["Bo", "ana"]
+
+
 def test_a_delete_goes_with_its_parts_and_history_or_is_refused_when_it_would_take_others(
     marketplace,
 ):
