@@ -339,9 +339,10 @@ class ExportView(ConfigView):
     renderer_classes = [YAMLDocumentRenderer, JSONDocumentRenderer]
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        # `format` is the file's format (the command's --format), checked with the others.
+        # `format` is the file's format (the command's --format), checked with the others once
+        # the caller is known (negotiation comes first): an unknown one must not answer 404.
         if request.query_params.get("format", "yaml") not in FORMATS:
-            _parameters(ExportParameters, request)
+            force = True
         return super().perform_content_negotiation(request, force)
 
     def get(self, request: Request) -> Response:

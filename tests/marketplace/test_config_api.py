@@ -260,6 +260,13 @@ def test_a_bad_export_parameter_is_a_problem_naming_it(marketplace):
     }
 
 
+def test_a_bad_export_parameter_from_a_caller_without_a_token_is_refused_as_such(marketplace):
+    # The caller is known before its parameters are judged: 401, not 400.
+    assert problem(Client().get(f"{API}export/?format=xml"), 401)["type"] == (
+        "/api/problems/unauthenticated"
+    )
+
+
 def literal_secrets(text: str) -> str:
     """Fill every placeholder with a value of its own, as a client re-creating secrets does."""
     return PLACEHOLDER.sub(
