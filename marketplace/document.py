@@ -152,17 +152,54 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+# Text no database column holds: PostgreSQL refuses NUL (even in a lookup), and UTF-8 cannot
+# carry a lone surrogate (which JSON's "\ud800" makes).
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether a database can hold (and look up) this text."""
+    return _UNSTORABLE_RE.search(text) is None
+
+
+def _unstorable_place(data: Any) -> str | None:
+    """The place of the first text (key or value) no database can hold, or None."""
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not storable(value):
+                return path or "the top"
+        elif isinstance(value, dict | list) and id(value) not in seen:
+            seen.add(id(value))  # a YAML alias is read once
+            items = list(value.items() if isinstance(value, dict) else enumerate(value))
+            for key, item in reversed(items):
+                where = path_join(path, key if isinstance(value, list) else str(key))
+                if isinstance(key, str) and not storable(key):
+                    return where
+                stack.append((where, item))
+    return None
+
+
 def parse(text: str, fmt: Format) -> Any:
-    """Read YAML or JSON as the file's rules read it (a key given twice is an error); raise
-    DocumentError when it is not valid."""
+    """Read YAML or JSON as the file's rules read it (a key given twice is an error, and so is
+    a text no database can hold); raise DocumentError when it is not valid."""
     try:
-        return (
+        data = (
             json.loads(text, object_pairs_hook=_json_object)
             if fmt == "json"
             else yaml.load(text, Loader=_Loader)  # noqa: S506  # a SafeLoader
         )
     except (ValueError, yaml.YAMLError) as exc:
         raise DocumentError(f"Not valid {fmt.upper()}: {exc}") from None
+    place = _unstorable_place(data)
+    if place is not None:
+        raise DocumentError(
+            f"Not valid {fmt.upper()}: {place} holds a character no database can store "
+            "(NUL, or a lone surrogate)."
+        )
+    return data
 
 
 def load(text: str, fmt: Format) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from marketplace.document import (
     as_document,
     dump,
     parse,
+    storable,
 )
 from marketplace.kinds import SECTIONS, Kind
 from marketplace.services import (
@@ -504,6 +505,7 @@ class ObjectView(KindView):
 
     def get(self, request: Request, **kwargs: str) -> Response:
         self.require(request, view_permissions([self.kind]))
+        self.require_storable_key()
         items = config_objects(section=self.kind.section, key=self.key())
         if not items:
             raise exceptions.NotFound(f"No {self.kind.noun} {self._named()}.")
@@ -518,7 +520,9 @@ class ObjectView(KindView):
         body = dict(body)
         errors = {}
         for name, value in self.key_values().items():
-            if name not in body:
+            if not storable(value):
+                errors[name] = ["No database can store this text (NUL)."]
+            elif name not in body:
                 body[name] = value
             elif body[name] != value:
                 errors[name] = [f"The URL names {value!r}; the body says {body[name]!r}."]
@@ -555,6 +559,7 @@ class ObjectView(KindView):
     def delete(self, request: Request, **kwargs: str) -> Response:
         parameters = _parameters(WriteParameters, request)
         self.require(request, [permission(self.kind.model, "delete")])
+        self.require_storable_key()
         try:
             result = config_delete(
                 section=self.kind.section,
@@ -568,6 +573,12 @@ class ObjectView(KindView):
         return Response(
             diff_body(result, result.changes, self.relative, masked=not pii_visible(request))
         )
+
+    def require_storable_key(self) -> None:
+        # No object is named by a text no database can hold (PostgreSQL refuses even to look
+        # one up).
+        if not all(storable(value) for value in self.key_values().values()):
+            raise exceptions.NotFound(f"No {self.kind.noun} {self._named()}.")
 
     def _named(self) -> str:
         return " / ".join(repr(v) for v in self.key_values().values())
@@ -591,7 +602,9 @@ class SuppressionEntriesView(ConfigView):
         body = EntriesSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.require(request, ["leads.change_suppressionlist"])
-        suppression_list = SuppressionList.objects.filter(name=name).first()
+        suppression_list = (
+            SuppressionList.objects.filter(name=name).first() if storable(name) else None
+        )
         if suppression_list is None:
             raise exceptions.NotFound(f"No suppression list {name!r}.")
         # One entry a line: a phone written with spaces is one entry.

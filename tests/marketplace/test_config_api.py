@@ -353,6 +353,14 @@ def test_a_refused_import_lists_every_problem_with_its_path_and_changes_nothing(
         ("verticals: [", "application/yaml", "Not valid YAML"),
         ('{"leadswitch": 1, "a": 1, "a": 2}', "application/json", "given twice"),
         ('{"verticals": []}', "application/json", "first key must be `leadswitch: 1`"),
+        # Text no database column may hold: PostgreSQL refuses NUL even in a lookup.
+        (
+            '{"leadswitch": 1, "sources": [{"name": "Acme\\u0000"}]}',
+            "application/json",
+            "sources[0].name",
+        ),
+        ('leadswitch: 1\nbuyers:\n- company: "\\0"\n', "application/yaml", "buyers[0].company"),
+        ('{"leadswitch": 1, "teams": [{"name": "\\ud800"}]}', "application/json", "teams[0].name"),
     ],
 )
 def test_a_body_that_is_no_document_is_a_malformed_request(
@@ -361,6 +369,19 @@ def test_a_body_that_is_no_document_is_a_malformed_request(
     ops = client(token("Ops"))
     response = ops.post(f"{API}import/?reason=x", body, content_type=content_type)
     assert expected in problem(response, 400)["detail"]
+
+
+def test_a_natural_key_no_database_may_hold_names_no_object(marketplace):
+    ops = client(token("Ops"))
+    path = url("buyers", "Summit\x00")
+    before = row_counts()
+    problem(ops.get(path), 404)
+    problem(ops.delete(f"{path}?reason=x"), 404)
+    assert set(problem(put(ops, path, {}), 422)["errors"]) == {"company"}
+    entries = url("suppression-lists", "Do not call\x00", "entries")
+    body = json.dumps({"entries": ["a@b.co"]})
+    problem(ops.post(f"{entries}?reason=x", body, content_type="application/json"), 404)
+    assert row_counts() == before
 
 
 def test_a_write_without_a_reason_is_refused_naming_it(marketplace):
