@@ -93,9 +93,10 @@ class Command(BaseCommand):
         # A throwaway database, as `manage.py testserver` makes one: the file is the export of
         # the demo alone, whatever this installation holds. Its endpoints are never called, so
         # the simulator's address is allowed whatever this installation allows.
+        # Named after this installation's, so that it clobbers neither it nor its test database
+        # (on SQLite, a file beside it, deleted with it).
         old_name = connection.settings_dict["NAME"]
-        if connection.vendor != "sqlite":  # SQLite's is in memory
-            connection.settings_dict["TEST"]["NAME"] = f"{old_name}_demo_file"
+        connection.settings_dict["TEST"]["NAME"] = f"{old_name}_demo_file"
         connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         try:
             with override_settings(OUTBOUND_ALLOWED_NETWORKS=["127.0.0.1/32"]):
