@@ -8,6 +8,7 @@ from django.core.management import CommandError
 
 from buyers.models import Contract, ContractSecret, ContractStatus, DeliveryEndpoint, EndpointKind
 from leads.models import VerticalField
+from marketplace.document import load
 from tests.buyers.factories import BuyerFactory
 from tests.marketplace.test_config import (
     PLACEHOLDER,
@@ -211,3 +212,21 @@ def test_a_key_given_twice_is_refused_not_merged_by_the_parser(tmp_path, name, t
         config_import(tmp_path, text, "--reason", "review", name=name)
 
     assert said in str(caught.value)
+
+
+def test_nested_aliases_that_would_expand_past_a_million_values_are_refused_unread(tmp_path):
+    # "A billion laughs": nine aliases of ten make 10**9 values from a few hundred bytes.
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for lower, upper in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{upper}: &{upper} [{', '.join([f'*{lower}'] * 10)}]")
+    text = "leadswitch: 1\nnotes:\n" + "".join(f"  {line}\n" for line in levels)
+
+    with pytest.raises(CommandError) as caught:
+        config_import(tmp_path, text, "--reason", "review", name="marketplace.yaml")
+
+    assert "its aliases expand it past 1,000,000 values" in str(caught.value)
+
+
+def test_an_alias_used_a_few_times_is_read_as_its_value():
+    data = load("leadswitch: 1\nx: &v [1, 2]\ny: *v\n", "yaml")
+    assert (data["x"], data["y"]) == ([1, 2], [1, 2])
