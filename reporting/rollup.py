@@ -10,9 +10,10 @@ rebuilds the dirty hours. Services that know an hour changed (a return) mark it 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -105,10 +106,21 @@ def _money(expression) -> Coalesce:
     return Coalesce(expression, Value(Decimal("0.00")), output_field=DecimalField())
 
 
-def _lead_rows(start: datetime, end: datetime) -> int:
+def _within(field: str, ranges: Sequence[tuple[datetime, datetime]]) -> Q:
+    """Rows whose `field` falls in one of the [start, end) ranges."""
+    condition = Q(pk__in=[])
+    for start, end in ranges:
+        condition |= Q(**{f"{field}__gte": start, f"{field}__lt": end})
+    return condition
+
+
+Figures = tuple[QuerySet, dict[str, str]]
+
+
+def _lead_rows(ranges: Sequence[tuple[datetime, datetime]]) -> Figures:
     accepted = ~Q(status__in=NOT_ACCEPTED)
     rows = (
-        Lead.objects.filter(received_at__gte=start, received_at__lt=end, is_test=False)
+        Lead.objects.filter(_within("received_at", ranges), is_test=False)
         .annotate(h=TruncHour("received_at", tzinfo=UTC))
         .values("h", "vertical_id", "source_id", "tier")
         .annotate(
@@ -126,16 +138,14 @@ def _lead_rows(start: datetime, end: datetime) -> int:
     names = ("received", "accepted", "invalid", "duplicate", "sold", "unsold")
     names += ("missing_sub_id", "missing_consent")
     columns = {"hour": "h", "vertical_id": "vertical_id", "source_id": "source_id", "tier": "tier"}
-    return _insert_select(LeadHour, rows, columns | {n: n for n in names})
+    return rows, columns | {n: n for n in names}
 
 
-def _sale_rows(start: datetime, end: datetime) -> int:
+def _sale_rows(ranges: Sequence[tuple[datetime, datetime]]) -> Figures:
     kept = Q(status=SaleStatus.SOLD)
     payout_stands = kept | Q(return_record__payout_reversed=False)
     rows = (
-        Sale.objects.filter(
-            lead__received_at__gte=start, lead__received_at__lt=end, lead__is_test=False
-        )
+        Sale.objects.filter(_within("lead__received_at", ranges), lead__is_test=False)
         .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
         .values("h", "lead__vertical_id", "lead__source_id", "buyer_id", "lead__tier")
         .annotate(
@@ -162,7 +172,7 @@ def _sale_rows(start: datetime, end: datetime) -> int:
     names = ("sales", "returns", "gross_revenue", "revenue", "payout")
     names += tuple(bucket_names("sale_s", SALE_SECONDS_BOUNDS))
     columns = _dimensions("buyer_id") | {"tier": "lead__tier"}
-    return _insert_select(SaleHour, rows, columns | {n: n for n in names})
+    return rows, columns | {n: n for n in names}
 
 
 def _histogram(prefix: str, bounds: tuple[int, ...], bucket) -> dict[str, Count]:
@@ -184,12 +194,10 @@ def _dimensions(buyer_alias: str) -> dict[str, str]:
     }
 
 
-def _attempt_rows(start: datetime, end: datetime) -> int:
+def _attempt_rows(ranges: Sequence[tuple[datetime, datetime]]) -> Figures:
     ping, post = Q(kind=EndpointKind.PING), Q(kind=EndpointKind.POST)
     rows = (
-        Attempt.objects.filter(
-            lead__received_at__gte=start, lead__received_at__lt=end, lead__is_test=False
-        )
+        Attempt.objects.filter(_within("lead__received_at", ranges), lead__is_test=False)
         .annotate(h=TruncHour("lead__received_at", tzinfo=UTC))
         .values("h", "lead__vertical_id", "lead__source_id", "contract__buyer_id")
         .annotate(
@@ -213,16 +221,13 @@ def _attempt_rows(start: datetime, end: datetime) -> int:
     )
     names = ("pings", "bids", "posts", "posts_accepted", "posts_rejected", "posts_failed")
     names += tuple(bucket_names("ping_ms", PING_MS_BOUNDS))
-    return _insert_select(
-        AttemptHour, rows, _dimensions("contract__buyer_id") | {n: n for n in names}
-    )
+    return rows, _dimensions("contract__buyer_id") | {n: n for n in names}
 
 
-def _rejection_rows(start: datetime, end: datetime) -> int:
+def _rejection_rows(ranges: Sequence[tuple[datetime, datetime]]) -> Figures:
     rows = (
         Attempt.objects.filter(
-            lead__received_at__gte=start,
-            lead__received_at__lt=end,
+            _within("lead__received_at", ranges),
             lead__is_test=False,
             kind=EndpointKind.POST,
             outcome=AttemptOutcome.REJECTED,
@@ -233,13 +238,13 @@ def _rejection_rows(start: datetime, end: datetime) -> int:
         .order_by()
     )
     columns = _dimensions("contract__buyer_id") | {"reason": "reason", "count": "n"}
-    return _insert_select(RejectionHour, rows, columns)
+    return rows, columns
 
 
-def _ping_rows(start: datetime, end: datetime) -> int:
+def _ping_rows(ranges: Sequence[tuple[datetime, datetime]]) -> Figures:
     """Inbound pings by the hour they were received: a later post changes that hour's row."""
     rows = (
-        InboundPing.objects.filter(received_at__gte=start, received_at__lt=end, is_test=False)
+        InboundPing.objects.filter(_within("received_at", ranges), is_test=False)
         .annotate(h=TruncHour("received_at", tzinfo=UTC))
         .values("h", "vertical_id", "source_id")
         .annotate(
@@ -250,7 +255,17 @@ def _ping_rows(start: datetime, end: datetime) -> int:
         .order_by()
     )
     columns = {"hour": "h", "vertical_id": "vertical_id", "source_id": "source_id"}
-    return _insert_select(PingHour, rows, columns | {n: n for n in ("pings", "bids", "posted")})
+    return rows, columns | {n: n for n in ("pings", "bids", "posted")}
+
+
+# Each kind's figures recounted from the raw rows, in the shape of its hourly rollup rows.
+FIGURES = {
+    "lead": _lead_rows,
+    "sale": _sale_rows,
+    "attempt": _attempt_rows,
+    "rejection": _rejection_rows,
+    "ping": _ping_rows,
+}
 
 
 def _day_rows(hourly, daily, start: datetime, end: datetime) -> int:
@@ -281,12 +296,9 @@ def rollup_rebuild(*, start: datetime, end: datetime) -> int:
         for hourly, daily in HOURLY_TO_DAILY:
             hourly.objects.filter(hour__gte=start, hour__lt=end).delete()
             daily.objects.filter(day__gte=first_day, day__lt=last_day).delete()
-        written = (
-            _lead_rows(start, end)
-            + _sale_rows(start, end)
-            + _attempt_rows(start, end)
-            + _rejection_rows(start, end)
-            + _ping_rows(start, end)
+        written = sum(
+            _insert_select(ROLLUPS[kind][0], *figures([(start, end)]))
+            for kind, figures in FIGURES.items()
         )
         for hourly, daily in HOURLY_TO_DAILY:
             _day_rows(hourly, daily, first_day, last_day)
@@ -364,6 +376,35 @@ def rollup_refresh(*, now: datetime | None = None, max_hours: int | None = None)
     if dirty:
         logger.info("rolled up hours", extra={"hours": len(dirty)})
     return len(dirty)
+
+
+def rollup_stale_hours() -> set[datetime]:
+    """Return the hours whose rollup rows may no longer match the raw rows.
+
+    They are the hours the next run would rebuild: those changed since the last run (less the
+    same look-back) and those marked dirty and not rebuilt yet; every hour before the first run.
+    Readers recount them from the raw rows (`rollup_recount`), so figures are exact between runs.
+    """
+    state = RollupState.objects.filter(pk=1).first()
+    watermark = state.watermark if state else None
+    since = (
+        None
+        if watermark is None
+        else watermark - timedelta(seconds=settings.ROLLUP_LOOKBACK_SECONDS)
+    )
+    return _changed_hours(since) | set(DirtyHour.objects.values_list("hour", flat=True))
+
+
+def rollup_recount(*, kind: str, hours: Iterable[datetime]) -> list[dict[str, Any]]:
+    """Recount a kind's hourly rollup rows of these hours from the raw rows, without writing.
+
+    Each row is a dict of the hourly model's columns (attnames), as `.values()` would give.
+    """
+    ranges = list(hour_ranges(hours))
+    if not ranges:
+        return []
+    rows, columns = FIGURES[kind](ranges)
+    return [{column: row[alias] for column, alias in columns.items()} for row in rows]
 
 
 def rollup_refresh_if_stale(*, max_age: timedelta = timedelta(seconds=60)) -> int:

@@ -2,6 +2,9 @@
 
 Counts and money come from the rollups (reporting.rollup): daily rows for periods of whole days,
 hourly rows otherwise, a handful of indexed aggregate queries per report whatever its size.
+The rollups lag their periodic run: the hours that changed since it (`rollup_stale_hours`) are
+recounted from the raw rows and take the place of their rolled-up rows (`Tail`), so every
+figure is exact at any moment and nothing is counted twice; nothing is written on read.
 Percentiles cannot be added up: for periods of up to two days they are exact, read from the
 period's sales and pings (reporting/store.py: PostgreSQL's percentile_cont, or in Python on
 SQLite); for longer periods they are estimated from the rollups' histograms (the right bucket,
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,7 +34,7 @@ from leads.scoring import TIERS, Tier
 from reporting import store
 from reporting.filters import ReportQuery
 from reporting.models import PING_MS_BOUNDS, SALE_SECONDS_BOUNDS, RollupState, bucket_names
-from reporting.rollup import ROLLUPS
+from reporting.rollup import ROLLUPS, hour_ranges, rollup_recount, rollup_stale_hours
 from routing.models import ContractHealth, HealthStatus
 
 ZERO = Decimal("0.00")
@@ -59,6 +63,7 @@ def money(total: Decimal | None, count: int = 1) -> Decimal | None:
 HOURLY = {kind: hourly for kind, (hourly, _) in ROLLUPS.items()}
 DAILY = {kind: daily for kind, (_, daily) in ROLLUPS.items()}
 PING_FIELDS = ("pings", "bids", "posted")
+ROW_KEYS = ("id", "hour", "vertical_id", "source_id", "buyer_id", "tier", "reason")
 
 
 def whole_days(q: ReportQuery) -> bool:
@@ -81,15 +86,96 @@ def _rows(kind: str, q: ReportQuery, *, by_buyer: bool, daily: bool | None = Non
     return rows.order_by()
 
 
-def _sums(rows: QuerySet, fields: Sequence[str]) -> dict[str, Any]:
-    totals = rows.aggregate(**{name: Sum(name) for name in fields})
-    return {name: totals[name] or 0 for name in fields}
+def _hours_in(ranges: Sequence[tuple[datetime, datetime]]) -> Q:
+    condition = Q(pk__in=[])
+    for start, end in ranges:
+        condition |= Q(hour__gte=start, hour__lt=end)
+    return condition
 
 
-def _sums_by(rows: QuerySet, key: str, fields: Sequence[str]) -> dict[Any, dict[str, Any]]:
+@dataclass(frozen=True)
+class Tail:
+    """What the rollups have not counted yet, as corrections to add to their sums.
+
+    For each stale hour of a period: its rows recounted from the raw rows, plus its rolled-up
+    rows negated (they are in the daily rows too, which are sums of the hourly ones). The stale
+    hours are those changed since the last run, so the recount covers at most that time's
+    changes: a few indexed queries per report, recounted once per kind and period.
+    """
+
+    hours: frozenset[datetime]
+    _recounts: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def rows(self, kind: str, q: ReportQuery, *, by_buyer: bool) -> list[dict[str, Any]]:
+        """The corrections (rollup-shaped dicts, signed) of the query's period and filters."""
+        hours = tuple(sorted(h for h in self.hours if q.start <= h < q.end))
+        if not hours:
+            return []
+        if (kind, hours) not in self._recounts:
+            counted = HOURLY[kind].objects.filter(_hours_in(list(hour_ranges(hours))))
+            self._recounts[kind, hours] = [
+                *rollup_recount(kind=kind, hours=hours),
+                *(_negated(row) for row in counted.values()),
+            ]
+        return [row for row in self._recounts[kind, hours] if _matches(row, q, by_buyer=by_buyer)]
+
+
+def live_tail() -> Tail:
+    return Tail(hours=frozenset(rollup_stale_hours()))
+
+
+def _negated(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: value if name in ROW_KEYS else -value for name, value in row.items()}
+
+
+def _matches(row: dict[str, Any], q: ReportQuery, *, by_buyer: bool) -> bool:
+    return (
+        (not q.vertical_id or row["vertical_id"] == q.vertical_id)
+        and (not q.source_id or row["source_id"] == q.source_id)
+        and (not (by_buyer and q.buyer_id) or row["buyer_id"] == q.buyer_id)
+    )
+
+
+def _sums(
+    kind: str, q: ReportQuery, tail: Tail, fields: Sequence[str], *, by_buyer: bool
+) -> dict[str, Any]:
+    totals = _rows(kind, q, by_buyer=by_buyer).aggregate(**{name: Sum(name) for name in fields})
+    sums = {name: totals[name] or 0 for name in fields}
+    for row in tail.rows(kind, q, by_buyer=by_buyer):
+        for name in fields:
+            sums[name] += row[name]
+    return sums
+
+
+def _merge(
+    grouped: dict[Any, dict[str, Any]],
+    corrections: Iterator[tuple[Any, dict[str, Any]]],
+    fields: Sequence[str],
+) -> dict[Any, dict[str, Any]]:
+    """Add the corrections to the groups; a group they leave all zero is gone from the raw rows."""
+    touched = set()
+    for key, row in corrections:
+        group = grouped.setdefault(key, dict.fromkeys(fields, 0))
+        for name in fields:
+            group[name] = (group[name] or 0) + row[name]
+        touched.add(key)
+    for key in touched:
+        if not any(grouped[key][name] for name in fields):
+            del grouped[key]
+    return grouped
+
+
+def _sums_by(
+    kind: str, q: ReportQuery, tail: Tail, key: str, fields: Sequence[str], *, by_buyer: bool
+) -> dict[Any, dict[str, Any]]:
     """Return the sums of `fields` per value of `key`, keyed by that value (absent sums: None)."""
-    grouped = rows.values(key).annotate(**{name: Sum(name) for name in fields})
-    return {row[key]: row for row in grouped}
+    grouped = (
+        _rows(kind, q, by_buyer=by_buyer)
+        .values(key)
+        .annotate(**{name: Sum(name) for name in fields})
+    )
+    corrections = ((row[key], row) for row in tail.rows(kind, q, by_buyer=by_buyer))
+    return _merge({row[key]: row for row in grouped}, corrections, fields)
 
 
 # --- Percentiles -------------------------------------------------------------------------------
@@ -130,20 +216,22 @@ def _estimates(counts: Sequence[int], bounds: Sequence[int]) -> tuple[float | No
     )
 
 
-def submit_to_sold_seconds(q: ReportQuery) -> tuple[float | None, float | None]:
+def submit_to_sold_seconds(q: ReportQuery, tail: Tail) -> tuple[float | None, float | None]:
     """Return the p50 and p95, in seconds, of the time from a lead's receipt to each sale."""
     if not _exact(q):
         names = bucket_names("sale_s", SALE_SECONDS_BOUNDS)
-        totals = _sums(_rows("sale", q, by_buyer=True), names)
+        totals = _sums("sale", q, tail, names, by_buyer=True)
         return _estimates([totals[name] for name in names], SALE_SECONDS_BOUNDS)
     return _pair(store.sale_seconds_percentiles(q))
 
 
-def ping_latency_by_buyer(q: ReportQuery) -> dict[int, tuple[float | None, float | None]]:
+def ping_latency_by_buyer(
+    q: ReportQuery, tail: Tail
+) -> dict[int, tuple[float | None, float | None]]:
     """Return per buyer id the p50 and p95 latency (ms) of the pings for the period's leads."""
     if not _exact(q):
         names = bucket_names("ping_ms", PING_MS_BOUNDS)
-        sums = _sums_by(_rows("attempt", q, by_buyer=True), "buyer_id", names)
+        sums = _sums_by("attempt", q, tail, "buyer_id", names, by_buyer=True)
         return {
             buyer_id: _estimates([row[name] or 0 for name in names], PING_MS_BOUNDS)
             for buyer_id, row in sums.items()
@@ -157,13 +245,13 @@ def ping_latency_by_buyer(q: ReportQuery) -> dict[int, tuple[float | None, float
 # --- Headline figures --------------------------------------------------------------------------
 
 
-def _figures(q: ReportQuery) -> dict[str, Any]:
-    leads = _sums(_rows("lead", q, by_buyer=False), LEAD_FIELDS)
-    sales = _sums(_rows("sale", q, by_buyer=True), SALE_FIELDS)
+def _figures(q: ReportQuery, tail: Tail) -> dict[str, Any]:
+    leads = _sums("lead", q, tail, LEAD_FIELDS, by_buyer=False)
+    sales = _sums("sale", q, tail, SALE_FIELDS, by_buyer=True)
     sold = sales["sales"] if q.buyer_id else leads["sold"]
     revenue, payout = Decimal(sales["revenue"]), Decimal(sales["payout"])
     kept = sales["sales"] - sales["returns"]
-    p50, p95 = submit_to_sold_seconds(q)
+    p50, p95 = submit_to_sold_seconds(q, tail)
     return {
         "received": leads["received"],
         "accepted": leads["accepted"],
@@ -186,13 +274,14 @@ def _figures(q: ReportQuery) -> dict[str, Any]:
 def report_summary(q: ReportQuery) -> dict[str, Any]:
     """Return the headline figures of the period and of the one before it."""
     previous = q.previous
+    tail = live_tail()
     return {
         "start": q.start,
         "end": q.end,
         "previous_start": previous.start,
         "previous_end": previous.end,
-        "current": _figures(q),
-        "previous": _figures(previous),
+        "current": _figures(q, tail),
+        "previous": _figures(previous, tail),
     }
 
 
@@ -209,8 +298,12 @@ def _buckets(q: ReportQuery) -> Iterator[datetime]:
         moment += step
 
 
+def _bucket_of(hour: datetime, q: ReportQuery) -> datetime:
+    return hour.replace(hour=0) if q.granularity == "day" else hour
+
+
 def _by_bucket(
-    kind: str, q: ReportQuery, fields: Sequence[str], *, by_buyer: bool
+    kind: str, q: ReportQuery, tail: Tail, fields: Sequence[str], *, by_buyer: bool
 ) -> dict[datetime, dict]:
     daily = q.granularity == "day" and whole_days(q)
     rows = _rows(kind, q, by_buyer=by_buyer, daily=daily)
@@ -219,13 +312,18 @@ def _by_bucket(
     else:
         bucket = TruncDay("hour", tzinfo=UTC) if q.granularity == "day" else F("hour")
     grouped = rows.annotate(t=bucket).values("t").annotate(**{f: Sum(f) for f in fields}).order_by()
-    return {row["t"].astimezone(UTC): row for row in grouped}
+    corrections = (
+        (_bucket_of(row["hour"].astimezone(UTC), q), row)
+        for row in tail.rows(kind, q, by_buyer=by_buyer)
+    )
+    return _merge({row["t"].astimezone(UTC): row for row in grouped}, corrections, fields)
 
 
 def report_timeseries(q: ReportQuery) -> dict[str, Any]:
     """Return received, sold and revenue per hour (periods up to two days) or per day."""
-    leads = _by_bucket("lead", q, ("received", "sold"), by_buyer=False)
-    sales = _by_bucket("sale", q, ("sales", "revenue"), by_buyer=True)
+    tail = live_tail()
+    leads = _by_bucket("lead", q, tail, ("received", "sold"), by_buyer=False)
+    sales = _by_bucket("sale", q, tail, ("sales", "revenue"), by_buyer=True)
     points = []
     for moment in _buckets(q):
         lead_row, sale_row = leads.get(moment, {}), sales.get(moment, {})
@@ -286,20 +384,31 @@ def _health(buyer_ids: Sequence[int]) -> dict[int, str]:
 
 def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per buyer with attempts or sales in the period, by revenue."""
-    attempts = _sums_by(_rows("attempt", q, by_buyer=True), "buyer_id", ATTEMPT_FIELDS)
-    sales = _sums_by(_rows("sale", q, by_buyer=True), "buyer_id", SALE_FIELDS)
+    tail = live_tail()
+    attempts = _sums_by("attempt", q, tail, "buyer_id", ATTEMPT_FIELDS, by_buyer=True)
+    sales = _sums_by("sale", q, tail, "buyer_id", SALE_FIELDS, by_buyer=True)
+    counts = _merge(
+        {
+            (row["buyer_id"], row["reason"]): row
+            for row in _rows("rejection", q, by_buyer=True)
+            .values("buyer_id", "reason")
+            .annotate(count=Sum("count"))
+        },
+        (
+            ((row["buyer_id"], row["reason"]), row)
+            for row in tail.rows("rejection", q, by_buyer=True)
+        ),
+        ("count",),
+    )
     reasons: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in (
-        _rows("rejection", q, by_buyer=True)
-        .values("buyer_id", "reason")
-        .annotate(n=Sum("count"))
-        .order_by("buyer_id", "-n", "reason")
+    for (buyer_id, reason), row in sorted(
+        counts.items(), key=lambda item: (item[0][0], -item[1]["count"], item[0][1])
     ):
-        if len(reasons[row["buyer_id"]]) < TOP_REASONS:
-            reasons[row["buyer_id"]].append({"reason": row["reason"], "count": row["n"]})
+        if len(reasons[buyer_id]) < TOP_REASONS:
+            reasons[buyer_id].append({"reason": reason, "count": row["count"]})
     ids = sorted(set(attempts) | set(sales))
     names = dict(Buyer.objects.filter(pk__in=ids).values_list("pk", "company"))
-    latency = ping_latency_by_buyer(q)
+    latency = ping_latency_by_buyer(q, tail)
     caps = _cap_usage(ids)
     health = _health(ids)
     rows = []
@@ -341,13 +450,17 @@ def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
 
 def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per source with leads in the period, by revenue."""
+    tail = live_tail()
     leads = _sums_by(
-        _rows("lead", q, by_buyer=False),
+        "lead",
+        q,
+        tail,
         "source_id",
         (*LEAD_FIELDS, "missing_sub_id", "missing_consent"),
+        by_buyer=False,
     )
-    sales = _sums_by(_rows("sale", q, by_buyer=True), "source_id", SALE_FIELDS)
-    pings = _sums_by(_rows("ping", q, by_buyer=False), "source_id", PING_FIELDS)
+    sales = _sums_by("sale", q, tail, "source_id", SALE_FIELDS, by_buyer=True)
+    pings = _sums_by("ping", q, tail, "source_id", PING_FIELDS, by_buyer=False)
     ids = sorted(set(leads) | set(sales) | set(pings))
     names = dict(Source.objects.filter(pk__in=ids).values_list("pk", "name"))
     rows = []
@@ -397,8 +510,9 @@ def report_tiers(q: ReportQuery) -> list[dict[str, Any]]:
     Received, accepted and sold count every buyer's leads (sold: the buyer's sales under the buyer
     filter); revenue is of the sales not returned.
     """
-    leads = _sums_by(_rows("lead", q, by_buyer=False), "tier", ("received", "accepted", "sold"))
-    sales = _sums_by(_rows("sale", q, by_buyer=True), "tier", ("sales", "returns", "revenue"))
+    tail = live_tail()
+    leads = _sums_by("lead", q, tail, "tier", ("received", "accepted", "sold"), by_buyer=False)
+    sales = _sums_by("sale", q, tail, "tier", ("sales", "returns", "revenue"), by_buyer=True)
     tiers: list[str] = list(TIERS)
     if "" in leads or "" in sales:
         tiers.append("")
