@@ -32,7 +32,7 @@ from exchange.selectors import consumer_seen
 from exchange.store import ping_store
 from leads.intake import normalise_fields
 from leads.models import Lead, LeadStatus, Source, SourceApiKey, Vertical
-from leads.selectors import vertical_field_specs, vertical_personal_fields
+from leads.selectors import source_field_specs, vertical_personal_fields
 from leads.services import PingRefusal, source_vertical
 from routing.engine.eligibility import eligible_offers
 from routing.engine.held import HeldBid
@@ -92,7 +92,7 @@ def ping_answer(
     if detail or vertical is None:
         body = _refused_body(sent)
         return _refused("forbidden", PingStatus.FORBIDDEN, detail, raw_body=body, **common)
-    specs = vertical_field_specs(vertical)
+    specs = source_field_specs(vertical)
     _, ping_fields = delivery_setup(vertical, [])
     personal = vertical_personal_fields(vertical)
     kept_body = sent.kept_body(personal)

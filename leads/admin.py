@@ -51,6 +51,8 @@ from leads.models import (
     PayoutModel,
     Postback,
     PostingProfile,
+    SchemaPin,
+    SchemaVersion,
     ScoringRule,
     Source,
     SourceApiKey,
@@ -60,6 +62,8 @@ from leads.models import (
 )
 from leads.scoring import KnownField, Tier, TierBounds, known_fields
 from leads.services import (
+    schema_pins_sync,
+    schema_version_record,
     source_api_key_create,
     source_api_key_revoke,
     suppression_list_add,
@@ -188,6 +192,123 @@ class ScoringRuleInline(OwnedPartInlineMixin, admin.TabularInline):
         )
 
 
+class SchemaVersionInline(OwnedPartInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+    """The vertical's history of field sets: who made each version, when, and what changed."""
+
+    owner_perm = "leads.%s_vertical"
+    model = SchemaVersion
+    extra = 0
+    fields = ("number", "created_at", "created_by", "summary_display", "source_count")
+    readonly_fields = fields
+    ordering = ("-number",)
+    show_change_link = True
+    verbose_name_plural = (
+        "Versions of the fields (a save that changes what partners may or must send makes the "
+        "next; each source posts in the version it is pinned to)"
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SchemaVersion]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("vertical", "created_by")
+            .annotate(_sources=Count("pins"))
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "view") or self._may(request, "change")
+
+    @admin.display(description="What changed")
+    def summary_display(self, obj: SchemaVersion) -> str:
+        return format_html_join("", "{}<br>", ((line,) for line in obj.summary.splitlines()))
+
+    @admin.display(description="Sources on it")
+    def source_count(self, obj: SchemaVersion) -> int:
+        return getattr(obj, "_sources", 0)
+
+
+@admin.register(SchemaVersion)
+class SchemaVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """One version's fields as partners pinned to it post them; versions are never edited."""
+
+    list_display = ("__str__", "vertical", "number", "created_at", "created_by", "source_count")
+    list_filter = ("vertical",)
+    search_fields = ("vertical__slug", "vertical__name", "summary")
+    list_select_related = ("vertical", "created_by")
+    fields = (
+        "vertical",
+        "number",
+        "created_at",
+        "created_by",
+        "summary",
+        "fields_display",
+        "sources_display",
+    )
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Part of the vertical: whoever may see the vertical may see its versions.
+        return request.user.has_perm("leads.view_vertical") or request.user.has_perm(
+            "leads.change_vertical"
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SchemaVersion]:
+        return super().get_queryset(request).annotate(_sources=Count("pins"))
+
+    @admin.display(description="Sources on it", ordering="_sources")
+    def source_count(self, obj: SchemaVersion) -> int:
+        return getattr(obj, "_sources", 0)
+
+    @admin.display(description="Fields")
+    def fields_display(self, obj: SchemaVersion) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f.get("name"),
+                    f.get("field_type"),
+                    "yes" if f.get("required") else "no",
+                    ", ".join(f.get("choices") or []) or "-",
+                    _limits(f),
+                )
+                for f in obj.fields
+                if isinstance(f, dict)
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Field</th><th>Type</th><th>Required</th><th>Choices</th>"
+            "<th>Limits</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="Sources posting in it")
+    def sources_display(self, obj: SchemaVersion) -> str:
+        pins = obj.pins.select_related("source").order_by("source__name")
+        return (
+            format_html_join(
+                ", ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse("admin:leads_source_change", args=[p.source_id]), p.source)
+                    for p in pins
+                ),
+            )
+            or "none"
+        )
+
+
+def _limits(f: dict[str, Any]) -> str:
+    parts = []
+    if f.get("min_value") is not None:
+        parts.append(f"from {f['min_value']}")
+    if f.get("max_value") is not None:
+        parts.append(f"to {f['max_value']}")
+    if f.get("max_length") is not None:
+        parts.append(f"at most {f['max_length']} characters")
+    return " ".join(parts) or "-"
+
+
 SCORING_DESCRIPTION = (
     "Each lead is scored at intake by the scoring rules below: the points of every rule that "
     "holds are summed, the sum is multiplied by every boost that holds, and the result is "
@@ -205,7 +326,7 @@ class VerticalAdmin(SimpleHistoryAdmin):
     search_fields = ("slug", "name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at", "updated_at")
-    inlines = (VerticalFieldInline, ScoringRuleInline)
+    inlines = (VerticalFieldInline, ScoringRuleInline, SchemaVersionInline)
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "active")}),
         (
@@ -240,6 +361,18 @@ class VerticalAdmin(SimpleHistoryAdmin):
                 formset.field_formset = fields
         return formsets, inlines
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Once the fields inline are saved: one save of the page, at most one version.
+        version = schema_version_record(vertical=form.instance, actor=request.user)
+        if version is not None and change:
+            self.message_user(
+                request,
+                f"The fields changed: they are version {version.number} now. Sources stay on "
+                "the version they post in until you move them (on each source's page).",
+                messages.INFO,
+            )
+
     @admin.display(description="Fields", ordering="_field_count")
     def field_count(self, obj: Vertical) -> int:
         return obj._field_count
@@ -271,17 +404,21 @@ class VerticalFieldAdmin(SimpleHistoryAdmin):
     # page must mark its vertical changed.
     def save_model(self, request: HttpRequest, obj: VerticalField, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        vertical_touch(vertical_id=obj.vertical_id)
+        self._changed(request, obj.vertical_id)
 
     def delete_model(self, request: HttpRequest, obj: VerticalField) -> None:
         super().delete_model(request, obj)
-        vertical_touch(vertical_id=obj.vertical_id)
+        self._changed(request, obj.vertical_id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[VerticalField]) -> None:
         vertical_ids = set(queryset.values_list("vertical_id", flat=True))
         super().delete_queryset(request, queryset)
         for vertical_id in vertical_ids:
-            vertical_touch(vertical_id=vertical_id)
+            self._changed(request, vertical_id)
+
+    def _changed(self, request: HttpRequest, vertical_id: int) -> None:
+        vertical_touch(vertical_id=vertical_id)
+        schema_version_record(vertical=Vertical(pk=vertical_id), actor=request.user)
 
 
 @admin.register(ScoringRule)
@@ -361,6 +498,81 @@ class PostingProfileInline(admin.StackedInline):
     )
 
 
+class SchemaVersionChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: SchemaVersion) -> str:
+        return f"version {obj.number} ({obj.created_at:%Y-%m-%d})"
+
+
+class SchemaPinForm(forms.ModelForm):
+    """Move a source to another version of a vertical: a newer one only."""
+
+    class Meta:
+        model = SchemaPin
+        fields = ("schema_version",)
+        field_classes = {"schema_version": SchemaVersionChoice}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        versions = self.fields["schema_version"]
+        versions.queryset = SchemaVersion.objects.filter(  # type: ignore[attr-defined]
+            vertical_id=self.instance.vertical_id
+        ).order_by("-number")
+
+    def clean_schema_version(self) -> SchemaVersion:
+        version: SchemaVersion = self.cleaned_data["schema_version"]
+        stored = (
+            SchemaPin.objects.filter(pk=self.instance.pk).select_related("schema_version").first()
+        )
+        if stored is not None and version.number < stored.schema_version.number:
+            raise ValidationError(
+                f"{stored.source} posts in version {stored.schema_version.number} of "
+                f"{stored.vertical}: a source is moved to a newer version only, never back to "
+                f"version {version.number} (its developer may already send what the newer "
+                "version added, and would be refused)."
+            )
+        return version
+
+
+class SchemaPinInline(OwnedPartInlineMixin, admin.TabularInline):
+    """The version of each vertical's fields the source posts in, and the newest there is."""
+
+    owner_perm = "leads.%s_source"
+    model = SchemaPin
+    form = SchemaPinForm
+    extra = 0
+    can_delete = False
+    fields = ("vertical", "schema_version", "newest")
+    readonly_fields = ("vertical", "newest")
+    verbose_name_plural = (
+        "Versions of the verticals' fields it posts in (pinned when it is given a vertical; "
+        "move it to a newer one once its developer sends what that version asks)"
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SchemaPin]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("vertical", "source", "schema_version")
+            .order_by("vertical__slug")
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # pinned when the source is given the vertical
+
+    @admin.display(description="Newest")
+    def newest(self, obj: SchemaPin) -> str:
+        newest = SchemaVersion.objects.filter(vertical_id=obj.vertical_id).order_by("-number")
+        latest = newest.first()
+        if latest is None or latest.pk == obj.schema_version_id:
+            return "it posts in the newest"
+        return format_html(
+            '<a href="{}">version {}</a>: {}',
+            reverse("admin:leads_schemaversion_change", args=[latest.pk]),
+            latest.number,
+            latest.summary.splitlines()[0] if latest.summary else "",
+        )
+
+
 @admin.register(Source)
 class SourceAdmin(SimpleHistoryAdmin):
     list_display = (
@@ -375,7 +587,7 @@ class SourceAdmin(SimpleHistoryAdmin):
     search_fields = ("name", "contact_name", "contact_email")
     filter_horizontal = ("verticals",)
     readonly_fields = ("created_at", "updated_at")
-    inlines = (PostingProfileInline, SourceApiKeyInline)
+    inlines = (PostingProfileInline, SchemaPinInline, SourceApiKeyInline)
     actions = ("mint_keys",)
     change_form_template = "admin/leads/source/change_form.html"
     fieldsets = (
@@ -408,6 +620,11 @@ class SourceAdmin(SimpleHistoryAdmin):
             )
             .prefetch_related("verticals")
         )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # A version moved on this page for a vertical taken away on it too is not kept.
+        schema_pins_sync(source_ids=[form.instance.pk])
 
     @admin.display(description="Payout")
     def payout(self, obj: Source) -> str | None:

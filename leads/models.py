@@ -6,6 +6,7 @@ import re
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
@@ -256,6 +257,61 @@ class VerticalField(models.Model):
             raise ValidationError(errors)
 
 
+class SchemaVersion(models.Model):
+    """One version of a vertical's field set, frozen: what a source pinned to it posts.
+
+    The vertical's fields (VerticalField rows) are its newest version as ops edit it; a save that
+    changes what a partner may or must send records the next version (leads.services.
+    schema_version_record). Older versions live on in `fields` for the sources pinned to them.
+    """
+
+    vertical = models.ForeignKey(Vertical, on_delete=models.CASCADE, related_name="schema_versions")
+    number = models.PositiveIntegerField()
+    fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The field definitions in order (leads.schema_versions).",
+    )
+    summary = models.TextField(blank=True, help_text="What changed from the version before.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["vertical", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vertical", "number"], name="unique_schema_version_number"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="schema_version_from_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vertical.slug} v{self.number}" if self.vertical_id else f"v{self.number}"
+
+    def clean(self) -> None:
+        from leads.schema_versions import snapshot_errors
+
+        errors = snapshot_errors(self.fields)
+        if errors:
+            raise ValidationError({"fields": errors})
+        if self.pk is not None:
+            stored = SchemaVersion.objects.filter(pk=self.pk).values_list("fields", flat=True)
+            if stored and stored[0] != self.fields:
+                raise ValidationError(
+                    {
+                        "fields": f"Version {self.number} is frozen: change the vertical's "
+                        "fields to make a new version."
+                    }
+                )
+
+
 class ScoringRule(models.Model):
     """One rule of a vertical's lead scoring (see leads.scoring for the kinds and their order)."""
 
@@ -472,6 +528,50 @@ class Source(models.Model):
         if self.payout_model == PayoutModel.REVENUE_SHARE:
             return (sale_price * self.revenue_share_percent / 100).quantize(Decimal("0.01"))
         return self.payout_amount
+
+
+class SchemaPin(models.Model):
+    """The version of a vertical's field set a source posts in. Made when the source is given
+    the vertical (the newest then); staff move it to a newer one."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="schema_pins")
+    vertical = models.ForeignKey(Vertical, on_delete=models.CASCADE, related_name="+")
+    # RESTRICT, not PROTECT: a vertical deleted with its versions takes its pins along.
+    schema_version = models.ForeignKey(
+        SchemaVersion, on_delete=models.RESTRICT, related_name="pins"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["source", "vertical"]
+        verbose_name = "schema version of a source"
+        verbose_name_plural = "schema versions of sources"
+        constraints = [
+            models.UniqueConstraint(fields=["source", "vertical"], name="one_pin_per_vertical"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} posts {self.schema_version}"
+
+    def clean(self) -> None:
+        if (
+            self.vertical_id is not None
+            and self.schema_version_id is not None
+            and self.schema_version.vertical_id != self.vertical_id
+        ):
+            raise ValidationError(
+                {"schema_version": f"Choose a version of {self.vertical}, not of another vertical."}
+            )
+        if (
+            self.source_id is not None
+            and self.vertical_id is not None
+            and not self.source.verticals.filter(pk=self.vertical_id).exists()
+        ):
+            raise ValidationError(
+                {"vertical": f"{self.source} does not post to {self.vertical}: add the vertical."}
+            )
 
 
 class PostingFormat(models.TextChoices):

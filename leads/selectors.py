@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from leads import intake_cache
 from leads.intake import NAME_FIELDS, FieldSpec, specs_from_models
@@ -15,6 +15,8 @@ from leads.models import (
     KeyLocation,
     Lead,
     PostingProfile,
+    SchemaPin,
+    SchemaVersion,
     ScoringRule,
     Source,
     UnknownFieldPolicy,
@@ -22,6 +24,7 @@ from leads.models import (
     VerticalField,
 )
 from leads.profiles import DEFAULT_PROFILE, Profile
+from leads.schema_versions import fields_from_snapshot, specs_from_snapshot
 from leads.scoring import Scorecard, compile_rule
 
 # A vertical's schema is read on every submission: keep it per process, keyed by the vertical's
@@ -33,13 +36,73 @@ _specs_lock = threading.Lock()
 _scorecards: dict[int, tuple[Any, Scorecard | None]] = {}
 
 
+# A version's field schema, compiled once: versions are frozen. Keyed by the version's id and
+# checked against its creation time (a test database may give a rolled-back id again).
+_version_specs: dict[int, tuple[Any, tuple[FieldSpec, ...]]] = {}
+
+
+def with_schema_versions(verticals: QuerySet[Vertical], *, source: Source) -> QuerySet[Vertical]:
+    """Annotate each vertical with the version the source posts in (`pinned_version_id`,
+    `pinned_number`, `pinned_created_at`) and its newest version's number (`newest_number`)."""
+    pin = SchemaPin.objects.filter(source=source, vertical=OuterRef("pk"))
+    newest = SchemaVersion.objects.filter(vertical=OuterRef("pk")).order_by("-number")
+    return verticals.annotate(
+        pinned_version_id=Subquery(pin.values("schema_version_id")[:1]),
+        pinned_number=Subquery(pin.values("schema_version__number")[:1]),
+        pinned_created_at=Subquery(pin.values("schema_version__created_at")[:1]),
+        newest_number=Subquery(newest.values("number")[:1]),
+    )
+
+
 def vertical_for_source(*, source: Source, slug: str) -> Vertical | None:
-    """Return the active vertical `slug` if this source may submit to it (cached per process)."""
+    """Return the active vertical `slug` if this source may submit to it, with the version it
+    posts in (with_schema_versions); cached per process."""
     return intake_cache.cached(
         ("vertical", source.pk, slug),
         intake_cache.generation(),
-        lambda: Vertical.objects.filter(slug=slug, active=True, sources=source).order_by().first(),
+        lambda: (
+            with_schema_versions(
+                Vertical.objects.filter(slug=slug, active=True, sources=source), source=source
+            )
+            .order_by()
+            .first()
+        ),
     )
+
+
+def posts_in_newest(vertical: Vertical) -> bool:
+    """Whether the source a vertical was read for (with_schema_versions) posts in its newest
+    version: the vertical's own fields. A source without a pin follows the newest."""
+    pinned = getattr(vertical, "pinned_number", None)
+    return pinned is None or pinned == getattr(vertical, "newest_number", None)
+
+
+def source_field_specs(vertical: Vertical) -> tuple[FieldSpec, ...]:
+    """The field schema a source's lead is validated by: the version it is pinned to, read for
+    it by vertical_for_source. The newest is the vertical's own fields (vertical_field_specs);
+    an older one is compiled once per process from its frozen definitions."""
+    if posts_in_newest(vertical):
+        return vertical_field_specs(vertical)
+    version_id = vertical.pinned_version_id  # type: ignore[attr-defined]
+    created = vertical.pinned_created_at  # type: ignore[attr-defined]
+    with _specs_lock:
+        cached = _version_specs.get(version_id)
+    if cached is not None and cached[0] == created:
+        return cached[1]
+    snapshot = SchemaVersion.objects.filter(pk=version_id).values_list("fields", flat=True)
+    specs = specs_from_snapshot(snapshot[0] if snapshot else [])
+    with _specs_lock:
+        _version_specs[version_id] = (created, specs)
+    return specs
+
+
+def source_schema_fields(vertical: Vertical) -> list[VerticalField]:
+    """The fields of the version a source posts in, for a vertical read for it by
+    with_schema_versions (with its fields prefetched): the newest is the vertical's own."""
+    if posts_in_newest(vertical):
+        return list(vertical.fields.all())
+    version = SchemaVersion.objects.filter(pk=vertical.pinned_version_id).first()  # type: ignore[attr-defined]
+    return fields_from_snapshot(vertical, version.fields if version is not None else [])
 
 
 def posting_profile(*, source: Source) -> Profile:
@@ -178,17 +241,25 @@ def clear_field_specs_cache() -> None:
         _specs.clear()
         _scorecards.clear()
         _personal.clear()
+        _version_specs.clear()
 
 
 def verticals_for_source(*, source: Source) -> QuerySet[Vertical]:
-    """The active verticals a source may submit to, with their fields."""
-    return (
+    """The active verticals a source may submit to, with their fields and the version it posts
+    in (with_schema_versions)."""
+    return with_schema_versions(
         source.verticals.filter(active=True)
         .order_by("slug")
         .prefetch_related(
             Prefetch("fields", queryset=VerticalField.objects.order_by("position", "id"))
-        )
+        ),
+        source=source,
     )
+
+
+def vertical_versions(vertical: Vertical) -> QuerySet[SchemaVersion]:
+    """The vertical's versions, oldest first."""
+    return SchemaVersion.objects.filter(vertical=vertical).order_by("number")
 
 
 def same_consumer(lead: Lead, *, via: str = "") -> Q | None:

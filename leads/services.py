@@ -28,18 +28,22 @@ from leads.models import (
     IdempotencyRecord,
     Lead,
     LeadStatus,
+    SchemaPin,
+    SchemaVersion,
     Source,
     SourceApiKey,
     SuppressedContact,
     SuppressionList,
     Vertical,
+    VerticalField,
 )
 from leads.outcomes import lead_outcome_wait
 from leads.profiles import split_unknown
+from leads.schema_versions import same_schema, schema_summary, snapshot_of
 from leads.scoring import score_lead
 from leads.selectors import (
     allowed_vertical_slugs,
-    vertical_field_specs,
+    source_field_specs,
     vertical_for_source,
     vertical_scorecard,
 )
@@ -87,6 +91,72 @@ def vertical_touch(*, vertical_id: int) -> None:
     """Mark a vertical changed, so that processes drop their cached copy of its schema."""
     Vertical.objects.filter(pk=vertical_id).update(updated_at=timezone.now())
     intake_cache.invalidate()
+
+
+# --- Versions of a vertical's field set (leads.schema_versions) ------------------------------
+
+
+def schema_version_record(*, vertical: Vertical, actor: Any = None) -> SchemaVersion | None:
+    """Record the vertical's fields as its next version when a partner could tell them from its
+    newest (the first version when it has none); return the new version, or None.
+
+    Called once per save of the field set (the vertical's admin page, a field's own page, an
+    import), never per row: one save, one version.
+    """
+    with transaction.atomic():
+        # Two saves of one vertical number their versions one after the other.
+        Vertical.objects.select_for_update().filter(pk=vertical.pk).exists()
+        fields = snapshot_of(
+            VerticalField.objects.filter(vertical_id=vertical.pk).order_by("position", "id")
+        )
+        newest = SchemaVersion.objects.filter(vertical_id=vertical.pk).order_by("-number").first()
+        if newest is not None and same_schema(newest.fields, fields):
+            return None
+        return SchemaVersion.objects.create(
+            vertical_id=vertical.pk,
+            number=newest.number + 1 if newest is not None else 1,
+            fields=fields,
+            summary=schema_summary(newest.fields if newest is not None else None, fields),
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+
+
+def schema_version_newest(*, vertical: Vertical) -> SchemaVersion:
+    """The vertical's newest version; its fields become version 1 when it has none yet."""
+    newest = SchemaVersion.objects.filter(vertical_id=vertical.pk).order_by("-number").first()
+    if newest is not None:
+        return newest
+    recorded = schema_version_record(vertical=vertical)
+    assert recorded is not None  # noqa: S101 - a vertical without versions always records one
+    return recorded
+
+
+def schema_pins_sync(
+    *, source_ids: list[int] | None = None, vertical_ids: list[int] | None = None
+) -> None:
+    """Pin every source that posts to a vertical and has no version of it to the newest, and
+    drop the pins of verticals a source no longer posts to (of these sources or verticals)."""
+    links = Source.verticals.through.objects.all()
+    pins = SchemaPin.objects.all()
+    if source_ids is not None:
+        links, pins = links.filter(source_id__in=source_ids), pins.filter(source_id__in=source_ids)
+    if vertical_ids is not None:
+        links = links.filter(vertical_id__in=vertical_ids)
+        pins = pins.filter(vertical_id__in=vertical_ids)
+    linked = set(links.values_list("source_id", "vertical_id"))
+    pinned = {(p.source_id, p.vertical_id): p for p in pins}
+    for pair, pin in pinned.items():
+        if pair not in linked:
+            pin.delete()
+    newest: dict[int, SchemaVersion] = {}
+    for source_id, vertical_id in sorted(linked - set(pinned)):
+        if vertical_id not in newest:
+            newest[vertical_id] = schema_version_newest(vertical=Vertical(pk=vertical_id))
+        SchemaPin.objects.get_or_create(
+            source_id=source_id,
+            vertical_id=vertical_id,
+            defaults={"schema_version": newest[vertical_id]},
+        )
 
 
 def source_get_or_create(
@@ -295,7 +365,7 @@ def lead_ingest(  # noqa: PLR0911 - one return per verdict
             **lead_fields,
             **common,
         )
-    specs = vertical_field_specs(vertical)
+    specs = source_field_specs(vertical)
     fields = submission.fields
     if keep_unknown:
         fields, lead_fields["extra"] = split_unknown(fields, (spec.name for spec in specs))
