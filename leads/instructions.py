@@ -53,7 +53,7 @@ from leads.profiles import (
     Reading,
 )
 from leads.samples import SAMPLE_CONSENT, sample_value
-from leads.selectors import posting_profile, verticals_for_source
+from leads.selectors import posting_profile, source_schema_fields, verticals_for_source
 from leads.services import IngestResult, IntakeVerdict
 from leads.store import IntakeChecks
 
@@ -434,6 +434,9 @@ class VerticalSection:
     example: ExampleRequest
     duplicates: str
     ping_example: ExampleRequest | None = None
+    # The version of the vertical's fields the source posts in, and the newest there is.
+    version: int | None = None
+    newest_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -535,7 +538,7 @@ def _answers(
 ) -> tuple[list[Answer], dict[str, Any]]:
     """The answers to the vertical's example, rendered by the leads endpoint's own functions,
     and what the refused one changed in the example."""
-    fields = list(vertical.fields.all())
+    fields = list(_fields(vertical))
     caller = _as_caller(request, source, profile)
     specs = specs_from_models(fields)
     reading = document_reading(example_document(vertical, fields, profile), profile)
@@ -571,7 +574,7 @@ PING_ANSWER_WHEN = {
 
 
 def _ping_example(vertical: Vertical, profile: Profile, *, url: str) -> ExampleRequest | None:
-    document = ping_example_document(vertical, vertical.fields.all(), profile)
+    document = ping_example_document(vertical, _fields(vertical), profile)
     return None if document is None else example_request(document, profile, url=url)
 
 
@@ -580,7 +583,7 @@ def _ping_answers_shown(
 ) -> list[Answer]:
     """The answers to the first example ping, by the exchange's own rendering."""
     for vertical in verticals:
-        document = ping_example_document(vertical, vertical.fields.all(), profile)
+        document = ping_example_document(vertical, _fields(vertical), profile)
         if document is None or _ping_answers is None:
             continue
         reading = document_reading(document, profile)
@@ -589,21 +592,31 @@ def _ping_answers_shown(
     return []
 
 
+def _fields(vertical: Vertical) -> list[Any]:
+    """The fields of the version the source posts in (set by posting_instructions)."""
+    fields = getattr(vertical, "schema_fields", None)
+    return list(vertical.fields.all()) if fields is None else fields
+
+
 def posting_instructions(*, source: Source, request: HttpRequest) -> Instructions:
     """Put a source's posting instructions together, for the page its request shows."""
     profile = posting_profile(source=source)
     endpoint = request.build_absolute_uri(reverse("api:lead-list"))
     ping_endpoint = request.build_absolute_uri(reverse("exchange:ping-list"))
     verticals = list(verticals_for_source(source=source))
+    for vertical in verticals:
+        vertical.schema_fields = source_schema_fields(vertical)  # type: ignore[attr-defined]
     sections = [
         VerticalSection(
             vertical=vertical,
-            rows=field_rows(vertical.fields.all(), profile),
+            rows=field_rows(_fields(vertical), profile),
             example=example_request(
-                example_document(vertical, vertical.fields.all(), profile), profile, url=endpoint
+                example_document(vertical, _fields(vertical), profile), profile, url=endpoint
             ),
             duplicates=_duplicate_rule(vertical),
             ping_example=_ping_example(vertical, profile, url=ping_endpoint),
+            version=vertical.pinned_number or vertical.newest_number,  # type: ignore[attr-defined]
+            newest_version=vertical.newest_number,  # type: ignore[attr-defined]
         )
         for vertical in verticals
     ]

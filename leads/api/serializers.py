@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.problems import PROBLEM_TYPES
-from leads.models import FieldType, Lead, LeadStatus, Vertical, VerticalField
+from leads.models import FieldType, Lead, LeadStatus, SchemaVersion, Vertical, VerticalField
 from leads.prices import prices_placed, prices_shown
 from leads.scoring import Tier
 
@@ -65,13 +66,37 @@ class VerticalFieldSerializer(serializers.ModelSerializer):
         return FORMAT_HINTS.get(obj.field_type, "")
 
 
+VERSION_HELP = (
+    "The version of the vertical's fields your source posts in: leads are validated by it. "
+    "Null only for a vertical that has no version yet."
+)
+NEWEST_HELP = "The vertical's newest version; your account manager moves you to it."
+
+
 class VerticalSerializer(serializers.ModelSerializer):
-    fields = VerticalFieldSerializer(many=True, read_only=True)
+    """A vertical as one source sees it: the fields of the version it posts in (set by the view
+    as `schema_fields` and `posted_version`)."""
+
+    version = serializers.IntegerField(
+        source="posted_version", read_only=True, allow_null=True, help_text=VERSION_HELP
+    )
+    newest_version = serializers.IntegerField(
+        source="newest_number", read_only=True, allow_null=True, help_text=NEWEST_HELP
+    )
+    fields = VerticalFieldSerializer(many=True, read_only=True, source="schema_fields")
     duplicate_check = serializers.SerializerMethodField()
 
     class Meta:
         model = Vertical
-        fields = ["slug", "name", "description", "duplicate_check", "fields"]
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "version",
+            "newest_version",
+            "duplicate_check",
+            "fields",
+        ]
 
     @extend_schema_field(
         {
@@ -89,6 +114,38 @@ class VerticalSerializer(serializers.ModelSerializer):
             "lookback_days": obj.duplicate_lookback_days,
             "scope": obj.duplicate_scope,
         }
+
+
+class SchemaVersionSummarySerializer(serializers.ModelSerializer):
+    """One version of a vertical's fields, listed (set by the view: `newest`, `yours`)."""
+
+    newest = serializers.BooleanField(read_only=True, help_text="The vertical's newest version.")
+    yours = serializers.BooleanField(read_only=True, help_text="The version your source posts in.")
+    summary = serializers.CharField(
+        read_only=True, help_text="What changed from the version before, one change a line."
+    )
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SchemaVersion
+        fields = ["number", "created_at", "summary", "newest", "yours", "url"]
+
+    def get_url(self, obj: SchemaVersion) -> str:
+        request = self.context["request"]
+        return request.build_absolute_uri(
+            reverse("api:vertical-version", args=[obj.vertical.slug, obj.number])
+        )
+
+
+class SchemaVersionSerializer(SchemaVersionSummarySerializer):
+    """One version of a vertical's fields: what a source posting in it may and must send."""
+
+    vertical = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    fields = VerticalFieldSerializer(many=True, read_only=True, source="schema_fields")
+
+    class Meta:
+        model = SchemaVersion
+        fields = ["vertical", "number", "created_at", "summary", "newest", "yours", "url", "fields"]
 
 
 class LeadSerializer(serializers.ModelSerializer):

@@ -35,13 +35,21 @@ from leads.api.serializers import (
     LeadSerializer,
     LeadSubmissionSerializer,
     ProblemSerializer,
+    SchemaVersionSerializer,
+    SchemaVersionSummarySerializer,
     VerticalSerializer,
 )
 from leads.intake import NOT_UTF8, envelope_ping_id, json_loads_utf8
-from leads.models import IdempotencyRecord, Lead, LeadStatus, Source
+from leads.models import IdempotencyRecord, Lead, LeadStatus, SchemaVersion, Source, Vertical
 from leads.prices import prices_shown, stored_answer_shown
 from leads.profiles import PARAMETER, QUERY, Reading, answer_bytes, mask_key
-from leads.selectors import leads_of_source, verticals_for_source
+from leads.schema_versions import fields_from_snapshot
+from leads.selectors import (
+    leads_of_source,
+    source_schema_fields,
+    vertical_versions,
+    verticals_for_source,
+)
 from leads.services import (
     IngestResult,
     IntakeVerdict,
@@ -760,14 +768,23 @@ class LeadDetailView(RetrieveAPIView):
         return leads_of_source(source=self.request.user.source)
 
 
-@extend_schema(summary="The verticals your source may submit to, with their fields")
+def _as_posted(vertical: Vertical) -> Vertical:
+    """The vertical with the fields of the version the caller's source posts in."""
+    vertical.schema_fields = source_schema_fields(vertical)  # type: ignore[attr-defined]
+    vertical.posted_version = vertical.pinned_number or vertical.newest_number  # type: ignore[attr-defined]
+    return vertical
+
+
+@extend_schema(
+    summary="The verticals your source may submit to, with the fields of the version it posts in"
+)
 class VerticalListView(ListAPIView):
     serializer_class = VerticalSerializer
     pagination_class = None
     filter_backends: list = []
 
     def get_queryset(self):
-        return verticals_for_source(source=self.request.user.source)
+        return [_as_posted(v) for v in verticals_for_source(source=self.request.user.source)]
 
 
 @extend_schema(
@@ -786,4 +803,70 @@ class VerticalDetailView(RetrieveAPIView):
         return verticals_for_source(source=self.request.user.source)
 
     def get_object(self):
-        return get_object_or_404(self.get_queryset(), slug=self.kwargs["slug"])
+        return _as_posted(get_object_or_404(self.get_queryset(), slug=self.kwargs["slug"]))
+
+
+NOT_YOURS = OpenApiResponse(ProblemSerializer, description="Not a vertical your source may use.")
+
+
+class _VersionsOf:
+    """Versions of a vertical the caller's source may use (404 for any other vertical)."""
+
+    kwargs: dict[str, Any]
+    request: Any
+
+    def vertical(self) -> Vertical:
+        return get_object_or_404(
+            verticals_for_source(source=self.request.user.source), slug=self.kwargs["slug"]
+        )
+
+    @staticmethod
+    def marked(version: SchemaVersion, vertical: Vertical) -> SchemaVersion:
+        version.vertical = vertical
+        version.newest = version.number == vertical.newest_number  # type: ignore[attr-defined]
+        posted = vertical.pinned_number or vertical.newest_number  # type: ignore[attr-defined]
+        version.yours = version.number == posted  # type: ignore[attr-defined]
+        return version
+
+
+@extend_schema(
+    summary="Every version of one vertical's fields, oldest first, with what changed",
+    responses={200: SchemaVersionSummarySerializer(many=True), 404: NOT_YOURS},
+)
+class VerticalVersionListView(_VersionsOf, ListAPIView):
+    serializer_class = SchemaVersionSummarySerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_queryset(self):
+        vertical = self.vertical()
+        return [self.marked(v, vertical) for v in vertical_versions(vertical)]
+
+
+@extend_schema(
+    summary="One version of a vertical's fields (a number, or newest)",
+    responses={
+        200: SchemaVersionSerializer,
+        404: OpenApiResponse(
+            ProblemSerializer, description="Not a vertical your source may use, or no such version."
+        ),
+    },
+)
+class VerticalVersionView(_VersionsOf, RetrieveAPIView):
+    serializer_class = SchemaVersionSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return SchemaVersion.objects.none()
+
+    def get_object(self):
+        vertical = self.vertical()
+        number = self.kwargs.get("number", vertical.newest_number)  # type: ignore[attr-defined]
+        version = get_object_or_404(vertical_versions(vertical), number=number)
+        # The newest version is the vertical's own fields (labels and help as they are now).
+        version.schema_fields = (  # type: ignore[attr-defined]
+            list(vertical.fields.all())
+            if number == vertical.newest_number  # type: ignore[attr-defined]
+            else fields_from_snapshot(vertical, version.fields)
+        )
+        return self.marked(version, vertical)

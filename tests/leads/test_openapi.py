@@ -24,6 +24,9 @@ PARTNER_OPERATIONS = {
     ("get", "/api/v1/leads/{id}/"),
     ("get", "/api/v1/verticals/"),
     ("get", "/api/v1/verticals/{slug}/"),
+    ("get", "/api/v1/verticals/{slug}/versions/"),
+    ("get", "/api/v1/verticals/{slug}/versions/{number}/"),
+    ("get", "/api/v1/verticals/{slug}/versions/newest/"),
     ("post", "/api/v1/pings/"),
 }
 INTAKE_STATUSES = ["201", "202", "400", "401", "403", "404", "409", "410", "413", "415", "422"]

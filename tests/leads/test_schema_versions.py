@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.urls import reverse
 
 from leads.models import (
     FieldType,
@@ -315,3 +316,93 @@ def test_an_older_version_is_frozen(home):
 
     with pytest.raises(Exception, match="frozen"):
         first.full_clean()
+
+
+# --- The partner API serves each version ------------------------------------------------------
+
+
+def api(client: Client, key: str, path: str):
+    return client.get(f"/api/v1/verticals/{path}", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+
+def test_the_verticals_api_shows_a_source_the_fields_of_the_version_it_posts_in(client, ops, home):
+    early = SourceFactory(name="Early Partner", verticals=[home])
+    add_required_roof_age(ops, home)
+    late = SourceFactory(name="Late Partner", verticals=[home])
+
+    for source, version, names in (
+        (early, 1, ["email", "zip_code", "first_name"]),
+        (late, 2, ["email", "zip_code", "first_name", "roof_age"]),
+    ):
+        key = api_key_for(source)
+        (listed,) = api(client, key, "").json()
+        one = api(client, key, "home-services/").json()
+        assert listed == one
+        assert (one["version"], one["newest_version"]) == (version, 2)
+        assert [f["name"] for f in one["fields"]] == names
+
+
+def test_the_api_serves_every_version_the_newest_and_their_list(client, ops, home):
+    early = SourceFactory(name="Early Partner", verticals=[home])
+    add_required_roof_age(ops, home)
+    key = api_key_for(early)
+
+    listed = api(client, key, "home-services/versions/")
+    first = api(client, key, "home-services/versions/1/")
+    second = api(client, key, "home-services/versions/2/")
+    newest = api(client, key, "home-services/versions/newest/")
+
+    assert listed.status_code == 200
+    assert [(v["number"], v["newest"], v["yours"]) for v in listed.json()] == [
+        (1, False, True),
+        (2, True, False),
+    ]
+    assert listed.json()[1]["summary"] == "Added required field roof_age (integer)."
+    assert listed.json()[1]["url"] == "http://testserver/api/v1/verticals/home-services/versions/2/"
+    assert [f["name"] for f in first.json()["fields"]] == ["email", "zip_code", "first_name"]
+    assert newest.json() == second.json()
+    roof_age = second.json()["fields"][-1]
+    assert (roof_age["name"], roof_age["type"], roof_age["required"]) == (
+        "roof_age",
+        "integer",
+        True,
+    )
+    assert (second.json()["vertical"], second.json()["number"]) == ("home-services", 2)
+
+
+def test_another_source_s_vertical_and_a_version_that_is_not_are_404(client, ops, home):
+    outsider = api_key_for(SourceFactory(name="Outsider", verticals=[VerticalFactory()]))
+    key = api_key_for(SourceFactory(name="Partner", verticals=[home]))
+
+    for path in (
+        "home-services/versions/",
+        "home-services/versions/1/",
+        "home-services/versions/newest/",
+    ):
+        assert api(client, outsider, path).status_code == 404
+    assert api(client, key, "home-services/versions/2/").status_code == 404
+    assert api(client, key, "home-services/versions/1/").status_code == 200
+
+
+# --- Posting instructions ---------------------------------------------------------------------
+
+
+def instructions(client: Client, source) -> str:
+    page = client.get(reverse("admin:leads_source_instructions", args=[source.pk]))
+    assert page.status_code == 200
+    return page.content.decode()
+
+
+def test_the_posting_instructions_show_the_source_s_version_and_its_fields(ops, home):
+    early = SourceFactory(name="Early Partner", verticals=[home])
+    add_required_roof_age(ops, home)
+    late = SourceFactory(name="Late Partner", verticals=[home])
+
+    on_1, on_2 = instructions(ops, early), instructions(ops, late)
+
+    assert "You post in <strong>version 1</strong> of its fields" in on_1
+    assert "Version 2 is the newest" in on_1
+    assert "roof_age" not in on_1
+    assert "You post in <strong>version 2</strong> of its fields" in on_2
+    assert "is the newest" not in on_2
+    assert "<td>roof_age" in on_2

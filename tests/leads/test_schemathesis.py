@@ -41,6 +41,8 @@ from tests.leads.factories import LeadFactory, SourceFactory, api_key_for
 
 LEADS, LEAD = "/api/v1/leads/", "/api/v1/leads/{id}/"
 VERTICALS, VERTICAL = "/api/v1/verticals/", "/api/v1/verticals/{slug}/"
+VERSIONS = "/api/v1/verticals/{slug}/versions/"
+VERSION, NEWEST = f"{VERSIONS}{{number}}/", f"{VERSIONS}newest/"
 PINGS = "/api/v1/pings/"
 OPERATIONS = [
     ("GET", LEADS),
@@ -48,6 +50,9 @@ OPERATIONS = [
     ("GET", LEAD),
     ("GET", VERTICALS),
     ("GET", VERTICAL),
+    ("GET", VERSIONS),
+    ("GET", VERSION),
+    ("GET", NEWEST),
     ("POST", PINGS),
 ]
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))
