@@ -20,6 +20,13 @@ from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers.caps import CapUsage
+from buyers.field_reads import (
+    contract_served_versions,
+    criterion_reads,
+    endpoint_reads,
+    mapping_reads,
+    version_problems,
+)
 from buyers.forms import (
     ContractAnswerForm,
     ContractCloneForm,
@@ -299,9 +306,52 @@ class TerritoryRuleInline(ContractPartInlineMixin, admin.TabularInline):
         return len(obj.value_list) if obj.pk else None
 
 
+class ServedVersionsFormSet(BaseInlineFormSet):
+    """A contract's parts as edited on its page, refused when one reads a field that a version
+    of the vertical the contract serves lacks (buyers/field_reads.py)."""
+
+    def reads(self, data: dict[str, Any]) -> tuple[str, set[str]]:
+        raise NotImplementedError
+
+    def clean(self) -> None:
+        super().clean()
+        contract = self.instance
+        if any(self.errors) or contract.vertical_id is None:
+            return
+        reads = [self.reads(f.cleaned_data) for f in self.forms if _kept(f)]
+        reads = [(part, names) for part, names in reads if names]
+        if not reads:
+            return
+        submitted = getattr(contract, "submitted_sources", None)
+        versions = contract_served_versions(
+            contract,
+            source_filter=contract.source_filter,
+            source_ids=None if submitted is None else [s.pk for s in submitted],
+        )
+        problems = version_problems(reads, versions, vertical=str(contract.vertical))
+        if problems:
+            raise ValidationError(problems)
+
+
+class FieldMappingFormSet(ServedVersionsFormSet):
+    def reads(self, data: dict[str, Any]) -> tuple[str, set[str]]:
+        source = data.get("source_field") or ""
+        return (
+            f"Field mapping {source} → {data.get('target_field') or ''}",
+            mapping_reads(source, data.get("default_value") or ""),
+        )
+
+
+class FieldCriterionFormSet(ServedVersionsFormSet):
+    def reads(self, data: dict[str, Any]) -> tuple[str, set[str]]:
+        field = (data.get("field") or "").strip()
+        return (f"Criterion on {field}", criterion_reads(field, data.get("operator") or ""))
+
+
 class FieldCriterionInline(ContractPartInlineMixin, admin.TabularInline):
     model = FieldCriterion
     form = FieldCriterionForm
+    formset = FieldCriterionFormSet
     extra = 0
 
 
@@ -357,6 +407,14 @@ def _kept(form: Any) -> bool:
     return bool(data) and not data.get("DELETE")
 
 
+class DeliveryEndpointFormSet(ServedVersionsFormSet, DeliveryReadinessFormSet):
+    def reads(self, data: dict[str, Any]) -> tuple[str, set[str]]:
+        return (
+            f"The {data.get('kind') or ''} endpoint's template",
+            endpoint_reads(data.get("body_template") or "", data.get("query"), data.get("headers")),
+        )
+
+
 class ContractSecretInline(ContractPartInlineMixin, admin.TabularInline):
     model = ContractSecret
     form = ContractSecretForm
@@ -368,7 +426,7 @@ class ContractSecretInline(ContractPartInlineMixin, admin.TabularInline):
 class DeliveryEndpointInline(ContractPartInlineMixin, admin.StackedInline):
     model = DeliveryEndpoint
     form = DeliveryEndpointForm
-    formset = DeliveryReadinessFormSet
+    formset = DeliveryEndpointFormSet
     extra = 0
     max_num = 2  # one ping, one post
     fieldsets = (
@@ -392,6 +450,7 @@ class DeliveryEndpointInline(ContractPartInlineMixin, admin.StackedInline):
 
 class FieldMappingInline(ContractPartInlineMixin, admin.TabularInline):
     model = FieldMapping
+    formset = FieldMappingFormSet
     extra = 0
     fields = (
         "position",

@@ -70,6 +70,9 @@ class ContractForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        # Read by the inlines of the same page (ServedVersionsFormSet): the versions the contract
+        # serves follow the sources as submitted, not as stored.
+        self.instance.submitted_sources = cleaned.get("sources")
         source_filter = cleaned.get("source_filter")
         if source_filter is None or "sources" not in cleaned:
             return cleaned

@@ -60,6 +60,7 @@ from leads.models import (
     Vertical,
     VerticalField,
 )
+from leads.schema_checks import field_set_problems, pin_problems
 from leads.scoring import KnownField, Tier, TierBounds, known_fields
 from leads.services import (
     schema_pins_sync,
@@ -98,6 +99,11 @@ class VerticalFieldFormSet(BaseInlineFormSet):
                 f"Duplicates are compared on {', '.join(unknown)}, which this vertical would not "
                 "have: keep the field or take it out of the duplicate fields."
             )
+        if self.instance.pk is not None:
+            stored = set(self.instance.fields.values_list("name", flat=True))
+            problems = field_set_problems(vertical=self.instance, removed=stored - names)
+            if problems:
+                raise ValidationError(problems)
 
 
 class VerticalFieldInline(admin.TabularInline):
@@ -530,6 +536,20 @@ class SchemaPinForm(forms.ModelForm):
                 f"version {version.number} (its developer may already send what the newer "
                 "version added, and would be refused)."
             )
+        if stored is not None and version.pk != stored.schema_version_id:
+            newest = SchemaVersion.objects.filter(vertical_id=version.vertical_id)
+            names = (
+                set(
+                    VerticalField.objects.filter(vertical_id=version.vertical_id).values_list(
+                        "name", flat=True
+                    )
+                )
+                if version.number == max(newest.values_list("number", flat=True))
+                else {f.get("name") for f in version.fields if isinstance(f, dict)}
+            )
+            problems = pin_problems(source=stored.source, version=version, names=names)
+            if problems:
+                raise ValidationError(problems)
         return version
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -282,3 +283,68 @@ def same_consumer(lead: Lead, *, via: str = "") -> Q | None:
 def leads_of_source(*, source: Source) -> QuerySet[Lead]:
     """Every lead a source submitted; never another source's."""
     return Lead.objects.filter(source=source).select_related("source", "vertical", "duplicate_of")
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """A version of a vertical's fields that some part of the platform serves: its number (None
+    for a vertical with no version yet), its field names, and who posts in it."""
+
+    number: int | None
+    names: frozenset[str]
+    sources: tuple[str, ...] = ()
+    newest: bool = False
+
+    def describe(self) -> str:
+        who = f" (sources on it: {', '.join(self.sources)})" if self.sources else ""
+        if self.newest:
+            what = "the newest version" if self.number is None else f"version {self.number}"
+            return f"{what}, the newest, which a source given the vertical posts in{who}"
+        return f"version {self.number}{who}"
+
+
+def served_versions(
+    *,
+    vertical_id: int,
+    only: Iterable[int] | None = None,
+    excluding: Iterable[int] = (),
+    newest_names: Iterable[str] | None = None,
+) -> list[ServedVersion]:
+    """The versions of a vertical a contract serves: those of the sources it may receive from
+    (`only` these, if given, none of `excluding`), and always the newest, which any source given
+    the vertical posts in. The newest is the vertical's own fields (`newest_names`, when a page
+    is about to change them)."""
+    newest = SchemaVersion.objects.filter(vertical_id=vertical_id).order_by("-number").first()
+    if newest_names is None:
+        newest_names = VerticalField.objects.filter(vertical_id=vertical_id).values_list(
+            "name", flat=True
+        )
+    pins = SchemaPin.objects.filter(vertical_id=vertical_id).exclude(source_id__in=list(excluding))
+    if only is not None:
+        pins = pins.filter(source_id__in=list(only))
+    by_number: dict[int, list[str]] = {}
+    versions: dict[int, Any] = {}
+    for number, fields, source in pins.values_list(
+        "schema_version__number", "schema_version__fields", "source__name"
+    ).order_by("schema_version__number", "source__name"):
+        by_number.setdefault(number, []).append(source)
+        versions[number] = fields
+    newest_number = newest.number if newest is not None else None
+    served = [
+        ServedVersion(
+            number=number,
+            names=frozenset(f.get("name") for f in versions[number] if isinstance(f, dict)),
+            sources=tuple(sources),
+        )
+        for number, sources in by_number.items()
+        if number != newest_number
+    ]
+    served.append(
+        ServedVersion(
+            number=newest_number,
+            names=frozenset(newest_names),
+            sources=tuple(by_number.get(newest_number, ())) if newest_number else (),
+            newest=True,
+        )
+    )
+    return served

@@ -23,7 +23,14 @@ from leads.models import (
 from leads.services import schema_version_record
 from tests.leads.conftest import submit
 from tests.leads.factories import SourceFactory, VerticalFactory, VerticalFieldFactory, api_key_for
-from tests.test_admin import add_inline_row, change_form_data, form_errors, formset_prefix, url
+from tests.test_admin import (
+    add_inline_row,
+    change_form_data,
+    form_errors,
+    formset_prefix,
+    save_with_new_row,
+    url,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -406,3 +413,150 @@ def test_the_posting_instructions_show_the_source_s_version_and_its_fields(ops, 
     assert "You post in <strong>version 2</strong> of its fields" in on_2
     assert "is the newest" not in on_2
     assert "<td>roof_age" in on_2
+
+
+# --- Mappings, criteria and templates are checked against every version they serve ------------
+
+
+@pytest.fixture
+def two_versions(ops, home) -> tuple[Any, Any]:
+    """Early Partner on version 1, Late Partner on version 2, which requires roof_age."""
+    early = SourceFactory(name="Early Partner", verticals=[home])
+    add_required_roof_age(ops, home)
+    late = SourceFactory(name="Late Partner", verticals=[home])
+    return early, late
+
+
+def paused_contract(home: Vertical, **fields: Any):
+    from buyers.models import Buyer, ContractStatus
+    from tests.buyers.factories import BuyerFactory, ContractFactory
+
+    buyer = Buyer.objects.filter(company="Roofers Inc").first() or BuyerFactory(
+        company="Roofers Inc"
+    )
+    return ContractFactory(
+        buyer=buyer,
+        vertical=home,
+        name=fields.pop("name", "Main"),
+        status=ContractStatus.PAUSED,
+        paused_reason="not under test",
+        **fields,
+    )
+
+
+def map_roof_age(client: Client, contract, **fields: Any):
+    from buyers.models import FieldMapping
+
+    return save_with_new_row(
+        client,
+        contract,
+        FieldMapping,
+        position="0",
+        source_field="roof_age",
+        target_field="RoofAge",
+        transform="none",
+        applies_to="both",
+        **fields,
+    )
+
+
+def test_a_mapping_of_a_field_a_served_version_lacks_is_refused_listing_the_versions(
+    ops, home, two_versions
+):
+    contract = paused_contract(home)
+
+    response = map_roof_age(ops, contract)
+
+    assert response.status_code == 200
+    (errors,) = form_errors(response)
+    assert errors == [
+        "Field mapping roof_age → RoofAge reads a field that Home services lacks in a version "
+        "this contract serves: roof_age in version 1 (sources on it: Early Partner). Change the "
+        "part, add the field, or move those sources to a version that has it."
+    ]
+    assert not contract.mappings.exists()
+
+
+def test_a_mapping_with_a_default_or_a_contract_serving_only_newer_versions_may_read_it(
+    ops, home, two_versions
+):
+    from buyers.models import SourceFilter
+
+    _, late = two_versions
+    with_default = paused_contract(home)
+    only_late = paused_contract(home, name="Late only", source_filter=SourceFilter.ALLOW)
+    only_late.sources.set([late])
+
+    assert map_roof_age(ops, with_default, default_value="0").status_code == 302
+    assert map_roof_age(ops, only_late).status_code == 302
+
+
+def test_criteria_and_templates_are_checked_against_the_served_versions(ops, home, two_versions):
+    from buyers.models import DeliveryEndpoint, FieldCriterion
+
+    contract = paused_contract(home)
+    criterion = save_with_new_row(
+        ops, contract, FieldCriterion, field="roof_age", operator="lte", value="20"
+    )
+    endpoint = save_with_new_row(
+        ops,
+        contract,
+        DeliveryEndpoint,
+        kind="post",
+        url="https://buyer.example/post",
+        method="POST",
+        body_format="json",
+        body_template='{"age": "{{ fields[\'roof_age\'] }}", "email": "{{ fields.email }}"}',
+        headers="{}",
+        query="{}",
+        auth_type="none",
+        connect_timeout_ms="1000",
+        read_timeout_ms="5000",
+    )
+
+    assert "Criterion on roof_age reads a field" in str(form_errors(criterion))
+    assert "The post endpoint's template reads a field" in str(form_errors(endpoint))
+    assert "roof_age in version 1 (sources on it: Early Partner)" in str(form_errors(endpoint))
+
+
+def test_removing_a_field_a_contract_reads_is_refused_naming_the_contract(ops, home):
+    SourceFactory(verticals=[home])
+    contract = paused_contract(home)
+    contract.mappings.create(source_field="first_name", target_field="FirstName")
+    page = ops.get(url(home, "change", home.pk))
+    data = change_form_data(page)
+    prefix = formset_prefix(page, VerticalField)
+    (row,) = [k for k, v in data.items() if k.startswith(prefix) and v == "first_name"]
+    data[row.replace("-name", "-DELETE")] = "on"
+
+    response = ops.post(url(home, "change", home.pk), data)
+
+    assert response.status_code == 200
+    errors = str(form_errors(response))
+    assert f"Contract {contract}: Field mapping first_name → FirstName reads first_name, " in errors
+    assert "which the newest version would lose (every contract serves the newest)" in errors
+    assert home.fields.filter(name="first_name").exists()
+    assert versions(home) == [1]
+
+
+def test_a_source_is_not_moved_to_a_version_lacking_a_field_a_contract_serving_it_reads(ops, home):
+    early = SourceFactory(name="Early Partner", verticals=[home])
+    first_name = home.fields.get(name="first_name")
+    first_name.delete()
+    schema_version_record(vertical=home)  # version 2: no first_name
+    VerticalFieldFactory(vertical=home, name="first_name", position=3)
+    schema_version_record(vertical=home)  # version 3: first_name again
+    paused_contract(home).criteria.create(field="first_name", operator="exists")
+    page = ops.get(url(early, "change", early.pk))
+    data = change_form_data(page)
+    (field,) = [k for k in data if k.endswith("-schema_version")]
+
+    data[field] = str(home.schema_versions.get(number=2).pk)
+    refused = ops.post(url(early, "change", early.pk), data)
+    data[field] = str(home.schema_versions.get(number=3).pk)
+    moved = ops.post(url(early, "change", early.pk), data)
+
+    assert refused.status_code == 200
+    assert "reads first_name, which version 2 lacks" in str(form_errors(refused))
+    assert moved.status_code == 302, form_errors(moved)
+    assert early.schema_pins.get().schema_version.number == 3
