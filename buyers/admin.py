@@ -318,16 +318,26 @@ class ServedVersionsFormSet(BaseInlineFormSet):
         contract = self.instance
         if any(self.errors) or contract.vertical_id is None:
             return
-        reads = [self.reads(f.cleaned_data) for f in self.forms if _kept(f)]
-        reads = [(part, names) for part, names in reads if names]
-        if not reads:
-            return
         submitted = getattr(contract, "submitted_sources", None)
         versions = contract_served_versions(
             contract,
             source_filter=contract.source_filter,
             source_ids=None if submitted is None else [s.pk for s in submitted],
         )
+        # The rows this save writes; every row when the versions served change with it. A part
+        # saved before versions were checked does not stop the rest of the page being saved.
+        stored = Contract.objects.filter(pk=contract.pk).first() if contract.pk else None
+        every_row = stored is None or {v.number for v in versions} != {
+            v.number for v in contract_served_versions(stored)
+        }
+        reads = [
+            self.reads(f.cleaned_data)
+            for f in self.forms
+            if _kept(f) and (every_row or f.has_changed())
+        ]
+        reads = [(part, names) for part, names in reads if names]
+        if not reads:
+            return
         problems = version_problems(reads, versions, vertical=str(contract.vertical))
         if problems:
             raise ValidationError(problems)

@@ -367,6 +367,11 @@ class VerticalAdmin(SimpleHistoryAdmin):
                 formset.field_formset = fields
         return formsets, inlines
 
+    def get_inlines(self, request: HttpRequest, obj: Vertical | None) -> list[Any]:
+        # A vertical being added has no versions yet: its first save makes version 1.
+        inlines = list(super().get_inlines(request, obj))
+        return inlines if obj is not None else [i for i in inlines if i is not SchemaVersionInline]
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         # Once the fields inline are saved: one save of the page, at most one version.
@@ -640,6 +645,11 @@ class SourceAdmin(SimpleHistoryAdmin):
             )
             .prefetch_related("verticals")
         )
+
+    def get_inlines(self, request: HttpRequest, obj: Source | None) -> list[Any]:
+        # A source being added is pinned when it is saved with its verticals.
+        inlines = list(super().get_inlines(request, obj))
+        return inlines if obj is not None else [i for i in inlines if i is not SchemaPinInline]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)

@@ -19,6 +19,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from buyers.field_reads import contract_reads, contract_served_versions, version_problems
 from buyers.forms import score_criterion_problem, source_filter_problem
 from buyers.models import (
     Buyer,
@@ -39,13 +40,15 @@ from buyers.readiness import contract_delivery_problems
 from buyers.services import buyer_touch, cap_counters_seed, contract_touch
 from leads.models import (
     PostingProfile,
+    SchemaPin,
+    SchemaVersion,
     ScoringRule,
     Source,
     SuppressionList,
     Vertical,
     VerticalField,
 )
-from leads.services import vertical_touch
+from leads.services import schema_version_record, vertical_touch
 from notifications.models import NotificationSubscription
 from teams.models import Team, TeamMember
 
@@ -58,6 +61,7 @@ NATURAL_KEYS: dict[type[models.Model], tuple[str, ...]] = {
     Buyer: ("company",),
     Team: ("name",),
     Contract: ("buyer", "vertical", "name"),
+    SchemaVersion: ("vertical", "number"),
     User: (User.USERNAME_FIELD,),
 }
 
@@ -110,10 +114,27 @@ def _vertical_check(vertical: Vertical) -> Problems:
     ]
 
 
+def _vertical_touch(pk: int) -> None:
+    vertical_touch(vertical_id=pk)
+    # As the admin's save: fields the file changes, with no version of them in it, are the next
+    # version. A vertical without one gets its first when a source is first given it.
+    if SchemaVersion.objects.filter(vertical_id=pk).exists():
+        schema_version_record(vertical=Vertical(pk=pk))
+
+
 def _contract_check(contract: Contract) -> Problems:
     if contract.pk is None:
         return []
     problems: Problems = []
+    # As the admin's contract page checks its mappings, criteria and endpoints.
+    problems.extend(
+        ("sources", p)
+        for p in version_problems(
+            contract_reads(contract),
+            contract_served_versions(contract),
+            vertical=str(contract.vertical),
+        )
+    )
     problem = source_filter_problem(contract.source_filter, listed=contract.sources.exists())
     if problem is not None:
         problems.append(problem)
@@ -157,7 +178,7 @@ SECTIONS: tuple[Kind, ...] = (
         key=("slug",),
         scope=lambda slugs: Q(slug__in=slugs),
         check=_vertical_check,
-        touch=lambda pk: vertical_touch(vertical_id=pk),
+        touch=_vertical_touch,
         children=(
             Kind(
                 "fields",
@@ -166,6 +187,8 @@ SECTIONS: tuple[Kind, ...] = (
                 parent="vertical",
                 order=("position", "name"),
             ),
+            # After the fields, whose newest version they end with; frozen once stored.
+            Kind("schema_versions", SchemaVersion, key=("number",), parent="vertical"),
             Kind(
                 "scoring_rules",
                 ScoringRule,
@@ -183,7 +206,11 @@ SECTIONS: tuple[Kind, ...] = (
         m2m=("verticals",),
         personal=frozenset({"contact_name", "contact_email"}),
         scope=lambda slugs: Q(verticals__slug__in=slugs),
-        children=(Kind("posting_profile", PostingProfile, key=(), parent="source", single=True),),
+        children=(
+            Kind("posting_profile", PostingProfile, key=(), parent="source", single=True),
+            # The version of each vertical's fields it posts in.
+            Kind("schema_pins", SchemaPin, key=("vertical",), parent="source"),
+        ),
     ),
     # Its entries are hashed and never readable: only the list's own settings.
     Kind("suppression_lists", SuppressionList, key=("name",)),

@@ -583,6 +583,11 @@ def source_form(source: Source, **profile: str) -> dict[str, Any]:
         "api_keys-INITIAL_FORMS": "0",
         "api_keys-MIN_NUM_FORMS": "0",
         "api_keys-MAX_NUM_FORMS": "1000",
+        # The versions it posts in, left as they are.
+        "schema_pins-TOTAL_FORMS": "0",
+        "schema_pins-INITIAL_FORMS": "0",
+        "schema_pins-MIN_NUM_FORMS": "0",
+        "schema_pins-MAX_NUM_FORMS": "1000",
     }
 
 

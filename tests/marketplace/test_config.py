@@ -742,3 +742,49 @@ def test_the_demo_imported_into_an_empty_database_routes_every_lead_as_before(
         "status", "test", "schedule", "age", "territory", "criteria",
     }  # fmt: skip
     assert len({score[0] for *_, score, _ in before}) >= 5
+
+
+def test_schema_versions_and_the_versions_sources_post_in_round_trip(tmp_path, monkeypatch):
+    from leads.models import SchemaPin
+    from leads.services import schema_version_record
+
+    every_kind_of_part()
+    auto = Vertical.objects.get(slug="auto")
+    VerticalFieldFactory(vertical=auto, name="zip_code", field_type=FieldType.ZIP, required=True)
+    schema_version_record(vertical=auto)  # version 2; Acme Media stays on 1
+    SourceFactory(name="Newcomer", verticals=[auto])  # on version 2
+
+    first, second = round_trip(tmp_path, monkeypatch, "yaml")
+
+    assert second == first
+    document = yaml.safe_load(first)
+    versions = document["verticals"][0]["schema_versions"]
+    assert [(v["number"], v["summary"]) for v in versions] == [
+        (1, "First version: 3 fields, 0 required."),
+        (2, "Added required field zip_code (zip)."),
+    ]
+    pins = {s["name"]: s["schema_pins"] for s in document["sources"]}
+    assert pins["Acme Media"] == [
+        {"vertical": "auto", "schema_version": {"vertical": "auto", "number": 1}}
+    ]
+    assert sorted(SchemaPin.objects.values_list("source__name", "schema_version__number")) == [
+        ("Acme Media", 1),
+        ("Newcomer", 2),
+    ]
+
+
+def test_an_import_never_changes_a_stored_version(tmp_path):
+    from leads.services import schema_version_record
+
+    every_kind_of_part()
+    schema_version_record(vertical=Vertical.objects.get(slug="auto"))
+    document = yaml.safe_load(export())
+    document["verticals"][0]["schema_versions"][0]["fields"].pop()
+
+    with pytest.raises(
+        CommandError, match=r"verticals\[0\]\.schema_versions\[0\]\.fields: .*frozen"
+    ):
+        config_import(tmp_path, yaml.safe_dump(document), "--reason", "rewrite history")
+
+    stored = Vertical.objects.get(slug="auto").schema_versions.get()
+    assert len(stored.fields) == 3
