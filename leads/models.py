@@ -536,10 +536,10 @@ class SchemaPin(models.Model):
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="schema_pins")
     vertical = models.ForeignKey(Vertical, on_delete=models.CASCADE, related_name="+")
-    # RESTRICT, not PROTECT: a vertical deleted with its versions takes its pins along.
-    schema_version = models.ForeignKey(
-        SchemaVersion, on_delete=models.RESTRICT, related_name="pins"
-    )
+    # A version goes only with its vertical (the admin never deletes one), which takes the pins
+    # to it along; an import that prunes a version unpins its sources, which then post in the
+    # newest.
+    schema_version = models.ForeignKey(SchemaVersion, on_delete=models.CASCADE, related_name="pins")
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords()

@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
                 (
                     "schema_version",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.RESTRICT,
+                        on_delete=django.db.models.deletion.CASCADE,
                         related_name="pins",
                         to="leads.schemaversion",
                     ),
