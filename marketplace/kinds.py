@@ -88,7 +88,8 @@ class Kind:
     # Exported with --vertical: the rows that belong to these verticals; None: not exported.
     scope: Callable[[list[str]], Q] | None = None
     check: Callable[[Any], Problems] | None = None  # what the admin's forms check as well
-    touch: Callable[[int], None] | None = None  # tells routing and intake it changed
+    # Tells routing and intake it changed: (pk, the importing user or None).
+    touch: Callable[[int, Any], None] | None = None
     saved: Callable[[list[Any]], None] | None = None  # after the rows are saved
     before_save: Callable[[Any], None] | None = None
 
@@ -114,12 +115,13 @@ def _vertical_check(vertical: Vertical) -> Problems:
     ]
 
 
-def _vertical_touch(pk: int) -> None:
+def _vertical_touch(pk: int, actor: Any) -> None:
     vertical_touch(vertical_id=pk)
     # As the admin's save: fields the file changes, with no version of them in it, are the next
-    # version. A vertical without one gets its first when a source is first given it.
+    # version, made by the importing user. A vertical without one gets its first when a source
+    # is first given it.
     if SchemaVersion.objects.filter(vertical_id=pk).exists():
-        schema_version_record(vertical=Vertical(pk=pk))
+        schema_version_record(vertical=Vertical(pk=pk), actor=actor)
 
 
 def _contract_check(contract: Contract) -> Problems:
@@ -220,7 +222,7 @@ SECTIONS: tuple[Kind, ...] = (
         key=("company",),
         personal=frozenset({"contact_name", "contact_email", "contact_phone"}),
         scope=lambda slugs: Q(contracts__vertical__slug__in=slugs),
-        touch=lambda pk: buyer_touch(buyer_id=pk),
+        touch=lambda pk, actor: buyer_touch(buyer_id=pk),
         children=(_cap_kind(BuyerCap, "buyer"),),
     ),
     Kind(
@@ -251,7 +253,7 @@ SECTIONS: tuple[Kind, ...] = (
         personal=frozenset({"delivery_emails"}),
         scope=lambda slugs: Q(vertical__slug__in=slugs),
         check=_contract_check,
-        touch=lambda pk: contract_touch(contract_id=pk),
+        touch=lambda pk, actor: contract_touch(contract_id=pk),
         before_save=_contract_paused_at,
         children=(
             _cap_kind(ContractCap, "contract"),

@@ -487,7 +487,7 @@ class _Import:
         for kind, pks in self.touched.items():
             for pk in pks:
                 if kind.touch is not None and kind.model.objects.filter(pk=pk).exists():
-                    kind.touch(pk)
+                    kind.touch(pk, self.user)
         for kind, objs in self.saved.items():
             if kind.saved is not None:
                 kind.saved(objs)
@@ -867,7 +867,10 @@ class _Import:
             with transaction.atomic():
                 obj.delete()
         except (ProtectedError, RestrictedError) as exc:
-            blockers = sorted({str(o._meta.verbose_name_plural) for o in exc.protected_objects})
+            blocking = (
+                exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+            )
+            blockers = sorted({str(o._meta.verbose_name_plural) for o in blocking})
             self.problem(
                 path,
                 f"cannot delete {kind.noun} {obj}: {', '.join(blockers)} still refer to it.",

@@ -788,3 +788,21 @@ def test_an_import_never_changes_a_stored_version(tmp_path):
 
     stored = Vertical.objects.get(slug="auto").schema_versions.get()
     assert len(stored.fields) == 3
+
+
+def test_a_version_an_import_makes_names_the_importing_user(tmp_path):
+    from leads.services import schema_version_record
+    from tests.staff import staff_user
+
+    every_kind_of_part()
+    schema_version_record(vertical=Vertical.objects.get(slug="auto"))
+    zoe = staff_user("Ops", username="zoe")
+    document = yaml.safe_load(export())
+    document["verticals"][0]["fields"].append(
+        {"name": "zip_code", "field_type": "zip", "required": True}
+    )
+
+    config_import(tmp_path, yaml.safe_dump(document), "--reason", "zips", "--as", "zoe")
+
+    newest = Vertical.objects.get(slug="auto").schema_versions.order_by("number").last()
+    assert (newest.number, newest.created_by) == (2, zoe)
