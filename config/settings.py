@@ -171,29 +171,46 @@ DATABASES = {
         env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'leadswitch.sqlite3'}"
     ),
 }
+# A streaming replica (optional): the dashboards, the reporting API and the CSV exports read from
+# it, where they ask for it (config/db_router.py); nothing else does, and nothing migrates it.
+# Empty means unset. In tests it stands for the default test database (Django's test mirror).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = env.db_url_config(DATABASE_REPLICA_URL)
+    if DATABASES["replica"]["ENGINE"] != DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URL must be a replica of DATABASE_URL, on the same database engine"
+        )
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
+# Seconds a process reads reports from the primary after the replica failed to answer.
+DATABASE_REPLICA_RETRY_SECONDS = _env_int("DATABASE_REPLICA_RETRY_SECONDS", default=30)
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["CONN_MAX_AGE"] = _env_int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # A server that does not answer (a lost host, a dropped packet) fails a connection within
-    # this bound instead of the minutes TCP would wait, holding a web thread or a probe.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", _env_int("DATABASE_CONNECT_TIMEOUT", default=5, minimum=1)
-    )
     # A runaway query or a lock nobody releases fails as an error within these bounds, instead
     # of holding a web thread past gunicorn's 30 s or a task past its soft time limit. Row and
     # advisory locks are held for milliseconds here; 0 turns a bound off (a long migration).
     DATABASE_STATEMENT_TIMEOUT_MS = _env_int("DATABASE_STATEMENT_TIMEOUT_MS", default=20_000)
     DATABASE_LOCK_TIMEOUT_MS = _env_int("DATABASE_LOCK_TIMEOUT_MS", default=10_000)
-    _options = DATABASES["default"].setdefault("OPTIONS", {})
-    _options["options"] = " ".join(
-        part
-        for part in (
-            _options.get("options", ""),
-            f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
-            f"-c lock_timeout={DATABASE_LOCK_TIMEOUT_MS}",
+    for _database in DATABASES.values():  # the primary and its replica alike
+        _database["CONN_MAX_AGE"] = _env_int("CONN_MAX_AGE", default=60)
+        _database["CONN_HEALTH_CHECKS"] = True
+        # A server that does not answer (a lost host, a dropped packet) fails a connection
+        # within this bound instead of the minutes TCP would wait, holding a web thread or a
+        # probe.
+        _options = _database.setdefault("OPTIONS", {})
+        _options.setdefault(
+            "connect_timeout", _env_int("DATABASE_CONNECT_TIMEOUT", default=5, minimum=1)
         )
-        if part
-    )
+        _options["options"] = " ".join(
+            part
+            for part in (
+                _options.get("options", ""),
+                f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
+                f"-c lock_timeout={DATABASE_LOCK_TIMEOUT_MS}",
+            )
+            if part
+        )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the simulator-driven worker and the shell read while one writes.
     DATABASES["default"]["OPTIONS"] = {

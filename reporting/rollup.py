@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,7 @@ from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
 from buyers.models import EndpointKind
+from config.db_router import reading_from_replica
 from exchange.models import InboundPing, PingStatus
 from leads.models import Lead, LeadStatus
 from reporting.models import (
@@ -419,7 +421,22 @@ def rollup_refresh_if_stale(*, max_age: timedelta = timedelta(seconds=60)) -> in
     return rollup_refresh()
 
 
-def rollups_for_readers() -> None:
-    """Bring the rollups up to date where no Celery beat does it (ROLLUPS_REFRESH_ON_READ)."""
+def rollups_for_readers() -> int:
+    """Bring the rollups up to date where no Celery beat does it (ROLLUPS_REFRESH_ON_READ);
+    return the hours rebuilt."""
     if settings.ROLLUPS_REFRESH_ON_READ:
-        rollup_refresh_if_stale()
+        return rollup_refresh_if_stale()
+    return 0
+
+
+@contextmanager
+def reading_reports() -> Iterator[str]:
+    """Inside, a report reads from the replica (if one is configured and answers).
+
+    The rollups are refreshed first, if they are on read, on the primary. A refresh that rebuilt
+    hours keeps this report on the primary: the replica may not have replayed what it just wrote,
+    and a report must not lose the figures its own request computed. Yields the alias read from.
+    """
+    rebuilt = rollups_for_readers()
+    with reading_from_replica(enabled=not rebuilt) as alias:
+        yield alias

@@ -569,6 +569,9 @@ def leads_for_export(q: ReportQuery) -> Iterator[tuple]:
         leads = leads.filter(source_id=q.source_id)
     if q.buyer_id:
         leads = leads.filter(Q(sales__buyer_id=q.buyer_id))
+    # Bound now to the database this is called under (the replica, in a report): the rows are
+    # read later, as a CSV streams, after the caller's `reading_from_replica` has ended.
+    leads = leads.using(leads.db)
     return leads.order_by("received_at").values_list(*LEAD_EXPORT_FIELDS).iterator(chunk_size=2000)
 
 

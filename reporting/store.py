@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import connections, router
 from django.db.models import Q
 
 from buyers.models import Contract, EndpointKind
@@ -23,8 +23,13 @@ from routing.models import Attempt, Sale
 Pair = tuple[float | None, float | None]
 
 
+def _reads() -> str:
+    """The database reads go to here (the replica inside `reading_from_replica`)."""
+    return router.db_for_read(Sale)
+
+
 def _on_postgres() -> bool:
-    return connection.vendor == "postgresql"
+    return connections[_reads()].vendor == "postgresql"
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -64,7 +69,7 @@ def _lead_filter(q: ReportQuery, *, buyer: str) -> Q:
 
 
 def _raw_sql(select: str, where: list[str], params: list[Any], group: str = "") -> list[tuple]:
-    with connection.cursor() as cursor:
+    with connections[_reads()].cursor() as cursor:
         cursor.execute(f"{select} WHERE {' AND '.join(where)}{group}", params)
         return cursor.fetchall()
 

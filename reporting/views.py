@@ -19,7 +19,7 @@ from django.utils import timezone
 from config.masking import mask_email, mask_phone
 from reporting.charts import bar_chart, sparkline_delta
 from reporting.filters import ReportFilter, ReportQuery, report_query
-from reporting.rollup import rollups_for_readers
+from reporting.rollup import reading_reports
 from reporting.selectors import (
     LEAD_EXPORT_FIELDS,
     leads_for_export,
@@ -132,11 +132,13 @@ def _context(request: HttpRequest, page: str, **extra: Any) -> dict[str, Any]:
 
 
 def _render(request: HttpRequest, template: str, page: str, build) -> HttpResponse:
-    rollups_for_readers()
     filterset, query, errors = _query(request)
-    context = _context(request, page, filter=filterset, query=query, errors=errors)
-    if query is not None:
-        context.update(build(query))
+    # The figures come from the replica, if there is one; the page around them (the user, the
+    # filter's choices) from the primary.
+    with reading_reports():
+        context = _context(request, page, filter=filterset, query=query, errors=errors)
+        if query is not None:
+            context.update(build(query))
     return render(request, template, context, status=400 if errors else 200)
 
 
@@ -252,9 +254,14 @@ ROW_TABLES = {"sources": (SOURCE_COLUMNS, report_sources), "tiers": (TIER_COLUMN
 
 @dashboard_view
 def export(request: HttpRequest, table: str) -> HttpResponse:
-    rollups_for_readers()
+    masked = not request.user.has_perm(UNMASKED_PERMISSION)  # on the primary, as is the admin
+    with reading_reports():
+        return _export(table, request.GET, masked=masked)
+
+
+def _export(table: str, data: Any, *, masked: bool) -> HttpResponse:
     try:
-        query = report_query(request.GET)
+        query = report_query(data)
     except ValidationError as exc:
         detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
         return HttpResponse(detail, status=400, content_type="text/plain; charset=utf-8")
@@ -279,7 +286,6 @@ def export(request: HttpRequest, table: str) -> HttpResponse:
         rows = [[row[c] for c in columns] for row in report(query)]
         return csv_response(f"{table}-{stamp}.csv", columns, rows)
     if table == "leads":
-        masked = not request.user.has_perm(UNMASKED_PERMISSION)
         header = [name.replace("__", "_") for name in LEAD_EXPORT_FIELDS]
         return csv_response(f"leads-{stamp}.csv", header, _lead_rows(query, masked=masked))
     raise Http404("No such export.")
