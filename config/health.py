@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
 from config.celery import app as celery_app
+from config.db_router import REPLICA, replica_configured
 from config.lifecycle import shutting_down
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ CHECK_TIMEOUT_S = 1
 MIGRATIONS_NAMED = 5
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+# A check whose failure leaves the process able to serve: it does not fail readiness.
+DEGRADED = "degraded"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,14 @@ class CheckFailed(Exception):
 
 def _database() -> None:
     with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _replica() -> None:
+    if not replica_configured():
+        raise NotConfigured("no replica: reports read the primary")
+    with connections[REPLICA].cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
 
@@ -125,4 +136,9 @@ def readiness() -> list[CheckResult]:
         migrations = _run("migrations", _migrations)
     else:
         migrations = CheckResult("migrations", SKIPPED, 0.0, "the database is unreachable")
-    return [database, migrations, _run("broker", _broker), _run("cache", _cache)]
+    replica = _run("replica", _replica)
+    if replica.status == FAILED:  # not fatal: the reports read the primary meanwhile
+        replica = CheckResult(
+            replica.name, DEGRADED, replica.ms, f"{replica.detail}; reports read the primary"
+        )
+    return [database, migrations, _run("broker", _broker), _run("cache", _cache), replica]

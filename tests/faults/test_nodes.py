@@ -75,6 +75,7 @@ def test_readiness_through_gunicorn_names_each_dependency_down_and_never_a_crede
         "migrations": "ok",
         "broker": "ok",
         "cache": "ok",
+        "replica": "skipped",
     }
     for name, failed, statuses in (
         ("database down", ["database"], {"migrations": "skipped", "broker": "ok", "cache": "ok"}),

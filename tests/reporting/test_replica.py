@@ -128,6 +128,11 @@ class Replicated:
         assert answer.status_code == 200, answer.text
         return answer.json()["current"]["received"]
 
+    def readiness(self) -> tuple[int, str]:
+        """/health/ready's status code and what it says of the replica."""
+        answer = requests.get(f"{self.stack.web_url}/health/ready", timeout=30)
+        return answer.status_code, answer.json()["checks"]["replica"]["status"]
+
     def caught_up(self) -> bool:
         (wanted,) = self.sql(self.primary, "SELECT pg_current_wal_lsn()")[0]
         (replayed,) = self.sql(
@@ -258,6 +263,8 @@ def test_reports_read_the_replica_and_fall_back_to_the_primary(replicated: Repli
     scenario.manage("shell", "-c", ONE_LEAD)
     scenario.manage("refresh_rollups")
     assert scenario.received() == 2  # still the paused replica
+    assert scenario.readiness() == (200, "ok")
     scenario.standby_service.stop(grace=10)
     assert scenario.received() == 3  # the primary
     assert "replica does not answer" in scenario.stack.logs()
+    assert scenario.readiness() == (200, "degraded")  # still ready: the reports read the primary
