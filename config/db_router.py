@@ -50,7 +50,15 @@ class ReplicaRouter:
 
 
 def replica_configured() -> bool:
-    return REPLICA in settings.DATABASES
+    """A replica of its own is configured: not an alias of the primary's own database, as it is
+    in tests (a test mirror of the default test database, where a second connection would not
+    see what a test's open transaction wrote) or with a replica URL set to the primary's."""
+    return REPLICA in settings.DATABASES and _where(REPLICA) != _where(DEFAULT_DB_ALIAS)
+
+
+def _where(alias: str) -> tuple[object, ...]:
+    database = connections[alias].settings_dict
+    return (database["HOST"], database["PORT"], database["NAME"])
 
 
 def replica_alias() -> str:

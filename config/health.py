@@ -65,7 +65,7 @@ def _database() -> None:
 
 def _replica() -> None:
     if not replica_configured():
-        raise NotConfigured("no replica: reports read the primary")
+        raise NotConfigured("no replica of its own: reports read the primary")
     with connections[REPLICA].cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()

@@ -24,6 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, router
 from config import db_router
 from config.db_router import REPLICA, ReplicaRouter, reading_from_replica
 from reporting.rollup import reading_reports
+from tests.config.probe import probed, python_run
 from tests.faults.harness import PrivatePostgres, Stack, free_port, postgres_bin, wait_until
 from tests.leads.factories import LeadFactory
 from tests.workers import BASE_DIR, Service
@@ -42,6 +43,56 @@ def test_without_a_replica_reports_read_the_primary():
     with reading_from_replica() as alias:
         assert alias == DEFAULT_DB_ALIAS
         assert router.db_for_read(Lead) == DEFAULT_DB_ALIAS
+
+
+REPLICA_PROBE = """
+import json
+import django
+from django.conf import settings
+django.setup()
+print(json.dumps({alias: {"host": db["HOST"], "test": db.get("TEST", {}),
+    "options": db.get("OPTIONS", {}), "checks": db.get("CONN_HEALTH_CHECKS")}
+    for alias, db in settings.DATABASES.items()}))
+"""
+DATABASE_VARS = ("DATABASE_URL", "DATABASE_REPLICA_URL", "CELERY_BROKER_URL", "DEBUG")
+
+
+def databases_with(**overrides: str) -> subprocess.CompletedProcess[str]:
+    return python_run("-c", REPLICA_PROBE, unset=DATABASE_VARS, SECRET_KEY="x" * 50, **overrides)
+
+
+def test_a_replica_url_adds_a_replica_bounded_as_the_primary_and_a_test_mirror():
+    databases = probed(
+        databases_with(
+            DATABASE_URL="postgres://leads@db.internal:5432/leadswitch",
+            DATABASE_REPLICA_URL="postgres://leads@replica.internal:5432/leadswitch",
+            DATABASE_CONNECT_TIMEOUT="3",
+        )
+    )
+    replica = databases[REPLICA]
+    assert replica["host"] == "replica.internal"
+    assert replica["test"]["MIRROR"] == DEFAULT_DB_ALIAS
+    assert replica["checks"] is True
+    assert replica["options"]["connect_timeout"] == 3
+    assert "-c statement_timeout=" in replica["options"]["options"]
+
+
+@pytest.mark.parametrize("unset", ["", None])
+def test_an_empty_or_missing_replica_url_means_no_replica(unset):
+    extra = {} if unset is None else {"DATABASE_REPLICA_URL": unset}
+    databases = probed(
+        databases_with(DATABASE_URL="postgres://leads@db.internal:5432/leadswitch", **extra)
+    )
+    assert list(databases) == [DEFAULT_DB_ALIAS]
+
+
+def test_a_replica_on_another_engine_is_refused_at_start_up():
+    result = databases_with(
+        DATABASE_URL="", DATABASE_REPLICA_URL="postgres://leads@replica.internal:5432/leadswitch"
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DATABASE_REPLICA_URL must be a replica of DATABASE_URL" in result.stderr
 
 
 @pytest.mark.django_db
