@@ -37,18 +37,24 @@ def _nullable(schema: dict[str, Any], f: models.Field) -> dict[str, Any]:
     return schema
 
 
+def _key_part(model: type[models.Model], name: str) -> dict[str, Any]:
+    """One part of a natural key, typed as its field is (a version's number is an integer)."""
+    f = model._meta.get_field(name)
+    if f.is_relation:
+        return _natural(f.related_model)
+    return {"type": "integer"} if isinstance(f, models.IntegerField) else {"type": "string"}
+
+
 def _natural(model: type[models.Model]) -> dict[str, Any]:
     names = NATURAL_KEYS[model]
     if len(names) == 1:
-        return {"type": "string", "description": f"The {model._meta.verbose_name}'s {names[0]}."}
+        return {
+            **_key_part(model, names[0]),
+            "description": f"The {model._meta.verbose_name}'s {names[0]}.",
+        }
     return {
         "type": "object",
-        "properties": {
-            name: _natural(model._meta.get_field(name).related_model)
-            if model._meta.get_field(name).is_relation
-            else {"type": "string"}
-            for name in names
-        },
+        "properties": {name: _key_part(model, name) for name in names},
         "required": list(names),
         "additionalProperties": False,
     }
