@@ -514,14 +514,9 @@ async def drive(
 CPU_GROUPS = ("gunicorn", "PostgreSQL", "Redis", "load generator", "other processes")
 
 
-def cpu_snapshot(server_pgid: int, database: str = "") -> dict[int, tuple[str, float]]:
-    """Each process's group and the CPU seconds it has used so far (Linux; else empty).
-
-    The machine is shared: the load generator, PostgreSQL, Redis and anything else running
-    compete with gunicorn for the same cores, so each round says who used them.
-    """
-    snapshot = {}
-    own = os.getpid()
+def processes_cpu() -> Iterator[tuple[int, int, str, str, float]]:
+    """Each process's pid, process group, name, command line and the CPU seconds it has used so
+    far (Linux; elsewhere none)."""
     ticks_per_second = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -533,10 +528,22 @@ def cpu_snapshot(server_pgid: int, database: str = "") -> dict[int, tuple[str, f
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
+        seconds = (int(fields[11]) + int(fields[12])) / ticks_per_second
+        yield int(entry.name), int(fields[2]), name, title, seconds
+
+
+def cpu_snapshot(server_pgid: int, database: str = "") -> dict[int, tuple[str, float]]:
+    """Each process's group and the CPU seconds it has used so far (Linux; else empty).
+
+    The machine is shared: the load generator, PostgreSQL, Redis and anything else running
+    compete with gunicorn for the same cores, so each round says who used them.
+    """
+    snapshot = {}
+    own = os.getpid()
+    for pid, pgid, name, title, seconds in processes_cpu():
         if pid == own:
             group = "load generator"
-        elif int(fields[2]) == server_pgid:
+        elif pgid == server_pgid:
             group = "gunicorn"
         elif name == "postgres":
             group = "PostgreSQL" if postgres_serves(title, database) else "other processes"
@@ -544,7 +551,7 @@ def cpu_snapshot(server_pgid: int, database: str = "") -> dict[int, tuple[str, f
             group = "Redis"
         else:
             group = "other processes"
-        snapshot[pid] = (group, (int(fields[11]) + int(fields[12])) / ticks_per_second)
+        snapshot[pid] = (group, seconds)
     return snapshot
 
 

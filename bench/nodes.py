@@ -48,10 +48,12 @@ from bench.intake import (
     LeadBodies,
     Round,
     configure_environment,
+    cpu_used,
     drive,
     latency_ms,
     postgres_serves,
     prepare_data,
+    processes_cpu,
 )
 from simulator.server import run_event_loop
 
@@ -157,22 +159,14 @@ def node_stop(node: Node) -> None:
 def cpu_snapshot(
     nodes: list[Node], simulator: subprocess.Popen, database: str
 ) -> dict[int, tuple[str, float]]:
+    """Each process's group (a node's web or worker, the simulator, PostgreSQL ...) and the CPU
+    seconds it has used so far."""
     workers = {node.worker.pid for node in nodes}
     webs = {node.web.pid for node in nodes}
     snapshot = {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid, pgid = int(entry.name), int(fields[2])
-        if pid == os.getpid():
+    own = os.getpid()
+    for pid, pgid, name, title, seconds in processes_cpu():
+        if pid == own:
             group = "load generator"
         elif pgid in webs:
             group = "web"
@@ -186,15 +180,8 @@ def cpu_snapshot(
             group = "Redis"
         else:
             group = "other"
-        snapshot[pid] = (group, (int(fields[11]) + int(fields[12])) / ticks)
+        snapshot[pid] = (group, seconds)
     return snapshot
-
-
-def cpu_used(before: dict, after: dict) -> Counter:
-    used: Counter = Counter()
-    for pid, (group, seconds) in after.items():
-        used[group] += seconds - before.get(pid, (group, 0.0))[1]
-    return used
 
 
 @dataclass
