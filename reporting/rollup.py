@@ -63,11 +63,23 @@ ROLLUPS = {
 HOURLY_TO_DAILY = tuple(ROLLUPS.values())
 ROLLUP_MODELS = tuple(model for pair in HOURLY_TO_DAILY for model in pair)
 KEYS = ("vertical", "source", "buyer", "tier", "reason")
+# SQLite refuses a condition nested deeper than 1000 (an OR of ranges nests one level each):
+# runs of hours are read this many to a query.
+RANGES_PER_QUERY = 200
 
 
 def floor_hour(moment: datetime) -> datetime:
     """Return the start of the UTC hour holding moment."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def range_chunks(
+    hours: Iterable[datetime],
+) -> Iterator[list[tuple[datetime, datetime]]]:
+    """The hours' runs (`hour_ranges`), RANGES_PER_QUERY at a time."""
+    ranges = list(hour_ranges(hours))
+    for first in range(0, len(ranges), RANGES_PER_QUERY):
+        yield ranges[first : first + RANGES_PER_QUERY]
 
 
 def hour_ranges(hours: Iterable[datetime]) -> Iterator[tuple[datetime, datetime]]:
@@ -402,11 +414,11 @@ def rollup_recount(*, kind: str, hours: Iterable[datetime]) -> list[dict[str, An
 
     Each row is a dict of the hourly model's columns (attnames), as `.values()` would give.
     """
-    ranges = list(hour_ranges(hours))
-    if not ranges:
-        return []
-    rows, columns = FIGURES[kind](ranges)
-    return [{column: row[alias] for column, alias in columns.items()} for row in rows]
+    recounted = []
+    for ranges in range_chunks(hours):
+        rows, columns = FIGURES[kind](ranges)
+        recounted += [{column: row[alias] for column, alias in columns.items()} for row in rows]
+    return recounted
 
 
 def rollup_refresh_if_stale(*, max_age: timedelta = timedelta(seconds=60)) -> int:

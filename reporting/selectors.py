@@ -34,7 +34,7 @@ from leads.scoring import TIERS, Tier
 from reporting import store
 from reporting.filters import ReportQuery
 from reporting.models import PING_MS_BOUNDS, SALE_SECONDS_BOUNDS, RollupState, bucket_names
-from reporting.rollup import ROLLUPS, hour_ranges, rollup_recount, rollup_stale_hours
+from reporting.rollup import ROLLUPS, range_chunks, rollup_recount, rollup_stale_hours
 from routing.models import ContractHealth, HealthStatus
 
 ZERO = Decimal("0.00")
@@ -112,10 +112,14 @@ class Tail:
         if not hours:
             return []
         if (kind, hours) not in self._recounts:
-            counted = HOURLY[kind].objects.filter(_hours_in(list(hour_ranges(hours))))
+            counted = [
+                row
+                for ranges in range_chunks(hours)
+                for row in HOURLY[kind].objects.filter(_hours_in(ranges)).values()
+            ]
             self._recounts[kind, hours] = [
                 *rollup_recount(kind=kind, hours=hours),
-                *(_negated(row) for row in counted.values()),
+                *(_negated(row) for row in counted),
             ]
         return [row for row in self._recounts[kind, hours] if _matches(row, q, by_buyer=by_buyer)]
 
