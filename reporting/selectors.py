@@ -18,11 +18,12 @@ lead counts (received, accepted, invalid, duplicate, unsold) are the same for ev
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
@@ -126,6 +127,33 @@ class Tail:
 
 def live_tail() -> Tail:
     return Tail(hours=frozenset(rollup_stale_hours()))
+
+
+# A report reads the rolled-up rows and the recount's rows in separate statements: a rollup run
+# that commits between them would have it sum the old rows and take out the new ones (or the
+# reverse). Every run moves the watermark in the transaction that writes its rows, so a report
+# that sees it move reads again. More than a few runs during one report is not expected.
+READS_PER_REPORT = 3
+R = TypeVar("R")
+
+
+def _run_stamp() -> tuple[datetime | None, datetime | None] | None:
+    return RollupState.objects.filter(pk=1).values_list("watermark", "last_run_at").first()
+
+
+def _between_runs(report: Callable[[ReportQuery], R]) -> Callable[[ReportQuery], R]:
+    """Have the report read again when a rollup run committed while it read."""
+
+    @wraps(report)
+    def read(q: ReportQuery) -> R:
+        for _ in range(READS_PER_REPORT):
+            stamp = _run_stamp()
+            result = report(q)
+            if _run_stamp() == stamp:
+                break
+        return result
+
+    return read
 
 
 def _negated(row: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +303,7 @@ def _figures(q: ReportQuery, tail: Tail) -> dict[str, Any]:
     }
 
 
+@_between_runs
 def report_summary(q: ReportQuery) -> dict[str, Any]:
     """Return the headline figures of the period and of the one before it."""
     previous = q.previous
@@ -323,6 +352,7 @@ def _by_bucket(
     return _merge({row["t"].astimezone(UTC): row for row in grouped}, corrections, fields)
 
 
+@_between_runs
 def report_timeseries(q: ReportQuery) -> dict[str, Any]:
     """Return received, sold and revenue per hour (periods up to two days) or per day."""
     tail = live_tail()
@@ -386,6 +416,7 @@ def _health(buyer_ids: Sequence[int]) -> dict[int, str]:
     return worst
 
 
+@_between_runs
 def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per buyer with attempts or sales in the period, by revenue."""
     tail = live_tail()
@@ -452,6 +483,7 @@ def report_buyers(q: ReportQuery) -> list[dict[str, Any]]:
 # --- Sources -----------------------------------------------------------------------------------
 
 
+@_between_runs
 def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per source with leads in the period, by revenue."""
     tail = live_tail()
@@ -508,6 +540,7 @@ def report_sources(q: ReportQuery) -> list[dict[str, Any]]:
 UNSCORED = "unscored"
 
 
+@_between_runs
 def report_tiers(q: ReportQuery) -> list[dict[str, Any]]:
     """Return one row per score tier, hottest first, then the unscored leads if there were any.
 

@@ -234,3 +234,28 @@ def test_a_backlog_of_scattered_stale_hours_is_recounted_not_refused(sales_clien
 
     assert live["summary"]["current"]["revenue"] == "60.00"
     assert recount(sales_client, period) == live
+
+
+def test_a_run_that_commits_while_a_report_reads_counts_nothing_twice(sales_client, world):
+    """The rolled-up rows a report sums and those its recount takes out are read by separate
+    statements: a run committed between them (another process; here, once, on this connection)
+    must not leave the report summing the old rows and taking out the new ones."""
+    sell(world.leads["A4"], world.contract_x, "44.00", "8.00", 3600)
+    for status in (LeadStatus.ROUTING, LeadStatus.SOLD):
+        Lead.objects.filter(pk=world.leads["A4"].pk).update(
+            status=status, updated_at=timezone.now()
+        )
+    runs = [refresh_rollups]
+
+    def a_run_between_reads(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if runs and "reporting_saleday" in sql:
+            runs.pop()()
+        return result
+
+    with connection.execute_wrapper(a_run_between_reads):
+        live = reports(sales_client, PERIOD)
+
+    assert not runs
+    assert live["summary"]["current"]["revenue"] == "94.00"
+    assert recount(sales_client, PERIOD) == live
