@@ -394,8 +394,46 @@ class VerticalAdmin(SimpleHistoryAdmin):
         return " · ".join(bounds.describe(tier) for tier in Tier.values)
 
 
+class VerticalFieldForm(forms.ModelForm):
+    """A field's own page: renaming it, or moving it to another vertical, takes it away from
+    the vertical it was in, as deleting it on the vertical's page does."""
+
+    class Meta:
+        model = VerticalField
+        fields = (
+            "vertical",
+            "position",
+            "name",
+            "label",
+            "field_type",
+            "required",
+            "choices",
+            "min_value",
+            "max_value",
+            "max_length",
+            "in_ping",
+            "is_pii",
+            "help_text",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        stored = VerticalField.objects.filter(pk=self.instance.pk).select_related("vertical")
+        stored_field = stored.first() if self.instance.pk is not None else None
+        if stored_field is None or "name" not in cleaned or "vertical" not in cleaned:
+            return cleaned
+        if cleaned["name"] != stored_field.name or cleaned["vertical"] != stored_field.vertical:
+            problems = field_set_problems(
+                vertical=stored_field.vertical, removed={stored_field.name}
+            )
+            if problems:
+                raise ValidationError(problems)
+        return cleaned
+
+
 @admin.register(VerticalField)
 class VerticalFieldAdmin(SimpleHistoryAdmin):
+    form = VerticalFieldForm
     list_display = (
         "name",
         "vertical",
@@ -414,8 +452,26 @@ class VerticalFieldAdmin(SimpleHistoryAdmin):
     # Intake caches a vertical's schema until the vertical changes: a field edited on its own
     # page must mark its vertical changed.
     def save_model(self, request: HttpRequest, obj: VerticalField, form, change: bool) -> None:
+        left = VerticalField.objects.filter(pk=obj.pk).values_list("vertical_id", flat=True)
+        left_id = left.first() if obj.pk is not None else None
         super().save_model(request, obj, form, change)
         self._changed(request, obj.vertical_id)
+        if left_id is not None and left_id != obj.vertical_id:
+            # Moved to another vertical: the one it left has lost it.
+            self._changed(request, left_id)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # As on the vertical's page: a field a contract reads is not deleted (listed as
+        # protected, the admin refuses the deletion).
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        removed: dict[int, set[str]] = {}
+        verticals: dict[int, Vertical] = {}
+        for field in objs:
+            removed.setdefault(field.vertical_id, set()).add(field.name)
+            verticals[field.vertical_id] = field.vertical
+        for vertical_id, names in removed.items():
+            protected.extend(field_set_problems(vertical=verticals[vertical_id], removed=names))
+        return deleted, counts, perms_needed, protected
 
     def delete_model(self, request: HttpRequest, obj: VerticalField) -> None:
         super().delete_model(request, obj)

@@ -560,3 +560,44 @@ def test_a_source_is_not_moved_to_a_version_lacking_a_field_a_contract_serving_i
     assert "reads first_name, which version 2 lacks" in str(form_errors(refused))
     assert moved.status_code == 302, form_errors(moved)
     assert early.schema_pins.get().schema_version.number == 3
+
+
+# --- A field's own admin page ------------------------------------------------------------------
+
+
+def test_moving_a_field_to_another_vertical_on_its_page_records_a_version_of_both(ops, home):
+    other = VerticalFactory(slug="auto", name="Auto")
+    SourceFactory(verticals=[home, other])
+    first_name = home.fields.get(name="first_name")
+    page = ops.get(url(first_name, "change", first_name.pk))
+    data = change_form_data(page)
+    data["vertical"] = str(other.pk)
+
+    response = ops.post(url(first_name, "change", first_name.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    assert versions(home) == [1, 2]
+    newest = home.schema_versions.get(number=2)
+    assert [f["name"] for f in newest.fields] == ["email", "zip_code"]
+    assert newest.summary == "Removed field first_name."
+    assert versions(other) == [1, 2]
+
+
+def test_renaming_or_deleting_a_field_a_contract_reads_on_its_page_is_refused(ops, home):
+    SourceFactory(verticals=[home])
+    contract = paused_contract(home)
+    contract.mappings.create(source_field="first_name", target_field="FirstName")
+    first_name = home.fields.get(name="first_name")
+    page = ops.get(url(first_name, "change", first_name.pk))
+    data = change_form_data(page)
+    data["name"] = "given_name"
+
+    renamed = ops.post(url(first_name, "change", first_name.pk), data)
+    deleted = ops.post(url(first_name, "delete", first_name.pk), {"post": "yes"})
+
+    assert renamed.status_code == 200
+    assert "reads first_name, which the newest version would lose" in str(form_errors(renamed))
+    assert deleted.status_code == 200
+    assert "reads first_name, which the newest version would lose" in deleted.content.decode()
+    assert home.fields.filter(name="first_name").exists()
+    assert versions(home) == [1]
