@@ -112,13 +112,21 @@ def schema_version_record(*, vertical: Vertical, actor: Any = None) -> SchemaVer
         newest = SchemaVersion.objects.filter(vertical_id=vertical.pk).order_by("-number").first()
         if newest is not None and same_schema(newest.fields, fields):
             return None
-        return SchemaVersion.objects.create(
+        recorded = SchemaVersion.objects.create(
             vertical_id=vertical.pk,
             number=newest.number + 1 if newest is not None else 1,
             fields=fields,
             summary=schema_summary(newest.fields if newest is not None else None, fields),
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
+        if newest is not None and not newest.fields:
+            # Nobody integrates against a vertical without fields: the sources pinned to its
+            # empty version (given the vertical before it had fields, or upgraded so) move on
+            # with its first fields instead of posting in an empty schema for good.
+            for pin in SchemaPin.objects.filter(schema_version=newest):
+                pin.schema_version = recorded
+                pin.save(update_fields=["schema_version"])
+        return recorded
 
 
 def schema_version_newest(*, vertical: Vertical) -> SchemaVersion:

@@ -601,3 +601,22 @@ def test_renaming_or_deleting_a_field_a_contract_reads_on_its_page_is_refused(op
     assert "reads first_name, which the newest version would lose" in deleted.content.decode()
     assert home.fields.filter(name="first_name").exists()
     assert versions(home) == [1]
+
+
+def test_sources_pinned_to_an_empty_version_move_on_with_the_verticals_first_fields():
+    vertical = VerticalFactory(slug="pets")
+    early = SourceFactory(name="Early", verticals=[vertical])  # pinned to version 1: no fields
+    VerticalFieldFactory(vertical=vertical, name="pet_type", required=True)
+
+    second = schema_version_record(vertical=vertical)
+
+    assert second is not None
+    assert second.number == 2
+    assert SchemaPin.objects.get(source=early).schema_version == second
+    # A version with fields is kept by those pinned to it.
+    later = SourceFactory(name="Later", verticals=[vertical])
+    VerticalFieldFactory(vertical=vertical, name="pet_age", required=True)
+    third = schema_version_record(vertical=vertical)
+    assert third is not None
+    assert third.number == 3
+    assert SchemaPin.objects.get(source=later).schema_version == second
